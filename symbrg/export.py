@@ -41,3 +41,13 @@ def to_markdown(d: Derivation) -> str:
         for st in s.statements:
             out.append("$$\n" + sp.latex(st) + "\n$$")
     return "\n\n".join(out) + "\n"
+
+
+FORMATS = ("text", "latex", "markdown")
+
+
+def render(d: Derivation, fmt: str = "text") -> str:
+    """Render a derivation in one of :data:`FORMATS` (the ``--format`` of ``symbrg derive``)."""
+    from .checks import choice
+    choice("format", fmt, FORMATS)
+    return {"text": to_text, "latex": lambda x: to_latex(x, standalone=True), "markdown": to_markdown}[fmt](d)
