@@ -1,0 +1,93 @@
+"""``symbrg kernel`` (Gram matrices to .npy) and ``symbrg derive nngp|ntk`` (per-layer maps)."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .. import checks
+from ..errors import InvalidArgument
+from ..export import FORMATS, render
+
+KERNEL_EPILOG = """examples:
+  symbrg kernel --activation relu --depth 3 --sigma-w 1.4 --sigma-b 0.1 --x X.npy --out K.npy
+  symbrg kernel --activation erf --depth 2 --sigma-w 1.2 --sigma-b 0 --ntk --x X.npy --x2 Y.npy --out T.npy
+  symbrg kernel --activation relu --depth 3 --sigma-w 1.4 --sigma-b 0.1 --x X.npy --out K.npy --precision 50
+"""
+DERIVE_EPILOG = """examples:
+  symbrg derive nngp --activation relu --depth 3
+  symbrg derive ntk --activation erf --depth 2 --format latex
+  symbrg derive nngp --activation tanh --depth 2 --format python
+"""
+
+
+def _architecture_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--activation", default="relu", help="activation name, e.g. relu, erf, gelu, "
+                   "'rectified:2', 'monomial:3', tanh (default: relu)")
+    p.add_argument("--depth", type=int, default=3, help="number of hidden layers (default: 3)")
+    p.add_argument("--sigma-w", type=float, default=1.0, help="weight scale σ_w > 0 (default: 1)")
+    p.add_argument("--sigma-b", type=float, default=0.0, help="bias scale σ_b >= 0 (default: 0, no bias)")
+    p.add_argument("--parameterization", default="ntk", help="'ntk' (default) or 'standard'")
+    p.add_argument("--width", type=int, default=1, help="hidden width (enters only the standard-"
+                   "parameterization NTK; default 1)")
+
+
+def _arch(ns: argparse.Namespace):
+    from ..kernel import mlp
+    return mlp(ns.activation, ns.depth, ns.sigma_w, ns.sigma_b, ns.parameterization, width=ns.width)
+
+
+def _load(path: str, name: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(name, f"cannot read {path}: {exc}") from None
+
+
+def run_kernel(ns: argparse.Namespace) -> int:
+    arch = _arch(ns)
+    x1 = _load(ns.x, "x")
+    x2 = _load(ns.x2, "x2") if ns.x2 else None
+    gram = arch.ntk if ns.ntk else arch.nngp
+    k = gram(x1, x2, precision=ns.precision)
+    if ns.precision is not None:  # keep the digits: an object array of decimal strings
+        import mpmath
+        k = np.vectorize(lambda v: mpmath.nstr(v, ns.precision), otypes=[object])(k).astype(str)
+    with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh:
+        np.save(fh, k)
+    print(f"wrote {'NTK' if ns.ntk else 'NNGP'} Gram matrix {k.shape} to {ns.out}")
+    return 0
+
+
+def run_derive(ns: argparse.Namespace) -> int:
+    arch = _arch(ns)
+    kind = ns.what
+    if ns.format == "python":
+        prog = arch.ntk_program if kind == "ntk" else arch.nngp_program
+        print(prog.source("numpy"), end="")
+        return 0
+    print(render(arch.derivation(kind), ns.format), end="")
+    return 0
+
+
+def register(commands, derive) -> None:
+    k = commands.add_parser("kernel", help="write an NNGP or NTK Gram matrix to a .npy file",
+                            description="Evaluate the infinite-width NNGP (or NTK with --ntk) Gram "
+                            "matrix of an MLP on the rows of X.npy (and X2.npy).", epilog=KERNEL_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _architecture_args(k)
+    k.add_argument("--ntk", action="store_true", help="the NTK instead of the NNGP")
+    k.add_argument("--x", required=True, help="inputs, a .npy array of shape (N, d)")
+    k.add_argument("--x2", help="second inputs (N2, d); default: the same as --x")
+    k.add_argument("--out", required=True, help="output .npy file")
+    k.add_argument("--precision", type=int, help="mpmath digits (>= 15); the file then holds decimal strings")
+    k.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    k.set_defaults(func=run_kernel)
+    for kind in ("nngp", "ntk"):
+        d = derive.add_parser(kind, help=f"the per-layer {kind.upper()} map of an MLP",
+                              description=f"Print the per-layer {kind.upper()} kernel program of an MLP.",
+                              epilog=DERIVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _architecture_args(d)
+        d.add_argument("--format", default="text", choices=FORMATS + ("python",),
+                       help="text (default), latex, markdown, or python (the generated NumPy code)")
+        d.set_defaults(func=run_derive)

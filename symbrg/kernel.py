@@ -1,0 +1,469 @@
+r"""Infinite-width kernels (NNGP and NTK) of deep fully connected networks, as kernel programs.
+
+Job: compose layers, each carrying its own kernel map (as in neural-tangents' ``stax``), into a
+:class:`~symbrg.codegen.Program` for the NNGP and NTK, and evaluate Gram matrices from it.
+
+Convention (neural-tangents, Lee et al. 2018, Jacot et al. 2018).  With inputs
+:math:`x, x' \in \mathbb R^d`,
+
+.. math::
+
+    K^{0}(x,x') &= \sigma_b^2 + \sigma_w^2\, x\cdot x'/d, \\
+    K^{l+1}(x,x') &= \sigma_b^2 + \sigma_w^2\, \mathbb E_{(u,v)\sim\mathcal N(0,\Sigma^l)}
+        [\varphi(u)\varphi(v)], \qquad
+        \Sigma^l = \begin{pmatrix} K^l(x,x) & K^l(x,x') \\ K^l(x,x') & K^l(x',x')\end{pmatrix},
+
+and the NNGP of ``mlp(..., depth=L)`` is the readout pre-activation covariance :math:`K^{L}`.
+The NTK in the ``"ntk"`` parameterization (:math:`z = \sigma_w W x/\sqrt n + \sigma_b b`, all
+parameters standard normal) obeys
+
+.. math::
+
+    \Theta^{0} = K^{0}, \qquad
+    \Theta^{l+1} = K^{l+1} + \sigma_w^2\,\dot K^{l}\,\Theta^{l}, \qquad
+    \dot K^{l} = \mathbb E[\varphi'(u)\varphi'(v)],
+
+and in the ``"standard"`` parameterization (:math:`W \sim \mathcal N(0, \sigma_w^2/n)` trained
+directly) the Dense step adds :math:`n\,\bar K + 1` (the 1 from the bias, absent when
+:math:`\sigma_b = 0`) instead of :math:`K^{l+1}` (``n`` the fan-in,
+:math:`\bar K` the layer's input covariance per unit of fan-in), exactly as neural-tangents does.
+
+Each expectation comes from :mod:`symbrg.gaussian` (closed form, Mehler series or quadrature), and
+the program records which rule produced it.  Gram matrices are evaluated in blocks (bounded memory)
+and on several threads; ``precision=`` switches to mpmath at any number of digits.
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Callable, Sequence
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from . import checks
+from .activations import Activation, activation as _activation
+from .codegen import Program
+from .derivation import Derivation
+from .errors import InvalidArgument
+
+__all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
+
+#: Input statistics of a pair of inputs: |x|²/d, |x'|²/d and x·x'/d.
+S11, S22 = sp.symbols("s_11 s_22", positive=True)
+S12 = sp.Symbol("s_12", real=True)
+#: The input dimension d (enters the NTK only in the standard parameterization).
+DIM = sp.Symbol("d", positive=True, integer=True)
+
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+# --------------------------------------------------------------------------- kernel state
+@dataclass(frozen=True)
+class _State:
+    """Symbolic kernel entries between the layers: the covariance of the current units for the
+    pair (x, x') and, when tracked, the NTK entry; ``fan_in`` is the width feeding the next Dense.
+    ``post`` is False for pre-activations (the covariance is K) and True after a nonlinearity."""
+    q11: sp.Expr
+    q22: sp.Expr
+    q12: sp.Expr
+    t12: sp.Expr | None
+    fan_in: sp.Expr
+    post: bool
+
+
+class _Builder:
+    """Collects assignments; names new quantities by layer: K^{(l)}_{11}, Θ^{(l)}, ..."""
+
+    def __init__(self) -> None:
+        self.assignments: list[tuple[sp.Symbol, sp.Expr]] = []
+        self.rules: list[tuple[int, str, Any]] = []
+        self.layer = 0
+        self.params: dict[sp.Symbol, float | None] = {}
+
+    def let(self, name: str, expr: sp.Expr, positive: bool = False) -> sp.Symbol:
+        expr = sp.sympify(expr)
+        if expr.is_Atom:
+            return expr
+        sym = sp.Symbol(name, positive=True) if positive else sp.Symbol(name, real=True)
+        self.assignments.append((sym, expr))
+        return sym
+
+    def parameter(self, base: str, value: Any) -> sp.Expr:
+        """A hyperparameter symbol; numbers become symbols with a stored value (one per value)."""
+        if isinstance(value, sp.Basic) and value.free_symbols:
+            for s in value.free_symbols:
+                self.params.setdefault(s, None)
+            return value
+        v = float(value)
+        for s, stored in self.params.items():
+            if stored == v and s.name.startswith(base):
+                return s
+        n = sum(1 for s in self.params if s.name.startswith(base))
+        sym = sp.Symbol(base if n == 0 else f"{base}{n + 1}", nonnegative=True)
+        self.params[sym] = v
+        return sym
+
+
+# --------------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class Dense:
+    r"""A fully connected layer :math:`z = \sigma_w W h/\sqrt{n} + \sigma_b b` ("ntk") or
+    :math:`z = W h + b`, :math:`W\sim\mathcal N(0,\sigma_w^2/n)`, :math:`b\sim\mathcal N(0,\sigma_b^2)`
+    ("standard").  Kernel map: :math:`K \mapsto \sigma_b^2 + \sigma_w^2 K`.
+
+    ``width`` is the layer's number of output units; it only matters for the NTK in the standard
+    parameterization (the next layer's fan-in), as in neural-tangents' ``Dense(out_dim)``.
+    """
+    sigma_w: Any = 1.0
+    sigma_b: Any = 0.0
+    parameterization: str = "ntk"
+    width: int = 1
+
+    def __post_init__(self) -> None:
+        checks.positive("sigma_w", self.sigma_w)
+        checks.nonnegative("sigma_b", self.sigma_b)
+        checks.choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        checks.integer("width", self.width, minimum=1)
+
+    def kernel_map(self, k: _State, b: _Builder) -> _State:
+        sw = b.parameter("sigma_w", self.sigma_w)
+        sb = b.parameter("sigma_b", self.sigma_b)
+        l = b.layer
+        q11 = b.let(f"K^{{({l})}}_{{11}}", sb**2 + sw**2 * k.q11, positive=True)
+        q22 = b.let(f"K^{{({l})}}_{{22}}", sb**2 + sw**2 * k.q22, positive=True)
+        q12 = b.let(f"K^{{({l})}}_{{12}}", sb**2 + sw**2 * k.q12)
+        t12 = None
+        if k.t12 is not None:
+            if self.parameterization == "ntk":
+                t12 = b.let(f"\\Theta^{{({l})}}", q12 + sw**2 * k.t12)
+            else:
+                bias = 0 if (not isinstance(self.sigma_b, sp.Basic) and float(self.sigma_b) == 0) else 1
+                t12 = b.let(f"\\Theta^{{({l})}}", k.fan_in * k.q12 + bias + sw**2 * k.t12)
+        b.layer += 1
+        return _State(q11, q22, q12, t12, sp.Integer(self.width), post=False)
+
+
+@dataclass(frozen=True)
+class Nonlinearity:
+    r"""A pointwise nonlinearity :math:`h = \varphi(z)`.  Kernel map
+    :math:`K \mapsto \mathbb E[\varphi(u)\varphi(v)]`, :math:`\Theta \mapsto
+    \mathbb E[\varphi'(u)\varphi'(v)]\,\Theta`, with the expectations from :mod:`symbrg.gaussian`."""
+    activation: Any = "relu"
+    tol: float = 1e-10
+    method: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activation", _activation(self.activation))
+        checks.positive("tol", self.tol)
+        checks.choice("method", self.method, ("auto", "exact", "series", "quadrature"))
+
+    def kernel_map(self, k: _State, b: _Builder) -> _State:
+        from .gaussian import Q11, Q12, Q22, expectation
+        phi: Activation = self.activation
+        l = b.layer
+        sub = {Q11: k.q11, Q22: k.q22, Q12: k.q12}
+        e = expectation(phi, tol=self.tol, method=self.method)
+        b.rules.append((l, "nngp", e))
+        m12 = b.let(f"E^{{({l})}}_{{12}}", e.expr.xreplace(sub))
+        diag = e.expr.xreplace({Q12: Q11, Q22: Q11})
+        m11 = b.let(f"E^{{({l})}}_{{11}}", diag.xreplace({Q11: k.q11}), positive=True)
+        m22 = b.let(f"E^{{({l})}}_{{22}}", diag.xreplace({Q11: k.q22}), positive=True)
+        t12 = None
+        if k.t12 is not None:
+            de = expectation(phi, derivative=True, tol=self.tol, method=self.method)
+            b.rules.append((l, "ntk", de))
+            d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", de.expr.xreplace(sub))
+            t12 = b.let(f"\\Theta^{{({l})}}_{{\\varphi}}", d12 * k.t12)
+        return _State(m11, m22, m12, t12, k.fan_in, post=True)
+
+
+Layer = Any  # anything with kernel_map(_State, _Builder) -> _State
+
+
+# ------------------------------------------------------------------------- architecture
+@dataclass(frozen=True)
+class Architecture:
+    """A composed network: its kernel programs, Gram matrices and derivations.
+
+    Build with :func:`serial` or :func:`mlp`.  Hyperparameters given as numbers become symbols
+    (``sigma_w``, ``sigma_b``, ...) whose values are stored in :attr:`values`, so the programs stay
+    symbolic (and differentiable) while Gram matrices use the numbers.
+    """
+    layers: tuple
+    name: str = "network"
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    # ------------------------------------------------------------------ programs
+    def _build(self, ntk: bool) -> tuple[Program, _Builder]:
+        key = ("program", ntk)
+        if key not in self._cache:
+            b = _Builder()
+            k = _State(S11, S22, S12, sp.Integer(0) if ntk else None, DIM, post=True)
+            for layer in self.layers:
+                k = layer.kernel_map(k, b)
+            if k.post:
+                raise InvalidArgument("layers", "the network must end in a Dense readout layer")
+            outs = (k.q12, k.t12) if ntk else (k.q12,)
+            inputs = (S11, S22, S12) + tuple(sorted(b.params, key=str))
+            if ntk and any(getattr(lay, "parameterization", "ntk") == "standard" for lay in self.layers):
+                inputs += (DIM,)
+            prog = Program(inputs, tuple(b.assignments), outs, name=f"{self.name}_{'ntk' if ntk else 'nngp'}")
+            self._cache[key] = (prog, b)
+        return self._cache[key]
+
+    @property
+    def nngp_program(self) -> Program:
+        """The NNGP as a chain of per-layer assignments; output :math:`K^L_{12}`."""
+        return self._build(False)[0]
+
+    @property
+    def ntk_program(self) -> Program:
+        """NNGP and NTK together; outputs :math:`(K^L_{12}, \\Theta^L)`."""
+        return self._build(True)[0]
+
+    @property
+    def values(self) -> dict[sp.Symbol, float | None]:
+        """Hyperparameter symbols and their numeric values (``None`` for user symbols)."""
+        return dict(self._build(True)[1].params)
+
+    @property
+    def rules(self) -> list[tuple[int, str, Any]]:
+        """(layer, "nngp"|"ntk", :class:`symbrg.gaussian.Expectation`) for every expectation used."""
+        return list(self._build(True)[1].rules)
+
+    def expand(self, kind: str = "nngp") -> sp.Expr:
+        """The whole recursion substituted into one expression of s_11, s_22, s_12 (small depth)."""
+        prog = self.nngp_program if kind == "nngp" else self.ntk_program
+        out = prog.expand()
+        return out[0] if kind == "nngp" else out[1]
+
+    # ------------------------------------------------------------------ evaluation
+    def _param_args(self, prog: Program, params: dict | None, d: int) -> list:
+        vals = self.values
+        given = {sp.Symbol(str(k)) if isinstance(k, str) else k: v for k, v in (params or {}).items()}
+        given = {(next((s for s in vals if s.name == k.name), k)): v for k, v in given.items()}
+        out = []
+        for sym in prog.inputs[3:]:
+            if sym == DIM:
+                out.append(d)
+                continue
+            v = given.get(sym, vals.get(sym))
+            if v is None:
+                raise InvalidArgument("params", f"no value for the hyperparameter {sym}")
+            out.append(v)
+        return out
+
+    def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None,
+             params: dict | None = None, block: int = 1 << 20, threads: int | None = None) -> np.ndarray:
+        """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
+        ``precision`` digits).  ``x2=None`` means ``x2 = x1``.  Rows are processed in blocks of about
+        ``block`` entries so that temporaries stay bounded."""
+        return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads)
+
+    def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None,
+            params: dict | None = None, block: int = 1 << 20, threads: int | None = None) -> np.ndarray:
+        """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
+        return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads)
+
+    def _gram(self, prog: Program, which: int, x1: Any, x2: Any, precision: int | None,
+              params: dict | None, block: int, threads: int | None) -> np.ndarray:
+        x1 = checks.finite_array("x1", x1, ndim=(1, 2))
+        x1 = x1[:, None] if x1.ndim == 1 else x1
+        same = x2 is None
+        x2 = x1 if same else checks.finite_array("x2", x2, ndim=(1, 2))
+        x2 = x2[:, None] if x2.ndim == 1 else x2
+        checks.matching("x2", x2.shape[1], x1.shape[1], "input dimension")
+        d = x1.shape[1]
+        args = self._param_args(prog, params, d)
+        if precision is not None:
+            checks.integer("precision", precision, minimum=15)
+            return _gram_mpmath(prog, which, x1, x2, args, precision)
+        checks.integer("block", block, minimum=1)
+        fn = prog.compile("numpy")
+        n1, n2 = x1.shape[0], x2.shape[0]
+        s1 = np.einsum("ij,ij->i", x1, x1) / d
+        s2 = s1 if same else np.einsum("ij,ij->i", x2, x2) / d
+        out = np.empty((n1, n2))
+        rows = max(1, min(n1, block // max(n2, 1)))
+
+        def work(start: int) -> None:
+            stop = min(start + rows, n1)
+            s12 = x1[start:stop] @ x2.T
+            s12 /= d
+            res = fn(s1[start:stop, None], s2[None, :], s12, *args)
+            res = res[which] if isinstance(res, tuple) else res
+            out[start:stop] = res
+        starts = range(0, n1, rows)
+        workers = threads or min(len(starts), os.cpu_count() or 1)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, starts))
+        else:
+            for s in starts:
+                work(s)
+        if not np.all(np.isfinite(out)):
+            raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
+        return out
+
+    # ------------------------------------------------------------------ analysis
+    def derivation(self, kind: str = "nngp") -> Derivation:
+        """The per-layer maps as a :class:`~symbrg.derivation.Derivation` (``"nngp"`` or ``"ntk"``)."""
+        checks.choice("kind", kind, ("nngp", "ntk"))
+        from .gaussian import Q11, Q12, Q22
+        prog = self.ntk_program if kind == "ntk" else self.nngp_program
+        d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {self.name}", name=f"{kind}-{self.name}",
+                       introduction=_INTRO[kind], references=dict(_REFS))
+        seen = set()
+        for layer, which, e in self.rules:
+            if kind == "nngp" and which == "ntk":
+                continue
+            if (which, e.rule) in seen:
+                continue
+            seen.add((which, e.rule))
+            lhs = sp.Symbol(r"\mathbb{E}[\varphi'(u)\varphi'(v)]" if which == "ntk" else
+                            r"\mathbb{E}[\varphi(u)\varphi(v)]")
+            how = {"exact": "closed form", "series": f"Hermite/Mehler series to order {e.order} "
+                   f"(error bound {e.bound:.1e})" if e.bound is not None else "Hermite/Mehler series",
+                   "quadrature": f"Gauss-Hermite quadrature of degree {e.degree}"}.get(e.method, e.method)
+            d.step(sp.Eq(lhs, e.expr), f"Gaussian expectation for $\\varphi(x) = {self._phi_latex()}$, "
+                   f"$(u,v)\\sim\\mathcal{{N}}(0,[[q_{{11}},q_{{12}}],[q_{{12}},q_{{22}}]])$: {how} "
+                   f"(rule \\texttt{{{e.rule}}}).", label=f"eq:{kind}-rule-{which}-{len(seen)}",
+                   cites=("lee2018", "cho2009") if e.method == "exact" else ("lee2018",))
+        rows = tuple(sp.Eq(s, e) for s, e in prog.assignments)
+        d.step(rows, "Layer-by-layer kernel program (each line one assignment of the DAG; "
+               "$s_{11}=|x|^2/d$, $s_{22}=|x'|^2/d$, $s_{12}=x\\cdot x'/d$).",
+               label=f"eq:{kind}-program", cites=("jacot2018",) if kind == "ntk" else ("lee2018",))
+        return d
+
+    def _phi_latex(self) -> str:
+        acts = [lay.activation for lay in self.layers if isinstance(lay, Nonlinearity)]
+        return acts[0].latex() if acts else "x"
+
+    def _uniform(self) -> tuple[Dense, Nonlinearity]:
+        dense = [l for l in self.layers if isinstance(l, Dense)]
+        acts = [l for l in self.layers if isinstance(l, Nonlinearity)]
+        if not acts or len({(l.sigma_w, l.sigma_b) for l in dense}) != 1 or len({a.activation for a in acts}) != 1:
+            raise InvalidArgument("layers", "the deep-network analysis needs identical Dense+activation layers")
+        return dense[0], acts[0]
+
+    def maps(self) -> dict[str, sp.Expr]:
+        r"""Symbolic mean-field maps of a uniform network (Poole et al. 2016; Schoenholz et al. 2017):
+
+        ``"variance"``: :math:`q \mapsto \sigma_b^2 + \sigma_w^2 \mathbb E[\varphi(\sqrt q z)^2]`;
+        ``"correlation"``: :math:`c \mapsto (\sigma_b^2 + \sigma_w^2\,\mathbb E[\varphi(u)\varphi(v)]
+        |_{q_{11}=q_{22}=q,\,q_{12}=cq})/q`;
+        ``"chi1"``: :math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt q z)^2]` (the slope of the
+        correlation map at :math:`c=1`; :math:`\chi_1 = 1` is the order-to-chaos line).
+        Expressions are in the symbols ``q``, ``c`` and the hyperparameter symbols.
+        """
+        from .gaussian import Q11, Q12, Q22, expectation
+        dense, act = self._uniform()
+        b = _Builder()
+        sw, sb = b.parameter("sigma_w", dense.sigma_w), b.parameter("sigma_b", dense.sigma_b)
+        q, c = sp.Symbol("q", positive=True), sp.Symbol("c", real=True)
+        e = expectation(act.activation, tol=act.tol).expr
+        de = expectation(act.activation, derivative=True, tol=act.tol).expr
+        diag = {Q11: q, Q22: q, Q12: q}
+        return {"variance": sb**2 + sw**2 * e.xreplace(diag),
+                "correlation": (sb**2 + sw**2 * e.xreplace({Q11: q, Q22: q, Q12: c * q})) / q,
+                "chi1": sw**2 * de.xreplace(diag)}
+
+    def fixed_point(self, q0: float = 1.0, dps: int = 30) -> float:
+        r"""The fixed point :math:`q^*` of the variance map, found with mpmath at ``dps`` digits.
+
+        Raises :class:`~symbrg.errors.ConvergenceError` when the map has no finite fixed point
+        (e.g. :math:`\sigma_w^2 \ge 2` for ReLU without bias).
+        """
+        from .errors import ConvergenceError
+        from .codegen import lambdify
+        m = self.maps()["variance"]
+        q = sp.Symbol("q", positive=True)
+        vals = {s: v for s, v in self.values.items() if v is not None}
+        f = lambdify(m.xreplace({s: sp.Float(v, dps) for s, v in vals.items()}) - q, [q], "mpmath", dps=dps)
+        with mpmath.workdps(dps):
+            x = mpmath.mpf(q0)
+            for _ in range(10000):  # iterate the map first: it converges wherever q* is attracting
+                nx = f(x) + x
+                if not mpmath.isfinite(nx) or nx > 1e300:
+                    raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
+                if abs(nx - x) <= mpmath.mpf(10) ** (-dps + 3) * max(1, abs(nx)):
+                    return float(nx)
+                x = nx
+            try:
+                return float(mpmath.findroot(f, x))
+            except (ValueError, ZeroDivisionError):
+                raise ConvergenceError("sigma_w", "no fixed point of the variance map found") from None
+
+    def chi1(self, dps: int = 30) -> float:
+        r""":math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt{q^*} z)^2]` at the fixed point."""
+        from .codegen import lambdify
+        q = sp.Symbol("q", positive=True)
+        expr = self.maps()["chi1"].xreplace({s: v for s, v in self.values.items() if v is not None})
+        return float(lambdify(expr, [q], "mpmath", dps=dps)(self.fixed_point(dps=dps)))
+
+
+def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args: list,
+                 digits: int) -> np.ndarray:
+    fn = prog.compile("mpmath", dps=digits)
+    with mpmath.workdps(digits + 5):
+        d = mpmath.mpf(x1.shape[1])
+        m1 = [[mpmath.mpf(float(v)) for v in row] for row in x1]
+        m2 = [[mpmath.mpf(float(v)) for v in row] for row in x2]
+        s1 = [mpmath.fdot(r, r) / d for r in m1]
+        s2 = [mpmath.fdot(r, r) / d for r in m2]
+        margs = [mpmath.mpf(a) if not isinstance(a, int) else a for a in args]
+
+        def entry(i: int, j: int) -> Any:
+            r = fn(s1[i], s2[j], mpmath.fdot(m1[i], m2[j]) / d, *margs)
+            return r[which] if isinstance(r, tuple) else r
+        return np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(m1)), np.arange(len(m2))))
+
+
+def serial(*layers: Layer, name: str = "network") -> Architecture:
+    """Compose layers in order (input first).  The last layer must be a :class:`Dense` readout."""
+    if not layers:
+        raise InvalidArgument("layers", "at least one layer is needed")
+    return Architecture(tuple(layers), name=name)
+
+
+def mlp(activation: Any, depth: int, sigma_w: Any = 1.0, sigma_b: Any = 0.0,
+        parameterization: str = "ntk", *, width: int = 1, tol: float = 1e-10,
+        method: str = "auto") -> Architecture:
+    r"""``depth`` hidden layers of Dense(σ_w, σ_b) + activation, followed by a Dense readout.
+
+    ``depth = 0`` is a linear model (the readout alone).  See the module docstring for the NNGP and
+    NTK conventions; ``width`` only enters the standard-parameterization NTK.  ``method`` forces
+    the Gaussian-expectation rule (``"exact"``, ``"series"``, ``"quadrature"``; default: the best
+    available) and ``tol`` is the series tolerance.
+    """
+    depth = checks.integer("depth", depth, minimum=0)
+    checks.positive("sigma_w", sigma_w)
+    checks.nonnegative("sigma_b", sigma_b)
+    checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
+    act = Nonlinearity(activation, tol=tol, method=method)
+    dense = Dense(sigma_w, sigma_b, parameterization, width)
+    layers: list = []
+    for _ in range(depth):
+        layers += [dense, act]
+    layers.append(dense)
+    return serial(*layers, name=f"{act.activation.name}-mlp-depth{depth}")
+
+
+_INTRO = {
+    "nngp": ("The neural-network Gaussian process (NNGP) kernel of an infinitely wide fully connected "
+             "network is computed layer by layer: each Dense layer maps $K\\mapsto\\sigma_b^2+\\sigma_w^2K$ "
+             "and each nonlinearity maps the covariance to a bivariate Gaussian expectation."),
+    "ntk": ("The neural tangent kernel (NTK) in the NTK parameterization obeys "
+            "$\\Theta^{l+1}=K^{l+1}+\\sigma_w^2\\,\\mathbb{E}[\\varphi'(u)\\varphi'(v)]\\,\\Theta^{l}$, "
+            "computed alongside the NNGP."),
+}
+_REFS = {
+    "lee2018": "J. Lee et al., Deep Neural Networks as Gaussian Processes, ICLR (2018), arXiv:1711.00165.",
+    "jacot2018": "A. Jacot, F. Gabriel, C. Hongler, Neural Tangent Kernel, NeurIPS (2018), arXiv:1806.07572.",
+    "cho2009": "Y. Cho, L. K. Saul, Kernel Methods for Deep Learning, NeurIPS (2009).",
+}

@@ -1,0 +1,183 @@
+"""Kernel programs: NNGP/NTK Gram matrices against Monte Carlo, mpmath, quadrature and theory."""
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings, strategies as st
+
+import symbrg
+from symbrg import errors
+from symbrg.kernel import Dense, Nonlinearity, S12, mlp, serial
+from symbrg.network import network
+
+RNG = np.random.default_rng(1234)
+X = RNG.normal(size=(6, 3))
+
+
+def _mc_check(emp, err, exact):
+    """|empirical - exact| <= 5 standard errors (+ a float floor), entrywise."""
+    bad = np.abs(emp - exact) > 5 * err + 1e-12
+    assert not bad.any(), f"worst z-score {np.max(np.abs(emp - exact) / (err + 1e-300)):.2f}"
+
+
+@pytest.mark.parametrize("act", ["relu", "erf", "cos", "abs", "gelu", "sin:1,2,0.3", "tanh", "cosnet"])
+def test_gram_is_symmetric_psd(act):
+    arch = mlp(act, 2, sigma_w=1.3, sigma_b=0.2)
+    k = arch.nngp(X)
+    assert k.shape == (6, 6)
+    np.testing.assert_allclose(k, k.T, rtol=1e-13, atol=1e-15)
+    lam = np.linalg.eigvalsh(k)
+    assert lam[0] >= -1e-12 * lam[-1]
+    t = arch.ntk(X)
+    np.testing.assert_allclose(t, t.T, rtol=1e-13, atol=1e-15)
+    assert np.linalg.eigvalsh(t)[0] >= -1e-12 * np.abs(t).max()
+
+
+def test_cross_gram_matches_blocks():
+    arch = mlp("relu", 3, 1.4, 0.1)
+    full = arch.nngp(np.vstack([X, X[:2] + 0.5]))
+    cross = arch.nngp(X, X[:2] + 0.5, block=5, threads=2)
+    np.testing.assert_allclose(cross, full[:6, 6:], rtol=1e-14)
+
+
+@pytest.mark.parametrize("act,sw,sb", [("relu", 1.4, 0.1), ("erf", 1.2, 0.3), ("cosnet", 1.0, 0.2)])
+def test_nngp_against_finite_width_ensemble(act, sw, sb):
+    depth, width, members = 2, 256, 3000
+    net = network((3,) + (width,) * depth + (1,), act, sigma_w=sw, sigma_b=sb)
+    ens = net.init(members, seed=7)
+    f = net.forward(ens, X[:4])[..., 0]                        # (M, P)
+    prod = f[:, :, None] * f[:, None, :]
+    emp, err = prod.mean(0), prod.std(0, ddof=1) / math.sqrt(members)
+    _mc_check(emp, err, mlp(act, depth, sw, sb).nngp(X[:4]))
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_ntk_against_empirical_ntk(parameterization):
+    depth, width, members = 2, 384, 40
+    x = X[:3]
+    sw, sb = 1.3, 0.2
+    net = network((3,) + (width,) * depth + (1,), "relu", sigma_w=sw, sigma_b=sb,
+                  parameterization=parameterization)
+    ens = net.init(members, seed=3)
+    jac = net.jacobian(ens, x)[:, :, 0, :]                      # (M, P, n_params)
+    ntk = np.einsum("mip,mjp->mij", jac, jac)
+    emp, err = ntk.mean(0), ntk.std(0, ddof=1) / math.sqrt(members)
+    arch = mlp("relu", depth, sw, sb, parameterization, width=width)
+    _mc_check(emp, err, arch.ntk(x))
+
+
+@pytest.mark.parametrize("act", ["relu", "erf", "rectified:2", "cos:1,1.5,0.4", "gelu", "cosnet"])
+def test_float64_matches_mpmath(act):
+    arch = mlp(act, 3, 1.2, 0.3)
+    x = np.vstack([X[:3], X[0] + 1e-7])                          # a pair with c -> 1
+    k64 = arch.nngp(x)
+    kmp = arch.nngp(x, precision=50).astype(float)
+    np.testing.assert_allclose(k64, kmp, rtol=1e-12)
+    np.testing.assert_allclose(arch.ntk(x), arch.ntk(x, precision=30).astype(float), rtol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.3, 3.0), st.floats(0.0, 1.0), st.floats(-1.0, 1.0), st.integers(1, 6))
+def test_relu_kernel_float64_vs_mpmath_property(sw, sb, angle, depth):
+    x = np.array([[1.0, 0.0], [math.cos(angle), math.sin(angle)], [-1.0, 1e-13]])
+    arch = mlp("relu", depth, sw, sb)
+    np.testing.assert_allclose(arch.nngp(x), arch.nngp(x, precision=40).astype(float), rtol=1e-12, atol=0)
+
+
+def test_closed_form_matches_quadrature():
+    exact = mlp("gelu", 2, 1.1, 0.2).nngp(X)
+    quad = mlp("gelu", 2, 1.1, 0.2, method="quadrature").nngp(X)
+    np.testing.assert_allclose(exact, quad, rtol=1e-8)
+
+
+def test_relu_depth_one_closed_form():
+    """Depth 1 expands to the arc-cosine kernel of Cho & Saul (sympy, exactly)."""
+    arch = mlp("relu", 1, sp.Symbol("w", positive=True), 0)
+    out = arch.expand()
+    x = np.array([[1.0, 2.0], [0.5, -1.0]])
+    w = 1.7
+    q11, q22, q12 = (w**2 * v for v in (x[0] @ x[0] / 2, x[1] @ x[1] / 2, x[0] @ x[1] / 2))
+    th = math.acos(q12 / math.sqrt(q11 * q22))
+    ref = w**2 * math.sqrt(q11 * q22) / (2 * math.pi) * (math.sin(th) + (math.pi - th) * math.cos(th))
+    got = arch.nngp(x, params={"w": w})[0, 1]
+    assert got == pytest.approx(ref, rel=1e-13)
+    val = out.subs({sp.Symbol("w", positive=True): w}).subs(
+        {sp.Symbol("s_11", positive=True): x[0] @ x[0] / 2, sp.Symbol("s_22", positive=True): x[1] @ x[1] / 2,
+         S12: x[0] @ x[1] / 2})
+    assert float(val.evalf(30)) == pytest.approx(ref, rel=1e-13)
+
+
+def test_program_grows_linearly_and_differentiates():
+    sizes = [len(mlp("relu", L, 1.3, 0.1).ntk_program) for L in (5, 10, 20)]
+    assert sizes[2] - sizes[1] == 2 * (sizes[1] - sizes[0])
+    arch = mlp("erf", 3, 1.3, 0.1)
+    sw = next(s for s in arch.values if s.name == "sigma_w")
+    d = arch.nngp_program.diff(sw).compile()
+    s11, s22, s12 = 1.2, 0.7, 0.3
+    f = arch.nngp_program.compile()
+    h = 1e-6
+    fd = (f(s11, s22, s12, 1.3 + h, 0.1) - f(s11, s22, s12, 1.3 - h, 0.1)) / (2 * h)
+    names = [s.name for s in arch.nngp_program.inputs[3:]]
+    args = {"sigma_w": 1.3, "sigma_b": 0.1}
+    assert d(s11, s22, s12, *[args[n] for n in names]) == pytest.approx(fd, rel=1e-7)
+
+
+def test_deep_network_stays_finite():
+    x = np.array([[1.0, 0.0], [1.0, 1e-9], [0.0, 1.0]])
+    k = mlp("relu", 1000, math.sqrt(2), 0.05).nngp(x)
+    assert np.all(np.isfinite(k))
+    assert k[0, 1] <= math.sqrt(k[0, 0] * k[1, 1]) * (1 + 1e-12)
+
+
+def test_fixed_point_and_chi1():
+    arch = mlp("relu", 1, 1.2, 0.3)
+    qstar = 0.3**2 / (1 - 1.2**2 / 2)
+    assert arch.fixed_point() == pytest.approx(qstar, rel=1e-12)
+    assert arch.chi1() == pytest.approx(1.2**2 / 2, rel=1e-12)
+    maps = arch.maps()
+    c = sp.Symbol("c", real=True)
+    slope = sp.diff(maps["correlation"], c)
+    q = sp.Symbol("q", positive=True)
+    vals = {s: v for s, v in arch.values.items()}
+    at1 = sp.limit(slope.subs(vals).subs(q, qstar), c, 1, "-")
+    assert float(at1) == pytest.approx(arch.chi1(), rel=1e-9)
+    with pytest.raises(errors.ConvergenceError):
+        mlp("relu", 1, 1.6, 0.1).fixed_point()
+
+
+def test_serial_composes_layers():
+    arch = serial(Dense(1.5, 0.1), Nonlinearity("erf"), Dense(1.1, 0.0), Nonlinearity("relu"), Dense(1.0, 0.2))
+    k = arch.nngp(X)
+    assert np.all(np.isfinite(k))
+    assert "sigma_w2" in {s.name for s in arch.values}
+
+
+def test_derivation_and_latex():
+    d = mlp("relu", 3, 1.4, 0.1).derivation("nngp")
+    tex = d.to_latex(standalone=False)
+    assert "K^{(3)}_{12}" in tex
+    assert any("closed form" in s.justification for s in d.steps)
+
+
+@pytest.mark.parametrize("call,arg", [
+    (lambda: mlp("relu", 2, 0.0, 0.1), "sigma_w"),
+    (lambda: mlp("relu", 2, -1.0, 0.1), "sigma_w"),
+    (lambda: mlp("relu", 2, 1.0, -0.1), "sigma_b"),
+    (lambda: mlp("relu", -1, 1.0, 0.1), "depth"),
+    (lambda: mlp("relu", 2.5, 1.0, 0.1), "depth"),
+    (lambda: mlp("nosuch", 2, 1.0, 0.1), "activation"),
+    (lambda: mlp("relu", 2, 1.0, 0.1, "weird"), "parameterization"),
+    (lambda: mlp("relu", 2).nngp(np.array([[np.nan, 1.0]])), "x1"),
+    (lambda: mlp("relu", 2).nngp(X, X[:, :2]), "x2"),
+    (lambda: mlp("relu", 2).nngp(X, precision=10), "precision"),
+])
+def test_bad_input_names_argument(call, arg):
+    with pytest.raises(errors.SymbrgError) as info:
+        call()
+    assert info.value.argument == arg
+
+
+def test_sigma_b_zero_is_valid():
+    assert np.all(np.isfinite(mlp("relu", 2, 1.0, 0.0).nngp(X)))
