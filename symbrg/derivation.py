@@ -31,6 +31,7 @@ class Verification:
     kind: ``"symbolic"`` (simplified to zero), ``"numeric"`` (only spot-checked), ``"both"``
     (simplified to zero and spot-checked), or ``"assumed"`` (taken as given, e.g. a definition).
     points / dps / max_abs_error: the random high-precision evaluation, when one was made.
+    note: a short free-text addition for documents (e.g. "against Gauss-Hermite quadrature, degree 80").
     """
     kind: str = "assumed"
     symbolic_zero: bool = False
@@ -38,6 +39,7 @@ class Verification:
     dps: int = 0
     max_abs_error: float | None = None
     tolerance: float | None = None
+    note: str = ""
 
     @property
     def verified(self) -> bool:
@@ -93,12 +95,15 @@ class Derivation:
     """An ordered list of steps with a title, an introduction and a bibliography.
 
     ``references`` maps a citation key to its bibliographic text.  Build with :meth:`step`.
+    ``name`` is the file stem in the ``derivations/`` library; ``program`` optionally holds the
+    :class:`symbrg.codegen.Program` of the result (``render(d, "python")`` prints it).
     """
     title: str
     introduction: str = ""
     steps: list[Step] = field(default_factory=list)
     references: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    program: Any = None
 
     def step(self, statement: Any, justification: str = "", label: str = "", *,
              verification: Verification | None = None, uses: Sequence[str] = (),
@@ -115,6 +120,18 @@ class Derivation:
                  tuple(cites), tuple(assumptions))
         self.steps.append(s)
         return s
+
+    def cite(self, key: str, text: str) -> str:
+        """Register a bibliography entry and return its key (for ``cites=``)."""
+        self.references[key] = text
+        return key
+
+    @property
+    def result(self) -> Step:
+        """The last step: the derivation's result."""
+        if not self.steps:
+            raise IndexError("the derivation has no steps")
+        return self.steps[-1]
 
     def extend(self, other: "Derivation") -> None:
         """Append another derivation's steps and references (labels must stay unique)."""
@@ -149,8 +166,19 @@ class Derivation:
         from .export import to_markdown
         return to_markdown(self)
 
+    def to_python(self) -> str:
+        """NumPy source of the result (via :mod:`symbrg.codegen`)."""
+        from .export import to_python
+        return to_python(self)
+
     def _repr_latex_(self) -> str:
-        return self.to_latex(standalone=False)
+        """Jupyter: the numbered equations, for MathJax."""
+        from .export import to_jupyter_latex
+        return to_jupyter_latex(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter: the whole document (prose, equations, status, references)."""
+        return self.to_markdown()
 
 
 def _residual(lhs: Any, rhs: Any) -> sp.Expr:

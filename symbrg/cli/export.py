@@ -1,0 +1,95 @@
+"""``symbrg export``: write the derivations library (or one derivation) as documents.
+
+Job: the command-line face of :mod:`symbrg.library`.  ``--all DIR`` regenerates every document;
+``NAME`` prints or writes one; ``--list`` names them; ``--check DIR`` reports stale files.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import checks, library
+from ..errors import InvalidArgument, UnknownName
+from ..export import FORMATS, render
+
+EPILOG = """examples:
+  symbrg export --list
+  symbrg export --all derivations                 # regenerate the library (unchanged files kept)
+  symbrg export --all derivations --force         # overwrite files whose content changed
+  symbrg export --all md/ --format markdown
+  symbrg export --check derivations               # exit 1 when a committed file is out of date
+  symbrg export nngp-relu                         # print one document (LaTeX) to stdout
+  symbrg export ntk-erf --format markdown --out ntk-erf.md
+"""
+
+
+def run(ns: argparse.Namespace) -> int:
+    modes = [m for m in ("all", "check", "name") if getattr(ns, m)] + (["list"] if ns.list else [])
+    if len(modes) != 1:
+        raise InvalidArgument("NAME", "give exactly one of NAME, --all DIR, --check DIR or --list")
+    if ns.list:
+        for entry in library.LIBRARY.values():
+            mark = "" if entry.resolve() is not None else "  (engine not installed)"
+            print(f"{entry.name:24s} {entry.summary}{mark}")
+        return 0
+    if ns.all or ns.check:
+        fmt = ns.format or "latex"
+        checks.choice("format", fmt, library.EXTENSIONS)
+        if ns.out:
+            raise InvalidArgument("--out", "use --out with a single NAME, not with --all/--check")
+        if ns.check:
+            return _check(ns.check, fmt)
+        report = library.write_library(ns.all, fmt, force=ns.force, argument="--all")
+        written = sum(1 for _, s in report if s == "written")
+        print(f"{len(report)} document(s) in {ns.all}: {written} written, "
+              f"{len(report) - written} unchanged")
+        missing = [n for n in library.LIBRARY if n not in library.names()]
+        if missing:
+            print(f"skipped {len(missing)} whose engine is not installed: {', '.join(missing)}")
+        return 0
+    fmt = ns.format or "latex"
+    checks.choice("format", fmt, FORMATS)
+    if ns.name not in library.LIBRARY:
+        raise UnknownName("NAME", f"unknown derivation {ns.name!r}; `symbrg export --list` names them")
+    text = render(library.build(ns.name), fmt)
+    if ns.out:
+        with checks.atomic_write(ns.out, force=ns.force, argument="--out") as fh:
+            fh.write(text)
+        print(f"wrote {ns.name} ({fmt}) to {ns.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _check(directory: str, fmt: str) -> int:
+    from pathlib import Path
+    root = Path(directory)
+    if not root.is_dir():
+        raise InvalidArgument("--check", f"{root} is not a directory")
+    stale = []
+    for name in library.names():
+        path = root / (name + library.EXTENSIONS[fmt])
+        if not path.exists() or path.read_text() != library.render_entry(name, fmt):
+            stale.append(str(path))
+    for p in stale:
+        print(f"out of date: {p}")
+    print(f"{len(library.names()) - len(stale)} up to date, {len(stale)} out of date")
+    return 1 if stale else 0
+
+
+def register(commands, derive) -> None:
+    p = commands.add_parser(
+        "export", help="write the derivations library (LaTeX/Markdown documents)",
+        description="Write derivations as documents: every library entry with --all DIR, or one "
+                    "NAME to stdout or --out FILE.  Existing files are only overwritten with --force "
+                    "(with --all, files whose content is unchanged are left alone).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", metavar="NAME", help="one library entry (see --list)")
+    p.add_argument("--all", metavar="DIR", help="regenerate every document into DIR")
+    p.add_argument("--check", metavar="DIR", help="compare DIR with a fresh regeneration; exit 1 if stale")
+    p.add_argument("--list", action="store_true", help="list the library entries")
+    p.add_argument("--format", metavar="FORMAT",
+                   help="latex (default) or markdown; for a single NAME also text or python")
+    p.add_argument("--out", metavar="FILE", help="with NAME: write to FILE instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=run)
