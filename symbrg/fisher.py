@@ -1,11 +1,713 @@
-r"""Fisher information metrics in closed form (symbolic); numeric estimators re-exported.
+r"""Fisher information metrics in closed form, Jeffreys priors, and the identities they obey.
 
 Job: derive :math:`I_{AB}(\theta) = \mathbb E_{y\sim p(\cdot|\theta)}[\partial_A\log p\,\partial_B\log p]`
-for parametric families (Gaussian regression, multivariate Gaussians and Gaussian processes,
-exponential families, finite-width networks) together with Jeffreys priors and the identities the
-metric must satisfy.  (Work in progress: the numeric estimators live in :mod:`symbrg.spectrum`.)
+symbolically for the families the Bayesian RG needs (arXiv:2405.17538 §3; 2305.10491 §3.1):
+
+* multivariate Gaussians :math:`\mathcal N(\mu(\theta), \Sigma(\theta))` (Gaussian processes with
+  hyperparameter-dependent kernels, NNGP kernels of :func:`symbrg.mlp` included):
+
+  .. math:: I_{ab} = \partial_a\mu^\top\Sigma^{-1}\partial_b\mu
+            + \tfrac12\operatorname{tr}(\Sigma^{-1}\partial_a\Sigma\,\Sigma^{-1}\partial_b\Sigma);
+
+* Gaussian regression :math:`y = f_\theta(x) + \varepsilon`, :math:`\varepsilon\sim\mathcal N(0,
+  \sigma^2)`: the one-dimensional case of the above averaged over inputs,
+  :math:`I_{AB} = \mathbb E_x[\partial_A f\,\partial_B f]/\sigma^2 + \partial_A\sigma^2\,
+  \partial_B\sigma^2/(2\sigma^4)` (per observation; multiply by T for T observations);
+* exponential families :math:`p = h(y)\,e^{\eta\cdot T(y) - A(\eta)}`: :math:`I(\eta) =
+  \nabla^2 A`, and :math:`I(\theta) = J^\top\nabla^2 A\,J`, :math:`J = \partial\eta/\partial\theta`;
+* finite-width networks (:mod:`symbrg.network`) written out as sympy expressions.
+
+Every result is a :class:`FisherMetric` carrying a :class:`~symbrg.derivation.Derivation` whose key
+step (:math:`I = -\mathbb E[\nabla^2\log p]`) is verified by :func:`~symbrg.derivation.check_identity`.
+The identities reparametrization covariance :math:`I' = J^\top I J`, KL curvature
+:math:`D(\theta\|\theta+\delta) = \tfrac12\delta^\top I\delta + O(\delta^3)` and
+:math:`I = \mathbb E[s s^\top] = -\mathbb E[\nabla^2\log p]` are public checks
+(:func:`check_reparametrization`, :func:`check_kl_curvature`, :func:`check_score_identity`).
+Numeric Fisher matrices of networks and the stiff/sloppy split live in :mod:`symbrg.spectrum`
+(re-exported here).
 """
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Sequence
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from . import codegen
+from .checks import finite_array, matching, nonnegative, positive, psd_matrix
+from .derivation import Derivation, Verification, check_identity
+from .errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from .spectrum import (ShellSplit, fisher_dense, fisher_diagonal, kernel_operator_spectrum,  # noqa: F401
-                       readout_fisher_spectrum, readout_jacobian, shell_split)
+                       mercer_features, readout_fisher_spectrum, readout_jacobian, shell_split)
+
+__all__ = ["FisherMetric", "JeffreysPrior", "gaussian_family", "gaussian_regression", "gaussian_process",
+           "exponential_family", "network_expression", "network_fisher", "gp_fisher", "jeffreys_prior",
+           "gaussian_expectation", "check_reparametrization", "check_kl_curvature", "check_score_identity",
+           "fisher_dense", "fisher_diagonal", "shell_split", "ShellSplit", "readout_jacobian",
+           "kernel_operator_spectrum", "readout_fisher_spectrum", "mercer_features"]
+
+REFERENCES = {
+    "hkms2024": "J. N. Howard, M. S. Klinger, A. Maiti, A. G. Stapleton, Bayesian RG Flow in Neural "
+                "Network Field Theories, arXiv:2405.17538 (2024).",
+    "bks2023": "D. S. Berman, M. S. Klinger, A. G. Stapleton, Bayesian Renormalization, MLST 4, 045011 "
+               "(2023), arXiv:2305.10491.",
+    "amari2016": "S. Amari, Information Geometry and Its Applications, Springer (2016).",
+    "jeffreys1946": "H. Jeffreys, An invariant form for the prior probability in estimation problems, "
+                    "Proc. R. Soc. A 186, 453 (1946).",
+}
+_SIMPLIFY_OPS = 400  # entries with more operations are only cancelled, not fully simplified
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _tidy(e: sp.Expr) -> sp.Expr:
+    e = sp.sympify(e)
+    if sp.count_ops(e) > _SIMPLIFY_OPS:
+        return sp.cancel(e) if not e.has(sp.Piecewise, sp.Max, sp.Heaviside) else e
+    return sp.simplify(e)
+
+
+def _eq(name: str, rhs: Any) -> sp.Equality:
+    """``name = rhs`` as an unevaluated equation (matrices included)."""
+    rhs = sp.ImmutableMatrix(rhs) if isinstance(rhs, sp.MatrixBase) else rhs
+    return sp.Eq(sp.Symbol(name), rhs, evaluate=False)
+
+
+def _params(parameters: Any) -> tuple[sp.Symbol, ...]:
+    ps = (parameters,) if isinstance(parameters, sp.Symbol) else tuple(parameters)
+    if not ps or not all(isinstance(p, sp.Symbol) for p in ps):
+        raise InvalidArgument("parameters", "expected one or more sympy Symbols")
+    if len(set(ps)) != len(ps):
+        raise InvalidArgument("parameters", "parameters must be distinct")
+    return ps
+
+
+def _domain(ps: Sequence[sp.Symbol]) -> dict[sp.Symbol, tuple[float, float]]:
+    """Sampling boxes for numeric identity checks: (0.3, 2) for positive symbols, else (-1.5, 1.5)."""
+    return {p: (0.3, 2.0) if p.is_positive or p.is_nonnegative else (-1.5, 1.5) for p in ps}
+
+
+def _gaussian_metric(dmu: Sequence[Any], dcov: Sequence[Any], solve: Callable[[Any], Any],
+                     trace: Callable[[Any], Any]) -> list[list[Any]]:
+    r"""The one formula :math:`\partial_a\mu^\top\Sigma^{-1}\partial_b\mu + \frac12\mathrm{tr}(\Sigma^{-1}
+    \partial_a\Sigma\Sigma^{-1}\partial_b\Sigma)`, for sympy Matrices and NumPy arrays alike.
+
+    dmu[a]: (n, 1) columns; dcov[a]: (n, n); solve(M) = :math:`\Sigma^{-1}M`.
+    """
+    m = [solve(v) for v in dmu]
+    A = [solve(s) for s in dcov]
+    P = len(dmu)
+    out = [[None] * P for _ in range(P)]
+    for a in range(P):
+        for b in range(a, P):
+            out[a][b] = out[b][a] = (dmu[a].T @ m[b])[0, 0] + trace(A[a] @ A[b]) / 2
+    return out
+
+
+def _gaussian_kl(mu0: sp.Matrix, S0: sp.Matrix, mu1: sp.Matrix, S1: sp.Matrix) -> sp.Expr:
+    r""":math:`D(\mathcal N_0\|\mathcal N_1) = \frac12[\mathrm{tr}(\Sigma_1^{-1}\Sigma_0) + \Delta\mu^\top
+    \Sigma_1^{-1}\Delta\mu - n + \ln(\det\Sigma_1/\det\Sigma_0)]`."""
+    S1inv = S1.inv()
+    d = mu1 - mu0
+    return ((S1inv * S0).trace() + (d.T * S1inv * d)[0, 0] - S0.shape[0] + sp.log(S1.det() / S0.det())) / 2
+
+
+@lru_cache(maxsize=None)
+def _matchings(idx: tuple[int, ...]) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """All perfect matchings of the index list (Isserlis/Wick pairings)."""
+    if not idx:
+        return ((),)
+    first, rest = idx[0], idx[1:]
+    out = []
+    for k in range(len(rest)):
+        for m in _matchings(rest[:k] + rest[k + 1:]):
+            out.append(((first, rest[k]),) + m)
+    return tuple(out)
+
+
+def gaussian_expectation(poly: sp.Expr, noise: Sequence[sp.Symbol], cov: sp.Matrix) -> sp.Expr:
+    r""":math:`\mathbb E[p(e)]` for a polynomial p in centred Gaussian variables :math:`e\sim\mathcal N(0,\Sigma)`.
+
+    Each monomial is replaced by its Isserlis (Wick) sum over pairings,
+    :math:`\mathbb E[e_{i_1}\cdots e_{i_{2k}}] = \sum_{\text{pairings}}\prod\Sigma_{i_a i_b}`; odd moments vanish.
+    """
+    noise = tuple(noise)
+    P = sp.Poly(sp.expand(poly), *noise)
+    total = sp.Integer(0)
+    for powers, coeff in P.terms():
+        idx = tuple(i for i, k in enumerate(powers) for _ in range(k))
+        if len(idx) % 2:
+            continue
+        total += coeff * sp.Add(*[sp.Mul(*[cov[i, j] for i, j in m]) for m in _matchings(idx)])
+    return total
+
+
+# ------------------------------------------------------------------------------ the metric
+@dataclass
+class FisherMetric:
+    r"""A Fisher metric :math:`I_{AB}(\theta)` in closed form, with its derivation.
+
+    matrix: the symmetric sympy Matrix :math:`I_{AB}`; parameters: :math:`\theta^A` in order;
+    model: a one-line description; derivation: the verified steps.  ``log_density`` (in the
+    observation symbols ``observations``) and ``kl_divergence`` are kept when the family has them;
+    ``rebuild(substitution, parameters)`` re-derives the metric of the same family with
+    :math:`\theta` replaced by expressions (used by :func:`check_reparametrization`).
+    """
+    matrix: sp.Matrix
+    parameters: tuple[sp.Symbol, ...]
+    model: str
+    derivation: Derivation
+    log_density: sp.Expr | None = None
+    observations: tuple[sp.Symbol, ...] = ()
+    observation_mean: sp.Matrix | None = None
+    observation_cov: sp.Matrix | None = None
+    pointwise: sp.Matrix | None = None
+    kl_divergence: Callable[[Mapping, Mapping], sp.Expr] | None = field(default=None, repr=False)
+    rebuild: Callable[[Mapping, Sequence[sp.Symbol]], "FisherMetric"] | None = field(default=None,
+                                                                                     repr=False)
+
+    def __getitem__(self, key: Any) -> sp.Expr:
+        return self.matrix[key]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    def determinant(self) -> sp.Expr:
+        r""":math:`\det I`, simplified."""
+        return _tidy(self.matrix.det())
+
+    def compile(self, backend: str = "numpy") -> Callable[..., np.ndarray]:
+        r"""Compile :math:`I(\theta)` with :mod:`symbrg.codegen`: ``fn(*theta)`` returns ``(..., P, P)``.
+
+        Arguments broadcast (pass arrays of shape ``(members,)`` for an ensemble).  Free symbols
+        other than the parameters must be substituted first (:meth:`subs`).
+        """
+        stray = self.matrix.free_symbols - set(self.parameters)
+        if stray:
+            raise InvalidArgument("matrix", f"substitute the symbols {sorted(map(str, stray))} first")
+        P = len(self.parameters)
+        pairs = [(a, b) for a in range(P) for b in range(a, P)]
+        fn = codegen.lambdify([self.matrix[a, b] for a, b in pairs], self.parameters, backend)
+
+        def fisher(*theta: Any) -> Any:
+            vals = fn(*theta)
+            if backend != "numpy":
+                return mpmath.matrix([[vals[pairs.index((min(a, b), max(a, b)))] for b in range(P)]
+                                      for a in range(P)])
+            shape = np.broadcast(*[np.asarray(t) for t in theta]).shape if theta else ()
+            out = np.empty(shape + (P, P))
+            for (a, b), v in zip(pairs, vals):
+                out[..., a, b] = out[..., b, a] = v
+            return out
+        fisher.__doc__ = f"Fisher metric of {self.model}; arguments {', '.join(map(str, self.parameters))}"
+        return fisher
+
+    def subs(self, values: Mapping) -> "FisherMetric":
+        """Substitute values for non-parameter symbols (data, fixed hyperparameters)."""
+        m = self.matrix.subs(dict(values))
+        return FisherMetric(m, self.parameters, self.model, self.derivation)
+
+    def pullback(self, new_parameters: Sequence[sp.Symbol], old_of_new: Mapping) -> "FisherMetric":
+        r"""The metric in new coordinates, :math:`I'(\varphi) = J^\top I(\theta(\varphi)) J`,
+        :math:`J^A{}_\alpha = \partial\theta^A/\partial\varphi^\alpha` (covariance of a (0,2) tensor)."""
+        new = _params(new_parameters)
+        theta = sp.Matrix([sp.sympify(old_of_new.get(p, p)) for p in self.parameters])
+        J = theta.jacobian(sp.Matrix(new))
+        moved = self.matrix.xreplace({p: theta[i] for i, p in enumerate(self.parameters)})
+        m = (J.T * moved * J).applyfunc(_tidy)
+        d = Derivation(f"{self.derivation.title} (reparametrized)", name=self.derivation.name + "-pullback")
+        d.step(_eq("I'", m), "Pull back along $\\theta(\\varphi)$: $I' = J^\\top I J$.",
+               cites=("amari2016",))
+        d.references.update(REFERENCES)
+        return FisherMetric(m, new, self.model + " (reparametrized)", d)
+
+
+# ------------------------------------------------------------------------ Gaussian families
+def _as_column(name: str, v: Any) -> sp.Matrix:
+    m = sp.Matrix(v) if not isinstance(v, sp.MatrixBase) else sp.Matrix(v)
+    if m.shape[1] != 1 and m.shape[0] == 1:
+        m = m.T
+    if m.shape[1] != 1:
+        raise ShapeMismatch(name, f"expected a vector, got shape {m.shape}")
+    return m
+
+
+def _checked_cov(cov: Any, n: int) -> sp.Matrix:
+    S = sp.Matrix(cov) if not isinstance(cov, sp.MatrixBase) else sp.Matrix(cov)
+    if S.shape[0] != S.shape[1]:
+        raise ShapeMismatch("covariance", f"must be square, got shape {S.shape}")
+    matching("covariance", S.shape[0], n, "size (the length of mean)")
+    if (S - S.T).applyfunc(sp.simplify) != sp.zeros(n, n):
+        raise NotPositiveDefinite("covariance", "must be symmetric")
+    if not S.free_symbols:
+        psd_matrix("covariance", np.array(S.evalf(), dtype=float), strict=True)
+    elif sp.simplify(S.det()) == 0:
+        raise NotPositiveDefinite("covariance", "is singular (det = 0); the Fisher metric needs its inverse")
+    return S
+
+
+def gaussian_family(mean: Any, covariance: Any, parameters: Any, *, name: str = "gaussian",
+                    verify: bool = True) -> FisherMetric:
+    r"""Fisher metric of :math:`y\sim\mathcal N(\mu(\theta), \Sigma(\theta))`, :math:`y\in\mathbb R^n`.
+
+    .. math:: I_{ab} = \partial_a\mu^\top\Sigma^{-1}\partial_b\mu
+              + \tfrac12\operatorname{tr}(\Sigma^{-1}\partial_a\Sigma\,\Sigma^{-1}\partial_b\Sigma)
+
+    mean: length-n vector of expressions; covariance: n x n symmetric matrix of expressions (must be
+    invertible: a singular Σ raises :class:`~symbrg.errors.NotPositiveDefinite`).  With ``verify``
+    the derivation checks :math:`I = -\mathbb E[\nabla^2\log p]`, computing the expectation exactly
+    (the Hessian is quadratic in y), by simplification and at random high-precision points.
+    """
+    ps = _params(parameters)
+    mu = _as_column("mean", mean)
+    n = mu.shape[0]
+    S = _checked_cov(covariance, n)
+    Sinv = S.inv() if n > 1 else sp.Matrix([[1 / S[0, 0]]])
+    raw = _gaussian_metric([mu.diff(p) for p in ps], [S.diff(p) for p in ps], lambda M: Sinv * M,
+                           lambda M: M.trace())
+    matrix = sp.Matrix(len(ps), len(ps), lambda a, b: _tidy(raw[a][b]))
+    ys = sp.symbols(f"y_1:{n + 1}", real=True)
+    resid = sp.Matrix(ys) - mu
+    logp = -(resid.T * Sinv * resid)[0, 0] / 2 - sp.log(S.det()) / 2 - n * sp.log(2 * sp.pi) / 2
+    d = Derivation(f"Fisher metric of the Gaussian family {name}", name=f"fisher-{name}",
+                   introduction="For $y\\sim\\mathcal N(\\mu(\\theta),\\Sigma(\\theta))$ the Fisher metric "
+                                "follows from the expected Hessian of the log-likelihood.",
+                   references=dict(REFERENCES))
+    d.step(_eq("\\log p", logp), "Gaussian log-likelihood.", "eq:" + name + "-logp")
+    d.step(_eq("I", matrix),
+           "$I_{ab}=\\partial_a\\mu^\\top\\Sigma^{-1}\\partial_b\\mu+\\frac12\\mathrm{tr}(\\Sigma^{-1}\\partial_a"
+           "\\Sigma\\Sigma^{-1}\\partial_b\\Sigma)$, equal to $-\\mathbb E[\\partial_a\\partial_b\\log p]$.",
+           "eq:" + name + "-fisher", uses=("eq:" + name + "-logp",), cites=("amari2016", "bks2023"),
+           verification=_verify_hessian(matrix, logp, ys, mu, S, ps) if verify else None)
+
+    def kl(theta0: Mapping, theta1: Mapping) -> sp.Expr:
+        return _gaussian_kl(mu.subs(dict(theta0)), S.subs(dict(theta0)), mu.subs(dict(theta1)),
+                            S.subs(dict(theta1)))
+
+    def rebuild(sub: Mapping, new: Sequence[sp.Symbol]) -> FisherMetric:
+        return gaussian_family(mu.subs(dict(sub)), S.subs(dict(sub)), new, name=name + "'", verify=False)
+
+    return FisherMetric(matrix, ps, f"N(mu, Sigma) [{name}]", d, logp, ys, mu, S, matrix, kl, rebuild)
+
+
+def _expect_over_gaussian(expr: sp.Expr, ys: Sequence[sp.Symbol], mu: sp.Matrix, S: sp.Matrix) -> sp.Expr:
+    es = sp.symbols(f"e_1:{len(ys) + 1}", real=True)
+    shifted = sp.expand(expr.xreplace({y: mu[i] + es[i] for i, y in enumerate(ys)}))
+    return gaussian_expectation(shifted, es, S)
+
+
+def _verify_hessian(matrix: sp.Matrix, logp: sp.Expr, ys: Sequence[sp.Symbol], mu: sp.Matrix,
+                    S: sp.Matrix, ps: Sequence[sp.Symbol]) -> Verification:
+    P = len(ps)
+    neg = sp.Matrix(P, P, lambda a, b: -_expect_over_gaussian(sp.diff(logp, ps[a], ps[b]), ys, mu, S))
+    extra = tuple((matrix.free_symbols | neg.free_symbols) - set(ps))
+    dom = _domain(tuple(ps) + extra)
+    simple = max(sp.count_ops(e) for e in neg) < _SIMPLIFY_OPS
+    checks = [check_identity(matrix[a, b], neg[a, b], domain=dom, points=6, dps=30, simplify=simple)
+              for a in range(P) for b in range(a, P)]
+    worst = max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
+    zero = all(c.symbolic_zero for c in checks)
+    return Verification(kind=worst.kind, symbolic_zero=zero if simple else False, points=worst.points,
+                        dps=worst.dps, max_abs_error=worst.max_abs_error, tolerance=worst.tolerance)
+
+
+def _input_average(expr: sp.Expr, inputs: tuple[sp.Symbol, ...], data: Any, distribution: Any) -> sp.Expr:
+    if data is not None:
+        rows = [r if isinstance(r, (tuple, list)) else (r,) for r in data]
+        if not rows:
+            raise ShapeMismatch("data", "must contain at least one input")
+        for r in rows:
+            matching("data", len(r), len(inputs), "input dimension")
+            for v in r:
+                if not isinstance(v, sp.Basic) or not v.free_symbols:
+                    finite_array("data", float(v), ndim=0)
+        return sp.Add(*[expr.xreplace(dict(zip(inputs, map(sp.sympify, r)))) for r in rows]) / len(rows)
+    import sympy.stats as st
+    dist = distribution if isinstance(distribution, Mapping) else {inputs[0]: distribution}
+    if set(dist) != set(inputs):
+        raise ShapeMismatch("distribution", f"give one random variable per input {inputs}")
+    val = st.E(expr.xreplace(dict(dist)))
+    val = sp.simplify(val) if sp.count_ops(val) < _SIMPLIFY_OPS else val
+    if val.has(sp.Integral) or val.has(st.Expectation):
+        raise Unsupported("distribution", "the input average does not close in closed form; pass data")
+    return val
+
+
+def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1, data: Any = None,
+                        distribution: Any = None, name: str = "regression",
+                        verify: bool = True) -> FisherMetric:
+    r"""Fisher metric, per observation, of :math:`y = f_\theta(x) + \varepsilon`, :math:`\varepsilon\sim\mathcal N(0,\sigma^2)`.
+
+    .. math:: I_{AB} = \frac{1}{\sigma^2}\mathbb E_x[\partial_A f\,\partial_B f]
+              + \frac{\partial_A\sigma^2\,\partial_B\sigma^2}{2\sigma^4}
+
+    (the second term only when σ depends on the parameters, e.g. ``sigma=s`` with ``s`` among
+    ``parameters``, or ``sigma=sp.sqrt(v)`` for a variance parameter v).  The average
+    :math:`\mathbb E_x` is over ``data`` (a list of inputs; tuples for vector inputs) or over
+    ``distribution`` (a ``sympy.stats`` random variable, or a dict input -> random variable),
+    refused with :class:`~symbrg.errors.Unsupported` when the integral does not close.
+    T observations carry T times this metric.  σ must be positive (symbolic σ is assumed so).
+    """
+    ps = _params(parameters)
+    xs = (inputs,) if isinstance(inputs, sp.Symbol) else tuple(inputs)
+    sigma = sp.sympify(sigma)
+    positive("sigma", sigma)
+    if (data is None) == (distribution is None):
+        raise InvalidArgument("data", "give exactly one of data (a finite input set) or distribution")
+    f = sp.sympify(f)
+    v = sp.sympify(sigma) ** 2
+    per_x = _gaussian_metric([sp.Matrix([[sp.diff(f, p)]]) for p in ps], [sp.Matrix([[sp.diff(v, p)]]) for p in ps],
+                             lambda M: M / v, lambda M: M.trace())
+    matrix = sp.Matrix(len(ps), len(ps), lambda a, b: _tidy(_input_average(per_x[a][b], xs, data, distribution)))
+    y = sp.Symbol("y", real=True)
+    logp = -(y - f) ** 2 / (2 * v) - sp.log(2 * sp.pi * v) / 2
+    d = Derivation(f"Fisher metric of the Gaussian regression model {name}", name=f"fisher-{name}",
+                   introduction="For $y=f_\\theta(x)+\\varepsilon$, $\\varepsilon\\sim\\mathcal N(0,\\sigma^2)$, "
+                                "the Fisher metric per observation is the Gauss-Newton matrix averaged over "
+                                "inputs (plus the noise block when $\\sigma$ is a parameter).",
+                   references=dict(REFERENCES))
+    d.step(_eq("\\log p(y|x)", logp), "Gaussian likelihood of one observation.", f"eq:{name}-logp")
+    per_x_m = sp.Matrix(len(ps), len(ps), lambda a, b: per_x[a][b])
+    d.step(_eq("I(x)", per_x_m), "At fixed input, $I_{AB}(x)=-\\mathbb E_y[\\partial_A\\partial_B\\log p]$.",
+           f"eq:{name}-pointwise", uses=(f"eq:{name}-logp",), cites=("bks2023",),
+           verification=_verify_hessian(per_x_m, logp, (y,), sp.Matrix([f]), sp.Matrix([[v]]), ps)
+           if verify else None)
+    d.step(_eq("I", matrix), "Average over the inputs "
+           + ("(the finite data set)." if data is not None else "(the input distribution)."),
+           f"eq:{name}-fisher", uses=(f"eq:{name}-pointwise",), cites=("hkms2024",))
+
+    def kl(theta0: Mapping, theta1: Mapping) -> sp.Expr:
+        k = _gaussian_kl(sp.Matrix([f.subs(dict(theta0))]), sp.Matrix([[v.subs(dict(theta0))]]),
+                         sp.Matrix([f.subs(dict(theta1))]), sp.Matrix([[v.subs(dict(theta1))]]))
+        return _input_average(k, xs, data, distribution)
+
+    def rebuild(sub: Mapping, new: Sequence[sp.Symbol]) -> FisherMetric:
+        return gaussian_regression(f.subs(dict(sub)), new, xs, sigma=sp.sympify(sigma).subs(dict(sub)), data=data,
+                                   distribution=distribution, name=name + "'", verify=False)
+
+    return FisherMetric(matrix, ps, f"y = f(x) + N(0, sigma^2) [{name}]", d, logp, (y,),
+                        sp.Matrix([f]), sp.Matrix([[v]]), per_x_m, kl, rebuild)
+
+
+def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> sp.Matrix:
+    """A kernel as a symbolic Gram matrix: a Matrix, a callable of the points, an Architecture, or
+    an expression in the input pair ``inputs = (x, x')``."""
+    if isinstance(kernel, sp.MatrixBase):
+        return sp.Matrix(kernel)
+    if hasattr(kernel, "nngp_program"):  # a symbrg.kernel.Architecture
+        from .kernel import S11, S12, S22
+        k = kernel.expand("nngp")
+        pts = [sp.Matrix(p if isinstance(p, (tuple, list)) else [p]) for p in points]
+        dim = pts[0].shape[0]
+        dot = lambda a, b: (a.T * b)[0, 0] / dim  # noqa: E731
+        return sp.Matrix(len(pts), len(pts), lambda i, j: k.xreplace({S11: dot(pts[i], pts[i]),
+                                                                        S22: dot(pts[j], pts[j]),
+                                                                        S12: dot(pts[i], pts[j])}))
+    if callable(kernel) and not isinstance(kernel, sp.Basic):
+        return sp.Matrix(kernel(points))
+    if inputs is None or len(inputs) != 2:
+        raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
+    k = sp.sympify(kernel)
+    return sp.Matrix(len(points), len(points),
+                     lambda i, j: k.xreplace({inputs[0]: sp.sympify(points[i]), inputs[1]: sp.sympify(points[j])}))
+
+
+def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mean: Any = None,
+                     noise_var: Any = 0, inputs: Any = None, name: str = "gp",
+                     verify: bool = True) -> FisherMetric:
+    r"""Fisher metric of the GP :math:`f(X)\sim\mathcal N(m_\theta(X), K_\theta(X, X) + \sigma_n^2 1)` on ``points``.
+
+    kernel: a sympy expression in ``inputs = (x, x')`` and the hyperparameters; a callable
+    ``points -> sympy Matrix``; a ready Gram Matrix; or an Architecture from :func:`symbrg.mlp`
+    (its NNGP, closed form in its hyperparameter symbols, e.g. ``sigma_w``, ``sigma_b``).
+    The metric is :func:`gaussian_family`'s with :math:`\Sigma = K + \sigma_n^2 1`.
+    """
+    noise_var = sp.sympify(noise_var)
+    nonnegative("noise_var", noise_var)
+    K = _gram(kernel, list(points), inputs) + sp.sympify(noise_var) * sp.eye(len(points))
+    mu = sp.zeros(len(points), 1) if mean is None else _as_column("mean", mean)
+    matching("mean", mu.shape[0], K.shape[0], "length (the number of points)")
+    return gaussian_family(mu, K, parameters, name=name, verify=verify)
+
+
+# --------------------------------------------------------------------- exponential families
+def exponential_family(log_partition: Any, natural: Any, *, parameters: Any = None,
+                       natural_of: Mapping | None = None, name: str = "expfam") -> FisherMetric:
+    r"""Fisher metric of :math:`p(y|\eta) = h(y)\exp(\eta\cdot T(y) - A(\eta))`: :math:`I(\eta) = \nabla^2 A(\eta)`.
+
+    log_partition: :math:`A` in the natural parameters ``natural``.  With ``parameters`` θ and
+    ``natural_of`` (η -> expression in θ) the metric is pulled back, :math:`I(\theta) =
+    J^\top\nabla^2A\,J`, :math:`J = \partial\eta/\partial\theta`; the derivation verifies this against
+    :math:`-\mathbb E[\partial^2_\theta\log p]` with :math:`\mathbb E[T] = \nabla A` (log p is linear in T).
+    The KL divergence is the Bregman divergence of A.
+    """
+    etas = _params(natural)
+    A = sp.sympify(log_partition)
+    H = sp.hessian(A, etas)
+    ps = etas if parameters is None else _params(parameters)
+    eta_of = {e: sp.sympify((natural_of or {}).get(e, e)) for e in etas}
+    if parameters is not None and natural_of is None:
+        raise InvalidArgument("natural_of", "give natural_of (eta -> expression in the parameters)")
+    J = sp.Matrix([eta_of[e] for e in etas]).jacobian(sp.Matrix(ps))
+    matrix = (J.T * H.xreplace(eta_of) * J).applyfunc(_tidy)
+    Ts = sp.symbols(f"T_1:{len(etas) + 1}", real=True)
+    logp = sum(eta_of[e] * t for e, t in zip(etas, Ts)) - A.xreplace(eta_of)
+    grad = [sp.diff(A, e).xreplace(eta_of) for e in etas]
+    neg = sp.Matrix(len(ps), len(ps), lambda a, b: -sp.diff(logp, ps[a], ps[b]).xreplace(dict(zip(Ts, grad))))
+    dom = _domain(tuple(ps))
+    ver = [check_identity(matrix[a, b], neg[a, b], domain=dom, points=6) for a in range(len(ps))
+           for b in range(a, len(ps))]
+    d = Derivation(f"Fisher metric of the exponential family {name}", name=f"fisher-{name}",
+                   introduction="For an exponential family the Fisher metric is the Hessian of the log-partition "
+                                "function in natural coordinates.", references=dict(REFERENCES))
+    d.step(_eq("A", A), "Log-partition function.", f"eq:{name}-A")
+    d.step(_eq("I", matrix), "$I=J^\\top\\nabla^2A\\,J=-\\mathbb E[\\partial^2\\log p]$ using "
+           "$\\mathbb E[T]=\\nabla A$.", f"eq:{name}-fisher", uses=(f"eq:{name}-A",), cites=("amari2016",),
+           verification=max(ver, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
+           if all(v.verified for v in ver) else next(v for v in ver if not v.verified))
+
+    def kl(theta0: Mapping, theta1: Mapping) -> sp.Expr:
+        e0 = {e: eta_of[e].subs(dict(theta0)) for e in etas}
+        e1 = {e: eta_of[e].subs(dict(theta1)) for e in etas}
+        return A.xreplace(e1) - A.xreplace(e0) - sum((e1[e] - e0[e]) * sp.diff(A, e).xreplace(e0) for e in etas)
+
+    def rebuild(sub: Mapping, new: Sequence[sp.Symbol]) -> FisherMetric:
+        return exponential_family(A, etas, parameters=new,
+                                  natural_of={e: eta_of[e].subs(dict(sub)) for e in etas}, name=name + "'")
+
+    return FisherMetric(matrix, ps, f"exponential family [{name}]", d, logp, Ts, None, None, None, kl, rebuild)
+
+
+# ----------------------------------------------------------------------- finite-width networks
+def network_expression(net: Any, which: str = "all") -> tuple[sp.Expr, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
+    r"""A :class:`symbrg.network.Network` with scalar output written out as a sympy expression.
+
+    Returns ``(f, theta, x)``: :math:`f_\theta(x)` with the trainable parameters ``theta`` in the
+    flattening order of ``Ensemble.flat(which)`` (``W^{(0)}`` row-major, ``b^{(0)}``, ...) and inputs
+    ``x``.  With ``which="readout"`` the hidden weights stay symbols outside ``theta`` (substitute
+    them before compiling).  For small widths: the expression has one term per path.
+    """
+    if net.widths[-1] != 1:
+        raise Unsupported("net", "symbolic networks need a scalar output (d_out = 1)")
+    if any(a.random_phase for a in net.activations):
+        raise Unsupported("net", "random-phase activations need their phases; use Network.jacobian")
+    from .activations import X
+    xs = sp.symbols(f"x_1:{net.widths[0] + 1}", real=True)
+    h = list(xs)
+    theta: list[sp.Symbol] = []
+    for l in range(net.depth + 1):
+        n_in, n_out = net.widths[l], net.widths[l + 1]
+        W = [[sp.Symbol(f"W{l}_{i}{j}", real=True) for j in range(n_in)] for i in range(n_out)]
+        b = [sp.Symbol(f"b{l}_{i}", real=True) for i in range(n_out)] if net.bias else None
+        if which == "all" or l == net.depth:
+            theta += [w for row in W for w in row] + (b or [])
+        sw, sb = sp.nsimplify(net.weight_scale(l)), sp.nsimplify(net.bias_scale(l))
+        z = [sw * sum(W[i][j] * h[j] for j in range(n_in)) + (sb * b[i] if b else 0) for i in range(n_out)]
+        h = z if l == net.depth else [net.activations[l].expr.xreplace({X: zi}) for zi in z]
+    return h[0], tuple(theta), xs
+
+
+def network_fisher(net: Any, data: Any, *, sigma: Any = 1, which: str = "all",
+                   hidden: Mapping | None = None) -> FisherMetric:
+    r"""Closed-form Fisher metric of a small finite-width network on a finite data set.
+
+    :func:`gaussian_regression` applied to :func:`network_expression`: :math:`I_{AB} =
+    \frac{1}{n\sigma^2}\sum_x \partial_A f(x)\,\partial_B f(x)` with the Jacobian differentiated
+    symbolically (ReLU kinks a.e.), compiled to NumPy by :meth:`FisherMetric.compile`.
+    ``hidden`` substitutes values for symbols outside ``theta`` (the frozen layers for ``"readout"``).
+    """
+    f, theta, xs = network_expression(net, which)
+    if hidden:
+        f = f.xreplace({sp.Symbol(str(k), real=True) if isinstance(k, str) else k: sp.sympify(v)
+                        for k, v in hidden.items()})
+    X = finite_array("data", data, ndim=2)
+    matching("data", X.shape[1], len(xs), "input dimension")
+    rows = [tuple(sp.Float(v) for v in r) for r in X]
+    return gaussian_regression(f, theta, xs, sigma=sigma, data=rows, name="network", verify=False)
+
+
+# ------------------------------------------------------------------------ numeric GP metrics
+def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, inputs: Any = None) -> np.ndarray:
+    r"""Numeric Fisher metric of hyperparameters of a GP on data X (T points, any T):
+    :math:`I_{ab} = \tfrac12\operatorname{tr}(K^{-1}\partial_aK\,K^{-1}\partial_bK)`, :math:`K = K_\theta(X,X) + \sigma_n^2 1`.
+
+    kernel: an Architecture from :func:`symbrg.mlp` (derivatives by :meth:`Program.diff`, exact),
+    or a sympy expression in ``inputs = (x, x')`` (scalar inputs; derivatives symbolic, compiled
+    with :mod:`symbrg.codegen`).  at: hyperparameter symbol (or name) -> value; the metric is over
+    these, in this order.  Same formula as :func:`gaussian_family` (one implementation), evaluated
+    with a Cholesky solve; a singular K raises :class:`~symbrg.errors.NotPositiveDefinite`.
+    """
+    noise_var = nonnegative("noise_var", noise_var)
+    if hasattr(kernel, "nngp_program"):
+        from .kernel import DIM
+        prog = kernel.nngp_program
+        names = {s.name: s for s in prog.inputs[3:]}
+        hyp = [names.get(str(k)) if not isinstance(k, sp.Symbol) else names.get(k.name) for k in at]
+        if None in hyp:
+            raise InvalidArgument("at", f"unknown hyperparameter; the kernel has {sorted(names)}")
+        Xa = finite_array("X", X, ndim=(1, 2))
+        Xa = Xa[:, None] if Xa.ndim == 1 else Xa
+        dim = Xa.shape[1]
+        s = np.einsum("ij,ij->i", Xa, Xa) / dim
+        grid = (s[:, None], s[None, :], Xa @ Xa.T / dim)
+        vals = {**{k: v for k, v in kernel.values.items()}, **{h: float(v) for h, v in zip(hyp, at.values())}}
+        args = [vals[sym] if sym != DIM else dim for sym in prog.inputs[3:]]
+        if any(a is None for a in args):
+            raise InvalidArgument("at", "every hyperparameter of the kernel needs a value")
+        evaluate = [prog] + [prog.diff(h) for h in hyp]
+        grams = [np.broadcast_to(np.asarray(p.compile("numpy")(*grid, *args), dtype=float), grid[2].shape)
+                 for p in evaluate]
+    else:
+        if inputs is None or len(inputs) != 2:
+            raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
+        k = sp.sympify(kernel)
+        hyp = [h if isinstance(h, sp.Symbol) else next((s for s in k.free_symbols if s.name == h), None)
+               for h in at]
+        if None in hyp:
+            raise InvalidArgument("at", "unknown hyperparameter name")
+        Xa = finite_array("X", X, ndim=1)
+        fn = codegen.lambdify([k] + [sp.diff(k, h) for h in hyp], tuple(inputs) + tuple(hyp))
+        grams = [np.broadcast_to(np.asarray(g, dtype=float), (Xa.size, Xa.size))
+                 for g in fn(Xa[:, None], Xa[None, :], *[float(v) for v in at.values()])]
+    K = grams[0] + noise_var * np.eye(grams[0].shape[0])
+    try:
+        L = np.linalg.cholesky(K)
+    except np.linalg.LinAlgError:
+        raise NotPositiveDefinite("kernel", "the Gram matrix (plus noise_var) is singular or not "
+                                  "positive definite; add noise_var > 0") from None
+
+    def solve(M: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(L.T, np.linalg.solve(L, M))
+    zero = np.zeros((K.shape[0], 1))
+    I = np.array(_gaussian_metric([zero] * len(hyp), list(grams[1:]), solve, np.trace), dtype=float)
+    if not np.all(np.isfinite(I)):
+        raise NotPositiveDefinite("kernel", "the Gram matrix is too ill-conditioned for its inverse")
+    return I
+
+
+# --------------------------------------------------------------------------- Jeffreys priors
+@dataclass(frozen=True)
+class JeffreysPrior:
+    r"""The Jeffreys prior :math:`\pi_J(\theta)\propto\sqrt{\det I(\theta)}` on a parameter domain.
+
+    density: :math:`\sqrt{\det I}` (unnormalized).  improper: True when
+    :math:`\int\sqrt{\det I}\,d\theta` diverges (``reason`` says why: a location parameter on
+    :math:`\mathbb R`, a scale parameter, ...), False when it converges (``normalization`` is the
+    integral), None when sympy could not decide.
+    """
+    density: sp.Expr
+    parameters: tuple[sp.Symbol, ...]
+    domain: dict
+    improper: bool | None
+    reason: str
+    normalization: sp.Expr | None = None
+
+    def normalized(self) -> sp.Expr:
+        """The normalized density (only for a proper prior)."""
+        if self.improper is not False:
+            raise Unsupported("prior", f"the Jeffreys prior is not normalizable: {self.reason}")
+        return sp.simplify(self.density / self.normalization)
+
+
+def jeffreys_prior(metric: FisherMetric, domain: Mapping | None = None) -> JeffreysPrior:
+    r"""Jeffreys prior :math:`\sqrt{\det I}` of a metric, with its (im)properness decided.
+
+    domain: parameter -> (low, high); defaults to :math:`(0, \infty)` for positive symbols and
+    :math:`(-\infty, \infty)` otherwise.  A parameter on an infinite interval on which the density
+    does not depend is a location parameter: the prior is flat there, hence improper.
+    """
+    ps = metric.parameters
+    dom = {p: (sp.Integer(0), sp.oo) if p.is_positive else (-sp.oo, sp.oo) for p in ps}
+    dom.update({p: tuple(map(sp.sympify, v)) for p, v in (domain or {}).items()})
+    det = metric.determinant()
+    if det == 0:
+        return JeffreysPrior(sp.Integer(0), ps, dom, True, "det I = 0: the metric is degenerate")
+    density = sp.simplify(sp.powdenest(sp.sqrt(sp.factor(det)), force=True))
+    flat = [p for p in ps if not density.has(p) and (dom[p][0].is_infinite or dom[p][1].is_infinite)]
+    if flat:
+        return JeffreysPrior(density, ps, dom, True, "flat in the location parameter(s) "
+                             + ", ".join(map(str, flat)) + " over an infinite range")
+    try:
+        total = sp.integrate(density, *[(p, *dom[p]) for p in ps])
+    except Exception:  # pragma: no cover - integration heuristics
+        total = None
+    if total is None or total.has(sp.Integral):
+        return JeffreysPrior(density, ps, dom, None, "could not decide whether the integral converges")
+    if total.has(sp.oo, sp.zoo, sp.nan) or total.is_infinite:
+        scale = [p for p in ps if sp.simplify(density.subs(p, 2 * p) * 2 / density) == 1]
+        why = ("scale parameter(s) " + ", ".join(map(str, scale)) + " (density ∝ 1/θ): "
+               if scale else "") + "the integral of sqrt(det I) diverges"
+        return JeffreysPrior(density, ps, dom, True, why)
+    return JeffreysPrior(density, ps, dom, False, "the integral of sqrt(det I) converges", total)
+
+
+# ---------------------------------------------------------------------------- identity checks
+def check_reparametrization(metric: FisherMetric, new_parameters: Sequence[sp.Symbol],
+                            old_of_new: Mapping, points: int = 8) -> Verification:
+    r"""Check :math:`I'(\varphi) = J^\top I(\theta(\varphi)) J` against the metric re-derived directly in φ.
+
+    The model is rebuilt with :math:`\theta = \theta(\varphi)` substituted (``metric.rebuild``) and
+    its metric compared entrywise with the pullback, numerically at ``points`` random points
+    (30 digits) over the sampling box of the new parameters.
+    """
+    if metric.rebuild is None:
+        raise Unsupported("metric", "this metric cannot be re-derived in new coordinates")
+    new = _params(new_parameters)
+    direct = metric.rebuild(dict(old_of_new), new).matrix
+    pulled = metric.pullback(new, old_of_new).matrix
+    dom = _domain(tuple(direct.free_symbols | pulled.free_symbols))
+    checks = [check_identity(direct[a, b], pulled[a, b], domain=dom, points=points, simplify=False)
+              for a in range(len(new)) for b in range(a, len(new))]
+    return max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
+
+
+def check_kl_curvature(metric: FisherMetric, at: Mapping, direction: Sequence[Any],
+                       eps: Sequence[float] = (1e-2, 5e-3, 2.5e-3), dps: int = 40) -> dict:
+    r"""Compare :math:`D(\theta\|\theta+\epsilon\delta)` with :math:`\frac{\epsilon^2}2\delta^\top I\delta`.
+
+    Evaluates the family's KL divergence with mpmath at ``dps`` digits for each ε and returns
+    ``{"quadratic": δᵀIδ/2, "ratios": [D/ε²], "remainders": [D/ε² - δᵀIδ/2]}``; the remainders
+    are :math:`O(\epsilon)` (they halve with ε) if and only if I is the KL curvature.
+    """
+    if metric.kl_divergence is None:
+        raise Unsupported("metric", "this family has no KL divergence")
+    ps = metric.parameters
+    delta = [sp.nsimplify(v) for v in direction]
+    matching("direction", len(delta), len(ps))
+    base = {p: sp.nsimplify(at[p]) for p in ps}
+    dv = sp.Matrix(delta)
+    with mpmath.workdps(dps):
+        quad = sp.Float((dv.T * metric.matrix.subs(base) * dv)[0, 0] / 2, dps)
+        ratios = []
+        for e in eps:
+            e = sp.nsimplify(e)
+            moved = {p: base[p] + e * dv[i] for i, p in enumerate(ps)}
+            D = metric.kl_divergence(base, moved)
+            ratios.append(sp.Float(sp.N(D, dps) / e ** 2, dps))
+    return {"quadratic": quad, "ratios": ratios, "remainders": [r - quad for r in ratios]}
+
+
+def check_score_identity(metric: FisherMetric) -> Verification:
+    r"""Check :math:`\mathbb E[s\,s^\top] = I` (:math:`s = \nabla_\theta\log p`) exactly for a Gaussian family.
+
+    The score outer product is a quartic polynomial in y, whose Gaussian expectation is computed by
+    Isserlis' theorem (:func:`gaussian_expectation`); the comparison is by random high-precision
+    evaluation (and simplification for small expressions).  For a regression model this is the
+    pointwise identity (fixed x); the input average is linear.
+    """
+    if metric.observation_mean is None:
+        raise Unsupported("metric", "the score identity is checked for Gaussian families")
+    ps, ys = metric.parameters, metric.observations
+    s = [sp.diff(metric.log_density, p) for p in ps]
+    P = len(ps)
+    outer = sp.Matrix(P, P, lambda a, b: _expect_over_gaussian(s[a] * s[b], ys, metric.observation_mean,
+                                                                metric.observation_cov))
+    target = metric.pointwise
+    dom = _domain(tuple(outer.free_symbols | target.free_symbols))
+    checks = [check_identity(outer[a, b], target[a, b], domain=dom, points=6, simplify=False)
+              for a in range(P) for b in range(a, P)]
+    return max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))

@@ -63,8 +63,9 @@ def _as_jacobian(J: Any) -> np.ndarray:
         arr = np.asarray(J, dtype=np.float64)
     except (TypeError, ValueError):
         raise ShapeMismatch("J", "expected a numeric array of shape (n, P) or (members, n, P)") from None
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise ShapeMismatch("J", f"expected shape (n, P) or (members, n, P), got {arr.shape}")
+    if arr.ndim not in (2, 3, 4) or arr.size == 0:
+        raise ShapeMismatch("J", f"expected shape (n, P), (members, n, P) or (members, n, k, P), "
+                                 f"got {arr.shape}")
     return arr
 
 
@@ -84,6 +85,10 @@ def _accumulate(J: Any, kind: str, noise_var: Any, reduction: str) -> np.ndarray
     acc: np.ndarray | None = None
     n, shape = 0, None
     for blk in blocks:
+        inputs = blk.shape[-2]
+        if blk.ndim == 4:  # (members, n, k, P): k outputs per input, isotropic noise
+            inputs = blk.shape[1]
+            blk = blk.reshape(blk.shape[0], -1, blk.shape[-1])
         lead, P = blk.shape[:-2], blk.shape[-1]
         if shape is not None and (lead, P) != shape:
             raise ShapeMismatch("J", f"block of shape {blk.shape} does not continue blocks with "
@@ -98,15 +103,17 @@ def _accumulate(J: Any, kind: str, noise_var: Any, reduction: str) -> np.ndarray
                 sub = blk[..., s:s + step, :]
                 part += np.einsum("...np,...np->...p", sub, sub)
         acc = part if acc is None else np.add(acc, part, out=acc)
-        n += blk.shape[-2]
+        n += inputs
     return _reduce(acc, n, noise_var, reduction)
 
 
 def fisher_dense(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
     r"""Dense Gauss-Newton Fisher :math:`I = \frac{c}{\sigma^2}\sum_x J(x)^\top J(x)` for an ensemble.
 
-    J: per-sample Jacobians of the scalar output, shape ``(n, P)`` or ``(members, n, P)``, or an
-    iterable of such blocks over inputs (streamed; the inputs need not fit in memory at once).
+    J: per-sample Jacobians of the scalar output, shape ``(n, P)`` or ``(members, n, P)``; or
+    ``(members, n, k, P)`` for k outputs with isotropic noise (summed over k, averaged over the n
+    inputs: ``Network.jacobian`` of :mod:`symbrg.network` fits as is); or an iterable of such
+    blocks over inputs (streamed; the inputs need not fit in memory at once).
     noise_var: :math:`\sigma^2 > 0`.  reduction: ``"mean"`` (:math:`c = 1/n`, the nngeometry
     ``'regression'`` convention used by arXiv:2405.17538) or ``"sum"`` (:math:`c = 1`: the Fisher of
     :math:`T = n` observations).  Returns ``(P, P)`` or ``(members, P, P)``, one batched GEMM.
