@@ -337,6 +337,28 @@ def _input_average(expr: sp.Expr, inputs: tuple[sp.Symbol, ...], data: Any, dist
     return val
 
 
+def _verify_average(matrix: sp.Matrix, per_x: sp.Matrix, xs: tuple, data: Any, distribution: Any,
+                    ps: Sequence[sp.Symbol]) -> Verification | None:
+    """The input average re-done independently: a plain sum over data, or mpmath quadrature
+    against the input density (one-dimensional inputs)."""
+    if data is not None:
+        other = per_x.applyfunc(lambda e: _input_average(e, xs, data, None))
+    else:
+        import sympy.stats as st
+        if len(xs) != 1 or isinstance(distribution, Mapping):
+            return None
+        x = xs[0]
+        dens = st.density(distribution)(x)
+        dom = st.pspace(distribution).domain.set
+        if not isinstance(dom, sp.Interval):
+            return None
+        other = per_x.applyfunc(lambda e: sp.Integral(e * dens, (x, dom.start, dom.end)))
+    box = _domain(tuple((matrix.free_symbols | other.free_symbols) - set(xs)))
+    checks = [check_identity(matrix[a, b], other[a, b], domain=box, points=4, simplify=False)
+              for a in range(len(ps)) for b in range(a, len(ps))]
+    return max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
+
+
 def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1, data: Any = None,
                         distribution: Any = None, name: str = "regression",
                         verify: bool = True) -> FisherMetric:
@@ -378,7 +400,8 @@ def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1,
            if verify else None)
     d.step(_eq("I", matrix), "Average over the inputs "
            + ("(the finite data set)." if data is not None else "(the input distribution)."),
-           f"eq:{name}-fisher", uses=(f"eq:{name}-pointwise",), cites=("hkms2024",))
+           f"eq:{name}-fisher", uses=(f"eq:{name}-pointwise",), cites=("hkms2024",),
+           verification=_verify_average(matrix, per_x_m, xs, data, distribution, ps) if verify else None)
 
     def kl(theta0: Mapping, theta1: Mapping) -> sp.Expr:
         k = _gaussian_kl(sp.Matrix([f.subs(dict(theta0))]), sp.Matrix([[v.subs(dict(theta0))]]),
