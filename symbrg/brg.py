@@ -73,8 +73,9 @@ CRITERIA = ("eigen", "diagonal")
 
 #: Symbols of the mode-wise formulas.
 LAM, CUT = sp.symbols("lambda Lambda", nonnegative=True)
-KAPPA, SIGMA2 = sp.symbols("kappa sigma^2", positive=True)
-W = sp.Symbol("w", nonnegative=True)
+KAPPA, SIGMA = sp.symbols("kappa_k sigma", positive=True)
+SIGMA2 = SIGMA ** 2
+W = sp.Symbol("w_k", nonnegative=True)
 YK = sp.Symbol("y_k", real=True)
 P0, PS = sp.symbols("p_0 p_*", nonnegative=True)
 H0, HS = sp.symbols("h_0 h_*", real=True)
@@ -101,7 +102,7 @@ def _nngp_mode_numpy(prescription: str) -> Callable:
     from .codegen import lambdify
     mean, var = _nngp_mode(prescription)
     reduction = sp.factor(sp.simplify(KAPPA - var))
-    return lambdify([mean, var, reduction], [KAPPA, YK, SIGMA2, W])
+    return lambdify([mean, var, reduction], [KAPPA, YK, SIGMA, W])
 
 
 # --------------------------------------------------------------------------- regulators / weights
@@ -465,14 +466,14 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     psi = (kzx @ e) / kap
     fn = _nngp_mode_numpy(prescription)
     if prescription == "prior":
-        mk, vk, red = (np.broadcast_to(a, kap.shape) for a in fn(kap, yk, s2, w))
+        mk, vk, red = (np.broadcast_to(a, kap.shape) for a in fn(kap, yk, np.sqrt(s2), w))
         mean = psi @ mk
         cov = kzz - (psi * red) @ psi.T
         flat = np.zeros((kzz.shape[0], 0))
     else:
         live = w > 0
         mk, vk = np.zeros_like(kap), np.full_like(kap, np.inf)
-        m_l, v_l, _ = fn(kap[live], yk[live], s2, w[live])
+        m_l, v_l, _ = fn(kap[live], yk[live], np.sqrt(s2), w[live])
         mk[live], vk[live] = m_l, v_l
         null = kzz - (psi * kap) @ psi.T
         lam_n, u_n = np.linalg.eigh(_sym(null))
@@ -622,6 +623,12 @@ _REFS = {
 }
 
 
+def _off_support(expr: sp.Expr) -> sp.Expr:
+    """Drop ``DiracDelta`` terms.  For continuous cutoff functions (Litim's kink) they come as
+    :math:`(1-z)\\delta(1-z) = 0`; flows of the sharp shell (a true jump) are never formed this way."""
+    return expr.replace(sp.DiracDelta, lambda *args: sp.Integer(0))
+
+
 def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
     r"""Eqs. (53)-(54) for a Gaussian mode, sharp and smooth, with the flow equation in :math:`\Lambda`."""
     d = Derivation("Information-shell coarse graining of a Gaussian distribution",
@@ -636,7 +643,7 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
     d.step(sp.Eq(sp.Symbol("w"), theta), "Eq. (53): the sharp information shell, $\\Theta(0) = 1$.",
            "eq:shell-split", cites=("HKMS24",))
     p, h = _tempered(p0, p0 * m0, ps, ps * mu_s, W)
-    d.step((sp.Eq(sp.Symbol("p_Lambda"), p), sp.Eq(sp.Symbol("h_Lambda"), h)),
+    d.step((sp.Eq(sp.Symbol(r"p_\Lambda"), p), sp.Eq(sp.Symbol(r"h_\Lambda"), h)),
            "Eq. (54) in natural parameters: the stiff marginal of $\\pi_*$ times the prior on sloppy "
            "modes; for $w\\in\\{0,1\\}$ this is exact, for $0<w<1$ it defines the smooth shell "
            "(the likelihood tempered by $w$).", "eq:shell-natural", uses=("eq:shell-split",),
@@ -646,7 +653,7 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
                                     (0, "eq:shell-ir", "$\\Lambda > \\lambda_{\\max}$ ($w = 0$): the prior theory",
                                      (m0, 1 / p0))):
         mean, var = (h / p).subs(W, wv), (1 / p).subs(W, wv)
-        d.step((sp.Eq(sp.Symbol("mu_Lambda"), sp.simplify(mean)), sp.Eq(sp.Symbol("v_Lambda"), sp.simplify(var))),
+        d.step((sp.Eq(sp.Symbol(r"\mu_\Lambda"), sp.simplify(mean)), sp.Eq(sp.Symbol(r"v_\Lambda"), sp.simplify(var))),
                what + ".", lbl, verification=check_identity(mean - mt + var - vt, 0,
                                                             domain={mu_s: (-2, 2), m0: (-2, 2)}),
                uses=("eq:shell-natural",))
@@ -654,7 +661,7 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
     p1, h1 = _tempered(p0, p0 * m0, ps, ps * mu_s, w1)
     p12, h12 = _tempered(p0, p0 * m0, p1, h1, w2)
     p2, h2 = _tempered(p0, p0 * m0, ps, ps * mu_s, w1 * w2)
-    d.step(sp.Eq(sp.Symbol("p_{Lambda_1 Lambda_2}"), sp.expand(p12)),
+    d.step(sp.Eq(sp.Symbol(r"p_{\Lambda_1\Lambda_2}"), sp.expand(p12)),
            "Composition: coarse graining $\\pi_{\\Lambda_1}$ with weight $w_2$ is one step with weight "
            "$w_1w_2$; for the sharp shell $\\Theta(\\lambda-\\Lambda_1)\\Theta(\\lambda-\\Lambda_2) = "
            "\\Theta(\\lambda - \\max(\\Lambda_1,\\Lambda_2))$, so the flow is a semigroup.",
@@ -663,7 +670,7 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
            uses=("eq:shell-natural",))
     # jeffreys
     pj, hj = _tempered(0, 0, ps, ps * mu_s, W)
-    d.step((sp.Eq(sp.Symbol("p_Lambda^J"), pj), sp.Eq(sp.Symbol("mu_Lambda^J"), sp.simplify(hj / pj))),
+    d.step((sp.Eq(sp.Symbol(r"p^J_\Lambda"), pj), sp.Eq(sp.Symbol(r"\mu^J_\Lambda"), sp.simplify(hj / pj))),
            "Jeffreys prescription: for a location parameter with Gaussian noise $I$ is constant, so "
            "$\\sqrt{\\det I_<}$ is flat and improper ($p_0 = h_0 = 0$); a sloppy mode ($w = 0$) has "
            "$p = 0$: a flat factor, reported as such, never a proper law.", "eq:shell-jeffreys",
@@ -676,14 +683,15 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
                "$w = K(\\Lambda/\\lambda)$, the same cutoff function $K$ as the exact RG.",
                "eq:shell-smooth", uses=("eq:shell-split",))
         pw = p.subs(W, wl)
-        flow = sp.diff(pw, CUT)
+        flow = _off_support(sp.diff(pw, CUT))
         zz = sp.Symbol("z", positive=True)
         expected = (ps - p0) * sp.diff(reg.K(zz), zz).subs(zz, CUT / LAM) / LAM
-        d.step(sp.Eq(sp.Derivative(sp.Symbol("p_Lambda"), CUT), sp.simplify(flow)),
+        d.step(sp.Eq(sp.Derivative(sp.Function(r"p_\Lambda")(CUT), CUT), sp.simplify(flow)),
                "Flow equation: $\\partial_\\Lambda p_\\Lambda = (p_*-p_0)\\,K'(\\Lambda/\\lambda)/\\lambda$ "
                "(and likewise for $h$); information is removed monotonically, "
                "$\\partial_\\Lambda p_\\Lambda \\le 0$ when $K' \\le 0$.", "eq:shell-flow",
-               verification=check_identity(flow, expected, domain={LAM: (0.2, 3), CUT: (0.2, 3)}),
+               verification=check_identity(*(_off_support(e) for e in (flow, expected)),
+                                           domain={LAM: (0.2, 3), CUT: (0.2, 3)}),
                uses=("eq:shell-smooth",))
     return d
 
@@ -726,7 +734,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
     phi = sp.Matrix(2, 3, sp.symbols("h_11 h_12 h_13 h_21 h_22 h_23", real=True))
     lhs = (t * sp.eye(3) - phi.T * phi).det()
     rhs = t * (t * sp.eye(2) - phi * phi.T).det()
-    d.step(sp.Eq(sp.Symbol("lambda^*_k"), KAPPA / SIGMA2),
+    d.step(sp.Eq(sp.Symbol(r"\lambda^*_k"), KAPPA / SIGMA2),
            "Readout $f = \\Phi u/\\sqrt N$, $u \\sim \\mathcal N(0, 1)$ (whitened; the readout variance "
            "sits in $K = \\Phi\\Phi^{\\mathsf T}/N$): $I = \\Phi^{\\mathsf T}\\Phi/(N\\sigma^2)$ and "
            "$K(X,X)$ share their nonzero spectrum, $\\det(t - \\Phi^{\\mathsf T}\\Phi) = t^{N-T}\\det(t - "
@@ -743,8 +751,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                                        + KAPPA - KAPPA ** 2 / (KAPPA + SIGMA2), domain={YK: (-2, 2)}),
            uses=("eq:brg-fisher",))
     wk = shell_weight(KAPPA / SIGMA2, CUT, regulator)
-    d.step((sp.Eq(sp.Symbol("w_k"), wk), sp.Eq(sp.Symbol("m_k(Lambda)"), mean_p),
-            sp.Eq(sp.Symbol("v_k(Lambda)"), var_p)),
+    d.step((sp.Eq(sp.Symbol("w_k"), wk), sp.Eq(sp.Function("m_k")(CUT), mean_p),
+            sp.Eq(sp.Function("v_k")(CUT), var_p)),
            "Coarse-grained mode (prior prescription; $w_k = \\Theta(\\kappa_k/\\sigma^2 - \\Lambda)$ for "
            "the sharp shell): the ridge of mode $k$ becomes $\\sigma^2/w_k$, infinite for a sloppy mode.",
            "eq:brg-mode", verification=check_identity(mean_p, KAPPA * YK / (KAPPA + SIGMA2 / W),
@@ -754,8 +762,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
     kf = sp.Function("K")
     red = sp.factor(sp.simplify(KAPPA - var_p))
     k_ = sp.Symbol("k")
-    d.step((sp.Eq(sp.Function("m_Lambda")(x), sp.Sum(psi(x) * mean_p, (k_, 1, sp.Symbol("T")))),
-            sp.Eq(sp.Function("Sigma_Lambda")(x, xp),
+    d.step((sp.Eq(sp.Function(r"m_\Lambda")(x), sp.Sum(psi(x) * mean_p, (k_, 1, sp.Symbol("T")))),
+            sp.Eq(sp.Function(r"\Sigma_\Lambda")(x, xp),
                   kf(x, xp) - sp.Sum(psi(x) * psi(xp) * red, (k_, 1, sp.Symbol("T"))))),
            "The predictive GP at any inputs, $\\psi_k(x) = K(x,X)e_k/\\kappa_k$ (Nystr\\\"om); the kernel "
            "of any depth and activation enters only through $K(x,X)$ and $(\\kappa_k, e_k)$. "
@@ -764,45 +772,63 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                                                             domain={W: (0, 1)}),
            uses=("eq:brg-mode",))
     if regulator is not None and regulator != "sharp":
-        dm, dv = sp.diff(mean_p.subs(W, wk), CUT), sp.diff(var_p.subs(W, wk), CUT)
-        chain = sp.diff(wk, CUT)
-        d.step((sp.Eq(sp.Derivative(sp.Symbol("m_k"), CUT), sp.simplify(dm)),
-                sp.Eq(sp.Derivative(sp.Symbol("v_k"), CUT), sp.simplify(dv))),
+        dm, dv = (_off_support(sp.diff(e.subs(W, wk), CUT)) for e in (mean_p, var_p))
+        chain = _off_support(sp.diff(wk, CUT))
+        d.step((sp.Eq(sp.Derivative(sp.Function("m_k")(CUT), CUT), sp.simplify(dm)),
+                sp.Eq(sp.Derivative(sp.Function("v_k")(CUT), CUT), sp.simplify(dv))),
                "The smooth flow equations in $\\Lambda$ (chain rule through $w_k(\\Lambda)$).",
                "eq:brg-flow", verification=check_identity(
                    dv, sp.diff(var_p, W).subs(W, wk) * chain, domain={KAPPA: (0.2, 3), CUT: (0.2, 3)}),
                uses=("eq:brg-mode",))
-        S, phis, syms = induced_action_modes(1, regulator)
-        ph = phis[0]
-        sub = {syms["kappa"][0]: KAPPA, syms["y"][0]: YK}
-        S1 = S.subs(sub)
         m1, v1 = mean_p.subs(W, wk), var_p.subs(W, wk)
+        S, phis, syms = induced_action_modes(1, regulator)
+        ph = sp.Symbol("phi_k", real=True)
+        sub = {syms["kappa"][0]: KAPPA, syms["y"][0]: YK, phis[0]: ph}
+        S1 = S.subs(sub)
         dS = sp.diff(S1, ph)
-        pol = -sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2))
-        d.step(sp.Eq(sp.Function("S_Lambda")(ph), S1),
-               "The induced action on the training points, mode $k$ ($\\phi_k = e_k^{\\mathsf T}\\phi(X)$); "
-               "the full action is the sum over modes.", "eq:brg-action", uses=("eq:brg-mode",))
-        d.step(sp.Eq(sp.Derivative(sp.Function("S_Lambda")(ph), CUT),
-                     -sp.Symbol(r"\dot m") * sp.Symbol("S'") - sp.Symbol(r"\dot v") / 2
-                     * (sp.Symbol("S'") ** 2 - sp.Symbol("S''"))),
+        pol = _off_support(-sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2)))
+        mf, vf = sp.Function("m_k")(CUT), sp.Function("v_k")(CUT)
+        d.step(sp.Eq(sp.Function(r"S_\Lambda")(ph), (ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2),
+               "The induced action on the training points, mode $k$ ($\\phi_k = e_k^{\\mathsf T}\\phi(X)$, "
+               "$m_k, v_k$ as above with $w_k(\\Lambda)$); the full action is the sum over modes, "
+               "$S_\\Lambda[\\phi] = \\tfrac12(\\phi - m_\\Lambda)^{\\mathsf T}\\Sigma_\\Lambda^{-1}"
+               "(\\phi - m_\\Lambda) + \\tfrac12\\log\\det 2\\pi\\Sigma_\\Lambda$.",
+               "eq:brg-action", verification=check_identity(S1, ((ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2)
+                                                            .subs({mf: m1, vf: v1}),
+                                                            domain={KAPPA: (0.2, 3), CUT: (0.2, 3), YK: (-2, 2), ph: (-2, 2)}),
+               uses=("eq:brg-mode",))
+        Sf = sp.Function(r"S_\Lambda")(ph)
+        d.step(sp.Eq(sp.Derivative(Sf, CUT), -sp.Derivative(mf, CUT) * sp.Derivative(Sf, ph)
+                     - sp.Derivative(vf, CUT) / 2 * (sp.Derivative(Sf, ph) ** 2 - sp.Derivative(Sf, (ph, 2)))),
                "Its flow is a Polchinski equation with drift: $e^{-S_\\Lambda}$ diffuses with covariance "
-               "rate $\\dot v = \\partial_\\Lambda v_k \\ge 0$ (UV $\\to$ IR) and drifts with "
-               "$\\dot m = \\partial_\\Lambda m_k$.", "eq:brg-polchinski",
-               verification=check_identity(sp.diff(S1, CUT), pol, domain={KAPPA: (0.2, 3), CUT: (0.2, 3),
+               "rate $\\partial_\\Lambda v_k \\ge 0$ (UV $\\to$ IR) and drifts with "
+               "$\\partial_\\Lambda m_k$.", "eq:brg-polchinski",
+               verification=check_identity(_off_support(sp.diff(S1, CUT)), pol, domain={KAPPA: (0.2, 3), CUT: (0.2, 3),
                                                                            YK: (-2, 2), ph: (-2, 2)}),
                uses=("eq:brg-action",), cites=("BKS23",))
     c = sp.Symbol("c", positive=True)
     m_ridge = KAPPA * YK / (KAPPA + SIGMA2 + c)
-    d.step(sp.Eq(sp.Symbol("sigma_eff^2"), SIGMA2 + sp.Symbol("K_>(X,X)")),
+    th, k1, k2 = sp.Symbol("vartheta", real=True), sp.Symbol("kappa_1", positive=True), sp.Symbol("kappa_2", positive=True)
+    y1, y2 = sp.symbols("y_1 y_2", real=True)
+    e1, e2 = sp.Matrix([sp.cos(th), sp.sin(th)]), sp.Matrix([-sp.sin(th), sp.cos(th)])
+    yv = sp.Matrix([y1, y2])
+    k_lo, k_hi = k1 * e1 * e1.T, k2 * e2 * e2.T
+    m_wil = k_lo * (k_lo + k_hi + SIGMA2 * sp.eye(2)).inv() * yv
+    m_shell = e1 * k1 * (e1.T * yv)[0] / (k1 + SIGMA2)
+    d.step(sp.Eq(sp.Symbol(r"\sigma^2_{\mathrm{eff}}"), SIGMA2 + sp.Function("K_>")(sp.Symbol("X"), sp.Symbol("X"))),
            "Wilsonian elimination of the sloppy modes (arXiv:2405.06008): $f = f_< + f_>$ with "
            "$K_> = K - \\sum_{\\text{stiff}}\\kappa_k\\psi_k\\psi_k$; integrating $f_>$ out adds "
            "$K_>(X,X) = \\sum_{\\text{sloppy}}\\kappa_k e_ke_k^{\\mathsf T}$ to the noise. It has no "
            "component along a stiff $e_k$, so every stiff mode still sees $\\sigma^2$: the exact "
-           "Wilsonian posterior of $f_<$ equals $m_\\Lambda$, and $f_>$ keeps its prior, giving "
+           "Wilsonian posterior mean of $f_<$, $K_<(K_< + K_> + \\sigma^2)^{-1}y$, equals $m_\\Lambda$ "
+           "(checked for two modes in a rotated basis), and $f_>$ keeps its prior, "
            "$\\Sigma_\\Lambda = \\Sigma^W_< + K_>$. This is exactly the information shell with the prior "
-           "prescription.", "eq:brg-wilson", uses=("eq:brg-predictive",), cites=("HJMR24",))
+           "prescription.", "eq:brg-wilson",
+           verification=check_identity(sum((m_wil - m_shell).applyfunc(lambda e: e ** 2)), 0,
+                                       domain={th: (-3, 3), y1: (-2, 2), y2: (-2, 2)}),
+           uses=("eq:brg-predictive",), cites=("HJMR24",))
     diff_expr = mean_p.subs(W, 1) - m_ridge
-    d.step(sp.Eq(sp.Symbol("Delta m_k"), sp.factor(diff_expr)),
+    d.step(sp.Eq(sp.Symbol(r"\Delta m_k"), sp.factor(diff_expr)),
            "The scalar ridge $\\sigma^2 \\to \\sigma^2 + c$, $c = \\sum_{\\text{sloppy}}\\lambda_k = "
            "\\mathrm{tr}K_>(X,X)/T$, replaces $K_>(X,X)$ by its trace average (exact on average over "
            "data sets for population modes). On a stiff mode it shrinks $y_k$ by "
@@ -812,8 +838,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            uses=("eq:brg-wilson",), cites=("HJMR24",))
     a_p, a_h = _tempered(1, 0, 1 + KAPPA / SIGMA2, sp.sqrt(KAPPA) * YK / SIGMA2, W)
     pa_mean, pa_var = sp.sqrt(KAPPA) * a_h / a_p, KAPPA / a_p
-    d.step((sp.Eq(sp.Symbol("sqrt(kappa) E[a_k]"), sp.simplify(pa_mean)),
-            sp.Eq(sp.Symbol("kappa Var[a_k]"), sp.simplify(pa_var))),
+    d.step((sp.Eq(sp.sqrt(KAPPA) * sp.Function("E")(sp.Symbol("a_k")), sp.simplify(pa_mean)),
+            sp.Eq(KAPPA * sp.Function("Var")(sp.Symbol("a_k")), sp.simplify(pa_var))),
            "Commuting diagram (Fig. 2): coarse-grain the whitened readout coordinate $a_k$ "
            "(prior $\\mathcal N(0,1)$, Fisher $\\kappa_k/\\sigma^2$) and then map $f_k = \\sqrt{\\kappa_k}a_k$, "
            "or map first and apply the induced flow: the same $m_k(\\Lambda), v_k(\\Lambda)$ for every "
