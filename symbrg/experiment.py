@@ -83,6 +83,8 @@ class ShellExperiment:
     bias: bool = False
     cosnet_radius: float = 0.0     # > 0: first layer uniform in the ball B_R, gain (|b|^2+m^2)^-1/2
     cosnet_mass: float = 1.0
+    kernel_separations: tuple = ()  # cos-net: compare the coarse-grained prior kernel with G_k(r)
+    kernel_bases: int = 16
     # training
     optimizer: str = "sgd"
     lr: float = 1e-6
@@ -157,8 +159,8 @@ def _cosnet(**kw) -> ShellExperiment:
     base = dict(name="cosnet", target="cosnet", input_mean=(0.0,), input_std=2.0, n_train=100,
                 n_test=200, fisher_set=200, widths=(1, width, 1), activations=("cosnet",),
                 sigma_w=(1.0, _cosnet_sigma_w(1, radius)), parameterization="standard",
-                cosnet_radius=radius, cosnet_mass=0.8, lr=2e-3, epochs=200, batch_size=1,
-                lambdas=lambdas, criterion="diagonal", mode="marginalize", drop_above=None,
+                cosnet_radius=radius, cosnet_mass=0.8, kernel_separations=(0.0, 0.25, 0.5, 1.0, 2.0), lr=2e-3, epochs=200, batch_size=1,
+                lambdas=lambdas, criterion="diagonal", mode="marginalize", drop_above=None, rtol=1.0,
                 test_point=0, members=100, block=50)
     base.update(kw)
     return ShellExperiment(**base)
@@ -194,20 +196,24 @@ def make_data(cfg: ShellExperiment) -> dict[str, np.ndarray]:
     mean = np.asarray(cfg.input_mean, dtype=float)
     draw = lambda n: mean + cfg.input_std * rng.standard_normal((n, mean.size))  # noqa: E731
     x_train, x_test, x_fisher = draw(cfg.n_train), draw(cfg.n_test), draw(cfg.fisher_set)
-    return {"x_train": x_train, "y_train": target_function(cfg.target, x_train),
+    data = {"x_train": x_train, "y_train": target_function(cfg.target, x_train),
             "x_test": x_test, "y_test": target_function(cfg.target, x_test), "x_fisher": x_fisher}
+    if cfg.kernel_separations:   # pairs (u, u + r e_0) for translation-averaged 2-point functions
+        bases = draw(cfg.kernel_bases)
+        shift = np.zeros((len(cfg.kernel_separations), mean.size))
+        shift[:, 0] = cfg.kernel_separations
+        data["x_kernel"] = np.concatenate([bases, (bases[:, None, :] + shift[None]).reshape(-1, mean.size)])
+    return data
 
 
 def _init_members(cfg: ShellExperiment, net: Network, count: int, rng: np.random.Generator) -> Ensemble:
     ens = net.init(count, rng)
     if cfg.cosnet_radius > 0:   # generalized cos-net: frequencies uniform in the ball B_R
+        from .cosnet import generalized_cosnet, sample_frequencies
         d, n = net.widths[0], net.widths[1]
-        direction = rng.standard_normal((count, n, d))
-        direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
-        radius = cfg.cosnet_radius * rng.uniform(size=(count, n, 1)) ** (1.0 / d)
-        ens.weights[0] = (direction * radius / net.weight_scale(0)).astype(net.dtype)
-        ens.gains[0] = 1.0 / np.sqrt(np.sum(ens.weights[0] ** 2, -1) * net.weight_scale(0) ** 2
-                                     + cfg.cosnet_mass ** 2)
+        b = sample_frequencies(generalized_cosnet(d, cfg.cosnet_radius, cfg.cosnet_mass), (count, n), rng)
+        ens.weights[0] = (b / net.weight_scale(0)).astype(net.dtype)
+        ens.gains[0] = 1.0 / np.sqrt(np.sum(b ** 2, -1) + cfg.cosnet_mass ** 2)
     return ens
 
 
@@ -294,6 +300,18 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int, count
         preds[k] = predict(theta_k)
         if cfg.mode == "marginalize":
             within[k] = _marginal_variance(phi_test, split, float(cutoff), prior_std)
+    block = {}
+    if cfg.kernel_separations and which == "readout":   # shell-removed prior ensemble (= init)
+        theta0, n_sep = ens.flat(which), len(cfg.kernel_separations)
+        phi_k = readout_design(net, trained, data["x_kernel"])   # hidden layers are frozen
+        kern = np.empty((n_lam + 1, count, n_sep))
+        for k in range(n_lam + 1):
+            th = theta0 if k == 0 else renormalize(theta0, split, float(lambdas[k - 1]),
+                                                   np.zeros_like(theta0), prior_std)[0]
+            f = np.matmul(phi_k, th[:, :, None])[..., 0]
+            base, shifted = f[:, :cfg.kernel_bases], f[:, cfg.kernel_bases:].reshape(count, -1, n_sep)
+            kern[k] = np.mean(base[:, :, None] * shifted, axis=1)
+        block["kernel"] = kern
     with np.errstate(over="ignore", invalid="ignore"):
         test_mse = np.mean((preds - y_test) ** 2, axis=-1)           # (n_lam + 1, M)
     test_mse[:, ~finite] = np.inf
@@ -304,7 +322,7 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int, count
     else:
         diag = fisher_diagonal(jac, 1.0, "mean")
         eig = split.sensitivities[:SPECTRUM_MEMBERS]
-    return {"test_mse": test_mse, "predictions": preds, "within_variance": within,
+    return {**block, "test_mse": test_mse, "predictions": preds, "within_variance": within,
             "fraction_resampled": frac, "fisher_diagonal": diag, "fisher_eigenvalues": eig,
             "finite": finite}
 
@@ -323,7 +341,7 @@ def critical_cutoff(lambdas: Sequence[float], mse_mean: Sequence[float], mse_tra
 
 def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float) -> dict:
     cat = {key: np.concatenate([b[key] for b in blocks], axis=1 if blocks[0][key].ndim == 3 or key in
-                               ("test_mse", "fraction_resampled") else 0) for key in blocks[0]}
+                               ("test_mse", "fraction_resampled", "kernel") else 0) for key in blocks[0]}
     test_mse, preds = cat["test_mse"], cat["predictions"]
     trained = test_mse[0]
     keep = np.isfinite(trained) & cat["finite"]
@@ -342,7 +360,7 @@ def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float) -> dict
     lam_c = critical_cutoff(lambdas, mean[1:], float(mean[0]), cfg.rtol)
     at = cfg.test_point
     tolist = lambda a: [float(v) for v in np.asarray(a).ravel()]  # noqa: E731
-    return {
+    out = {
         "preset": cfg.name, "config": cfg.to_json(),
         "members": int(test_mse.shape[1]), "members_kept": n_keep,
         "members_dropped": int(test_mse.shape[1] - n_keep),
@@ -364,6 +382,29 @@ def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float) -> dict
                                                         [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])),
         "elapsed_seconds": float(elapsed),
     }
+    if "kernel" in cat:
+        out.update(_kernel_comparison(cfg, cat["kernel"]))
+    return out
+
+
+def _kernel_comparison(cfg: ShellExperiment, kern: np.ndarray) -> dict:
+    r"""Empirical 2-point function of the shell-removed prior ensemble against the coarse-grained
+    free propagator :math:`G_{k(\Lambda)}(r)` of :mod:`symbrg.cosnet` (diagonal Fisher with unit noise
+    and mean reduction: :math:`I(p) = 1/(2(p^2+m^2))`, i.e. T = N = 1 there)."""
+    from .cosnet import coarse_grained_kernel, free_propagator, information_cutoff, momentum_cutoff
+    d, R, m = cfg.widths[0], cfg.cosnet_radius, cfg.cosnet_mass
+    r = np.asarray(cfg.kernel_separations, dtype=float)
+    top = information_cutoff(0.0, m)
+    ks = [None] + [momentum_cutoff(lam, m) if lam <= top else 0.0 for lam in cfg.lambdas]
+    pred = [free_propagator(r, d, R, m) if k is None else coarse_grained_kernel(r, d, R, m, min(k, R))
+            for k in ks]
+    mean = kern.mean(axis=1)
+    se = kern.std(axis=1, ddof=1) / math.sqrt(kern.shape[1]) if kern.shape[1] > 1 else 0 * mean
+    return {"kernel_separations": r.tolist(), "momentum_cutoff": [None if k is None else float(min(k, R))
+                                                                  for k in ks][1:],
+            "kernel_empirical": mean[1:].tolist(), "kernel_stderr": se[1:].tolist(),
+            "kernel_predicted": np.asarray(pred[1:]).tolist(),
+            "kernel_prior_empirical": mean[0].tolist(), "kernel_prior_predicted": np.asarray(pred[0]).tolist()}
 
 
 # ------------------------------------------------------------------------------------ the runner
