@@ -546,13 +546,11 @@ def wilsonian_ridge(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     e, kap = flow.modes, flow.kappa
     k_low_x = (e[:, stiff] * kap[stiff]) @ e[:, stiff].T          # K_<(X,X)
     k_high_x = kxx - k_low_x                                       # K_>(X,X)
-    kzx = kxx if k_zx is None else np.asarray(k_zx, dtype=float)
     k_low_zx = (flow.psi[:, stiff] * kap[stiff]) @ e[:, stiff].T   # K_<(Z,X)
     c = float(np.trace(k_high_x)) / t
     s2 = flow.noise_variance
     noise = s2 * np.eye(t) + (k_high_x if split == "exact" else c * np.eye(t))
     mean = k_low_zx @ np.linalg.solve(k_low_x + noise, np.asarray(y, dtype=float))
-    del kzx
     return WilsonianRidge(mean, s2 + c, c, flow.mean, split)
 
 
@@ -720,15 +718,19 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
             from .kernel import mlp
         except ImportError:  # pragma: no cover - the kernel engine is part of the package
             mlp = None
+        kd = None
         if mlp is not None:
             try:
-                d.extend(mlp(activation, L, sigma_w, sigma_b).derivation("nngp"))
+                kd = mlp(activation, L, sigma_w, sigma_b).derivation("nngp")
             except ImportError:  # pragma: no cover - a kernel-engine dependency still missing
-                kernel = False
-    if not kernel:
-        d.step(sp.Eq(sp.Function("K")(x, xp), sp.Function(f"K^({L})")(x, xp)),
-               f"The NNGP kernel of the depth-{L} {activation} network (symbrg.mlp(...).nngp).",
-               "eq:brg-kernel")
+                kd = None
+        if kd is not None:
+            d.extend(kd)
+        kernel = kd is not None
+    d.step(sp.Eq(sp.Function("K")(x, xp), sp.Symbol(f"K^{{({L})}}_{{12}}")),
+           f"The NNGP kernel of the depth-{L} {activation} network: the output of the layer recursion "
+           "(symbrg.mlp(...).nngp), for any pair of inputs.", "eq:brg-kernel",
+           uses=(d.steps[-1].label,) if kernel else ())
     # Fisher spectrum = kernel spectrum (T = 2 points, N = 3 features, symbolic features)
     t = sp.Symbol("t")
     phi = sp.Matrix(2, 3, sp.symbols("h_11 h_12 h_13 h_21 h_22 h_23", real=True))
@@ -740,7 +742,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "$K(X,X)$ share their nonzero spectrum, $\\det(t - \\Phi^{\\mathsf T}\\Phi) = t^{N-T}\\det(t - "
            "\\Phi\\Phi^{\\mathsf T})$ (checked for $T=2$, $N=3$); eigen-directions $v_k \\propto "
            "\\Phi^{\\mathsf T}e_k$. So Fisher eigenvalues are $T\\lambda_k/\\sigma^2$.", "eq:brg-fisher",
-           verification=check_identity(lhs, rhs, domain={t: (-2, 2)}), cites=("HKMS24",))
+           verification=check_identity(lhs, rhs, domain={t: (-2, 2)}), uses=("eq:brg-kernel",),
+           cites=("HKMS24",))
     mean_p, var_p = _nngp_mode("prior")
     m_star, v_star = mean_p.subs(W, 1), var_p.subs(W, 1)
     d.step((sp.Eq(sp.Symbol("m^*_k"), m_star), sp.Eq(sp.Symbol("v^*_k"), v_star)),
@@ -836,6 +839,18 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "eq:brg-ridge", verification=check_identity(
                diff_expr, c * KAPPA * YK / ((KAPPA + SIGMA2) * (KAPPA + SIGMA2 + c)), domain={YK: (-2, 2)}),
            uses=("eq:brg-wilson",), cites=("HJMR24",))
+    wr = SIGMA2 / (SIGMA2 + c)
+    d.step(sp.Eq(sp.Symbol(r"w^{\\mathrm{ridge}}_k"), wr),
+           "The scalar ridge is itself an information-shell flow: the mode formulas of the smooth shell "
+           "with $w_k = \\sigma^2/(\\sigma^2 + c)$ on stiff modes (and 0 on sloppy ones) give exactly the "
+           "ridge-renormalized mean $\\kappa_k y_k/(\\kappa_k + \\sigma^2 + c)$ and variance "
+           "$\\kappa_k(\\sigma^2+c)/(\\kappa_k+\\sigma^2+c)$ of $f_<$: the Wilsonian ridge flow is the "
+           "sharp shell followed by a uniform un-training of the stiff modes, $T \\to T\\sigma^2/(\\sigma^2+c)$.",
+           "eq:brg-ridge-tempered",
+           verification=check_identity((mean_p.subs(W, wr) - m_ridge) ** 2
+                                       + (var_p.subs(W, wr) - KAPPA * (SIGMA2 + c) / (KAPPA + SIGMA2 + c)) ** 2, 0,
+                                       domain={YK: (-2, 2)}),
+           uses=("eq:brg-ridge",), cites=("HJMR24",))
     a_p, a_h = _tempered(1, 0, 1 + KAPPA / SIGMA2, sp.sqrt(KAPPA) * YK / SIGMA2, W)
     pa_mean, pa_var = sp.sqrt(KAPPA) * a_h / a_p, KAPPA / a_p
     d.step((sp.Eq(sp.sqrt(KAPPA) * sp.Function("E")(sp.Symbol("a_k")), sp.simplify(pa_mean)),

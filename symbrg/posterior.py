@@ -68,7 +68,7 @@ class GaussianState:
 
     def __post_init__(self) -> None:
         p = self.mean.shape[0]
-        if self.flat.shape != (p, self.flat.shape[1] if self.flat.ndim == 2 else 0):
+        if self.flat.ndim != 2 or self.flat.shape[0] != p:  # the default: no flat directions
             object.__setattr__(self, "flat", np.zeros((p, 0)))
 
     @property

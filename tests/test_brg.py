@@ -155,6 +155,23 @@ def test_diagonal_prescription_is_not_basis_independent():
     np.testing.assert_allclose(e.mean, [0.0, 2.0], atol=1e-12)  # only the lambda = 4 direction is stiff
 
 
+def test_metric_split_is_the_whitened_split():
+    """I v = lambda G v with G the prior precision equals the split of prior-whitened parameters."""
+    rng = np.random.default_rng(12)
+    j = rng.standard_normal((6, 9))
+    v0, s2 = 0.4, 0.3
+    fisher_raw = j.T @ j / s2
+    prior = GaussianState.from_moments(np.zeros(9), v0 * np.eye(9))
+    q = np.eye(9) / v0 + fisher_raw
+    post = GaussianState.from_moments(np.linalg.solve(q, j.T @ rng.standard_normal(6) / s2), np.linalg.inv(q))
+    for pres in ("prior", "jeffreys"):
+        a = coarse_grain(post, fisher_raw, 2.0, prior=prior, prescription=pres, metric=np.eye(9) / v0)
+        b = coarse_grain(post, v0 * fisher_raw, 2.0, prior=prior, prescription=pres)
+        np.testing.assert_allclose(a.mean, b.mean, atol=1e-9)
+        np.testing.assert_allclose(a.covariance, b.covariance, atol=1e-9)
+        np.testing.assert_allclose(a.sensitivities, b.sensitivities, atol=1e-9)
+
+
 def test_jeffreys_leaves_flat_sloppy_directions():
     fisher, prior, post, u = conjugate_problem([0.5, 2.0, 8.0], 11)
     cg = coarse_grain(post, fisher, 1.0, prescription="jeffreys")
@@ -421,6 +438,12 @@ def test_cli_derive_brg(capsys):
     assert "\\begin{equation" in capsys.readouterr().out
     assert main(["derive", "brg", "--part", "training", "--format", "markdown"]) == 0
     assert "$$" in capsys.readouterr().out
+
+
+def test_cli_derive_brg_with_kernel_recursion(capsys):
+    assert main(["derive", "brg", "--activation", "relu", "--depth", "1", "--regulator", "sharp"]) == 0
+    out = capsys.readouterr().out
+    assert "K^{(1)}_{12}" in out and "NOT verified" not in out
 
 
 def test_cli_bad_input(capsys):
