@@ -42,11 +42,12 @@ operator :math:`K(X,X)/T`).  With :math:`\psi_k(x) = K(x,X)e_k/\kappa_k`, :math:
     m_\Lambda(x) = \sum_k \psi_k(x)\,\frac{w_k\kappa_k y_k}{\sigma^2 + w_k\kappa_k},\qquad
     \Sigma_\Lambda(x,x') = K(x,x') - \sum_k \psi_k(x)\psi_k(x')\,\frac{w_k\kappa_k^2}{\sigma^2+w_k\kappa_k},
 
-i.e. a mode-dependent ridge :math:`\sigma^2 \to \sigma^2/w_k`, and the induced action
+i.e. a mode-dependent ridge :math:`\sigma^2 \to \sigma^2/w_k` (a prior-prescription shell), and the induced action
 :math:`S_\Lambda[\phi] = \tfrac12(\phi-m_\Lambda)^{\mathsf T}\Sigma_\Lambda^{-1}(\phi - m_\Lambda) +
 \tfrac12\log\det 2\pi\Sigma_\Lambda`.  The Wilsonian ridge flow of NNGPs (arXiv:2405.06008,
 :math:`\sigma^2 \to \sigma^2 + \sum_{k>\kappa}\lambda_k`) is the trace approximation of the exact
-Wilsonian noise :math:`\sigma^2 1 + K_>(X,X)`; the exact one reproduces the information shell
+Wilsonian noise :math:`\sigma^2 1 + K_>(X,X)`; the exact one reproduces the sharp information shell,
+and the scalar ridge is the shell with :math:`w_k = \sigma^2/(\sigma^2 + c)` on the stiff modes
 (see :func:`wilsonian_ridge` and :func:`nngp_brg_derivation`).
 """
 from __future__ import annotations
@@ -242,16 +243,19 @@ def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = Non
 
 def _sharp(post: GaussianState, pri: GaussianState | None, v: np.ndarray, vinv: np.ndarray,
            stiff: np.ndarray) -> GaussianState:
-    if not post.proper:
-        raise Unsupported("posterior", "the sharp shell needs a proper trained distribution")
     s = stiff.astype(float)
+    if not post.proper:  # allowed when every flat direction is sloppy (e.g. a Jeffreys pi_Lambda1)
+        leak = (vinv @ post.flat) * s[:, None]
+        if np.max(np.abs(leak), initial=0.0) > 1e-8:
+            raise Unsupported("posterior", "has flat (improper) directions with stiff components; "
+                                           "its stiff marginal does not exist")
     mu = s * (vinv @ post.mean)
     cov = (s[:, None] * (vinv @ post.covariance @ vinv.T)) * s[None, :]
     if pri is not None:
         mu = mu + (1 - s) * (vinv @ pri.mean)
         cov = cov + ((1 - s)[:, None] * (vinv @ pri.covariance @ vinv.T)) * (1 - s)[None, :]
         return GaussianState(v @ mu, _sym(v @ cov @ v.T), np.zeros((post.dim, 0)))
-    flat = orthonormal_span(v[:, ~stiff])
+    flat = orthonormal_span(np.hstack([v[:, ~stiff], post.flat]))
     proj = np.eye(post.dim) - flat @ flat.T
     return GaussianState(proj @ v @ mu, _sym(proj @ v @ cov @ v.T @ proj), flat)
 

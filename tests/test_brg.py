@@ -127,6 +127,27 @@ def test_coarse_graining_composes(spectrum, a, b, seed, criterion):
 
 
 @SETTINGS
+@given(spectra, st.floats(0.0, 25.0), st.floats(0.0, 25.0), st.integers(0, 10_000))
+def test_jeffreys_coarse_graining_composes(spectrum, a, b, seed):
+    lam1, lam2 = min(a, b), max(a, b)
+    fisher, _, post = general_problem(spectrum, seed)
+    once = coarse_grain(post, fisher, lam2, prescription="jeffreys")
+    twice = coarse_grain(coarse_grain(post, fisher, lam1, prescription="jeffreys"), fisher, lam2,
+                         prescription="jeffreys")
+    np.testing.assert_allclose(twice.flat @ twice.flat.T, once.flat @ once.flat.T, atol=1e-8)
+    np.testing.assert_allclose(twice.mean, once.mean, atol=1e-8)
+    np.testing.assert_allclose(twice.covariance, once.covariance, atol=1e-8)
+
+
+def test_improper_input_with_stiff_flat_direction_is_refused():
+    fisher = np.diag([1.0, 5.0])
+    state = GaussianState(np.zeros(2), np.diag([1.0, 0.0]), np.array([[0.0], [1.0]]))
+    with pytest.raises(Unsupported) as err:
+        coarse_grain(state, fisher, 2.0, prescription="jeffreys")
+    assert err.value.argument == "posterior"
+
+
+@SETTINGS
 @given(spectra, st.floats(0.0, 25.0), st.integers(0, 10_000), st.sampled_from(["prior", "jeffreys"]))
 def test_eigen_prescription_is_basis_independent(spectrum, cutoff, seed, prescription):
     lam = np.linalg.eigvalsh(np.diag(spectrum))
@@ -364,6 +385,21 @@ def test_induced_action_expectation_by_monte_carlo(data):
     expected = 0.5 * lam.size + 0.5 * np.sum(np.log(2 * np.pi * lam))  # E[S] = rank/2 + log-normalizer
     se = np.sqrt(lam.size / 2 / n)  # Var of a chi^2_r / 2 is r/2
     assert abs(s.mean() - expected) < 5 * se
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.floats(0.0, 40.0), st.integers(0, 1000), st.sampled_from([None, "power:2", "litim"]),
+       st.sampled_from(["prior", "jeffreys"]))
+def test_commuting_diagram_property(cutoff, seed, regulator, prescription):
+    rng = np.random.default_rng(seed)
+    x, z = rng.standard_normal((7, 2)), rng.standard_normal((3, 2))
+    w1 = rng.standard_normal((2, 30))
+    hx, hz = np.tanh(x @ w1), np.tanh(z @ w1)
+    out = commuting_diagram(hx, hz, rng.standard_normal(7), 0.2, cutoff, prescription=prescription,
+                            regulator=regulator)
+    fl = out["field_path"].fisher_eigenvalues
+    assume(regulator is not None or away_from_spectrum(fl, [cutoff], gap=1e-6 * max(1.0, fl.max())))
+    assert out["mean_gap"] < 1e-7 and out["covariance_gap"] < 1e-7
 
 
 @pytest.mark.parametrize("regulator", [None, "power:2"])
