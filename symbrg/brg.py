@@ -401,7 +401,7 @@ class PredictiveFlow(GaussianState):
     :math:`\Sigma_\Lambda(Z,Z)` (``mean``, ``covariance``, ``flat``), with its kernel modes.
 
     ``kappa``: eigenvalues :math:`\kappa_k = T\lambda_k` of :math:`K(X,X)` (kept modes, descending);
-    ``modes``: :math:`e_k` (columns); ``fisher_eigenvalues``: :math:`\kappa_k/\sigma^2`;
+    ``modes``: :math:`e_k` (columns); ``fisher_eigenvalues``: :math:`T\kappa_k/\sigma^2`;
     ``weights``: :math:`w_k`; ``mode_mean``/``mode_variance``: the law of :math:`f_k = e_k^{\mathsf T}f(X)`
     (variance :math:`\infty` for a flat mode); ``psi``: :math:`\psi_k(Z) = K(Z,X)e_k/\kappa_k`.
     """
@@ -413,10 +413,12 @@ class PredictiveFlow(GaussianState):
     mode_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
     psi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     cutoff: float = 0.0
+    observations: float = 1.0
 
     @property
     def fisher_eigenvalues(self) -> np.ndarray:
-        return self.kappa / self.noise_variance
+        r""":math:`T\kappa_k/\sigma^2`, the readout Fisher eigenvalues (prior-whitened parameters)."""
+        return self.observations * self.kappa / self.noise_variance
 
     def action(self, phi: Any) -> np.ndarray:
         r"""The induced action :math:`S_\Lambda[\phi] = \tfrac12(\phi-m)^{\mathsf T}\Sigma^{+}(\phi-m)
@@ -432,7 +434,7 @@ class PredictiveFlow(GaussianState):
 
 def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, k_zx: Any = None,
                     k_zz: Any = None, prescription: str = "prior", regulator: Any = None,
-                    rtol: float = 1e-10) -> PredictiveFlow:
+                    observations: float = 1.0, rtol: float = 1e-10) -> PredictiveFlow:
     r"""BRG flow of the GP posterior from Gram matrices (any kernel: NNGP of any depth/activation).
 
     k_xx: :math:`K(X,X)` (PSD, ``(T, T)``); y: targets ``(T,)``; noise_variance: :math:`\sigma^2 > 0`;
@@ -442,6 +444,11 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     :math:`v_k = \kappa\sigma^2/(\sigma^2+w\kappa)` (prior); :math:`m_k = \kappa y_k/(\kappa+\sigma^2)`,
     :math:`v_k = \kappa\sigma^2/(w(\kappa+\sigma^2))` (Jeffreys, flat where :math:`w = 0`, and flat
     along the Fisher null directions :math:`K(Z,Z) - K(Z,X)K(X,X)^{+}K(X,Z)`).
+    observations: the training flow (IR → UV): the likelihood precision is multiplied by
+    :math:`T` (``observations`` :math:`\ge 0`, :math:`T` replicas of the data), so the Fisher eigenvalues
+    are :math:`T\kappa_k/\sigma^2` and every formula holds with :math:`\sigma^2 \to \sigma^2/T`; at
+    :math:`\Lambda = 0` this is the GP posterior with noise :math:`\sigma^2/T`, and on the data :math:`v_k \to \sigma^2/T`
+    (the pushed-forward :math:`T^{-1}I^{-1}`) as :math:`T \to \infty`.
     Modes with :math:`\kappa_k \le` ``rtol`` :math:`\max\kappa` carry no information and are dropped.
     """
     kxx = psd_matrix("k_xx", k_xx, rtol=1e-8)
@@ -466,6 +473,8 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     keep = kap > rtol * max(float(kap[-1]), 1e-300)
     kap, e = kap[keep][::-1], e[:, keep][:, ::-1]
     yk = e.T @ yy
+    t_obs = positive("observations", observations)
+    s2 = s2 / t_obs  # T replicas of the data: the likelihood precision T/sigma^2
     w = weights(kap / s2, cut, regulator)
     psi = (kzx @ e) / kap
     fn = _nngp_mode_numpy(prescription)
@@ -486,8 +495,8 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
         proj = np.eye(kzz.shape[0]) - flat @ flat.T
         mean = proj @ (psi[:, live] @ mk[live])
         cov = proj @ ((psi[:, live] * vk[live]) @ psi[:, live].T) @ proj
-    return PredictiveFlow(mean, _sym(cov), flat, kappa=kap, modes=e, noise_variance=s2, weights=w,
-                          mode_mean=mk, mode_variance=vk, psi=psi, cutoff=cut)
+    return PredictiveFlow(mean, _sym(cov), flat, kappa=kap, modes=e, noise_variance=s2 * t_obs, weights=w,
+                          mode_mean=mk, mode_variance=vk, psi=psi, cutoff=cut, observations=t_obs)
 
 
 def _gram(kernel: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -366,6 +366,23 @@ def test_predictive_flow_limits_are_gp_posterior_and_prior(data):
         np.testing.assert_allclose(pri.covariance, kzz, atol=1e-6)
 
 
+def test_function_space_training_flow(data):
+    x, _, y = data
+    k = rbf(x, x)
+    s2 = 0.3
+    for t in (0.5, 4.0):
+        a = predictive_flow(k, y, s2, 0.7, observations=t)
+        b = predictive_flow(k, y, s2 / t, 0.7)
+        np.testing.assert_allclose(a.mean, b.mean, atol=1e-10)
+        np.testing.assert_allclose(a.covariance, b.covariance, atol=1e-10)
+        np.testing.assert_allclose(a.fisher_eigenvalues, t * a.kappa / s2)
+        j = predictive_flow(k, y, s2, 0.0, observations=t, prescription="jeffreys")
+        np.testing.assert_allclose(j.covariance, predictive_flow(k, y, s2, 0.0, observations=t).covariance,
+                                   atol=1e-10)
+    late = predictive_flow(k, y, s2, 0.0, observations=1e7)  # on the data: T^-1 I^-1 pushed forward
+    np.testing.assert_allclose(1e7 * late.mode_variance, s2, rtol=1e-3)
+
+
 def test_predictive_flow_rbf_callable_and_semigroup(data):
     x, z, y = data
     a = nngp_flow(rbf, x, y, 0.1, 3.0, z)
@@ -511,6 +528,7 @@ def test_bad_input_names_the_argument():
         (lambda: nngp_flow(rbf, np.zeros((0, 2)), [], 0.1, 1.0), ShapeMismatch, "x"),
         (lambda: nngp_flow(rbf, np.ones((2, 2)), [1.0, 2.0], 0.1, 1.0, np.ones((2, 3))), ShapeMismatch, "z"),
         (lambda: training_flow(np.eye(2), [0.0, 0.0], -1.0), NotPositive, "observations"),
+        (lambda: predictive_flow(np.eye(2), [1.0, 2.0], 0.1, 1.0, observations=0.0), NotPositive, "observations"),
         (lambda: coarse_grain_modes([], 1.0, [], [], [], []), ShapeMismatch, "fisher_eigenvalues"),
         (lambda: coarse_grain_modes([1], -1.0, [0], [1], [0], [1]), NotPositive, "cutoff"),
         (lambda: shell_weight(1, 1, "nonsense"), UnknownName, "regulator"),
