@@ -61,7 +61,7 @@ import sympy as sp
 
 from .checks import choice, finite_array, matching, nonnegative, positive, psd_matrix
 from .derivation import Derivation, check_identity
-from .errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
+from .errors import InvalidArgument, ShapeMismatch, Unsupported
 from .posterior import GaussianState, as_gaussian, orthonormal_span
 
 __all__ = ["PRESCRIPTIONS", "CRITERIA", "shell_weight", "weights", "CoarseGrained", "coarse_grain",
@@ -212,7 +212,8 @@ def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = Non
     smooth shell (requires :math:`Q_* - Q_0` to commute with the split, else
     :class:`~symbrg.errors.Unsupported`).
 
-    Sharp: :math:`\mu_\Lambda = V[S\xi_* + (1-S)\xi_0]`, :math:`C_\Lambda = V[S C^\xi_* S + (1-S)C^\xi_0(1-S)]V^{\mathsf T}`;
+    Sharp: :math:`\mu_\Lambda = V[S\xi_* + (1-S)\xi_0]`,
+    :math:`C_\Lambda = V[S C^\xi_* S + (1-S)C^\xi_0(1-S)]V^{\mathsf T}`;
     Jeffreys: :math:`C^\xi_0 = \infty` on the sloppy block (flat directions :math:`V_<`).
     """
     post = as_gaussian(posterior, "posterior")
@@ -447,7 +448,8 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     observations: the training flow (IR → UV): the likelihood precision is multiplied by
     :math:`T` (``observations`` :math:`\ge 0`, :math:`T` replicas of the data), so the Fisher eigenvalues
     are :math:`T\kappa_k/\sigma^2` and every formula holds with :math:`\sigma^2 \to \sigma^2/T`; at
-    :math:`\Lambda = 0` this is the GP posterior with noise :math:`\sigma^2/T`, and on the data :math:`v_k \to \sigma^2/T`
+    :math:`\Lambda = 0` this is the GP posterior with noise :math:`\sigma^2/T`, and on the data
+    :math:`v_k \to \sigma^2/T`
     (the pushed-forward :math:`T^{-1}I^{-1}`) as :math:`T \to \infty`.
     Modes with :math:`\kappa_k \le` ``rtol`` :math:`\max\kappa` carry no information and are dropped.
     """
@@ -804,14 +806,14 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
         dS = sp.diff(S1, ph)
         pol = _off_support(-sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2)))
         mf, vf = sp.Function("m_k")(CUT), sp.Function("v_k")(CUT)
-        d.step(sp.Eq(sp.Function(r"S_\Lambda")(ph), (ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2),
+        action = (ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2
+        dom = {KAPPA: (0.2, 3), CUT: (0.2, 3), YK: (-2, 2), ph: (-2, 2)}
+        d.step(sp.Eq(sp.Function(r"S_\Lambda")(ph), action),
                "The induced action on the training points, mode $k$ ($\\phi_k = e_k^{\\mathsf T}\\phi(X)$, "
                "$m_k, v_k$ as above with $w_k(\\Lambda)$); the full action is the sum over modes, "
                "$S_\\Lambda[\\phi] = \\tfrac12(\\phi - m_\\Lambda)^{\\mathsf T}\\Sigma_\\Lambda^{-1}"
                "(\\phi - m_\\Lambda) + \\tfrac12\\log\\det 2\\pi\\Sigma_\\Lambda$.",
-               "eq:brg-action", verification=check_identity(S1, ((ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2)
-                                                            .subs({mf: m1, vf: v1}),
-                                                            domain={KAPPA: (0.2, 3), CUT: (0.2, 3), YK: (-2, 2), ph: (-2, 2)}),
+               "eq:brg-action", verification=check_identity(S1, action.subs({mf: m1, vf: v1}), domain=dom),
                uses=("eq:brg-mode",))
         Sf = sp.Function(r"S_\Lambda")(ph)
         d.step(sp.Eq(sp.Derivative(Sf, CUT), -sp.Derivative(mf, CUT) * sp.Derivative(Sf, ph)
@@ -819,12 +821,12 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                "Its flow is a Polchinski equation with drift: $e^{-S_\\Lambda}$ diffuses with covariance "
                "rate $\\partial_\\Lambda v_k \\ge 0$ (UV $\\to$ IR) and drifts with "
                "$\\partial_\\Lambda m_k$.", "eq:brg-polchinski",
-               verification=check_identity(_off_support(sp.diff(S1, CUT)), pol, domain={KAPPA: (0.2, 3), CUT: (0.2, 3),
-                                                                           YK: (-2, 2), ph: (-2, 2)}),
+               verification=check_identity(_off_support(sp.diff(S1, CUT)), pol, domain=dom),
                uses=("eq:brg-action",), cites=("BKS23",))
     c = sp.Symbol("c", positive=True)
     m_ridge = KAPPA * YK / (KAPPA + SIGMA2 + c)
-    th, k1, k2 = sp.Symbol("vartheta", real=True), sp.Symbol("kappa_1", positive=True), sp.Symbol("kappa_2", positive=True)
+    th = sp.Symbol("vartheta", real=True)
+    k1, k2 = sp.symbols("kappa_1 kappa_2", positive=True)
     y1, y2 = sp.symbols("y_1 y_2", real=True)
     e1, e2 = sp.Matrix([sp.cos(th), sp.sin(th)]), sp.Matrix([-sp.sin(th), sp.cos(th)])
     yv = sp.Matrix([y1, y2])
