@@ -226,16 +226,34 @@ class _Split:
     basis: np.ndarray | None = None     # (M, r, P) orthonormal rows, whitened coordinates
 
 
+def _gram_eigen(white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Nonzero spectrum of :math:`W^\top W` and its orthonormal eigenvectors (rows), for W (M, n, P),
+    from the smaller of the two Gram matrices (no SVD: eigh of :math:`WW^\top` or :math:`W^\top W`);
+    eigenvalues below round-off are set to 0 and their rows to 0."""
+    n, p = white.shape[-2:]
+    if n <= p:
+        lam, u = np.linalg.eigh(np.matmul(white, np.swapaxes(white, 1, 2)))
+        tol = 10 * max(n, p) * np.finfo(float).eps * lam[:, -1:]
+        keep = lam > tol
+        basis = np.matmul(np.swapaxes(u, 1, 2), white) / np.sqrt(np.where(keep, lam, 1.0))[..., None]
+    else:
+        lam, v = np.linalg.eigh(np.matmul(np.swapaxes(white, 1, 2), white))
+        tol = 10 * max(n, p) * np.finfo(float).eps * lam[:, -1:]
+        keep = lam > tol
+        basis = np.swapaxes(v, 1, 2)
+    return np.where(keep, lam, 0.0), basis * keep[..., None]
+
+
 def fisher_split(jac: np.ndarray, prior_std: np.ndarray, criterion: str) -> _Split:
     r"""Fisher sensitivities from per-sample Jacobians ``jac`` (M, n, k, P), unit noise, mean over
     the n Fisher inputs: the diagonal :math:`I_{AA}`, or the nonzero eigenvalues of the prior-whitened
-    Fisher :math:`\sigma I \sigma` with their eigenvectors (thin SVD of :math:`J\sigma/\sqrt n`)."""
+    Fisher :math:`\sigma I \sigma = W^\top W`, :math:`W = J\sigma/\sqrt n`, with its eigenvectors."""
     if criterion == "diagonal":
         return _Split("diagonal", fisher_diagonal(jac, 1.0, "mean"))
     m, n = jac.shape[:2]
     white = (jac * prior_std).reshape(m, -1, jac.shape[-1]) / math.sqrt(n)
-    _, s, vh = np.linalg.svd(white, full_matrices=False)
-    return _Split("eigen", s ** 2, vh)
+    lam, basis = _gram_eigen(white)
+    return _Split("eigen", lam, basis)
 
 
 def renormalize(theta: np.ndarray, split: _Split, cutoff: float, xi: np.ndarray,
@@ -318,7 +336,9 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int, count
     if split.criterion == "diagonal":   # the eigenvalues only feed the spectrum figure: few members
         diag = split.sensitivities
         few = jac[:SPECTRUM_MEMBERS].reshape(min(count, SPECTRUM_MEMBERS), -1, jac.shape[-1])
-        eig = np.linalg.svd(few, compute_uv=False) ** 2 / jac.shape[1]
+        small = np.matmul(few, np.swapaxes(few, 1, 2)) if few.shape[1] <= few.shape[2] else \
+            np.matmul(np.swapaxes(few, 1, 2), few)
+        eig = np.linalg.eigvalsh(small)[:, ::-1] / jac.shape[1]
     else:
         diag = fisher_diagonal(jac, 1.0, "mean")
         eig = split.sensitivities[:SPECTRUM_MEMBERS]
@@ -477,11 +497,13 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
         blocks.append(block)
         if path is not None:
             _save_block(path, block)
-        results = _aggregate(cfg, blocks, time.perf_counter() - start)
-        results["complete"] = done == cfg.members
-        results["y_test_point"] = float(data["y_test"][cfg.test_point])
-        if out_dir is not None:
-            _write_json(out_dir / "results.json", results)
+        if out_dir is not None and done < cfg.members:   # partial results, saved as we go
+            try:
+                partial = _aggregate(cfg, blocks, time.perf_counter() - start)
+            except InvalidArgument:          # no member kept yet
+                continue
+            partial.update(complete=False, y_test_point=float(data["y_test"][cfg.test_point]))
+            _write_json(out_dir / "results.json", partial)
     if blocks:
         results = _aggregate(cfg, blocks, time.perf_counter() - start)
         results["complete"] = len(blocks) == len(sizes)
