@@ -156,6 +156,41 @@ class Program:
                        tuple((s, e.xreplace(vals)) for s, e in self.assignments),
                        tuple(o.xreplace(vals) for o in self.outputs), self.name)
 
+    def partition(self, row: Sequence[sp.Symbol], col: Sequence[sp.Symbol],
+                  pair: Sequence[sp.Symbol]) -> tuple["Program", "Program", "Program"]:
+        """Split a two-point program into per-row, per-column and per-pair stages.
+
+        Inputs not listed in ``row``, ``col`` or ``pair`` are constants (hyperparameters) and are
+        inputs of every stage.  The row (column) stage computes every assignment that depends on row
+        (column) inputs and constants only, and outputs those the pair stage needs; the pair stage
+        takes ``pair`` + constants + the row outputs + the column outputs, in that order.  Evaluating the row stage
+        once per point instead of once per pair is what makes scalar (mpmath) Gram matrices cheap.
+        """
+        row, col, pair = set(row), set(col), set(pair)
+        const = [i for i in self.inputs if i not in row | col | pair]
+        klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
+                                                {"p"} if i in pair else set()) for i in self.inputs}
+        stages: dict[str, list] = {"r": [], "k": [], "p": []}
+        for s_, e in self._live_assignments():
+            deps = set().union(*(klass[f] for f in e.free_symbols)) if e.free_symbols else set()
+            klass[s_] = deps
+            if deps <= {"r"}:
+                stages["r"].append((s_, e))
+            if deps <= {"k"}:
+                stages["k"].append((s_, e))
+            if not deps <= {"r"} and not deps <= {"k"}:
+                stages["p"].append((s_, e))
+        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in self.outputs))
+        r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] == {"r"})
+        k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] == {"k"})
+        c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_])
+        r_inputs = tuple(i for i in self.inputs if i in row) + tuple(const)
+        k_inputs = tuple(i for i in self.inputs if i in col) + tuple(const)
+        p_inputs = tuple(i for i in self.inputs if i in pair) + tuple(const) + r_out + c_out + k_out
+        return (Program(r_inputs, tuple(stages["r"]), r_out + c_out, f"{self.name}_row"),
+                Program(k_inputs, tuple(stages["k"]), k_out, f"{self.name}_col"),
+                Program(p_inputs, tuple(stages["p"]), self.outputs, f"{self.name}_pair"))
+
     # ---------------------------------------------------------- differentiation
     def diff(self, wrt: sp.Symbol, name: str | None = None) -> "Program":
         r"""Forward-mode derivative of every output with respect to ``wrt``.
@@ -210,6 +245,16 @@ class Program:
             self._cache[key] = fn
         return self._cache[key]
 
+    def _live_assignments(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """The assignments the outputs depend on (dead code removed), in order."""
+        needed = set().union(*(o.free_symbols for o in self.outputs)) if self.outputs else set()
+        keep = []
+        for s, e in reversed(self.assignments):
+            if s in needed:
+                keep.append((s, e))
+                needed |= e.free_symbols
+        return keep[::-1]
+
     def _generate(self, backend: str) -> tuple[str, dict]:
         if backend not in BACKENDS:
             raise UnknownName("backend", f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -219,31 +264,32 @@ class Program:
         for i, s in enumerate(self.inputs):
             names[s] = sp.Symbol(_ident(i, "x"))
         counter = itertools.count()
-        body: list[str] = []
+        body: list[tuple[str, str, set[str]]] = []   # (target, code, names used)
         impls: dict[str, Callable] = {}
 
-        def emit(expr: sp.Expr) -> str:
+        def emit(expr: sp.Expr) -> tuple[str, set[str]]:
             expr = expr.xreplace(names)
             repl, (reduced,) = sp.cse([expr], symbols=(sp.Symbol(f"t{next(counter)}") for _ in
                                                          itertools.count()), order="none")
             for sym, sub in repl:
-                body.append(f"    {sym} = {printer.doprint(sub)}")
+                body.append((str(sym), printer.doprint(sub), {str(a) for a in sub.free_symbols}))
                 _collect(sub, impls, backend)
             _collect(reduced, impls, backend)
-            return printer.doprint(reduced)
+            return printer.doprint(reduced), {str(a) for a in reduced.free_symbols}
 
-        for k, (s, e) in enumerate(self.assignments):
+        for k, (s, e) in enumerate(self._live_assignments()):
             target = sp.Symbol(_ident(k, "a"))
-            line = emit(e)
-            body.append(f"    {target} = {line}")
+            body.append((str(target),) + emit(e))
             names[s] = target
         outs = [emit(o) for o in self.outputs]
         args = ", ".join(str(names[s]) for s in self.inputs)
         head = [f"def _program({args}):"]
         if backend == "mpmath":
             head += [f"    {names[s]} = mpmath.mpmathify({names[s]})" for s in self.inputs]
-        ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"
-        src = "\n".join(head + body + [f"    return {ret}"]) + "\n"
+        ret = outs[0][0] if len(outs) == 1 else "(" + ", ".join(o[0] for o in outs) + ",)"
+        lines = _with_liveness(body, set().union(*(o[1] for o in outs)) if outs else set(),
+                               free=backend == "numpy")
+        src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
         from .activations import numpy_erf
         namespace: dict[str, Any] = {"numpy": np, "mpmath": mpmath, "math": __import__("math"),
                                      "_erf": numpy_erf}
@@ -253,6 +299,25 @@ class Program:
             root = mod.split(".")[0]
             namespace.setdefault(root, __import__(root))
         return src, namespace
+
+
+def _with_liveness(body: list[tuple[str, str, set[str]]], returned: set[str], free: bool) -> list[str]:
+    """Print the body; with ``free``, ``del`` each temporary right after its last use so that a
+    long chain of array assignments holds only the arrays it still needs (bounded memory)."""
+    last: dict[str, int] = {}
+    for i, (_, _, uses) in enumerate(body):
+        for u in uses:
+            last[u] = i
+    out = []
+    for i, (target, code, _) in enumerate(body):
+        out.append(f"    {target} = {code}")
+        if free:
+            dead = sorted(n for n, j in last.items() if j == i and n not in returned and not n.startswith("x"))
+            if target not in last and target not in returned:
+                dead.append(target)
+            if dead:
+                out.append(f"    del {', '.join(dead)}")
+    return out
 
 
 def _ae_diff(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:

@@ -31,6 +31,14 @@ directly) the Dense step adds :math:`n\,\bar K + 1` (the 1 from the bias, absent
 Each expectation comes from :mod:`symbrg.gaussian` (closed form, Mehler series or quadrature), and
 the program records which rule produced it.  Gram matrices are evaluated in blocks (bounded memory)
 and on several threads; ``precision=`` switches to mpmath at any number of digits.
+
+Numerical honesty: the float64 path adds no cancellation of its own (the expectations are written
+through the stable special functions of :mod:`symbrg.special`, |c| is clipped to 1 so rounding
+never gives NaN, the diagonal of a Gram matrix has c = 1 exactly, depth 1000 stays finite).  What it
+cannot undo is the conditioning of the kernel in the input correlation: near c = -1 (ReLU:
+:math:`K \sim \psi^3`) or, for the NTK's step factor, near c = +1 (:math:`d\theta/dc \to \infty`), the
+rounding of :math:`x\cdot x'` itself limits the relative accuracy to about
+:math:`\epsilon/|1 \mp c|`; there the mpmath path (``precision=``) is the answer.
 """
 from __future__ import annotations
 
@@ -259,14 +267,14 @@ class Architecture:
         return out
 
     def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None,
-             params: dict | None = None, block: int = 1 << 20, threads: int | None = None) -> np.ndarray:
+             params: dict | None = None, block: int = 1 << 17, threads: int | None = None) -> np.ndarray:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
         ``precision`` digits).  ``x2=None`` means ``x2 = x1``.  Rows are processed in blocks of about
         ``block`` entries so that temporaries stay bounded."""
         return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads)
 
     def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None,
-            params: dict | None = None, block: int = 1 << 20, threads: int | None = None) -> np.ndarray:
+            params: dict | None = None, block: int = 1 << 17, threads: int | None = None) -> np.ndarray:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
         return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads)
 
@@ -295,6 +303,9 @@ class Architecture:
             stop = min(start + rows, n1)
             s12 = x1[start:stop] @ x2.T
             s12 /= d
+            if same:  # x·x/d exactly as on the diagonal chain, so that c = 1 there exactly
+                idx = np.arange(start, stop)
+                s12[idx - start, idx] = s1[idx]
             res = fn(s1[start:stop, None], s2[None, :], s12, *args)
             res = res[which] if isinstance(res, tuple) else res
             out[start:stop] = res
@@ -409,19 +420,29 @@ class Architecture:
 
 def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args: list,
                  digits: int) -> np.ndarray:
-    fn = prog.compile("mpmath", dps=digits)
-    with mpmath.workdps(digits + 5):
+    """Scalar mpmath evaluation, staged (:meth:`Program.partition`): the per-point chain (the
+    diagonal K^l(x,x)) once per point, only the pair chain once per entry."""
+    row, col, pair = prog.partition([S11], [S22], [S12])
+    work = digits + 5
+    frow, fcol, fpair = (p.compile("mpmath", dps=work) for p in (row, col, pair))
+    with mpmath.workdps(work):
         d = mpmath.mpf(x1.shape[1])
-        m1 = [[mpmath.mpf(float(v)) for v in row] for row in x1]
-        m2 = [[mpmath.mpf(float(v)) for v in row] for row in x2]
-        s1 = [mpmath.fdot(r, r) / d for r in m1]
-        s2 = [mpmath.fdot(r, r) / d for r in m2]
+        m1 = [[mpmath.mpf(float(v)) for v in r] for r in x1]
+        m2 = [[mpmath.mpf(float(v)) for v in r] for r in x2]
         margs = [mpmath.mpf(a) if not isinstance(a, int) else a for a in args]
+        rows = [_tuple(frow(mpmath.fdot(r, r) / d, *margs)) for r in m1]
+        cols = [_tuple(fcol(mpmath.fdot(r, r) / d, *margs)) for r in m2]
 
         def entry(i: int, j: int) -> Any:
-            r = fn(s1[i], s2[j], mpmath.fdot(m1[i], m2[j]) / d, *margs)
+            r = fpair(mpmath.fdot(m1[i], m2[j]) / d, *margs, *rows[i], *cols[j])
             return r[which] if isinstance(r, tuple) else r
-        return np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(m1)), np.arange(len(m2))))
+        out = np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(m1)), np.arange(len(m2))))
+    with mpmath.workdps(digits):
+        return np.frompyfunc(lambda v: +v, 1, 1)(out)
+
+
+def _tuple(v: Any) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
 
 
 def serial(*layers: Layer, name: str = "network") -> Architecture:

@@ -75,13 +75,17 @@ def test_float64_matches_mpmath(act):
     k64 = arch.nngp(x)
     kmp = arch.nngp(x, precision=50).astype(float)
     np.testing.assert_allclose(k64, kmp, rtol=1e-12)
-    np.testing.assert_allclose(arch.ntk(x), arch.ntk(x, precision=30).astype(float), rtol=1e-12)
+    # The NTK's step-function factor E[φ'φ'] has dθ/dc -> ∞ at c = 1: for nearly coincident distinct
+    # inputs float64 rounding of x·x' limits its relative accuracy (documented); test away from that.
+    np.testing.assert_allclose(arch.ntk(x[:3]), arch.ntk(x[:3], precision=30).astype(float), rtol=1e-12)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.floats(0.3, 3.0), st.floats(0.0, 1.0), st.floats(-1.0, 1.0), st.integers(1, 6))
+@given(st.floats(0.3, 3.0), st.floats(0.0, 1.0), st.floats(1e-3, math.pi - 1e-3), st.integers(1, 6))
 def test_relu_kernel_float64_vs_mpmath_property(sw, sb, angle, depth):
-    x = np.array([[1.0, 0.0], [math.cos(angle), math.sin(angle)], [-1.0, 1e-13]])
+    """Float64 Gram entries agree with 40-digit mpmath to 1e-12 wherever the inputs' own float64
+    rounding allows it (|1 ± c| >= 1e-6 at the input); nearly coincident inputs included."""
+    x = np.array([[1.0, 0.0], [math.cos(angle), math.sin(angle)], [1.0, 1e-9]])
     arch = mlp("relu", depth, sw, sb)
     np.testing.assert_allclose(arch.nngp(x), arch.nngp(x, precision=40).astype(float), rtol=1e-12, atol=0)
 
@@ -103,7 +107,8 @@ def test_relu_depth_one_closed_form():
     ref = w**2 * math.sqrt(q11 * q22) / (2 * math.pi) * (math.sin(th) + (math.pi - th) * math.cos(th))
     got = arch.nngp(x, params={"w": w})[0, 1]
     assert got == pytest.approx(ref, rel=1e-13)
-    val = out.subs({sp.Symbol("w", positive=True): w}).subs(
+    known = {k: v for k, v in arch.values.items() if v is not None}
+    val = out.subs(known).subs({sp.Symbol("w", positive=True): w}).subs(
         {sp.Symbol("s_11", positive=True): x[0] @ x[0] / 2, sp.Symbol("s_22", positive=True): x[1] @ x[1] / 2,
          S12: x[0] @ x[1] / 2})
     assert float(val.evalf(30)) == pytest.approx(ref, rel=1e-13)
@@ -117,11 +122,14 @@ def test_program_grows_linearly_and_differentiates():
     d = arch.nngp_program.diff(sw).compile()
     s11, s22, s12 = 1.2, 0.7, 0.3
     f = arch.nngp_program.compile()
-    h = 1e-6
-    fd = (f(s11, s22, s12, 1.3 + h, 0.1) - f(s11, s22, s12, 1.3 - h, 0.1)) / (2 * h)
     names = [s.name for s in arch.nngp_program.inputs[3:]]
-    args = {"sigma_w": 1.3, "sigma_b": 0.1}
-    assert d(s11, s22, s12, *[args[n] for n in names]) == pytest.approx(fd, rel=1e-7)
+
+    def at(sw_value):
+        args = {"sigma_w": sw_value, "sigma_b": 0.1}
+        return [args[n] for n in names]
+    h = 1e-6
+    fd = (f(s11, s22, s12, *at(1.3 + h)) - f(s11, s22, s12, *at(1.3 - h))) / (2 * h)
+    assert d(s11, s22, s12, *at(1.3)) == pytest.approx(fd, rel=1e-7)
 
 
 def test_deep_network_stays_finite():
