@@ -157,7 +157,7 @@ def test_cli_writes_results_and_figures(tmp_path, capsys):
     for key in ("lambdas", "mse_mean", "mse_std", "fraction_resampled", "lambda_c",
                 "predictive_mean", "predictive_variance"):
         assert key in res and (key == "lambda_c" or len(res[key]) == 25)
-    assert res["config"]["fisher_set"] == 50 and res["config"]["seed"] == 2
+    assert res["config"]["fisher_set"] == 20 and res["config"]["seed"] == 2
     pytest.importorskip("matplotlib")
     for name in ("mse_vs_lambda.png", "fisher_spectrum.png", "outputs_at_test_point.png",
                  "predictive_variance.png"):
