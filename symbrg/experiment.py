@@ -297,27 +297,27 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int, count
     trained = trained.with_flat(theta, which)
     jac = net.jacobian(trained, data["x_fisher"], which)
     split = fisher_split(jac, prior_std, cfg.criterion)
-    if which == "readout":
-        phi_test = readout_design(net, trained, data["x_test"])
-        predict = lambda th: np.matmul(phi_test, th[:, :, None])[..., 0]  # noqa: E731
-    else:
-        predict = lambda th: net.forward(trained.with_flat(th, which), data["x_test"])[..., 0]  # noqa: E731
     lambdas = np.asarray(cfg.lambdas)
     y_test = data["y_test"]
     n_lam = lambdas.size
-    preds = np.empty((n_lam + 1, count, cfg.n_test))
     within = np.zeros((n_lam + 1, count, cfg.n_test))   # within-member variance (marginalize)
     frac = np.zeros((n_lam + 1, count))
-    preds[0] = predict(theta)
+    thetas = np.empty((n_lam + 1,) + theta.shape)
+    thetas[0] = theta
     xi = prior_std * rng.standard_normal(theta.shape)
+    phi_test = readout_design(net, trained, data["x_test"]) if which == "readout" else None
     for k, cutoff in enumerate(lambdas, start=1):
         if cfg.mode == "resample" and not cfg.cumulative and k > 1:
             xi = prior_std * rng.standard_normal(theta.shape)
         noise = xi if cfg.mode == "resample" else np.zeros_like(theta)
-        theta_k, frac[k] = renormalize(theta, split, float(cutoff), noise, prior_std)
-        preds[k] = predict(theta_k)
+        thetas[k], frac[k] = renormalize(theta, split, float(cutoff), noise, prior_std)
         if cfg.mode == "marginalize":
             within[k] = _marginal_variance(phi_test, split, float(cutoff), prior_std)
+    if which == "readout":   # all cutoffs in one product: the test features are read once
+        preds = np.matmul(phi_test, np.moveaxis(thetas, 0, 2)).transpose(2, 0, 1)   # (n_lam+1, M, T)
+    else:
+        preds = np.stack([net.forward(trained.with_flat(th, which), data["x_test"])[..., 0]
+                          for th in thetas])
     block = {}
     if cfg.kernel_separations and which == "readout":   # shell-removed prior ensemble (= init)
         theta0, n_sep = ens.flat(which), len(cfg.kernel_separations)

@@ -39,6 +39,8 @@ from .errors import InvalidArgument, ShapeMismatch
 __all__ = ["Network", "Ensemble", "network", "PARAMETERIZATIONS"]
 
 PARAMETERIZATIONS = ("ntk", "standard")
+#: Bytes a block of inputs may use per temporary in :meth:`Network.features`.
+BLOCK_BYTES = 1 << 23
 _WHICH = ("all", "readout")
 
 
@@ -177,7 +179,13 @@ class Network:
     def _act(self, ens: Ensemble, l: int, z: np.ndarray, derivative: bool = False) -> np.ndarray:
         phase = None if not ens.phases or ens.phases[l] is None else ens.phases[l][:, None, :]
         act = self.activations[l]
-        out = (act.derivative if derivative else act)(z, phase=phase).astype(self.dtype, copy=False)
+        if act.random_phase:
+            out = (act.derivative if derivative else act)(z, phase=phase)
+        else:   # the registry's compiled NumPy form, without Activation.__call__'s defensive copy
+            out = np.asarray((act._dnumpy if derivative else act._numpy)(z))
+            if out.shape != z.shape:
+                out = np.broadcast_to(out, z.shape)
+        out = out.astype(self.dtype, copy=False)
         gain = None if not ens.gains else ens.gains[l]
         return out if gain is None else out * gain[:, None, :]
 
@@ -206,8 +214,22 @@ class Network:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def features(self, ens: Ensemble, x: Any) -> np.ndarray:
-        r"""The last hidden layer :math:`h^{(L-1)}(x)`, shape (M, P, n_{L-1}): the readout's input."""
+        r"""The last hidden layer :math:`h^{(L-1)}(x)`, shape (M, P, n_{L-1}): the readout's input.
+
+        Evaluated in blocks of inputs whose temporaries stay below :data:`BLOCK_BYTES` (memory is
+        reused instead of freshly mapped for every layer)."""
         h = self._inputs(x)
+        m, p = ens.members, h.shape[-2]
+        widest = max(self.widths[1:-1], default=1)
+        step = max(1, BLOCK_BYTES // (np.dtype(self.dtype).itemsize * m * widest))
+        if self.depth == 0 or step >= p:
+            return self._hidden(ens, h)
+        out = np.empty((m, p, self.widths[-2]), dtype=self.dtype)
+        for s in range(0, p, step):
+            out[:, s:s + step] = self._hidden(ens, h[..., s:s + step, :])
+        return out
+
+    def _hidden(self, ens: Ensemble, h: np.ndarray) -> np.ndarray:
         for l in range(self.depth):
             h = self._act(ens, l, self._layer(ens, l, h))
         if h.ndim == 2:

@@ -140,7 +140,9 @@ def readout_design(net: Network, ens: Ensemble, x: np.ndarray) -> np.ndarray:
     r"""The readout's design matrix :math:`\Phi = [s_w h^{(L-1)}(x),\ s_b]`, shape (M, P, n_readout_in)
     such that :math:`f(x) = \Phi\,[W^{(L)}, b^{(L)}]^\top`."""
     l = net.depth
-    phi = net.weight_scale(l) * net.features(ens, x)
+    phi = net.features(ens, x)
+    if net.weight_scale(l) != 1.0:
+        phi = net.weight_scale(l) * phi
     if ens.biases[l] is not None:
         col = np.full(phi.shape[:2] + (1,), net.bias_scale(l), dtype=phi.dtype)
         phi = np.concatenate([phi, col], axis=-1)
