@@ -270,4 +270,22 @@ def training_flow_derivation() -> Derivation:
            verification=check_identity(sp.diff(logf, tau),
                                        Df / 2 * (sp.diff(logf, f, 2) + sp.diff(logf, f) ** 2), domain=dom_f),
            uses=("eq:train-heat",), cites=("BKS23",))
+    phi = sp.Matrix(2, 3, sp.symbols("h_11 h_12 h_13 h_21 h_22 h_23", real=True))
+    s2 = sp.Symbol("sigma", positive=True) ** 2
+    gram = phi * phi.T
+    gram_inv = gram.inv()
+    # I^+ = sigma^2 Phi^T G^-2 Phi (G = Phi Phi^T, full row rank).  By associativity both the Penrose
+    # condition I I^+ I = I and Phi I^+ Phi^T = sigma^2 1 reduce to G G^-1 G^-1 G = 1, checked here.
+    d_data = s2 * (gram * gram_inv) * (gram_inv * gram)
+    resid = sum((d_data - s2 * sp.eye(2)).applyfunc(lambda e: sp.cancel(e) ** 2))
+    d.step(sp.Eq(sp.Symbol(r"D_f(X, X)"), s2 * sp.Symbol(r"\mathbb{1}_T")),
+           "A readout on $N > T$ features, $f(X) = \\Phi\\theta$: the pushed-forward inverse Fisher "
+           "$\\Phi I^{+}\\Phi^{\\mathsf T}$ (pseudo-inverse, $I = \\Phi^{\\mathsf T}\\Phi/\\sigma^2$) is "
+           "$\\sigma^2 1$ on the training inputs, whatever the features: with "
+           "$I^+ = \\sigma^2\\Phi^{\\mathsf T}G^{-2}\\Phi$, $G = \\Phi\\Phi^{\\mathsf T}$, both the Penrose "
+           "condition $II^+I = I$ and this identity reduce to $GG^{-1}G^{-1}G = 1$ (checked for $T = 2$, "
+           "$N = 3$). The "
+           "function-space posterior of the infinite-width network diffuses as $\\mathcal N(y, \\tau\\sigma^2 1)$ "
+           "on the data for a flat prior.", "eq:train-readout",
+           verification=check_identity(resid, 0, points=6), uses=("eq:train-push",))
     return d
