@@ -54,7 +54,7 @@ from .activations import X, Activation, activation
 from .errors import ConvergenceError, InvalidArgument, Unsupported
 from .special import ArcCosKernel, GramDet, NumericFunction
 
-__all__ = ["Q11", "Q12", "Q22", "Expectation", "expectation", "expectation_derivation", "METHODS",
+__all__ = ["Q11", "Q12", "Q22", "Expectation", "expectation", "expectation_derivation", "explicit", "METHODS",
            "moment"]
 
 #: Variance of u.
@@ -97,12 +97,20 @@ class Expectation:
         return lambdify(self.expr, _SYMS, backend=backend, dps=dps)
 
     def explicit(self) -> sp.Expr:
-        """``expr`` with arc-cosine nodes replaced by their closed forms (for display)."""
-        return self.expr.replace(lambda e: isinstance(e, ArcCosKernel),
-                                 lambda e: ArcCosKernel.explicit(int(e.args[0]), int(e.args[1]), *e.args[2:]))
+        """``expr`` in plain sympy: arc-cosine and Gram-determinant nodes replaced by their closed
+        forms (for display and symbolic checks; the nodes are what keeps float64 accurate)."""
+        return explicit(self.expr)
 
     def latex(self) -> str:
         return sp.latex(self.expr)
+
+
+def explicit(expr: sp.Expr) -> sp.Expr:
+    r"""Replace :class:`ArcCosKernel` and :class:`GramDet` nodes by plain sympy expressions
+    (:math:`\Delta = q_{11}q_{22} - q_{12}^2`); series/quadrature nodes are kept."""
+    expr = expr.replace(lambda e: isinstance(e, ArcCosKernel),
+                        lambda e: ArcCosKernel.explicit(int(e.args[0]), int(e.args[1]), *e.args[2:]))
+    return expr.replace(lambda e: isinstance(e, GramDet), lambda e: e.args[0] * e.args[2] - e.args[1] ** 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,8 +518,23 @@ def _tex_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9:,.]", "", name)[:24] or "f"
 
 
+def _polynomial_degree(act: Activation, derivative: bool) -> int | None:
+    if act.family not in ("polynomial", "affine"):
+        return None
+    deg = sp.Poly(act.expr, X).degree() if act.expr != 0 else 0
+    return max(deg - 1, 0) if derivative else deg
+
+
 def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance_range: tuple[float, float],
             forced: bool) -> Expectation | None:
+    A, B = _hermite_coefficient_class(f, derivative), _hermite_coefficient_class(g, derivative)
+    rho = Q12 / (sp.sqrt(Q11) * sp.sqrt(Q22))
+    degrees = [_polynomial_degree(a, derivative) for a in (f, g)]
+    if any(d is not None for d in degrees):   # a polynomial's Mehler series ends: exact at its degree
+        order = min(d for d in degrees if d is not None)
+        expr = sp.Add(*[A(n, Q11) * B(n, Q22) * rho ** n for n in range(order + 1)])
+        return Expectation(expr, "series", "mehler", order=order, bound=0.0, bound_expr=sp.Integer(0),
+                           variance_range=tuple(map(float, variance_range)), f=f, g=g, derivative=derivative)
     grid = np.geomspace(variance_range[0], variance_range[1], 9)
     cf, cg = _compiled(f, derivative), _compiled(g, derivative)
     tf = _tails(cf, grid).max(axis=0)
@@ -525,8 +548,6 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
                                       f"terms for tol={tol:g} on variances {variance_range} (its bound at "
                                       f"N={_N_MAX} is {bound[-1]:.3g}); use method='quadrature'")
     order = int(ok[0])
-    A, B = _hermite_coefficient_class(f, derivative), _hermite_coefficient_class(g, derivative)
-    rho = Q12 / (sp.sqrt(Q11) * sp.sqrt(Q22))
     blocks = []                                   # Horner in rho within blocks of 16 (shallow trees)
     for start in range(0, order + 1, 16):
         stop = min(start + 15, order)
@@ -713,39 +734,68 @@ def _expectation(f: Activation, g: Activation, derivative: bool, tol: float, met
                        derivative=derivative)
 
 
+_CITES = {
+    "arccos": ("ChoSaul2009", "Y. Cho and L. K. Saul, Kernel methods for deep learning, NIPS 22 (2009)."),
+    "erf": ("Williams1997", "C. K. I. Williams, Computing with infinite networks, NIPS 9 (1997)."),
+    "gelu": ("Tsuchida2020", "R. Tsuchida, T. Pearce, C. van der Heide, F. Roosta, M. Gallagher, "
+                             "Avoiding kernel fixed points, arXiv:2002.08517 (2020)."),
+    "mehler": ("Mehler1866", "F. G. Mehler, J. reine angew. Math. 66, 161 (1866); O'Donnell, Analysis of "
+                             "Boolean Functions, ch. 11 (2014)."),
+    "price": ("Price1958", "R. Price, A useful theorem for nonlinear devices having Gaussian inputs, "
+                           "IRE Trans. Inf. Theory 4, 69 (1958)."),
+}
+
+
 def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, **kwargs: Any):
-    r"""A :class:`symbrg.derivation.Derivation` of :math:`E[f(u)g(v)]`: the rule, the closed form
-    (or the series/quadrature it rests on), and its verification (Price's theorem for the
-    derivative kernel, a Monte-Carlo-free check against quadrature for closed forms)."""
-    from .derivation import Derivation, check_identity
+    r"""A :class:`symbrg.derivation.Derivation` of :math:`E[f(u)g(v)]` (or of the derivative kernel):
+    the definition, the rule and its closed form (or the series/quadrature it rests on), verified
+    numerically against the split Gauss–Legendre quadrature and, for the derivative kernel of a
+    closed form, against Price's theorem :math:`\partial_{q_{12}}E[fg] = E[f'g']`."""
+    from .derivation import Derivation, Verification, check_identity
     e = expectation(f, g, derivative=derivative, **kwargs)
     fa, ga = e.f, e.g
     prime = "'" if derivative else ""
-    title = f"Gaussian expectation E[{fa.name}{prime}(u) {ga.name}{prime}(v)]"
-    d = Derivation(title, r"For $(u, v)\sim\mathcal N(0, \Sigma)$, $\Sigma = "
-                          r"\begin{pmatrix}q_{11}&q_{12}\\q_{12}&q_{22}\end{pmatrix}$.",
-                   name=f"gaussian-{_tex_name(fa.name)}-{_tex_name(ga.name)}{'-prime' if derivative else ''}")
-    lhs = sp.Function(r"\mathbb{E}")(sp.Symbol(f"{fa.name}{prime}(u){ga.name}{prime}(v)"))
-    verification = None
+    tag = f"{_tex_name(fa.name)}-{_tex_name(ga.name)}{'-prime' if derivative else ''}".replace(":", "")
+    d = Derivation(f"Gaussian expectation E[{fa.name}{prime}(u) {ga.name}{prime}(v)]",
+                   r"For $(u, v)\sim\mathcal N(0, \Sigma)$ with $\Sigma = \begin{pmatrix}q_{11}&q_{12}\\"
+                   r"q_{12}&q_{22}\end{pmatrix}$ and $\Delta = q_{11}q_{22} - q_{12}^2$.",
+                   name=f"gaussian-{tag}")
+    u, v = sp.symbols("u v", real=True)
+    fe = (fa.derivative_expr if derivative else fa.expr).subs(X, u)
+    ge = (ga.derivative_expr if derivative else ga.expr).subs(X, v)
+    density = sp.exp(-(Q22 * u ** 2 - 2 * Q12 * u * v + Q11 * v ** 2) / (2 * GramDet(Q11, Q12, Q22))) \
+        / (2 * sp.pi * sp.sqrt(GramDet(Q11, Q12, Q22)))
+    E = sp.Symbol(r"\mathbb{E}")
+    d.step(sp.Eq(E, sp.Integral(fe * ge * density, (u, -sp.oo, sp.oo), (v, -sp.oo, sp.oo)), evaluate=False),
+           "definition" + (" (a.e. derivatives: the jumps of step and sign carry none)" if derivative else ""),
+           f"eq:{d.name}-def", assumptions=(r"q_{11} > 0", r"q_{22} > 0", r"q_{12}^2 \le q_{11} q_{22}"))
+    cites = tuple(d.cite(*_CITES[k]) for k in _CITES if k in e.rule or (k == "price" and derivative))
     if e.method == "exact":
-        q = expectation(fa, ga, derivative=derivative, method="quadrature")
-        point = {Q11: sp.Rational(13, 10), Q12: sp.Rational(-2, 5), Q22: sp.Rational(7, 10)}
-        with mpmath.workdps(20):
-            exact = mpmath.mpf(sp.N(e.expr.subs(point), 20))
-            num = q.expr.func.mpmath_impl(*(mpmath.mpf(sp.N(v, 20)) for v in point.values()))
-        verification = check_identity(sp.Float(exact, 20), sp.Float(num, 20), points=0,
-                                      tolerance=1e-9 * max(1.0, abs(float(exact))), simplify=False)
-        d.step(sp.Eq(lhs, e.explicit(), evaluate=False), f"closed form by the rule {e.rule}", "result",
-               verification=verification)
-        if derivative:
+        q = expectation(fa, ga, derivative=derivative, method="quadrature", degree=24)
+        pts = [(1.3, -0.4 * math.sqrt(1.3 * 0.7), 0.7), (0.5, 0.45, 2.0), (2.0, -1.9, 1.9)]
+        ex, qu = e.compile(), q.compile()
+        errs = [abs(float(ex(*p)) - float(qu(*p))) for p in pts]
+        scale = max(1.0, *(abs(float(ex(*p))) for p in pts))
+        ver = Verification(kind="numeric", points=len(pts), dps=16, max_abs_error=max(errs),
+                           tolerance=1e-9 * scale, note="against 2-D composite Gauss-Legendre quadrature")
+        d.step(sp.Eq(E, e.explicit(), evaluate=False), f"closed form by the rule(s) {e.rule}",
+               f"eq:{d.name}-result", verification=ver, uses=(f"eq:{d.name}-def",), cites=cites)
+        jumps = any(atom in _JUMPS for _, atom in _merge(_atoms(fa)) + _merge(_atoms(ga)))
+        if derivative and not jumps:    # with jumps Price's theorem adds delta terms the a.e. kernel omits
             base = expectation(fa, ga)
-            d.step(sp.Eq(lhs, sp.Derivative(sp.Symbol("E[fg]"), Q12), evaluate=False),
-                   "Price's theorem, a.e. derivative (jumps of step/sign dropped)", "price")
-            d.extend  # noqa: B018 - documented: base derivation available via expectation_derivation(f, g)
-            _ = base
+            if base.method == "exact":
+                ver = check_identity(sp.diff(base.explicit(), Q12), e.explicit(),
+                                     domain={Q11: (1.0, 2.0), Q22: (1.0, 2.0), Q12: (-0.9, 0.9)}, points=6,
+                                     dps=30, simplify=False)
+                d.step(sp.Eq(E, sp.Derivative(sp.Symbol(r"\mathbb{E}[f g]"), Q12), evaluate=False),
+                       "Price's theorem", f"eq:{d.name}-price", verification=ver,
+                       cites=(d.cite(*_CITES["price"]),))
     elif e.method == "series":
-        d.step(sp.Eq(lhs, e.expr, evaluate=False), f"Mehler series, order {e.order}, Parseval bound "
-                                                    f"{e.bound:.2e} on variances {e.variance_range}", "result")
+        d.step(sp.Eq(E, e.expr, evaluate=False),
+               f"Mehler series truncated at order {e.order}; Parseval bound {e.bound:.2e} on variances "
+               f"{e.variance_range}", f"eq:{d.name}-result", uses=(f"eq:{d.name}-def",), cites=cites)
     else:
-        d.step(sp.Eq(lhs, e.expr, evaluate=False), f"2-D composite Gauss–Legendre quadrature, {e.degree} nodes per panel", "result")
+        d.step(sp.Eq(E, e.expr, evaluate=False),
+               f"2-D composite Gauss-Legendre quadrature, {e.degree} nodes per panel", f"eq:{d.name}-result",
+               uses=(f"eq:{d.name}-def",))
     return d
