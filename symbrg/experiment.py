@@ -314,7 +314,8 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int, count
         if cfg.mode == "marginalize":
             within[k] = _marginal_variance(phi_test, split, float(cutoff), prior_std)
     if which == "readout":   # all cutoffs in one product: the test features are read once
-        preds = np.matmul(phi_test, np.moveaxis(thetas, 0, 2)).transpose(2, 0, 1)   # (n_lam+1, M, T)
+        preds = np.ascontiguousarray(                                   # (n_lam + 1, M, T)
+            np.matmul(phi_test, np.moveaxis(thetas, 0, 2)).transpose(2, 0, 1))
     else:
         preds = np.stack([net.forward(trained.with_flat(th, which), data["x_test"])[..., 0]
                           for th in thetas])
