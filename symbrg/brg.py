@@ -443,8 +443,9 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     k_zx, k_zz: :math:`K(Z,X)`, :math:`K(Z,Z)` of the prediction points (default :math:`Z = X`).
     Mode formulas (compiled from their sympy form): :math:`m_k = w\kappa y_k/(\sigma^2+w\kappa)`,
     :math:`v_k = \kappa\sigma^2/(\sigma^2+w\kappa)` (prior); :math:`m_k = \kappa y_k/(\kappa+\sigma^2)`,
-    :math:`v_k = \kappa\sigma^2/(w(\kappa+\sigma^2))` (Jeffreys, flat where :math:`w = 0`, and flat
-    along the Fisher null directions :math:`K(Z,Z) - K(Z,X)K(X,X)^{+}K(X,Z)`).
+    :math:`v_k = \kappa\sigma^2/(w(\kappa+\sigma^2))` (Jeffreys, flat where :math:`w = 0`, and, for
+    :math:`\Lambda > 0`, flat along the Fisher null directions :math:`K(Z,Z) - K(Z,X)K(X,X)^{+}K(X,Z)`,
+    which have :math:`\lambda = 0 < \Lambda`).
     observations: the training flow (IR → UV): the likelihood precision is multiplied by
     :math:`T` (``observations`` :math:`\ge 0`, :math:`T` replicas of the data), so the Fisher eigenvalues
     are :math:`T\kappa_k/\sigma^2` and every formula holds with :math:`\sigma^2 \to \sigma^2/T`; at
@@ -490,13 +491,17 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
         mk, vk = np.zeros_like(kap), np.full_like(kap, np.inf)
         m_l, v_l, _ = fn(kap[live], yk[live], np.sqrt(s2), w[live])
         mk[live], vk[live] = m_l, v_l
-        null = kzz - (psi * kap) @ psi.T
-        lam_n, u_n = np.linalg.eigh(_sym(null))
-        null_dirs = u_n[:, lam_n > 1e-8 * max(float(np.max(np.abs(kzz))), 1e-300)]
+        null = _sym(kzz - (psi * kap) @ psi.T)  # prior law of the Fisher null directions on Z
+        cov = (psi[:, live] * vk[live]) @ psi[:, live].T
+        if weights(np.zeros(1), cut, regulator)[0] > 0:  # Lambda = 0: null directions kept (= prior)
+            cov, null_dirs = cov + null, np.zeros((kzz.shape[0], 0))
+        else:  # Lambda > 0: the null directions are sloppy, hence flat
+            lam_n, u_n = np.linalg.eigh(null)
+            null_dirs = u_n[:, lam_n > 1e-8 * max(float(np.max(np.abs(kzz))), 1e-300)]
         flat = orthonormal_span(np.hstack([psi[:, ~live], null_dirs]))
         proj = np.eye(kzz.shape[0]) - flat @ flat.T
         mean = proj @ (psi[:, live] @ mk[live])
-        cov = proj @ ((psi[:, live] * vk[live]) @ psi[:, live].T) @ proj
+        cov = proj @ cov @ proj
     return PredictiveFlow(mean, _sym(cov), flat, kappa=kap, modes=e, noise_variance=s2 * t_obs, weights=w,
                           mode_mean=mk, mode_variance=vk, psi=psi, cutoff=cut, observations=t_obs)
 

@@ -478,8 +478,12 @@ def test_jeffreys_predictive_is_flat_off_the_data(data):
     x, z, y = data
     on_data = nngp_flow(rbf, x, y, 0.1, 0.0, prescription="jeffreys")
     assert on_data.proper  # Lambda = 0: every data mode stiff, no null directions on X
-    off = nngp_flow(rbf, x, y, 0.1, 0.0, z, prescription="jeffreys")
-    assert not off.proper  # Fisher null directions of the infinite readout are flat
+    at_zero = nngp_flow(rbf, x, y, 0.1, 0.0, z, prescription="jeffreys")
+    assert at_zero.proper  # lambda = 0 >= Lambda = 0: even the Fisher null directions are stiff
+    np.testing.assert_allclose(at_zero.covariance, nngp_flow(rbf, x, y, 0.1, 0.0, z).covariance, atol=1e-10)
+    off = nngp_flow(rbf, x, y, 0.1, 1e-3, z, prescription="jeffreys")
+    assert not off.proper  # Lambda > 0: Fisher null directions of the infinite readout are flat
+    assert off.flat.shape[1] == z.shape[0]
 
 
 # ----------------------------------------------------------------------------- CLI
