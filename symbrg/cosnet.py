@@ -39,13 +39,19 @@ Conventions (the paper's are not known; these are derived and tested here):
   :math:`I(p)<\Lambda \iff |p|>k(\Lambda)` with :math:`k(\Lambda)^2 = \frac{T}{2N\sigma_\epsilon^2\Lambda}-m^2`
   (valid for :math:`0<\Lambda\le I(0)`).  In the propagator-weighted variant the Fisher does not depend
   on :math:`|b|` and the correspondence fails (:func:`parametrization_caveat`).
-* **Coarse graining** ("zero" prescription of the information shell): the sloppy readout weights are
-  removed, :math:`a_i\to\sqrt{\chi_\Lambda(I_i)}\,a_i` with :math:`\chi_\Lambda = \Theta(I-\Lambda)` for the
-  sharp shell, or the smoothed shell :math:`\chi_\Lambda(\lambda) = K_{\rm reg}\big(p(\lambda)^2/k(\Lambda)^2\big)`
-  pulled back from a UV cutoff function :math:`K_{\rm reg}` through the inverse Fisher map
-  :math:`p(\lambda)^2 = T/(2N\sigma_\epsilon^2\lambda) - m^2` (for :math:`m = 0`, :math:`\chi = K_{\rm reg}(\Lambda/\lambda)`,
-  a function of :math:`\lambda/\Lambda` alone).  The coarse-grained kernel is then
-  :math:`\sigma^2\int_{|p|<R}\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}K_{\rm reg}(p^2/k^2)/(p^2+m^2)`.
+* **Coarse graining.**  The Wilsonian theory at information cutoff :math:`\Lambda` is the field of the
+  *stiff sector* of the BRG distribution :math:`\pi_\Lambda` (Eq. (54): its stiff marginal, i.e. the
+  sloppy readout weights removed), :math:`a_i\to\sqrt{w_i}\,a_i` with the BRG engine's shell weight
+  :math:`w_i = w(I_i,\Lambda)` (:func:`symbrg.brg.shell_weight`): :math:`\Theta(I_i-\Lambda)` for the sharp
+  shell, :math:`K_{\rm reg}(\Lambda/I_i)` for a smooth one.  Since
+  :math:`\Lambda/I(p) = (p^2+m^2)/(k(\Lambda)^2+m^2)`, the coarse-grained kernel is
+
+  .. math::  \sigma^2\int_{|p|<R}\frac{d^dp}{(2\pi)^d}\,e^{ip\cdot\Delta}\,
+             \frac{K_{\rm reg}\big((p^2+m^2)/(k^2+m^2)\big)}{p^2+m^2},
+
+  the UV-regulated free propagator at scale :math:`k(\Lambda)` with the cutoff function acting on the
+  kinetic eigenvalue :math:`p^2+m^2`: for the sharp shell this is :math:`\Theta(k-|p|)` for every m, and
+  for :math:`m=0` it is the standard :math:`K_{\rm reg}(p^2/k^2)`.
 """
 from __future__ import annotations
 
@@ -69,7 +75,8 @@ __all__ = [
     "CosNet", "generalized_cosnet", "propagator_cosnet", "halverson_cosnet", "DualAction",
     "cos2_gaussian_input", "free_propagator_expr", "free_propagator", "coarse_grained_kernel",
     "momentum_cutoff", "information_cutoff", "momentum_cutoff_expr", "information_shell",
-    "parametrization_caveat", "posterior_mass2", "sample_cosnet", "sample_frequencies",
+    "parametrization_caveat", "posterior_mass2", "posterior_mass2_expr", "DATA_DENSITY",
+    "sample_cosnet", "sample_frequencies",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -90,9 +97,7 @@ DIST = sp.Symbol("r", positive=True)         #: |x - y|
 _X = sp.Symbol("x", nonnegative=True)        # argument of a UV cutoff function K(x), x = p^2/k^2
 
 # --------------------------------------------------------------------------------------------------
-# UV cutoff functions K(p^2/k^2): the regulators of the Polchinski side.  symbrg.regulators (the ERG
-# engine) is the source of truth when it is importable; the local table is the bootstrap fallback
-# and states the same functions.
+# UV cutoff functions K(z): the regulators of the Polchinski side, from the ERG engine.
 REGULATOR_NAMES = ("sharp", "litim", "exponential")
 
 
@@ -101,19 +106,11 @@ def uv_cutoff_function(name: str) -> sp.Expr:
 
     sharp: :math:`\Theta(1-x)`; litim: :math:`(1-x)\Theta(1-x)` (the UV partner of Litim's
     :math:`R_k = (k^2-p^2)\Theta(k^2-p^2)`, since :math:`p^2K/(1-K) = R_k`); exponential: :math:`e^{-x}`
-    (partner of :math:`R_k = p^2/(e^{p^2/k^2}-1)`).  Taken from :mod:`symbrg.regulators` when present.
+    (partner of :math:`R_k = p^2/(e^{p^2/k^2}-1)`).  The source of truth is :mod:`symbrg.regulators`.
     """
     choice("regulator", name, REGULATOR_NAMES)
-    try:
-        from .regulators import regulator as _erg_regulator  # type: ignore
-        reg = _erg_regulator(name)
-        expr = reg.uv_cutoff(_X) if callable(getattr(reg, "uv_cutoff", None)) else None
-        if isinstance(expr, sp.Basic):
-            return expr
-    except Exception:  # the ERG engine not (yet) there, or a different API: use the stated table
-        pass
-    return {"sharp": sp.Heaviside(1 - _X, 1), "litim": (1 - _X) * sp.Heaviside(1 - _X, 1),
-            "exponential": sp.exp(-_X)}[name]
+    from .regulators import regulator as _erg_regulator
+    return _erg_regulator(name).K(_X)
 
 
 def ball_volume(dim: Any, radius: Any = R) -> sp.Expr:
@@ -127,8 +124,13 @@ def sphere_area(dim: Any) -> sp.Expr:
 
 
 def _dim(dim: Any) -> Any:
-    if isinstance(dim, sp.Symbol) or (isinstance(dim, str) and dim == "d"):
+    if isinstance(dim, sp.Symbol) or (isinstance(dim, str) and dim.strip() == "d"):
         return D
+    if isinstance(dim, str):
+        try:
+            dim = int(dim)
+        except ValueError:
+            raise InvalidArgument("dim", f"expected an integer >= 1 or 'd', got {dim!r}") from None
     return integer("dim", dim, minimum=1)
 
 
@@ -446,7 +448,8 @@ def free_propagator(r: Any, dim: int, R: float, m: float, sigma: float = 1.0, *,
 def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
                           regulator: str = "sharp", sigma: float = 1.0, *,
                           precision: int | None = None) -> Any:
-    r"""The coarse-grained kernel :math:`\sigma^2\int_{|p|<R}\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}\frac{K_{\rm reg}(p^2/k^2)}{p^2+m^2}`.
+    r"""The coarse-grained kernel :math:`\sigma^2\int_{|p|<R}\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}\frac{K_{\rm reg}(z)}{p^2+m^2}`,
+    :math:`z = (p^2+m^2)/(k^2+m^2)` (module docstring; :math:`z = p^2/k^2` for :math:`m = 0`).
 
     ``k`` is the momentum cutoff (``None``: no coarse graining, :math:`\sigma^2G_R`); convert an
     information cutoff with :func:`momentum_cutoff`.  float64 (vectorized over ``r``) or mpmath.
@@ -471,14 +474,16 @@ def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
         breaks = (kv,)
     if precision is None:
         def weight(p):
-            return np.broadcast_to(np.asarray(Kn((p / kv) ** 2) if k is not None else 1.0, float), p.shape) \
+            z = (p ** 2 + mv ** 2) / (kv ** 2 + mv ** 2) if k is not None else p
+            return np.broadcast_to(np.asarray(Kn(z) if k is not None else 1.0, float), p.shape) \
                 / (p ** 2 + mv ** 2)
         return sig2 * _radial_quadrature(r, d, upper, weight, breaks)
     with mpmath.workdps(integer("precision", precision, minimum=15)):
         mm = mpmath.mpf(m)
 
         def wm(p):
-            return (Km((p / mpmath.mpf(k)) ** 2) if k is not None else 1) / (p ** 2 + mm ** 2)
+            return (Km((p ** 2 + mm ** 2) / (mpmath.mpf(k) ** 2 + mm ** 2)) if k is not None else 1) \
+                / (p ** 2 + mm ** 2)
         return [mpmath.mpf(sigma) ** 2 * _radial_mpmath(x, d, mpmath.mpf(upper), wm, breaks)
                 for x in np.ravel(r)]
 
@@ -519,16 +524,14 @@ def momentum_cutoff(lam: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: Any
 
 
 def information_shell(regulator: str = "sharp") -> sp.Expr:
-    r"""The information-shell weight :math:`\chi_\Lambda(\lambda)` (symbol ``lambda`` for the Fisher value).
+    r"""The information-shell weight :math:`w(\lambda,\Lambda)` of the BRG engine (symbol ``lambda``).
 
-    sharp: :math:`\Theta(\lambda-\Lambda)`; smooth: :math:`K_{\rm reg}(p(\lambda)^2/p(\Lambda)^2)` with
-    :math:`p(\lambda)^2 = T/(2N\sigma_\epsilon^2\lambda)-m^2` (the inverse Fisher map).
+    sharp: :math:`\Theta(\lambda-\Lambda)` (:math:`\Theta(0)=1`); smooth: :math:`K_{\rm reg}(\Lambda/\lambda)`
+    (:func:`symbrg.brg.shell_weight`).
     """
-    lam = sp.Symbol("lambda", positive=True)
-    if regulator == "sharp":
-        return sp.Heaviside(lam - LAM, 1)
-    k2 = momentum_cutoff_expr()
-    return uv_cutoff_function(regulator).subs(_X, k2.subs(LAM, lam) / k2)
+    from .brg import shell_weight
+    choice("regulator", regulator, REGULATOR_NAMES)
+    return shell_weight(sp.Symbol("lambda", positive=True), LAM, regulator)
 
 
 def parametrization_caveat(dim: Any = 1) -> dict[str, sp.Expr]:
@@ -546,12 +549,24 @@ def parametrization_caveat(dim: Any = 1) -> dict[str, sp.Expr]:
             "dfisher_dp_propagator": sp.simplify(sp.diff(v.fisher_readout(), P))}
 
 
+DATA_DENSITY = sp.Symbol("n", positive=True)  #: number density of the training inputs
+
+
+def posterior_mass2_expr() -> sp.Expr:
+    r""":math:`m_*^2 = m^2 + \sigma^2 n/\sigma_\epsilon^2`, solved from the continuum GP posterior
+    :math:`G_*^{-1}(p) = G^{-1}(p) + n/\sigma_\epsilon^2` with :math:`G = \sigma^2/(p^2+m^2)`: the :math:`p^2`
+    coefficient is unchanged and the constant term is the new mass (training = a mass-type shift)."""
+    q = sp.Symbol("q", positive=True)
+    ginv = sp.expand((q + M ** 2) / SIGMA ** 2 + DATA_DENSITY / NOISE ** 2)
+    return sp.simplify(ginv.coeff(q, 0) / ginv.coeff(q, 1))
+
+
 def posterior_mass2(m: Any, sigma: Any, data_density: Any, noise: Any) -> float:
-    r"""Training as a mass shift: :math:`m_*^2 = m^2 + \sigma^2 n/\sigma_\epsilon^2` for data of uniform
-    number density :math:`n` and noise :math:`\sigma_\epsilon^2` (continuum limit of the GP posterior,
-    :math:`G_*^{-1} = G^{-1} + n/\sigma_\epsilon^2`)."""
-    mv, s = float(_mass(m)), float(positive("sigma", sigma))
-    return mv ** 2 + s ** 2 * float(nonnegative("data_density", data_density)) / float(positive("noise", noise)) ** 2
+    r"""Training as a mass shift, numerically: :math:`m_*^2 = m^2 + \sigma^2 n/\sigma_\epsilon^2` for data
+    of uniform number density :math:`n` and noise :math:`\sigma_\epsilon` (:func:`posterior_mass2_expr`)."""
+    fn = codegen.lambdify(posterior_mass2_expr(), [M, SIGMA, DATA_DENSITY, NOISE], "numpy")
+    return float(fn(float(_mass(m)), float(positive("sigma", sigma)),
+                    float(nonnegative("data_density", data_density)), float(positive("noise", noise))))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -598,8 +613,8 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
     seeded (``numpy.random.default_rng(seed)``).  With ``cutoff`` :math:`\Lambda`, each net is
     coarse-grained by the information shell: the phase-averaged readout Fisher
     :math:`\lambda_i = \frac{T}{2N\sigma_\epsilon^2}s(|b_i|)^2` (N = ``fisher_width``, default ``width``) is
-    computed per neuron and :math:`a_i\to\sqrt{\chi_\Lambda(\lambda_i)}a_i` (:func:`information_shell`;
-    smooth shells need the generalized cos-net's :math:`m`, read off its readout scale).
+    computed per neuron and :math:`a_i\to\sqrt{w(\lambda_i,\Lambda)}\,a_i` with the BRG engine's shell
+    weights (:func:`symbrg.brg.weights`; sharp or a smooth regulator).
     ``return_fisher`` also returns the per-neuron Fisher values of the last block.
     """
     members = integer("members", members, minimum=1)
@@ -613,27 +628,11 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
     rng = np.random.default_rng(integer("seed", seed, minimum=0))
     scale = codegen.lambdify(net.readout_scale, [P], "numpy")
     sa, sb = float(net.sigma_a), float(net.sigma_bias)
-    chi = None
+    lam = None
     if cutoff is not None:
         lam = float(positive("cutoff", cutoff))
-        nF = float(fisher_width if fisher_width is not None else width)
-        c = _fisher_scale(T, nF, noise)
-        if regulator == "sharp":
-            def chi(fish):
-                return (fish >= lam).astype(float)
-        else:
-            inv = sp.simplify(1 / net.readout_scale ** 2 - P ** 2)  # m^2 when s = (p^2+m^2)^(-1/2)
-            if inv.free_symbols:
-                raise Unsupported("regulator", "smooth shells need a readout scale (p^2 + m^2)^(-1/2)")
-            m2 = float(inv)
-            k2 = c / lam - m2
-            if k2 < 0:
-                raise OutOfRange("cutoff", f"must lie in (0, {c / m2:.6g}], got {lam:.6g}")
-            Kn = codegen.lambdify(uv_cutoff_function(regulator), [_X], "numpy")
-
-            def chi(fish):
-                x = np.maximum(c / fish - m2, 0.0) / k2 if k2 > 0 else np.where(c / fish - m2 > 0, np.inf, 0.0)
-                return np.broadcast_to(np.asarray(Kn(x), float), fish.shape)
+        c = _fisher_scale(T, float(fisher_width if fisher_width is not None else width), noise)
+        from .brg import weights as shell_weights
     n = X.shape[0]
     per = max(1, block // max(1, width * max(n, d)))
     out = np.empty((members, n))
@@ -646,9 +645,9 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
         bias = rng.normal(0.0, sb, size=(mb, 1)) if sb > 0 else 0.0
         s = np.broadcast_to(np.asarray(scale(np.linalg.norm(b, axis=-1)), float), (mb, width))
         w = a * s
-        if chi is not None:
+        if lam is not None:
             fish = c * s ** 2
-            w = w * np.sqrt(chi(fish))
+            w = w * np.sqrt(shell_weights(fish.ravel(), lam, regulator).reshape(fish.shape))
         feats = np.cos(np.einsum("mwd,nd->mwn", b, X) + ph[..., None])
         out[start:start + mb] = np.einsum("mw,mwn->mn", w, feats) / math.sqrt(width) + bias
     return (out, fish) if return_fisher else out
