@@ -280,8 +280,8 @@ def _marginal_variance(phi: np.ndarray, split: _Split, cutoff: float, prior_std:
     return np.sum(white ** 2, -1) - np.einsum("mtr,mr->mt", proj ** 2, stiff)
 
 
-def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int, count: int,
-               log: Callable[[str], None]) -> dict[str, np.ndarray]:
+def _run_block(cfg: ShellExperiment, net: Network, data: dict, index: int,
+               count: int) -> dict[str, np.ndarray]:
     """Train ``count`` members (block ``index``) and renormalize them at every cutoff."""
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(1, index)))
     ens = _init_members(cfg, net, count, rng)
@@ -490,7 +490,7 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
         if stop_after is not None and new >= stop_after:
             break
         t0 = time.perf_counter()
-        block = _run_block(cfg, net, data, index, count, log)
+        block = _run_block(cfg, net, data, index, count)
         done += count
         new += 1
         log(f"[shell] members {done}/{cfg.members} trained; Λ {len(cfg.lambdas)}/{len(cfg.lambdas)} "
@@ -560,7 +560,7 @@ def plot_results(results: dict, spectra: dict, out_dir: str | Path) -> list[Path
     ax.axhline(results["mse_trained"], color="k", ls="--", lw=1, label="trained (no RG)")
     if results["lambda_c"] is not None:
         ax.axvline(results["lambda_c"], color="C3", ls=":", lw=1.5,
-                   label=fr"$\Lambda_C$ = {results['lambda_c']:g} (rtol {results['rtol']:g})")
+                   label=fr"$\Lambda_C$ = {results['lambda_c']:.3g} (rtol {results['rtol']:g})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"Fisher cutoff $\Lambda$")
@@ -649,4 +649,31 @@ def plot_results(results: dict, spectra: dict, out_dir: str | Path) -> list[Path
     ax1.grid(alpha=0.3, which="both", lw=0.5)
     ax1.set_title(f"Predictive variance under coarse graining ({title})", fontsize=10)
     save(fig, "predictive_variance.png")
+
+    # 5. cos-net: the shell-removed prior ensemble's 2-point function vs the coarse-grained propagator
+    if "kernel_empirical" in results:
+        k = np.array([np.nan if v is None else v for v in results["momentum_cutoff"]], dtype=float)
+        emp, se = np.asarray(results["kernel_empirical"]), np.asarray(results["kernel_stderr"])
+        pred = np.asarray(results["kernel_predicted"])
+        fig, ax = plt.subplots(figsize=(8.0, 4.2))
+        for j, r in enumerate(results["kernel_separations"]):
+            ax.plot(lam, pred[:, j], "-", color=f"C{j}", lw=1.3)
+            ax.errorbar(lam, emp[:, j], yerr=2 * se[:, j], fmt="o", ms=3, color=f"C{j}", capsize=2,
+                        label=f"|x - y| = {r:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"Fisher cutoff $\Lambda$")
+        ax.set_ylabel(r"$\langle f(x) f(y)\rangle$ after removing the sloppy shell")
+        top = ax.secondary_xaxis("top", functions=(lambda v: v, lambda v: v))
+        labels: dict[str, int] = {}
+        for i in range(len(lam)):
+            if np.isfinite(k[i]):
+                labels.setdefault(f"{k[i]:.2g}", i)
+        ticks = sorted(labels.values())[::2]
+        top.set_xticks(lam[ticks])
+        top.set_xticklabels([f"{k[i]:.2g}" for i in ticks], fontsize=7)
+        top.set_xlabel(r"momentum cutoff $k(\Lambda)$ ($I(k) = \Lambda$)", fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="points: ensemble\n±2 s.e.; lines:\n$G_{k(\Lambda)}(|x-y|)$", title_fontsize=8)
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.set_title(f"Information shells are momentum shells ({title})", fontsize=10)
+        save(fig, "kernel_flow.png")
     return written
