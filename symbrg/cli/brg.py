@@ -63,6 +63,6 @@ def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersA
                         "default power:4")
     p.add_argument("--part", default="nngp", choices=PARTS, help="which derivation; default nngp")
     p.add_argument("--no-kernel", action="store_true", help="omit the per-layer kernel recursion")
-    p.add_argument("--format", default="text", choices=("text", "latex", "markdown"),
-                   help="output format; default text")
+    from ..export import FORMATS
+    p.add_argument("--format", default="text", choices=FORMATS, help="output format; default text")
     p.set_defaults(func=_handler)
