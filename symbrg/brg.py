@@ -73,7 +73,7 @@ PRESCRIPTIONS = ("prior", "jeffreys")
 CRITERIA = ("eigen", "diagonal")
 
 #: Symbols of the mode-wise formulas.
-LAM, CUT = sp.symbols("lambda Lambda", nonnegative=True)
+LAM, CUT = sp.symbols("lambda_k Lambda", nonnegative=True)
 KAPPA, SIGMA = sp.symbols("kappa_k sigma", positive=True)
 SIGMA2 = SIGMA ** 2
 W = sp.Symbol("w_k", nonnegative=True)
