@@ -108,7 +108,10 @@ def _nngp_mode_numpy(prescription: str) -> Callable:
 
 # --------------------------------------------------------------------------- regulators / weights
 def _erg_regulator(regulator: Any):
-    from .regulators import Regulator, regulator as make
+    try:
+        from .regulators import Regulator, regulator as make
+    except ImportError:  # pragma: no cover - the exact-RG engine ships with the package
+        raise Unsupported("regulator", "smooth shells need symbrg.regulators; use the sharp shell") from None
     return regulator if isinstance(regulator, Regulator) else make(regulator)
 
 
