@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable
 
 import mpmath
@@ -95,6 +95,7 @@ SX = sp.Symbol("s_x", positive=True)         #: standard deviation of Gaussian i
 PHASE = sp.Symbol("c", real=True)            #: neuron phase
 DIST = sp.Symbol("r", positive=True)         #: |x - y|
 _X = sp.Symbol("x", nonnegative=True)        # argument of a UV cutoff function K(x), x = p^2/k^2
+_T_SYMBOL = T                                # (numeric keyword arguments below are also called T)
 
 # --------------------------------------------------------------------------------------------------
 # UV cutoff functions K(z): the regulators of the Polchinski side, from the ERG engine.
@@ -257,19 +258,25 @@ class CosNet:
         r""":math:`K(r) = \sigma_\beta^2 + \int\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}S(p)`, :math:`r = |\Delta|`.
 
         Closed form for Gaussian frequencies, :math:`\sigma_\beta^2 + \frac{\sigma_a^2}{2}e^{-v r^2/2}`
-        (:math:`v` the per-component frequency variance: the RBF kernel); otherwise the radial integral
+        (:math:`v` the per-component frequency variance: the RBF kernel, from the Gaussian engine's
+        uniform-phase cos expectation :math:`\tfrac12e^{-(q_{11}+q_{22}-2q_{12})/2}`); otherwise the radial integral
         :math:`\frac{S_{d-1}}{(2\pi)^d}\int_0^{R}p^{d-1}\Omega_d(pr)S(p)\,dp` with the angular average
         :math:`\Omega_d(x) = \Gamma(d/2)(2/x)^{d/2-1}J_{d/2-1}(x)` (:func:`angular_average`).
         """
         bias = sp.S(self.sigma_bias) ** 2
         fr = self.frequencies
         if fr.gaussian_variance is not None and sp.simplify(self.readout_scale - 1) == 0:
-            return bias + sp.S(self.sigma_a) ** 2 / 2 * sp.exp(-fr.gaussian_variance * r ** 2 / 2)
+            # b.x, b.y Gaussian: the Gaussian engine's uniform-phase cos expectation at
+            # q11 = v|x|^2, q22 = v|y|^2, q12 = v x.y, taken at y = 0, |x| = r
+            from .gaussian import Q11, Q12, Q22, expectation
+            e = expectation("cosnet").expr.subs({Q11: fr.gaussian_variance * r ** 2, Q12: 0, Q22: 0})
+            return bias + sp.S(self.sigma_a) ** 2 * e
         d = self.dim
         return bias + sphere_area(d) / (2 * sp.pi) ** d * sp.Integral(
             P ** (d - 1) * angular_average(P * r, d) * self.spectral_density, (P, 0, fr.radius))
 
     # ---- Fisher geometry -----------------------------------------------------------------------
+    @lru_cache(maxsize=None)
     def fisher_readout(self, inputs: str = "broad", phase_average: bool = True) -> sp.Expr:
         r"""Diagonal readout Fisher :math:`I_{a_ia_i} = \frac{T}{N\sigma_\epsilon^2}s(p)^2\,\mathbb E_x[\cos^2(b\cdot x+c)]`.
 
@@ -282,6 +289,47 @@ class CosNet:
         if phase_average:
             e = sp.simplify(sp.integrate(e, (PHASE, -sp.pi, sp.pi)) / (2 * sp.pi))
         return sp.simplify(T / (N * NOISE ** 2) * self.readout_scale ** 2 * e)
+
+    # ---- numbers -------------------------------------------------------------------------------
+    def kernel(self, X1: Any, X2: Any = None, *, cutoff: float | None = None, regulator: str = "sharp",
+               T: float = 1.0, noise: float = 1.0, width: float = 1.0) -> np.ndarray:
+        r"""The Gram matrix :math:`K(x_i - y_j)` in float64, or with ``cutoff`` :math:`\Lambda` the
+        coarse-grained kernel :math:`\sigma_\beta^2 + \int\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}w(I(p),\Lambda)S(p)`
+        (stiff sector; BRG shell weight :math:`w`, phase-averaged readout Fisher with ``T`` data, noise
+        ``noise`` and width ``width``).  Radial Gauss-Legendre quadrature, vectorized over distances
+        (Gaussian densities: exact closed form without a cutoff, else truncated at 14 standard deviations).
+        """
+        d = int(self.dim)
+        A = finite_array("X1", X1, ndim=(1, 2))
+        A = A[:, None] if A.ndim == 1 else A
+        B = A if X2 is None else finite_array("X2", X2, ndim=(1, 2))
+        B = B[:, None] if B.ndim == 1 else B
+        for name, arr in (("X1", A), ("X2", B)):
+            if arr.shape[1] != d:
+                raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
+        r = np.sqrt(np.maximum(((A[:, None, :] - B[None, :, :]) ** 2).sum(-1), 0.0))
+        bias = float(self.sigma_bias) ** 2
+        fr = self.frequencies
+        if cutoff is None and fr.gaussian_variance is not None and sp.simplify(self.readout_scale - 1) == 0:
+            return codegen.lambdify(self.kernel_expr(DIST), [DIST], "numpy")(r) + 0 * r
+        spec = codegen.lambdify(self.spectral_density, [P], "numpy")
+        upper = float(fr.radius) if fr.radius != sp.oo else 14.0 * math.sqrt(float(fr.gaussian_variance))
+        if cutoff is None:
+            def weight(p):
+                return np.broadcast_to(np.asarray(spec(p), float), p.shape)
+        else:
+            from .brg import weights as shell_weights
+            lam = float(positive("cutoff", cutoff))
+            fish = codegen.lambdify(self.fisher_readout().subs({_T_SYMBOL: positive("T", T), N: positive("width", width),
+                                                                NOISE: positive("noise", noise)}), [P], "numpy")
+
+            def weight(p):
+                f = np.broadcast_to(np.asarray(fish(p), float), p.shape)
+                return np.broadcast_to(np.asarray(spec(p), float), p.shape) * shell_weights(f, lam, regulator)
+            breaks = _level_crossings(lambda p: np.broadcast_to(np.asarray(fish(p), float), p.shape) - lam, upper)
+        flat, inverse = np.unique(r, return_inverse=True)
+        return bias + _radial_quadrature(flat, d, upper, weight, breaks if cutoff is not None else ())[
+            inverse].reshape(r.shape)
 
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, X: Any, members: int, width: int, seed: int = 0, **kw: Any) -> np.ndarray:
@@ -328,17 +376,18 @@ def halverson_cosnet(dim: int, sigma_w0: Any = 1, sigma_w1: Any = 1, sigma_b1: A
                   sp.nsimplify(sigma_b1), name="cosnet")
 
 
+@lru_cache(maxsize=None)
 def cos2_gaussian_input() -> sp.Expr:
     r""":math:`\mathbb E_{x\sim\mathcal N(0,s_x^2\mathbb 1_d)}[\cos^2(b\cdot x+c)] = \tfrac12+\tfrac12\cos(2c)e^{-2p^2s_x^2}`.
 
     Derived: :math:`b\cdot x\sim\mathcal N(0,p^2s_x^2)` with :math:`p = |b|`, and
     :math:`\cos^2\theta = \frac12(1+\cos 2\theta)` integrated against that Gaussian (sympy).
     """
-    z = sp.Symbol("z", real=True)
-    density = sp.exp(-z ** 2 / (2 * P ** 2 * SX ** 2)) / sp.sqrt(2 * sp.pi * P ** 2 * SX ** 2)
+    u = sp.Symbol("u", real=True)  # b.x = p s_x u with u ~ N(0, 1)
+    normal = sp.exp(-u ** 2 / 2) / sp.sqrt(2 * sp.pi)
     # cos(2z + 2c) = cos 2z cos 2c - sin 2z sin 2c; the odd sine moment vanishes
-    e = sp.cos(2 * PHASE) * sp.integrate(sp.cos(2 * z) * density, (z, -sp.oo, sp.oo)) \
-        - sp.sin(2 * PHASE) * sp.integrate(sp.sin(2 * z) * density, (z, -sp.oo, sp.oo))
+    e = sp.cos(2 * PHASE) * sp.integrate(sp.cos(2 * P * SX * u) * normal, (u, -sp.oo, sp.oo)) \
+        - sp.sin(2 * PHASE) * sp.integrate(sp.sin(2 * P * SX * u) * normal, (u, -sp.oo, sp.oo))
     return sp.simplify(sp.Rational(1, 2) + e / 2)
 
 
@@ -409,9 +458,25 @@ def _radial_quadrature(r: np.ndarray, dim: int, upper: float, weight: Callable[[
         h = (hi - lo) / panels
         p = (a[:, None] + (x[None, :] + 1) * h / 2).ravel()
         wp = np.tile(w * h / 2, panels) * p ** (dim - 1) * weight(p)
-        total = total + np.tensordot(_angular_numpy(np.multiply.outer(r, p), dim), wp, axes=([-1], [0]))
+        for i in range(0, r.size, 2048):  # bounded memory: blocks of distances
+            sl = np.unravel_index(np.arange(i, min(i + 2048, r.size)), r.shape)
+            total[sl] += _angular_numpy(np.multiply.outer(r[sl], p), dim) @ wp
     area = 2 * math.pi ** (dim / 2) / math.gamma(dim / 2)
     return area / (2 * math.pi) ** dim * total
+
+
+def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: int = 4097) -> tuple[float, ...]:
+    """Zeros of g on (0, upper) (where an information shell cuts the radial integrand), located on a grid
+    and refined by vectorized bisection, so that quadrature panels break exactly at the shell."""
+    p = np.linspace(0.0, upper, grid)[1:]
+    v = g(p)
+    idx = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]
+    lo, hi = p[idx], p[idx + 1]
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        left = np.sign(g(mid)) == np.sign(g(lo))
+        lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
+    return tuple(float(x) for x in (lo + hi) / 2)
 
 
 def _radial_mpmath(r: Any, dim: int, upper: Any, weight: Callable[[Any], Any], breaks: tuple = ()) -> Any:
@@ -494,6 +559,7 @@ def _fisher_scale(T_: Any, N_: Any, noise: Any) -> float:
     return float(positive("T", T_)) / (2 * float(positive("width", N_)) * float(positive("noise", noise)) ** 2)
 
 
+@lru_cache(maxsize=None)
 def momentum_cutoff_expr() -> sp.Expr:
     r""":math:`k(\Lambda)^2`, solved symbolically from :math:`I(k) = \Lambda` with the generalized cos-net's
     phase-averaged readout Fisher: :math:`k^2 = \frac{T}{2N\sigma_\epsilon^2\Lambda}-m^2`."""
