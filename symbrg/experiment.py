@@ -21,7 +21,11 @@ prediction is the mean over :math:`\xi` and its variance :math:`\sum_{\rm sloppy
 enters the predictive variance).
 
 Measured per :math:`\Lambda`: test MSE per member, its ensemble mean and spread, the ensemble's
-predictive mean and variance at the test points, the fraction of parameters replaced; the critical
+predictive mean and variance at the test points, the fraction of parameters replaced (in
+``results.json``: ``lambdas``, ``mse_mean``, ``mse_std``, ``mse_sem``, quantiles, ``fraction_resampled``,
+``lambda_c``, ``predictive_variance`` (mean over test points) and at ``test_point``; the per-member
+and per-test-point arrays ``mse_members``, ``predictive_mean_test``, ``predictive_variance_test``,
+``outputs_at_test_point`` carry one extra first row, the trained ensemble); the critical
 cutoff :math:`\Lambda_C` is the first grid value where the mean test MSE leaves its trained value
 by more than ``rtol`` (relative).  Members whose trained test MSE is non-finite or above
 ``drop_above`` are excluded from the statistics (the authors drop "poorly trained" members with
@@ -38,7 +42,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,7 +52,7 @@ from . import checks
 from .errors import InvalidArgument, OutputExists, Unsupported, UnknownName
 from .fisher import fisher_diagonal, shell_split
 from .network import Ensemble, Network, network
-from .training import mse, readout_design, train
+from .training import readout_design, train
 
 __all__ = ["ShellExperiment", "PRESETS", "PAPER_LAMBDAS", "preset", "run_shell_experiment",
            "critical_cutoff", "renormalize", "make_data", "plot_results"]
@@ -377,9 +381,9 @@ def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float) -> dict
     mean = mse_k.mean(axis=1)
     std = mse_k.std(axis=1, ddof=1) if n_keep > 1 else np.zeros_like(mean)
     pred_mean = p_k.mean(axis=1)                                             # (n_lam+1, T)
+    at = cfg.test_point
     pred_var = (p_k.var(axis=1, ddof=1) if n_keep > 1 else 0.0) + w_k.mean(axis=1)
     lam_c = critical_cutoff(lambdas, mean[1:], float(mean[0]), cfg.rtol)
-    at = cfg.test_point
     tolist = lambda a: [float(v) for v in np.asarray(a).ravel()]  # noqa: E731
     out = {
         "preset": cfg.name, "config": cfg.to_json(),
@@ -394,9 +398,13 @@ def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float) -> dict
         "mse_q84": tolist(np.quantile(mse_k[1:], 0.84, axis=1)),
         "fraction_resampled": tolist(cat["fraction_resampled"][1:, keep].mean(axis=1)),
         "lambda_c": lam_c, "rtol": cfg.rtol,
-        "predictive_mean": tolist(pred_mean[1:].mean(axis=1)),
         "predictive_variance": tolist(pred_var[1:].mean(axis=1)),
         "predictive_variance_trained": float(pred_var[0].mean()),
+        "predictive_mean_at_test_point": tolist(pred_mean[1:, at]),
+        "predictive_variance_at_test_point": tolist(pred_var[1:, at]),
+        "predictive_mean_test": [tolist(row) for row in pred_mean],
+        "predictive_variance_test": [tolist(row) for row in pred_var],
+        "mse_members": [tolist(row) for row in mse_k],
         "test_point": at, "y_test_point": None,
         "outputs_at_test_point": [tolist(row) for row in p_k[:, :, at]],
         "fisher_diagonal_quantiles": tolist(np.quantile(cat["fisher_diagonal"][keep],
@@ -672,7 +680,8 @@ def plot_results(results: dict, spectra: dict, out_dir: str | Path) -> list[Path
         top.set_xticks(lam[ticks])
         top.set_xticklabels([f"{k[i]:.2g}" for i in ticks], fontsize=7)
         top.set_xlabel(r"momentum cutoff $k(\Lambda)$ ($I(k) = \Lambda$)", fontsize=8)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="points: ensemble\n±2 s.e.; lines:\n$G_{k(\Lambda)}(|x-y|)$", title_fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=8,
+                  title="points: ensemble\n±2 s.e.; lines:\n" r"$G_{k(\Lambda)}(|x-y|)$")
         ax.grid(alpha=0.3, lw=0.5)
         ax.set_title(f"Information shells are momentum shells ({title})", fontsize=10)
         save(fig, "kernel_flow.png")

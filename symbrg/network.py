@@ -27,7 +27,7 @@ Parameters are flattened, per member, layer by layer as ``W^{(0)}`` (row-major, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np

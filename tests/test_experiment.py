@@ -155,7 +155,7 @@ def test_cli_writes_results_and_figures(tmp_path, capsys):
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
     for key in ("lambdas", "mse_mean", "mse_std", "fraction_resampled", "lambda_c",
-                "predictive_mean", "predictive_variance"):
+                "predictive_mean_at_test_point", "predictive_variance"):
         assert key in res and (key == "lambda_c" or len(res[key]) == 25)
     assert res["config"]["fisher_set"] == 20 and res["config"]["seed"] == 2
     pytest.importorskip("matplotlib")

@@ -1,7 +1,6 @@
 """Finite-width ensembles: gradients vs finite differences, training, statistics vs the engines."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
