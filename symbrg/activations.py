@@ -88,15 +88,17 @@ class Activation:
 
     def __call__(self, x: Any, phase: Any = None) -> np.ndarray:
         """Evaluate on an array.  For ``random_phase`` activations pass the phases ``phase``
-        (broadcast against ``x``); otherwise ``phase`` must be omitted."""
-        x = np.asarray(x, dtype=float)
+        (broadcast against ``x``); other activations ignore ``phase``.  The result has x's shape and
+        float dtype (float32 stays float32)."""
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(float)
         if self.random_phase:
             if phase is None:
                 raise InvalidArgument("phase", f"activation {self.name!r} needs per-neuron phases")
             a, b = (float(p) for p in self.params)
             return a * np.cos(b * x + phase)
-        out = self._numpy(x)
-        return np.broadcast_to(np.asarray(out, dtype=float), x.shape).copy()
+        return _full(self._numpy(x), x)
 
     @property
     def derivative_expr(self) -> sp.Expr:
@@ -109,7 +111,7 @@ class Activation:
         if self.random_phase:
             a, b = (float(p) for p in self.params)
             return -a * b * np.sin(b * x + phase)
-        return np.broadcast_to(np.asarray(self._dnumpy(x), dtype=float), x.shape).copy()
+        return _full(self._dnumpy(x), x)
 
     @cached_property
     def _dnumpy(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -124,6 +126,12 @@ class Activation:
 
     def __str__(self) -> str:
         return self.name
+
+
+def _full(out: Any, x: np.ndarray) -> np.ndarray:
+    """The activation's output as a float array of x's shape (constants are broadcast)."""
+    out = np.asarray(out, dtype=x.dtype if x.dtype.kind == "f" else float)
+    return out if out.shape == x.shape else np.broadcast_to(out, x.shape).copy()
 
 
 def _nums(spec: str, text: str, count: int | None, defaults: tuple) -> tuple:

@@ -179,13 +179,7 @@ class Network:
     def _act(self, ens: Ensemble, l: int, z: np.ndarray, derivative: bool = False) -> np.ndarray:
         phase = None if not ens.phases or ens.phases[l] is None else ens.phases[l][:, None, :]
         act = self.activations[l]
-        if act.random_phase:
-            out = (act.derivative if derivative else act)(z, phase=phase)
-        else:   # the registry's compiled NumPy form, without Activation.__call__'s defensive copy
-            out = np.asarray((act._dnumpy if derivative else act._numpy)(z))
-            if out.shape != z.shape:
-                out = np.broadcast_to(out, z.shape)
-        out = out.astype(self.dtype, copy=False)
+        out = (act.derivative if derivative else act)(z, phase=phase).astype(self.dtype, copy=False)
         gain = None if not ens.gains else ens.gains[l]
         return out if gain is None else out * gain[:, None, :]
 
