@@ -447,7 +447,8 @@ def _radial_quadrature(r: np.ndarray, dim: int, upper: float, weight: Callable[[
                        breaks: tuple[float, ...] = ()) -> np.ndarray:
     r""":math:`\frac{S_{d-1}}{(2\pi)^d}\int_0^{\rm upper}p^{d-1}\Omega_d(pr)w(p)\,dp` by composite Gauss-Legendre,
     vectorized over ``r`` (nodes scale with :math:`r_{\max}\cdot{\rm upper}` to resolve the oscillation)."""
-    r = np.asarray(r, dtype=float)
+    shape = np.shape(r)
+    r = np.asarray(r, dtype=float).ravel()
     rmax = float(np.max(r, initial=0.0))
     edges = np.unique(np.array([0.0, *[b for b in breaks if 0 < b < upper], upper]))
     x, w = np.polynomial.legendre.leggauss(64)
@@ -459,10 +460,9 @@ def _radial_quadrature(r: np.ndarray, dim: int, upper: float, weight: Callable[[
         p = (a[:, None] + (x[None, :] + 1) * h / 2).ravel()
         wp = np.tile(w * h / 2, panels) * p ** (dim - 1) * weight(p)
         for i in range(0, r.size, 2048):  # bounded memory: blocks of distances
-            sl = np.unravel_index(np.arange(i, min(i + 2048, r.size)), r.shape)
-            total[sl] += _angular_numpy(np.multiply.outer(r[sl], p), dim) @ wp
+            total[i:i + 2048] += _angular_numpy(np.multiply.outer(r[i:i + 2048], p), dim) @ wp
     area = 2 * math.pi ** (dim / 2) / math.gamma(dim / 2)
-    return area / (2 * math.pi) ** dim * total
+    return (area / (2 * math.pi) ** dim * total).reshape(shape)
 
 
 def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: int = 4097) -> tuple[float, ...]:
