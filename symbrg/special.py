@@ -68,6 +68,33 @@ def _floats(*args: Any) -> list[np.ndarray]:
     return [np.asarray(a, dtype=float) for a in np.broadcast_arrays(*args)]
 
 
+_CHUNK = 4096   # elements per block: temporaries stay in cache and broadcast inputs are never expanded
+
+
+def _blockwise(kernel: Any, *arrays: Any) -> np.ndarray:
+    """Apply ``kernel`` (flat float64 arrays -> flat array) over the broadcast of ``arrays`` in
+    cache-sized blocks (``numpy.nditer``, buffered): the many temporaries of an error-free
+    transformation cost no page faults, and a row/column-broadcast input is never materialized."""
+    it = np.nditer([*arrays, None], flags=["external_loop", "buffered", "zerosize_ok", "refs_ok"],
+                   op_flags=[["readonly"]] * len(arrays) + [["writeonly", "allocate"]],
+                   op_dtypes=["float64"] * (len(arrays) + 1), casting="same_kind", buffersize=_CHUNK)
+    with it:
+        for ops in it:
+            ops[-1][...] = kernel(*ops[:-1])
+        out = it.operands[-1]
+    return out
+
+
+def _gram_det(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
+    p1, e1 = _two_product(q11, q22)
+    p2 = q12 * q12                                    # two-square: the two-product with a = b
+    c = _SPLIT * q12
+    h = c - (c - q12)
+    lo = q12 - h
+    e2 = ((h * h - p2) + 2.0 * h * lo) + lo * lo
+    return np.maximum((p1 - p2) + (e1 - e2), 0.0)
+
+
 class GramDet(NumericFunction):
     r"""The Gram determinant :math:`\Delta = q_{11} q_{22} - q_{12}^2 \ge 0` of a 2x2 covariance.
 
@@ -86,10 +113,7 @@ class GramDet(NumericFunction):
 
     @classmethod
     def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:
-        q11, q12, q22 = _floats(q11, q12, q22)
-        p1, e1 = _two_product(q11, q22)
-        p2, e2 = _two_product(q12, q12)
-        return np.maximum((p1 - p2) + (e1 - e2), 0.0)
+        return _blockwise(_gram_det, q11, q12, q22)
 
     @classmethod
     def mpmath_impl(cls, q11: Any, q12: Any, q22: Any) -> Any:
@@ -133,7 +157,8 @@ class ArcCosKernel(NumericFunction):
 
     Numerics: :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram
     determinant :class:`GramDet`.  As :math:`c\to-1` the closed form cancels (the result is
-    :math:`\propto\psi^{m+n+1}`), so for :math:`\psi < 3/2` NumPy sums the exact Taylor series
+    :math:`\propto\psi^{m+n+1}`), so for :math:`\psi` below a switch point (where the closed form's monomials would cancel by
+    more than a factor 16; at most 3/2) NumPy sums the exact Taylor series
     :math:`\int_0^\psi\sin^m t\sin^n(\psi-t)dt = \sum_{k,l}\alpha^{(m)}_k\alpha^{(n)}_l
     B(m+2k, n+2l)\,\psi^{m+n+2k+2l+1}` (Beta integrals); mpmath evaluates the closed form with
     enough guard digits to absorb the cancellation.
@@ -165,7 +190,10 @@ class ArcCosKernel(NumericFunction):
         key = (m, n)
         if key not in _ARCCOS_CACHE:
             S, C, P = _ANG_SYMBOLS
-            closed = sp.lambdify((S, C, P), arccos_angular(m, n), modules="numpy")
+            ang = arccos_angular(m, n)
+            parts = sp.collect(sp.expand(ang), [S, P], evaluate=False)
+            closed = sp.lambdify((S, C, P), sp.Add(*[k * sp.horner(v, C) if v.has(C) else k * v
+                                                     for k, v in parts.items()]), modules="numpy")
             a, b = _sin_over_t_power(m, cls.SERIES_TERMS), _sin_over_t_power(n, cls.SERIES_TERMS)
             from math import factorial
             coeffs = [0.0] * cls.SERIES_TERMS
@@ -174,24 +202,55 @@ class ArcCosKernel(NumericFunction):
                     beta = sp.Rational(factorial(m + 2 * k) * factorial(n + 2 * j),
                                        factorial(m + n + 2 * k + 2 * j + 1))
                     coeffs[k + j] += float(a[k] * b[j] * beta.p / beta.q)  # exact product, one rounding
+            # switch point: below it the closed form's monomials cancel by more than a factor 16
+            terms = [sp.lambdify((S, C, P), t, modules="numpy") for t in sp.Add.make_args(sp.expand(ang))]
+            grid = np.linspace(1e-3, cls.PSI_SERIES, 600)
+            parts = np.array([np.broadcast_to(t(np.sin(grid), np.cos(grid), grid), grid.shape) for t in terms])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.abs(parts).sum(axis=0) / np.abs(parts.sum(axis=0))
+            bad = np.nonzero(ratio > 16)[0]
+            switch = float(grid[bad[-1] + 1]) if bad.size and bad[-1] + 1 < grid.size else cls.PSI_SERIES
+            # keep the series terms that matter in double precision up to the switch point
+            size = [abs(c) * switch ** (2 * k) for k, c in enumerate(coeffs)]
+            keep = max(k for k in range(len(size)) if size[k] >= 1e-18 * size[0]) + 1
             norm = float(cls.normalization(m, n))
-            _ARCCOS_CACHE[key] = (closed, np.array(coeffs[::-1]), norm)
+            _ARCCOS_CACHE[key] = (closed, np.array(coeffs[:keep][::-1]), norm, switch)
         return _ARCCOS_CACHE[key]
 
     @classmethod
     def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> np.ndarray:
         m, n = cls.orders(m, n)
-        q11, q12, q22 = _floats(q11, q12, q22)
-        closed, coeffs, norm = cls._numpy_parts(m, n)
-        root = np.sqrt(GramDet.numpy_impl(q11, q12, q22))
-        psi = np.arctan2(root, -q12)
-        R = np.sqrt(q11) * np.sqrt(q22)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            S = np.clip(root / R, 0.0, 1.0)
-            C = np.clip(-q12 / R, -1.0, 1.0)
-            ang = np.where(psi < cls.PSI_SERIES, psi ** (m + n + 1) * np.polyval(coeffs, psi * psi),
-                           closed(S, C, psi))
-        return norm * q11 ** (m / 2) * q22 ** (n / 2) * ang
+        closed, coeffs, norm, switch = cls._numpy_parts(m, n)
+
+        def block(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
+            prod = q11 * q22
+            det = prod - q12 * q12
+            # for |c| > 1/sqrt(2) the plain difference loses digits, and sqrt(det) would amplify them
+            # (error ~ sqrt(eps) near c = +-1): redo those entries with the error-free products
+            fix = det < 0.5 * prod
+            count = np.count_nonzero(fix)
+            if count > fix.size // 2:
+                det = _gram_det(q11, q12, q22)
+            elif count:
+                det[fix] = _gram_det(q11[fix], q12[fix], q22[fix])
+            root = np.sqrt(np.maximum(det, 0.0))
+            psi = np.arctan2(root, -q12)
+            R = np.sqrt(prod)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                near = psi < switch                  # c close to -1: Taylor series in psi
+                count = np.count_nonzero(near)
+                if count == psi.size:
+                    ang = psi ** (m + n + 1) * np.polyval(coeffs, psi * psi)
+                else:
+                    ang = closed(np.minimum(root / R, 1.0), np.clip(-q12 / R, -1.0, 1.0), psi)
+                    if count:
+                        p = psi[near]
+                        ang[near] = p ** (m + n + 1) * np.polyval(coeffs, p * p)
+            if m == n:
+                return norm * R ** m * ang if m > 1 else (norm * R * ang if m else norm * ang)
+            return norm * np.sqrt(q11) ** m * np.sqrt(q22) ** n * ang
+
+        return _blockwise(block, q11, q12, q22)
 
     @classmethod
     def mpmath_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> Any:
@@ -267,6 +326,9 @@ def arccos_angular(m: int, n: int) -> sp.Expr:
         return out
 
     # the a >= 2 rule's boundary term at t = 0 vanishes because sin(0)^(a-1) = 0 for a >= 2
-    total = sum((sp.binomial(n, j) * S ** (n - j) * (-C) ** j * D(m + j, n - j) for j in range(n + 1)),
-                sp.Integer(0))
-    return sp.expand(total)
+    total = sp.expand(sum((sp.binomial(n, j) * S ** (n - j) * (-C) ** j * D(m + j, n - j) for j in range(n + 1)),
+                          sp.Integer(0)))
+    # reduce with S^2 = 1 - C^2: the result is S P(C) + psi Q(C) + R(C), fewer and smaller terms
+    total = sp.expand(total.replace(lambda e: e.is_Pow and e.base == S and e.exp >= 2,
+                                    lambda e: S ** (e.exp % 2) * (1 - C ** 2) ** (e.exp // 2)))
+    return sp.collect(total, [S, P], evaluate=True)
