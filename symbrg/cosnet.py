@@ -582,7 +582,7 @@ def momentum_cutoff(lam: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: Any
     lv = float(positive("lam", lam))
     mv = float(_mass(m))
     c = _fisher_scale(T, width, noise)
-    top = math.inf if mv == 0 else c / mv ** 2
+    top = math.inf if mv ** 2 == 0 else c / mv ** 2
     if lv > top:
         raise OutOfRange("lam", f"must lie in (0, {top:.6g}] (= I(0), the stiffest neuron's Fisher), "
                                 f"got {lv:.6g}")
@@ -672,7 +672,7 @@ def sample_frequencies(net: CosNet, shape: tuple[int, ...], rng: np.random.Gener
 def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 0,
                   cutoff: float | None = None, regulator: str = "sharp", T: float = 1.0,
                   noise: float = 1.0, fisher_width: float | None = None,
-                  block: int = 2 ** 24, return_fisher: bool = False) -> Any:
+                  block: int = 2 ** 20, return_fisher: bool = False) -> Any:
     r"""Outputs :math:`f(X)` of ``members`` independent cos-nets of width ``width``, shape (members, n).
 
     Vectorized over members and neurons (blocks of members bound memory to about ``block`` floats);

@@ -274,6 +274,9 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
                     "$\\sigma_\\epsilon$, width $N$, information cutoff $\\Lambda$.",
                     name="cosnet-erg")
     dv.references.update(REFERENCES)
+
+    def add(statement: Any, justification: str, label: str, **kw: Any) -> None:
+        dv.step(statement, justification.rstrip() + ("" if justification.rstrip().endswith(".") else "."), label, **kw)
     ver = dict(points=points, dps=dps)
     net = generalized_cosnet(d, R, M, SIGMA)
     G = _propagator()
@@ -282,12 +285,12 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     # -- 1. the architecture and its field theory -------------------------------------------------
     c = sp.Symbol("c", real=True)
     phase_avg = sp.Integral(sp.cos(U + c) * sp.cos(V_ + c), (c, -sp.pi, sp.pi)) / (2 * sp.pi)
-    dv.step(sp.Eq(phase_avg, sp.cos(U - V_) / 2),
+    add(sp.Eq(phase_avg, sp.cos(U - V_) / 2),
             "uniform phase: $\\mathbb E_c[\\cos(b\\cdot x+c)\\cos(b\\cdot y+c)] = \\frac12\\cos(b\\cdot(x-y))$ "
             "(Bochner: the kernel is the Fourier transform of the frequency measure)", "eq:phase",
             verification=_verify(phase_avg, sp.cos(U - V_) / 2, **ver), cites=("Halverson2021",))
     S = net.spectral_density
-    dv.step(sp.Eq(sp.Function("S")(P), S),
+    add(sp.Eq(sp.Function("S")(P), S),
             "spectral density of the generalized cos-net: $b\\sim U(B_R)$, readout scale "
             "$(b^2+m^2)^{-1/2}$, $\\sigma_a^2 = 2\\sigma^2\\mathrm{vol}(B_R)/(2\\pi)^d$; "
             "$S(p) = (2\\pi)^d\\frac{\\sigma_a^2}{2}\\frac{1}{\\mathrm{vol}(B_R)}\\frac{1}{p^2+m^2}$", "eq:spectral",
@@ -295,7 +298,7 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
                                  / sp.gamma(sp.S(d) / 2 + 1)) / (P ** 2 + M ** 2), G, **ver),
             uses=("eq:phase",), cites=("Halverson2021", "DHMSS2023"))
     act = net.dual_action()
-    dv.step(sp.Eq(sp.Symbol("Gamma^(2)(p)"), act.inverse_propagator),
+    add(sp.Eq(sp.Symbol(r"\Gamma^{(2)}(p)"), act.inverse_propagator),
             f"dual action $S[\\phi] = \\frac12\\int_{{|p|<R}}\\frac{{d^dp}}{{(2\\pi)^d}}\\Gamma^{{(2)}}(p)"
             f"|\\tilde\\phi(p)|^2$: UV cutoff $R$, $Z = {sp.latex(act.Z)}$, $m^2 = {sp.latex(act.mass2)}$",
             "eq:dual", verification=_verify(act.inverse_propagator, act.Z * (P ** 2 + act.mass2), **ver),
@@ -306,7 +309,7 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     trig = sp.Rational(1, 2) + (sp.cos(2 * z) * sp.cos(2 * PHASE) - sp.sin(2 * z) * sp.sin(2 * PHASE)) / 2
     normal = sp.exp(-u ** 2 / 2) / sp.sqrt(2 * sp.pi)
     cos2 = sp.Integral(sp.expand(trig.subs(z, P * SX * u) * normal), (u, -sp.oo, sp.oo))
-    dv.step(sp.Eq(sp.Symbol("E_x[cos^2(b.x+c)]"), cos2_gaussian_input()),
+    add(sp.Eq(sp.Symbol(r"\mathbb{E}_{x}[\cos^{2}(b\cdot x+c)]"), cos2_gaussian_input()),
             "Gaussian inputs $x\\sim\\mathcal N(0,s_x^2\\mathbb 1_d)$: $b\\cdot x = p s_x u$, $u\\sim\\mathcal N(0,1)$, and "
             "$\\cos^2\\theta = \\frac12(1+\\cos 2\\theta)$", "eq:cos2",
             verification=_merge(_verify(sp.cos(z + PHASE) ** 2, trig, domain={**DOMAIN, z: (-3, 3)}, **ver),
@@ -314,37 +317,37 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     fisher_c = net.fisher_readout("gaussian", phase_average=False)
     avg = sp.Integral(fisher_c, (PHASE, -sp.pi, sp.pi)) / (2 * sp.pi)
     I = _fisher()
-    dv.step(sp.Eq(sp.Function("I")(P), I),
+    add(sp.Eq(sp.Function("I")(P), I),
             "readout Fisher $I_{a_ia_i} = \\frac{T}{N\\sigma_\\epsilon^2}s(p)^2\\,\\mathbb E_x[\\cos^2]$, averaged "
             "over the phase (equivalently broad inputs)", "eq:fisher",
             verification=_verify(avg, I, **ver), uses=("eq:cos2",), cites=("BKS2023",))
-    dv.step(sp.Eq(sp.Derivative(sp.Function("I")(P), P), sp.diff(I, P)),
+    add(sp.Eq(sp.Derivative(sp.Function("I")(P), P), sp.diff(I, P)),
             "$I$ decreases monotonically in $|b| = p$: stiff = infrared, sloppy = ultraviolet", "eq:monotone",
             verification=_verify(sp.diff(I, P), -2 * P * cF / (P ** 2 + M ** 2) ** 2, **ver), uses=("eq:fisher",))
     k2 = momentum_cutoff_expr()
-    dv.step(sp.Eq(sp.Symbol("k(Lambda)^2"), k2),
+    add(sp.Eq(sp.Symbol(r"k(\Lambda)^{2}"), k2),
             "solving $I(k) = \\Lambda$: the information cutoff is the momentum cutoff $k(\\Lambda)$, "
             "valid for $0<\\Lambda\\le I(0)$", "eq:k-of-lambda",
             verification=_verify(I.subs(P, sp.sqrt(k2)), LAM, **ver), uses=("eq:monotone",),
             assumptions=("0 < \\Lambda \\le T/(2N\\sigma_\\epsilon^2 m^2)",))
     s2 = _scale2()
-    dv.step(sp.Eq(LAM * sp.Derivative(sp.log(sp.Symbol("s")), LAM), sp.Rational(-1, 2)),
+    add(sp.Eq(LAM * sp.Derivative(sp.log(sp.Symbol("s")), LAM), sp.Rational(-1, 2)),
             "RG time: $s(\\Lambda)^2 \\equiv k^2+m^2 = c/\\Lambda$, so $\\Lambda\\partial_\\Lambda = -\\frac12 s\\partial_s$",
             "eq:rg-time", verification=_verify(LAM * sp.diff(sp.log(s2), LAM) / 2, sp.Rational(-1, 2), **ver),
             uses=("eq:k-of-lambda",))
     w = brg.shell_weight(I, LAM, regulator)
     Kz = reg.K((P ** 2 + M ** 2) / s2)
-    dv.step(sp.Eq(sp.Symbol("w(I(p),Lambda)"), Kz),
+    add(sp.Eq(sp.Symbol(r"w(I(p),\Lambda)"), reg.K((P ** 2 + M ** 2) / (KCUT ** 2 + M ** 2))),
             "the BRG shell weight (sharp $\\Theta(I-\\Lambda)$, smooth $K(\\Lambda/I)$) is the ERG cutoff "
-            "function of the kinetic eigenvalue, $K((p^2+m^2)/(k^2+m^2))$"
+            "function of the kinetic eigenvalue, $K((p^2+m^2)/(k^2+m^2))$ at $k = k(\\Lambda)$"
             + ("; sharp: $\\Theta(k^2-p^2)$ for every $m$" if regulator == "sharp" else ""),
             "eq:shell", verification=_verify(w, Kz, domain=WIDE, **ver), uses=("eq:k-of-lambda",))
-    dv.step(sp.Eq(sp.Symbol("z|_{m=0}"), P ** 2 / KCUT ** 2),
+    add(sp.Eq(sp.Symbol(r"z|_{m=0}"), P ** 2 / KCUT ** 2),
             "massless case: the argument is the standard $p^2/k^2$", "eq:massless",
             verification=_verify(((P ** 2 + M ** 2) / (KCUT ** 2 + M ** 2)).subs(M, 0), P ** 2 / KCUT ** 2, **ver),
             uses=("eq:shell",))
     cav = propagator_cosnet(d, R, M, SIGMA)
-    dv.step(sp.Eq(sp.Derivative(sp.Function("I_prop")(P), P), sp.diff(cav.fisher_readout(), P)),
+    add(sp.Eq(sp.Derivative(sp.Function(r"I_{\rm prop}")(P), P), sp.diff(cav.fisher_readout(), P)),
             "caveat: with $\\rho(b)\\propto 1/(b^2+m^2)$ and no readout scale the field theory is the same "
             "($S(p)$ equal) but the Fisher is flat in $p$: no information shell is a momentum shell",
             "eq:caveat", verification=_verify(sp.diff(cav.fisher_readout(), P) ** 2 + (cav.spectral_density - S) ** 2, 0, **ver),
@@ -353,9 +356,10 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     # -- 3. the theorem ----------------------------------------------------------------------------
     Vb = _brg_variance(regulator)
     C = _erg_covariance(regulator)
-    dv.step(sp.Eq(sp.Function("V_Lambda")(P), C),
+    shown = erg_regulator(regulator).covariance(P ** 2 + M ** 2, sp.sqrt(KCUT ** 2 + M ** 2), 1 / G)
+    add(sp.Eq(sp.Function("V_Lambda")(P), shown),
             "stiff sector of $\\pi_\\Lambda$ (Eq. (54), BRG engine) = Polchinski covariance "
-            "$C_{k(\\Lambda)}(p) = K(\\cdot)G(p)$ (ERG engine)", "eq:propagator",
+            "$C_{k}(p) = K(\\cdot)G(p)$ (ERG engine) at $k = k(\\Lambda)$", "eq:propagator",
             verification=_verify(Vb, C, domain=WIDE, **ver), uses=("eq:shell", "eq:dual"),
             cites=("HKMS2024", "Polchinski1984"))
     # Eq. (54) for the sharp shell, from the BRG engine's spectral projectors (two modes)
@@ -366,13 +370,13 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
                                    sp.diag(*Vs), sp.zeros(2, 1), sp.zeros(2, 2))
         target = sp.diag(*[C.subs(P, q) for q in (p1, p2)])
         dom2 = {**WIDE, p1: (0.1, 30), p2: (0.1, 30)}
-        dv.step(sp.Eq(sp.Symbol("C_Lambda[modes]"), target),
+        add(sp.Eq(sp.Symbol(r"C_{\Lambda}[p_1,p_2]"), target),
                 "the same from the BRG engine's spectral projectors $P_>C_*P_>$ (sloppy modes removed), "
                 "two modes", "eq:eq54", verification=_verify(cov[0, 0] + cov[1, 1] + cov[0, 1] - target[0, 0]
                                                             - target[1, 1], 0, domain=dom2, **ver),
                 uses=("eq:propagator",))
     res = erg.gaussian_mode_residual(C, LAM, variance=Vb)
-    dv.step(sp.Eq(LAM * sp.Derivative(sp.Symbol("S_Lambda"), LAM), sp.Symbol("Polchinski[S_Lambda]")),
+    add(sp.Eq(LAM * sp.Derivative(sp.Symbol(r"S_{\Lambda}"), LAM), sp.Symbol(r"\mathcal{P}_{k(\Lambda)}[S_{\Lambda}]")),
             "the BRG-coarse-grained Gaussian solves the Polchinski equation (full action, ERG engine) with "
             "cutoff $k(\\Lambda)$, RG time $\\ln\\Lambda$: residual", "eq:polchinski",
             verification=_verify(res, 0, stiff_only=_compact(regulator), **ver),
@@ -380,16 +384,16 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
             assumptions=("sloppy modes ($V_\\Lambda = 0$) are frozen at $\\phi = 0$ in both theories",)
             if _compact(regulator) else ())
     kernel = -reg.scale_derivative_covariance(P ** 2 + M ** 2, sp.sqrt(s2), 1 / G) / 2
-    dv.step(sp.Eq(LAM * sp.Derivative(sp.Function("C_k(Lambda)")(P), LAM), kernel),
+    add(sp.Eq(LAM * sp.Derivative(sp.Function(r"C_{k(\Lambda)}")(P), LAM), kernel),
             "the Polchinski kernel in BRG time: $\\Lambda\\partial_\\Lambda C = -\\frac12 s\\partial_s C$",
             "eq:kernel", verification=_verify(LAM * sp.diff(Vb, LAM), kernel, domain=WIDE, **ver),
             uses=("eq:polchinski", "eq:rg-time"))
     measure = sphere_area(d) / (2 * sp.pi) ** d
-    dv.step(sp.Eq(sp.Symbol("S_{d-1}/(2pi)^d"), 2 * angular_factor(d)),
+    add(sp.Eq(sp.Symbol(r"S_{d-1}/(2\pi)^{d}"), 2 * angular_factor(d)),
             "momentum measure: $\\int\\frac{d^dp}{(2\\pi)^d}f = \\frac{S_{d-1}}{(2\\pi)^d}\\int_0^\\infty p^{d-1}f\\,dp$",
             "eq:measure", verification=_verify(measure, 2 * angular_factor(d), **ver))
     lhs, rhs = _trace_flow(d, regulator, Vb, kernel)
-    dv.step(sp.Eq(LAM * sp.Derivative(sp.Symbol("<phi(x)^2>_Lambda"), LAM), rhs),
+    add(sp.Eq(LAM * sp.Derivative(sp.Symbol(r"\langle\phi(x)^{2}\rangle_{\Lambda}"), LAM), rhs),
             "in $d$ dimensions the coincident kernel flows by the trace of the Polchinski kernel"
             + (" (support $p<k(\\Lambda)\\le R$ from Eq. shell)" if _compact(regulator) else ""),
             "eq:trace", verification=_verify(lhs, rhs, **ver), uses=("eq:kernel", "eq:measure"),
@@ -400,18 +404,18 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     pp = sp.Symbol("p'", positive=True)
     rescaled = (KCUT / R) ** d * ((KCUT / R) ** 2 * pp ** 2 + M ** 2) / SIGMA ** 2
     sig2p = SIGMA ** 2 * ws["sigma2_factor"]
-    dv.step(sp.Eq(sp.Symbol("s'(p')"), (pp ** 2 + ws["m2"]) / sig2p),
+    add(sp.Eq(sp.Symbol(r"s_{\rm eff}(p')"), (pp ** 2 + ws["m2"]) / sig2p),
             "Wilson rescaling $p = (k/R)p'$ without field rescaling: one effective variance "
             "$\\sigma_{\\rm eff}^2 = \\sigma^2(R/k)^{d+2}$ renormalizes momenta and mass together", "eq:wilson",
             verification=_verify(rescaled, (pp ** 2 + ws["m2"]) / sig2p, **{**ver, "domain": {**DOMAIN, pp: (0.1, 3)}}),
             uses=("eq:propagator",), cites=("WegnerHoughton1973",))
     kl = R * sp.exp(-ELL)
     expo = (sp.diff(sp.log(sig2p.subs(KCUT, kl)), ELL), sp.diff(sp.log(ws["m2"].subs(KCUT, kl)), ELL))
-    dv.step((sp.Eq(sp.Symbol("d ln sigma_eff^2/d ell"), d + 2), sp.Eq(sp.Symbol("d ln m^2/d ell"), 2)),
+    add((sp.Eq(sp.Symbol(r"\partial_{\ell}\ln\sigma_{\rm eff}^{2}"), d + 2), sp.Eq(sp.Symbol(r"\partial_{\ell}\ln m^{2}"), 2)),
             "exponents in $\\ell = \\ln(R/k)$: $d+2$ (field normalization, $\\eta = 0$) and 2 (the relevant mass)",
             "eq:exponents", verification=_verify((expo[0] - (d + 2)) ** 2 + (expo[1] - 2) ** 2, 0, **ver), uses=("eq:wilson",))
     ell_lam = sp.log(R / sp.sqrt(k2))
-    dv.step(sp.Eq(LAM * sp.Derivative(sp.Symbol("ell"), LAM), cF / (2 * (cF - LAM * M ** 2))),
+    add(sp.Eq(LAM * sp.Derivative(sp.Symbol("ell"), LAM), cF / (2 * (cF - LAM * M ** 2))),
             "in BRG time $\\ell(\\Lambda) = \\ln(R/k(\\Lambda))$: the effective-variance exponent is "
             "$(d+2)\\Lambda\\partial_\\Lambda\\ell \\to (d+2)/2$ for $k\\gg m$", "eq:exponents-lambda",
             verification=_verify(LAM * sp.diff(ell_lam, LAM), cF / (2 * (cF - LAM * M ** 2)), **ver),
@@ -422,18 +426,18 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     else:
         sloppy = 1 / (1 / G + reg.R(P ** 2 + M ** 2, sp.sqrt(s2), 1 / SIGMA ** 2))
         how = "IR regulator $R_k = G^{-1}K/(1-K)$ of the ERG engine"
-    dv.step(sp.Eq(sp.Symbol("C_k") + sp.Symbol("(Gamma^(2)+R_k)^-1"), G),
+    add(sp.Eq(sp.Symbol(r"C_{k}") + sp.Symbol(r"(\Gamma^{(2)}+R_{k})^{-1}"), G),
             "Wetterich side: the effective average action at scale $k(\\Lambda)$ carries the sloppy modes; "
             "stiff (Polchinski) + sloppy (Wetterich) propagators = the UV theory. " + how, "eq:wetterich",
             verification=_verify(C + sloppy, G, domain=WIDE, **ver), uses=("eq:propagator",),
             cites=("Wetterich1993", "Morris1994"))
     free = erg.wetterich_lpa(M ** 2 * PHI ** 2 / 2, reg, d)
-    dv.step(sp.Eq(sp.Derivative(sp.Symbol("m^2"), sp.Symbol("t")), sp.diff(free, PHI, 2)),
+    add(sp.Eq(sp.Derivative(sp.Symbol(r"m^{2}"), sp.Symbol("t")), sp.diff(free, PHI, 2)),
             "the LPA flow of $U = \\frac12m^2\\phi^2$ (ERG engine) is field independent: $m^2$ and $Z$ do not "
             "flow in dimensionful units", "eq:lpa", verification=_verify(sp.diff(free, PHI, 2), 0, **ver),
             uses=("eq:wetterich",))
     mt = M ** 2 / s2
-    dv.step(sp.Eq(LAM * sp.Derivative(sp.Symbol("mt^2"), LAM), sp.Symbol("mt^2")),
+    add(sp.Eq(LAM * sp.Derivative(sp.Symbol(r"\tilde{m}^{2}"), LAM), sp.Symbol(r"\tilde{m}^{2}")),
             "dimensionless mass $\\tilde m^2 = m^2/s^2 = m^2\\Lambda/c$: exponent 1 in $\\ln\\Lambda$, i.e. 2 in "
             "$\\ln s$, the Wilson exponent", "eq:dimensionless",
             verification=_verify(LAM * sp.diff(mt, LAM), mt, **ver), uses=("eq:lpa", "eq:rg-time"))
@@ -441,14 +445,14 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     # -- 5. the training side ----------------------------------------------------------------------
     m2s = posterior_mass2_expr()
     post = 1 / (1 / G + DATA_DENSITY / NOISE ** 2)
-    dv.step(sp.Eq(sp.Function("G_*")(P), SIGMA ** 2 / (P ** 2 + m2s)),
+    add(sp.Eq(sp.Function(r"G_{*}")(P), SIGMA ** 2 / (P ** 2 + m2s)),
             "training: a Gaussian likelihood with uniform data density $n$ adds $n/\\sigma_\\epsilon^2$ to "
             "$G^{-1}$ (continuum GP posterior): a mass shift, IR$\\to$UV", "eq:training",
             verification=_verify(post, SIGMA ** 2 / (P ** 2 + m2s), **ver), cites=("HKMS2024",))
     vol = sp.pi ** (sp.S(d) / 2) * R ** d / sp.gamma(sp.S(d) / 2 + 1)
     counting = {N: VOLUME * vol / (2 * sp.pi) ** d, T: DATA_DENSITY * VOLUME}
     rel_param = ((1 / net.sigma_a ** 2 + I) * net.sigma_a ** 2).subs(counting)
-    dv.step(sp.Eq(sp.Symbol("precision ratio (a_i)"), (1 / G + DATA_DENSITY / NOISE ** 2) * G),
+    add(sp.Eq(sp.Symbol(r"(\sigma_a^{-2}+I(p))\,\sigma_a^{2}"), (1 / G + DATA_DENSITY / NOISE ** 2) * G),
             "the same from parameter space: the conjugate update of the readout weight (precision "
             "$1/\\sigma_a^2 + I(p)$) "
             "equals the field mode's, with one neuron per box mode, $N = V\\mathrm{vol}(B_R)/(2\\pi)^d$, "
@@ -458,7 +462,7 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     modes = brg.coarse_grain_modes([I], LAM, [0], [post], [0], [G], prescription="prior",
                                    regulator=regulator)
     prec = modes[0].precision
-    dv.step(sp.Eq(sp.Symbol("1/V_Lambda^trained"), 1 / G + Kz * DATA_DENSITY / NOISE ** 2),
+    add(sp.Eq(sp.Symbol(r"V^{\rm trained}_{\Lambda}(p)^{-1}"), 1 / G + Kz * DATA_DENSITY / NOISE ** 2),
             "coarse graining the trained theory (BRG engine, prior prescription) keeps the data-induced mass "
             "on the stiff modes only: $G^{-1} + K\\,n/\\sigma_\\epsilon^2$, UV$\\to$IR", "eq:trained-shell",
             verification=_verify(prec, 1 / G + Kz * DATA_DENSITY / NOISE ** 2, domain=WIDE, **ver),
