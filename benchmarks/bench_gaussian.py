@@ -72,13 +72,6 @@ def bench_accuracy() -> None:
         hand = float(relu_by_hand(np.array(1.0), np.array(c), np.array(1.0)))
         rel = lambda x: float(abs((x - ref) / ref))  # noqa: E731
         print(f"  {c:14.12f} {rel(ours):10.1e} {rel(hand):10.1e}")
-    print("  (near c = +1 the non-trivial part K - q12/2 is what deep networks need:)")
-    for c in (1 - 1e-6, 1 - 1e-10):
-        with mpmath.workdps(50):
-            ref = fm(1.0, c, 1.0) - mpmath.mpf(c) / 2
-        ours = float(fn(1.0, c, 1.0)) - c / 2
-        hand = float(relu_by_hand(np.array(1.0), np.array(c), np.array(1.0))) - c / 2
-        print(f"  K - q12/2 at c = {c:.10f}: symbrg {abs(ours - ref) / ref:.1e}, hand {abs(hand - ref) / ref:.1e}")
 
 
 def bench_mpmath(entries: int) -> None:

@@ -406,15 +406,19 @@ def _mp_rule(dps: int, width: str) -> tuple[list, list]:
     return zs, ws
 
 
+_MP_COEFFICIENT_DPS = 30   # a series truncated at tol >= 1e-15 gains nothing from more digits in a_n
+
+
 def _mp_coefficients(comp: "_Compiled", q: Any, n: int) -> tuple[list, Any]:
     r"""(:math:`a_0..a_N(q)`, :math:`E[f(\sqrt q z)^2]`) at working precision, N >= n, cached per (q, dps).
 
     One composite Gauss–Legendre rule (:func:`_mp_rule`, panel width :math:`1/\max(1,\sqrt q)`, so
     an activation analytic within about 1/2 of the real axis is resolved) serves every order via
-    the orthonormal recurrence :math:`h_{k+1} = (z h_k - \sqrt k h_{k-1})/\sqrt{k+1}`.  Cost: a few
-    seconds per distinct variance at 50 digits for ~200 orders (pure-Python mpmath), then cached."""
-    dps = mpmath.mp.dps
-    key = (str(q), dps)
+    the orthonormal recurrence :math:`h_{k+1} = (z h_k - \sqrt k h_{k-1})/\sqrt{k+1}`.  The
+    coefficients carry min(dps, 30) digits: the series itself is only good to its tolerance.  Cost:
+    a few seconds per distinct variance for ~200 orders (pure-Python mpmath), then cached."""
+    dps = min(mpmath.mp.dps, _MP_COEFFICIENT_DPS)
+    key = (q, dps)
     have = comp.mp_cache.get(key)
     if have is not None and len(have[0]) > n:
         return have

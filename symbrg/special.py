@@ -14,6 +14,7 @@ that symbolic differentiation (e.g. in a hyperparameter) goes through them.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import mpmath
@@ -117,9 +118,9 @@ class GramDet(NumericFunction):
 
     @classmethod
     def mpmath_impl(cls, q11: Any, q12: Any, q22: Any) -> Any:
-        with mpmath.workprec(2 * mpmath.mp.prec + 64):
-            d = mpmath.mpf(q11) * mpmath.mpf(q22) - mpmath.mpf(q12) ** 2
-        return +max(d, mpmath.mpf(0))
+        d = mpmath.fsub(mpmath.fmul(q11, q22, exact=True), mpmath.fmul(q12, q12, exact=True),
+                        prec=mpmath.mp.prec + 20)          # exact products, one rounding
+        return d if d > 0 else mpmath.mpf(0)
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         q11, q12, q22 = self.args
@@ -254,25 +255,32 @@ class ArcCosKernel(NumericFunction):
 
     @classmethod
     def mpmath_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> Any:
-        m, n = cls.orders(m, n)
-        q11, q12, q22 = (mpmath.mpf(v) for v in (q11, q12, q22))
+        m, n = int(m), int(n)
+        mpf = mpmath.mpf
+        q11, q12, q22 = mpf(q11), mpf(q12), mpf(q22)
+        prec = mpmath.mp.prec
         det = GramDet.mpmath_impl(q11, q12, q22)
-        with mpmath.workdps(20):
-            psi0 = mpmath.atan2(mpmath.sqrt(det), -q12)
-        if psi0 == 0:
-            return mpmath.mpf(0)
-        guard = int((m + n + 1) * max(0.0, float(mpmath.log10(mpmath.pi / psi0)))) + 10
-        key = ("mp", m, n)
+        if det == 0 and q12 <= 0:
+            return mpmath.mpf(0)                                  # c = -1: u = -v, never both positive
+        fdet = float(det)
+        psi_f = math.atan2(math.sqrt(fdet), -float(q12)) if fdet > 0 else float(mpmath.atan2(mpmath.sqrt(det), -q12))
+        switch = cls._numpy_parts(m, n)[3]
+        # the closed form cancels like psi^(m+n+1) below the switch point: add that many digits
+        guard = 16 if psi_f >= switch else int(3.33 * (m + n + 1) * math.log10(math.pi / psi_f)) + 24
+        key = ("mp", m, n, prec)
         if key not in _ARCCOS_CACHE:
             S, C, P = _ANG_SYMBOLS
-            _ARCCOS_CACHE[key] = sp.lambdify((S, C, P), arccos_angular(m, n), modules="mpmath")
-        with mpmath.workdps(mpmath.mp.dps + guard):
+            with mpmath.workprec(prec + 16):
+                norm = mpmath.mpf(2) ** (mpmath.mpf(m + n) / 2) * mpmath.gamma(mpmath.mpf(m + n) / 2 + 1) / (2 * mpmath.pi)
+            _ARCCOS_CACHE[key] = (sp.lambdify((S, C, P), arccos_angular(m, n), modules="mpmath"), norm)
+        closed, norm = _ARCCOS_CACHE[key]
+        with mpmath.workprec(prec + guard):
             root = mpmath.sqrt(det)
             R = mpmath.sqrt(q11 * q22)
             psi = mpmath.atan2(root, -q12)
-            ang = _ARCCOS_CACHE[key](min(root / R, 1), max(min(-q12 / R, 1), -1), psi)
-            norm = mpmath.mpf(2) ** (mpmath.mpf(m + n) / 2) * mpmath.gamma(mpmath.mpf(m + n) / 2 + 1) / (2 * mpmath.pi)
-            out = norm * q11 ** (mpmath.mpf(m) / 2) * q22 ** (mpmath.mpf(n) / 2) * ang
+            ang = closed(min(root / R, 1), max(min(-q12 / R, 1), -1), psi)
+            scale = R ** m if m == n else mpmath.sqrt(q11) ** m * mpmath.sqrt(q22) ** n
+            out = norm * scale * ang
         return +out
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
