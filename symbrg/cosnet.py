@@ -67,13 +67,14 @@ import sympy as sp
 from . import codegen
 from .checks import choice, finite_array, integer, nonnegative, positive
 from .errors import InvalidArgument, OutOfRange, Unsupported
+from .special import NumericFunction
 
 __all__ = [
     "P", "R", "M", "SIGMA", "D", "LAM", "KCUT", "T", "N", "NOISE", "SX", "PHASE", "DIST",
     "REGULATOR_NAMES", "uv_cutoff_function", "ball_volume", "sphere_area", "FrequencyDensity",
     "gaussian_frequencies", "ball_frequencies", "propagator_frequencies", "radial_frequencies",
     "CosNet", "generalized_cosnet", "propagator_cosnet", "halverson_cosnet", "DualAction",
-    "cos2_gaussian_input", "free_propagator_expr", "free_propagator", "coarse_grained_kernel",
+    "cos2_gaussian_input", "AngularAverage", "radial_integrand", "free_propagator_expr", "free_propagator", "coarse_grained_kernel",
     "momentum_cutoff", "information_cutoff", "momentum_cutoff_expr", "information_shell",
     "parametrization_caveat", "posterior_mass2", "posterior_mass2_expr", "DATA_DENSITY",
     "sample_cosnet", "sample_frequencies",
@@ -312,24 +313,23 @@ class CosNet:
         fr = self.frequencies
         if cutoff is None and fr.gaussian_variance is not None and sp.simplify(self.readout_scale - 1) == 0:
             return codegen.lambdify(self.kernel_expr(DIST), [DIST], "numpy")(r) + 0 * r
-        spec = codegen.lambdify(self.spectral_density, [P], "numpy")
         upper = float(fr.radius) if fr.radius != sp.oo else 14.0 * math.sqrt(float(fr.gaussian_variance))
-        if cutoff is None:
-            def weight(p):
-                return np.broadcast_to(np.asarray(spec(p), float), p.shape)
-        else:
+        f = codegen.lambdify(radial_integrand(d, self.spectral_density), [P, DIST], "numpy")
+        weight, breaks = None, ()
+        if cutoff is not None:
             from .brg import weights as shell_weights
             lam = float(positive("cutoff", cutoff))
             fish = codegen.lambdify(self.fisher_readout().subs({_T_SYMBOL: positive("T", T), N: positive("width", width),
                                                                 NOISE: positive("noise", noise)}), [P], "numpy")
 
+            def fisher(p):
+                return np.broadcast_to(np.asarray(fish(p), float), p.shape)
+
             def weight(p):
-                f = np.broadcast_to(np.asarray(fish(p), float), p.shape)
-                return np.broadcast_to(np.asarray(spec(p), float), p.shape) * shell_weights(f, lam, regulator)
-            breaks = _level_crossings(lambda p: np.broadcast_to(np.asarray(fish(p), float), p.shape) - lam, upper)
+                return shell_weights(fisher(p), lam, regulator)
+            breaks = _level_crossings(lambda p: fisher(p) - lam, upper)
         flat, inverse = np.unique(r, return_inverse=True)
-        return bias + _radial_quadrature(flat, d, upper, weight, breaks if cutoff is not None else ())[
-            inverse].reshape(r.shape)
+        return bias + _radial_quadrature(flat, upper, f, breaks, weight)[inverse].reshape(r.shape)
 
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, X: Any, members: int, width: int, seed: int = 0, **kw: Any) -> np.ndarray:
@@ -424,6 +424,7 @@ def free_propagator_expr(dim: Any, r: sp.Expr = DIST, *, cutoff: sp.Expr = R, m:
 
 def _angular_numpy(x: np.ndarray, dim: int) -> np.ndarray:
     """:math:`\\Omega_d(x)` in float64 (scipy's Bessel J when importable, else angle quadrature)."""
+    x = np.asarray(x, dtype=float)
     if dim == 1:
         return np.cos(x)
     if dim == 3:
@@ -443,10 +444,50 @@ def _angular_numpy(x: np.ndarray, dim: int) -> np.ndarray:
         return np.tensordot(np.cos(np.multiply.outer(x, np.cos(th))), w, axes=([-1], [0]))
 
 
-def _radial_quadrature(r: np.ndarray, dim: int, upper: float, weight: Callable[[np.ndarray], np.ndarray],
-                       breaks: tuple[float, ...] = ()) -> np.ndarray:
-    r""":math:`\frac{S_{d-1}}{(2\pi)^d}\int_0^{\rm upper}p^{d-1}\Omega_d(pr)w(p)\,dp` by composite Gauss-Legendre,
-    vectorized over ``r`` (nodes scale with :math:`r_{\max}\cdot{\rm upper}` to resolve the oscillation)."""
+class AngularAverage(NumericFunction):
+    r""":math:`\Omega_d(x) = \langle e^{ix\hat n\cdot\hat e}\rangle_{S^{d-1}} = \Gamma(\tfrac d2)(\tfrac2x)^{d/2-1}J_{d/2-1}(x)`
+    as one symbolic node with a float64 (scipy's Bessel J, or angle quadrature) and an mpmath
+    implementation; :func:`angular_average` gives the elementary closed forms for d = 1, 3."""
+    nargs = 2
+
+    @classmethod
+    def numpy_impl(cls, d: Any, x: Any) -> np.ndarray:
+        return _angular_numpy(x, int(d))
+
+    @classmethod
+    def mpmath_impl(cls, d: Any, x: Any) -> Any:
+        x = mpmath.mpf(x)
+        if x == 0:
+            return mpmath.mpf(1)
+        nu = mpmath.mpf(d) / 2 - 1
+        return mpmath.gamma(mpmath.mpf(d) / 2) * (2 / x) ** nu * mpmath.besselj(nu, x)
+
+    def _latex(self, printer: Any) -> str:
+        d, x = (printer._print(a) for a in self.args)
+        return rf"\Omega_{{{d}}}\left({x}\right)"
+
+
+def radial_integrand(dim: int, spectral: sp.Expr | None = None, regulator: str | None = None) -> sp.Expr:
+    r"""The one expression behind every numerical kernel: with :math:`\int\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}f(|p|)
+    = \int_0^\infty dp\,\frac{S_{d-1}}{(2\pi)^d}p^{d-1}\Omega_d(pr)f(p)`, the integrand in :data:`P` and
+    :data:`DIST` for :math:`f = ` ``spectral`` (default :math:`\sigma^2/(p^2+m^2)`) times the UV cutoff
+    function :math:`K((p^2+m^2)/(k^2+m^2))` of ``regulator`` (symbol :data:`KCUT` for k)."""
+    f = SIGMA ** 2 / (P ** 2 + M ** 2) if spectral is None else spectral
+    if regulator is not None:
+        f = f * uv_cutoff_function(regulator).subs(_X, (P ** 2 + M ** 2) / (KCUT ** 2 + M ** 2))
+    return sphere_area(dim) / (2 * sp.pi) ** dim * P ** (dim - 1) * AngularAverage(dim, P * DIST) * f
+
+
+@lru_cache(maxsize=64)
+def _compiled_integrand(dim: int, regulator: str | None, backend: str) -> Callable[..., Any]:
+    return codegen.lambdify(radial_integrand(dim, None, regulator), [P, DIST, M, KCUT, SIGMA], backend)
+
+
+def _radial_quadrature(r: np.ndarray, upper: float, f: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                       breaks: tuple[float, ...] = (), weight: Callable[[np.ndarray], np.ndarray] | None = None
+                       ) -> np.ndarray:
+    r""":math:`\int_0^{\rm upper}f(p, r)\,w(p)\,dp` by composite Gauss-Legendre, vectorized over ``r`` in blocks
+    (panels scale with :math:`r_{\max}\cdot{\rm upper}` to resolve the oscillation; panel edges at ``breaks``)."""
     shape = np.shape(r)
     r = np.asarray(r, dtype=float).ravel()
     rmax = float(np.max(r, initial=0.0))
@@ -458,11 +499,12 @@ def _radial_quadrature(r: np.ndarray, dim: int, upper: float, weight: Callable[[
         a = lo + (hi - lo) * np.arange(panels) / panels
         h = (hi - lo) / panels
         p = (a[:, None] + (x[None, :] + 1) * h / 2).ravel()
-        wp = np.tile(w * h / 2, panels) * p ** (dim - 1) * weight(p)
+        wp = np.tile(w * h / 2, panels) * (1.0 if weight is None else weight(p))
         for i in range(0, r.size, 2048):  # bounded memory: blocks of distances
-            total[i:i + 2048] += _angular_numpy(np.multiply.outer(r[i:i + 2048], p), dim) @ wp
-    area = 2 * math.pi ** (dim / 2) / math.gamma(dim / 2)
-    return (area / (2 * math.pi) ** dim * total).reshape(shape)
+            rb = r[i:i + 2048, None]
+            vals = np.broadcast_to(np.asarray(f(p[None, :], rb), float), (rb.shape[0], p.size))
+            total[i:i + 2048] += vals @ wp
+    return total.reshape(shape)
 
 
 def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: int = 4097) -> tuple[float, ...]:
@@ -479,23 +521,15 @@ def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: 
     return tuple(float(x) for x in (lo + hi) / 2)
 
 
-def _radial_mpmath(r: Any, dim: int, upper: Any, weight: Callable[[Any], Any], breaks: tuple = ()) -> Any:
-    """The same radial integral by mpmath quadrature at the working precision."""
+def _radial_mpmath(r: Any, upper: Any, f: Callable[[Any, Any], Any], breaks: tuple = ()) -> Any:
+    """The same radial integral by mpmath quadrature at the working precision (split into
+    half-periods of the oscillation and at ``breaks``)."""
     r = mpmath.mpf(r)
-    nu = mpmath.mpf(dim) / 2 - 1
-
-    def omega(x):
-        if x == 0:
-            return mpmath.mpf(1)
-        if dim == 1:
-            return mpmath.cos(x)
-        return mpmath.gamma(mpmath.mpf(dim) / 2) * (2 / x) ** nu * mpmath.besselj(nu, x)
     pts = [mpmath.mpf(0), *[mpmath.mpf(b) for b in breaks if 0 < b < upper], mpmath.mpf(upper)]
-    if r > 0:  # split at zeros' scale so oscillatory integrands converge
+    if r > 0:
         n = int(mpmath.ceil(upper * r / mpmath.pi))
         pts = sorted(set(pts) | {mpmath.mpf(upper) * j / max(n, 1) for j in range(1, max(n, 1))})
-    val = mpmath.quad(lambda p: p ** (dim - 1) * omega(p * r) * weight(p), pts)
-    return 2 * mpmath.pi ** (mpmath.mpf(dim) / 2) / mpmath.gamma(mpmath.mpf(dim) / 2) / (2 * mpmath.pi) ** dim * val
+    return mpmath.quad(lambda p: f(p, r), pts)
 
 
 def _check_dim_R_m(dim: Any, R_: Any, m: Any) -> tuple[int, float, float]:
@@ -506,7 +540,8 @@ def _check_dim_R_m(dim: Any, R_: Any, m: Any) -> tuple[int, float, float]:
 def free_propagator(r: Any, dim: int, R: float, m: float, sigma: float = 1.0, *,
                     precision: int | None = None) -> Any:
     r""":math:`\sigma^2G_R(r)` numerically, vectorized over ``r`` (float64 by Gauss-Legendre), or with
-    ``precision=digits`` by mpmath quadrature (a list of mpf).  :math:`m = 0` needs :math:`d\ge3`."""
+    ``precision=digits`` by mpmath quadrature (a list of mpf); both compiled from
+    :func:`radial_integrand`.  :math:`m = 0` needs :math:`d\ge3`."""
     return coarse_grained_kernel(r, dim, R, m, None, sigma=sigma, precision=precision)
 
 
@@ -517,39 +552,32 @@ def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
     :math:`z = (p^2+m^2)/(k^2+m^2)` (module docstring; :math:`z = p^2/k^2` for :math:`m = 0`).
 
     ``k`` is the momentum cutoff (``None``: no coarse graining, :math:`\sigma^2G_R`); convert an
-    information cutoff with :func:`momentum_cutoff`.  float64 (vectorized over ``r``) or mpmath.
+    information cutoff with :func:`momentum_cutoff`.  float64 (vectorized over ``r``) or, with
+    ``precision``, mpmath; both compiled by :mod:`symbrg.codegen` from :func:`radial_integrand`.
     """
     d, Rv, mv = _check_dim_R_m(dim, R, m)
     if mv == 0 and d <= 2:
         raise InvalidArgument("m", f"the massless propagator is infrared divergent in d = {d}; use m > 0")
-    sig2 = float(positive("sigma", sigma)) ** 2
+    sv = float(positive("sigma", sigma))
     r = finite_array("r", r, ndim=(0, 1, 2), nonempty=False)
     if np.any(r < 0):
         raise InvalidArgument("r", "distances must be >= 0")
-    if k is None:
-        Kn, Km, upper, breaks = (lambda x: 1.0), (lambda x: 1), Rv, ()
-    else:
+    reg = None
+    kv, upper, breaks = 0.0, Rv, ()
+    if k is not None:
+        reg = choice("regulator", regulator, REGULATOR_NAMES)
         kv = float(nonnegative("k", k))
-        Kexpr = uv_cutoff_function(regulator)
         if kv == 0:
             return np.zeros(r.shape) if precision is None else [mpmath.mpf(0)] * r.size
-        Kn = codegen.lambdify(Kexpr, [_X], "numpy")
-        Km = codegen.lambdify(Kexpr, [_X], "mpmath")
-        upper = min(Rv, kv) if regulator in ("sharp", "litim") else Rv
+        upper = min(Rv, kv) if reg in ("sharp", "litim") else Rv
         breaks = (kv,)
     if precision is None:
-        def weight(p):
-            z = (p ** 2 + mv ** 2) / (kv ** 2 + mv ** 2) if k is not None else p
-            return np.broadcast_to(np.asarray(Kn(z) if k is not None else 1.0, float), p.shape) \
-                / (p ** 2 + mv ** 2)
-        return sig2 * _radial_quadrature(r, d, upper, weight, breaks)
+        fn = _compiled_integrand(d, reg, "numpy")
+        return _radial_quadrature(r, upper, lambda p, x: fn(p, x, mv, kv, sv), breaks)
     with mpmath.workdps(integer("precision", precision, minimum=15)):
-        mm = mpmath.mpf(m)
-
-        def wm(p):
-            return (Km((p ** 2 + mm ** 2) / (mpmath.mpf(k) ** 2 + mm ** 2)) if k is not None else 1) \
-                / (p ** 2 + mm ** 2)
-        return [mpmath.mpf(sigma) ** 2 * _radial_mpmath(x, d, mpmath.mpf(upper), wm, breaks)
+        fm = _compiled_integrand(d, reg, "mpmath")
+        mm, km, sm = mpmath.mpf(m), mpmath.mpf(kv), mpmath.mpf(sigma)
+        return [_radial_mpmath(x, mpmath.mpf(upper), lambda p, y: fm(p, y, mm, km, sm), breaks)
                 for x in np.ravel(r)]
 
 
