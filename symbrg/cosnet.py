@@ -239,11 +239,17 @@ class CosNet:
 
     # ---- function space ------------------------------------------------------------------------
     @cached_property
-    def spectral_density(self) -> sp.Expr:
-        r""":math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\frac{\rho(p)}{\mathcal N}s(p)^2` on the support of :math:`\rho`."""
+    def spectral_density_definition(self) -> sp.Expr:
+        r""":math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\frac{\rho(p)}{\mathcal N}s(p)^2` as defined (unsimplified;
+        :math:`\mathcal N = \int d^db\,\rho` by integration)."""
         d = self.dim
-        return sp.simplify((2 * sp.pi) ** d * sp.S(self.sigma_a) ** 2 / 2 * self.frequencies.density
-                           / self.frequencies.normalization(d) * self.readout_scale ** 2)
+        return (2 * sp.pi) ** d * sp.S(self.sigma_a) ** 2 / 2 * self.frequencies.density \
+            / self.frequencies.normalization(d) * self.readout_scale ** 2
+
+    @cached_property
+    def spectral_density(self) -> sp.Expr:
+        r""":math:`S(p)`, simplified, on the support of :math:`\rho` (:attr:`spectral_density_definition`)."""
+        return sp.simplify(self.spectral_density_definition)
 
     def dual_action(self) -> DualAction:
         r"""Read off :math:`\Gamma^{(2)} = 1/S(p)`, the UV cutoff, :math:`Z` and :math:`m^2` (see :class:`DualAction`)."""

@@ -292,10 +292,10 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     S = net.spectral_density
     add(sp.Eq(sp.Function("S")(P), S),
             "spectral density of the generalized cos-net: $b\\sim U(B_R)$, readout scale "
-            "$(b^2+m^2)^{-1/2}$, $\\sigma_a^2 = 2\\sigma^2\\mathrm{vol}(B_R)/(2\\pi)^d$; "
-            "$S(p) = (2\\pi)^d\\frac{\\sigma_a^2}{2}\\frac{1}{\\mathrm{vol}(B_R)}\\frac{1}{p^2+m^2}$", "eq:spectral",
-            verification=_verify((2 * sp.pi) ** d * net.sigma_a ** 2 / 2 / (sp.pi ** (sp.S(d) / 2) * R ** d
-                                 / sp.gamma(sp.S(d) / 2 + 1)) / (P ** 2 + M ** 2), G, **ver),
+            "$(b^2+m^2)^{-1/2}$, $\\sigma_a^2 = 2\\sigma^2\\mathrm{vol}(B_R)/(2\\pi)^d$: "
+            "$S(p) = (2\\pi)^d\\frac{\\sigma_a^2}{2}\\frac{\\rho(p)}{\\int d^db\\,\\rho}\\,s(p)^2$ with the "
+            "normalization integrated", "eq:spectral",
+            verification=_verify(net.spectral_density_definition, G, **ver),
             uses=("eq:phase",), cites=("Halverson2021", "DHMSS2023"))
     act = net.dual_action()
     add(sp.Eq(sp.Symbol(r"\Gamma^{(2)}(p)"), act.inverse_propagator),
