@@ -443,17 +443,19 @@ def _mp_coefficients(comp: "_Compiled", q: Any, n: int) -> tuple[list, Any]:
 
 
 @lru_cache(maxsize=None)
-def _compiled(act: Activation, derivative: bool) -> "_Compiled":
-    return _Compiled(act, derivative)
+def _compiled(act: Activation, derivative: int) -> "_Compiled":
+    return _Compiled(act, int(derivative))
 
 
 class _Compiled:
     """NumPy and mpmath callables of one activation (or its a.e. derivative)."""
 
-    def __init__(self, act: Activation, derivative: bool):
+    def __init__(self, act: Activation, derivative: int):
         from .codegen import lambdify
-        self.act, self.derivative = act, derivative
-        expr = act.derivative_expr if derivative else act.expr
+        self.act, self.derivative = act, int(derivative)
+        expr = act.expr
+        for _ in range(int(derivative)):      # a.e. derivatives: Dirac deltas of jumps dropped
+            expr = sp.diff(expr, X).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
         self.expr = expr
         self.numpy = lambdify(expr, [X], backend="numpy")
         self.mpmath = lambdify(expr, [X], backend="mpmath")
@@ -492,27 +494,38 @@ def _coefficient_rows(comp: _Compiled, uq: np.ndarray) -> tuple[np.ndarray, np.n
         return comp.cache[key]
     z, w = _gauss_hermite(_HERMITE_DEGREE)
     fz = comp.np_eval(np.sqrt(uq)[:, None] * z[None, :])
-    out = (fz @ _hermite_table(_N_MAX, _HERMITE_DEGREE).T, (fz ** 2) @ w)
+    out = (fz @ _hermite_table(_N_MAX + 4, _HERMITE_DEGREE).T, (fz ** 2) @ w)   # +4: room for d/dq
     if len(comp.cache) >= 8:
         comp.cache.pop(next(iter(comp.cache)))
     comp.cache[key] = out
     return out
 
 
-def _hermite_coefficient_class(act: Activation, derivative: bool) -> type:
+def _hermite_coefficient_class(act: Activation, derivative: int) -> type:
+    derivative = int(derivative)
     key = ("HermiteCoefficient", act.name, act.family, derivative)
     name = _node_name("HermiteCoefficient", key)
     if name in _CLASSES:
         return _CLASSES[name]
     comp = _compiled(act, derivative)
-    label = (r"\varphi'" if derivative else r"\varphi") + rf"_{{\mathrm{{{_tex_name(act.name)}}}}}"
+    label = r"\varphi" + "'" * derivative + rf"_{{\mathrm{{{_tex_name(act.name)}}}}}"
 
     class Coefficient(NumericFunction):
         __doc__ = (rf"Hermite coefficient :math:`a_n(q) = E[f(\sqrt q z) He_n(z)]/\sqrt{{n!}}` of "
-                   f"{act.name}{' (derivative)' if derivative else ''}; NumPy: {_HERMITE_DEGREE}-point "
-                   "Gauss–Hermite, mpmath: mpmath.quad.")
+                   f"{act.name}{chr(39) * derivative}; NumPy: {_HERMITE_DEGREE}-point Gauss–Hermite, "
+                   "mpmath: composite Gauss–Legendre at working precision (see _mp_coefficients).")
         nargs = 2
         compiled = comp
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            r""":math:`\partial_q a_n(q) = E[f'(\sqrt q z)\,z\,h_n(z)]/(2\sqrt q)
+            = (\sqrt{n+1}\,b_{n+1} + \sqrt n\,b_{n-1})/(2\sqrt q)`, b the coefficients of f'."""
+            if argindex != 2:
+                raise sp.ArgumentIndexError(self, argindex)
+            n, q = self.args
+            B = _hermite_coefficient_class(act, derivative + 1)
+            down = sp.sqrt(n) * B(n - 1, q) if int(n) > 0 else sp.Integer(0)
+            return (sp.sqrt(n + 1) * B(n + 1, q) + down) / (2 * sp.sqrt(q))
 
         @classmethod
         def numpy_impl(cls, n: Any, q: Any) -> np.ndarray:
@@ -567,6 +580,7 @@ def _tails(comp: _Compiled, uq: np.ndarray) -> np.ndarray:
     Discrete Parseval on one GH rule keeps the difference non-negative; the rounding floor
     :math:`10^{-15} E[f^2]` is added so that a tail is never reported below what float64 resolves."""
     a, total = _coefficient_rows(comp, uq)
+    a = a[:, :_N_MAX + 1]
     return np.maximum(total[:, None] - np.cumsum(a ** 2, axis=1), 0.0) + 1e-15 * total[:, None]
 
 
@@ -622,13 +636,13 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
                        derivative=derivative)
 
 
-def _integrand(f: Activation, g: Activation, derivative: bool) -> tuple[Callable, Callable, bool]:
-    """(numpy h(u, v), mpmath h(u, v), has_kinks) with E = E[h(u, v)]."""
+def _integrand(f: Activation, g: Activation, derivative: int) -> tuple[Callable, Callable, bool]:
+    """(numpy h(u, v), mpmath h(u, v), has_kinks) with E = E[h(u, v)], h = f^(k)(u) g^(k)(v)."""
     if f.random_phase or g.random_phase:
         if not (f.random_phase and g.random_phase):
             return (lambda u, v: np.zeros(np.broadcast(u, v).shape)), (lambda u, v: mpmath.mpf(0)), False
         (a1, b1), (a2, b2) = ((float(x) for x in f.params), (float(x) for x in g.params))
-        s = a1 * a2 * (b1 * b2 if derivative else 1.0) / 2     # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v)/2
+        s = a1 * a2 * (b1 * b2) ** int(derivative) / 2  # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v)/2
         return ((lambda u, v: s * np.cos(b1 * u - b2 * v)),
                 (lambda u, v: s * mpmath.cos(b1 * u - b2 * v)), False)
     cf, cg = _compiled(f, derivative), _compiled(g, derivative)
@@ -645,7 +659,7 @@ def _gauss_legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(degree)
 
 
-def _quadrature_class(f: Activation, g: Activation, derivative: bool, degree: int) -> type:
+def _quadrature_class(f: Activation, g: Activation, derivative: int, degree: int) -> type:
     r"""A node for :math:`E[h(u,v)]`, :math:`u = \sqrt{q_{11}}z_1`, :math:`v = \alpha z_1 + \beta z_2`,
     :math:`\alpha = q_{12}/\sqrt{q_{11}}`, :math:`\beta = \sqrt{\Delta/q_{11}}`.
 
@@ -658,7 +672,7 @@ def _quadrature_class(f: Activation, g: Activation, derivative: bool, degree: in
     mpmath: nested ``mpmath.quad`` (Gauss–Legendre) on the same pieces at working precision,
     truncated where the Gaussian mass is below the working epsilon.
     """
-    key = ("Quadrature", f.name, f.family, g.name, g.family, derivative, degree)
+    key = ("Quadrature", f.name, f.family, g.name, g.family, int(derivative), degree)
     name = _node_name("GaussianQuadrature", key)
     if name in _CLASSES:
         return _CLASSES[name]
@@ -690,6 +704,12 @@ def _quadrature_class(f: Activation, g: Activation, derivative: bool, degree: in
                    f"degree {degree}: NumPy composite Gauss–Legendre split at the kinks, "
                    "mpmath nested mpmath.quad split at the kinks.")
         nargs = 3
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            """Price's theorem in q12 (a.e. derivatives); the variances are not differentiated here."""
+            if argindex != 2:
+                raise Unsupported("argindex", "a quadrature node is differentiable in q12 only (Price)")
+            return _quadrature_class(f, g, int(derivative) + 1, degree)(*self.args)
 
         @classmethod
         def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:

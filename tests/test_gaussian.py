@@ -314,3 +314,18 @@ def test_bad_input():
     assert err.value.argument == "variance_range"
     with pytest.raises(InvalidArgument):
         expectation(sp.Lambda((X, sp.Symbol("z")), X))
+
+
+def test_series_and_quadrature_nodes_are_differentiable():
+    """d/dq of a Hermite coefficient through f' (kernel programs differentiate in hyperparameters);
+    d/dq12 of a quadrature node is the quadrature of E[f' g'] (Price)."""
+    from symbrg.codegen import lambdify
+    e = expectation("tanh", tol=1e-8)
+    d11 = lambdify(sp.diff(e.expr, Q11), [Q11, Q12, Q22])
+    fn, h = e.compile(), 1e-5
+    fd = (fn(0.9 + h, 0.3, 1.2) - fn(0.9 - h, 0.3, 1.2)) / (2 * h)
+    assert float(d11(0.9, 0.3, 1.2)) == pytest.approx(float(fd), rel=1e-6)
+    q = expectation("softplus", "tanh", method="quadrature", degree=24)
+    dq = lambdify(sp.diff(q.expr, Q12), [Q11, Q12, Q22])
+    ref = expectation("softplus", "tanh", derivative=True, method="quadrature", degree=24).compile()
+    assert float(dq(0.9, 0.3, 1.2)) == pytest.approx(float(ref(0.9, 0.3, 1.2)), rel=1e-12)
