@@ -1,0 +1,375 @@
+r"""Regulators of the exact RG and the threshold functions they induce.
+
+Job: one object per momentum cutoff, usable on both sides of the exact RG.  A regulator is defined
+by its **UV cutoff function** :math:`K(z)`, :math:`z = p^2/\Lambda^2` (:math:`K \to 1` for
+:math:`z \to 0`, :math:`K \to 0` for :math:`z \to \infty`), which enters the Polchinski flow through
+the cut-off covariance
+
+.. math::  C_\Lambda(p) = K(p^2/\Lambda^2)\, G(p^2), \qquad G = 1/G^{-1}(p^2),
+
+and, dually, by the **IR regulator** of the Wetterich flow, chosen so that the regulated propagator
+keeps exactly the modes the UV covariance drops, :math:`(G^{-1} + R_k)^{-1} = (1 - K)\,G`:
+
+.. math::  R_k(p^2) = Z\,k^2\, r(p^2/k^2), \qquad r(y) = \frac{y\,K(y)}{1 - K(y)}
+
+(for :math:`G^{-1} = Z p^2`).  Built in (``regulator(name)``):
+
+==================  ==============================  ===================================
+name                :math:`K(z)`                    :math:`r(y)`
+==================  ==============================  ===================================
+``sharp``           :math:`\Theta(1 - z)`           :math:`\infty\cdot\Theta(1 - y)`
+``litim``           :math:`(1 - z)\Theta(1 - z)`    :math:`(1 - y)\Theta(1 - y)` (Litim, hep-th/0005245)
+``exponential``     :math:`e^{-z}`                  :math:`y/(e^{y} - 1)`
+``power:b``         :math:`1/(1 + z^b)`             :math:`y^{1-b}` (sharp as b -> oo)
+``K:<expr in z>``   any user cutoff function        derived
+``r:<expr in y>``   any user regulator shape        :math:`K = r/(y + r)` derived
+==================  ==============================  ===================================
+
+**Threshold functions** (convention of this package; :math:`w` the dimensionless mass,
+:math:`\eta` the anomalous dimension, :math:`v_d = [(4\pi)^{d/2}\Gamma(d/2+1)]^{-1}` so that
+:math:`\int_{|q|<k} d^dq/(2\pi)^d = v_d k^d`):
+
+.. math::
+
+    \ell^d_n(w;\eta) = \frac d2 \int_0^\infty dy\, y^{d/2-1}\,
+        \frac{r(y) - y\,r'(y) - \tfrac\eta2\, r(y)}{\big(y + r(y) + w\big)^{n+1}}
+        \;=\; A^d_n(w) - \eta\, B^d_n(w),
+    \qquad \partial_w \ell^d_n = -(n+1)\,\ell^d_{n+1},
+
+so that the LPA flow reads :math:`\partial_t U_k = v_d k^d\,\ell^d_0(U_k''/Zk^2;\eta)` and for the
+Litim regulator :math:`\ell^d_n = (1 - \eta/(d+2))/(1+w)^{n+1}`.  (Relation to Berges, Tetradis,
+Wetterich, Phys. Rep. 363 (2002) 223: :math:`l^d_n = \tfrac{2}{d}(n + \delta_{n0})\,\ell^d_n`.)
+For the sharp cutoff (Wegner-Houghton) :math:`\ell^d_0 = -\tfrac d2\ln(1+w)` up to a constant.
+The anomalous-dimension threshold function (the :math:`p^2` coefficient of the one-loop two-point
+flow, after an integration by parts in :math:`y`; :math:`P = y + r`) is
+
+.. math::
+
+    m^d(w;\eta) = -\int_0^\infty dy\, y^{d/2}\,\frac{P'(y)}{(P + w)^2}\,
+        \frac{d}{dy}\,\frac{2(r - y r') - \eta\, r}{(P + w)^2} = M^d_a(w) - \eta\, M^d_b(w),
+
+with :math:`\Theta(0) = 1/2` at coinciding jumps (this reproduces the exact momentum-shell limit);
+for Litim :math:`m^d = (1+w)^{-4}`.  Closed forms (any symbolic d) exist for ``litim``, ``sharp``
+and every compactly supported shape; all others are evaluated by mpmath quadrature through
+:class:`ThresholdFunction` (a :class:`~symbrg.special.NumericFunction`, differentiable in w).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from .checks import integer, positive
+from .errors import InvalidArgument, Unsupported, UnknownName
+from .special import NumericFunction
+
+__all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "regulator", "REGULATORS", "ThresholdFunction",
+           "loop_volume", "angular_factor"]
+
+#: :math:`z = p^2/\Lambda^2`, the argument of the UV cutoff function K.
+Z = sp.Symbol("z", nonnegative=True)
+#: :math:`y = p^2/k^2`, the argument of the IR regulator shape r.
+Y = sp.Symbol("y", positive=True)
+#: :math:`w`, the dimensionless mass :math:`U''/(Z k^2)` in the threshold functions.
+W = sp.Symbol("w")
+#: :math:`\eta`, the anomalous dimension.
+ETA = sp.Symbol("eta")
+#: :math:`d`, the Euclidean dimension when it is kept symbolic.
+D = sp.Symbol("d", positive=True)
+
+REGULATORS = ("sharp", "litim", "exponential", "power:b", "K:<expr in z>", "r:<expr in y>")
+
+
+def loop_volume(d: Any) -> sp.Expr:
+    r""":math:`v_d = [(4\pi)^{d/2}\Gamma(d/2+1)]^{-1}`, so that :math:`\int_{|q|<k}\frac{d^dq}{(2\pi)^d} = v_d k^d`."""
+    d = sp.sympify(d)
+    return 1 / ((4 * sp.pi) ** (d / 2) * sp.gamma(d / 2 + 1))
+
+
+def angular_factor(d: Any) -> sp.Expr:
+    r""":math:`\int\frac{d^dq}{(2\pi)^d} f(q^2) = \frac{d\,v_d}{2}\,k^d\int_0^\infty dy\,y^{d/2-1} f(k^2 y)`:
+    returns :math:`d\,v_d/2 = [(4\pi)^{d/2}\Gamma(d/2)]^{-1}`."""
+    d = sp.sympify(d)
+    return sp.simplify(d * loop_volume(d) / 2)
+
+
+def _dimension(d: Any) -> sp.Expr:
+    """A positive dimension: a number > 0 or a symbol (assumed positive)."""
+    if isinstance(d, sp.Basic) and d.free_symbols:
+        return d
+    positive("d", d)
+    return sp.nsimplify(d) if not isinstance(d, sp.Basic) else d
+
+
+class ThresholdFunction(NumericFunction):
+    r"""Base class of the quadrature threshold functions of one regulator.
+
+    ``cls(n, d, w)`` is :math:`A^d_n(w)` (``part = "A"``) or :math:`B^d_n(w)` (``part = "B"``);
+    subclasses are made per regulator by :meth:`Regulator.threshold`.  Differentiation in w follows
+    :math:`\partial_w X_n = -(n+1) X_{n+1}`, so symbolic flows stay exact and only the final numbers
+    come from quadrature.
+    """
+    regulator: "Regulator"
+    part: str = "A"
+    nargs = 3
+
+    def fdiff(self, argindex: int = 3) -> sp.Expr:
+        if argindex != 3:
+            raise sp.ArgumentIndexError(self, argindex)
+        n, d, w = self.args
+        return -(n + 1) * type(self)(n + 1, d, w)
+
+    @classmethod
+    def mpmath_impl(cls, n: Any, d: Any, w: Any) -> Any:
+        return cls.regulator._quad(cls.part, int(n), mpmath.mpf(d), mpmath.mpf(w))
+
+    @classmethod
+    def numpy_impl(cls, n: Any, d: Any, w: Any) -> np.ndarray:
+        f = np.frompyfunc(lambda a, b, c: float(cls.mpmath_impl(a, b, c)), 3, 1)
+        return np.asarray(f(n, d, w), dtype=float)
+
+    def _latex(self, printer: Any) -> str:
+        n, d, w = (printer._print(a) for a in self.args)
+        return rf"{self.part}^{{{d}}}_{{{n}}}\!\left({w}\right)"
+
+
+@dataclass(frozen=True)
+class Regulator:
+    r"""A momentum cutoff, as UV cutoff function :math:`K(z)` and as IR regulator :math:`r(y)`.
+
+    ``cutoff_function`` is :math:`K` in :data:`Z`; ``shape`` is :math:`r` in :data:`Y` (``None`` for
+    the sharp cutoff, whose :math:`r` is infinite below :math:`y = 1`); ``inner`` is the branch of
+    :math:`r` on :math:`y<1` when :math:`r` vanishes for :math:`y \ge 1` (compact support: closed
+    forms with symbolic d).
+    """
+    name: str
+    cutoff_function: sp.Expr
+    shape: sp.Expr | None
+    inner: sp.Expr | None = None
+    description: str = field(default="", compare=False)
+
+    # ---------------------------------------------------------------- Polchinski side (UV cutoff)
+    def K(self, z: Any = Z) -> sp.Expr:
+        r""":math:`K(z)`, the UV cutoff function at :math:`z = p^2/\Lambda^2`."""
+        return self.cutoff_function.subs(Z, z)
+
+    def dK(self, z: Any = Z) -> sp.Expr:
+        r""":math:`K'(z) = dK/dz` (a ``DiracDelta`` for the sharp and Litim cutoffs)."""
+        return sp.diff(self.cutoff_function, Z).subs(Z, z)
+
+    def cutoff(self, p2: Any, scale: Any) -> sp.Expr:
+        r""":math:`K(p^2/\Lambda^2)` with ``scale`` = :math:`\Lambda`."""
+        return self.K(sp.sympify(p2) / sp.sympify(scale) ** 2)
+
+    def covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+        r""":math:`C_\Lambda(p) = K(p^2/\Lambda^2)/G^{-1}(p^2)`, the Polchinski (UV-cut) propagator."""
+        return self.cutoff(p2, scale) / sp.sympify(inverse_propagator)
+
+    def scale_derivative_covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+        r""":math:`\Lambda\partial_\Lambda C_\Lambda(p) = -2 z K'(z)\,G(p^2)`, :math:`z = p^2/\Lambda^2`."""
+        z = sp.sympify(p2) / sp.sympify(scale) ** 2
+        return -2 * z * self.dK(z) / sp.sympify(inverse_propagator)
+
+    # ---------------------------------------------------------------- Wetterich side (IR regulator)
+    def r(self, y: Any = Y) -> sp.Expr:
+        r""":math:`r(y)`, the dimensionless regulator shape, :math:`R_k = Z k^2 r(p^2/k^2)`."""
+        if self.shape is None:
+            raise Unsupported("regulator", f"{self.name!r} has no finite IR regulator R_k "
+                                           "(r = oo below the cutoff); use its threshold functions")
+        return self.shape.subs(Y, y)
+
+    def R(self, p2: Any, k: Any, Zk: Any = 1) -> sp.Expr:
+        r""":math:`R_k(p^2) = Z_k\,k^2\,r(p^2/k^2)`."""
+        k = sp.sympify(k)
+        return sp.sympify(Zk) * k ** 2 * self.r(sp.sympify(p2) / k ** 2)
+
+    def dt_R(self, p2: Any, k: Any, Zk: Any = 1, eta: Any = 0) -> sp.Expr:
+        r""":math:`\partial_t R_k = Z_k k^2 [2(r - y r') - \eta\, r]`, :math:`t = \ln k`,
+        :math:`\eta = -\partial_t \ln Z_k`."""
+        k = sp.sympify(k)
+        rr = self.r()
+        expr = 2 * (rr - Y * sp.diff(rr, Y)) - sp.sympify(eta) * rr
+        return sp.sympify(Zk) * k ** 2 * expr.subs(Y, sp.sympify(p2) / k ** 2)
+
+    # ---------------------------------------------------------------- threshold functions
+    def threshold(self, n: int, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr:
+        r""":math:`\ell^d_n(w;\eta)` (module docstring): a closed form for sharp, Litim and compact
+        shapes (any d, symbolic allowed), otherwise :math:`A^d_n(w) - \eta B^d_n(w)` with
+        quadrature-backed :class:`ThresholdFunction` s."""
+        n = integer("n", n, minimum=0)
+        d = _dimension(d)
+        eta = sp.sympify(eta)
+        if self.name == "sharp":
+            if eta != 0:
+                raise Unsupported("eta", "the sharp cutoff has no derivative expansion (eta must be 0)")
+            ell = -d / 2 * sp.log(1 + W) if n == 0 else d / (2 * n * (1 + W) ** n)
+            return ell.subs(W, w)
+        if self.inner is not None:
+            return self._closed_threshold(n, d).subs({ETA: eta, W: w})
+        return self.threshold_part("A", n, d, w) - eta * self.threshold_part("B", n, d, w)
+
+    def threshold_part(self, part: str, n: int, d: Any = D, w: Any = W) -> sp.Expr:
+        r""":math:`A^d_n(w)` or :math:`B^d_n(w)` (``part``), as a quadrature-backed function."""
+        cls = self._threshold_classes[part]
+        return cls(sp.Integer(n), sp.sympify(d), sp.sympify(w))
+
+    @cached_property
+    def _threshold_classes(self) -> dict[str, type]:
+        tag = "".join(ch if ch.isalnum() else "_" for ch in self.name)
+        return {p: type(f"{p}_{tag}", (ThresholdFunction,), {"regulator": self, "part": p})
+                for p in ("A", "B")}
+
+    def _closed_threshold(self, n: int, d: sp.Expr) -> sp.Expr:
+        key = (n, d)
+        if key not in self._closed_cache:
+            y = Y
+            r = self.inner
+            integrand = d / 2 * y ** (d / 2 - 1) * (r - y * sp.diff(r, y) - ETA * r / 2) \
+                / (y + r + W) ** (n + 1)
+            val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
+                               (y, 0, 1), conds="none")
+            self._closed_cache[key] = sp.factor(sp.simplify(val))
+        return self._closed_cache[key]
+
+    @cached_property
+    def _closed_cache(self) -> dict:
+        return {}
+
+    def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
+        r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
+        :meth:`anomalous_threshold_value`).  The sharp cutoff raises :class:`Unsupported`."""
+        if self.name == "sharp":
+            raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
+                                           "eta (LPA') is undefined")
+        if self.inner is None:
+            return None
+        d = _dimension(d)
+        r = self.inner
+        P = Y + r
+        rho = 2 * (r - Y * sp.diff(r, Y)) - ETA * r
+        # smooth part on y < 1 (P' may vanish there), plus the jump of rho/(P+w)^2 at y = 1
+        # (rho -> 0 above): a delta that meets the jump of P' (from P'(1-) to 1), weight 1/2 each.
+        bulk = -sp.integrate(sp.simplify(Y ** (d / 2) * sp.diff(P, Y) / (P + W) ** 2
+                                         * sp.diff(rho / (P + W) ** 2, Y)), (Y, 0, 1), conds="none")
+        P1 = P.subs(Y, 1)
+        jump = -(0 - (rho / (P + W) ** 2).subs(Y, 1))          # value above minus below, negated
+        p_avg = (sp.diff(P, Y).subs(Y, 1) + 1) / 2
+        val = bulk + jump * p_avg / (P1 + W) ** 2
+        return sp.factor(sp.simplify(val)).subs({ETA: eta, W: w})
+
+    def anomalous_threshold_value(self, d: float, w: float, eta: float = 0.0) -> Any:
+        r""":math:`m^d(w;\eta)` as an mpmath number (closed form when there is one, else quadrature)."""
+        closed = self.anomalous_threshold(d, ETA, W)
+        if closed is not None:
+            return mpmath.mpf(sp.N(closed.subs({ETA: eta, W: w}), mpmath.mp.dps))
+        return self._quad("Ma", 0, mpmath.mpf(d), mpmath.mpf(w)) - eta * self._quad(
+            "Mb", 0, mpmath.mpf(d), mpmath.mpf(w))
+
+    # ---------------------------------------------------------------- quadrature
+    @cached_property
+    def _integrands(self) -> dict[str, Callable[..., Any]]:
+        from .codegen import lambdify
+        r = self.r()
+        P = Y + r
+        n, d, w = sp.symbols("n d w")
+        base = {"A": (r - Y * sp.diff(r, Y)), "B": r / 2}
+        exprs = {k: d / 2 * Y ** (d / 2 - 1) * v / (P + w) ** (n + 1) for k, v in base.items()}
+        for k, rho in (("Ma", 2 * (r - Y * sp.diff(r, Y))), ("Mb", r)):
+            exprs[k] = -Y ** (d / 2) * sp.diff(P, Y) / (P + w) ** 2 * sp.diff(rho / (P + w) ** 2, Y)
+        # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
+        # P' at one point are handled in the closed forms only (compact shapes)
+        return {k: lambdify(e.replace(sp.DiracDelta, lambda *a: sp.Integer(0)), (Y, n, d, w), "mpmath")
+                for k, e in exprs.items()}
+
+    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
+        if self.name == "sharp":
+            raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+        f = self._integrands[part]
+        return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
+
+    def threshold_value(self, n: int, d: Any, w: Any, eta: Any = 0) -> Any:
+        r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
+        expr = self.threshold(n, sp.nsimplify(d), eta, W)
+        return mpmath.mpf(sp.N(expr.subs(W, sp.Float(w, mpmath.mp.dps + 5)), mpmath.mp.dps + 5))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _parse_expr(text: str, var: sp.Symbol, argument: str) -> sp.Expr:
+    try:
+        expr = sp.sympify(text, locals={var.name: var, "theta": sp.Heaviside, "Theta": sp.Heaviside})
+    except (sp.SympifyError, SyntaxError, TypeError) as exc:
+        raise InvalidArgument(argument, f"cannot parse {text!r}: {exc}") from None
+    extra = expr.free_symbols - {var}
+    if extra:
+        raise InvalidArgument(argument, f"{text!r} may depend on {var} only, not {sorted(map(str, extra))}")
+    return expr
+
+
+def _from_cutoff(name: str, K: sp.Expr, description: str = "") -> Regulator:
+    K = sp.sympify(K)
+    shape = sp.simplify(Y * K.subs(Z, Y) / (1 - K.subs(Z, Y)))
+    return Regulator(name, K, shape, None, description)
+
+
+def _from_shape(name: str, r: sp.Expr, description: str = "") -> Regulator:
+    r = sp.sympify(r)
+    K = sp.simplify((r / (Y + r)).subs(Y, Z))
+    return Regulator(name, K, r, None, description)
+
+
+def _check_cutoff(reg: Regulator, argument: str) -> Regulator:
+    """K(0) = 1 and K(oo) = 0 (checked where sympy can decide)."""
+    k0 = sp.limit(reg.cutoff_function, Z, 0, "+")
+    kinf = sp.limit(reg.cutoff_function, Z, sp.oo)
+    if k0.is_number and k0 != 1:
+        raise InvalidArgument(argument, f"the cutoff function must have K(0) = 1, got {k0}")
+    if kinf.is_number and kinf != 0:
+        raise InvalidArgument(argument, f"the cutoff function must have K(oo) = 0, got {kinf}")
+    return reg
+
+
+def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None) -> Regulator:
+    r"""The regulator named ``spec`` (module table), or one built from a user function.
+
+    ``regulator("litim")``, ``regulator("power:4")``, ``regulator("K:exp(-z**2)")``,
+    ``regulator("r:(1-y)**2*Heaviside(1-y)")``, ``regulator(K=sp.exp(-Z**2))`` or
+    ``regulator(r=...)`` (a sympy expression in :data:`Z` resp. :data:`Y`).  Unknown names raise
+    :class:`~symbrg.errors.UnknownName` naming ``regulator``.
+    """
+    if isinstance(spec, Regulator):
+        return spec
+    if K is not None:
+        return _check_cutoff(_from_cutoff("K:" + sp.sstr(K), sp.sympify(K)), "K")
+    if r is not None:
+        return _check_cutoff(_from_shape("r:" + sp.sstr(r), sp.sympify(r)), "r")
+    if not isinstance(spec, str):
+        raise InvalidArgument("regulator", f"expected a name or a Regulator, got {spec!r}")
+    name = spec.strip()
+    key, _, arg = name.partition(":")
+    key = key.strip().lower() if key.strip() not in ("K", "r") else key.strip()
+    if key == "sharp" and not arg:
+        return Regulator("sharp", sp.Heaviside(1 - Z), None, None, "sharp cutoff (Wegner-Houghton)")
+    if key in ("litim", "optimized", "optimised") and not arg:
+        return Regulator("litim", (1 - Z) * sp.Heaviside(1 - Z), (1 - Y) * sp.Heaviside(1 - Y), 1 - Y,
+                         "Litim optimized cutoff")
+    if key == "exponential" and not arg:
+        return Regulator("exponential", sp.exp(-Z), Y / (sp.exp(Y) - 1), None, "exponential cutoff")
+    if key == "power":
+        try:
+            b = sp.nsimplify(arg)
+        except (sp.SympifyError, TypeError, ValueError):
+            raise InvalidArgument("regulator", f"power:b needs a number b, got {arg!r}") from None
+        if not (b.is_number and b.is_positive):
+            raise InvalidArgument("regulator", f"power:b needs b > 0, got {arg!r}")
+        return Regulator(f"power:{b}", 1 / (1 + Z ** b), Y ** (1 - b), None, "power-law cutoff")
+    if key == "K" and arg:
+        return _check_cutoff(_from_cutoff(name, _parse_expr(arg, Z, "regulator")), "regulator")
+    if key == "r" and arg:
+        return _check_cutoff(_from_shape(name, _parse_expr(arg, Y, "regulator")), "regulator")
+    raise UnknownName("regulator", f"unknown regulator {spec!r}; choose one of {', '.join(REGULATORS)}")
