@@ -467,12 +467,19 @@ class _Compiled:
 
 
 _NODE_REGISTRY: dict = {}
+_CLASSES: dict[str, type] = {}
 
 
-def _node_name(prefix: str, key: Any) -> str:
+def _node_class(prefix: str, key: tuple, build: Callable[[], type]) -> type:
+    """One NumericFunction subclass per key, named ``<prefix><index>`` (codegen prints it by name)."""
     if key not in _NODE_REGISTRY:
         _NODE_REGISTRY[key] = len([k for k in _NODE_REGISTRY if k[0] == key[0]])
-    return f"{prefix}{_NODE_REGISTRY[key]}"
+    name = f"{prefix}{_NODE_REGISTRY[key]}"
+    if name not in _CLASSES:
+        cls = build()
+        cls.__name__ = cls.__qualname__ = name
+        _CLASSES[name] = cls
+    return _CLASSES[name]
 
 
 _N_MAX = 300              # largest Mehler order the engine will use
@@ -503,10 +510,11 @@ def _coefficient_rows(comp: _Compiled, uq: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _hermite_coefficient_class(act: Activation, derivative: int) -> type:
     derivative = int(derivative)
-    key = ("HermiteCoefficient", act.name, act.family, derivative)
-    name = _node_name("HermiteCoefficient", key)
-    if name in _CLASSES:
-        return _CLASSES[name]
+    return _node_class("HermiteCoefficient", ("HermiteCoefficient", act.name, act.family, derivative),
+                       lambda: _build_coefficient(act, derivative))
+
+
+def _build_coefficient(act: Activation, derivative: int) -> type:
     comp = _compiled(act, derivative)
     label = r"\varphi" + "'" * derivative + rf"_{{\mathrm{{{_tex_name(act.name)}}}}}"
 
@@ -540,16 +548,15 @@ def _hermite_coefficient_class(act: Activation, derivative: int) -> type:
             body = rf"a^{{{label}}}_{{{printer._print(self.args[0])}}}\!\left({printer._print(self.args[1])}\right)"
             return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
-    Coefficient.__name__ = Coefficient.__qualname__ = name
-    _CLASSES[name] = Coefficient
     return Coefficient
 
 
-def _hermite_tail_class(act: Activation, derivative: bool) -> type:
-    key = ("HermiteTail", act.name, act.family, derivative)
-    name = _node_name("HermiteTail", key)
-    if name in _CLASSES:
-        return _CLASSES[name]
+def _hermite_tail_class(act: Activation, derivative: int) -> type:
+    return _node_class("HermiteTail", ("HermiteTail", act.name, act.family, int(derivative)),
+                       lambda: _build_tail(act, int(derivative)))
+
+
+def _build_tail(act: Activation, derivative: int) -> type:
     comp = _compiled(act, derivative)
 
     class Tail(NumericFunction):
@@ -569,8 +576,6 @@ def _hermite_tail_class(act: Activation, derivative: bool) -> type:
             body = rf"T_{{{printer._print(self.args[0])}}}\!\left({printer._print(self.args[1])}\right)"
             return body if exp is None else rf"{body}^{{{exp}}}"
 
-    Tail.__name__ = Tail.__qualname__ = name
-    _CLASSES[name] = Tail
     return Tail
 
 
@@ -583,8 +588,6 @@ def _tails(comp: _Compiled, uq: np.ndarray) -> np.ndarray:
     a = a[:, :_N_MAX + 1]
     return np.maximum(total[:, None] - np.cumsum(a ** 2, axis=1), 0.0) + 1e-15 * total[:, None]
 
-
-_CLASSES: dict[str, type] = {}
 
 
 def _tex_name(name: str) -> str:
@@ -673,9 +676,10 @@ def _quadrature_class(f: Activation, g: Activation, derivative: int, degree: int
     truncated where the Gaussian mass is below the working epsilon.
     """
     key = ("Quadrature", f.name, f.family, g.name, g.family, int(derivative), degree)
-    name = _node_name("GaussianQuadrature", key)
-    if name in _CLASSES:
-        return _CLASSES[name]
+    return _node_class("GaussianQuadrature", key, lambda: _build_quadrature(f, g, int(derivative), degree))
+
+
+def _build_quadrature(f: Activation, g: Activation, derivative: int, degree: int) -> type:
     h_np, h_mp, kinks = _integrand(f, g, derivative)
     x, wx = _gauss_legendre(degree)
     # composite rule: _PANELS panels of `degree` Gauss-Legendre nodes on each of [-L, a] and [a, L]
@@ -754,8 +758,6 @@ def _quadrature_class(f: Activation, g: Activation, derivative: int, degree: int
             body = rf"{label}_{{\mathrm{{quad}}{degree}}}\!\left({args}\right)"
             return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
-    Quadrature.__name__ = Quadrature.__qualname__ = name
-    _CLASSES[name] = Quadrature
     return Quadrature
 
 

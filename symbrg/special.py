@@ -96,6 +96,19 @@ def _gram_det(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
     return np.maximum((p1 - p2) + (e1 - e2), 0.0)
 
 
+def _gram_det_fast(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray, prod: np.ndarray) -> np.ndarray:
+    """Full relative accuracy at the cost of the plain difference where it has it: for |c| < 1/sqrt2
+    (det > prod/2) ``prod - q12^2`` loses nothing; the other entries use the error-free products."""
+    det = prod - q12 * q12
+    fix = det < 0.5 * prod
+    count = np.count_nonzero(fix)
+    if count > fix.size // 2:
+        return _gram_det(q11, q12, q22)
+    if count:
+        det[fix] = _gram_det(q11[fix], q12[fix], q22[fix])
+    return np.maximum(det, 0.0)
+
+
 class GramDet(NumericFunction):
     r"""The Gram determinant :math:`\Delta = q_{11} q_{22} - q_{12}^2 \ge 0` of a 2x2 covariance.
 
@@ -114,7 +127,7 @@ class GramDet(NumericFunction):
 
     @classmethod
     def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:
-        return _blockwise(_gram_det, q11, q12, q22)
+        return _blockwise(lambda a, b, c: _gram_det_fast(a, b, c, a * c), q11, q12, q22)
 
     @classmethod
     def mpmath_impl(cls, q11: Any, q12: Any, q22: Any) -> Any:
@@ -225,16 +238,8 @@ class ArcCosKernel(NumericFunction):
 
         def block(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
             prod = q11 * q22
-            det = prod - q12 * q12
-            # for |c| > 1/sqrt(2) the plain difference loses digits, and sqrt(det) would amplify them
-            # (error ~ sqrt(eps) near c = +-1): redo those entries with the error-free products
-            fix = det < 0.5 * prod
-            count = np.count_nonzero(fix)
-            if count > fix.size // 2:
-                det = _gram_det(q11, q12, q22)
-            elif count:
-                det[fix] = _gram_det(q11[fix], q12[fix], q22[fix])
-            root = np.sqrt(np.maximum(det, 0.0))
+            # sqrt(det) must be accurate as c -> +-1 (a plain difference would leave ~sqrt(eps) there)
+            root = np.sqrt(_gram_det_fast(q11, q12, q22, prod))
             psi = np.arctan2(root, -q12)
             R = np.sqrt(prod)
             with np.errstate(invalid="ignore", divide="ignore"):

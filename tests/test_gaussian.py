@@ -232,7 +232,6 @@ def test_tanh_series_within_its_bound():
     e = expectation("tanh", tol=1e-8)
     assert e.method == "series" and e.rule == "mehler" and 0 < e.order <= 300 and e.bound <= 1e-8
     q = expectation("tanh", method="quadrature", degree=24).compile()
-    bound = e.compile()  # noqa: F841 - compile once
     from symbrg.codegen import lambdify
     b = lambdify(e.bound_expr, [Q11, Q12, Q22])
     q11 = np.array([0.02, 0.5, 1.3, 3.9, 3.9])
