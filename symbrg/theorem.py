@@ -80,6 +80,7 @@ REFERENCES = {
 
 
 # ------------------------------------------------------------------------------ step functions
+@lru_cache(maxsize=1024)
 def _split_positive(arg: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
     """``arg = scale * core`` with ``scale > 0`` (factors sympy proves positive), ``core`` expanded."""
     num, den = sp.fraction(sp.together(arg))
@@ -112,6 +113,12 @@ def normalize_steps(expr: sp.Expr) -> sp.Expr:
     return sp.sympify(expr).replace(sp.Heaviside, heaviside).replace(sp.DiracDelta, delta)
 
 
+@lru_cache(maxsize=256)
+def _delta_roots(h: sp.Expr) -> tuple[sp.Symbol | None, tuple]:
+    var = sorted(h.free_symbols & {LAM, KCUT, P, T}, key=str) or sorted(h.free_symbols, key=str)
+    return (var[0], tuple(sp.solve(h, var[0]))) if var else (None, ())
+
+
 def _drop_null_deltas(expr: sp.Expr) -> sp.Expr:
     r"""Drop terms :math:`g(x)\,\delta(h(x))` whose coefficient vanishes where :math:`h = 0`
     (:math:`x\delta(x) = 0`: the derivative of a continuous cutoff has no atom)."""
@@ -119,11 +126,9 @@ def _drop_null_deltas(expr: sp.Expr) -> sp.Expr:
     for term in sp.Add.make_args(sp.expand(expr)):
         deltas = [a for a in term.atoms(sp.DiracDelta) if len(a.args) == 1]
         if len(deltas) == 1:
-            h = deltas[0].args[0]
-            var = sorted(h.free_symbols & {LAM, KCUT, P, T}, key=str) or sorted(h.free_symbols, key=str)
-            roots = sp.solve(h, var[0]) if var else []
+            var, roots = _delta_roots(deltas[0].args[0])
             coeff = term / deltas[0]
-            if roots and all(sp.simplify(coeff.subs(var[0], r)) == 0 for r in roots):
+            if roots and all(sp.cancel(coeff.subs(var, r)) == 0 for r in roots):
                 continue
         out += term
     return out
