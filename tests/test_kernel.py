@@ -27,11 +27,13 @@ def test_gram_is_symmetric_psd(act):
     arch = mlp(act, 2, sigma_w=1.3, sigma_b=0.2)
     k = arch.nngp(X)
     assert k.shape == (6, 6)
-    np.testing.assert_allclose(k, k.T, rtol=1e-13, atol=1e-15)
+    exact = all(e.method == "exact" for _, _, e in arch.rules)
+    rtol = 1e-13 if exact else 1e-9          # a series is symmetric to within its error bound
+    np.testing.assert_allclose(k, k.T, rtol=rtol, atol=1e-15)
     lam = np.linalg.eigvalsh(k)
     assert lam[0] >= -1e-12 * lam[-1]
     t = arch.ntk(X)
-    np.testing.assert_allclose(t, t.T, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(t, t.T, rtol=rtol, atol=1e-15)
     assert np.linalg.eigvalsh(t)[0] >= -1e-12 * np.abs(t).max()
 
 
