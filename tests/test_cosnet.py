@@ -223,6 +223,48 @@ def test_step_normalization_decides_the_sharp_shell_and_catches_a_wrong_one():
     assert not wrong.verified and not wrong.symbolic_zero and wrong.max_abs_error >= 1
 
 
+@pytest.mark.parametrize("dim, regulator", [(1, "sharp"), (2, "exponential"), (4, "litim"), ("d", "sharp"),
+                                            ("d", "litim")])
+def test_certificates_verify(dim, regulator):
+    cert = th.cosnet_erg_certificate(dim, regulator, points=4)
+    rows = th.identity_table(cert)
+    assert cert.verified and len(rows) >= 25
+    assert all(r["symbolic_zero"] and r["points"] >= 4 and r["max_abs_numeric"] < 1e-20 for r in rows)
+
+
+def test_a_wrong_brg_side_fails_the_certificate(monkeypatch, capsys):
+    """The certificate can fail: a coarse graining that keeps twice the variance is caught."""
+    right = th._brg_variance
+    monkeypatch.setattr(th, "_brg_variance", lambda reg: 2 * right(reg))
+    cert = th.cosnet_erg_certificate(2, "exponential", points=3)
+    bad = {r["name"] for r in th.identity_table(cert) if not r["verified"]}
+    assert not cert.verified and {"propagator", "polchinski"} <= bad
+    assert main(["prove", "cosnet-erg", "--dim", "2", "--regulator", "exponential", "--points", "3"]) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+
+
+def test_caveat_numerically_the_flat_fisher_selects_no_momentum_shell():
+    """Propagator-weighted frequencies: every neuron has the same Fisher, so a cutoff keeps all or nothing."""
+    net = cn.propagator_cosnet(1, 5.0, 0.6)
+    X = np.array([[0.0], [1.0]])
+    _, fisher = cn.sample_cosnet(net, X, 3, 50, seed=0, cutoff=0.4, T=1.0, return_fisher=True)
+    assert np.allclose(fisher, fisher.flat[0])
+    K = net.kernel(X)
+    assert np.allclose(net.kernel(X, cutoff=0.9 * fisher.flat[0], T=1.0, width=50), K)
+    assert np.allclose(net.kernel(X, cutoff=1.1 * fisher.flat[0], T=1.0, width=50), 0.0)
+
+
+@SETTINGS
+@given(st.floats(0.02, 0.5), st.floats(0.02, 0.5), st.sampled_from(["sharp", "litim", "exponential"]))
+def test_coarse_grained_variance_decreases_with_the_information_cutoff(l1, l2, regulator):
+    net = cn.generalized_cosnet(3, 4.0, 0.5)
+    lo, hi = sorted((l1, l2))
+    x = np.zeros((1, 3))
+    v_lo = net.kernel(x, cutoff=lo, regulator=regulator)[0, 0]
+    v_hi = net.kernel(x, cutoff=hi, regulator=regulator)[0, 0]
+    assert v_hi <= v_lo + 1e-12 and v_lo <= net.kernel(x)[0, 0] + 1e-12
+
+
 def test_certificate_symbolic_dimension_exponential():
     cert = th.cosnet_erg_certificate("d", "exponential")
     rows = th.identity_table(cert)
