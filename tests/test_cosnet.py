@@ -116,6 +116,25 @@ def test_cos2_gaussian_input_against_monte_carlo():
     assert abs(v.mean() - float(expr)) < SE * v.std() / math.sqrt(v.size)
 
 
+def test_readout_fisher_against_the_fisher_engine():
+    """Exact Gaussian-input Fisher of every readout weight vs symbrg.fisher's diagonal Gauss-Newton
+    Fisher of the readout Jacobian on T sampled inputs (5 standard errors of the sample mean)."""
+    from symbrg.fisher import fisher_diagonal
+    rng = np.random.default_rng(7)
+    net = cn.generalized_cosnet(2, 3.0, 0.5)
+    width, T, s_x, noise = 40, 20_000, 0.6, 0.3
+    b = cn.sample_frequencies(net, (width,), rng)
+    c = rng.uniform(-np.pi, np.pi, width)
+    x = rng.normal(0, s_x, size=(T, 2))
+    p = np.linalg.norm(b, axis=1)
+    J = np.cos(x @ b.T + c) / np.sqrt((p ** 2 + 0.25) * width)          # d f / d a_i
+    numeric = fisher_diagonal(J, noise_var=noise ** 2, reduction="sum")
+    exact = sp.lambdify([cn.P, cn.PHASE], net.fisher_readout("gaussian", phase_average=False).subs(
+        {cn.T: T, cn.N: width, cn.NOISE: noise, cn.SX: s_x}))(p, c)
+    se = np.sqrt(T) * (J ** 2).std(0) / noise ** 2
+    assert np.all(np.abs(numeric - exact) <= SE * se)
+
+
 @SETTINGS
 @given(st.floats(0.1, 20.0), st.floats(0.0, 3.0), st.floats(1.0, 1e4), st.integers(1, 10_000))
 def test_lambda_k_round_trip(k, m, T, width):
