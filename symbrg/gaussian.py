@@ -218,7 +218,8 @@ def _swap(expr: sp.Expr) -> sp.Expr:
 def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
     """E[a(u) b(v)] for two atoms, with the rule's name; None when no closed form is known."""
     ka, kb = a[0], b[0]
-    det = GramDet(Q11, Q12, Q22)
+    det = GramDet(Q11, Q12, Q22)       # where sqrt(det) or its relative accuracy matters
+    plain = Q11 * Q22 - Q12 ** 2       # where det is only added to terms >= 1: rounding is harmless
     if ka == "poly" and kb == "poly":
         return _wick(a[1], b[1]), "wick"
     if ka == "poly":
@@ -240,10 +241,10 @@ def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
     if ka == kb == "erf":
         b1, b2 = a[1], b[1]
         return (2 / sp.pi * sp.atan(2 * b1 * b2 * Q12 / sp.sqrt(1 + 2 * b1 ** 2 * Q11 + 2 * b2 ** 2 * Q22
-                                                                  + 4 * b1 ** 2 * b2 ** 2 * det)), "erf-arcsin")
+                                                                  + 4 * b1 ** 2 * b2 ** 2 * plain)), "erf-arcsin")
     if ka == kb == "gauss":
         b1, b2 = a[1], b[1]
-        return 1 / sp.sqrt(1 + 2 * b1 * Q11 + 2 * b2 * Q22 + 4 * b1 * b2 * det), "gaussian-det"
+        return 1 / sp.sqrt(1 + 2 * b1 * Q11 + 2 * b2 * Q22 + 4 * b1 * b2 * plain), "gaussian-det"
     if ka == kb == "exp":
         b1, b2 = a[1], b[1]
         return sp.exp((b1 ** 2 * Q11 + b2 ** 2 * Q22) / 2 + b1 * b2 * Q12), "exp-mgf"
@@ -256,7 +257,7 @@ def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
         b1, b2 = a[1], b[1]
         return sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22 - 2 * b1 * b2 * Q12) / 2) / 2, "cosnet-uniform-phase"
     if ka == kb == "gelu":   # Tsuchida et al. arXiv:2002.08517 (as coded in neural-tangents); verified in tests
-        D = sp.sqrt(1 + Q11 + Q22 + det)     # = sqrt((1+q11)(1+q22) - q12^2), without cancellation
+        D = sp.sqrt(1 + Q11 + Q22 + plain)   # = sqrt((1+q11)(1+q22) - q12^2), without cancellation
         return (Q12 / 4 + ((Q12 ** 2 + Q11 * Q22 * D ** 2) / ((1 + Q11) * (1 + Q22) * D)
                            + Q12 * sp.atan(Q12 / D)) / (2 * sp.pi)), "gelu-arctan"
     return None

@@ -96,11 +96,15 @@ def _gram_det(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
     return np.maximum((p1 - p2) + (e1 - e2), 0.0)
 
 
-def _gram_det_fast(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray, prod: np.ndarray) -> np.ndarray:
+def _gram_det_fast(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray, prod: np.ndarray,
+                   positive_end: bool = True) -> np.ndarray:
     """Full relative accuracy at the cost of the plain difference where it has it: for |c| < 1/sqrt2
-    (det > prod/2) ``prod - q12^2`` loses nothing; the other entries use the error-free products."""
+    (det > prod/2) ``prod - q12^2`` loses nothing; the other entries use the error-free products
+    (only those with c < 0 when ``positive_end`` is False: a caller insensitive to det near c = +1)."""
     det = prod - q12 * q12
     fix = det < 0.5 * prod
+    if not positive_end:
+        fix &= q12 < 0
     count = np.count_nonzero(fix)
     if count > fix.size // 2:
         return _gram_det(q11, q12, q22)
@@ -228,18 +232,22 @@ class ArcCosKernel(NumericFunction):
             size = [abs(c) * switch ** (2 * k) for k, c in enumerate(coeffs)]
             keep = max(k for k in range(len(size)) if size[k] >= 1e-18 * size[0]) + 1
             norm = float(cls.normalization(m, n))
-            _ARCCOS_CACHE[key] = (closed, np.array(coeffs[:keep][::-1]), norm, switch)
+            # near c = +1 (psi = pi, S = 0, C = -1) does an error in S = sqrt(det)/R reach the result to
+            # first order, through S and through psi = atan2(S, C)?  (J_0: yes; J_1 and up: no)
+            sens = (sp.diff(ang, S) + sp.diff(ang, P) * C / (S ** 2 + C ** 2)).subs({S: 0, C: -1, P: sp.pi})
+            _ARCCOS_CACHE[key] = (closed, np.array(coeffs[:keep][::-1]), norm, switch, sp.simplify(sens) != 0)
         return _ARCCOS_CACHE[key]
 
     @classmethod
     def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> np.ndarray:
         m, n = cls.orders(m, n)
-        closed, coeffs, norm, switch = cls._numpy_parts(m, n)
+        closed, coeffs, norm, switch, sensitive = cls._numpy_parts(m, n)
 
         def block(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
             prod = q11 * q22
-            # sqrt(det) must be accurate as c -> +-1 (a plain difference would leave ~sqrt(eps) there)
-            root = np.sqrt(_gram_det_fast(q11, q12, q22, prod))
+            # sqrt(det) must be accurate as c -> -1 (and as c -> +1 when the closed form is sensitive
+            # there): a plain difference would leave an error ~sqrt(eps)
+            root = np.sqrt(_gram_det_fast(q11, q12, q22, prod, sensitive))
             psi = np.arctan2(root, -q12)
             R = np.sqrt(prod)
             with np.errstate(invalid="ignore", divide="ignore"):
