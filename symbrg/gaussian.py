@@ -31,11 +31,20 @@ Every result records how it was obtained (:class:`Expectation`):
 
 Conventions.  ``derivative=True`` uses the almost-everywhere derivative: the jumps of step and sign
 contribute nothing (:math:`\Theta' = 0`, so :math:`\mathbb E[\mathrm{sign}'\,\mathrm{sign}'] = 0`),
-exactly as neural-tangents does.  For the remaining (continuous) part Price's theorem
-:math:`\partial_{q_{12}}\mathbb E[f(u)g(v)] = \mathbb E[f'(u)g'(v)]` gives the closed form.  The
-uniform-phase cosine (``cosnet``) shares one phase between :math:`u` and :math:`v` (one neuron), so
-:math:`\mathbb E = \tfrac{a^2}{2}e^{-b^2(q_{11}+q_{22}-2q_{12})/2}`; against any phase-free activation
-its expectation is 0.
+exactly as neural-tangents does.  The derivative kernel is built from the derivative's own atoms
+(ReLU' = :math:`\Theta` gives :math:`J_0`, erf' is a Gaussian, sin' a phase-shifted sine, abs' =
+sign); where a derivative is not an atom (GELU, Gaussian) Price's theorem
+:math:`\partial_{q_{12}}\mathbb E[f(u)g(v)] = \mathbb E[f'(u)g'(v)]` is applied to the closed form of
+the continuous part.  The uniform-phase cosine (``cosnet``) shares one phase between :math:`u` and
+:math:`v` (one neuron), so :math:`\mathbb E = \tfrac{a^2}{2}e^{-b^2(q_{11}+q_{22}-2q_{12})/2}`; against
+any phase-free activation its expectation is 0.
+
+Numerics.  Where float64 would cancel, the expression goes through nodes of :mod:`symbrg.special`:
+:class:`~symbrg.special.GramDet` (error-free products for :math:`q_{11}q_{22}-q_{12}^2`, clipped at
+0) and :class:`~symbrg.special.ArcCosKernel` (:math:`\psi = \operatorname{atan2}(\sqrt\Delta,
+-q_{12})` and a Taylor series in :math:`\psi` as :math:`c\to-1`).  The compiled NumPy code agrees with
+a 50-digit mpmath evaluation of the same expression to 1e-12 relative (tested, including
+:math:`|c|` within 1e-12 of 1), and never returns NaN when rounding pushes :math:`|c|` past 1.
 """
 from __future__ import annotations
 
@@ -772,7 +781,9 @@ def expectation(f: Any, g: Any = None, *, derivative: bool = False, tol: float =
     :math:`(u,v)\sim N(0,[[q_{11},q_{12}],[q_{12},q_{22}]])`, as an expression in Q11, Q12, Q22.
 
     f, g: an :class:`~symbrg.activations.Activation` or anything :func:`~symbrg.activations.activation`
-    accepts (name, sympy Lambda, expression); g defaults to f.
+    accepts (name, sympy Lambda, expression); g defaults to f.  Mixed pairs have closed forms within
+    a family (erf with erf of other scales, rectified m with rectified n, sin with sin of other
+    phases, ...) and for a polynomial (affine) against any closed-form family.
     method: ``"auto"`` (closed form, else Mehler series, else quadrature) or one of
     ``"exact"``, ``"series"``, ``"quadrature"`` to force it (``"exact"`` raises
     :class:`~symbrg.errors.Unsupported` when there is no closed form).

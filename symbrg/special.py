@@ -11,6 +11,16 @@ Every such function subclasses :class:`NumericFunction`, a sympy ``Function`` th
 :mod:`symbrg.codegen` prints any ``NumericFunction`` as a call to its implementation, so NumPy and
 mpmath code generated from one expression stay in step.  Subclasses may also define ``fdiff`` so
 that symbolic differentiation (e.g. in a hyperparameter) goes through them.
+
+The bivariate-Gaussian nodes:
+
+* :class:`GramDet` :math:`= q_{11}q_{22} - q_{12}^2`, with error-free (Dekker) products, clipped at 0;
+* :class:`ArcCosKernel` :math:`= E[u^m\Theta(u)\,v^n\Theta(v)]` for any integers m, n >= 0, exact
+  to full relative accuracy up to :math:`c = \pm 1` (a Taylor series in :math:`\psi = \pi - \theta`
+  where the closed form would cancel).
+
+NumPy implementations work in cache-sized blocks (:func:`_blockwise`), so broadcast row/column
+inputs are never expanded and the temporaries of error-free arithmetic stay cheap.
 """
 from __future__ import annotations
 
