@@ -74,7 +74,8 @@ __all__ = [
     "REGULATOR_NAMES", "uv_cutoff_function", "ball_volume", "sphere_area", "FrequencyDensity",
     "gaussian_frequencies", "ball_frequencies", "propagator_frequencies", "radial_frequencies",
     "CosNet", "generalized_cosnet", "propagator_cosnet", "halverson_cosnet", "DualAction",
-    "cos2_gaussian_input", "AngularAverage", "radial_integrand", "free_propagator_expr", "free_propagator", "coarse_grained_kernel",
+    "cos2_gaussian_input", "AngularAverage", "radial_integrand", "free_propagator_expr",
+    "free_propagator", "coarse_grained_kernel",
     "momentum_cutoff", "information_cutoff", "momentum_cutoff_expr", "information_shell",
     "parametrization_caveat", "posterior_mass2", "posterior_mass2_expr", "DATA_DENSITY",
     "sample_cosnet", "sample_frequencies",
@@ -589,8 +590,8 @@ def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
 
 # --------------------------------------------------------------------------------------------------
 # Information cutoff <-> momentum cutoff (generalized cos-net)
-def _fisher_scale(T_: Any, N_: Any, noise: Any) -> float:
-    return float(positive("T", T_)) / (2 * float(positive("width", N_)) * float(positive("noise", noise)) ** 2)
+def _observation(T_: Any, N_: Any, noise: Any) -> tuple[float, float, float]:
+    return float(positive("T", T_)), float(positive("width", N_)), float(positive("noise", noise))
 
 
 @lru_cache(maxsize=None)
@@ -603,24 +604,36 @@ def momentum_cutoff_expr() -> sp.Expr:
     return sp.simplify(sol[0])
 
 
+@lru_cache(maxsize=None)
+def _cutoff_maps() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Compiled :math:`I(p; m, T, N, \sigma_\epsilon)` and :math:`k^2(\Lambda; m, T, N, \sigma_\epsilon)`."""
+    args = [M, _T_SYMBOL, N, NOISE]
+    return (codegen.lambdify(generalized_cosnet(1, R, M).fisher_readout(), [P, *args], "numpy"),
+            codegen.lambdify(momentum_cutoff_expr(), [LAM, *args], "numpy"))
+
+
 def information_cutoff(k: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: Any = 1.0) -> float:
-    r""":math:`\Lambda(k) = I(k) = \frac{T}{2N\sigma_\epsilon^2(k^2+m^2)}`, the Fisher value of the neuron at momentum k."""
+    r""":math:`\Lambda(k) = I(k) = \frac{T}{2N\sigma_\epsilon^2(k^2+m^2)}`, the Fisher value of the neuron at
+    momentum k (:meth:`CosNet.fisher_readout`, compiled)."""
     kv, mv = float(nonnegative("k", k)), float(_mass(m))
-    if kv == 0 and mv == 0:
+    if kv ** 2 + mv ** 2 == 0:
         raise InvalidArgument("k", "k = 0 with m = 0 maps to an infinite information cutoff")
-    return _fisher_scale(T, width, noise) / (kv ** 2 + mv ** 2)
+    return float(_cutoff_maps()[0](kv, mv, *_observation(T, width, noise)))
 
 
 def momentum_cutoff(lam: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: Any = 1.0) -> float:
-    r""":math:`k(\Lambda) = \sqrt{T/(2N\sigma_\epsilon^2\Lambda)-m^2}`; ``lam`` must lie in :math:`(0, I(0)]`."""
+    r""":math:`k(\Lambda) = \sqrt{T/(2N\sigma_\epsilon^2\Lambda)-m^2}` (:func:`momentum_cutoff_expr`, compiled);
+    ``lam`` must lie in :math:`(0, I(0)]`, :math:`I(0)` the stiffest neuron's Fisher."""
     lv = float(positive("lam", lam))
     mv = float(_mass(m))
-    c = _fisher_scale(T, width, noise)
-    top = math.inf if mv ** 2 == 0 else c / mv ** 2
-    if lv > top:
-        raise OutOfRange("lam", f"must lie in (0, {top:.6g}] (= I(0), the stiffest neuron's Fisher), "
-                                f"got {lv:.6g}")
-    return math.sqrt(max(c / lv - mv ** 2, 0.0))
+    obs = _observation(T, width, noise)
+    k2 = float(_cutoff_maps()[1](lv, mv, *obs))
+    if -1e-12 * mv ** 2 <= k2 < 0:  # Lambda = I(0) up to rounding
+        k2 = 0.0
+    if k2 < 0:
+        top = float(_cutoff_maps()[0](0.0, mv, *obs))
+        raise OutOfRange("lam", f"must lie in (0, {top:.6g}] (= I(0), the stiffest neuron's Fisher), got {lv:.6g}")
+    return math.sqrt(k2)
 
 
 def information_shell(regulator: str = "sharp") -> sp.Expr:
@@ -715,7 +728,8 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
     :math:`\lambda_i = \frac{T}{2N\sigma_\epsilon^2}s(|b_i|)^2` (N = ``fisher_width``, default ``width``) is
     computed per neuron and :math:`a_i\to\sqrt{w(\lambda_i,\Lambda)}\,a_i` with the BRG engine's shell
     weights (:func:`symbrg.brg.weights`; sharp or a smooth regulator).
-    ``return_fisher`` also returns the per-neuron Fisher values of the last block.
+    ``return_fisher`` (with a cutoff) also returns the per-neuron Fisher values, shape (members, width)
+    (:meth:`CosNet.fisher_readout`, compiled).
     """
     members = integer("members", members, minimum=1)
     width = integer("width", width, minimum=1)
@@ -731,12 +745,14 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
     lam = None
     if cutoff is not None:
         lam = float(positive("cutoff", cutoff))
-        c = _fisher_scale(T, float(fisher_width if fisher_width is not None else width), noise)
+        nF = positive("fisher_width", fisher_width if fisher_width is not None else width)
+        fisher_of_p = codegen.lambdify(net.fisher_readout().subs(
+            {_T_SYMBOL: positive("T", T), N: nF, NOISE: positive("noise", noise)}), [P], "numpy")
         from .brg import weights as shell_weights
     n = X.shape[0]
-    per = max(1, block // max(1, width * max(n, d)))
+    per = max(1, integer("block", block, minimum=1) // max(1, width * max(n, d)))
     out = np.empty((members, n))
-    fish = None
+    fish = np.empty((members, width)) if (return_fisher and lam is not None) else None
     for start in range(0, members, per):  # blocks of members (memory), vectorized inside
         mb = min(per, members - start)
         b = sample_frequencies(net, (mb, width), rng)
@@ -746,8 +762,10 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
         s = np.broadcast_to(np.asarray(scale(np.linalg.norm(b, axis=-1)), float), (mb, width))
         w = a * s
         if lam is not None:
-            fish = c * s ** 2
-            w = w * np.sqrt(shell_weights(fish.ravel(), lam, regulator).reshape(fish.shape))
+            fb = np.broadcast_to(np.asarray(fisher_of_p(np.linalg.norm(b, axis=-1)), float), (mb, width))
+            w = w * np.sqrt(shell_weights(fb.ravel(), lam, regulator).reshape(fb.shape))
+            if fish is not None:
+                fish[start:start + mb] = fb
         feats = np.cos(np.einsum("mwd,nd->mwn", b, X) + ph[..., None])
         out[start:start + mb] = np.einsum("mw,mwn->mn", w, feats) / math.sqrt(width) + bias
     return (out, fish) if return_fisher else out
