@@ -46,10 +46,22 @@ LINE_WIDTH = 72.0
 _LATEX_SETTINGS = {"inv_trig_style": "full"}
 
 
+class _Printer(LatexPrinter):
+    """sympy's LaTeX printer, made safe for symbols named in LaTeX (``K^{(0)}_{12}``): such a
+    name is braced, so that a power prints as ``{K^{(0)}_{12}}^{2}``, not a double superscript."""
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:  # noqa: N802
+        out = super()._print_Symbol(expr, style)
+        return "{" + out + "}" if "^" in out and not out.startswith("{") else out
+
+    def parenthesize_super(self, s: str) -> str:
+        return s if s.startswith("{") and s.endswith("}") else super().parenthesize_super(s)
+
+
 def _latex(expr: Any) -> str:
     if isinstance(expr, str):
         return expr
-    return sp.latex(expr, **_LATEX_SETTINGS)
+    return _Printer(_LATEX_SETTINGS).doprint(expr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +124,7 @@ def latex_width(tex: str) -> float:
     Fractions count their wider part, sub- and superscripts 0.7 of their content, matrices the sum
     of their column widths; ``\left``/``\right`` and spacing commands count what they print.
     """
-    s, i, w = tex, 0, 0.0
+    s, i, w = tex.replace(_OPEN, "").replace(_CLOSE, ""), 0, 0.0
     while i < len(s):
         c = s[i]
         if c == "\\":
@@ -194,12 +206,30 @@ class _Piece:
         self.text, self.brk, self.join = text, brk, join
 
 
+_OPEN, _CLOSE = "\x01", "\x02"
+
+
 def _wrap(pieces: list[_Piece], left: str, right: str) -> list[_Piece]:
-    big = any("\\frac" in p.text or "\\sum" in p.text or "\\int" in p.text for p in pieces)
-    size = "\\Big" if big else "\\big"
-    pieces[0].text = f"{size}l{left}" + pieces[0].text
-    pieces[-1].text = pieces[-1].text + f"{size}r{right}"
+    """Enclose pieces in delimiters that may be split across lines (sized per line by
+    ``\\left``/``\\right``, closed with ``\\right.`` and reopened with ``\\left.`` at a break)."""
+    pieces[0].text = _OPEN + left + pieces[0].text
+    pieces[-1].text = pieces[-1].text + _CLOSE + right
     return pieces
+
+
+def _balance(lines: list[str]) -> list[str]:
+    """Turn delimiter markers into ``\\left``/``\\right`` pairs balanced on every line."""
+    out, depth = [], 0
+    for line in lines:
+        start = depth
+        for ch in line:
+            if ch == _OPEN:
+                depth += 1
+            elif ch == _CLOSE:
+                depth = max(depth - 1, 0)
+        text = line.replace(_OPEN, "\\left").replace(_CLOSE, "\\right")
+        out.append("\\left. " * start + text + " \\right." * depth)
+    return out
 
 
 def _function_name(expr: sp.Expr) -> str | None:
@@ -221,7 +251,7 @@ def _pieces(expr: Any, budget: float) -> list[_Piece]:
         return [_Piece(tex)]
     if isinstance(expr, sp.Add):
         out: list[_Piece] = []
-        for k, term in enumerate(LatexPrinter(_LATEX_SETTINGS)._as_ordered_terms(expr)):
+        for k, term in enumerate(_Printer(_LATEX_SETTINGS)._as_ordered_terms(expr)):
             neg = term.could_extract_minus_sign()
             sub = _pieces(-term if neg else term, budget)
             if isinstance(-term if neg else term, sp.Add):
@@ -306,7 +336,7 @@ def _pack(pieces: list[_Piece], budget: float) -> list[str]:
             width = latex_width(cur)
     if cur:
         lines.append(cur)
-    return lines
+    return _balance(lines)
 
 
 _RELATIONS = {sp.Equality: "=", sp.Unequality: "\\neq", sp.LessThan: "\\le", sp.GreaterThan: "\\ge",
@@ -326,6 +356,12 @@ def _statement_rows(st: Any, width: float) -> list[tuple[str, str]]:
     ltex = _latex(lhs)
     if isinstance(rhs, sp.MatrixBase) and latex_width(_latex(rhs)) + latex_width(ltex) > width - 3:
         return _matrix_rows(lhs, rhs, rel, width)
+    if latex_width(ltex) > 0.4 * width:  # a long left side: it gets its own lines
+        left = _pack(_pieces(lhs, width - 4.0), width - 4.0)
+        right = _pack(_pieces(rhs, width - 6.0), width - 6.0)
+        rows = [("", left[0])] + [("", "\\quad " + line) for line in left[1:]]
+        rows += [("", f"{rel} {right[0]}")] + [("", "\\quad " + line) for line in right[1:]]
+        return rows
     budget = max(width - latex_width(ltex) - 4.0, width / 2)
     lines = _pack(_pieces(rhs, budget), budget)
     rows = [(ltex, f"{rel} {lines[0]}")]
@@ -431,13 +467,11 @@ def _assumptions(d: Derivation) -> list[tuple[str, list[int]]]:
 
 
 def _citation_order(d: Derivation) -> list[str]:
-    order: list[str] = []
-    for s in d.steps:
-        for c in s.cites:
-            if c not in order:
-                order.append(c)
-    order += sorted(k for k in d.references if k not in order)
-    return order
+    """Cited keys in order of first citation (``\\cite{}`` in the prose, then ``cites=``)."""
+    def inline(text: str) -> list[str]:
+        return [k.strip() for g in re.findall(r"\\cite\{([^}]*)\}", text) for k in g.split(",")]
+    keys = inline(d.introduction) + [k for s in d.steps for k in inline(s.justification) + list(s.cites)]
+    return list(dict.fromkeys(keys))
 
 
 def _number(d: Derivation) -> dict[str, int]:
@@ -466,6 +500,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{amsmath,amssymb}
 \usepackage{booktabs}
 \usepackage[hidelinks,hyperfootnotes=false]{hyperref}
+\tolerance=2000
 \emergencystretch=3em
 \allowdisplaybreaks
 \numberwithin{equation}{section}
@@ -545,7 +580,7 @@ def _latex_body(d: Derivation) -> str:
             out.append(f"\\eqref{{{_label(s.label)}}} & {_status_word(v)} & {pts} & {err} \\\\")
         out.append("\\bottomrule\n\\end{tabular}\n\\caption{Verification status of every step of "
                    f"Appendix~\\ref{{{anchor}}}.}}\n\\label{{{tab}}}\n\\end{{table}}\n")
-    order = _citation_order(d)
+    order = [k for k in _citation_order(d) if k in d.references]
     if order:
         out.append("\\begin{thebibliography}{" + "9" * len(str(len(order))) + "}")
         for key in order:
@@ -604,7 +639,7 @@ def to_markdown(d: Derivation) -> str:
         out.append(f"**Step {n}.** " + " ".join(w for w in words if w))
         out.append("$$\n" + _display(equation_rows(s)) + f" \\tag{{{n}}}\n$$")
         out.append(f"*{status_text(s.verification, 'markdown')}*")
-    order = _citation_order(d)
+    order = [k for k in _citation_order(d) if k in d.references]
     if order:
         out.append("## References\n\n" + "\n".join(
             f"- [{k}] {d.references.get(k, k)}" for k in order))
@@ -618,10 +653,12 @@ def to_markdown(d: Derivation) -> str:
 def to_text(d: Derivation) -> str:
     """Plain-text view: numbered one-line statements (sympy ``sstr``), justification, status."""
     number = _number(d)
-    wrap = textwrap.TextWrapper(width=78, initial_indent="    ", subsequent_indent="    ")
+    wrap = textwrap.TextWrapper(width=78, initial_indent="    ", subsequent_indent="    ",
+                                break_long_words=False, break_on_hyphens=False)
     lines = [d.title, "=" * len(d.title)]
     if d.introduction:
-        lines += [""] + textwrap.wrap(_md_refs(d.introduction.strip(), number), 78)
+        lines += [""] + textwrap.wrap(_md_refs(d.introduction.strip(), number), 78,
+                                      break_long_words=False, break_on_hyphens=False)
     assumptions = _assumptions(d)
     if assumptions:
         lines += ["", "Assumptions:"]
@@ -641,7 +678,7 @@ def to_text(d: Derivation) -> str:
         if text:
             lines += wrap.wrap(text)
         lines += wrap.wrap(status_text(s.verification, "text"))
-    order = _citation_order(d)
+    order = [k for k in _citation_order(d) if k in d.references]
     if order:
         lines += ["", "References:"] + [f"  [{k}] {d.references.get(k, k)}" for k in order]
     return "\n".join(lines) + "\n"

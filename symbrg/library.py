@@ -16,6 +16,7 @@ changed (atomically; a changed file is refused without ``force``).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
@@ -77,11 +78,157 @@ KERNEL_FAMILIES = (
 
 
 def kernel_map(activation: str, kind: str = "nngp") -> Derivation:
-    r"""The one-hidden-layer NNGP or NTK map of an activation: the Gaussian expectation(s) it
-    needs and the per-layer kernel program :math:`K^{(0)} \mapsto K^{(1)}` (neural-tangents
-    convention, symbolic :math:`\sigma_w, \sigma_b`)."""
+    r"""The one-hidden-layer NNGP or NTK map of an activation, with independent checks.
+
+    The engine's derivation (:meth:`symbrg.kernel.Architecture.derivation`: the Gaussian
+    expectation(s) and the per-layer program :math:`K^{(0)} \mapsto K^{(1)}`, symbolic
+    :math:`\sigma_w, \sigma_b`) is extended by checks that do not reuse the closed form:
+    on the diagonal :math:`q_{11} = q_{12} = q_{22} = q` it must equal the one-dimensional integral
+    :math:`\int\varphi(\sqrt q z)^2\,\mathcal Dz`, at :math:`q_{12} = 0` the product
+    :math:`\int\varphi(\sqrt{q_{11}}z)\mathcal Dz\int\varphi(\sqrt{q_{22}}z)\mathcal Dz` (both by
+    mpmath quadrature at 20 digits), and for the NTK of a continuous activation Price's theorem
+    :math:`\partial_{q_{12}}\mathbb E[\varphi\varphi] = \mathbb E[\varphi'\varphi']` (by
+    :func:`~symbrg.derivation.check_identity`).  Random-phase (cos-net) neurons skip the
+    one-dimensional checks, whose integrals would need the phase average.
+    """
     from .kernel import mlp
-    return mlp(activation, 1, 1.0, 1.0).derivation(kind)
+    arch = mlp(activation, 1, 1.0, 1.0)
+    base = arch.derivation(kind)
+    act = [lay.activation for lay in arch.layers if hasattr(lay, "activation")][0]
+    readable = next((r for spec, _, r in KERNEL_FAMILIES if spec == activation), act.name)
+    d = Derivation(f"{kind.upper()} per-layer map of a {readable} network", base.introduction,
+                   references=dict(base.references), name=base.name)
+    *rules, program = base.steps
+    for st in rules:
+        d.step(st.statement, st.justification, st.label, verification=st.verification,
+               uses=st.uses, cites=st.cites, assumptions=st.assumptions)
+    for label, statement, why, verification in _kernel_checks(act, kind, rules[0].label):
+        d.step(statement, why, label, verification=verification, uses=(rules[0].label,))
+    d.step(program.statement, program.justification, program.label,
+           verification=program.verification, uses=tuple(r.label for r in rules), cites=program.cites)
+    d.program = arch.ntk_program if kind == "ntk" else arch.nngp_program
+    return d
+
+
+_QUAD_DPS, _QUAD_POINTS = 20, 4
+
+
+def _without_nodes(expr: "sp.Expr") -> "sp.Expr":
+    """Closed forms for display and checking: arc-cosine and Gram-determinant nodes expanded."""
+    from .special import GramDet
+    return expr.replace(lambda e: isinstance(e, GramDet), lambda e: e.args[0] * e.args[2] - e.args[1] ** 2)
+
+
+def _node_check(node: Any, closed: Any) -> Any:
+    """Spot check of an expression with numeric nodes against its closed form (mpmath, 30 digits)."""
+    import random
+    import mpmath
+    from .codegen import lambdify
+    from .derivation import Verification
+    from .gaussian import Q11, Q12, Q22
+    syms = [Q11, Q12, Q22]
+    f, g = (lambdify(x, syms, "mpmath", dps=30) for x in (node, closed))
+    rng = random.Random(0)
+    worst, scale = mpmath.mpf(0), mpmath.mpf(1)
+    with mpmath.workdps(30):
+        for _ in range(8):
+            q11, q22 = rng.uniform(0.2, 3.0), rng.uniform(0.2, 3.0)
+            q12 = rng.uniform(-0.95, 0.95) * (q11 * q22) ** 0.5
+            a, b = f(q11, q12, q22), g(q11, q12, q22)
+            worst, scale = max(worst, abs(a - b)), max(scale, abs(b))
+    return Verification("numeric", points=8, dps=30, max_abs_error=float(worst),
+                        tolerance=float(mpmath.mpf(10) ** -22 * scale))
+
+
+@functools.lru_cache(maxsize=None)
+def _quadrature_errors(spec: str) -> tuple[float, float, float]:
+    """Worst errors of the closed form against 1-D quadrature on the diagonal and at q12 = 0,
+    and the tolerance (cached per activation: the NNGP and NTK documents share them)."""
+    import random
+    import mpmath
+    import sympy as sp
+    from .activations import X, activation as make
+    from .codegen import lambdify
+    from .gaussian import Q11, Q12, Q22, expectation
+    act = make(spec)
+    closed = _without_nodes(expectation(act).explicit())
+    q = sp.Symbol("q", positive=True)
+    phi = lambdify(act.expr, [X], "mpmath", dps=_QUAD_DPS)
+    f_diag = lambdify(closed.xreplace({Q11: q, Q12: q, Q22: q}), [q], "mpmath", dps=_QUAD_DPS)
+    f_zero = lambdify(closed.subs(Q12, 0), [Q11, Q22], "mpmath", dps=_QUAD_DPS)
+    rng = random.Random(0)
+    worst_d = worst_z = mpmath.mpf(0)
+    scale = mpmath.mpf(1)
+    with mpmath.workdps(_QUAD_DPS):
+        def gauss(g: Any, v: Any) -> Any:
+            s = mpmath.sqrt(v)
+            return mpmath.quad(lambda z: g(s * z) * mpmath.npdf(z), [-mpmath.inf, 0, mpmath.inf])
+        for _ in range(_QUAD_POINTS):
+            v1, v2 = (mpmath.mpf(rng.uniform(0.2, 3.0)) for _ in range(2))
+            ref = gauss(lambda t: phi(t) ** 2, v1)
+            worst_d = max(worst_d, abs(f_diag(v1) - ref))
+            ref0 = gauss(phi, v1) * gauss(phi, v2)
+            worst_z = max(worst_z, abs(f_zero(v1, v2) - ref0))
+            scale = max(scale, abs(ref), abs(ref0))
+    return float(worst_d), float(worst_z), float(mpmath.mpf(10) ** (-(_QUAD_DPS - 6)) * scale)
+
+
+def _continuous_at_zero(act: Any) -> bool:
+    """Price's theorem with the a.e. derivative needs a continuous activation (not step, sign)."""
+    import mpmath
+    from .activations import X
+    from .codegen import lambdify
+    phi = lambdify(act.expr, [X], "mpmath", dps=30)
+    with mpmath.workdps(30):
+        return bool(abs(phi(mpmath.mpf("-1e-20")) - phi(mpmath.mpf("1e-20"))) < 1e-10)
+
+
+def _kernel_checks(act: Any, kind: str, rule_label: str) -> list[tuple]:
+    """(label, statement, justification, Verification) of the independent kernel checks."""
+    import dataclasses
+    import sympy as sp
+    from .derivation import Verification, check_identity
+    from .gaussian import Q11, Q12, Q22, expectation
+    e = expectation(act)
+    closed = _without_nodes(e.explicit())
+    out = []
+    stem = rule_label.rsplit("-", 1)[0]
+    if closed != e.expr:
+        out.append((f"{stem}-explicit", sp.Eq(e.expr, closed, evaluate=False),
+                    "Written out, the closed form of \\eqref{" + rule_label + "} reads as follows; the "
+                    "engine evaluates the left-hand side by a numerically stable rearrangement, "
+                    "checked here against this expression.", _node_check(e.expr, closed)))
+    if e.method == "exact" and not act.random_phase:
+        q = sp.Symbol("q", positive=True)
+        diag = closed.xreplace({Q11: q, Q12: q, Q22: q})
+        zero = closed.subs(Q12, 0)
+        worst_d, worst_z, tol = _quadrature_errors(act.name)
+        note = "against 1-D mpmath quadrature, variances in [0.2, 3]"
+        lhs_d = sp.Symbol(r"\mathbb{E}[\varphi(u)^2]\big|_{q_{11}=q_{12}=q_{22}=q}")
+        out.append((f"{stem}-diagonal", sp.Eq(lhs_d, diag, evaluate=False),
+                    "Check on the diagonal: with $u = v$ the expectation is the one-dimensional "
+                    "integral $\\int\\varphi(\\sqrt q\\,z)^2\\,\\mathcal Dz$ over a standard normal $z$, "
+                    "computed independently of the closed form.",
+                    Verification("numeric", points=_QUAD_POINTS, dps=_QUAD_DPS,
+                                 max_abs_error=float(worst_d), tolerance=tol, note=note)))
+        lhs_z = sp.Symbol(r"\mathbb{E}[\varphi(u)\varphi(v)]\big|_{q_{12}=0}")
+        out.append((f"{stem}-independent", sp.Eq(lhs_z, zero, evaluate=False),
+                    "Check at zero correlation: $u$ and $v$ are independent, so the expectation "
+                    "factorizes into two one-dimensional integrals.",
+                    Verification("numeric", points=_QUAD_POINTS, dps=_QUAD_DPS,
+                                 max_abs_error=float(worst_z), tolerance=tol, note=note)))
+    if kind == "ntk" and e.method == "exact" and _continuous_at_zero(act):
+        de = _without_nodes(expectation(act, derivative=True).explicit())
+        lhs = sp.Derivative(sp.Symbol(r"\mathbb{E}[\varphi(u)\varphi(v)]"), Q12)
+        v = check_identity(sp.diff(closed, Q12), de, domain={Q11: (0.5, 2.0), Q22: (0.5, 2.0),
+                                                              Q12: (-0.45, 0.45)}, points=6, dps=30)
+        if not v.symbolic_zero and v.points:
+            v = dataclasses.replace(v, kind="numeric")
+        out.append((f"{stem}-price", sp.Eq(lhs, sp.Symbol(r"\mathbb{E}[\varphi'(u)\varphi'(v)]")),
+                    "Price's theorem links the two expectations: differentiating the closed form of "
+                    f"\\eqref{{{rule_label}}} in $q_{{12}}$ must give the derivative kernel used by the NTK "
+                    "(checked on the closed forms, not assumed).", v))
+    return out
 
 
 def _kernel_entries() -> list[Entry]:
@@ -95,10 +242,59 @@ def _kernel_entries() -> list[Entry]:
     return out
 
 
+# ------------------------------------------------------------------------ Fisher metrics
+def fisher_normal() -> Derivation:
+    r"""Fisher metric of :math:`\mathcal N(\mu, v)` in :math:`(\mu, v)`:
+    :math:`\operatorname{diag}(1/v, 1/(2v^2))`."""
+    import sympy as sp
+    from .fisher import gaussian_family
+    mu, v = sp.Symbol("mu", real=True), sp.Symbol("v", positive=True)
+    return gaussian_family([mu], [[v]], [mu, v], name="normal").derivation
+
+
+def fisher_neuron() -> Derivation:
+    r"""Fisher metric of one tanh neuron :math:`y = a\tanh(b x) + \varepsilon` on three inputs."""
+    import sympy as sp
+    from .fisher import gaussian_regression
+    a, b, x = sp.symbols("a b x", real=True)
+    return gaussian_regression(a * sp.tanh(b * x), [a, b], x, sigma=sp.Symbol("sigma", positive=True),
+                               data=[-1, sp.Rational(1, 2), 2], name="tanh-neuron").derivation
+
+
+def fisher_bernoulli() -> Derivation:
+    r"""Fisher metric of the Bernoulli family in its mean :math:`p`: :math:`1/(p(1-p))`."""
+    import sympy as sp
+    from .fisher import exponential_family
+    eta, p = sp.Symbol("eta", real=True), sp.Symbol("p", positive=True)
+    return exponential_family(sp.log(1 + sp.exp(eta)), [eta], parameters=[p],
+                              natural_of={eta: sp.log(p / (1 - p))}, name="bernoulli").derivation
+
+
 #: Every named derivation, in document order.  Engines not yet present are skipped.
 LIBRARY: dict[str, Entry] = {e.name: e for e in _kernel_entries() + [
+    Entry("fisher-normal", "symbrg.library:fisher_normal",
+          "Fisher metric of the normal family N(mu, v)", requires=("symbrg.fisher",)),
+    Entry("fisher-tanh-neuron", "symbrg.library:fisher_neuron",
+          "Fisher metric of a tanh neuron, Gaussian regression on three inputs",
+          requires=("symbrg.fisher",)),
+    Entry("fisher-bernoulli", "symbrg.library:fisher_bernoulli",
+          "Fisher metric of the Bernoulli family (exponential-family pullback)",
+          requires=("symbrg.fisher",)),
+    Entry("brg-information-shell", "symbrg.brg:information_shell_derivation",
+          "BRG: information-shell coarse graining of a Gaussian posterior"),
+    Entry("brg-nngp-relu", "symbrg.brg:nngp_brg_derivation",
+          "BRG flow of the NNGP predictive distribution (ReLU, depth 2)"),
     Entry("training-flow", "symbrg.posterior:training_flow_derivation",
           "Bayesian training as a flow in the number of observations"),
+    Entry("erg-polchinski-toy", "symbrg.erg:toy_derivation",
+          "Polchinski flow of a zero-dimensional toy model"),
+    Entry("erg-wilson-shell", "symbrg.erg:wilson_shell_derivation",
+          "Wilson momentum-shell flow of the free scalar"),
+    Entry("erg-free-theory", "symbrg.erg:free_theory_derivation",
+          "Exact RG of the free scalar: Polchinski and Wetterich agree"),
+    Entry("erg-wetterich-lpa", "symbrg.erg:wetterich_derivation",
+          "Wetterich equation in the local potential approximation (Litim regulator)",
+          requires=("symbrg.lpa",)),
 ]}
 
 

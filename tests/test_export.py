@@ -1,0 +1,283 @@
+"""Derivation objects, their views (text, LaTeX, Markdown, Jupyter, NumPy), the derivations/ library
+(determinism, out-of-date check, pdflatex compile check) and ``symbrg export`` on bad input."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symbrg import export, library
+from symbrg.cli import main
+from symbrg.derivation import Derivation, Verification, check_identity
+
+ROOT = Path(__file__).resolve().parents[1]
+DERIVATIONS = ROOT / "derivations"
+#: Overfull boxes up to this width (pt) are rounding noise; anything wider fails the compile check.
+OVERFULL_PT = 1.0
+
+a, b, c = sp.symbols("a b c", positive=True)
+x = sp.Symbol("x", real=True)
+
+
+def sample() -> Derivation:
+    """A derivation exercising every feature: uses, cites, assumptions, statuses, long equations."""
+    d = Derivation("A sample derivation", "An introduction with 100% of the $\\alpha_1$ and "
+                   "a reference \\cite{knuth}.", name="sample")
+    d.cite("knuth", "D. E. Knuth, \\emph{The TeXbook}, Addison-Wesley (1984).")
+    d.cite("unused", "Never cited.")
+    d.step(sp.Eq(sp.Symbol("f"), a * x + b), "Definition.", "eq:def",
+           assumptions=["a > 0", "b \\ge 0"])
+    d.step(sp.Eq(sp.Derivative(sp.Function("f")(x), x), a), "Differentiate \\eqref{eq:def}.",
+           "eq:diff", uses=["eq:def"], verification=check_identity(sp.diff(a * x + b, x), a))
+    long = sp.expand((a + b + c + x + 1) ** 6)
+    d.step(sp.Eq(sp.Symbol("P"), long), "A long polynomial must be broken across lines.",
+           "eq:long", verification=check_identity(long, sp.expand(long), points=3), cites=["knuth"])
+    nested = sp.exp(-a) * sp.erf(sp.expand((a + b + c) ** 5) / (1 + a * b)) * sp.sqrt(long)
+    d.step((sp.Eq(sp.Symbol("Q"), nested), sp.Le(b, a + b)), "Two statements, one with nested "
+           "long functions.", "eq:nested", uses=["eq:long"], assumptions=["a > 0"])
+    d.step(sp.Eq(sp.Symbol("R"), a**2 + sp.sin(b) * c), "The result.", "eq:result",
+           verification=check_identity(a**2 + sp.sin(b) * c, a * a + c * sp.sin(b)))
+    return d
+
+
+# ------------------------------------------------------------------------- derivation objects
+def test_labels_uses_and_lookup():
+    d = Derivation("t", name="n")
+    s1 = d.step(sp.Eq(a, b))
+    assert s1.label == "eq:n-1"
+    with pytest.raises(ValueError, match="duplicate"):
+        d.step(sp.Eq(a, c), label="eq:n-1")
+    with pytest.raises(ValueError, match="unknown earlier"):
+        d.step(sp.Eq(a, c), uses=["eq:later"])
+    d.step(sp.Eq(b, c), label="eq:two", uses=["eq:n-1"])
+    assert d["eq:two"].uses == ("eq:n-1",)
+    assert d.result.label == "eq:two"
+    with pytest.raises(KeyError):
+        d["eq:missing"]
+
+
+def test_verification_status_can_fail():
+    good = check_identity(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1, domain={x: (-3, 3)})
+    assert good.verified and good.symbolic_zero and good.points == 12
+    bad = check_identity(sp.sin(x) ** 2, 1, domain={x: (-3, 3)})
+    assert not bad.verified and bad.max_abs_error > 1e-3
+    assert not Verification().verified
+    d = Derivation("t")
+    d.step(sp.Eq(a, a), verification=good)
+    assert d.verified
+    d.step(sp.Eq(a, b), verification=bad)
+    assert not d.verified
+    assert "NOT verified" in export.status_text(bad)
+    assert export.status_text(good).startswith("Verified")
+
+
+def test_extend_keeps_references():
+    d1, d2 = Derivation("one"), Derivation("two")
+    d2.cite("k", "Ref.")
+    d2.step(sp.Eq(a, b), label="eq:x", cites=["k"])
+    d1.extend(d2)
+    assert d1["eq:x"].cites == ("k",) and d1.references == {"k": "Ref."}
+
+
+# ------------------------------------------------------------------------------- exporters
+def test_text_view():
+    t = sample().to_text()
+    assert t.startswith("A sample derivation\n===")
+    assert "(1) Eq(f, a*x + b)" in t and "Uses (1)." in t
+    assert "[knuth] D. E. Knuth" in t and "unused" not in t
+    assert "Verified: the difference simplifies to zero" in t
+
+
+def test_latex_view_structure():
+    d = sample()
+    tex = d.to_latex()
+    assert tex.startswith("\\documentclass") and tex.rstrip().endswith("\\end{document}")
+    for s in d.steps:
+        assert f"\\label{{{s.label}}}" in tex
+    assert "This step uses \\eqref{eq:def}." in tex
+    assert "\\bibitem{knuth}" in tex and "\\bibitem{unused}" not in tex
+    assert "100\\% of the $\\alpha_1$" in tex        # prose escaped, math untouched
+    assert "\\item $a > 0$ (used in \\eqref{eq:def} and \\eqref{eq:nested})." in tex
+    assert "\\today" not in tex and "\\date" not in tex
+    body = d.to_latex(standalone=False)
+    assert "\\documentclass" not in body and body in tex
+
+
+def test_long_equations_are_broken_to_the_line_width():
+    d = sample()
+    rows = export.equation_rows(d["eq:long"])
+    assert len(rows) > 5
+    for left, right in rows:
+        assert export.latex_width(left + right) <= export.LINE_WIDTH + 2
+    nested = export.equation_rows(d["eq:nested"])
+    assert len(nested) > 3 and nested[-1][1].startswith("b \\le") is False
+    # the broken rows still spell the same expression once joined
+    joined = " ".join(r for _, r in rows).replace("\\quad", "")
+    assert joined.count("+") == sp.latex(d["eq:long"].statement.rhs).count("+")
+
+
+def test_latex_width_estimates():
+    w = export.latex_width
+    assert w("a + b") < w("a + b + c")
+    assert w("\\frac{a}{b + c + d}") == pytest.approx(w("b + c + d") + 0.6)
+    assert w("x^{2}") < w("x2")
+    assert w("\\left(a\\right)") == pytest.approx(w("(a)"))
+
+
+def test_markdown_and_jupyter_views():
+    d = sample()
+    md = d.to_markdown()
+    assert md.startswith("# A sample derivation")
+    assert "\\tag{3}" in md and "$$" in md and "Uses (1)." in md
+    assert "- [knuth]" in md
+    assert d._repr_markdown_() == md
+    jl = d._repr_latex_()
+    assert jl.startswith("$$") and jl.count("\\tag{") == len(d.steps)
+
+
+def test_python_view_runs_and_matches_sympy():
+    d = sample()
+    src = export.render(d, "python")
+    assert "symbrg.codegen" in src
+    ns: dict = {}
+    exec(compile(src, "<generated>", "exec"), ns)  # noqa: S102 - our own generated code
+    fn = ns["sample"]
+    rng = np.random.default_rng(1)
+    av, bv, cv = rng.uniform(0.5, 2, (3, 7))
+    expect = sp.lambdify((a, b, c), d.result.statement.rhs, "numpy")(av, bv, cv)
+    np.testing.assert_allclose(fn(av, bv, cv), expect, rtol=1e-13)
+
+
+def test_render_formats_and_bad_format():
+    d = sample()
+    for fmt in export.FORMATS:
+        assert export.render(d, fmt)
+    from symbrg.errors import UnknownName
+    with pytest.raises(UnknownName, match="format"):
+        export.render(d, "pdf")
+
+
+def test_python_view_needs_an_equation():
+    from symbrg.errors import Unsupported
+    d = Derivation("t")
+    d.step(sp.Le(a, b))
+    with pytest.raises(Unsupported):
+        export.to_python(d)
+
+
+# ---------------------------------------------------------------- determinism and freshness
+def test_rendering_is_deterministic():
+    assert sample().to_latex() == sample().to_latex()
+    assert sample().to_markdown() == sample().to_markdown()
+
+
+def test_committed_library_is_up_to_date(tmp_path):
+    """Regenerate every available document into a temp dir: the committed files must match."""
+    report = library.write_library(tmp_path, "latex")
+    assert report, "the library is empty"
+    stale = [p.name for p, _ in report
+             if not (DERIVATIONS / p.name).exists() or (DERIVATIONS / p.name).read_text() != p.read_text()]
+    assert not stale, (f"derivations/ is out of date for {stale}; regenerate with "
+                       "`symbrg export --all derivations --force`")
+    extra = sorted(p.name for p in DERIVATIONS.glob("*.tex")) != sorted(p.name for p, _ in report)
+    assert not extra, "derivations/ holds files that are not in the library (or misses some)"
+
+
+def test_library_entries_resolve_and_name_documents():
+    from symbrg.errors import UnknownName
+    with pytest.raises(UnknownName):
+        library.build("no-such-derivation")
+    for name in ("training-flow", "fisher-normal"):
+        if name in library.names():
+            d = library.build(name)
+            assert d.name == name and d.steps
+            assert library.render_entry(name) == library.render_entry(name)   # deterministic
+
+
+@pytest.fixture
+def small_library(monkeypatch):
+    """Two fast entries, so that the CLI tests do not regenerate the whole library many times."""
+    keep = [n for n in ("fisher-normal", "training-flow") if n in library.names()]
+    monkeypatch.setattr(library, "LIBRARY", {n: library.LIBRARY[n] for n in keep})
+    return keep
+
+
+# ---------------------------------------------------------------------------- compile check
+def _compile(tex: Path, workdir: Path) -> list[str]:
+    """pdflatex once; return the problems (errors, overfull boxes wider than OVERFULL_PT)."""
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                          f"-output-directory={workdir}", str(tex)], capture_output=True, text=True,
+                         timeout=120)
+    log = (workdir / (tex.stem + ".log")).read_text(errors="replace")
+    problems = [line for line in log.splitlines() if line.startswith("!")]
+    if run.returncode and not problems:
+        problems.append(f"pdflatex exit status {run.returncode}")
+    for m in re.finditer(r"Overfull \\hbox \(([\d.]+)pt too wide\)[^\n]*", log):
+        if float(m.group(1)) > OVERFULL_PT:
+            problems.append(m.group(0))
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed "
+                    "(Debian: texlive-latex-base texlive-latex-recommended)")
+def test_documents_compile_without_overfull_boxes(tmp_path):
+    docs = sorted(DERIVATIONS.glob("*.tex"))
+    src = tmp_path / "sample.tex"
+    src.write_text(sample().to_latex())
+    failures = {}
+    for tex in [src] + docs:
+        problems = _compile(tex, tmp_path)
+        if problems:
+            failures[tex.name] = problems[:3]
+    assert not failures, failures
+
+
+# --------------------------------------------------------------------------------------- CLI
+def test_cli_export_all_and_force(tmp_path, capsys, small_library):
+    out = tmp_path / "lib"
+    assert main(["export", "--all", str(out)]) == 0
+    files = sorted(out.glob("*.tex"))
+    assert [f.stem for f in files] == sorted(library.names())
+    assert main(["export", "--all", str(out)]) == 0          # unchanged files: no --force needed
+    assert "0 written" in capsys.readouterr().out
+    files[0].write_text("edited\n")
+    capsys.readouterr()
+    assert main(["export", "--all", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--all" in err and "--force" in err
+    assert files[0].read_text() == "edited\n"               # nothing overwritten
+    assert main(["export", "--check", str(out)]) == 1
+    assert main(["export", "--all", str(out), "--force"]) == 0
+    assert main(["export", "--check", str(out)]) == 0
+
+
+def test_cli_export_single_and_bad_input(tmp_path, capsys, small_library):
+    name = library.names()[0]
+    assert main(["export", name, "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.startswith("# ")
+    target = tmp_path / "one.tex"
+    assert main(["export", name, "--out", str(target)]) == 0
+    capsys.readouterr()
+    assert main(["export", name, "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("symbrg: error: --out:") and err.count("\n") == 1
+    for argv, word in [(["export", "no-such-derivation"], "NAME"),
+                       (["export", name, "--format", "pdf"], "format"),
+                       (["export", "--all", str(tmp_path / "x"), "--format", "python"], "format"),
+                       (["export"], "NAME")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and word in err and "Traceback" not in err
+
+
+def test_cli_export_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--help"])
+    assert exc.value.code == 0
+    assert "examples:" in capsys.readouterr().out
