@@ -36,7 +36,7 @@ import sympy as sp
 
 from .checks import integer
 from .derivation import Derivation, check_identity
-from .errors import InvalidArgument, NotPositive
+from .errors import InvalidArgument, NotPositive, Unsupported
 from .regulators import D, ETA, W, Y as Y_, Regulator, angular_factor, loop_volume, regulator
 
 __all__ = ["PHI", "LAMBDA", "K_SCALE", "P2", "M2", "ScalarTheory", "scalar_theory", "dimension",
@@ -487,6 +487,9 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
     if truncation not in ("lpa", "lpa'", "lpa-prime"):
         raise InvalidArgument("truncation", f"expected 'lpa' or \"lpa'\", got {truncation!r}")
     prime = truncation != "lpa"
+    if prime and R.name == "sharp":
+        raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
+                                       "no LPA' (eta undefined)")
     eta = ETA if prime else sp.Integer(0)
     dv = Derivation(f"Wetterich flow in the {'LPA' + chr(39) if prime else 'LPA'} with the {R.name} regulator",
                     "Effective average action $\\Gamma_k = \\int d^dx\\,[\\frac{Z_k}{2}(\\partial\\phi)^2 + "

@@ -1,0 +1,196 @@
+"""``symbrg erg lpa|gaussian|threshold`` and ``symbrg derive wetterich|polchinski|lpa|free-scalar``."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import sympy as sp
+
+from ..errors import InvalidArgument
+from ..export import FORMATS, render
+
+ERG_EPILOG = """examples:
+  symbrg erg lpa --dim 3 --regulator litim --order 10
+  symbrg erg lpa --dim 3 --regulator exponential --order 8 --json
+  symbrg erg lpa --dim 3 --regulator litim --order 12 --table
+  symbrg erg lpa --dim 3 --regulator litim --order 8 --truncation "lpa'"
+  symbrg erg gaussian --dim d --order 5
+  symbrg erg threshold --regulator exponential --dim 3 --n 1 --w 0.5
+regulators: sharp, litim, exponential, power:b, 'K:<cutoff function of z>', 'r:<shape of y>'
+"""
+DERIVE_EPILOG = """examples:
+  symbrg derive wetterich --regulator litim --dim d
+  symbrg derive wetterich --regulator exponential --dim 3 --truncation "lpa'" --format latex
+  symbrg derive polchinski --regulator exponential --dim 3
+  symbrg derive polchinski --part toy --format markdown
+  symbrg derive lpa --regulator litim --dim 3 --order 6
+  symbrg derive free-scalar --regulator litim --dim 4
+"""
+
+
+def parse_dimension(text: str):
+    """``"3"`` -> 3, ``"2.5"`` -> 5/2, ``"d"`` -> the positive symbol d (validated downstream)."""
+    try:
+        value = float(text)
+    except ValueError:
+        if text.isidentifier():
+            return sp.Symbol(text, positive=True)
+        raise InvalidArgument("dim", f"expected a number or a symbol name, got {text!r}") from None
+    return int(value) if value.is_integer() else sp.nsimplify(text)
+
+
+def _common(p: argparse.ArgumentParser, *, dim_default: str = "3") -> None:
+    p.add_argument("--dim", default=dim_default, help=f"dimension d > 0, a number or a symbol "
+                   f"name such as d (default: {dim_default})")
+    p.add_argument("--regulator", default="litim", help="sharp, litim (default), exponential, "
+                   "power:b, 'K:<expr in z>' or 'r:<expr in y>'")
+
+
+def _fp_dict(fp) -> dict:
+    return fp.as_dict()
+
+
+def run_lpa(ns: argparse.Namespace) -> int:
+    from ..lpa import convergence_table, fixed_point, lpa_truncation
+    from ..checks import choice, integer
+    d = parse_dimension(ns.dim)
+    order = integer("order", ns.order, minimum=1)
+    choice("truncation", ns.truncation, ("lpa", "lpa'"))
+    prime = ns.truncation == "lpa'"
+    if ns.table:
+        rows = convergence_table(ns.regulator, d, range(2, order + 1), anomalous=prime, dps=ns.dps)
+        fp = rows[-1]
+    else:
+        tr = lpa_truncation(ns.regulator, d, order, anomalous=prime)
+        fp = fixed_point(tr, dps=ns.dps)
+        rows = [fp]
+    if ns.json:
+        out = _fp_dict(fp)
+        if ns.table:
+            out["table"] = [{"order": r.order, "nu": r.nu, "omega": r.omega, "eta": r.eta} for r in rows]
+        print(json.dumps(out, indent=2))
+        return 0
+    label = "LPA'" if prime else "LPA"
+    print(f"{label} Wilson-Fisher fixed point, regulator {fp.regulator}, d = {fp.d}, "
+          f"order phi^{2 * fp.order} (hat variables rho/v_d, u/v_d)")
+    if ns.table:
+        print(f"{'order':>5} {'nu':>12} {'omega':>12}" + (f" {'eta':>10}" if prime else ""))
+        for r in rows:
+            om = f"{r.omega:12.7f}" if r.omega is not None else f"{'-':>12}"
+            print(f"{r.order:5d} {r.nu:12.7f} {om}" + (f" {r.eta:10.6f}" if prime else ""))
+        return 0
+    for k, v in fp.couplings.items():
+        print(f"  {str(k):10s} = {v:.12g}")
+    if prime:
+        print(f"  eta        = {fp.eta:.10g}")
+    print(f"  nu         = {fp.nu:.10g}")
+    print(f"  omega      = {fp.omega:.10g}" if fp.omega is not None else "  omega      = (none)")
+    print("  exponents theta: " + ", ".join(sp.sstr(sp.Float(float(sp.re(t)), 8)) for t in
+                                             (complex(x) for x in fp.exponents)))
+    return 0
+
+
+def run_gaussian(ns: argparse.Namespace) -> int:
+    from ..lpa import gaussian_fixed_point
+    g = gaussian_fixed_point(ns.regulator, parse_dimension(ns.dim), ns.order)
+    if ns.json:
+        print(json.dumps({k: (sp.sstr(v) if not isinstance(v, (list, bool)) else
+                              ([sp.sstr(x) for x in v] if isinstance(v, list) else v))
+                          for k, v in g.items()}, indent=2))
+        return 0
+    print(f"Gaussian fixed point u' = 0 (LPA, expansion around zero field, order {ns.order})")
+    for j, t in enumerate(g["theta"]):
+        print(f"  phi^{2 * (j + 1):<3d} theta = {sp.sstr(t)}")
+    print(f"  nu = {g['nu']}, eta = 0")
+    return 0
+
+
+def run_threshold(ns: argparse.Namespace) -> int:
+    import mpmath
+    from ..regulators import W, regulator
+    R = regulator(ns.regulator)
+    d = parse_dimension(ns.dim)
+    expr = R.threshold(ns.n, d, sp.nsimplify(ns.eta))
+    if ns.w is None:
+        print(f"ell^{d}_{ns.n}(w; eta={ns.eta}) = {sp.sstr(expr)}")
+        return 0
+    with mpmath.workdps(ns.dps):
+        print(mpmath.nstr(R.threshold_value(ns.n, d, ns.w, ns.eta) if not getattr(d, "free_symbols", None)
+                          else sp.N(expr.subs(W, ns.w)), ns.dps))
+    return 0
+
+
+def run_derive(ns: argparse.Namespace) -> int:
+    from .. import erg, lpa
+    d = parse_dimension(ns.dim)
+    if ns.what == "wetterich":
+        dv = erg.wetterich_derivation(ns.regulator, d, truncation=ns.truncation)
+    elif ns.what == "polchinski":
+        parts = {"all": lambda: erg.polchinski_derivation(ns.regulator, d),
+                 "toy": erg.toy_derivation,
+                 "gaussian": lambda: erg.gaussian_modes_derivation(
+                     None if ns.regulator == "any" else ns.regulator),
+                 "wilson": lambda: erg.wilson_shell_derivation(d)}
+        from ..checks import choice
+        choice("part", ns.part, parts)
+        dv = parts[ns.part]()
+    elif ns.what == "lpa":
+        dv = lpa.lpa_derivation(ns.regulator, d, ns.order, anomalous=ns.truncation == "lpa'")
+    else:
+        dv = erg.free_theory_derivation(ns.regulator, d)
+    print(render(dv, ns.format), end="")
+    return 0
+
+
+def register(commands, derive) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    e = commands.add_parser("erg", help="exact RG: LPA fixed points, Gaussian exponents, threshold functions",
+                            description="Functional (Wetterich) and Polchinski exact RG of a scalar field.",
+                            epilog=ERG_EPILOG, formatter_class=fmt)
+    sub = e.add_subparsers(dest="erg_command", metavar="WHAT")
+    e.set_defaults(func=lambda ns: (e.print_help(), 2)[1])
+
+    p = sub.add_parser("lpa", help="Wilson-Fisher fixed point and exponents nu, omega in the LPA (LPA')",
+                       description="Polynomial truncation of the dimensionless Z2 potential around its "
+                       "minimum to order phi^(2N); Newton solve; critical exponents.",
+                       epilog=ERG_EPILOG, formatter_class=fmt)
+    _common(p)
+    p.add_argument("--order", type=int, default=8, help="truncation order N: phi^(2N) (default 8)")
+    p.add_argument("--truncation", default="lpa", help="lpa (default) or lpa' (with eta)")
+    p.add_argument("--table", action="store_true", help="convergence table for orders 2..N")
+    p.add_argument("--dps", type=int, default=30, help="working digits (default 30)")
+    p.add_argument("--json", action="store_true", help="print JSON (keys nu, omega, order, regulator, ...)")
+    p.set_defaults(func=run_lpa)
+
+    g = sub.add_parser("gaussian", help="exponents of the Gaussian fixed point (symbolic d allowed)",
+                       epilog=ERG_EPILOG, formatter_class=fmt)
+    _common(g, dim_default="d")
+    g.add_argument("--order", type=int, default=5, help="number of couplings (default 5)")
+    g.add_argument("--json", action="store_true", help="print JSON")
+    g.set_defaults(func=run_gaussian)
+
+    t = sub.add_parser("threshold", help="threshold function ell^d_n(w; eta) of a regulator",
+                       epilog=ERG_EPILOG, formatter_class=fmt)
+    _common(t)
+    t.add_argument("--n", type=int, default=0, help="index n >= 0 (default 0)")
+    t.add_argument("--w", type=float, default=None, help="evaluate at this w (default: print the formula)")
+    t.add_argument("--eta", type=float, default=0.0, help="anomalous dimension (default 0)")
+    t.add_argument("--dps", type=int, default=15, help="digits (default 15)")
+    t.set_defaults(func=run_threshold)
+
+    helps = {"wetterich": "the Wetterich flow in the LPA / LPA' for a regulator",
+             "polchinski": "the Polchinski flow: forms, Gaussian mode check, 0-d toy, Wilson shell",
+             "lpa": "the LPA fixed-point derivation (beta functions, fixed point, exponents)",
+             "free-scalar": "the free scalar under the exact RG; Polchinski vs Wetterich vacuum flows"}
+    for what, text in helps.items():
+        q = derive.add_parser(what, help=text, description=text[0].upper() + text[1:] + ".",
+                              epilog=DERIVE_EPILOG, formatter_class=fmt)
+        _common(q, dim_default="d" if what != "lpa" else "3")
+        q.add_argument("--format", default="text", choices=FORMATS, help="output format (default text)")
+        if what in ("wetterich", "lpa"):
+            q.add_argument("--truncation", default="lpa", help="lpa (default) or lpa'")
+        if what == "polchinski":
+            q.add_argument("--part", default="all", help="all (default), toy, gaussian, wilson")
+        if what == "lpa":
+            q.add_argument("--order", type=int, default=6, help="truncation order N (default 6)")
+        q.set_defaults(func=run_derive, what=what)
