@@ -373,15 +373,19 @@ def _gauss_hermite(degree: int) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=None)
 def _hermite_table(n_max: int, degree: int) -> np.ndarray:
-    r"""Normalized :math:`h_n(z) = He_n(z)/\sqrt{n!}` at the GH nodes, times the weights: (n_max+1, degree)."""
+    r"""Normalized :math:`h_n(z) = He_n(z)/\sqrt{n!}` at the GH nodes, times the weights: (n_max+1, degree).
+
+    The recurrence runs on :math:`h_n\sqrt{w}` (bounded by 1), so nothing overflows at the outer
+    nodes where :math:`h_n` itself would exceed the float64 range."""
     z, w = _gauss_hermite(degree)
+    r = np.sqrt(w)
     h = np.zeros((n_max + 1, degree))
-    h[0] = 1.0
+    h[0] = r
     if n_max:
-        h[1] = z
+        h[1] = z * r
     for n in range(1, n_max):
         h[n + 1] = (z * h[n] - math.sqrt(n) * h[n - 1]) / math.sqrt(n + 1)
-    return h * w
+    return h * r
 
 
 @lru_cache(maxsize=16)
@@ -492,8 +496,8 @@ def _node_class(prefix: str, key: tuple, build: Callable[[], type]) -> type:
     return _CLASSES[name]
 
 
-_N_MAX = 300              # largest Mehler order the engine will use
-_HERMITE_DEGREE = 720     # GH nodes for a_n(q), n <= _N_MAX: products f*h_n stay well resolved
+_N_MAX = 400              # largest Mehler order the engine will use
+_HERMITE_DEGREE = 960     # GH nodes for a_n(q), n <= _N_MAX: products f*h_n stay well resolved
 
 
 def _unique_eval(q: np.ndarray, rows: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -634,14 +638,19 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
                                       f"terms for tol={tol:g} on variances {variance_range} (its bound at "
                                       f"N={_N_MAX} is {bound[-1]:.3g}); use method='quadrature'")
     order = int(ok[0])
-    blocks = []                                   # Horner in rho within blocks of 16 (shallow trees)
+    # two-level Horner in rho (blocks of 16, then in rho^16): shallow trees, and rho^16 kept as a
+    # power of rho (sympy would otherwise write q12^16/(q11^8 q22^8), which underflows for small q)
+    blocks = []
     for start in range(0, order + 1, 16):
         stop = min(start + 15, order)
         inner = A(stop, Q11) * B(stop, Q22)
         for n in range(stop - 1, start - 1, -1):
             inner = sp.Add(A(n, Q11) * B(n, Q22), sp.Mul(rho, inner, evaluate=False), evaluate=False)
-        blocks.append(rho ** start * inner)
-    expr = sp.Add(*blocks, evaluate=False)
+        blocks.append(inner)
+    rho16 = sp.Pow(rho, 16, evaluate=False)
+    expr = blocks[-1]
+    for inner in reversed(blocks[:-1]):
+        expr = sp.Add(inner, sp.Mul(rho16, expr, evaluate=False), evaluate=False)
     TA, TB = _hermite_tail_class(f, derivative), _hermite_tail_class(g, derivative)
     bound_expr = sp.sqrt(TA(order, Q11) * TB(order, Q22))
     return Expectation(expr, "series", "mehler", order=order, bound=float(bound[order]),

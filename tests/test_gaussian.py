@@ -230,7 +230,7 @@ def test_arccos_near_minus_one_keeps_relative_accuracy():
 # ------------------------------------------------------------------ series and generic activations
 def test_tanh_series_within_its_bound():
     e = expectation("tanh", tol=1e-8)
-    assert e.method == "series" and e.rule == "mehler" and 0 < e.order <= 300 and e.bound <= 1e-8
+    assert e.method == "series" and e.rule == "mehler" and 0 < e.order <= 400 and e.bound <= 1e-8
     q = expectation("tanh", method="quadrature", degree=24).compile()
     from symbrg.codegen import lambdify
     b = lambdify(e.bound_expr, [Q11, Q12, Q22])
@@ -241,6 +241,12 @@ def test_tanh_series_within_its_bound():
     err = np.abs(e.compile()(q11, q12, q22) - q(q11, q12, q22))
     assert np.all(err <= b(q11, q12, q22) + 1e-13)
     assert np.all(b(q11, q12, q22) <= e.bound * (1 + 1e-9))
+    d = expectation("tanh", derivative=True)            # sech^2: about 300 orders for 1e-10 on [0.01, 4]
+    assert d.method == "series" and d.bound <= 1e-10
+    qd = expectation("tanh", derivative=True, method="quadrature", degree=24).compile()
+    small = (np.array([1e-3, 0.05]), np.array([1e-4, 0.01]), np.array([2e-3, 0.02]))   # no under/overflow
+    assert np.allclose(d.compile()(*small), qd(*small), rtol=0, atol=1e-10)
+    assert np.all(np.abs(d.compile()(q11, q12, q22) - qd(q11, q12, q22)) <= 1e-10 + 1e-13)
 
 
 def test_generic_derivative_and_lambda_and_poly_times_generic():
