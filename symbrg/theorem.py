@@ -120,17 +120,16 @@ def _delta_roots(h: sp.Expr) -> tuple[sp.Symbol | None, tuple]:
 
 
 def _drop_null_deltas(expr: sp.Expr) -> sp.Expr:
-    r"""Drop terms :math:`g(x)\,\delta(h(x))` whose coefficient vanishes where :math:`h = 0`
-    (:math:`x\delta(x) = 0`: the derivative of a continuous cutoff has no atom)."""
-    out = sp.Integer(0)
-    for term in sp.Add.make_args(sp.expand(expr)):
-        deltas = [a for a in term.atoms(sp.DiracDelta) if len(a.args) == 1]
-        if len(deltas) == 1:
-            var, roots = _delta_roots(deltas[0].args[0])
-            coeff = term / deltas[0]
-            if roots and all(sp.cancel(coeff.subs(var, r)) == 0 for r in roots):
-                continue
-        out += term
+    r"""Drop :math:`g(x)\,\delta(h(x))` when the total coefficient :math:`g` of that delta vanishes where
+    :math:`h = 0` (:math:`x\delta(x) = 0`: the derivative of a continuous cutoff has no atom)."""
+    out = sp.expand(expr)
+    for delta in sorted(out.atoms(sp.DiracDelta), key=str):
+        if len(delta.args) != 1:
+            continue
+        coeff = out.coeff(delta)
+        var, roots = _delta_roots(delta.args[0])
+        if coeff != 0 and roots and all(sp.cancel(coeff.subs(var, r)) == 0 for r in roots):
+            out = sp.expand(out - coeff * delta)
     return out
 
 
@@ -444,6 +443,16 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
             "stiff (Polchinski) + sloppy (Wetterich) propagators = the UV theory. " + how, "eq:wetterich",
             verification=_verify(C + sloppy, G, domain=WIDE, **ver), uses=("eq:propagator",),
             cites=("Wetterich1993", "Morris1994"))
+    if regulator != "sharp":
+        Rk = reg.R(P ** 2 + M ** 2, sp.sqrt(s2), 1 / SIGMA ** 2)
+        vac = LAM * sp.diff(Rk, LAM) / (1 / G + Rk)
+        free_energy = -LAM * sp.diff(sp.log(1 - Kz), LAM)
+        add(sp.Eq(sp.Symbol(r"\Lambda\partial_{\Lambda}R_{k}/(G^{-1}+R_{k})"),
+                  sp.Symbol(r"-\Lambda\partial_{\Lambda}\ln(1-K)")),
+            "per mode, the Wetterich vacuum flow $\\frac12\\mathrm{Tr}[\\partial R_k/(G^{-1}+R_k)]$ is the flow of "
+            "the free energy $-\\frac12\\mathrm{Tr}\\ln[(1-K)G]$ of the sloppy modes integrated out by the BRG "
+            "(the same flow, in BRG time)", "eq:wetterich-vacuum",
+            verification=_verify(vac, free_energy, **ver), uses=("eq:wetterich",), cites=("Morris1994",))
     free = erg.wetterich_lpa(M ** 2 * PHI ** 2 / 2, reg, d)
     add(sp.Eq(sp.Derivative(sp.Symbol(r"m^{2}"), sp.Symbol("t")), sp.diff(free, PHI, 2)),
             "the LPA flow of $U = \\frac12m^2\\phi^2$ (ERG engine) is field independent: $m^2$ and $Z$ do not "
