@@ -427,17 +427,17 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
             "exponents in $\\ell = \\ln(R/k)$: $d+2$ (field normalization, $\\eta = 0$) and 2 (the relevant mass)",
             "eq:exponents", verification=_verify((expo[0] - (d + 2)) ** 2 + (expo[1] - 2) ** 2, 0, **ver), uses=("eq:wilson",))
     ell_lam = sp.log(R / sp.sqrt(k2))
-    add(sp.Eq(LAM * sp.Derivative(sp.Symbol("ell"), LAM), cF / (2 * (cF - LAM * M ** 2))),
+    add(sp.Eq(LAM * sp.Derivative(sp.Symbol("ell"), LAM), sp.factor(cF / (2 * (cF - LAM * M ** 2)))),
             "in BRG time $\\ell(\\Lambda) = \\ln(R/k(\\Lambda))$: the effective-variance exponent is "
             "$(d+2)\\Lambda\\partial_\\Lambda\\ell \\to (d+2)/2$ for $k\\gg m$", "eq:exponents-lambda",
             verification=_verify(LAM * sp.diff(ell_lam, LAM), cF / (2 * (cF - LAM * M ** 2)), **ver),
             uses=("eq:exponents", "eq:k-of-lambda"))
     if regulator == "sharp":
         sloppy = (1 - Kz) * G
-        how = "sharp cutoff: $R_k = \\infty$ on the stiff modes (Wegner-Houghton), the sloppy propagator is $(1-K)G$"
+        how = "Sharp cutoff: $R_k = \\infty$ on the stiff modes (Wegner-Houghton), the sloppy propagator is $(1-K)G$"
     else:
         sloppy = 1 / (1 / G + reg.R(P ** 2 + M ** 2, sp.sqrt(s2), 1 / SIGMA ** 2))
-        how = "IR regulator $R_k = G^{-1}K/(1-K)$ of the ERG engine"
+        how = "The IR regulator is $R_k = G^{-1}K/(1-K)$ of the ERG engine"
     add(sp.Eq(sp.Symbol(r"C_{k}") + sp.Symbol(r"(\Gamma^{(2)}+R_{k})^{-1}"), G),
             "Wetterich side: the effective average action at scale $k(\\Lambda)$ carries the sloppy modes; "
             "stiff (Polchinski) + sloppy (Wetterich) propagators = the UV theory. " + how, "eq:wetterich",

@@ -303,6 +303,12 @@ def test_cli_prove_json_and_exit_status(capsys):
     assert "dim" in capsys.readouterr().err
 
 
+def test_cli_derive_cosnet_prints_a_document(capsys):
+    assert main(["derive", "cosnet", "--dim", "1", "--regulator", "exponential", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "$$" in out and "Polchinski" in out
+
+
 def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["prove", "cosnet-erg", "--help"])
