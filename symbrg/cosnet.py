@@ -298,6 +298,34 @@ class CosNet:
             e = sp.simplify(sp.integrate(e, (PHASE, -sp.pi, sp.pi)) / (2 * sp.pi))
         return sp.simplify(T / (N * NOISE ** 2) * self.readout_scale ** 2 * e)
 
+    def derivation(self) -> "Derivation":
+        r"""The field theory of this cos-net as a :class:`~symbrg.derivation.Derivation`: spectral density
+        (defining formula simplified), kernel, dual action (cutoff, :math:`Z`, :math:`m^2`) and the
+        phase-averaged readout Fisher with its slope in :math:`|b|` (whether information shells are
+        momentum shells)."""
+        from .derivation import Derivation, check_identity
+        d = self.dim
+        dv = Derivation(f"The {self.name} field theory (d = {d})",
+                        "$f(x) = \\beta + N^{-1/2}\\sum_i a_i s(|b_i|)\\cos(b_i\\cdot x + c_i)$, "
+                        "$c_i\\sim U[-\\pi,\\pi]$, $b_i\\sim\\rho$.", name=f"{self.name}-field-theory")
+        S = self.spectral_density
+        dv.step(sp.Eq(sp.Function("S")(P), S), "Bochner: $K(\\Delta) = \\int\\frac{d^dp}{(2\\pi)^d}"
+                "e^{ip\\cdot\\Delta}S(p)$ with $S = (2\\pi)^d\\frac{\\sigma_a^2}{2}\\rho_1 s^2$.", "eq:field-spectral",
+                verification=check_identity(self.spectral_density_definition, S, points=6))
+        dv.step(sp.Eq(sp.Function("K")(DIST), self.kernel_expr(DIST)), "the kernel at $|x-y| = r$.",
+                "eq:field-kernel", uses=("eq:field-spectral",))
+        act = self.dual_action()
+        dv.step(sp.Eq(sp.Symbol(r"\Gamma^{(2)}(p)"), act.inverse_propagator),
+                f"dual action on $|p| < {sp.latex(act.cutoff)}$: $Z = {sp.latex(act.Z)}$, "
+                f"$m^2 = {sp.latex(act.mass2)}$" + (" (local)." if act.local else " (nonlocal)."),
+                "eq:field-action", uses=("eq:field-spectral",))
+        fisher = self.fisher_readout()
+        dv.step((sp.Eq(sp.Function("I")(P), fisher), sp.Eq(sp.Derivative(sp.Function("I")(P), P),
+                                                           sp.simplify(sp.diff(fisher, P)))),
+                "phase-averaged readout Fisher and its slope: a momentum shell when it is monotone in $p$.",
+                "eq:field-fisher")
+        return dv
+
     # ---- numbers -------------------------------------------------------------------------------
     def kernel(self, X1: Any, X2: Any = None, *, cutoff: float | None = None, regulator: str = "sharp",
                T: float = 1.0, noise: float = 1.0, width: float = 1.0) -> np.ndarray:

@@ -38,6 +38,14 @@ def test_generalized_cosnet_is_the_free_scalar_with_cutoff_R(dim):
     assert sp.simplify(variant.spectral_density - net.spectral_density) == 0
 
 
+@pytest.mark.parametrize("make", [lambda: cn.generalized_cosnet(2, cn.R, cn.M, cn.SIGMA),
+                                  lambda: cn.halverson_cosnet(3, 1.2)])
+def test_field_theory_derivation(make):
+    dv = make().derivation()
+    assert dv.verified and len(dv.steps) == 4
+    assert "\\begin{document}" in dv.to_latex()
+
+
 def test_gaussian_frequencies_give_the_rbf_kernel_and_a_nonlocal_action():
     net = cn.halverson_cosnet(2, sigma_w0=1.5, sigma_w1=1.0, sigma_b1=0.3)
     r = cn.DIST
