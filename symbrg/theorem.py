@@ -23,7 +23,9 @@ For an information cutoff :math:`0<\Lambda\le I(0)` put :math:`k(\Lambda)^2 = c/
    :math:`\Lambda\partial_\Lambda\langle\phi^2\rangle_\Lambda = \int\frac{d^dp}{(2\pi)^d}\Lambda\partial_\Lambda C_{k(\Lambda)}`;
 4. Wilson rescaling turns the flow into one effective-variance flow,
    :math:`\sigma_{\rm eff}^2\propto(R/k)^{d+2}`, :math:`m^2\propto(R/k)^2`; the Wetterich (effective average
-   action) form describes the complementary sloppy sector, :math:`(G^{-1}+R_k)^{-1} = G - C_k`;
+   action) form describes the complementary sloppy sector, :math:`(G^{-1}+R_k)^{-1} = G - C_k`, whose
+   vacuum flow is the free-energy flow of the modes the BRG removed; :math:`m^2` and :math:`Z` do not
+   flow in dimensionful units (LPA) and :math:`\tilde m^2 = m^2/s^2` has the Wilson exponent 2;
 5. training (a Gaussian likelihood, uniform data density :math:`n`) is the mass shift
    :math:`m^2\to m^2+\sigma^2n/\sigma_\epsilon^2`, and coarse graining keeps it on the stiff modes only.
 
