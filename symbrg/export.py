@@ -35,7 +35,7 @@ from sympy.printing.latex import LatexPrinter
 from .derivation import Derivation, Step, Verification
 
 __all__ = ["FORMATS", "LINE_WIDTH", "render", "to_text", "to_latex", "to_markdown",
-           "to_jupyter_latex", "to_python", "latex_width", "equation_rows", "status_text"]
+           "to_jupyter_latex", "to_python", "latex_width", "equation_rows", "display", "status_text"]
 
 #: Formats accepted by :func:`render` (and by ``--format`` on the command line).
 FORMATS = ("text", "latex", "markdown", "python")
@@ -391,6 +391,13 @@ def equation_rows(step: Step, width: float = LINE_WIDTH) -> list[tuple[str, str]
     return rows
 
 
+def display(statement: Any, width: float = LINE_WIDTH) -> str:
+    """The LaTeX display of one statement (or tuple of them), broken to ``width``; the body of an
+    ``equation`` environment (an ``aligned`` block when it needs several lines)."""
+    statements = statement if isinstance(statement, tuple) else (statement,)
+    return _display([row for st in statements for row in _statement_rows(st, width)])
+
+
 def _display(rows: list[tuple[str, str]]) -> str:
     if len(rows) == 1:
         left, right = rows[0]
@@ -451,6 +458,16 @@ def _tex_text(s: str) -> str:
     parts = re.split(r"(\$[^$]*\$)", s)
     return "".join(p if p.startswith("$") and p.endswith("$") and len(p) > 1
                    else _SPECIAL.sub(r"\\\1", p) for p in parts)
+
+
+def _sentence(text: str) -> str:
+    """Prose as a sentence: a capital first letter (unless it starts with math) and a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    if text[0].islower():
+        text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?:)" or text.endswith("$.") else text + "."
 
 
 def _label(label: str) -> str:
@@ -546,7 +563,7 @@ def _latex_body(d: Derivation) -> str:
         out.append("\\end{itemize}\n")
     out.append("\\subsection{Derivation}")
     for n, s in enumerate(d.steps, 1):
-        text = _tex_text(s.justification.strip())
+        text = _tex_text(_sentence(s.justification))
         extra = []
         if s.uses:
             extra.append("This step uses " + _join_words(
@@ -629,7 +646,7 @@ def to_markdown(d: Derivation) -> str:
             for a, steps in assumptions))
     out.append("## Derivation")
     for n, s in enumerate(d.steps, 1):
-        words = [_md_refs(s.justification.strip(), number)]
+        words = [_md_refs(_sentence(s.justification), number)]
         if s.uses:
             words.append("Uses " + _join_words([f"({number[u]})" for u in s.uses]) + ".")
         if s.cites:
@@ -669,7 +686,7 @@ def to_text(d: Derivation) -> str:
         for k, st in enumerate(s.statements):
             text = st if isinstance(st, str) else sp.sstr(st)
             lines.append(f"({n}) {text}" if k == 0 else f"    {text}")
-        words = [_md_refs(s.justification.strip(), number)]
+        words = [_md_refs(_sentence(s.justification), number)]
         if s.uses:
             words.append("Uses " + _join_words([f"({number[u]})" for u in s.uses]) + ".")
         if s.cites:

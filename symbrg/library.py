@@ -77,8 +77,8 @@ KERNEL_FAMILIES = (
 )
 
 
-def kernel_map(activation: str, kind: str = "nngp") -> Derivation:
-    r"""The one-hidden-layer NNGP or NTK map of an activation, with independent checks.
+def kernel_map(activation: str, kind: str = "nngp", depth: int = 1) -> Derivation:
+    r"""The NNGP or NTK map of an activation (``depth`` hidden layers, default one), with checks.
 
     The engine's derivation (:meth:`symbrg.kernel.Architecture.derivation`: the Gaussian
     expectation(s) and the per-layer program :math:`K^{(0)} \mapsto K^{(1)}`, symbolic
@@ -92,11 +92,13 @@ def kernel_map(activation: str, kind: str = "nngp") -> Derivation:
     one-dimensional checks, whose integrals would need the phase average.
     """
     from .kernel import mlp
-    arch = mlp(activation, 1, 1.0, 1.0)
+    arch = mlp(activation, depth, 1.0, 1.0)
     base = arch.derivation(kind)
     act = [lay.activation for lay in arch.layers if hasattr(lay, "activation")][0]
     readable = next((r for spec, _, r in KERNEL_FAMILIES if spec == activation), act.name)
-    d = Derivation(f"{kind.upper()} per-layer map of a {readable} network", base.introduction,
+    checks.integer("depth", depth, minimum=1)
+    title = f"{kind.upper()} per-layer map of a {readable} network" + (f", depth {depth}" if depth > 1 else "")
+    d = Derivation(title, base.introduction,
                    references=dict(base.references), name=base.name)
     *rules, program = base.steps
     for st in rules:
@@ -111,6 +113,12 @@ def kernel_map(activation: str, kind: str = "nngp") -> Derivation:
 
 
 _QUAD_DPS, _QUAD_POINTS = 20, 4
+
+
+def explicit_closed_form(expr: "sp.Expr") -> "sp.Expr":
+    """An expectation's closed form for display and checking: arc-cosine and Gram-determinant
+    nodes written out (the engine evaluates the nodes by stable rearrangements)."""
+    return _without_nodes(expr)
 
 
 def _without_nodes(expr: "sp.Expr") -> "sp.Expr":
@@ -284,10 +292,16 @@ LIBRARY: dict[str, Entry] = {e.name: e for e in _kernel_entries() + [
           "BRG: information-shell coarse graining of a Gaussian posterior"),
     Entry("brg-nngp-relu", "symbrg.brg:nngp_brg_derivation",
           "BRG flow of the NNGP predictive distribution (ReLU, depth 2)"),
+    Entry("cosnet-theorem", "symbrg.theorem:cosnet_erg_certificate",
+          "Theorem: BRG of the generalized cos-net is the exact RG of a free scalar (d = 3)"),
     Entry("training-flow", "symbrg.posterior:training_flow_derivation",
           "Bayesian training as a flow in the number of observations"),
     Entry("erg-polchinski-toy", "symbrg.erg:toy_derivation",
           "Polchinski flow of a zero-dimensional toy model"),
+    Entry("erg-gaussian-modes", "symbrg.erg:gaussian_modes_derivation",
+          "Polchinski flow of Gaussian modes: the covariance as the only running quantity"),
+    Entry("erg-polchinski", "symbrg.erg:polchinski_derivation",
+          "Polchinski equation for a scalar field with the Litim regulator"),
     Entry("erg-wilson-shell", "symbrg.erg:wilson_shell_derivation",
           "Wilson momentum-shell flow of the free scalar"),
     Entry("erg-free-theory", "symbrg.erg:free_theory_derivation",
@@ -295,6 +309,11 @@ LIBRARY: dict[str, Entry] = {e.name: e for e in _kernel_entries() + [
     Entry("erg-wetterich-lpa", "symbrg.erg:wetterich_derivation",
           "Wetterich equation in the local potential approximation (Litim regulator)",
           requires=("symbrg.lpa",)),
+    Entry("lpa-fixed-point", "symbrg.lpa:lpa_derivation",
+          "Wilson-Fisher fixed point of the LPA (d = 3, Litim, phi^12) and its exponents"),
+    Entry("lpa-prime-fixed-point", "symbrg.lpa:lpa_derivation",
+          "Wilson-Fisher fixed point in LPA' (anomalous dimension), d = 3, Litim",
+          {"anomalous": True}),
 ]}
 
 

@@ -91,38 +91,51 @@ def _statement_text(d: Derivation, limit: int = 6) -> list[str]:
     import sympy as sp
     lines = []
     for st in d.result.statements[:limit]:
-        lines.append(st if isinstance(st, str) else sp.sstr(st))
+        lines += (st if isinstance(st, str) else sp.sstr(st)).splitlines()
     return lines
 
 
-def _kernel_part(out: Path, force: bool) -> tuple[Path, Any]:
-    from ..export import _display, equation_rows
+def per_layer_map() -> "sp.Equality":
+    r"""The demo network's per-layer NNGP map :math:`K^{(l+1)}_{12} = \sigma_b^2 + \sigma_w^2\,
+    \mathbb E[\varphi(u)\varphi(v)]`, the expectation written out by the Gaussian-expectation
+    engine at :math:`(q_{11}, q_{12}, q_{22}) = (K^{(l)}_{11}, K^{(l)}_{12}, K^{(l)}_{22})`."""
+    import sympy as sp
+    from ..gaussian import Q11, Q12, Q22, expectation
     from ..kernel import mlp
     arch = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B)
-    d = arch.derivation("nngp")
-    d.name = f"nngp-{ACTIVATION}-depth{DEPTH}"
-    _say(f"[1/5] Kernel: the depth-{DEPTH} ReLU NNGP (sigma_w = {SIGMA_W}, sigma_b = {SIGMA_B}, "
-         "neural-tangents convention)")
-    _say("  K^0(x,x') = sigma_b^2 + sigma_w^2 x.x'/d;  K^{l+1} = sigma_b^2 + sigma_w^2 "
-         "E[phi(u) phi(v)], (u,v) ~ N(0, K^l)")
-    rule = d.steps[0]
-    _say("  per-layer map (the Gaussian expectation of this activation):")
-    for line in _indent(d.to_text().split("\n(2)")[0].split("\n(1) ", 1)[-1]):
-        _say(line)
+    sym = {s.name: s for s in arch.values}
+    k = {ij: sp.Symbol(f"K^{{(l)}}_{{{ij}}}", positive=ij != "12", real=True) for ij in ("11", "12", "22")}
+    closed = library.explicit_closed_form(expectation(ACTIVATION).explicit())
+    rhs = sym["sigma_b"] ** 2 + sym["sigma_w"] ** 2 * closed.xreplace(
+        {Q11: k["11"], Q12: k["12"], Q22: k["22"]})
+    return sp.Eq(sp.Symbol("K^{(l+1)}_{12}", real=True), rhs)
+
+
+def _kernel_part(out: Path, force: bool) -> Path:
+    import sympy as sp
+    from ..export import display
+    from ..kernel import mlp
+    _say(f"[1/5] Kernel: the NNGP of a depth-{DEPTH} ReLU network (sigma_w = {SIGMA_W}, "
+         f"sigma_b = {SIGMA_B}; neural-tangents convention)")
+    _say("  K^(0)(x,x') = sigma_b^2 + sigma_w^2 x.x'/d,  K^(l+1) = sigma_b^2 + sigma_w^2 "
+         "E[phi(u) phi(v)],  (u,v) ~ N(0, K^(l))")
+    eq = per_layer_map()
+    _say("  per-layer map, derived by the Gaussian-expectation engine (Cho-Saul arc-cosine kernel):")
+    for chunk in _wrap(sp.sstr(eq), 96):
+        _say("    " + chunk)
     _say("  its LaTeX:")
-    for line in _display(equation_rows(rule)).splitlines():
+    for line in display(eq).splitlines():
         _say("    " + line)
-    prog = arch.nngp_program
-    _say(f"  kernel program: {len(prog)} assignments for depth {DEPTH} (a DAG, linear in depth):")
+    prog = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B).nngp_program
+    _say(f"  kernel program: {len(prog)} assignments for depth {DEPTH} (a DAG, linear in depth), "
+         "compiled to NumPy with CSE:")
     for line in prog.to_text().splitlines():
-        _say("    " + (line if len(line) <= 110 else line[:107] + "..."))
+        _say("    " + (line if len(line) <= 100 else line[:97] + "..."))
+    d = library.kernel_map(ACTIVATION, "nngp", depth=DEPTH)
+    d.name = f"nngp-{ACTIVATION}-depth{DEPTH}"
     path = _write(out, d.name, d, force)
     _say(f"  wrote {path}")
-    return path, arch
-
-
-def _indent(text: str) -> list[str]:
-    return ["    " + line.strip() for line in text.strip().splitlines()]
+    return path
 
 
 def _mc_part(quick: bool, seed: int) -> bool:
@@ -162,14 +175,15 @@ def _library_part(index: int, heading: str, prefixes: tuple[str, ...], out: Path
     good = sum(s.verification.verified for s in checked)
     _say(f"  {len(d.steps)} steps; {good} of {len(checked)} checked steps verified "
          f"(symbolic simplification and {max((s.verification.dps for s in checked), default=0)}"
-         "-digit spot checks)")
+         f"-digit spot checks): {'VERIFIED' if d.verified and checked else 'NOT fully verified'}")
     path = _write(out, pick, d, force)
     _say(f"  wrote {path}")
     return path
 
 
 def _wrap(line: str, width: int = 100) -> list[str]:
-    return [line[i:i + width] for i in range(0, len(line), width)] or [""]
+    import textwrap
+    return textwrap.wrap(line, width, break_on_hyphens=False) or [""]
 
 
 def _planned(out: Path) -> list[Path]:
