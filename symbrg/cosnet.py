@@ -75,7 +75,7 @@ __all__ = [
     "gaussian_frequencies", "ball_frequencies", "propagator_frequencies", "radial_frequencies",
     "CosNet", "generalized_cosnet", "propagator_cosnet", "halverson_cosnet", "DualAction",
     "cos2_gaussian_input", "AngularAverage", "radial_integrand", "free_propagator_expr",
-    "free_propagator", "coarse_grained_kernel",
+    "free_propagator", "coarse_grained_kernel", "continuum_propagator_expr",
     "momentum_cutoff", "information_cutoff", "momentum_cutoff_expr", "information_shell",
     "parametrization_caveat", "posterior_mass2", "posterior_mass2_expr", "DATA_DENSITY",
     "sample_cosnet", "sample_frequencies",
@@ -438,7 +438,9 @@ def free_propagator_expr(dim: Any, r: sp.Expr = DIST, *, cutoff: sp.Expr = R, m:
       :math:`F_\pm = \int_0^R\frac{e^{ipr}}{p\mp im}dp`, :math:`F_+ = e^{-mr}[\mathrm{Ei}((m+iR)r)-\mathrm{Ei}(mr)]`,
       :math:`F_- = e^{mr}[E_1(mr)-E_1((m-iR)r)]` (paths in :math:`\mathrm{Re}>0`, off the branch cuts):
       :math:`G_R^{d=1} = \frac1\pi\mathrm{Re}\frac{F_+-F_-}{2im}`, :math:`G_R^{d=3} = \frac{1}{2\pi^2r}\mathrm{Im}\frac{F_++F_-}{2}`.
-    * otherwise: the radial integral with Bessel angular average (evaluated by quadrature).
+    * otherwise (d = 2, 4, ... at ``r > 0``: incomplete Lommel-type integrals with no closed form at
+      finite R): the radial integral with the Bessel angular average, evaluated by quadrature;
+      :func:`continuum_propagator_expr` gives the :math:`R\to\infty` limit in closed form.
     """
     d = _dim(dim)
     if r == 0:
@@ -455,6 +457,16 @@ def free_propagator_expr(dim: Any, r: sp.Expr = DIST, *, cutoff: sp.Expr = R, m:
         return sigma ** 2 / (2 * sp.pi ** 2 * r) * sp.im((fp + fm) / 2)
     return sigma ** 2 * sphere_area(d) / (2 * sp.pi) ** d * sp.Integral(
         P ** (d - 1) * angular_average(P * r, d) / (P ** 2 + m ** 2), (P, 0, cutoff))
+
+
+def continuum_propagator_expr(dim: Any, r: sp.Expr = DIST, *, m: sp.Expr = M, sigma: sp.Expr = SIGMA) -> sp.Expr:
+    r"""The :math:`R\to\infty` limit, :math:`\sigma^2G_\infty(r) = \sigma^2(2\pi)^{-d/2}(m/r)^{d/2-1}K_{d/2-1}(mr)`
+    (d = 1: :math:`e^{-mr}/2m`; d = 2: :math:`K_0(mr)/2\pi`; d = 3: :math:`e^{-mr}/4\pi r`); the finite-R
+    propagator approaches it with an oscillating tail of order :math:`1/(R\,r^{(d-1)/2})`."""
+    d = _dim(dim)
+    nu = sp.S(d) / 2 - 1
+    expr = sigma ** 2 * (2 * sp.pi) ** (-sp.S(d) / 2) * (m / r) ** nu * sp.besselk(nu, m * r)
+    return sp.simplify(expr.rewrite(sp.exp)) if d != D and nu.is_integer is False else expr
 
 
 def _angular_numpy(x: np.ndarray, dim: int) -> np.ndarray:

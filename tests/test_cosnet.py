@@ -67,6 +67,16 @@ def test_closed_form_G_R_against_mpmath_quadrature(dim):
             assert abs(mpmath.mpf(str(closed)) - quad) < mpmath.mpf(10) ** -20
 
 
+@pytest.mark.parametrize("dim", [1, 3])
+def test_G_R_approaches_the_continuum_propagator(dim):
+    """|G_R - G_oo| is bounded by the oscillating tail: 1/(pi R) in d = 1, 1/(pi^2 r^2 R) in d = 3."""
+    r, R, m = np.array([0.5, 1.0, 2.0]), 60.0, 0.7
+    cont = sp.lambdify(cn.DIST, cn.continuum_propagator_expr(dim).subs({cn.M: m, cn.SIGMA: 1}))(r)
+    bound = 1 / (np.pi * R) if dim == 1 else 1 / (np.pi ** 2 * r ** 2 * R)
+    gap = np.abs(cn.free_propagator(r, dim, R, m) - cont)
+    assert np.all(gap <= bound) and np.all(gap > 0)
+
+
 @pytest.mark.parametrize("dim", [1, 2, 3, 4, "d"])
 def test_coincident_G_R_closed_form(dim):
     vals = {cn.R: 5, cn.M: sp.Rational(1, 2), cn.SIGMA: 1}
