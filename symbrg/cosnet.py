@@ -161,13 +161,11 @@ class FrequencyDensity:
         if self.gaussian_variance is not None:
             return (2 * sp.pi * self.gaussian_variance) ** (sp.S(dim) / 2) * \
                 (self.density / sp.exp(-P ** 2 / (2 * self.gaussian_variance))).simplify()
-        integrand = P ** (dim - 1) * self.density
-        val = sp.integrate(integrand, (P, 0, self.radius)) if dim != D else \
-            sp.Integral(integrand, (P, 0, self.radius))
-        if isinstance(val, sp.Integral) and dim != D:
-            val = sp.Integral(integrand, (P, 0, self.radius))
-        return sp.simplify(sphere_area(dim) * val) if not isinstance(val, sp.Integral) else \
-            sphere_area(dim) * val
+        radial = sp.Integral(P ** (dim - 1) * self.density, (P, 0, self.radius))
+        if dim == D:  # symbolic dimension: left as an integral (simplification may evaluate it)
+            return sphere_area(dim) * radial
+        val = radial.doit()
+        return sphere_area(dim) * (radial if val.has(sp.Integral) else sp.simplify(val))
 
 
 def gaussian_frequencies(sigma_w: Any, dim: Any) -> FrequencyDensity:
