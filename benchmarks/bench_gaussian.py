@@ -96,7 +96,8 @@ def bench_mpmath(entries: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
     args = parser.parse_args()
     bench_numpy(200_000 if args.quick else 2_000_000, 3 if args.quick else 5)

@@ -157,7 +157,8 @@ def _dfact2(k: int) -> int:
 
 def _half_moment(p: int, q: sp.Expr) -> sp.Expr:
     r""":math:`E[v^p\Theta(v)] = q^{p/2}\,2^{p/2}\Gamma(\tfrac{p+1}{2})/(2\sqrt\pi)`."""
-    return q ** sp.Rational(p, 2) * 2 ** sp.Rational(p, 2) * sp.gamma(sp.Rational(p + 1, 2)) / (2 * sp.sqrt(sp.pi))
+    half = sp.Rational(p, 2)
+    return q ** half * 2 ** half * sp.gamma(sp.Rational(p + 1, 2)) / (2 * sp.sqrt(sp.pi))
 
 
 def _gauss_moment(k: int, beta: sp.Expr, q: sp.Expr) -> sp.Expr:
@@ -189,14 +190,16 @@ def moment(k: int, atom: tuple, q: sp.Expr) -> sp.Expr:
         return q * ((k - 1) * prev + 2 * b / sp.sqrt(sp.pi) * _gauss_moment(k - 1, b ** 2, q))
     if kind == "gauss":
         return _gauss_moment(k, atom[1], q)
-    if kind == "exp":
+    if kind in ("exp", "sin"):
         b = atom[1]
-        return sp.exp(b ** 2 * q / 2) * sum((sp.binomial(k, i) * (b * q) ** (k - i) * _dfact2(i - 1) * q ** sp.Rational(i, 2)
-                                             for i in range(0, k + 1, 2)), sp.Integer(0))
-    if kind == "sin":
-        b, c = atom[1], atom[2]
-        return sp.exp(-b ** 2 * q / 2) * sum((sp.binomial(k, i) * (b * q) ** (k - i) * _dfact2(i - 1) * q ** sp.Rational(i, 2)
-                                              * sp.sin(c + (k - i) * sp.pi / 2) for i in range(0, k + 1, 2)), sp.Integer(0))
+
+        def term(i: int) -> sp.Expr:   # E[v^i] times the shift (b q)^(k-i), i even
+            return sp.binomial(k, i) * (b * q) ** (k - i) * _dfact2(i - 1) * q ** sp.Rational(i, 2)
+        if kind == "exp":
+            return sp.exp(b ** 2 * q / 2) * sum((term(i) for i in range(0, k + 1, 2)), sp.Integer(0))
+        phase = atom[2]     # Im(e^{i c} i^(k-i)) = sin(c + (k-i) pi/2)
+        return sp.exp(-b ** 2 * q / 2) * sum((term(i) * sp.sin(phase + (k - i) * sp.pi / 2)
+                                              for i in range(0, k + 1, 2)), sp.Integer(0))
     if kind == "cosu":
         return sp.Integer(0)
     if kind == "gelu":     # x Phi(x) = x/2 + x erf(x/sqrt2)/2
@@ -207,7 +210,8 @@ def moment(k: int, atom: tuple, q: sp.Expr) -> sp.Expr:
 def _wick(j: int, k: int) -> sp.Expr:
     r"""Isserlis/Wick: :math:`E[u^j v^k]=\sum_p \binom jp\binom kp p!\,(j-p-1)!!\,(k-p-1)!!\,
     q_{12}^p q_{11}^{(j-p)/2} q_{22}^{(k-p)/2}` over p with j-p, k-p even."""
-    return sum((sp.binomial(j, p) * sp.binomial(k, p) * sp.factorial(p) * _dfact2(j - p - 1) * _dfact2(k - p - 1)
+    return sum((sp.binomial(j, p) * sp.binomial(k, p) * sp.factorial(p)
+                * _dfact2(j - p - 1) * _dfact2(k - p - 1)
                 * Q12 ** p * Q11 ** sp.Rational(j - p, 2) * Q22 ** sp.Rational(k - p, 2)
                 for p in range(min(j, k) + 1) if (j - p) % 2 == 0 and (k - p) % 2 == 0), sp.Integer(0))
 
@@ -249,8 +253,8 @@ def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
         return 2 * ArcCosKernel(a[1], 0, Q11, Q12, Q22) - moment(0, a, Q11), f"arccos-J{a[1]},0"
     if ka == kb == "erf":
         b1, b2 = a[1], b[1]
-        return (2 / sp.pi * sp.atan(2 * b1 * b2 * Q12 / sp.sqrt(1 + 2 * b1 ** 2 * Q11 + 2 * b2 ** 2 * Q22
-                                                                  + 4 * b1 ** 2 * b2 ** 2 * plain)), "erf-arcsin")
+        den = sp.sqrt(1 + 2 * b1 ** 2 * Q11 + 2 * b2 ** 2 * Q22 + 4 * b1 ** 2 * b2 ** 2 * plain)
+        return 2 / sp.pi * sp.atan(2 * b1 * b2 * Q12 / den), "erf-arcsin"
     if ka == kb == "gauss":
         b1, b2 = a[1], b[1]
         return 1 / sp.sqrt(1 + 2 * b1 * Q11 + 2 * b2 * Q22 + 4 * b1 * b2 * plain), "gaussian-det"
@@ -260,12 +264,13 @@ def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
     if ka == kb == "sin":
         (b1, c1), (b2, c2) = a[1:], b[1:]
         return (sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22) / 2)
-                * (sp.sin(c1) * sp.sin(c2) * sp.cosh(b1 * b2 * Q12) + sp.cos(c1) * sp.cos(c2) * sp.sinh(b1 * b2 * Q12)),
+                * (sp.sin(c1) * sp.sin(c2) * sp.cosh(b1 * b2 * Q12)
+                   + sp.cos(c1) * sp.cos(c2) * sp.sinh(b1 * b2 * Q12)),
                 "sin-phase")
     if ka == kb == "cosu":
         b1, b2 = a[1], b[1]
         return sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22 - 2 * b1 * b2 * Q12) / 2) / 2, "cosnet-uniform-phase"
-    if ka == kb == "gelu":   # Tsuchida et al. arXiv:2002.08517 (as coded in neural-tangents); verified in tests
+    if ka == kb == "gelu":   # Tsuchida et al. arXiv:2002.08517 (as in neural-tangents); tested vs quadrature
         D = sp.sqrt(1 + Q11 + Q22 + plain)   # = sqrt((1+q11)(1+q22) - q12^2), without cancellation
         return (Q12 / 4 + ((Q12 ** 2 + Q11 * Q22 * D ** 2) / ((1 + Q11) * (1 + Q22) * D)
                            + Q12 * sp.atan(Q12 / D)) / (2 * sp.pi)), "gelu-arctan"
@@ -324,7 +329,8 @@ def _exact(f: Activation, g: Activation, derivative: bool) -> tuple[sp.Expr, str
             if out is not None:
                 return out
         # Price's theorem on the continuous part (a.e. convention: jumps carry no derivative)
-        out = _exact_atoms([(c, a) for c, a in fa if a not in _JUMPS], [(c, a) for c, a in ga if a not in _JUMPS])
+        out = _exact_atoms([(c, a) for c, a in fa if a not in _JUMPS],
+                           [(c, a) for c, a in ga if a not in _JUMPS])
         return None if out is None else (sp.diff(out[0], Q12), f"price({out[1]})")
     return _exact_atoms(fa, ga)
 
@@ -559,7 +565,8 @@ def _build_coefficient(act: Activation, derivative: int) -> type:
             return _mp_coefficients(comp, mpmath.mpf(q), int(n))[0][int(n)]
 
         def _latex(self, printer: Any, exp: Any = None) -> str:
-            body = rf"a^{{{label}}}_{{{printer._print(self.args[0])}}}\!\left({printer._print(self.args[1])}\right)"
+            n, q = (printer._print(a) for a in self.args)
+            body = rf"a^{{{label}}}_{{{n}}}\!\left({q}\right)"
             return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
     return Coefficient
@@ -574,7 +581,8 @@ def _build_tail(act: Activation, derivative: int) -> type:
     comp = _compiled(act, derivative)
 
     class Tail(NumericFunction):
-        __doc__ = rf"Parseval tail :math:`T(N, q) = E[f(\sqrt q z)^2] - \sum_{{n\le N}} a_n(q)^2 \ge 0` of {act.name}."
+        __doc__ = (rf"Parseval tail :math:`T(N, q) = E[f(\sqrt q z)^2] - \sum_{{n\le N}} a_n(q)^2 \ge 0` "
+                   f"of {act.name}.")
         nargs = 2
 
         @classmethod
@@ -664,11 +672,13 @@ def _integrand(f: Activation, g: Activation, derivative: int) -> tuple[Callable,
         if not (f.random_phase and g.random_phase):
             return (lambda u, v: np.zeros(np.broadcast(u, v).shape)), (lambda u, v: mpmath.mpf(0)), False
         (a1, b1), (a2, b2) = ((float(x) for x in f.params), (float(x) for x in g.params))
-        s = a1 * a2 * (b1 * b2) ** int(derivative) / 2  # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v)/2
+        # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v) / 2; each derivative pair adds b1 b2
+        s = a1 * a2 * (b1 * b2) ** int(derivative) / 2
         return ((lambda u, v: s * np.cos(b1 * u - b2 * v)),
                 (lambda u, v: s * mpmath.cos(b1 * u - b2 * v)), False)
     cf, cg = _compiled(f, derivative), _compiled(g, derivative)
-    kinks = any(e.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign, sp.Piecewise) for e in (cf.expr, cg.expr))
+    kinks = any(e.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign, sp.Piecewise)
+                for e in (cf.expr, cg.expr))
     return ((lambda u, v: cf.np_eval(u) * cg.np_eval(v)), (lambda u, v: cf.mpmath(u) * cg.mpmath(v)), kinks)
 
 
@@ -713,7 +723,8 @@ def _build_quadrature(f: Activation, g: Activation, derivative: int, degree: int
         return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
 
     z1, w1 = split(np.zeros(1))
-    label = rf"\mathbb{{E}}\left[{'f' + chr(39) if derivative else 'f'}\,{'g' + chr(39) if derivative else 'g'}\right]"
+    primes = "'" * derivative
+    label = rf"\mathbb{{E}}\left[f{primes}\,g{primes}\right]"
 
     def inner_nodes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z2 nodes/weights per (entry, z1), split where v = alpha z1 + beta z2 crosses 0."""
@@ -869,7 +880,7 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
         / (2 * sp.pi * sp.sqrt(GramDet(Q11, Q12, Q22)))
     E = sp.Symbol(r"\mathbb{E}")
     d.step(sp.Eq(E, sp.Integral(fe * ge * density, (u, -sp.oo, sp.oo), (v, -sp.oo, sp.oo)), evaluate=False),
-           "definition" + (" (a.e. derivatives: the jumps of step and sign carry none)" if derivative else ""),
+           "definition" + (" (a.e. derivatives: jumps of step and sign carry none)" if derivative else ""),
            f"eq:{d.name}-def", assumptions=(r"q_{11} > 0", r"q_{22} > 0", r"q_{12}^2 \le q_{11} q_{22}"))
     cites = tuple(d.cite(*_CITES[k]) for k in _CITES if k in e.rule or (k == "price" and derivative))
     if e.method == "exact":

@@ -185,8 +185,8 @@ class ArcCosKernel(NumericFunction):
 
     Numerics: :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram
     determinant :class:`GramDet`.  As :math:`c\to-1` the closed form cancels (the result is
-    :math:`\propto\psi^{m+n+1}`), so for :math:`\psi` below a switch point (where the closed form's monomials would cancel by
-    more than a factor 16; at most 3/2) NumPy sums the exact Taylor series
+    :math:`\propto\psi^{m+n+1}`), so for :math:`\psi` below a switch point (where the closed
+    form's monomials would cancel by more than a factor 16; at most 3/2) NumPy sums the exact Taylor series
     :math:`\int_0^\psi\sin^m t\sin^n(\psi-t)dt = \sum_{k,l}\alpha^{(m)}_k\alpha^{(n)}_l
     B(m+2k, n+2l)\,\psi^{m+n+2k+2l+1}` (Beta integrals); mpmath evaluates the closed form with
     enough guard digits to absorb the cancellation.
@@ -233,7 +233,8 @@ class ArcCosKernel(NumericFunction):
             # switch point: below it the closed form's monomials cancel by more than a factor 16
             terms = [sp.lambdify((S, C, P), t, modules="numpy") for t in sp.Add.make_args(sp.expand(ang))]
             grid = np.linspace(1e-3, cls.PSI_SERIES, 600)
-            parts = np.array([np.broadcast_to(t(np.sin(grid), np.cos(grid), grid), grid.shape) for t in terms])
+            parts = np.array([np.broadcast_to(t(np.sin(grid), np.cos(grid), grid), grid.shape)
+                              for t in terms])
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.abs(parts).sum(axis=0) / np.abs(parts.sum(axis=0))
             bad = np.nonzero(ratio > 16)[0]
@@ -286,7 +287,10 @@ class ArcCosKernel(NumericFunction):
         if det == 0 and q12 <= 0:
             return mpmath.mpf(0)                                  # c = -1: u = -v, never both positive
         fdet = float(det)
-        psi_f = math.atan2(math.sqrt(fdet), -float(q12)) if fdet > 0 else float(mpmath.atan2(mpmath.sqrt(det), -q12))
+        if fdet > 0:
+            psi_f = math.atan2(math.sqrt(fdet), -float(q12))
+        else:
+            psi_f = float(mpmath.atan2(mpmath.sqrt(det), -q12))
         switch = cls._numpy_parts(m, n)[3]
         # the closed form cancels like psi^(m+n+1) below the switch point: add that many digits
         guard = 16 if psi_f >= switch else int(3.33 * (m + n + 1) * math.log10(math.pi / psi_f)) + 24
@@ -294,7 +298,8 @@ class ArcCosKernel(NumericFunction):
         if key not in _ARCCOS_CACHE:
             S, C, P = _ANG_SYMBOLS
             with mpmath.workprec(prec + 16):
-                norm = mpmath.mpf(2) ** (mpmath.mpf(m + n) / 2) * mpmath.gamma(mpmath.mpf(m + n) / 2 + 1) / (2 * mpmath.pi)
+                half = mpmath.mpf(m + n) / 2
+                norm = mpmath.mpf(2) ** half * mpmath.gamma(half + 1) / (2 * mpmath.pi)
             _ARCCOS_CACHE[key] = (sp.lambdify((S, C, P), arccos_angular(m, n), modules="mpmath"), norm)
         closed, norm = _ARCCOS_CACHE[key]
         with mpmath.workprec(prec + guard):
@@ -357,8 +362,8 @@ def arccos_angular(m: int, n: int) -> sp.Expr:
         return out
 
     # the a >= 2 rule's boundary term at t = 0 vanishes because sin(0)^(a-1) = 0 for a >= 2
-    total = sp.expand(sum((sp.binomial(n, j) * S ** (n - j) * (-C) ** j * D(m + j, n - j) for j in range(n + 1)),
-                          sp.Integer(0)))
+    total = sp.expand(sum((sp.binomial(n, j) * S ** (n - j) * (-C) ** j * D(m + j, n - j)
+                           for j in range(n + 1)), sp.Integer(0)))
     # reduce with S^2 = 1 - C^2: the result is S P(C) + psi Q(C) + R(C), fewer and smaller terms
     total = sp.expand(total.replace(lambda e: e.is_Pow and e.base == S and e.exp >= 2,
                                     lambda e: S ** (e.exp % 2) * (1 - C ** 2) ** (e.exp // 2)))
