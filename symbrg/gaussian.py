@@ -110,8 +110,24 @@ class Expectation:
         forms (for display and symbolic checks; the nodes are what keeps float64 accurate)."""
         return explicit(self.expr)
 
+    @property
+    def display(self) -> sp.Expr:
+        r"""The result written for reading (not for evaluation): the explicit closed form, the
+        series as :math:`\sum_{n=0}^{N} a_n(q_{11})\,b_n(q_{22})\,\rho^n` (a sympy ``Sum``), or the
+        quadrature node."""
+        if self.method == "exact":
+            return self.explicit()
+        if self.method == "series":
+            n = sp.Symbol("n", integer=True, nonnegative=True)
+            A = _hermite_coefficient_class(self.f, int(self.derivative))
+            B = _hermite_coefficient_class(self.g, int(self.derivative))
+            rho = Q12 / (sp.sqrt(Q11) * sp.sqrt(Q22))
+            return sp.Sum(A(n, Q11) * B(n, Q22) * rho ** n, (n, 0, self.order))
+        return self.expr
+
     def latex(self) -> str:
-        return sp.latex(self.expr)
+        """LaTeX of :attr:`display`."""
+        return sp.latex(self.display)
 
 
 def explicit(expr: sp.Expr) -> sp.Expr:
@@ -724,7 +740,8 @@ def _build_quadrature(f: Activation, g: Activation, derivative: int, degree: int
 
     z1, w1 = split(np.zeros(1))
     primes = "'" * derivative
-    label = rf"\mathbb{{E}}\left[f{primes}\,g{primes}\right]"
+    fn, gn = (rf"\varphi{primes}_{{\mathrm{{{_tex_name(a.name)}}}}}" for a in (f, g))
+    label = rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]"
 
     def inner_nodes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z2 nodes/weights per (entry, z1), split where v = alpha z1 + beta z2 crosses 0."""
@@ -904,7 +921,7 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
                        "Price's theorem", f"eq:{d.name}-price", verification=ver,
                        cites=(d.cite(*_CITES["price"]),))
     elif e.method == "series":
-        d.step(sp.Eq(E, e.expr, evaluate=False),
+        d.step(sp.Eq(E, e.display, evaluate=False),
                f"Mehler series truncated at order {e.order}; Parseval bound {e.bound:.2e} on variances "
                f"{e.variance_range}", f"eq:{d.name}-result", uses=(f"eq:{d.name}-def",), cites=cites)
     else:

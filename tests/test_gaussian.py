@@ -285,7 +285,8 @@ def test_mpmath_evaluation_of_series_node_matches_numpy():
 # ------------------------------------------------------------------ records, printing, derivations
 def test_result_records_and_latex():
     e = expectation("relu")
-    assert e.rule == "arccos-J1" and "mathcal{J}" in e.latex()
+    assert e.rule == "arccos-J1" and "mathcal{J}" in sp.latex(e.expr) and "atan" in e.latex()
+    assert r"\sum_{n=0}" in expectation("softplus").latex()
     assert expectation("erf").rule == "erf-arcsin"
     assert expectation("rectified:3").rule == "arccos-J3"
     assert expectation("cosnet").rule == "cosnet-uniform-phase"
