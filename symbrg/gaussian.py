@@ -682,19 +682,28 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
                        derivative=derivative)
 
 
-def _integrand(f: Activation, g: Activation, derivative: int) -> tuple[Callable, Callable, bool]:
-    """(numpy h(u, v), mpmath h(u, v), has_kinks) with E = E[h(u, v)], h = f^(k)(u) g^(k)(v)."""
+def _orders(derivative: Any) -> tuple[int, int]:
+    """Derivative orders (k_f, k_g) from an int (the same for both) or a pair."""
+    if isinstance(derivative, tuple):
+        return int(derivative[0]), int(derivative[1])
+    return int(derivative), int(derivative)
+
+
+def _integrand(f: Activation, g: Activation, derivative: Any) -> tuple[Callable, Callable, bool]:
+    """(numpy h(u, v), mpmath h(u, v), has_kinks) with E = E[h(u, v)], h = f^(kf)(u) g^(kg)(v)."""
+    kf, kg = _orders(derivative)
     if f.random_phase or g.random_phase:
         if not (f.random_phase and g.random_phase):
             return (lambda u, v: np.zeros(np.broadcast(u, v).shape)), (lambda u, v: mpmath.mpf(0)), False
         (a1, b1), (a2, b2) = ((float(x) for x in f.params), (float(x) for x in g.params))
-        # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v) / 2; each derivative pair adds b1 b2
-        s = a1 * a2 * (b1 * b2) ** int(derivative) / 2
-        return ((lambda u, v: s * np.cos(b1 * u - b2 * v)),
-                (lambda u, v: s * mpmath.cos(b1 * u - b2 * v)), False)
-    cf, cg = _compiled(f, derivative), _compiled(g, derivative)
+        # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v)/2; each derivative multiplies by b and
+        # shifts the phase by pi/2
+        s, shift = a1 * a2 * b1 ** kf * b2 ** kg / 2, (kf - kg) * math.pi / 2
+        return ((lambda u, v: s * np.cos(b1 * u - b2 * v + shift)),
+                (lambda u, v: s * mpmath.cos(b1 * u - b2 * v + shift)), False)
+    cf, cg = _compiled(f, kf), _compiled(g, kg)
     kinks = any(e.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign, sp.Piecewise)
-                for e in (cf.expr, cg.expr))
+                for e in (f.expr, g.expr))
     return ((lambda u, v: cf.np_eval(u) * cg.np_eval(v)), (lambda u, v: cf.mpmath(u) * cg.mpmath(v)), kinks)
 
 
@@ -707,7 +716,7 @@ def _gauss_legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(degree)
 
 
-def _quadrature_class(f: Activation, g: Activation, derivative: int, degree: int) -> type:
+def _quadrature_class(f: Activation, g: Activation, derivative: Any, degree: int) -> type:
     r"""A node for :math:`E[h(u,v)]`, :math:`u = \sqrt{q_{11}}z_1`, :math:`v = \alpha z_1 + \beta z_2`,
     :math:`\alpha = q_{12}/\sqrt{q_{11}}`, :math:`\beta = \sqrt{\Delta/q_{11}}`.
 
@@ -720,11 +729,12 @@ def _quadrature_class(f: Activation, g: Activation, derivative: int, degree: int
     mpmath: nested ``mpmath.quad`` (Gauss–Legendre) on the same pieces at working precision,
     truncated where the Gaussian mass is below the working epsilon.
     """
-    key = ("Quadrature", f.name, f.family, g.name, g.family, int(derivative), degree)
-    return _node_class("GaussianQuadrature", key, lambda: _build_quadrature(f, g, int(derivative), degree))
+    orders = _orders(derivative)
+    key = ("Quadrature", f.name, f.family, g.name, g.family, orders, degree)
+    return _node_class("GaussianQuadrature", key, lambda: _build_quadrature(f, g, orders, degree))
 
 
-def _build_quadrature(f: Activation, g: Activation, derivative: int, degree: int) -> type:
+def _build_quadrature(f: Activation, g: Activation, derivative: tuple[int, int], degree: int) -> type:
     h_np, h_mp, kinks = _integrand(f, g, derivative)
     x, wx = _gauss_legendre(degree)
     # composite rule: _PANELS panels of `degree` Gauss-Legendre nodes on each of [-L, a] and [a, L]
@@ -739,8 +749,8 @@ def _build_quadrature(f: Activation, g: Activation, derivative: int, degree: int
         return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
 
     z1, w1 = split(np.zeros(1))
-    primes = "'" * derivative
-    fn, gn = (rf"\varphi{primes}_{{\mathrm{{{_tex_name(a.name)}}}}}" for a in (f, g))
+    fn, gn = (rf"\varphi{chr(39) * k}_{{\mathrm{{{_tex_name(a.name)}}}}}"
+              for a, k in zip((f, g), derivative))
     label = rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]"
 
     def inner_nodes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -751,16 +761,24 @@ def _build_quadrature(f: Activation, g: Activation, derivative: int, degree: int
         return split(k)
 
     class Quadrature(NumericFunction):
-        __doc__ = (f"E[{f.name}{chr(39) * derivative}(u) {g.name}{chr(39) * derivative}(v)] by quadrature of "
-                   f"degree {degree}: NumPy composite Gauss–Legendre split at the kinks, "
+        __doc__ = (f"E[{f.name}{chr(39) * derivative[0]}(u) {g.name}{chr(39) * derivative[1]}(v)] by "
+                   f"quadrature of degree {degree}: NumPy composite Gauss–Legendre split at the kinks, "
                    "mpmath nested mpmath.quad split at the kinks.")
         nargs = 3
 
         def fdiff(self, argindex: int = 1) -> sp.Expr:
-            """Price's theorem in q12 (a.e. derivatives); the variances are not differentiated here."""
-            if argindex != 2:
-                raise Unsupported("argindex", "a quadrature node is differentiable in q12 only (Price)")
-            return _quadrature_class(f, g, int(derivative) + 1, degree)(*self.args)
+            r"""Price's theorem: :math:`\partial_{q_{12}}E[f g] = E[f' g']`,
+            :math:`\partial_{q_{11}}E[f g] = \tfrac12 E[f'' g]` (and likewise in q22).  The
+            variance rule needs second derivatives, which for activations with kinks are
+            distributions: refused there rather than silently dropped."""
+            kf, kg = derivative
+            if argindex == 2:
+                return _quadrature_class(f, g, (kf + 1, kg + 1), degree)(*self.args)
+            if kinks:
+                raise Unsupported("argindex", f"E[{f.name} {g.name}] by quadrature is differentiable in "
+                                              "q12 only: its activations have kinks")
+            step = (kf + 2, kg) if argindex == 1 else (kf, kg + 2)
+            return _quadrature_class(f, g, step, degree)(*self.args) / 2
 
         @classmethod
         def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:

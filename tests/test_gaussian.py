@@ -341,3 +341,9 @@ def test_series_and_quadrature_nodes_are_differentiable():
     dq = lambdify(sp.diff(q.expr, Q12), [Q11, Q12, Q22])
     ref = expectation("softplus", "tanh", derivative=True, method="quadrature", degree=24).compile()
     assert float(dq(0.9, 0.3, 1.2)) == pytest.approx(float(ref(0.9, 0.3, 1.2)), rel=1e-12)
+    d22 = lambdify(sp.diff(q.expr, Q22), [Q11, Q12, Q22])      # (1/2) E[f g''] for smooth f, g
+    fq = q.compile()
+    fd = (fq(0.9, 0.3, 1.2 + h) - fq(0.9, 0.3, 1.2 - h)) / (2 * h)
+    assert float(d22(0.9, 0.3, 1.2)) == pytest.approx(float(fd), rel=1e-6)
+    with pytest.raises(Unsupported):          # relu'' is a delta: refused, not dropped
+        sp.diff(expectation("relu", "tanh", method="quadrature").expr, Q11)
