@@ -40,8 +40,8 @@ __all__ = ["FORMATS", "LINE_WIDTH", "render", "to_text", "to_latex", "to_markdow
 #: Formats accepted by :func:`render` (and by ``--format`` on the command line).
 FORMATS = ("text", "latex", "markdown", "python")
 
-#: Line budget for displayed equations, in :func:`latex_width` units (about 5.6 pt each at 11 pt).
-LINE_WIDTH = 72.0
+#: Line budget for displayed equations, in :func:`latex_width` units (about 6.2 pt each at 11 pt, calibrated against TeX).
+LINE_WIDTH = 62.0
 
 _LATEX_SETTINGS = {"inv_trig_style": "full"}
 
@@ -302,6 +302,16 @@ def _pieces(expr: Any, budget: float) -> list[_Piece]:
         return sub
     if isinstance(expr, sp.Abs):
         return _wrap(_pieces(expr.args[0], budget), "|", "|")
+    if isinstance(expr, sp.Integral) and len(expr.limits) == 1:
+        ph = sp.Symbol("PLACEHOLDERQ")
+        around = _latex(sp.Integral(ph, *expr.limits)).split("PLACEHOLDERQ")
+        if len(around) == 2:
+            sub = _pieces(expr.function, budget)
+            if isinstance(expr.function, sp.Add):
+                sub = _wrap(sub, "(", ")")
+            sub[0].text = around[0] + sub[0].text
+            sub[-1].text += around[1]
+            return sub
     if isinstance(expr, sp.Function) and expr.args:
         name = _function_name(expr)
         if name is None:
@@ -354,7 +364,9 @@ def _statement_rows(st: Any, width: float) -> list[tuple[str, str]]:
                 for k, line in enumerate(_pack(_pieces(st, width), width))]
     lhs, rhs = st.lhs, st.rhs
     ltex = _latex(lhs)
-    if isinstance(rhs, sp.MatrixBase) and latex_width(_latex(rhs)) + latex_width(ltex) > width - 3:
+    if isinstance(rhs, sp.MatrixBase) and (
+            latex_width(_latex(rhs)) + latex_width(ltex) > width - 3
+            or max(latex_width(_latex(e)) for e in rhs) > _MATRIX_ENTRY):
         return _matrix_rows(lhs, rhs, rel, width)
     if latex_width(ltex) > 0.4 * width:  # a long left side: it gets its own lines
         left = _pack(_pieces(lhs, width - 4.0), width - 4.0)
@@ -367,6 +379,10 @@ def _statement_rows(st: Any, width: float) -> list[tuple[str, str]]:
     rows = [(ltex, f"{rel} {lines[0]}")]
     rows += [("", "\\quad " + line) for line in lines[1:]]
     return rows
+
+
+#: Matrices with an entry wider than this are printed entry by entry (matrix cells are text style).
+_MATRIX_ENTRY = 16.0
 
 
 def _matrix_rows(lhs: Any, rhs: sp.MatrixBase, rel: str, width: float) -> list[tuple[str, str]]:
@@ -630,7 +646,12 @@ def to_jupyter_latex(d: Derivation) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _md_refs(text: str, number: dict[str, int]) -> str:
-    return re.sub(r"\\eqref\{([^}]*)\}", lambda m: f"({number.get(m.group(1), m.group(1))})", text)
+    """Prose for Markdown and text: ``\\eqref`` as (n), ``\\texttt``/``\\emph`` as code/emphasis,
+    ``\\cite{k}`` as [k] (outside math, which MathJax renders)."""
+    text = re.sub(r"\\eqref\{([^}]*)\}", lambda m: f"({number.get(m.group(1), m.group(1))})", text)
+    text = re.sub(r"\\texttt\{([^}]*)\}", r"`\1`", text)
+    text = re.sub(r"\\emph\{([^}]*)\}", r"*\1*", text)
+    return re.sub(r"\\cite\{([^}]*)\}", r"[\1]", text)
 
 
 def to_markdown(d: Derivation) -> str:
@@ -659,7 +680,7 @@ def to_markdown(d: Derivation) -> str:
     order = [k for k in _citation_order(d) if k in d.references]
     if order:
         out.append("## References\n\n" + "\n".join(
-            f"- [{k}] {d.references.get(k, k)}" for k in order))
+            f"- [{k}] {_md_refs(d.references.get(k, k), number)}" for k in order))
     return "\n\n".join(out) + "\n"
 
 
