@@ -41,7 +41,7 @@ from .regulators import D, ETA, W, Y as Y_, Regulator, angular_factor, loop_volu
 
 __all__ = ["PHI", "LAMBDA", "K_SCALE", "P2", "M2", "ScalarTheory", "scalar_theory", "dimension",
            "polchinski_rhs", "polchinski_residual", "heat_equation_residual",
-           "gaussian_mode_residual", "gaussian_mode_flow", "toy_solution", "toy_derivation",
+           "gaussian_mode_residual", "gaussian_mode_flow", "canonical", "toy_solution", "toy_derivation",
            "gaussian_modes_derivation", "wilson_shell", "wilson_shell_derivation",
            "polchinski_derivation", "wetterich_lpa", "wetterich_derivation",
            "free_theory_derivation", "REFERENCES"]
@@ -202,7 +202,19 @@ def gaussian_mode_residual(covariance: Any, scale: sp.Symbol, *, variance: Any =
         raise InvalidArgument("variance", "give exactly one of variance= or precision=")
     prec = 1 / sp.sympify(variance) if variance is not None else sp.sympify(precision)
     S = field ** 2 * prec / 2 + sp.sympify(vacuum)
-    return sp.expand(polchinski_residual(S, [field], [covariance], scale, part="full"))
+    return canonical(polchinski_residual(S, [field], [covariance], scale, part="full"))
+
+
+def canonical(expr: Any) -> sp.Expr:
+    """A canonical rational form in which an algebraic identity collapses to 0: undefined functions,
+    derivatives, ``Subs``, ``Heaviside`` and ``DiracDelta`` become independent variables, then
+    ``cancel``.  (Distributional identities such as :math:`x\,\delta(x) = 0` are not applied.)"""
+    expr = sp.powsimp(sp.expand(sp.sympify(expr)), force=True)
+    atoms = list(expr.atoms(sp.Subs) | expr.atoms(sp.Derivative) | expr.atoms(sp.Heaviside)
+                 | expr.atoms(sp.DiracDelta) | expr.atoms(sp.core.function.AppliedUndef))
+    rep = {a: sp.Dummy(f"f{i}") for i, a in enumerate(atoms)}
+    back = {v: k for k, v in rep.items()}
+    return sp.cancel(sp.together(expr.xreplace(rep))).xreplace(back)
 
 
 def gaussian_mode_flow(g0: Any, covariance: Any, covariance0: Any) -> tuple[sp.Expr, sp.Expr]:
@@ -417,12 +429,7 @@ def _is_zero(expr: sp.Expr) -> bool:
     """Decide expr == 0 when it contains undefined functions, their derivatives and Subs: each such
     object is an independent variable of a rational function (after ``powsimp``), so replace them by
     fresh symbols and ``cancel``; fall back to ``simplify``."""
-    expr = sp.powsimp(sp.expand(sp.sympify(expr)), force=True)
-    atoms = list(expr.atoms(sp.Subs) | expr.atoms(sp.Derivative) |
-                 expr.atoms(sp.core.function.AppliedUndef))
-    rep = {a: sp.Dummy(f"f{i}") for i, a in enumerate(atoms)}
-    flat = expr.xreplace(rep)
-    if sp.cancel(sp.together(flat)) == 0:
+    if canonical(expr) == 0:
         return True
     return sp.simplify(expr) == 0
 

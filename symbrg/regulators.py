@@ -97,6 +97,9 @@ def angular_factor(d: Any) -> sp.Expr:
     return sp.simplify(d * loop_volume(d) / 2)
 
 
+_CLOSED_CACHE: dict = {}  # (inner shape, n, d) -> closed-form threshold function
+
+
 def _dimension(d: Any) -> sp.Expr:
     """A positive dimension: a number > 0 or a symbol (assumed positive)."""
     if isinstance(d, sp.Basic) and d.free_symbols:
@@ -224,20 +227,16 @@ class Regulator:
                 for p in ("A", "B")}
 
     def _closed_threshold(self, n: int, d: sp.Expr) -> sp.Expr:
-        key = (n, d)
-        if key not in self._closed_cache:
+        key = (self.inner, n, d)
+        if key not in _CLOSED_CACHE:
             y = Y
             r = self.inner
             integrand = d / 2 * y ** (d / 2 - 1) * (r - y * sp.diff(r, y) - ETA * r / 2) \
                 / (y + r + W) ** (n + 1)
             val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
                                (y, 0, 1), conds="none")
-            self._closed_cache[key] = sp.factor(sp.simplify(val))
-        return self._closed_cache[key]
-
-    @cached_property
-    def _closed_cache(self) -> dict:
-        return {}
+            _CLOSED_CACHE[key] = sp.factor(sp.simplify(val))
+        return _CLOSED_CACHE[key]
 
     def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
         r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
