@@ -50,34 +50,25 @@ def _say(text: str = "") -> None:
 
 def ensemble_check(inputs: np.ndarray, members: int, width: int, *, seed: int = 0,
                    block: int = 200) -> dict[str, Any]:
-    r"""Monte-Carlo NNGP of the demo network: mean of :math:`f(x_i) f(x_j)` over ``members``
-    finite-width networks (drawn in blocks of ``block`` members) against the exact kernel.
+    r"""Monte-Carlo NNGP of the demo network: the mean of :math:`f(x_i) f(x_j)` over ``members``
+    finite-width networks (:func:`symbrg.ensemble.nngp_comparison`, drawn in blocks of ``block``)
+    against the kernel of :func:`symbrg.mlp`.
 
     Returns ``kernel`` (exact, P x P), ``mc`` (sample mean), ``se`` (standard error of the mean,
     from the sample) and ``ok`` (every entry within :data:`STANDARD_ERRORS` standard errors).
     """
+    from ..ensemble import Comparison, nngp_comparison
     from ..kernel import mlp
     from ..network import network
     x = checks.finite_array("inputs", inputs, ndim=2)
-    members = checks.integer("members", members, minimum=2)
     width = checks.integer("width", width, minimum=1)
-    kernel = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B).nngp(x)
     net = network((x.shape[1],) + (width,) * DEPTH + (1,), ACTIVATION, sigma_w=SIGMA_W,
                   sigma_b=SIGMA_B, parameterization="ntk")
-    rng = np.random.default_rng(seed)
-    p = x.shape[0]
-    total, total_sq = np.zeros((p, p)), np.zeros((p, p))
-    for start in range(0, members, block):
-        m = min(block, members - start)
-        f = net.forward(net.init(m, rng), x)[..., 0]            # (m, P)
-        prod = f[:, :, None] * f[:, None, :]                   # (m, P, P)
-        total += prod.sum(axis=0)
-        total_sq += np.einsum("mij,mij->ij", prod, prod)
-    mean = total / members
-    var = (total_sq - members * mean**2) / (members - 1)
-    se = np.sqrt(np.maximum(var, 0.0) / members)
-    ok = bool(np.all(np.abs(mean - kernel) <= STANDARD_ERRORS * se))
-    return {"kernel": kernel, "mc": mean, "se": se, "ok": ok, "members": members, "width": width}
+    sample = nngp_comparison(net, x, members, seed=seed, block=block)
+    kernel = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B).nngp(x)
+    c = Comparison(sample.empirical, sample.stderr, kernel, sample.members)
+    return {"kernel": kernel, "mc": c.empirical, "se": c.stderr, "ok": c.agrees(STANDARD_ERRORS),
+            "members": c.members, "width": width}
 
 
 def _write(out: Path, name: str, d: Derivation, force: bool) -> Path:
