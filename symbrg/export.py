@@ -30,6 +30,7 @@ import textwrap
 from typing import Any, Callable, Iterable
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 
 from .derivation import Derivation, Step, Verification
@@ -767,7 +768,18 @@ def to_python(d: Derivation) -> str:
         outputs = [str(e.lhs) for e in eqs]
     else:
         outputs = [str(o) for o in program.outputs]
-    src = program.source("numpy")
+    from .errors import Unsupported
+    exprs = [e for _, e in program.assignments] + list(program.outputs)
+    symbolic = set().union(*(e.atoms(sp.Derivative, sp.Integral, sp.Limit, AppliedUndef)
+                             for e in exprs if isinstance(e, sp.Basic)))
+    if symbolic:
+        raise Unsupported("format", f"the result of {d.name or d.title!r} contains "
+                                    f"{sorted(map(str, symbolic))[0]}, which has no NumPy form")
+    try:
+        src = program.source("numpy")
+    except Exception as exc:  # a sympy printer refusing a node: say so, in one line
+        raise Unsupported("format", f"the result of {d.name or d.title!r} has no NumPy form: "
+                                    f"{str(exc).splitlines()[0]}") from None
     taken = set(re.findall(r"\b[A-Za-z_]\w*\b", src))
     idents: list[str] = []
     for k, sym in enumerate(program.inputs):

@@ -168,6 +168,10 @@ def test_python_view_needs_an_equation():
     d.step(sp.Le(a, b))
     with pytest.raises(Unsupported):
         export.to_python(d)
+    f = sp.Function("f")
+    d.step(sp.Eq(sp.Symbol("g"), sp.Derivative(f(a), a)))
+    with pytest.raises(Unsupported, match="no NumPy form"):
+        export.to_python(d)
 
 
 # ---------------------------------------------------------------- determinism and freshness
