@@ -245,15 +245,10 @@ def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: Any, anomalous: b
             M = list(vals[2 * jmax:])
         return T, S, M
     dd = mpmath.mpf(sp.N(d, mpmath.mp.dps + 5))
-    for j in range(1, jmax + 1):
-        T.append((-1) ** j * math.factorial(j) * R._quad("A", j, dd, w0))
-        if anomalous:
-            S.append((-1) ** j * math.factorial(j) * R._quad("B", j, dd, w0))
-    if anomalous:
-        Ma = lambda w: R._quad("Ma", 0, dd, w)  # noqa: E731
-        Mb = lambda w: R._quad("Mb", 0, dd, w)  # noqa: E731
-        M = [Ma(w0), Mb(w0), mpmath.diff(Ma, w0), mpmath.diff(Mb, w0)]
-    return T, S, M
+    A, B, M = R.threshold_batch(dd, w0, jmax, anomalous)
+    T = [(-1) ** j * math.factorial(j) * A[j] for j in range(1, jmax + 1)]
+    S = [(-1) ** j * math.factorial(j) * B[j] for j in range(1, jmax + 1)] if anomalous else []
+    return T, S, (list(M) if anomalous else [mpmath.mpf(0)] * 4)
 
 
 _CLOSED_CACHE: dict = {}
@@ -440,7 +435,7 @@ def _initial_guess(tr: LPATruncation) -> list:
         kap = -3 * T[0] / (mpmath.mpf(sp.N(tr.d, 30)) - 2)
         lam = w / (2 * kap)
         return kap, lam, (mpmath.mpf(sp.N(tr.d, 30)) - 4) + 9 * lam * T[1]
-    grid = [mpmath.mpf(i) / 20 for i in range(1, 200)]
+    grid = [mpmath.mpf("0.02") * mpmath.mpf("1.4") ** i for i in range(25)]   # 0.02 .. 65
     prev = None
     for w in grid:
         kap, lam, val = g1(w)

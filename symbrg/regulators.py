@@ -98,6 +98,7 @@ def angular_factor(d: Any) -> sp.Expr:
 
 
 _CLOSED_CACHE: dict = {}  # (inner shape, n, d) -> closed-form threshold function
+_NODE_CACHE: dict = {}    # (regulator, d, precision) -> quadrature nodes with regulator data
 
 
 def _dimension(d: Any) -> sp.Expr:
@@ -128,7 +129,8 @@ class ThresholdFunction(NumericFunction):
 
     @classmethod
     def mpmath_impl(cls, n: Any, d: Any, w: Any) -> Any:
-        return cls.regulator._quad(cls.part, int(n), mpmath.mpf(d), mpmath.mpf(w))
+        A, B, _ = cls.regulator.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), int(n), cls.part == "B")
+        return (A if cls.part == "A" else B)[int(n)]
 
     @classmethod
     def numpy_impl(cls, n: Any, d: Any, w: Any) -> np.ndarray:
@@ -265,8 +267,8 @@ class Regulator:
         closed = self.anomalous_threshold(d, ETA, W)
         if closed is not None:
             return mpmath.mpf(sp.N(closed.subs({ETA: eta, W: w}), mpmath.mp.dps))
-        return self._quad("Ma", 0, mpmath.mpf(d), mpmath.mpf(w)) - eta * self._quad(
-            "Mb", 0, mpmath.mpf(d), mpmath.mpf(w))
+        _, _, M = self.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), 0, anomalous=True)
+        return M[0] - eta * M[1]
 
     # ---------------------------------------------------------------- quadrature
     @cached_property
@@ -289,6 +291,97 @@ class Regulator:
             raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
         f = self._integrands[part]
         return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
+
+    @cached_property
+    def _node_functions(self) -> Callable[..., Any]:
+        """y -> (P, r - y r', r/2, P', r - y r' derivative, r') compiled once (mpmath)."""
+        from .codegen import lambdify
+        r = self.r()
+        a = r - Y * sp.diff(r, Y)
+        exprs = [Y + r, a, r / 2, 1 + sp.diff(r, Y), sp.diff(a, Y), sp.diff(r, Y)]
+        return lambdify([e.replace(sp.DiracDelta, lambda *x: sp.Integer(0)) for e in exprs], [Y], "mpmath")
+
+    def _nodes(self, d: Any) -> tuple:
+        r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
+        degree doubling until :math:`A^d_1(1)` is stable at the working precision.  Returns per-node
+        lists ``(P, ma, mb, c1a, c2a, c1b, c2b)``: :math:`P = y + r`, the weights times the
+        numerators of A and B, and of the :math:`M_a, M_b` integrands (cached per d and precision)."""
+        from mpmath.calculus.quadrature import TanhSinh
+        prec = mpmath.mp.prec
+        key = (self.name, sp.sstr(self.shape), str(d), prec)
+        if key in _NODE_CACHE:
+            return _NODE_CACHE[key]
+        ts = TanhSinh(mpmath.mp)
+        fn = self._node_functions
+        d = mpmath.mpf(d)
+        half = d / 2
+
+        def build(m: int) -> tuple:
+            cols: tuple = tuple([] for _ in range(7))
+            scale = mpmath.mpf(2) ** (-m)
+            for a, b, tail in ((0, 1, False), (1, 4, False), (4, 16, False), (0, 1, True)):
+                for k in range(1, m + 1):
+                    for x, wt in ts.get_nodes(mpmath.mpf(a), mpmath.mpf(b), k, prec):
+                        if x == 0:
+                            continue
+                        y, jac = (16 / x, 16 / x ** 2) if tail else (x, 1)
+                        try:  # cancellations in r - y r' near y = 0 cost ~2 |log2 y| bits
+                            with mpmath.workprec(prec + 40 + 3 * abs(int(mpmath.mag(y)))):
+                                P, A, B, dP, dA, dr = fn(y)
+                        except (ZeroDivisionError, OverflowError):
+                            continue
+                        wy = wt * scale * jac
+                        meas = wy * half * y ** (half - 1)
+                        yd = wy * y ** half * dP
+                        # M = -∫ y^{d/2} P' [rho'/(P+w)^4 - 2 rho P'/(P+w)^5], rho = 2a or 2b
+                        for col, v in zip(cols, (P, meas * A, meas * B, -yd * 2 * dA, 2 * yd * 2 * A * dP,
+                                                 -yd * dr, 2 * yd * 2 * B * dP)):
+                            col.append(v)
+            return cols
+
+        def a1(cols: tuple) -> Any:
+            return mpmath.fdot(cols[1], [1 / (P + 1) ** 2 for P in cols[0]])
+
+        m, cols = 3, build(3)
+        prev = a1(cols)
+        while m < 9:
+            m += 1
+            cand = build(m)
+            val = a1(cand)
+            cols, done = cand, abs(val - prev) <= mpmath.mpf(2) ** (-prec + 12) * (1 + abs(val))
+            prev = val
+            if done:
+                break
+        _NODE_CACHE[key] = cols
+        return cols
+
+    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
+        r"""All quadrature threshold numbers at one w from one fixed rule (mpmath, working precision):
+        ``A = [A_0..A_jmax]``, and with ``anomalous`` also ``B = [B_0..B_jmax]`` and
+        ``M = [M_a, M_b, M_a', M_b']`` (the anomalous-dimension functions and their w-derivatives;
+        empty lists otherwise).  The regulator must be a.e. smooth (kinks and jumps are handled in
+        the closed forms only)."""
+        if self.name == "sharp":
+            raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+        P, ma, mb, c1a, c2a, c1b, c2b = self._nodes(mpmath.mpf(d))
+        w = mpmath.mpf(w)
+        q = [1 / (p + w) for p in P]
+        qp = q
+        A, B = [], []
+        for _ in range(jmax + 1):
+            A.append(mpmath.fdot(ma, qp))
+            if anomalous:
+                B.append(mpmath.fdot(mb, qp))
+            qp = [x * y for x, y in zip(qp, q)]
+        if not anomalous:
+            return A, B, []
+        q4 = [x ** 4 for x in q]
+        q5 = [x * y for x, y in zip(q4, q)]
+        q6 = [x * y for x, y in zip(q5, q)]
+        M = [mpmath.fdot(c1a, q4) + mpmath.fdot(c2a, q5), mpmath.fdot(c1b, q4) + mpmath.fdot(c2b, q5),
+             -4 * mpmath.fdot(c1a, q5) - 5 * mpmath.fdot(c2a, q6),
+             -4 * mpmath.fdot(c1b, q5) - 5 * mpmath.fdot(c2b, q6)]
+        return A, B, M
 
     def threshold_value(self, n: int, d: Any, w: Any, eta: Any = 0) -> Any:
         r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
