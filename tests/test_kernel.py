@@ -191,3 +191,31 @@ def test_bad_input_names_argument(call, arg):
 
 def test_sigma_b_zero_is_valid():
     assert np.all(np.isfinite(mlp("relu", 2, 1.0, 0.0).nngp(X)))
+
+
+def test_cli_kernel_writes_gram_and_refuses_overwrite(tmp_path, capsys):
+    from symbrg.cli import main
+    xfile, out = tmp_path / "X.npy", tmp_path / "K.npy"
+    np.save(xfile, X)
+    args = ["kernel", "--activation", "relu", "--depth", "3", "--sigma-w", "1.4", "--sigma-b", "0.1",
+            "--x", str(xfile), "--out", str(out)]
+    assert main(args) == 0
+    np.testing.assert_allclose(np.load(out), mlp("relu", 3, 1.4, 0.1).nngp(X), rtol=1e-15)
+    assert main(args) == 2                                   # exists, no --force
+    assert "out" in capsys.readouterr().err
+    assert main(args + ["--force", "--ntk"]) == 0
+    np.testing.assert_allclose(np.load(out), mlp("relu", 3, 1.4, 0.1).ntk(X), rtol=1e-15)
+    assert main(args[:-2] + ["--out", str(tmp_path / "P.npy"), "--precision", "30"]) == 0
+    assert np.load(tmp_path / "P.npy").dtype.kind == "U"
+    assert main(["kernel", "--sigma-w", "-1", "--x", str(xfile), "--out", str(tmp_path / "B.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sigma_w" in err
+    assert not (tmp_path / "B.npy").exists()
+
+
+@pytest.mark.parametrize("fmt,needle", [("text", "K^{(3)}_{12}"), ("latex", "\\begin{"),
+                                        ("markdown", "$$"), ("python", "def _program")])
+def test_cli_derive_nngp_formats(capsys, fmt, needle):
+    from symbrg.cli import main
+    assert main(["derive", "nngp", "--activation", "relu", "--depth", "3", "--format", fmt]) == 0
+    assert needle in capsys.readouterr().out
