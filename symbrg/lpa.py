@@ -143,6 +143,12 @@ class LPATruncation:
     G: tuple
     w0: sp.Expr
     _poly: Any = field(repr=False, default=None)
+    N: int = 1
+
+    @cached_property
+    def _goldstone(self) -> list:
+        """Goldstone thresholds F^(j)(0), j = 1..n (minimum expansion, N > 1), at this precision."""
+        return _threshold_values(self.regulator, self.d, self.order, mpmath.mpf(0), False)[0]
 
     @property
     def betas(self) -> tuple:
@@ -196,6 +202,8 @@ class LPATruncation:
             deta = [((M[0] * ds[k] + s * M[2] * dw[k]) * den - s * M[0] * (M[1] * ds[k] + s * M[3] * dw[k]))
                     / den ** 2 for k in range(n)]
         point = c + list(T) + list(S) + ([eta] if self.anomalous else [])
+        if self.N > 1 and self.expansion == "minimum":
+            point += list(self._goldstone)
         vals = self._poly.evaluate(point)
         G = mpmath.matrix(vals[:n])
         J = mpmath.matrix(n, n)
@@ -272,22 +280,25 @@ def _closed_threshold_fn(R: Regulator, d: sp.Expr, jmax: int, anomalous: bool) -
     return _CLOSED_CACHE[key]
 
 
-def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool):
-    """Ring computation of G_j (polynomial in x, couplings, T, S, eta[, d])."""
+def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool, N: int = 1):
+    """Ring computation of G_j (polynomial in x, couplings, T, S, eta, Goldstone TG[, d])."""
     n = order
     cnames = (["kappa"] + [f"lambda_{i}" for i in range(2, n + 1)]) if expansion == "minimum" \
         else [f"lambda_{i}" for i in range(1, n + 1)]
     tnames = [f"T_{j}" for j in range(1, n + 2)]
     snames = [f"S_{j}" for j in range(1, n + 2)] if anomalous else []
     extra = ["eta"] if anomalous else []
+    gnames = [f"TG_{j}" for j in range(1, n + 1)] if (N > 1 and expansion == "minimum") else []
     dsym = [str(d)] if d.free_symbols else []
-    gens = ["x"] + cnames + tnames + snames + extra + dsym
+    gens = ["x"] + cnames + tnames + snames + extra + gnames + dsym
     Rg, *G = ring(",".join(gens), sp.QQ)  # noqa: N806
     x = G[0]
     cs = G[1:1 + len(cnames)]
     Ts = G[1 + len(cnames):1 + len(cnames) + len(tnames)]
     Ss = G[1 + len(cnames) + len(tnames):1 + len(cnames) + len(tnames) + len(snames)]
     eta = G[1 + len(cnames) + len(tnames) + len(snames)] if anomalous else Rg(0)
+    TGs = G[1 + len(cnames) + len(tnames) + len(snames) + len(extra):
+            1 + len(cnames) + len(tnames) + len(snames) + len(extra) + len(gnames)]
     dd = G[-1] if dsym else Rg(sp.Rational(d))
 
     def trunc(p: Any) -> Any:
@@ -314,6 +325,15 @@ def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool):
         Fp += coef * power * sp.Rational(1, math.factorial(m))
         power = trunc(power * delta)
     Gx = trunc((eta - 2) * up + (dd - 2 + eta) * rho * upp + trunc(Fp * wp))
+    if N > 1:  # N - 1 Goldstone modes of mass u' (at the minimum: massless, constant thresholds)
+        wG0 = Rg({m: c for m, c in up.terms() if m[0] == 0})
+        dG = up - wG0
+        FpG, power = Rg(0), Rg(1)
+        for m in range(0, n):
+            coef = TGs[m] if gnames else (Ts[m] - (eta * Ss[m] if anomalous else 0))
+            FpG += coef * power * sp.Rational(1, math.factorial(m))
+            power = trunc(power * dG)
+        Gx = trunc(Gx + (N - 1) * trunc(FpG * upp))
     coeffs = []
     for j in range(n):
         cj = Rg({(0,) + m[1:]: c for m, c in Gx.terms() if m[0] == j}) * math.factorial(j)
@@ -323,11 +343,12 @@ def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool):
                sum((g.diff(Ss[m]) * Ss[m + 1] for m in range(len(Ss) - 1)), Rg(0)) for g in coeffs]
     jac = [g.diff(ck) + ch * w0.diff(ck) for g, ch in zip(coeffs, chain_T) for ck in cs]
     extra_polys = [g.diff(eta) for g in coeffs] if anomalous else []
-    nvars = len(cnames) + len(tnames) + len(snames) + len(extra)
+    nvars = len(cnames) + len(tnames) + len(snames) + len(extra) + len(gnames)
     evaluator = _SparsePolys(coeffs + jac + extra_polys, nvars)
     symbols = [sp.Symbol("kappa", positive=True) if s_ == "kappa" else sp.Symbol(s_) for s_ in cnames]
     sym_map = dict(zip(gens, [sp.Symbol("x")] + symbols + [sp.Symbol(t) for t in tnames]
-                       + [sp.Symbol(s_) for s_ in snames] + ([ETA] if anomalous else []) + ([d] if dsym else [])))
+                       + [sp.Symbol(s_) for s_ in snames] + ([ETA] if anomalous else [])
+                       + [sp.Symbol(g_) for g_ in gnames] + ([d] if dsym else [])))
     exprs = tuple(c.as_expr(*[sym_map[g] for g in gens]) for c in coeffs)
     w0e = w0.as_expr(*[sym_map[g] for g in gens])
     return tuple(symbols), tuple(sp.Symbol(t) for t in tnames), tuple(sp.Symbol(s_) for s_ in snames), \
@@ -378,12 +399,18 @@ class _SparsePolys:
 
 
 def lpa_truncation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6, *,
-                   expansion: str = "minimum", anomalous: bool = False) -> LPATruncation:
+                   expansion: str = "minimum", anomalous: bool = False, N: int = 1) -> LPATruncation:
     r"""Derive the polynomial truncation of order ``order`` (:math:`\phi^{2n}`) of the LPA
-    (``anomalous=True``: LPA') flow for a regulator in d dimensions (module docstring)."""
+    (``anomalous=True``: LPA') flow for a regulator in d dimensions (module docstring).
+
+    ``N > 1``: the O(N) model, :math:`\rho = \phi_a\phi_a/2`, adding N - 1 Goldstone modes of
+    mass :math:`\hat u'` to the flow, :math:`+(N-1)\,\ell^{d\,\prime}_0(\hat u')\,\hat u''`."""
     R = regulator(reg)
     d = _dim(d)
     order = integer("order", order, minimum=1, maximum=40)
+    N = integer("N", N, minimum=1)
+    if anomalous and N > 1:
+        raise Unsupported("N", "LPA' is implemented for N = 1 (eta from the radial mode) only")
     choice("expansion", expansion, ("minimum", "zero"))
     if expansion == "minimum" and order < 2:
         raise OutOfRange("order", "the expansion around the minimum needs order >= 2 "
@@ -393,8 +420,8 @@ def lpa_truncation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
             raise Unsupported("expansion", "LPA' defines eta at the minimum: use expansion='minimum'")
         if R.name == "sharp":
             raise Unsupported("regulator", "the sharp cutoff gives no eta (non-analytic in p)")
-    cs, T, S, G, w0, poly = _series_G(order, expansion, d, anomalous)
-    return LPATruncation(R, d, order, expansion, anomalous, cs, T, S, G, w0, poly)
+    cs, T, S, G, w0, poly = _series_G(order, expansion, d, anomalous, N)
+    return LPATruncation(R, d, order, expansion, anomalous, cs, T, S, G, w0, poly, N)
 
 
 # ============================================================================ fixed points
@@ -414,27 +441,33 @@ class FixedPoint:
     omega: float | None
     residual: float
     iterations: int
+    N: int = 1
 
     def as_dict(self) -> dict:
         """JSON-ready summary (floats and strings only)."""
         return {"regulator": self.regulator, "d": float(self.d), "order": self.order,
                 "expansion": self.expansion, "truncation": "lpa'" if self.anomalous else "lpa",
-                "nu": self.nu, "omega": self.omega, "eta": self.eta,
+                "N": self.N, "nu": self.nu, "omega": self.omega, "eta": self.eta,
                 "couplings": {str(k): v for k, v in self.couplings.items()},
                 "exponents": [[float(mpmath.re(t)), float(mpmath.im(t))] for t in self.exponents],
                 "residual": self.residual, "iterations": self.iterations}
 
 
 def _initial_guess(tr: LPATruncation) -> list:
-    """Order-2 start from w0 = 2*kappa*lambda_2 solving G_0 = 0 exactly: kappa = -3 T_1/(d-2),
-    scanning w0 for a sign change of G_1 (needs d > 2)."""
+    """Order-2 start: for each trial w0 = 2 kappa lambda_2, kappa solves G_0 = 0 exactly
+    (G_0 is linear in kappa at fixed w0), lambda_2 = w0/(2 kappa); scan w0 for a sign change of
+    G_1 and refine (needs d > 2)."""
     if tr.d <= 2:
         raise Unsupported("d", "the Wilson-Fisher start needs 2 < d (give guess=...)")
-    def g1(w: Any) -> Any:
-        T, S, M = _threshold_values(tr.regulator, tr.d, 3, w, False)
-        kap = -3 * T[0] / (mpmath.mpf(sp.N(tr.d, 30)) - 2)
+    dd = mpmath.mpf(sp.N(tr.d, 30))
+    TG1 = tr._goldstone[0] if tr.N > 1 else 0
+
+    def g1(w: Any) -> tuple:
+        T, _, _ = _threshold_values(tr.regulator, tr.d, 1, w, False)
+        kap = -(3 * T[0] + (tr.N - 1) * TG1) / (dd - 2)
         lam = w / (2 * kap)
-        return kap, lam, (mpmath.mpf(sp.N(tr.d, 30)) - 4) + 9 * lam * T[1]
+        G, _, _ = tr.evaluate([kap, lam])
+        return kap, lam, G[1] / lam
     grid = [mpmath.mpf("0.02") * mpmath.mpf("1.4") ** i for i in range(25)]   # 0.02 .. 65
     prev = None
     for w in grid:
@@ -498,19 +531,19 @@ def fixed_point(tr: LPATruncation, guess: Sequence[Any] | None = None, *, dps: i
         omega = float(min(irr)) if irr else None
         return FixedPoint(tr.regulator.name, tr.d, tr.order, tr.expansion, tr.anomalous,
                           {s: float(v) for s, v in zip(tr.couplings, c)}, float(eta), theta, nu, omega,
-                          float(res), its)
+                          float(res), its, tr.N)
 
 
 def _continued_guess(tr: LPATruncation, dps: int) -> list:
     """Continuation in the order: solve order 2, 3, ... n, each from the previous solution."""
     if tr.expansion == "zero":
         raise Unsupported("guess", "give guess= for the expansion around zero (Gaussian: zeros)")
-    base = lpa_truncation(tr.regulator, tr.d, 2, anomalous=False)
+    base = lpa_truncation(tr.regulator, tr.d, 2, anomalous=False, N=tr.N)
     c = _initial_guess(base)
     tol = mpmath.mpf(10) ** (-(dps - 10))
     c, _, _ = _newton(base, c, tol)
     for n in range(3, tr.order + 1):
-        sub = lpa_truncation(tr.regulator, tr.d, n, anomalous=False)
+        sub = lpa_truncation(tr.regulator, tr.d, n, anomalous=False, N=tr.N)
         c, _, _ = _newton(sub, list(c) + [mpmath.mpf(0)], tol)
     if tr.anomalous:
         c, _, _ = _newton(tr, c, tol)
@@ -518,14 +551,14 @@ def _continued_guess(tr: LPATruncation, dps: int) -> list:
 
 
 def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequence[int] = range(2, 11),
-                      *, anomalous: bool = False, dps: int = 30) -> list[FixedPoint]:
+                      *, anomalous: bool = False, dps: int = 30, N: int = 1) -> list[FixedPoint]:
     r"""Fixed points and exponents for each order, continued from order to order."""
     R = regulator(reg)
     orders = [integer("order", o, minimum=2) for o in orders]
     out = []
     c = None
     for n in range(2, max(orders) + 1):
-        tr = lpa_truncation(R, d, n, anomalous=anomalous)
+        tr = lpa_truncation(R, d, n, anomalous=anomalous, N=N)
         guess = None if c is None else list(c.values()) + [0.0]
         fp = fixed_point(tr, guess, dps=dps)
         c = fp.couplings
@@ -534,13 +567,13 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
     return out
 
 
-def gaussian_fixed_point(reg: "str | Regulator" = "litim", d: Any = D, order: int = 6) -> dict:
+def gaussian_fixed_point(reg: "str | Regulator" = "litim", d: Any = D, order: int = 6, N: int = 1) -> dict:
     r"""The Gaussian fixed point :math:`\hat u' = 0` in the expansion around zero field: the
     stability matrix is triangular, with exponents :math:`\theta_j = 2 - (d-2)j = d - (j+1)(d-2)`
     (:math:`\phi^{2(j+1)}`, j = 0..n-1), so :math:`\nu = 1/2` and :math:`\eta = 0`; d may be symbolic.
     Returns ``{"theta": [...], "nu": ..., "omega": ..., "eta": 0, "triangular": bool}``."""
     R = regulator(reg)
-    tr = lpa_truncation(R, d, order, expansion="zero")
+    tr = lpa_truncation(R, d, order, expansion="zero", N=N)
     cs = tr.couplings
     at0 = {c: 0 for c in cs}
     G0 = [g.subs(at0) for g in tr.G]
@@ -584,14 +617,14 @@ def polynomial_couplings(potential: Any, order: int, *, field: sp.Symbol | None 
 
 # ============================================================================ derivation
 def lpa_derivation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6, *,
-                   anomalous: bool = False, dps: int = 30) -> Derivation:
+                   anomalous: bool = False, dps: int = 30, N: int = 1) -> Derivation:
     r"""Derivation of the LPA (LPA') fixed point at order n: dimensionless flow, flow of
     :math:`\hat u'`, ansatz, projected beta functions (checked against direct differentiation of
     the flow for a closed-form regulator), the fixed point (residual) and the exponents."""
     R = regulator(reg)
-    tr = lpa_truncation(R, d, order, anomalous=anomalous)
+    tr = lpa_truncation(R, d, order, anomalous=anomalous, N=N)
     fp = fixed_point(tr, dps=dps)
-    label = "LPA'" if anomalous else "LPA"
+    label = ("LPA'" if anomalous else "LPA") + (f" O({N})" if N > 1 else "")
     dv = Derivation(f"{label} fixed point truncated at $\\phi^{{{2 * order}}}$, {R.name} regulator, "
                     f"$d = {sp.latex(tr.d)}$",
                     "Hat variables $\\hat\\rho = \\tilde\\rho/v_d$, $\\hat u = u/v_d$; "

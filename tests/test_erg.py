@@ -245,6 +245,15 @@ def test_regulator_comparison():
     assert nus["sharp"] == pytest.approx(0.6895, abs=2e-4)
 
 
+def test_o_n_models():
+    """Litim LPA, d = 3: nu(N=2) = 0.7082, nu(N=3) = 0.7611 (Litim 2002); N -> oo: nu -> 1/(d-2)."""
+    nu = {N: lpa.convergence_table("litim", 3, [10], N=N)[0].nu for N in (2, 3, 1000)}
+    assert nu[2] == pytest.approx(0.7082, abs=3e-4) and nu[3] == pytest.approx(0.7611, abs=3e-4)
+    assert abs(nu[1000] - 1) < 5e-3
+    g = lpa.gaussian_fixed_point("litim", D, 3, N=4)
+    assert g["theta"][:2] == [2, 4 - D]
+
+
 def test_lpa_prime():
     rows = lpa.convergence_table("litim", 3, [6, 8], anomalous=True)
     assert 0 < rows[-1].eta < 0.2

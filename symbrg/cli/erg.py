@@ -14,6 +14,7 @@ ERG_EPILOG = """examples:
   symbrg erg lpa --dim 3 --regulator exponential --order 8 --json
   symbrg erg lpa --dim 3 --regulator litim --order 12 --table
   symbrg erg lpa --dim 3 --regulator litim --order 8 --truncation "lpa'"
+  symbrg erg lpa --dim 3 --regulator litim --order 10 --N 3
   symbrg erg gaussian --dim d --order 5
   symbrg erg threshold --regulator exponential --dim 3 --n 1 --w 0.5
 regulators: sharp, litim, exponential, power:b, 'K:<cutoff function of z>', 'r:<shape of y>'
@@ -58,10 +59,10 @@ def run_lpa(ns: argparse.Namespace) -> int:
     choice("truncation", ns.truncation, ("lpa", "lpa'"))
     prime = ns.truncation == "lpa'"
     if ns.table:
-        rows = convergence_table(ns.regulator, d, range(2, order + 1), anomalous=prime, dps=ns.dps)
+        rows = convergence_table(ns.regulator, d, range(2, order + 1), anomalous=prime, dps=ns.dps, N=ns.N)
         fp = rows[-1]
     else:
-        tr = lpa_truncation(ns.regulator, d, order, anomalous=prime)
+        tr = lpa_truncation(ns.regulator, d, order, anomalous=prime, N=ns.N)
         fp = fixed_point(tr, dps=ns.dps)
         rows = [fp]
     if ns.json:
@@ -70,7 +71,7 @@ def run_lpa(ns: argparse.Namespace) -> int:
             out["table"] = [{"order": r.order, "nu": r.nu, "omega": r.omega, "eta": r.eta} for r in rows]
         print(json.dumps(out, indent=2))
         return 0
-    label = "LPA'" if prime else "LPA"
+    label = ("LPA'" if prime else "LPA") + (f" O({ns.N})" if ns.N > 1 else "")
     print(f"{label} Wilson-Fisher fixed point, regulator {fp.regulator}, d = {fp.d}, "
           f"order phi^{2 * fp.order} (hat variables rho/v_d, u/v_d)")
     if ns.table:
@@ -135,7 +136,7 @@ def run_derive(ns: argparse.Namespace) -> int:
         choice("part", ns.part, parts)
         dv = parts[ns.part]()
     elif ns.what == "lpa":
-        dv = lpa.lpa_derivation(ns.regulator, d, ns.order, anomalous=ns.truncation == "lpa'")
+        dv = lpa.lpa_derivation(ns.regulator, d, ns.order, anomalous=ns.truncation == "lpa'", N=ns.N)
     else:
         dv = erg.free_theory_derivation(ns.regulator, d)
     print(render(dv, ns.format), end="")
@@ -155,9 +156,10 @@ def register(commands, derive) -> None:
                        "minimum to order phi^(2N); Newton solve; critical exponents.",
                        epilog=ERG_EPILOG, formatter_class=fmt)
     _common(p)
-    p.add_argument("--order", type=int, default=8, help="truncation order N: phi^(2N) (default 8)")
+    p.add_argument("--order", type=int, default=8, help="truncation order n: phi^(2n) (default 8)")
     p.add_argument("--truncation", default="lpa", help="lpa (default) or lpa' (with eta)")
-    p.add_argument("--table", action="store_true", help="convergence table for orders 2..N")
+    p.add_argument("--table", action="store_true", help="convergence table for orders 2..n")
+    p.add_argument("--N", type=int, default=1, help="O(N) model: number of field components (default 1)")
     p.add_argument("--dps", type=int, default=30, help="working digits (default 30)")
     p.add_argument("--json", action="store_true", help="print JSON (keys nu, omega, order, regulator, ...)")
     p.set_defaults(func=run_lpa)
@@ -192,5 +194,6 @@ def register(commands, derive) -> None:
         if what == "polchinski":
             q.add_argument("--part", default="all", help="all (default), toy, gaussian, wilson")
         if what == "lpa":
-            q.add_argument("--order", type=int, default=6, help="truncation order N (default 6)")
+            q.add_argument("--order", type=int, default=6, help="truncation order n: phi^(2n) (default 6)")
+            q.add_argument("--N", type=int, default=1, help="O(N) components (default 1)")
         q.set_defaults(func=run_derive, what=what)
