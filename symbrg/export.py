@@ -532,7 +532,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{lmodern}
 \usepackage[letterpaper,margin=1in]{geometry}
 \usepackage{amsmath,amssymb}
-\usepackage{booktabs}
+\usepackage{booktabs,longtable}
 \usepackage[hidelinks,hyperfootnotes=false]{hyperref}
 \tolerance=2000
 \emergencystretch=3em
@@ -604,16 +604,17 @@ def _latex_body(d: Derivation) -> str:
                    "random points of the stated domain; ``assumed'' marks definitions and results "
                    "taken from the cited literature. The result of this appendix is "
                    f"Eq.~\\eqref{{{_label(last.label)}}}.\n")
-        out.append("\\begin{table}[htbp]\n\\centering\n\\begin{tabular}{lllr}\n\\toprule\n"
-                   "Equation & Status & Points (digits) & Max.\\ error \\\\\n\\midrule")
+        head = "Equation & Status & Points (digits) & Max.\\ error \\\\\n\\midrule"
+        out.append("\\begin{longtable}{lllr}\n\\caption{Verification status of every step of "
+                   f"Appendix~\\ref{{{anchor}}}.}}\\label{{{tab}}}\\\\\n\\toprule\n{head}\n\\endfirsthead\n"
+                   f"\\toprule\n{head}\n\\endhead\n\\bottomrule\n\\endfoot")
         for s in d.steps:
             v = s.verification
             pts = f"{v.points} ({v.dps})" if v.points else "--"
             err = ("$0$" if not v.max_abs_error else f"$\\le 10^{{{_decade(v.max_abs_error)}}}$") \
                 if v.points else "--"
             out.append(f"\\eqref{{{_label(s.label)}}} & {_status_word(v)} & {pts} & {err} \\\\")
-        out.append("\\bottomrule\n\\end{tabular}\n\\caption{Verification status of every step of "
-                   f"Appendix~\\ref{{{anchor}}}.}}\n\\label{{{tab}}}\n\\end{{table}}\n")
+        out.append("\\end{longtable}\n")
     order = [k for k in _citation_order(d) if k in d.references]
     if order:
         out.append("\\begin{thebibliography}{" + "9" * len(str(len(order))) + "}")
@@ -627,7 +628,7 @@ def to_latex(d: Derivation, standalone: bool = True) -> str:
     r"""LaTeX view: a whole pdflatex-ready document, or (``standalone=False``) its body alone.
 
     The document is one appendix (``\appendix``, equations numbered A.1, A.2, ...).  The body
-    needs amsmath and booktabs and defines its two macros with ``\providecommand``, so it can be
+    needs amsmath, booktabs and longtable and defines its two macros with ``\providecommand``, so it can be
     ``\input`` into a paper's appendix.
     """
     body = _latex_body(d)
