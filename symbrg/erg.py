@@ -472,15 +472,24 @@ def wetterich_lpa(potential: Any, reg: "str | Regulator" = "litim", d: Any = D, 
                   Zk: Any = 1, eta: Any = 0) -> sp.Expr:
     r"""Right side of the LPA (LPA' with ``Zk``, ``eta``) Wetterich flow of the dimensionful potential,
 
-    .. math:: \partial_t U_k(\phi) = v_d\,k^d\,\ell^d_0\big(U_k''(\phi)/(Z_k k^2);\eta\big),
+    .. math:: \partial_t U_k(\phi) = v_d\,k^d\,\big[\ell^d_0\big(U_k''/(Z_k k^2);\eta\big)
+              + (N-1)\,\ell^d_0\big(U_k'/(\phi Z_k k^2);\eta\big)\big],
 
-    for a potential U (sympy, in :data:`PHI`, or in :data:`RHO` = :math:`\phi^2/2`) and any regulator.
+    for a potential U (sympy, in :data:`PHI`, or in :data:`RHO` = :math:`\phi^2/2`) or a
+    :class:`ScalarTheory` (which supplies d, Z and N), and any regulator.
     """
     R = regulator(reg)
+    N = 1
+    if isinstance(potential, ScalarTheory):
+        potential, d, Zk, N = potential.potential, potential.d, potential.Z, potential.N
     d = dimension(d)
     U = _field_potential(potential)
     w = sp.diff(U, PHI, 2) / (sp.sympify(Zk) * k ** 2)
-    return loop_volume(d) * k ** d * R.threshold(0, d, eta, w)
+    flow = loop_volume(d) * k ** d * R.threshold(0, d, eta, w)
+    if N > 1:  # N - 1 Goldstone modes with mass U'/phi
+        flow += (N - 1) * loop_volume(d) * k ** d * R.threshold(
+            0, d, eta, sp.cancel(sp.diff(U, PHI) / PHI) / (sp.sympify(Zk) * k ** 2))
+    return flow
 
 
 def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, truncation: str = "lpa") -> Derivation:
@@ -507,7 +516,7 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
     G2 = sp.Symbol("Gamma_k^(2)")
     Rk = sp.Symbol("R_k")
     dv.step(sp.Eq(sp.Derivative(Gamma(t), t),
-                  sp.Symbol("Tr") * sp.Derivative(Rk, t) / (G2 + Rk) / 2),
+                  sp.Function("Tr")(sp.Derivative(Rk, t) / (G2 + Rk)) / 2),
         "Wetterich equation", "eq:wet-exact", cites=("Wetterich1993",))
     y = sp.Symbol("y", positive=True)
     Zs = sp.Symbol("Z_k", positive=True)

@@ -46,7 +46,7 @@ from .errors import ConvergenceError, InvalidArgument, OutOfRange, Unsupported
 from .regulators import D, ETA, W, Regulator, loop_volume, regulator
 
 __all__ = ["LPATruncation", "FixedPoint", "lpa_truncation", "fixed_point", "convergence_table",
-           "gaussian_fixed_point", "polynomial_couplings", "dimensionless_flow", "anomalous_dimension",
+           "gaussian_fixed_point", "polynomial_couplings", "potential_flow", "dimensionless_flow", "anomalous_dimension",
            "lpa_derivation", "KNOWN_LITIM_LPA_3D"]
 
 #: Converged LPA exponents in d = 3 with the Litim regulator (Litim, Nucl. Phys. B 631 (2002) 128).
@@ -613,6 +613,35 @@ def polynomial_couplings(potential: Any, order: int, *, field: sp.Symbol | None 
         raise OutOfRange("order", f"the potential has degree {P.degree()} > 2*order = {2 * order}")
     Ur = sp.expand(U.subs(phi, sp.sqrt(2 * RHO)))
     return {f"lambda_{i}": sp.diff(Ur, RHO, i).subs(RHO, 0) for i in range(1, order + 1)}
+
+
+def potential_flow(potential: Any, reg: "str | Regulator" = "litim", d: Any = 3, order: int | None = None,
+                   *, N: int = 1, dps: int = 30) -> dict:
+    r"""Beta functions of the zero-field couplings :math:`\lambda_i = \partial^i_{\tilde\rho} u|_0`
+    of a dimensionless Z2 polynomial potential :math:`u(\tilde\phi)` in the LPA truncation of order
+    ``order`` (default: its degree/2).  Evaluated in hat variables
+    (:math:`\hat\lambda_i = v_d^{\,i-1}\lambda_i`) and converted back; a non-polynomial potential
+    raises :class:`~symbrg.errors.Unsupported` naming ``potential``.
+    Returns ``{"lambda_i": (value, beta)}``."""
+    U = sp.sympify(potential)
+    phi = sp.Symbol("phi", real=True)
+    if order is None:
+        if not U.subs(RHO, phi ** 2 / 2).is_polynomial(phi):
+            raise Unsupported("potential", f"a polynomial truncation needs a polynomial potential, got {U}")
+        order = max(1, sp.Poly(U.subs(RHO, phi ** 2 / 2), phi).degree() // 2)
+    lam = polynomial_couplings(U, order, field=phi)
+    tr = lpa_truncation(reg, d, order, expansion="zero", N=N)
+    with mpmath.workdps(dps):
+        vd = mpmath.mpf(sp.N(loop_volume(tr.d), dps + 5))
+        vals = []
+        for i in range(1, order + 1):
+            v = lam[f"lambda_{i}"]
+            if getattr(v, "free_symbols", None):
+                raise InvalidArgument("potential", "the couplings must be numbers for a numeric flow")
+            vals.append(mpmath.mpf(sp.N(v, dps + 5)) * vd ** (i - 1))
+        G, _, _ = tr.evaluate(vals)
+        return {f"lambda_{i}": (float(vals[i - 1] / vd ** (i - 1)), float(G[i - 1] / vd ** (i - 1)))
+                for i in range(1, order + 1)}
 
 
 # ============================================================================ derivation

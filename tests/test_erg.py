@@ -113,6 +113,20 @@ def test_anomalous_threshold_integration_by_parts():
     assert abs(val - R.anomalous_threshold_value(3, 0.3)) < 1e-12
 
 
+@pytest.mark.parametrize("name", ["exponential", "power:3"])
+def test_batched_quadrature_matches_adaptive_quadrature(name):
+    """The fixed-rule batch (used in the fixed-point solver) against mpmath's adaptive quad."""
+    R = regulator(name)
+    with mpmath.workdps(25):
+        A, B, M = R.threshold_batch(3, mpmath.mpf("0.45"), 3, anomalous=True)
+        for j in range(4):
+            assert abs(A[j] - R._quad("A", j, mpmath.mpf(3), mpmath.mpf("0.45"))) < 1e-20
+            assert abs(B[j] - R._quad("B", j, mpmath.mpf(3), mpmath.mpf("0.45"))) < 1e-20
+        assert abs(M[0] - R._quad("Ma", 0, mpmath.mpf(3), mpmath.mpf("0.45"))) < 1e-20
+        dM = mpmath.diff(lambda w: R._quad("Mb", 0, mpmath.mpf(3), w), mpmath.mpf("0.45"))
+        assert abs(M[3] - dM) < 1e-15
+
+
 def test_litim_anomalous_threshold():
     assert sp.simplify(regulator("litim").anomalous_threshold(D, ETA, W) - (1 + W) ** -4) == 0
     with pytest.raises(Unsupported):
@@ -197,6 +211,15 @@ def test_litim_lpa_flow_matches_reference():
 def test_wetterich_derivations(name):
     assert erg.wetterich_derivation(name, 3).verified
     assert erg.wetterich_derivation(name, 3, truncation="lpa'").verified
+
+
+def test_free_theory_dimensionless_mass_exponent_two():
+    """LPA, any regulator: u = m^2 phi^2/2 gives beta(m^2) = -2 m^2 exactly (no loop term)."""
+    for name in ("litim", "exponential", "sharp"):
+        out = lpa.potential_flow(sp.Rational(3, 10) * erg.PHI ** 2 / 2, name, 3)
+        assert out["lambda_1"][1] == pytest.approx(-0.6, abs=1e-14)
+    with pytest.raises(Unsupported):
+        lpa.potential_flow(sp.cosh(erg.PHI), "litim", 3)
 
 
 def test_free_theory():
