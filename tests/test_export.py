@@ -214,7 +214,7 @@ def small_library(monkeypatch):
 # ---------------------------------------------------------------------------- compile check
 def _compile(tex: Path, workdir: Path) -> list[str]:
     """pdflatex once; return the problems (errors, overfull boxes wider than OVERFULL_PT)."""
-    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+    run = subprocess.run(["pdflatex", "-draftmode", "-interaction=nonstopmode", "-halt-on-error",
                           f"-output-directory={workdir}", str(tex)], capture_output=True, text=True,
                          timeout=120)
     log = (workdir / (tex.stem + ".log")).read_text(errors="replace")
@@ -240,6 +240,16 @@ def test_documents_compile_without_overfull_boxes(tmp_path):
         if problems:
             failures[tex.name] = problems[:3]
     assert not failures, failures
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_compile_check_catches_overfull_boxes(tmp_path):
+    """The check has power: a raw (unbreakable) display far wider than the page is reported."""
+    d = Derivation("Too wide", "A raw LaTeX statement is printed as given.", name="wide")
+    d.step(" ".join(f"x_{{{k}}}" for k in range(120)), "Unbreakable.", "eq:wide")
+    src = tmp_path / "wide.tex"
+    src.write_text(d.to_latex())
+    assert any("Overfull" in p for p in _compile(src, tmp_path))
 
 
 # --------------------------------------------------------------------------------------- CLI
