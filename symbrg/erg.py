@@ -30,7 +30,7 @@ local potential approximation with the threshold functions of :mod:`symbrg.regul
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import sympy as sp
 
