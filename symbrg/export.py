@@ -638,9 +638,10 @@ def to_latex(d: Derivation, standalone: bool = True) -> str:
 
 
 def to_jupyter_latex(d: Derivation) -> str:
-    """The equations alone, numbered, in one ``gather*`` block MathJax renders (``_repr_latex_``)."""
+    """The equations alone, numbered, in one top-level ``gather*`` environment, which MathJax
+    (Jupyter's ``text/latex`` renderer) typesets as it stands (``_repr_latex_``)."""
     lines = [f"{_display(equation_rows(s, width=1e9))} \\tag{{{n}}}" for n, s in enumerate(d.steps, 1)]
-    return "$$\n\\begin{gather*}\n" + " \\\\\n".join(lines) + "\n\\end{gather*}\n$$"
+    return "\\begin{gather*}\n" + " \\\\\n".join(lines) + "\n\\end{gather*}"
 
 
 # --------------------------------------------------------------------------------------------

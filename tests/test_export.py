@@ -137,7 +137,7 @@ def test_markdown_and_jupyter_views():
     assert "- [knuth]" in md
     assert d._repr_markdown_() == md
     jl = d._repr_latex_()
-    assert jl.startswith("$$") and jl.count("\\tag{") == len(d.steps)
+    assert jl.startswith("\\begin{gather*}") and jl.count("\\tag{") == len(d.steps)
 
 
 def test_python_view_runs_and_matches_sympy():
