@@ -292,9 +292,11 @@ def gaussian_modes_derivation(reg: "str | Regulator | None" = None, modes: int =
     dv = Derivation(f"Polchinski flow of a Gaussian theory, mode by mode ({name})",
                     "Finite-mode truncation; each mode diffuses independently.", name="gauss")
     dv.references.update(REFERENCES)
-    dv.step(tuple(sp.Eq(sp.Symbol(f"C_{i + 1}"), c.subs(Kf, sp.Lambda(zz, Kexpr)))
+    dv.step(tuple(sp.Eq(sp.Symbol(f"C_{i + 1}"), c if reg is None else c.subs(Kf, sp.Lambda(zz, Kexpr)))
                   for i, c in enumerate(cov)),
-            "cut-off covariances $C_\\Lambda(p) = K(p^2/\\Lambda^2)/G^{-1}(p^2)$", "eq:gauss-cov")
+            "cut-off covariances $C_\\Lambda(p) = K(p^2/\\Lambda^2)/G^{-1}(p^2)$"
+            + (" (K arbitrary; spot checks with $K = e^{-az}/(1+bz^2)$)" if reg is None else ""),
+            "eq:gauss-cov")
 
     def solution(cs: list, cs0: list) -> sp.Expr:
         sol = [gaussian_mode_flow(g, c, c0) for g, c, c0 in zip(gs, cs, cs0)]

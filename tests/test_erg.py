@@ -285,6 +285,25 @@ def test_lpa_prime():
         lpa.lpa_truncation("sharp", 3, 4, anomalous=True)
 
 
+@pytest.mark.parametrize("name, prime", [("litim", True), ("exponential", False), ("exponential", True)])
+def test_exact_jacobian_against_finite_differences(name, prime):
+    """The symbolic Jacobian (ring derivatives + threshold chain rule + eta chain rule) that drives
+    Newton and the exponents agrees with central differences of G at 30 digits."""
+    tr = lpa.lpa_truncation(name, 3, 4, anomalous=prime)
+    c = [mpmath.mpf(v) for v in ("1.7", "0.12", "0.03", "0.006")]
+    with mpmath.workdps(30):
+        _, J, _ = tr.evaluate(c)
+        h = mpmath.mpf(10) ** -10
+        for k in range(4):
+            up = list(c)
+            dn = list(c)
+            up[k] += h
+            dn[k] -= h
+            col = (tr.evaluate(up)[0] - tr.evaluate(dn)[0]) / (2 * h)
+            for i in range(4):
+                assert abs(col[i] - J[i, k]) < 1e-12 * (1 + abs(J[i, k]))
+
+
 def test_lpa_derivation():
     dv = lpa.lpa_derivation("litim", 3, 5)
     assert dv.verified
