@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -41,7 +41,8 @@ __all__ = ["FORMATS", "LINE_WIDTH", "render", "to_text", "to_latex", "to_markdow
 #: Formats accepted by :func:`render` (and by ``--format`` on the command line).
 FORMATS = ("text", "latex", "markdown", "python")
 
-#: Line budget for displayed equations, in :func:`latex_width` units (about 6.2 pt each at 11 pt, calibrated against TeX).
+#: Line budget for displayed equations, in :func:`latex_width` units (about 6.2 pt each at
+#: 11 pt, calibrated against TeX's widths of the library's equations; 62 units = 6 in).
 LINE_WIDTH = 62.0
 
 _LATEX_SETTINGS = {"inv_trig_style": "full"}

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 from . import checks
 from .derivation import Derivation
-from .errors import InvalidArgument, OutputExists, Unsupported, UnknownName
+from .errors import InvalidArgument, OutputExists, Unsupported
 
 __all__ = ["Entry", "LIBRARY", "EXTENSIONS", "available", "names", "build", "kernel_map",
            "render_entry", "write_library"]
@@ -97,7 +97,8 @@ def kernel_map(activation: str, kind: str = "nngp", depth: int = 1) -> Derivatio
     act = [lay.activation for lay in arch.layers if hasattr(lay, "activation")][0]
     readable = next((r for spec, _, r in KERNEL_FAMILIES if spec == activation), act.name)
     checks.integer("depth", depth, minimum=1)
-    title = f"{kind.upper()} per-layer map of a {readable} network" + (f", depth {depth}" if depth > 1 else "")
+    title = f"{kind.upper()} per-layer map of a {readable} network"
+    title += f", depth {depth}" if depth > 1 else ""
     d = Derivation(title, base.introduction,
                    references=dict(base.references), name=base.name)
     *rules, program = base.steps
