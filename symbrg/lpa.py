@@ -46,7 +46,7 @@ from .errors import ConvergenceError, InvalidArgument, OutOfRange, Unsupported
 from .regulators import D, ETA, W, Regulator, loop_volume, regulator
 
 __all__ = ["LPATruncation", "FixedPoint", "lpa_truncation", "fixed_point", "convergence_table",
-           "gaussian_fixed_point", "polynomial_couplings", "potential_flow", "dimensionless_flow", "anomalous_dimension",
+           "gaussian_fixed_point", "polynomial_couplings", "potential_flow", "compare_regulators", "dimensionless_flow", "anomalous_dimension",
            "lpa_derivation", "KNOWN_LITIM_LPA_3D"]
 
 #: Converged LPA exponents in d = 3 with the Litim regulator (Litim, Nucl. Phys. B 631 (2002) 128).
@@ -556,6 +556,20 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
         c = fp.couplings
         if n in orders:
             out.append(fp)
+    return out
+
+
+def compare_regulators(regs: Sequence[str] = ("litim", "exponential", "sharp"), d: Any = 3, order: int = 8,
+                       *, anomalous: bool = False, N: int = 1, dps: int = 20) -> list[FixedPoint]:
+    r"""The Wilson-Fisher fixed point at one order for several regulators (each continued in the
+    order from 2), to compare the regulator dependence of :math:`\nu`, :math:`\omega` (and
+    :math:`\eta`).  Regulators that do not support the request (sharp with LPA') are skipped."""
+    out = []
+    for name in regs:
+        R = regulator(name)
+        if anomalous and R.name == "sharp":
+            continue
+        out.append(convergence_table(R, d, [order], anomalous=anomalous, dps=dps, N=N)[0])
     return out
 
 

@@ -352,6 +352,13 @@ def test_cli_table_and_derive(capsys):
     assert "4 - d" in capsys.readouterr().out
 
 
+def test_cli_compare_json(capsys):
+    assert main(["erg", "compare", "--order", "4", "--regulators", "litim", "power:4", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["regulator"] for r in rows] == ["litim", "power:4"]
+    assert rows[0]["nu"] == pytest.approx(0.6505738, abs=1e-6)
+
+
 @pytest.mark.parametrize("argv, name", [
     (["erg", "lpa", "--dim", "0"], "d"),
     (["erg", "lpa", "--regulator", "foo"], "regulator"),

@@ -15,6 +15,7 @@ ERG_EPILOG = """examples:
   symbrg erg lpa --dim 3 --regulator litim --order 12 --table
   symbrg erg lpa --dim 3 --regulator litim --order 8 --truncation "lpa'"
   symbrg erg lpa --dim 3 --regulator litim --order 10 --N 3
+  symbrg erg compare --order 8 --regulators litim exponential sharp "K:exp(-z**2)"
   symbrg erg gaussian --dim d --order 5
   symbrg erg threshold --regulator exponential --dim 3 --n 1 --w 0.5
 regulators: sharp, litim, exponential, power:b, 'K:<cutoff function of z>', 'r:<shape of y>'
@@ -91,6 +92,23 @@ def run_lpa(ns: argparse.Namespace) -> int:
     return 0
 
 
+def run_compare(ns: argparse.Namespace) -> int:
+    from ..checks import choice, integer
+    from ..lpa import compare_regulators
+    choice("truncation", ns.truncation, ("lpa", "lpa'"))
+    rows = compare_regulators(ns.regulators, parse_dimension(ns.dim), integer("order", ns.order, minimum=2),
+                              anomalous=ns.truncation == "lpa'", N=ns.N, dps=ns.dps)
+    if ns.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    print(f"{ns.truncation.upper()} Wilson-Fisher fixed point, d = {ns.dim}, N = {ns.N}, order phi^{2 * ns.order}")
+    print(f"{'regulator':<16} {'nu':>11} {'omega':>11} {'eta':>9}")
+    for r in rows:
+        om = f"{r.omega:11.7f}" if r.omega is not None else f"{'-':>11}"
+        print(f"{r.regulator:<16} {r.nu:11.7f} {om} {r.eta:9.5f}")
+    return 0
+
+
 def run_gaussian(ns: argparse.Namespace) -> int:
     from ..lpa import gaussian_fixed_point
     g = gaussian_fixed_point(ns.regulator, parse_dimension(ns.dim), ns.order)
@@ -163,6 +181,18 @@ def register(commands, derive) -> None:
     p.add_argument("--dps", type=int, default=30, help="working digits (default 30)")
     p.add_argument("--json", action="store_true", help="print JSON (keys nu, omega, order, regulator, ...)")
     p.set_defaults(func=run_lpa)
+
+    c = sub.add_parser("compare", help="nu, omega (eta) of the Wilson-Fisher point for several regulators",
+                       epilog=ERG_EPILOG, formatter_class=fmt)
+    c.add_argument("--dim", default="3", help="dimension (default 3)")
+    c.add_argument("--regulators", nargs="+", default=["litim", "exponential", "sharp"],
+                   help="regulator names (default: litim exponential sharp)")
+    c.add_argument("--order", type=int, default=8, help="truncation order n: phi^(2n) (default 8)")
+    c.add_argument("--truncation", default="lpa", help="lpa (default) or lpa'")
+    c.add_argument("--N", type=int, default=1, help="O(N) components (default 1)")
+    c.add_argument("--dps", type=int, default=20, help="working digits (default 20)")
+    c.add_argument("--json", action="store_true", help="print JSON (a list of fixed points)")
+    c.set_defaults(func=run_compare)
 
     g = sub.add_parser("gaussian", help="exponents of the Gaussian fixed point (symbolic d allowed)",
                        epilog=ERG_EPILOG, formatter_class=fmt)
