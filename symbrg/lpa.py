@@ -25,6 +25,7 @@ Critical exponents: :math:`\theta_i = -\mathrm{eig}_i(\partial\beta/\partial g)`
 :math:`\partial\beta/\partial g`.  LPA' (minimum expansion): :math:`\eta` from the :math:`p^2`
 coefficient of the two-point flow at the minimum,
 :math:`\eta = 2\kappa(3\lambda_2 + 2\kappa\lambda_3)^2\, m^d(2\kappa\lambda_2;\eta)` (hat variables).
+O(N) (``N > 1``, LPA): N - 1 Goldstone modes add :math:`(N-1)\,\ell^{d\,\prime}_0(\hat u')\,\hat u''`.
 Beta functions are derived once, symbolically, with the threshold derivatives
 :math:`T_j = \partial^j_w A^d_0(w_0)`, :math:`S_j = \partial^j_w B^d_0(w_0)` as symbols; their
 values come from closed forms (Litim, sharp) or mpmath quadrature.

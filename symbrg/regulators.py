@@ -49,9 +49,12 @@ flow, after an integration by parts in :math:`y`; :math:`P = y + r`) is
         \frac{d}{dy}\,\frac{2(r - y r') - \eta\, r}{(P + w)^2} = M^d_a(w) - \eta\, M^d_b(w),
 
 with :math:`\Theta(0) = 1/2` at coinciding jumps (this reproduces the exact momentum-shell limit);
-for Litim :math:`m^d = (1+w)^{-4}`.  Closed forms (any symbolic d) exist for ``litim``, ``sharp``
-and every compactly supported shape; all others are evaluated by mpmath quadrature through
-:class:`ThresholdFunction` (a :class:`~symbrg.special.NumericFunction`, differentiable in w).
+for Litim :math:`m^d = (1+w)^{-4}`.  Closed forms (any symbolic d) exist for ``litim`` and
+``sharp``; all other regulators are evaluated by mpmath quadrature: symbolically through
+:class:`ThresholdFunction` (a :class:`~symbrg.special.NumericFunction`, differentiable in w), and
+in bulk by :meth:`Regulator.threshold_batch`, one fixed tanh-sinh rule per (regulator, d,
+precision) that returns all :math:`A_j, B_j, M_a, M_b, M_a', M_b'` at a given w in one pass.
+Quadrature sees the a.e. derivative of r (user shapes with kinks are fine; jumps are not).
 """
 from __future__ import annotations
 
