@@ -62,8 +62,8 @@ class _Printer(LatexPrinter):
 
 def _latex(expr: Any) -> str:
     if isinstance(expr, str):
-        return expr
-    return _Printer(_LATEX_SETTINGS).doprint(expr)
+        return _unicode_math(expr, False)
+    return _unicode_math(_Printer(_LATEX_SETTINGS).doprint(expr), False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,12 +470,32 @@ def _status_word(v: Verification) -> str:
 
 _SPECIAL = re.compile(r"(?<!\\)([%&#_])")
 
+#: Unicode math characters that engines may write, as LaTeX (pdflatex has no glyphs for them).
+_UNICODE = {**{chr(0x3b1 + k): "\\" + n for k, n in enumerate(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi o pi rho varsigma "
+    "sigma tau upsilon phi chi psi omega".split())},
+    "Γ": "\\Gamma", "Δ": "\\Delta", "Θ": "\\Theta", "Λ": "\\Lambda", "Ξ": "\\Xi", "Π": "\\Pi",
+    "Σ": "\\Sigma", "Φ": "\\Phi", "Ψ": "\\Psi", "Ω": "\\Omega", "≤": "\\le", "≥": "\\ge",
+    "≈": "\\approx", "∝": "\\propto", "∞": "\\infty", "±": "\\pm", "×": "\\times", "·": "\\cdot",
+    "−": "-", "→": "\\to", "∈": "\\in", "√": "\\surd", "∂": "\\partial", "∑": "\\sum", "∫": "\\int",
+    "≠": "\\neq", "∼": "\\sim", "ᵀ": "^{\\top}", "²": "^{2}", "ε": "\\varepsilon"}
+_UNICODE["ο"] = "o"
+_UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
+
+
+def _unicode_math(s: str, inline: bool) -> str:
+    """Replace unicode math characters; in prose (``inline``) each becomes ``$\\cmd$``."""
+    if inline:
+        return _UNICODE_RE.sub(lambda m: "$" + _UNICODE[m.group(0)] + "$", s)
+    return _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)] + " ", s)
+
 
 def _tex_text(s: str) -> str:
-    """Escape ``% & # _`` outside ``$...$`` math; LaTeX commands in the text pass through."""
+    """Escape ``% & # _`` outside ``$...$`` math; LaTeX commands in the text pass through;
+    unicode math characters become LaTeX."""
     parts = re.split(r"(\$[^$]*\$)", s)
-    return "".join(p if p.startswith("$") and p.endswith("$") and len(p) > 1
-                   else _SPECIAL.sub(r"\\\1", p) for p in parts)
+    return "".join(_unicode_math(p, False) if p.startswith("$") and p.endswith("$") and len(p) > 1
+                   else _unicode_math(_SPECIAL.sub(r"\\\1", p), True) for p in parts)
 
 
 def _sentence(text: str) -> str:
