@@ -108,6 +108,14 @@ def test_latex_view_structure():
     assert "\\documentclass" not in body and body in tex
 
 
+def test_unicode_from_engines_becomes_latex():
+    d = Derivation("Scale σ", "density ∝ 1/θ with λ ≤ 2 and $σ^2$", name="uni")
+    d.step(sp.Eq(sp.Symbol("σ") ** 2, sp.Symbol("λ")), "Uses δᵀIδ/2.", assumptions=["λ ≥ 0"])
+    tex = d.to_latex()
+    assert all(ord(ch) < 128 for ch in tex), [ch for ch in tex if ord(ch) >= 128]
+    assert "$\\propto$" in tex and "\\sigma ^{2} = \\lambda" in tex
+
+
 def test_long_equations_are_broken_to_the_line_width():
     d = sample()
     rows = export.equation_rows(d["eq:long"])
