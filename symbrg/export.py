@@ -576,7 +576,7 @@ def _latex_equation(rows: list[tuple[str, str]], label: str) -> str:
 
 _BODY_MACROS = (r"\providecommand{\symbrg}{\textsf{symbrg}}" "\n"
                 r"\providecommand{\status}[1]{\par\nopagebreak\vspace{-0.4\baselineskip}%" "\n"
-                r"  \noindent\hfill{\footnotesize\itshape #1}\par\medskip}" "\n")
+                r"  {\raggedleft\footnotesize\itshape #1\par}\medskip}" "\n")
 
 
 def _latex_body(d: Derivation) -> str:
