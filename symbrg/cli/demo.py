@@ -37,9 +37,10 @@ ACTIVATION, DEPTH, SIGMA_W, SIGMA_B = "relu", 3, 1.4, 0.1
 
 #: Tour parts taken from the library: (heading, library-name prefixes tried in order).
 LIBRARY_PARTS = (
-    ("Fisher metric", ("fisher",)),
-    ("BRG flow", ("brg",)),
-    ("Theorem certificate: cos-net BRG = free-scalar ERG", ("cosnet-theorem", "cosnet")),
+    ("Fisher metric", ("fisher",), ()),
+    ("BRG flow", ("brg",), ()),
+    ("Theorem certificate: cos-net BRG = free-scalar ERG", ("cosnet-theorem", "cosnet"),
+     ("eq:propagator", "eq:exponents")),
 )
 STANDARD_ERRORS = 5.0
 
@@ -78,10 +79,13 @@ def _write(out: Path, name: str, d: Derivation, force: bool) -> Path:
     return path
 
 
-def _statement_text(d: Derivation, limit: int = 6) -> list[str]:
+def _statement_text(d: Derivation, labels: tuple[str, ...] = (), limit: int = 6) -> list[str]:
+    """The statements to show: those of ``labels`` (when present), else the result's."""
     import sympy as sp
+    known = {st.label for st in d.steps}
+    steps = [d[label] for label in labels if label in known] or [d.result]
     lines = []
-    for st in d.result.statements[:limit]:
+    for st in [x for step in steps for x in step.statements][:limit]:
         lines += (st if isinstance(st, str) else sp.sstr(st)).splitlines()
     return lines
 
@@ -149,8 +153,8 @@ def _mc_part(quick: bool, seed: int) -> bool:
     return r["ok"]
 
 
-def _library_part(index: int, heading: str, prefixes: tuple[str, ...], out: Path,
-                  force: bool) -> Path | None:
+def _library_part(index: int, heading: str, prefixes: tuple[str, ...], labels: tuple[str, ...],
+                  out: Path, force: bool) -> Path | None:
     _say(f"[{index}/5] {heading}")
     names = library.names()
     pick = next((n for pre in prefixes for n in names if n.startswith(pre)), None)
@@ -159,7 +163,7 @@ def _library_part(index: int, heading: str, prefixes: tuple[str, ...], out: Path
         return None
     d = library.build(pick)
     _say(f"  {d.title}")
-    for line in _statement_text(d):
+    for line in _statement_text(d, labels):
         for chunk in _wrap(line):
             _say("    " + chunk)
     checked = [s for s in d.steps if s.verification.kind != "assumed"]
@@ -180,7 +184,7 @@ def _wrap(line: str, width: int = 100) -> list[str]:
 def _planned(out: Path) -> list[Path]:
     names = [f"nngp-{ACTIVATION}-depth{DEPTH}"]
     available = library.names()
-    for _, prefixes in LIBRARY_PARTS:
+    for _, prefixes, _ in LIBRARY_PARTS:
         pick = next((n for pre in prefixes for n in available if n.startswith(pre)), None)
         if pick:
             names.append(pick)
@@ -201,9 +205,9 @@ def run(ns: argparse.Namespace) -> int:
     _say()
     ok = _mc_part(ns.quick, ns.seed)
     written = 1
-    for k, (heading, prefixes) in enumerate(LIBRARY_PARTS, 3):
+    for k, (heading, prefixes, labels) in enumerate(LIBRARY_PARTS, 3):
         _say()
-        written += _library_part(k, heading, prefixes, out, ns.force) is not None
+        written += _library_part(k, heading, prefixes, labels, out, ns.force) is not None
     _say(f"\n{written} LaTeX document(s) in {out} (compile with pdflatex); "
          f"tour took {time.perf_counter() - t0:.1f} s")
     return 0 if ok else 1
