@@ -53,9 +53,14 @@ def run(ns: argparse.Namespace) -> int:
         raise UnknownName("NAME", f"unknown derivation {ns.name!r}; `symbrg export --list` names them")
     text = render(library.build(ns.name), fmt)
     if ns.out:
-        with checks.atomic_write(ns.out, force=ns.force, argument="--out") as fh:
+        from pathlib import Path
+        target = Path(ns.out)
+        if target.is_dir():  # a folder: the document keeps its library name
+            target = target / (ns.name + {"latex": ".tex", "markdown": ".md", "text": ".txt",
+                                          "python": ".py"}[fmt])
+        with checks.atomic_write(target, force=ns.force, argument="--out") as fh:
             fh.write(text)
-        print(f"wrote {ns.name} ({fmt}) to {ns.out}")
+        print(f"wrote {ns.name} ({fmt}) to {target}")
     else:
         sys.stdout.write(text)
     return 0
