@@ -101,16 +101,20 @@ def kernel_map(activation: str, kind: str = "nngp", depth: int = 1) -> Derivatio
     title += f", depth {depth}" if depth > 1 else ""
     d = Derivation(title, base.introduction,
                    references=dict(base.references), name=base.name)
-    *rules, program = base.steps
+    # the engine's expectation steps (with the covariance conventions), then the independent
+    # checks of the first one, then every other step (the kernel program) in the engine's order
+    rules = [st for st in base.steps if "-rule-" in st.label] or base.steps[:1]
     covariance = ("q_{11}, q_{22} > 0", "q_{12}^2 \\le q_{11} q_{22}")
     for st in rules:
         d.step(st.statement, st.justification, st.label, verification=st.verification,
                uses=st.uses, cites=st.cites, assumptions=tuple(dict.fromkeys(st.assumptions + covariance)))
     for label, statement, why, verification in _kernel_checks(act, kind, rules[0].label):
         d.step(statement, why, label, verification=verification, uses=(rules[0].label,))
-    d.step(program.statement, program.justification, program.label,
-           verification=program.verification, uses=tuple(r.label for r in rules), cites=program.cites,
-           assumptions=("\\sigma_w > 0", "\\sigma_b \\ge 0"))
+    for st in base.steps:
+        if st not in rules:
+            d.step(st.statement, st.justification, st.label, verification=st.verification,
+                   uses=tuple(dict.fromkeys(st.uses + tuple(r.label for r in rules))), cites=st.cites,
+                   assumptions=tuple(dict.fromkeys(st.assumptions + ("\\sigma_w > 0", "\\sigma_b \\ge 0"))))
     d.program = arch.ntk_program if kind == "ntk" else arch.nngp_program
     return d
 
