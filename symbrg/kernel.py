@@ -340,8 +340,9 @@ class Architecture:
                             r"\mathbb{E}[\varphi(u)\varphi(v)]")
             how = {"exact": "closed form", "series": f"Hermite/Mehler series to order {e.order} "
                    f"(error bound {e.bound:.1e})" if e.bound is not None else "Hermite/Mehler series",
-                   "quadrature": f"Gauss-Hermite quadrature of degree {e.degree}"}.get(e.method, e.method)
-            d.step(sp.Eq(lhs, e.expr), f"Gaussian expectation for $\\varphi(x) = {self._phi_latex()}$, "
+                   "quadrature": f"composite Gauss-Legendre quadrature, {e.degree} nodes per panel"
+                   }.get(e.method, e.method)
+            d.step(sp.Eq(lhs, e.display, evaluate=False), f"Gaussian expectation for $\\varphi(x) = {self._phi_latex()}$, "
                    f"$(u,v)\\sim\\mathcal{{N}}(0,[[q_{{11}},q_{{12}}],[q_{{12}},q_{{22}}]])$: {how} "
                    f"(rule \\texttt{{{e.rule}}}).", label=f"eq:{kind}-rule-{which}-{len(seen)}",
                    cites=("lee2018", "cho2009") if e.method == "exact" else ("lee2018",))
@@ -385,30 +386,34 @@ class Architecture:
                 "chi1": sw**2 * de.xreplace(diag)}
 
     def fixed_point(self, q0: float = 1.0, dps: int = 30) -> float:
-        r"""The fixed point :math:`q^*` of the variance map, found with mpmath at ``dps`` digits.
+        r"""The fixed point :math:`q^*` of the variance map :math:`q \mapsto V(q)`.
 
-        Raises :class:`~symbrg.errors.ConvergenceError` when the map has no finite fixed point
-        (e.g. :math:`\sigma_w^2 \ge 2` for ReLU without bias).
+        The map is iterated in float64 (cheap for every rule, series included) until it settles,
+        then the root of :math:`V(q) - q` is polished with mpmath's secant method at ``dps`` digits.
+        Raises :class:`~symbrg.errors.ConvergenceError` when the map has no finite attracting fixed
+        point (e.g. :math:`\sigma_w^2 \ge 2` for ReLU without bias).
         """
-        from .errors import ConvergenceError
         from .codegen import lambdify
-        m = self.maps()["variance"]
+        from .errors import ConvergenceError
         q = sp.Symbol("q", positive=True)
-        vals = {s: v for s, v in self.values.items() if v is not None}
-        f = lambdify(m.xreplace({s: sp.Float(v, dps) for s, v in vals.items()}) - q, [q], "mpmath", dps=dps)
+        vmap = self.maps()["variance"].xreplace({s: v for s, v in self.values.items() if v is not None})
+        f64 = lambdify(vmap, [q])
+        x = float(q0)
+        for _ in range(100000):
+            nx = float(f64(x))
+            if not math.isfinite(nx) or nx > 1e280:
+                raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
+            if abs(nx - x) <= 1e-15 * max(1.0, abs(nx)):
+                break
+            x = nx
+        else:
+            raise ConvergenceError("sigma_w", "the variance map did not settle after 100000 iterations")
+        exact = lambdify(vmap - q, [q], "mpmath", dps=dps)
         with mpmath.workdps(dps):
-            x = mpmath.mpf(q0)
-            for _ in range(10000):  # iterate the map first: it converges wherever q* is attracting
-                nx = f(x) + x
-                if not mpmath.isfinite(nx) or nx > 1e300:
-                    raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
-                if abs(nx - x) <= mpmath.mpf(10) ** (-dps + 3) * max(1, abs(nx)):
-                    return float(nx)
-                x = nx
             try:
-                return float(mpmath.findroot(f, x))
-            except (ValueError, ZeroDivisionError):
-                raise ConvergenceError("sigma_w", "no fixed point of the variance map found") from None
+                return float(mpmath.findroot(exact, (mpmath.mpf(nx), mpmath.mpf(nx) * (1 + 1e-9) + 1e-30)))
+            except (ValueError, ZeroDivisionError):  # the float64 iterate is as good as it gets
+                return nx
 
     def chi1(self, dps: int = 30) -> float:
         r""":math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt{q^*} z)^2]` at the fixed point."""
