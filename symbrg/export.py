@@ -549,8 +549,7 @@ def _math_assumption(a: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 PREAMBLE = r"""\documentclass[11pt]{article}
-\usepackage[T1]{fontenc}
-\usepackage{lmodern}
+\IfFileExists{lmodern.sty}{\usepackage[T1]{fontenc}\usepackage{lmodern}}{}
 \usepackage[letterpaper,margin=1in]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage{booktabs,longtable}
