@@ -119,7 +119,7 @@ def _kernel_part(out: Path, force: bool) -> Path:
     for chunk in _wrap(sp.sstr(eq), 96):
         _say("    " + chunk)
     _say("  its LaTeX:")
-    for line in display(eq).splitlines():
+    for line in display(eq, width=float("inf")).splitlines():
         _say("    " + line)
     prog = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B).nngp_program
     _say(f"  kernel program: {len(prog)} assignments for depth {DEPTH} (a DAG, linear in depth), "
