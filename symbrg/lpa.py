@@ -528,13 +528,18 @@ def fixed_point(tr: LPATruncation, guess: Sequence[Any] | None = None, *, dps: i
 
 
 def _continued_guess(tr: LPATruncation, dps: int) -> list:
-    """Continuation in the order: solve order 2, 3, ... n, each from the previous solution."""
+    """Continuation in the order: solve order 2, 3, ... n, each from the previous solution.
+    (Near d = 2 the low orders of the expansion around the minimum have no Wilson-Fisher point,
+    e.g. Litim at order 2 needs d > 5/2; then pass ``guess=``.)"""
     if tr.expansion == "zero":
         raise Unsupported("guess", "give guess= for the expansion around zero (Gaussian: zeros)")
-    base = lpa_truncation(tr.regulator, tr.d, 2, anomalous=False, N=tr.N)
-    c = _initial_guess(base)
     tol = mpmath.mpf(10) ** (-(dps - 10))
-    c, _, _ = _newton(base, c, tol)
+    base = lpa_truncation(tr.regulator, tr.d, 2, anomalous=False, N=tr.N)
+    try:
+        c, _, _ = _newton(base, _initial_guess(base), tol)
+    except ConvergenceError:
+        raise ConvergenceError("guess", f"the order-2 truncation has no Wilson-Fisher fixed point in "
+                                        f"d = {tr.d}; pass guess= to start at order {tr.order}") from None
     for n in range(3, tr.order + 1):
         sub = lpa_truncation(tr.regulator, tr.d, n, anomalous=False, N=tr.N)
         c, _, _ = _newton(sub, list(c) + [mpmath.mpf(0)], tol)

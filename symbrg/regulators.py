@@ -232,16 +232,17 @@ class Regulator:
                 for p in ("A", "B")}
 
     def _closed_threshold(self, n: int, d: sp.Expr) -> sp.Expr:
-        key = (self.inner, n, d)
+        """Integrated once with the symbolic dimension :data:`D` (> 0), then evaluated at d."""
+        key = (self.inner, n)
         if key not in _CLOSED_CACHE:
             y = Y
             r = self.inner
-            integrand = d / 2 * y ** (d / 2 - 1) * (r - y * sp.diff(r, y) - ETA * r / 2) \
+            integrand = D / 2 * y ** (D / 2 - 1) * (r - y * sp.diff(r, y) - ETA * r / 2) \
                 / (y + r + W) ** (n + 1)
             val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
                                (y, 0, 1), conds="none")
             _CLOSED_CACHE[key] = sp.factor(sp.simplify(val))
-        return _CLOSED_CACHE[key]
+        return _CLOSED_CACHE[key].subs(D, d)
 
     def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
         r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
@@ -252,6 +253,14 @@ class Regulator:
         if self.inner is None:
             return None
         d = _dimension(d)
+        key = ("m", self.inner)
+        if key not in _CLOSED_CACHE:
+            _CLOSED_CACHE[key] = self._closed_anomalous()
+        return _CLOSED_CACHE[key].subs(D, d).subs({ETA: eta, W: w})
+
+    def _closed_anomalous(self) -> sp.Expr:
+        """:math:`m^d(w;\eta)` for a compact shape, integrated with the symbolic dimension D."""
+        d = D
         r = self.inner
         P = Y + r
         rho = 2 * (r - Y * sp.diff(r, Y)) - ETA * r
@@ -263,7 +272,7 @@ class Regulator:
         jump = -(0 - (rho / (P + W) ** 2).subs(Y, 1))          # value above minus below, negated
         p_avg = (sp.diff(P, Y).subs(Y, 1) + 1) / 2
         val = bulk + jump * p_avg / (P1 + W) ** 2
-        return sp.factor(sp.simplify(val)).subs({ETA: eta, W: w})
+        return sp.factor(sp.simplify(val))
 
     def anomalous_threshold_value(self, d: float, w: float, eta: float = 0.0) -> Any:
         r""":math:`m^d(w;\eta)` as an mpmath number (closed form when there is one, else quadrature)."""
