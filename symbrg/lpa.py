@@ -708,7 +708,15 @@ def lpa_derivation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
             f"fixed point by Newton's method ({fp.iterations} steps)", "eq:lpa-fp", uses=("eq:lpa-beta",),
             verification=Verification("numeric", False, 1, dps, fp.residual, 10.0 ** (-(dps - 10))))
     nu, omega = sp.Symbol("nu"), sp.Symbol("omega")
+    # independent check of the eigenvalues: det(M - lambda) / |M|^n at lambda = -1/nu and omega
+    with mpmath.workdps(dps):
+        M = tr.stability_matrix(list(fp.couplings.values()))
+        scale = max(1, mpmath.mnorm(M, 1)) ** order
+        lams = [-1 / mpmath.mpf(fp.nu)] + ([mpmath.mpf(fp.omega)] if fp.omega is not None else [])
+        err = max(abs(mpmath.det(M - lam * mpmath.eye(order))) / scale for lam in lams)
     dv.step((sp.Eq(nu, sp.Float(fp.nu, 10)), sp.Eq(omega, sp.Float(fp.omega or float("nan"), 10))),
-            "$\\nu = 1/\\theta_1$, $\\omega$ = smallest positive eigenvalue of $\\partial\\beta/\\partial g$",
-            "eq:lpa-exponents", uses=("eq:lpa-fp",), cites=("Litim2002",))
+            "$\\nu = 1/\\theta_1$, $\\omega$ = smallest positive eigenvalue of $\\partial\\beta/\\partial g$ "
+            "(checked: $\\det(\\partial\\beta/\\partial g - \\lambda) = 0$ at $\\lambda = -1/\\nu, \\omega$)",
+            "eq:lpa-exponents", uses=("eq:lpa-fp",), cites=("Litim2002",),
+            verification=Verification("numeric", False, len(lams), dps, float(err), 1e-12))
     return dv
