@@ -283,8 +283,10 @@ def _pieces(expr: Any, budget: float) -> list[_Piece]:
                               if head != 1 else "\\frac{1}{" + _latex(den) + "}"))
         elif short:
             out.append(_Piece(_latex(head)))
+        lead = sum(latex_width(p.text) for p in out) + 2.0   # the factor shares a line with it
         for f in long_:
-            sub = _pieces(f, budget)
+            sub = _pieces(f, max(budget - lead, budget / 2))
+            lead = 0.0
             if isinstance(f, sp.Add):
                 sub = _wrap(sub, "(", ")")
             if out:
