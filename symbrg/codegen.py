@@ -8,7 +8,7 @@ LaTeX and text, never writing a formula twice.  A :class:`Program` is
 
 so a depth-:math:`L` kernel recursion has :math:`O(L)` nodes instead of a tree that grows about
 :math:`3^L`.  Compilation runs common-subexpression elimination (per assignment, so its cost stays
-linear in the length of the chain) and prints with sympy's NumPy or mpmath printer; any
+linear in the length of the chain, and jointly over the outputs) and prints with sympy's NumPy or mpmath printer; any
 :class:`symbrg.special.NumericFunction` is printed as a call to its ``numpy_impl``/``mpmath_impl``.
 Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the chain, again
 :math:`O(L)`.
@@ -267,21 +267,22 @@ class Program:
         body: list[tuple[str, str, set[str]]] = []   # (target, code, names used)
         impls: dict[str, Callable] = {}
 
-        def emit(expr: sp.Expr) -> tuple[str, set[str]]:
-            expr = expr.xreplace(names)
-            repl, (reduced,) = sp.cse([expr], symbols=(sp.Symbol(f"t{next(counter)}") for _ in
-                                                         itertools.count()), order="none")
+        def emit(*exprs: sp.Expr) -> list[tuple[str, set[str]]]:
+            """CSE over ``exprs`` jointly; temporaries go to the body, the reduced forms are returned."""
+            repl, reduced = sp.cse([e.xreplace(names) for e in exprs], symbols=(
+                sp.Symbol(f"t{next(counter)}") for _ in itertools.count()), order="none")
             for sym, sub in repl:
                 body.append((str(sym), printer.doprint(sub), {str(a) for a in sub.free_symbols}))
                 _collect(sub, impls, backend)
-            _collect(reduced, impls, backend)
-            return printer.doprint(reduced), {str(a) for a in reduced.free_symbols}
+            for r in reduced:
+                _collect(r, impls, backend)
+            return [(printer.doprint(r), {str(a) for a in r.free_symbols}) for r in reduced]
 
         for k, (s, e) in enumerate(self._live_assignments()):
             target = sp.Symbol(_ident(k, "a"))
-            body.append((str(target),) + emit(e))
+            body.append((str(target),) + emit(e)[0])
             names[s] = target
-        outs = [emit(o) for o in self.outputs]
+        outs = emit(*self.outputs) if self.outputs else []
         args = ", ".join(str(names[s]) for s in self.inputs)
         head = [f"def _program({args}):"]
         if backend == "mpmath":

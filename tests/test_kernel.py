@@ -83,10 +83,11 @@ def test_float64_matches_mpmath(act):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.floats(0.3, 3.0), st.floats(0.0, 1.0), st.floats(1e-3, math.pi - 1e-3), st.integers(1, 6))
+@given(st.floats(0.3, 3.0), st.floats(0.0, 1.0), st.floats(1e-3, math.pi - 0.05), st.integers(1, 6))
 def test_relu_kernel_float64_vs_mpmath_property(sw, sb, angle, depth):
     """Float64 Gram entries agree with 40-digit mpmath to 1e-12 wherever the inputs' own float64
-    rounding allows it (|1 ± c| >= 1e-6 at the input); nearly coincident inputs included."""
+    rounding allows it: near c = -1 the ReLU kernel ~ psi^3 has condition number ~ 3/(1 + c), so
+    the input angle stays 0.05 away from pi; nearly coincident inputs (c -> +1) are included."""
     x = np.array([[1.0, 0.0], [math.cos(angle), math.sin(angle)], [1.0, 1e-9]])
     arch = mlp("relu", depth, sw, sb)
     np.testing.assert_allclose(arch.nngp(x), arch.nngp(x, precision=40).astype(float), rtol=1e-12, atol=0)
