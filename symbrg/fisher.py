@@ -64,11 +64,10 @@ _SIMPLIFY_OPS = 400  # entries with more operations are only cancelled, not full
 
 # ----------------------------------------------------------------------------------- helpers
 def _tidy(e: sp.Expr, simplify: bool = True) -> sp.Expr:
+    """Simplify small results; leave large ones as derived (simplification would dominate)."""
     e = sp.sympify(e)
-    if not simplify:
+    if not simplify or sp.count_ops(e) > _SIMPLIFY_OPS:
         return e
-    if sp.count_ops(e) > _SIMPLIFY_OPS:
-        return sp.cancel(e) if not e.has(sp.Piecewise, sp.Max, sp.Heaviside) else e
     return sp.simplify(e)
 
 
@@ -112,7 +111,7 @@ def _gaussian_metric(dmu: Sequence[Any], dcov: Sequence[Any], solve: Callable[[A
 def _gaussian_kl(mu0: sp.Matrix, S0: sp.Matrix, mu1: sp.Matrix, S1: sp.Matrix) -> sp.Expr:
     r""":math:`D(\mathcal N_0\|\mathcal N_1) = \frac12[\mathrm{tr}(\Sigma_1^{-1}\Sigma_0) + \Delta\mu^\top
     \Sigma_1^{-1}\Delta\mu - n + \ln(\det\Sigma_1/\det\Sigma_0)]`."""
-    S1inv = S1.inv()
+    S1inv = S1.adjugate() / S1.det(method="berkowitz")
     d = mu1 - mu0
     return ((S1inv * S0).trace() + (d.T * S1inv * d)[0, 0] - S0.shape[0] + sp.log(S1.det() / S0.det())) / 2
 
@@ -239,16 +238,31 @@ def _as_column(name: str, v: Any) -> sp.Matrix:
     return m
 
 
+def _numerically_zero(e: sp.Expr, points: int = 3) -> bool:
+    """Zero by simplification, or (for opaque functions) at random points to 30 digits."""
+    if e == 0 or (sp.count_ops(e) < _SIMPLIFY_OPS and sp.simplify(e) == 0):
+        return True
+    free = sorted(e.free_symbols, key=str)
+    dom = _domain(tuple(free))
+    rng = np.random.default_rng(0)
+    for _ in range(points):
+        at = {s: sp.Float(rng.uniform(*dom[s]), 40) for s in free}
+        if abs(complex(sp.N(e.xreplace(at), 30))) > 1e-25:
+            return False
+    return True
+
+
 def _checked_cov(cov: Any, n: int) -> sp.Matrix:
     S = sp.Matrix(cov) if not isinstance(cov, sp.MatrixBase) else sp.Matrix(cov)
     if S.shape[0] != S.shape[1]:
         raise ShapeMismatch("covariance", f"must be square, got shape {S.shape}")
     matching("covariance", S.shape[0], n, "size (the length of mean)")
-    if (S - S.T).applyfunc(sp.simplify) != sp.zeros(n, n):
-        raise NotPositiveDefinite("covariance", "must be symmetric")
+    for i, j in itertools.combinations(range(n), 2):
+        if S[i, j] != S[j, i] and not _numerically_zero(S[i, j] - S[j, i]):
+            raise NotPositiveDefinite("covariance", "must be symmetric")
     if not S.free_symbols:
         psd_matrix("covariance", np.array(S.evalf(), dtype=float), strict=True)
-    elif sp.simplify(S.det()) == 0:
+    elif _numerically_zero(S.det(method="berkowitz")):
         raise NotPositiveDefinite("covariance", "is singular (det = 0); the Fisher metric needs its inverse")
     return S
 
@@ -269,7 +283,7 @@ def gaussian_family(mean: Any, covariance: Any, parameters: Any, *, name: str = 
     mu = _as_column("mean", mean)
     n = mu.shape[0]
     S = _checked_cov(covariance, n)
-    Sinv = S.inv() if n > 1 else sp.Matrix([[1 / S[0, 0]]])
+    Sinv = S.adjugate() / S.det(method="berkowitz") if n > 1 else sp.Matrix([[1 / S[0, 0]]])
     raw = _gaussian_metric([mu.diff(p) for p in ps], [S.diff(p) for p in ps], lambda M: Sinv * M,
                            lambda M: M.trace())
     matrix = sp.Matrix(len(ps), len(ps), lambda a, b: _tidy(raw[a][b], simplify))
@@ -501,13 +515,24 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> sp.Matrix:
         return sp.Matrix(kernel)
     if hasattr(kernel, "nngp_program"):  # a symbrg.kernel.Architecture
         from .kernel import S11, S12, S22
-        k = kernel.expand("nngp")
+        from .special import NumericFunction
+        k = kernel.expand("nngp").replace(  # closed forms where the special function has one
+            lambda e: isinstance(e, NumericFunction) and hasattr(type(e), "explicit"),
+            lambda e: type(e).explicit(*e.args))
+        if any(type(f).fdiff is sp.Function.fdiff for f in k.atoms(NumericFunction)):
+            raise Unsupported("kernel", "this NNGP is not differentiable in closed form; use gp_fisher")
         pts = [sp.Matrix(p if isinstance(p, (tuple, list)) else [p]) for p in points]
         dim = pts[0].shape[0]
         dot = lambda a, b: (a.T * b)[0, 0] / dim  # noqa: E731
-        return sp.Matrix(len(pts), len(pts), lambda i, j: k.xreplace({S11: dot(pts[i], pts[i]),
-                                                                        S22: dot(pts[j], pts[j]),
-                                                                        S12: dot(pts[i], pts[j])}))
+        from .special import GramDet
+        # on the diagonal the Gram determinant vanishes identically: write it out so that it cancels
+        # before differentiation (else 0 * inf in the hyperparameter derivatives)
+        k_diag = k.replace(lambda e: isinstance(e, GramDet), lambda e: e.args[0] * e.args[2] - e.args[1] ** 2)
+
+        def entry(i: int, j: int) -> sp.Expr:
+            return (k_diag if i == j else k).xreplace({S11: dot(pts[i], pts[i]), S22: dot(pts[j], pts[j]),
+                                                       S12: dot(pts[i], pts[j])})
+        return sp.Matrix(len(pts), len(pts), lambda i, j: entry(min(i, j), max(i, j)))
     if callable(kernel) and not isinstance(kernel, sp.Basic):
         return sp.Matrix(kernel(points))
     if inputs is None or len(inputs) != 2:

@@ -73,6 +73,22 @@ def test_gp_rbf_length_scale_closed_form():
     assert np.allclose(num, sym.compile()(0.7), rtol=1e-10)
 
 
+def test_gp_over_nngp_hyperparameters_symbolic_equals_numeric():
+    import symbrg
+    sw, sb = sp.symbols("sigma_w sigma_b", positive=True)
+    pts = [(1, 0), (sp.Rational(1, 2), 1), (-1, sp.Rational(1, 3))]
+    g = gaussian_process(symbrg.mlp("relu", 1, sw, sb), pts, [sw, sb], noise_var=sp.Rational(1, 10),
+                         verify=False)
+    X = np.array([[1.0, 0.0], [0.5, 1.0], [-1.0, 1 / 3]])
+    for w, bias in ((1.3, 0.2), (0.7, 1.1)):
+        num = gp_fisher(symbrg.mlp("relu", 1, w, bias), X, {"sigma_w": w, "sigma_b": bias}, noise_var=0.1)
+        assert np.allclose(g.compile()(w, bias), num, rtol=1e-9)
+        assert np.all(np.linalg.eigvalsh(num) > 0)
+    deep = gp_fisher(symbrg.mlp("erf", 3, 1.3, 0.2), np.random.default_rng(0).normal(size=(30, 3)),
+                     {"sigma_w": 1.3, "sigma_b": 0.2}, noise_var=0.1)
+    assert deep.shape == (2, 2) and np.allclose(deep, deep.T)
+
+
 def test_exponential_family():
     eta, p = sp.Symbol("eta", real=True), sp.Symbol("p", positive=True)
     bern = exponential_family(sp.log(1 + sp.exp(eta)), [eta], parameters=[p],
@@ -363,6 +379,9 @@ def test_cli_prints_closed_forms(capsys):
     assert "sigma" in capsys.readouterr().err
     assert main(["derive", "fisher", "--model", "gp", "--kernel", "rbf", "--points", "0,0"]) == 2
     assert "covariance" in capsys.readouterr().err
+    assert main(["derive", "fisher", "--model", "gp", "--kernel", "nngp:relu:1", "--points", "1,2",
+                 "--noise", "1/10"]) == 0
+    assert "sigma_w" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["derive", "fisher", "--help"])
     assert "examples:" in capsys.readouterr().out
