@@ -69,11 +69,13 @@ def _as_jacobian(J: Any) -> np.ndarray:
     return arr
 
 
-def _reduce(acc: np.ndarray | None, n: int, noise_var: Any, reduction: str) -> np.ndarray:
+def _reduce(acc: np.ndarray | None, n: int, noise_var: Any, reduction: str, kind: str) -> np.ndarray:
     if acc is None:
         raise ShapeMismatch("J", "no input blocks were given")
     acc *= 1.0 / (noise_var * (n if reduction == "mean" else 1))
-    if not np.all(np.isfinite(acc)):  # any NaN/inf in J reaches a diagonal entry
+    # any NaN/inf in J reaches a diagonal entry, and |I_AB| <= sqrt(I_AA I_BB): check O(P) entries
+    diag = acc if kind == "diagonal" else np.diagonal(acc, axis1=-2, axis2=-1)
+    if not np.all(np.isfinite(diag)):
         raise NonFinite("J", "contains non-finite value(s) (or values whose squares overflow)")
     return acc
 
@@ -104,7 +106,7 @@ def _accumulate(J: Any, kind: str, noise_var: Any, reduction: str) -> np.ndarray
                 part += np.einsum("...np,...np->...p", sub, sub)
         acc = part if acc is None else np.add(acc, part, out=acc)
         n += inputs
-    return _reduce(acc, n, noise_var, reduction)
+    return _reduce(acc, n, noise_var, reduction, kind)
 
 
 def fisher_dense(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
