@@ -45,8 +45,6 @@ __all__ = ["REDUCTIONS", "CRITERIA", "fisher_dense", "fisher_diagonal", "ShellSp
 
 REDUCTIONS = ("mean", "sum")
 CRITERIA = ("eigen", "diagonal")
-#: Bytes of scratch one block of inputs may use in :func:`fisher_diagonal` / :func:`fisher_dense`.
-BLOCK_BYTES = 1 << 26
 
 
 # ------------------------------------------------------------------------------------- Jacobians
@@ -99,11 +97,7 @@ def _accumulate(J: Any, kind: str, noise_var: Any, reduction: str) -> np.ndarray
         if kind == "dense":
             part = np.matmul(np.swapaxes(blk, -1, -2), blk)  # batched BLAS gemm, (..., P, P)
         else:
-            part = np.zeros(lead + (P,))
-            step = max(1, BLOCK_BYTES // (8 * max(1, int(np.prod(lead))) * P))
-            for s in range(0, blk.shape[-2], step):  # einsum sums products without a temporary
-                sub = blk[..., s:s + step, :]
-                part += np.einsum("...np,...np->...p", sub, sub)
+            part = np.einsum("...np,...np->...p", blk, blk)  # sums products, no temporary copy of J
         acc = part if acc is None else np.add(acc, part, out=acc)
         n += inputs
     return _reduce(acc, n, noise_var, reduction, kind)
@@ -127,9 +121,9 @@ def fisher_dense(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.
 def fisher_diagonal(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
     r"""Diagonal :math:`I_{AA} = \frac{c}{\sigma^2}\sum_x J_A(x)^2` (conventions of :func:`fisher_dense`).
 
-    Returns ``(P,)`` or ``(members, P)``.  Extra memory is :math:`O(\text{members}\cdot P)`: inputs
-    are processed in blocks and squares are summed without a temporary copy of ``J``; pass an
-    iterable of input blocks to stream Jacobians that do not fit in memory (P = 1e5 is routine).
+    Returns ``(P,)`` or ``(members, P)``.  Extra memory is :math:`O(\text{members}\cdot P)`: the
+    squares are summed by ``einsum`` without a temporary copy of ``J``, and an iterable of input
+    blocks streams Jacobians that do not fit in memory at once (P = 1e5 is routine).
     """
     return _accumulate(J, "diagonal", noise_var, reduction)
 

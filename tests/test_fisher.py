@@ -225,7 +225,7 @@ def test_diagonal_fisher_memory_is_order_p():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert D.shape == (2, P)
-    assert peak <= 4 * D.nbytes  # O(members * P), not O(members * n * P)
+    assert peak <= 2 * D.nbytes  # O(members * P), not O(members * n * P)
     assert np.allclose(D, (J ** 2).mean(axis=1))
 
 
