@@ -202,8 +202,9 @@ def shell_split(fisher: Any, cutoff: float, criterion: str = "eigen", *, metric:
     reparametrization invariant).
     metric: optional positive-definite :math:`G` (``(P, P)``, e.g. the prior precision) for the
     generalized problem :math:`I v = \lambda G v` (eigen only).
-    Eigenvalues within round-off of zero (:math:`|\lambda| \le 10\,P\,\epsilon\,\max|\lambda|`) are
-    set to 0; a clearly negative eigenvalue raises :class:`~symbrg.errors.NotPositiveDefinite`.
+    Eigenvalues within round-off of zero (:math:`|\lambda| \le 10\,P\,\epsilon\,\max|\lambda|`, times
+    :math:`\kappa(G)` with a metric) are set to 0; a clearly negative eigenvalue raises
+    :class:`~symbrg.errors.NotPositiveDefinite`.
     """
     cutoff = nonnegative("cutoff", cutoff)
     choice("criterion", criterion, CRITERIA)
@@ -234,7 +235,7 @@ def shell_split(fisher: Any, cutoff: float, criterion: str = "eigen", *, metric:
         lam, U = np.linalg.eigh(Linv @ F @ Linv.T)
         V = np.matmul(Linv.T, U)
     top = np.max(np.abs(lam), axis=-1, keepdims=True)
-    tol = 10 * F.shape[-1] * np.finfo(float).eps * top
+    tol = 10 * F.shape[-1] * np.finfo(float).eps * top * (1.0 if G is None else np.linalg.cond(G))
     if np.any(lam < -tol):
         raise NotPositiveDefinite("fisher", f"has a negative eigenvalue ({float(lam.min()):.3g})")
     lam = np.where(np.abs(lam) <= tol, 0.0, lam)
