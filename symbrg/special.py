@@ -319,7 +319,8 @@ class ArcCosKernel(NumericFunction):
         if mi >= 1 and ni >= 1:
             d12 = mi * ni * ArcCosKernel(mi - 1, ni - 1, q11, q12, q22)   # Price's theorem
         else:
-            d12 = sp.diff(self.explicit(mi, ni, q11, q12, q22), q12)
+            a, b, c = sp.Dummy("q11", positive=True), sp.Dummy("q12", real=True), sp.Dummy("q22", positive=True)
+            d12 = sp.diff(self.explicit(mi, ni, a, b, c), b).xreplace({a: q11, b: q12, c: q22})
         if argindex == 4:
             return d12
         if argindex == 3:   # homogeneity: E(l q11, sqrt(l) q12, q22) = l^{m/2} E
