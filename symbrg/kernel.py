@@ -400,7 +400,8 @@ class Architecture:
         f64 = lambdify(vmap, [q])
         x = float(q0)
         for _ in range(100000):
-            nx = float(f64(x))
+            with np.errstate(all="ignore"):  # divergence is detected below, not warned about
+                nx = float(f64(x))
             if not math.isfinite(nx) or nx > 1e280:
                 raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
             if abs(nx - x) <= 1e-15 * max(1.0, abs(nx)):
