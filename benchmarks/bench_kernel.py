@@ -124,7 +124,8 @@ def main() -> None:
         dt = time.perf_counter() - t
         print(f"{depth:5d} {dt:8.3f} {1e3 * dt / depth:12.2f} {len(arch.ntk_program):9d}")
 
-    print("\n== mpmath at 50 digits, ReLU depth 3")
+    import mpmath.libmp
+    print(f"\n== mpmath at 50 digits, ReLU depth 3 (mpmath backend: {mpmath.libmp.BACKEND})")
     arch = symbrg.mlp("relu", 3, sw, sb)
     x = rng.normal(size=(40 if args.quick else 80, 5))
     arch.nngp(x[:2], precision=50)
