@@ -7,7 +7,7 @@ LaTeX and text, never writing a formula twice.  A :class:`Program` is
            \text{outputs} = (o_1(\dots), \dots),
 
 so a depth-:math:`L` kernel recursion has :math:`O(L)` nodes instead of a tree that grows about
-:math:`3^L`.  Compilation runs common-subexpression elimination (per assignment, so its cost stays
+:math:`3^L`.  Compilation runs common-subexpression elimination (SymEngine's, per assignment, so its cost stays
 linear in the length of the chain, and jointly over the outputs) and prints with sympy's NumPy or mpmath printer; any
 :class:`symbrg.special.NumericFunction` is printed as a call to its ``numpy_impl``/``mpmath_impl``.
 Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the chain, again
@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import keyword
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import mpmath
 import numpy as np
@@ -269,8 +269,7 @@ class Program:
 
         def emit(*exprs: sp.Expr) -> list[tuple[str, set[str]]]:
             """CSE over ``exprs`` jointly; temporaries go to the body, the reduced forms are returned."""
-            repl, reduced = sp.cse([e.xreplace(names) for e in exprs], symbols=(
-                sp.Symbol(f"t{next(counter)}") for _ in itertools.count()), order="none")
+            repl, reduced = _cse([e.xreplace(names) for e in exprs], counter)
             for sym, sub in repl:
                 body.append((str(sym), printer.doprint(sub), {str(a) for a in sub.free_symbols}))
                 _collect(sub, impls, backend)
@@ -300,6 +299,38 @@ class Program:
             root = mod.split(".")[0]
             namespace.setdefault(root, __import__(root))
         return src, namespace
+
+
+def _larger_than(exprs: list[sp.Expr], nodes: int) -> bool:
+    count = 0
+    for e in exprs:
+        for _ in sp.preorder_traversal(e):
+            count += 1
+            if count > nodes:
+                return True
+    return False
+
+
+def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
+    """Common-subexpression elimination: large expressions go to SymEngine's C++ engine (about 3x
+    faster than SymPy's), small ones and anything SymEngine cannot hold to SymPy's.
+    Temporaries are named ``t<n>`` from ``counter``."""
+    try:
+        if not _larger_than(exprs, 400):  # small: conversion would cost more than it saves
+            raise TypeError("small")
+        import symengine as se
+        repl, reduced = se.cse([se.sympify(e) for e in exprs])
+        back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
+        red = [sp.sympify(r) for r in reduced]
+        kinds = lambda es: sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))  # noqa: E731
+        if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
+            raise TypeError("function atoms changed in the round trip")
+        rename = {a: sp.Symbol(f"t{next(counter)}") for a, _ in back}
+        repl = [(rename[a], b.xreplace(rename)) for a, b in back]
+        return repl, [r.xreplace(rename) for r in red]
+    except Exception:  # noqa: BLE001 - SymEngine is an accelerator, never a point of failure
+        return sp.cse(exprs, symbols=(sp.Symbol(f"t{next(counter)}") for _ in itertools.count()),
+                      order="none")
 
 
 def _with_liveness(body: list[tuple[str, str, set[str]]], returned: set[str], free: bool) -> list[str]:
