@@ -1,0 +1,89 @@
+"""Programs: one symbolic chain, compiled to NumPy and mpmath, differentiated, partitioned."""
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings, strategies as st
+
+from symbrg import errors
+from symbrg.codegen import Program, lambdify
+
+x, y, s = sp.symbols("x y s", real=True)
+a, b, c = sp.symbols("a b c", real=True)
+PROG = Program((x, y, s), ((a, sp.sqrt(x**2 + y**2) + s * sp.atan2(y, x)),
+                           (b, a**2 + sp.exp(-a) * sp.erf(a)), (c, b * x)), (c, a), name="toy")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.1, 3), st.floats(-2, 2), st.floats(-1, 1))
+def test_numpy_and_mpmath_agree_with_the_expanded_expression(xv, yv, sv):
+    c_np, a_np = PROG.compile()(np.array([xv]), np.array([yv]), sv)
+    c_mp, a_mp = PROG.compile("mpmath", dps=40)(xv, yv, sv)
+    c_ex = PROG.expand()[0].evalf(40, subs={x: sp.Rational(xv), y: sp.Rational(yv), s: sp.Rational(sv)})
+    assert float(c_np[0]) == pytest.approx(float(c_ex), rel=1e-13)
+    with mpmath.workdps(40):
+        assert abs(c_mp - mpmath.mpf(str(c_ex))) <= mpmath.mpf(10) ** -30 * max(1, abs(c_mp))
+
+
+def test_forward_mode_derivative_matches_sympy():
+    d = PROG.diff(s)
+    exact = sp.diff(PROG.expand()[0], s)
+    got = d.compile()(1.2, -0.4, 0.3)[0]
+    assert got == pytest.approx(float(exact.subs({x: 1.2, y: -0.4, s: 0.3})), rel=1e-13)
+    assert len(d) == 2 * len(PROG)
+
+
+def test_generated_code_frees_dead_arrays_and_drops_dead_code():
+    p = Program((x,), ((a, x + 1), (b, a * 2), (c, sp.sin(x))), (b,))
+    src = p.source()
+    assert "sin" not in src                    # c is not needed
+    assert "del a0" in src                     # a is dead after b
+
+
+def test_partition_stages_reproduce_the_program():
+    k11, k22, k12 = sp.symbols("k11 k22 k12", positive=True)
+    w = sp.Symbol("w", positive=True)
+    q1, q2, q12, r = sp.symbols("q1 q2 q12 r")
+    prog = Program((k11, k22, k12, w), ((q1, w * k11), (q2, w * k22), (q12, w * k12),
+                                        (r, q12 / sp.sqrt(q1 * q2) + w)), (r,))
+    row, col, pair = prog.partition([k11], [k22], [k12])
+    assert {str(t) for t, _ in row.assignments} == {"q1"}
+    assert {str(t) for t, _ in col.assignments} == {"q2"}
+    rv, cv = row.compile()(2.0, 0.5), col.compile()(3.0, 0.5)
+    assert pair.compile()(1.5, 0.5, rv, cv) == pytest.approx(prog.compile()(2.0, 3.0, 1.5, 0.5), rel=1e-15)
+
+
+def test_large_expressions_take_the_symengine_path_with_identical_values():
+    xs = sp.symbols("x0:8")
+    exprs = [sum(xs[i] ** k * xs[j] for i in range(8) for j in range(8)) ** 2 for k in range(1, 6)]
+    vals = [0.1 * (i + 1) for i in range(8)]
+    got = lambdify(exprs, xs)(*vals)
+    for e, g in zip(exprs, got):
+        assert g == pytest.approx(float(e.subs(dict(zip(xs, vals)))), rel=1e-13)
+
+
+def test_piecewise_and_heaviside_print_for_both_backends():
+    e = sp.Heaviside(x, 0) * x + sp.Max(x, 0) - sp.Min(x, 1)
+    f, g = lambdify(e, [x]), lambdify(e, [x], "mpmath", dps=20)
+    for v in (-1.5, 0.0, 0.5, 2.0):
+        assert f(np.array(v)) == pytest.approx(float(g(v)))
+
+
+def test_bad_programs_and_backends_are_refused():
+    with pytest.raises(errors.InvalidArgument) as info:
+        Program((x,), ((a, x + y),), (a,))
+    assert info.value.argument == "assignments"
+    with pytest.raises(errors.InvalidArgument) as info:
+        Program((x,), (), (y,))
+    assert info.value.argument == "outputs"
+    with pytest.raises(errors.UnknownName) as info:
+        PROG.compile("fortran")
+    assert info.value.argument == "backend"
+
+
+def test_printing_views():
+    assert "\\begin{aligned}" in PROG.to_latex()
+    assert PROG.to_text().splitlines()[0].startswith("a = ")
+    assert PROG.count_ops() > 0 and math.isfinite(PROG.count_ops())
