@@ -644,7 +644,7 @@ def momentum_cutoff_expr() -> sp.Expr:
 
 @lru_cache(maxsize=None)
 def _cutoff_maps() -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """Compiled :math:`I(p; m, T, N, \sigma_\epsilon)` and :math:`k^2(\Lambda; m, T, N, \sigma_\epsilon)`."""
+    r"""Compiled :math:`I(p; m, T, N, \sigma_\epsilon)` and :math:`k^2(\Lambda; m, T, N, \sigma_\epsilon)`."""
     args = [M, _T_SYMBOL, N, NOISE]
     return (codegen.lambdify(generalized_cosnet(1, R, M).fisher_readout(), [P, *args], "numpy"),
             codegen.lambdify(momentum_cutoff_expr(), [LAM, *args], "numpy"))

@@ -206,7 +206,7 @@ def gaussian_mode_residual(covariance: Any, scale: sp.Symbol, *, variance: Any =
 
 
 def canonical(expr: Any) -> sp.Expr:
-    """A canonical rational form in which an algebraic identity collapses to 0: undefined functions,
+    r"""A canonical rational form in which an algebraic identity collapses to 0: undefined functions,
     derivatives, ``Subs``, ``Heaviside`` and ``DiracDelta`` become independent variables, then
     ``cancel``.  (Distributional identities such as :math:`x\,\delta(x) = 0` are not applied.)"""
     expr = sp.powsimp(sp.expand(sp.sympify(expr)), force=True)

@@ -259,7 +259,7 @@ class Regulator:
         return _CLOSED_CACHE[key].subs(D, d).subs({ETA: eta, W: w})
 
     def _closed_anomalous(self) -> sp.Expr:
-        """:math:`m^d(w;\eta)` for a compact shape, integrated with the symbolic dimension D."""
+        r""":math:`m^d(w;\eta)` for a compact shape, integrated with the symbolic dimension D."""
         d = D
         r = self.inner
         P = Y + r

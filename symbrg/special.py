@@ -154,8 +154,8 @@ class GramDet(NumericFunction):
         return (q22, -2 * q12, q11)[argindex - 1]
 
     def _latex(self, printer: Any, exp: Any = None) -> str:
-        q11, q12, q22 = (printer._print(a) for a in self.args)
-        base = rf"\left({q11} {q22} - {q12}^{{2}}\right)"
+        q11, q22 = (printer._print(a) for a in (self.args[0], self.args[2]))
+        base = rf"\left({q11} {q22} - {printer._print(self.args[1] ** 2)}\right)"
         return base if exp is None else rf"{base}^{{{exp}}}"
 
 

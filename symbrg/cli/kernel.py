@@ -88,6 +88,6 @@ def register(commands, derive) -> None:
                               description=f"Print the per-layer {kind.upper()} kernel program of an MLP.",
                               epilog=DERIVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         _architecture_args(d)
-        d.add_argument("--format", default="text", choices=FORMATS + ("python",),
+        d.add_argument("--format", default="text", choices=FORMATS,
                        help="text (default), latex, markdown, or python (the generated NumPy code)")
         d.set_defaults(func=run_derive)
