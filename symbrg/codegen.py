@@ -16,7 +16,6 @@ Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the 
 from __future__ import annotations
 
 import itertools
-import keyword
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -391,6 +390,3 @@ def lambdify(exprs: "sp.Expr | Sequence[sp.Expr]", symbols: Iterable[sp.Symbol],
         return (fn(*args),)
     return one_tuple
 
-
-def _valid_python_name(name: str) -> bool:  # pragma: no cover - kept for printers of user names
-    return name.isidentifier() and not keyword.iskeyword(name)

@@ -56,7 +56,7 @@ Conventions (the paper's are not known; these are derived and tested here):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Callable
 

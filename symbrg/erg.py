@@ -520,7 +520,6 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
     dv.step(sp.Eq(sp.Derivative(Gamma(t), t),
                   sp.Function("Tr")(sp.Derivative(Rk, t) / (G2 + Rk)) / 2),
         "Wetterich equation", "eq:wet-exact", cites=("Wetterich1993",))
-    y = sp.Symbol("y", positive=True)
     Zs = sp.Symbol("Z_k", positive=True)
     if R.shape is not None:
         dv.step(sp.Eq(sp.Function("R_k")(P2), R.R(P2, K_SCALE, Zs)),

@@ -544,7 +544,7 @@ def plot_results(results: dict, spectra: dict, out_dir: str | Path) -> list[Path
         return []
     out_dir = Path(out_dir)
     lam = np.asarray(results["lambdas"])
-    mean, std = np.asarray(results["mse_mean"]), np.asarray(results["mse_std"])
+    mean = np.asarray(results["mse_mean"])
     sem = np.asarray(results["mse_sem"])
     n_keep = results["members_kept"]
     title = f"{results['preset']} preset, {n_keep} members"

@@ -45,9 +45,8 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -325,7 +324,6 @@ class Architecture:
     def derivation(self, kind: str = "nngp") -> Derivation:
         """The per-layer maps as a :class:`~symbrg.derivation.Derivation` (``"nngp"`` or ``"ntk"``)."""
         checks.choice("kind", kind, ("nngp", "ntk"))
-        from .gaussian import Q11, Q12, Q22
         prog = self.ntk_program if kind == "ntk" else self.nngp_program
         d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {self.name}", name=f"{kind}-{self.name}",
                        introduction=_INTRO[kind], references=dict(_REFS))

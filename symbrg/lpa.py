@@ -149,7 +149,7 @@ class LPATruncation:
         G = self.G
         if self.expansion == "zero":
             return tuple(G)
-        kap, lams = self.couplings[0], self.couplings[1:]
+        lams = self.couplings[1:]
         bk = -G[0] / lams[0]
         out = [bk]
         for j in range(1, self.order):

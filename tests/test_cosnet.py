@@ -170,7 +170,6 @@ def test_training_is_a_mass_shift_on_a_lattice():
     continuum prediction G_* = sigma^2/(p^2 + m^2 + sigma^2 n / s_e^2), n = 1/a, mode by mode."""
     L, n_sites, m, sigma, s_e, R = 20.0, 200, 0.7, 1.3, 0.4, 12.0
     a = L / n_sites
-    x = np.arange(n_sites) * a
     p = 2 * np.pi * np.fft.fftfreq(n_sites, d=a)
     G = np.where(np.abs(p) < R, sigma ** 2 / (p ** 2 + m ** 2), 0.0)
     K = np.real(np.fft.ifft(G)) * n_sites / L          # K_ij = (1/L) sum_p G(p) e^{ip(x_i - x_j)}

@@ -1,13 +1,11 @@
 """Kernel programs: NNGP/NTK Gram matrices against Monte Carlo, mpmath, quadrature and theory."""
 import math
 
-import mpmath
 import numpy as np
 import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
-import symbrg
 from symbrg import errors
 from symbrg.kernel import Dense, Nonlinearity, S12, mlp, serial
 from symbrg.network import network
