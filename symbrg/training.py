@@ -46,6 +46,20 @@ def mse(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean((pred - y) ** 2, axis=(-2, -1))
 
 
+class _SGD:
+    """Plain (stochastic) gradient descent on a stacked parameter array, in place."""
+
+    def __init__(self, lr):
+        self.lr = lr
+
+    def step(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        theta -= self.lr * grad
+
+
+def _optimizer(optimizer, theta, lr, betas, eps):
+    return _Adam(theta.shape, theta.dtype, lr, betas, eps) if optimizer == "adam" else _SGD(lr)
+
+
 class _Adam:
     """Bias-corrected Adam on a stacked parameter array."""
 
@@ -109,8 +123,7 @@ def train(net: Network, ens: Ensemble, x: Any, y: Any, *, lr: float, epochs: int
 def _train_all(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle, rng, betas, eps,
                record_every, progress) -> Training:
     theta = ens.flat("all").copy()
-    opt = _Adam(theta.shape, theta.dtype, lr, betas, eps) if optimizer == "adam" else None
-    d_out = y.shape[1]
+    opt = _optimizer(optimizer, theta, lr, betas, eps)
     records, when = [], []
 
     def record(epoch):
@@ -125,10 +138,7 @@ def _train_all(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle, rn
             current = ens.with_flat(theta)
             out, cache = net.forward(current, xb, cache=True)
             grad = net.backward(current, cache, (2.0 / (yb.size)) * (out - yb))
-            if opt is None:
-                theta -= lr * grad
-            else:
-                opt.step(theta, grad)
+            opt.step(theta, grad)
         if epoch % record_every == 0 or epoch == epochs:
             record(epoch)
         if progress:
@@ -185,7 +195,7 @@ def _train_readout(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle
             return f0 + np.matmul(gram, a)
     else:
         theta = theta0.copy()
-        opt = _Adam(theta.shape, theta.dtype, lr, betas, eps) if optimizer == "adam" else None
+        opt = _optimizer(optimizer, theta, lr, betas, eps)
 
         def predict():
             return np.matmul(phi, theta)
@@ -210,10 +220,7 @@ def _train_readout(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle
             pb = phi[:, b]
             resid = np.matmul(pb, theta) - y[b][None]
             grad = (2.0 / (len(b) * d_out)) * np.matmul(np.swapaxes(pb, 1, 2), resid)
-            if opt is None:
-                theta -= lr * grad
-            else:
-                opt.step(theta, grad)
+            opt.step(theta, grad)
         if epoch % record_every == 0 or epoch == epochs:
             record(epoch)
         if progress:

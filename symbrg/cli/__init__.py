@@ -34,18 +34,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def command_group(commands, name: str, *, help: str, description: str, epilog: str,
+                  dest: str, metavar: str = "WHAT"):
+    """Add a command with sub-commands (``symbrg derive``, ``symbrg erg`` ...) and return its
+    sub-parser set; called bare, the command prints its help and exits with status 2."""
+    parser = commands.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest=dest, metavar=metavar, parser_class=_Parser)
+    parser.set_defaults(func=lambda ns: (parser.print_help(), 2)[1])
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symbrg", description="Symbolic-numeric Bayesian RG for neural-network "
                      "field theories.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    derive_parser = commands.add_parser(
-        "derive", help="print a derivation (per-layer kernel maps, Fisher metrics, flows)",
-        description="Print a derivation produced by one of the engines.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    derive = command_group(
+        commands, "derive", help="print a derivation (per-layer kernel maps, Fisher metrics, flows)",
+        description="Print a derivation produced by one of the engines.", dest="what",
         epilog="examples:\n  symbrg derive nngp --activation relu --depth 3\n"
                "  symbrg derive ntk --activation erf --depth 2 --format latex\n")
-    derive = derive_parser.add_subparsers(dest="what", metavar="WHAT", parser_class=_Parser)
-    derive_parser.set_defaults(func=lambda ns: (derive_parser.print_help(), 2)[1])
     for topic in TOPICS:
         try:
             module = importlib.import_module(f"{__name__}.{topic}")

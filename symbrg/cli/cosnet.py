@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import command_group
+
 EPILOG = """examples:
   symbrg prove cosnet-erg --dim 3 --regulator sharp
   symbrg prove cosnet-erg --dim d --regulator litim --json
@@ -72,12 +74,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersAction) -> None:
     from ..export import FORMATS
-    prove = commands.add_parser("prove", help="machine-checked theorems (cosnet-erg)",
-                                description="Build and check a proof certificate.",
-                                epilog="examples:\n  symbrg prove cosnet-erg --dim 3 --regulator sharp\n",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    which = prove.add_subparsers(dest="theorem", metavar="THEOREM", parser_class=type(prove))
-    prove.set_defaults(func=lambda ns: (prove.print_help(), 2)[1])
+    which = command_group(commands, "prove", help="machine-checked theorems (cosnet-erg)",
+                          description="Build and check a proof certificate.", dest="theorem",
+                          metavar="THEOREM", epilog="examples:\n  symbrg prove cosnet-erg --dim 3 --regulator sharp\n")
     p = which.add_parser("cosnet-erg", help="BRG coarse graining of the generalized cos-net = ERG of a free scalar",
                          description="Prove that information-shell coarse graining of the generalized cos-net "
                                      "is the momentum-shell (Polchinski / Wetterich) flow of a free scalar.",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import command_group
+
 EPILOG = """examples:
   symbrg experiment shell --preset paper --out runs/paper
   symbrg experiment shell --preset paper --members 200 --fisher-set 1000 --seed 1 --out runs/paper-f1000
@@ -35,12 +37,10 @@ def run_shell(ns: argparse.Namespace) -> int:
 
 
 def register(commands, derive) -> None:
-    exp = commands.add_parser("experiment", help="numerical experiments on trained ensembles",
-                              description="Numerical experiments on trained network ensembles.",
-                              epilog="examples:\n  symbrg experiment shell --preset paper --out runs/paper\n",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = exp.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=type(exp))
-    exp.set_defaults(func=lambda ns: (exp.print_help(), 2)[1])
+    sub = command_group(commands, "experiment", help="numerical experiments on trained ensembles",
+                        description="Numerical experiments on trained network ensembles.",
+                        dest="experiment", metavar="EXPERIMENT",
+                        epilog="examples:\n  symbrg experiment shell --preset paper --out runs/paper\n")
     p = sub.add_parser("shell", help="information-shell renormalization of a trained ensemble "
                        "(arXiv:2405.17538 §5)",
                        description="Train an ensemble, compute each member's Fisher metric on a Fisher "

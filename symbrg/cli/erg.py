@@ -7,6 +7,7 @@ import json
 import sympy as sp
 
 from ..errors import InvalidArgument
+from . import command_group
 from ..export import FORMATS, render
 
 ERG_EPILOG = """examples:
@@ -163,11 +164,9 @@ def run_derive(ns: argparse.Namespace) -> int:
 
 def register(commands, derive) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    e = commands.add_parser("erg", help="exact RG: LPA fixed points, Gaussian exponents, threshold functions",
-                            description="Functional (Wetterich) and Polchinski exact RG of a scalar field.",
-                            epilog=ERG_EPILOG, formatter_class=fmt)
-    sub = e.add_subparsers(dest="erg_command", metavar="WHAT")
-    e.set_defaults(func=lambda ns: (e.print_help(), 2)[1])
+    sub = command_group(commands, "erg", help="exact RG: LPA fixed points, Gaussian exponents, threshold functions",
+                        description="Functional (Wetterich) and Polchinski exact RG of a scalar field.",
+                        epilog=ERG_EPILOG, dest="erg_command")
 
     p = sub.add_parser("lpa", help="Wilson-Fisher fixed point and exponents nu, omega in the LPA (LPA')",
                        description="Polynomial truncation of the dimensionless Z2 potential around its "
