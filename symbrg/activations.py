@@ -55,7 +55,7 @@ def numpy_erf(x: Any) -> np.ndarray:
     try:
         from scipy.special import erf
     except ImportError:  # pragma: no cover - scipy is optional
-        return np.frompyfunc(math.erf, 1, 1)(np.asarray(x, dtype=float)).astype(float)
+        return np.asarray(np.frompyfunc(math.erf, 1, 1)(np.asarray(x, dtype=float)), dtype=float)
     return erf(x)
 
 

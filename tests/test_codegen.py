@@ -87,3 +87,17 @@ def test_printing_views():
     assert "\\begin{aligned}" in PROG.to_latex()
     assert PROG.to_text().splitlines()[0].startswith("a = ")
     assert PROG.count_ops() > 0 and math.isfinite(PROG.count_ops())
+
+
+def test_erf_without_scipy_handles_scalars_and_arrays(monkeypatch):
+    import builtins
+    from symbrg.activations import numpy_erf
+    real = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert float(numpy_erf(0.5)) == pytest.approx(math.erf(0.5), rel=1e-15)
+    np.testing.assert_allclose(numpy_erf(np.array([0.1, -2.0])), [math.erf(0.1), math.erf(-2.0)], rtol=1e-15)
