@@ -16,6 +16,7 @@ Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -28,7 +29,7 @@ from sympy.printing.pycode import MpmathPrinter
 from .errors import InvalidArgument, UnknownName
 from .special import NumericFunction
 
-__all__ = ["Program", "lambdify", "BACKENDS"]
+__all__ = ["Program", "Workspace", "lambdify", "BACKENDS"]
 
 BACKENDS = ("numpy", "mpmath")
 
@@ -165,7 +166,12 @@ class Program:
         takes ``pair`` + constants + the row outputs + the column outputs, in that order.  Evaluating the row stage
         once per point instead of once per pair is what makes scalar (mpmath) Gram matrices cheap.
         """
-        row, col, pair = set(row), set(col), set(pair)
+        key = ("partition", tuple(row), tuple(col), tuple(pair))
+        if key not in self._cache:
+            self._cache[key] = self._partition(set(row), set(col), set(pair))
+        return self._cache[key]
+
+    def _partition(self, row: set, col: set, pair: set) -> tuple["Program", "Program", "Program"]:
         const = [i for i in self.inputs if i not in row | col | pair]
         klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
                                                 {"p"} if i in pair else set()) for i in self.inputs}
@@ -254,50 +260,261 @@ class Program:
                 needed |= e.free_symbols
         return keep[::-1]
 
+    def _statements(self) -> tuple[list[sp.Symbol], list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+        """The live chain in code names, after CSE: inputs ``x<i>``, statements ``(t<n> | a<k>, expr)``
+        in order (CSE per assignment, jointly over the outputs), and the reduced outputs."""
+        names: dict[sp.Symbol, sp.Symbol] = {s: sp.Symbol(_ident(i, "x")) for i, s in enumerate(self.inputs)}
+        counter = itertools.count()
+        body: list[tuple[sp.Symbol, sp.Expr]] = []
+        for k, (s, e) in enumerate(self._live_assignments()):
+            repl, (reduced,) = _cse([e.xreplace(names)], counter)
+            target = sp.Symbol(_ident(k, "a"))
+            body += list(repl) + [(target, reduced)]
+            names[s] = target
+        outs: list[sp.Expr] = []
+        if self.outputs:
+            repl, outs = _cse([o.xreplace(names) for o in self.outputs], counter)
+            body += list(repl)
+        return [names[s] for s in self.inputs], body, list(outs)
+
     def _generate(self, backend: str) -> tuple[str, dict]:
         if backend not in BACKENDS:
             raise UnknownName("backend", f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         printer = _NumPy({"fully_qualified_modules": True}) if backend == "numpy" else _Mpmath(
             {"fully_qualified_modules": True})
-        names: dict[sp.Symbol, sp.Symbol] = {}
-        for i, s in enumerate(self.inputs):
-            names[s] = sp.Symbol(_ident(i, "x"))
-        counter = itertools.count()
-        body: list[tuple[str, str, set[str]]] = []   # (target, code, names used)
+        args, statements, outs = self._statements()
         impls: dict[str, Callable] = {}
-
-        def emit(*exprs: sp.Expr) -> list[tuple[str, set[str]]]:
-            """CSE over ``exprs`` jointly; temporaries go to the body, the reduced forms are returned."""
-            repl, reduced = _cse([e.xreplace(names) for e in exprs], counter)
-            for sym, sub in repl:
-                body.append((str(sym), printer.doprint(sub), {str(a) for a in sub.free_symbols}))
-                _collect(sub, impls, backend)
-            for r in reduced:
-                _collect(r, impls, backend)
-            return [(printer.doprint(r), {str(a) for a in r.free_symbols}) for r in reduced]
-
-        for k, (s, e) in enumerate(self._live_assignments()):
-            target = sp.Symbol(_ident(k, "a"))
-            body.append((str(target),) + emit(e)[0])
-            names[s] = target
-        outs = emit(*self.outputs) if self.outputs else []
-        args = ", ".join(str(names[s]) for s in self.inputs)
-        head = [f"def _program({args}):"]
+        for e in [e for _, e in statements] + outs:
+            _collect(e, impls, backend)
+        body = [(str(t), printer.doprint(e), {str(a) for a in e.free_symbols}) for t, e in statements]
+        head = [f"def _program({', '.join(map(str, args))}):"]
         if backend == "mpmath":
-            head += [f"    {names[s]} = mpmath.mpmathify({names[s]})" for s in self.inputs]
-        ret = outs[0][0] if len(outs) == 1 else "(" + ", ".join(o[0] for o in outs) + ",)"
-        lines = _with_liveness(body, set().union(*(o[1] for o in outs)) if outs else set(),
-                               free=backend == "numpy")
+            head += [f"    {a} = mpmath.mpmathify({a})" for a in args]
+        printed = [printer.doprint(o) for o in outs]
+        ret = printed[0] if len(printed) == 1 else "(" + ", ".join(printed) + ",)"
+        lines = _with_liveness(body, {str(a) for o in outs for a in o.free_symbols}, free=backend == "numpy")
         src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
-        from .activations import numpy_erf
-        namespace: dict[str, Any] = {"numpy": np, "mpmath": mpmath, "math": __import__("math"),
-                                     "_erf": numpy_erf}
-        namespace.update(impls)
-        # printer-registered module names (e.g. numpy.linalg) resolve through these roots
-        for mod in getattr(printer, "module_imports", {}):
-            root = mod.split(".")[0]
-            namespace.setdefault(root, __import__(root))
-        return src, namespace
+        return src, _namespace(printer, impls)
+
+    def compile_inplace(self, arrays: Sequence[sp.Symbol]) -> Callable[..., Any]:
+        """Compile to NumPy code that writes every array-valued node into a :class:`Workspace`.
+
+        ``arrays``: the inputs that are arrays (the others are scalars, e.g. hyperparameters).  The
+        compiled function takes the inputs and then a workspace, ``fn(*inputs, workspace)``; every
+        node that depends on an array input is computed by ufuncs with ``out=`` into the workspace's
+        buffers (a buffer is reused after its value's last use; :class:`~symbrg.special.NumericFunction`
+        nodes through their ``numpy_into``), scalar nodes by plain arithmetic.  Warm, it allocates
+        nothing of the arrays' size.  The returned arrays are views of the workspace: valid until its
+        next use.  This is the evaluation path for Gram tiles (:meth:`symbrg.kernel.Architecture.nngp`).
+        """
+        key = ("inplace", tuple(arrays))
+        if key not in self._cache:
+            src, namespace = self._generate_inplace(arrays)
+            exec(compile(src, f"<symbrg:{self.name}:inplace>", "exec"), namespace)  # noqa: S102 - our printer
+            self._cache[key] = namespace["_program"]
+            self._cache[key].__doc__ = f"{self.name} (numpy, in place); inputs: {self.inputs}, workspace"
+        return self._cache[key]
+
+    def source_inplace(self, arrays: Sequence[sp.Symbol]) -> str:
+        """Python source of :meth:`compile_inplace`."""
+        return self._generate_inplace(arrays)[0]
+
+    def _generate_inplace(self, arrays: Sequence[sp.Symbol]) -> tuple[str, dict]:
+        unknown = set(arrays) - set(self.inputs)
+        if unknown:
+            raise InvalidArgument("arrays", f"not inputs of {self.name}: {sorted(map(str, unknown))}")
+        args, statements, outs = self._statements()
+        printer = _NumPy({"fully_qualified_modules": True})
+        lower = _Lowering(printer, {args[self.inputs.index(a)] for a in arrays})
+        returned = {a for o in outs for a in o.free_symbols}
+        dies: dict[int, list[sp.Symbol]] = {}
+        for a, i in {a: i for i, (_, e) in enumerate(statements) for a in e.free_symbols}.items():
+            if a not in returned:
+                dies.setdefault(i, []).append(a)
+        for i, (t, e) in enumerate(statements):
+            lower.statement(t, e)
+            for a in dies.get(i, ()):
+                if a in lower.slot_of:
+                    lower.release(lower.slot_of.pop(a))
+        rets = [lower.result(o) for o in outs]
+        shapes = ", ".join(f"numpy.shape({a})" for a in args if a in lower.arrays)
+        head = [f"def _program({', '.join(map(str, args + ['_ws']))}):",
+                f"    _ws.shape = numpy.broadcast_shapes({shapes})",
+                "    _scratch = _ws.child('scratch')"]
+        head += [f"    {b} = _ws({b[2:]})" for b in sorted(lower.buffers, key=lambda b: int(b[2:]))]
+        ret = rets[0] if len(rets) == 1 else "(" + ", ".join(rets) + ",)"
+        src = "\n".join(head + lower.lines + [f"    return {ret}"]) + "\n"
+        return src, _namespace(printer, lower.impls)
+
+
+def _namespace(printer: Any, impls: dict) -> dict[str, Any]:
+    """Globals of generated code: numpy, mpmath, math, erf, the NumericFunction implementations."""
+    from .activations import numpy_erf
+    namespace: dict[str, Any] = {"numpy": np, "mpmath": mpmath, "math": math, "_erf": numpy_erf}
+    namespace.update(impls)
+    # printer-registered module names (e.g. numpy.linalg) resolve through these roots
+    for mod in getattr(printer, "module_imports", {}):
+        root = mod.split(".")[0]
+        namespace.setdefault(root, __import__(root))
+    return namespace
+
+
+class Workspace:
+    """Reusable buffers of one ``shape`` for in-place evaluation (:meth:`Program.compile_inplace`).
+
+    Why: a NumPy temporary of tile size (10^4-10^5 entries) is fresh memory on every call, because
+    the C allocator returns freed blocks of that size to the operating system; its page faults cost
+    several times the arithmetic.  Buffers kept here are allocated once (per key, grown when a
+    larger shape asks for them) and handed out as views of the current ``shape``.  Not thread-safe:
+    one workspace per thread.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.shape = tuple(shape)
+        self._buffers: dict[tuple[Any, str], np.ndarray] = {}
+        self._children: dict[Any, "Workspace"] = {}
+
+    def __call__(self, key: Any, dtype: Any = float) -> np.ndarray:
+        """The buffer named ``key``, shape :attr:`shape` (contents undefined)."""
+        size = math.prod(self.shape)
+        slot = (key, np.dtype(dtype).str)
+        buf = self._buffers.get(slot)
+        if buf is None or buf.size < size:
+            buf = self._buffers[slot] = np.empty(max(size, 1), dtype)
+        return buf[:size].reshape(self.shape)
+
+    def child(self, key: Any) -> "Workspace":
+        """A nested workspace of the same shape, for a callee's own temporaries."""
+        ws = self._children.setdefault(key, Workspace())
+        ws.shape = self.shape
+        return ws
+
+
+_UFUNCS = {sp.sin: "sin", sp.cos: "cos", sp.tan: "tan", sp.exp: "exp", sp.log: "log", sp.sinh: "sinh",
+           sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "arcsin", sp.acos: "arccos", sp.atan: "arctan",
+           sp.Abs: "absolute", sp.sign: "sign", sp.atan2: "arctan2", sp.Max: "maximum", sp.Min: "minimum"}
+
+
+class _Lowering:
+    """Three-address code for array-valued expressions: each Add, Mul, Pow and function node becomes
+    one ufunc call with ``out=`` a workspace buffer; scalar subexpressions are printed as usual."""
+
+    def __init__(self, printer: Any, arrays: set[sp.Symbol]) -> None:
+        self.printer, self.arrays = printer, set(arrays)
+        self.lines: list[str] = []
+        self.buffers: set[str] = set()
+        self.free: list[str] = []
+        self.slot_of: dict[sp.Symbol, str] = {}
+        self.impls: dict[str, Callable] = {}
+
+    def is_array(self, e: sp.Expr) -> bool:
+        return bool(e.free_symbols & self.arrays)
+
+    def slot(self) -> str:
+        if self.free:
+            return self.free.pop()
+        name = f"_b{len(self.buffers)}"
+        self.buffers.add(name)
+        return name
+
+    def release(self, name: str) -> None:
+        self.free.append(name)
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def statement(self, target: sp.Symbol, e: sp.Expr) -> None:
+        _collect(e, self.impls, "numpy")
+        if not self.is_array(e):
+            self.emit(f"{target} = {self.printer.doprint(e)}")
+            return
+        buf, temps = self.slot(), []
+        self.into(e, buf, temps)
+        for t in temps:
+            self.release(t)
+        self.emit(f"{target} = {buf}")
+        self.arrays.add(target)
+        self.slot_of[target] = buf
+
+    def result(self, e: sp.Expr) -> str:
+        """Code for an output expression (a symbol's name, a scalar, or a fresh buffer)."""
+        if e.is_Symbol or not self.is_array(e):
+            _collect(e, self.impls, "numpy")
+            return self.printer.doprint(e)
+        buf, temps = self.slot(), []
+        self.into(e, buf, temps)
+        return buf
+
+    def operand(self, e: sp.Expr, target: str | None, temps: list[str]) -> str:
+        """Code naming the value of ``e``: a symbol, a printed scalar, or a buffer it was computed into
+        (``target`` if given, else a temporary)."""
+        if e.is_Symbol or not self.is_array(e):
+            return self.printer.doprint(e)
+        if target is None:
+            target = self.slot()
+            temps.append(target)
+        self.into(e, target, temps)
+        return target
+
+    def into(self, e: sp.Expr, out: str, temps: list[str]) -> None:
+        """Emit code that writes the array expression ``e`` into buffer ``out``."""
+        p = self.printer.doprint
+        if e.is_Add or e.is_Mul:
+            ufunc, inverse = ("add", "subtract") if e.is_Add else ("multiply", "divide")
+            inv = [(_inverse(a, e.is_Add), a) for a in e.args if self.is_array(a)]
+            rest = [a for a in e.args if not self.is_array(a)]
+            plain = [a for i, a in inv if i is None]
+            inverted = [i for i, _ in inv if i is not None]     # -b in a sum, b**-1 in a product
+            if plain:
+                acc = self.operand(plain[0], out, temps)
+            elif rest:                                         # e.g. pi - theta, 1/x
+                acc, rest = p(e.func(*rest)), []
+            else:
+                acc, inverted = self.operand(inv[0][1], out, temps), inverted[1:]
+            for op, args in ((ufunc, plain[1:]), (inverse, inverted)):
+                for a in args:
+                    self.emit(f"numpy.{op}({acc}, {self.operand(a, None, temps)}, out={out})")
+                    acc = out
+            if rest:
+                self.emit(f"numpy.{ufunc}({acc}, {p(e.func(*rest))}, out={out})")
+                acc = out
+            if acc != out:
+                self.emit(f"numpy.copyto({out}, {acc})")
+        elif e.is_Pow and not self.is_array(e.exp):
+            base = self.operand(e.base, out, temps)
+            k = e.exp
+            if k == 2:
+                self.emit(f"numpy.multiply({base}, {base}, out={out})")
+            elif k == -1:
+                self.emit(f"numpy.divide(1.0, {base}, out={out})")
+            elif abs(k) == sp.Rational(1, 2):
+                self.emit(f"numpy.sqrt({base}, out={out})")
+                if k < 0:
+                    self.emit(f"numpy.divide(1.0, {out}, out={out})")
+            else:
+                self.emit(f"numpy.power({base}, {p(k)}, out={out})")
+        elif isinstance(e, NumericFunction):
+            args = ", ".join(self.operand(a, None, temps) for a in e.args)
+            self.impls[_impl_name(e) + "_into"] = type(e).numpy_into
+            self.emit(f"{_impl_name(e)}_into({out}, _scratch, {args})")
+        elif e.func in _UFUNCS and len(e.args) >= 1:
+            args = [self.operand(a, None if k else out, temps) for k, a in enumerate(e.args)]
+            acc = args[0]
+            if len(args) == 1:
+                self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, out={out})")
+            for a in args[1:]:                         # binary, or folded n-ary (Max, Min)
+                self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, {a}, out={out})")
+                acc = out
+        else:                                          # anything else: printed, then copied in
+            args = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args if self.is_array(a) and not a.is_Symbol}
+            self.emit(f"{out}[...] = {p(e.xreplace(args))}")
+
+
+def _inverse(a: sp.Expr, additive: bool) -> sp.Expr | None:
+    """``b`` when ``a`` is ``-b`` (additive) or ``b**-1`` (multiplicative), else None."""
+    if additive:
+        return -a if a.as_coeff_Mul()[0].is_negative else None
+    return 1 / a if a.is_Pow and a.exp.is_negative and a.exp.is_number else None
 
 
 def _larger_than(exprs: list[sp.Expr], nodes: int) -> bool:

@@ -29,8 +29,9 @@ directly) the Dense step adds :math:`n\,\bar K + 1` (the 1 from the bias, absent
 :math:`\bar K` the layer's input covariance per unit of fan-in), exactly as neural-tangents does.
 
 Each expectation comes from :mod:`symbrg.gaussian` (closed form, Mehler series or quadrature), and
-the program records which rule produced it.  Gram matrices are evaluated in blocks (bounded memory)
-and on several threads; ``precision=`` switches to mpmath at any number of digits.
+the program records which rule produced it.  Gram matrices are evaluated in cache-sized tiles,
+in place (no temporaries), on several threads, and only above the diagonal when symmetric;
+``precision=`` switches to mpmath at any number of digits.
 
 Numerical honesty: the float64 path adds no cancellation of its own (the expectations are written
 through the stable special functions of :mod:`symbrg.special`, |c| is clipped to 1 so rounding
@@ -54,7 +55,7 @@ import sympy as sp
 
 from . import checks
 from .activations import Activation, activation as _activation
-from .codegen import Program
+from .codegen import Program, Workspace
 from .derivation import Derivation
 from .errors import InvalidArgument
 
@@ -266,14 +267,16 @@ class Architecture:
         return out
 
     def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None,
-             params: dict | None = None, block: int = 1 << 17, threads: int | None = None) -> np.ndarray:
+             params: dict | None = None, block: int = 1 << 16, threads: int | None = None) -> np.ndarray:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
-        ``precision`` digits).  ``x2=None`` means ``x2 = x1``.  Rows are processed in blocks of about
-        ``block`` entries so that temporaries stay bounded."""
+        ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
+        computed, and the result is exactly symmetric).  Entries are computed in tiles of about
+        ``block`` entries, in place and on ``threads`` threads (default: all cores), so memory
+        beyond the output stays bounded (:func:`_gram_tiled`)."""
         return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads)
 
     def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None,
-            params: dict | None = None, block: int = 1 << 17, threads: int | None = None) -> np.ndarray:
+            params: dict | None = None, block: int = 1 << 16, threads: int | None = None) -> np.ndarray:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
         return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads)
 
@@ -291,34 +294,7 @@ class Architecture:
             checks.integer("precision", precision, minimum=15)
             return _gram_mpmath(prog, which, x1, x2, args, precision)
         checks.integer("block", block, minimum=1)
-        fn = prog.compile("numpy")
-        n1, n2 = x1.shape[0], x2.shape[0]
-        s1 = np.einsum("ij,ij->i", x1, x1) / d
-        s2 = s1 if same else np.einsum("ij,ij->i", x2, x2) / d
-        out = np.empty((n1, n2))
-        rows = max(1, min(n1, block // max(n2, 1)))
-
-        def work(start: int) -> None:
-            stop = min(start + rows, n1)
-            s12 = x1[start:stop] @ x2.T
-            s12 /= d
-            if same:  # x·x/d exactly as on the diagonal chain, so that c = 1 there exactly
-                idx = np.arange(start, stop)
-                s12[idx - start, idx] = s1[idx]
-            res = fn(s1[start:stop, None], s2[None, :], s12, *args)
-            res = res[which] if isinstance(res, tuple) else res
-            out[start:stop] = res
-        starts = range(0, n1, rows)
-        workers = threads or min(len(starts), os.cpu_count() or 1)
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(work, starts))
-        else:
-            for s in starts:
-                work(s)
-        if not np.all(np.isfinite(out)):
-            raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
-        return out
+        return _gram_tiled(prog, which, x1, x2 if not same else None, args, block, threads)
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
@@ -420,6 +396,66 @@ class Architecture:
         q = sp.Symbol("q", positive=True)
         expr = self.maps()["chi1"].xreplace({s: v for s, v in self.values.items() if v is not None})
         return float(lambdify(expr, [q], "mpmath", dps=dps)(self.fixed_point(dps=dps)))
+
+
+def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None, args: list,
+                block: int, threads: int | None) -> np.ndarray:
+    r"""Float64 Gram matrix in tiles of about ``block`` entries, staged (:meth:`Program.partition`):
+
+    * the per-point chain (the diagonal :math:`K^l(x,x)`) runs once per point;
+    * the pair chain runs per tile, compiled in place (:meth:`Program.compile_inplace`) into one
+      :class:`~symbrg.codegen.Workspace` per thread, so a warm tile allocates nothing and its
+      temporaries stay in cache; tiles are shared out to ``threads`` threads (default: all cores);
+    * with ``x2 = None`` only tiles on and above the diagonal are computed and mirrored: the result
+      is exactly symmetric, with :math:`x\cdot x/d` on the diagonal taken from the per-point chain
+      (c = 1 exactly there).
+    """
+    same = x2 is None
+    x2 = x1 if same else x2
+    d = x1.shape[1]
+    row, col, pair = prog.partition([S11], [S22], [S12])
+    s1 = np.einsum("ij,ij->i", x1, x1) / d
+    s2 = s1 if same else np.einsum("ij,ij->i", x2, x2) / d
+    rvals = _tuple(row.compile()(s1, *args))
+    cvals = _tuple(col.compile()(s2, *args))
+    arrays = [S12] + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals) if np.ndim(v)]
+    fpair = pair.compile_inplace(arrays)
+    n1, n2 = x1.shape[0], x2.shape[0]
+    side = max(1, math.isqrt(block))
+    tr = min(n1, side)
+    tc = tr if same else min(n2, max(side, block // tr))
+    tiles = [(i, j) for i in range(0, n1, tr) for j in range(i if same else 0, n2, tc)]
+    out = np.empty((n1, n2))
+    overflow = []
+
+    def work(mine: list[tuple[int, int]]) -> None:
+        ws = Workspace()
+        for i, j in mine:
+            i1, j1 = min(i + tr, n1), min(j + tc, n2)
+            ws.shape = (i1 - i, j1 - j)
+            s12 = np.matmul(x1[i:i1], x2[j:j1].T, out=ws("s12"))
+            s12 /= d
+            if same and i == j:
+                np.fill_diagonal(s12, s1[i:i1])
+            res = fpair(s12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
+                        *(v[None, j:j1] if np.ndim(v) else v for v in cvals), ws)
+            res = res[which] if isinstance(res, tuple) else res
+            if not np.isfinite(res, out=ws("finite", bool)).all():
+                overflow.append((i, j))
+            out[i:i1, j:j1] = res
+            if same and i != j:
+                out[j:j1, i:i1] = res.T
+            elif same:                                  # mirror the upper triangle of the tile
+                np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
+    workers = max(1, min(threads or os.cpu_count() or 1, len(tiles)))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, [tiles[w::workers] for w in range(workers)]))
+    else:
+        work(tiles)
+    if overflow:
+        raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
+    return out
 
 
 def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args: list,

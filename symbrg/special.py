@@ -25,7 +25,7 @@ inputs are never expanded and the temporaries of error-free arithmetic stay chea
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import mpmath
 import numpy as np
@@ -44,6 +44,12 @@ class NumericFunction(sp.Function):
     @classmethod
     def mpmath_impl(cls, *args: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(cls.__name__)
+
+    @classmethod
+    def numpy_into(cls, out: np.ndarray, work: Any, *args: Any) -> None:
+        """Write ``numpy_impl(*args)`` into ``out``; ``work`` is a :class:`symbrg.codegen.Workspace`
+        for temporaries (subclasses on hot paths override this to allocate nothing)."""
+        out[...] = cls.numpy_impl(*args)
 
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
         if not all(a.is_number for a in self.args):
@@ -214,14 +220,19 @@ class ArcCosKernel(NumericFunction):
         return sp.expand(cls.normalization(m, n) * q11 ** sp.Rational(m, 2) * q22 ** sp.Rational(n, 2) * ang)
 
     @classmethod
-    def _numpy_parts(cls, m: int, n: int) -> tuple:
+    def _numpy_parts(cls, m: int, n: int) -> "_ArcCosParts":
         key = (m, n)
         if key not in _ARCCOS_CACHE:
+            from .codegen import Program
             S, C, P = _ANG_SYMBOLS
+            c, theta = sp.symbols("c theta", real=True)
             ang = arccos_angular(m, n)
             parts = sp.collect(sp.expand(ang), [S, P], evaluate=False)
-            closed = sp.lambdify((S, C, P), sp.Add(*[k * sp.horner(v, C) if v.has(C) else k * v
-                                                     for k, v in parts.items()]), modules="numpy")
+            horner = sp.Add(*[k * sp.horner(v, C) if v.has(C) else k * v for k, v in parts.items()])
+            closed = Program((S, C, P), (), (horner,), f"arccos_angular_{m}_{n}")
+            # the fast path's variables: c = -C and theta = pi - psi, the normalization folded in
+            fast = Program((S, c, theta), (), (cls.normalization(m, n) * sp.factor_terms(
+                horner.xreplace({C: -c, P: sp.pi - theta})),), f"arccos_kernel_{m}_{n}")
             a, b = _sin_over_t_power(m, cls.SERIES_TERMS), _sin_over_t_power(n, cls.SERIES_TERMS)
             from math import factorial
             coeffs = [0.0] * cls.SERIES_TERMS
@@ -238,44 +249,80 @@ class ArcCosKernel(NumericFunction):
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.abs(parts).sum(axis=0) / np.abs(parts.sum(axis=0))
             bad = np.nonzero(ratio > 16)[0]
-            switch = float(grid[bad[-1] + 1]) if bad.size and bad[-1] + 1 < grid.size else cls.PSI_SERIES
+            switch = (float(grid[bad[-1] + 1]) if bad[-1] + 1 < grid.size else cls.PSI_SERIES) if bad.size \
+                else float(grid[0])                          # no cancellation (e.g. J_0 = psi)
             # keep the series terms that matter in double precision up to the switch point
             size = [abs(c) * switch ** (2 * k) for k, c in enumerate(coeffs)]
             keep = max(k for k in range(len(size)) if size[k] >= 1e-18 * size[0]) + 1
-            norm = float(cls.normalization(m, n))
             # near c = +1 (psi = pi, S = 0, C = -1) does an error in S = sqrt(det)/R reach the result to
             # first order, through S and through psi = atan2(S, C)?  (J_0: yes; J_1 and up: no)
             sens = (sp.diff(ang, S) + sp.diff(ang, P) * C / (S ** 2 + C ** 2)).subs({S: 0, C: -1, P: sp.pi})
-            _ARCCOS_CACHE[key] = (closed, np.array(coeffs[:keep][::-1]), norm, switch, sp.simplify(sens) != 0)
+            _ARCCOS_CACHE[key] = _ArcCosParts(closed.compile(), fast.compile_inplace(fast.inputs),
+                                              np.array(coeffs[:keep][::-1]), switch, sp.simplify(sens) != 0,
+                                              fast.outputs[0].has(S))
         return _ARCCOS_CACHE[key]
 
     @classmethod
     def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> np.ndarray:
+        from .codegen import Workspace
+        work = Workspace()
+
+        def block(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+            out = np.empty(np.broadcast_shapes(a.shape, b.shape, c.shape))
+            work.shape = out.shape
+            cls.numpy_into(out, work, m, n, a, b, c)
+            return out
+        q11, q12, q22 = (np.asarray(a, dtype=float) for a in (q11, q12, q22))
+        if math.prod(np.broadcast_shapes(q11.shape, q12.shape, q22.shape)) > 4 * _CHUNK:
+            return _blockwise(block, q11, q12, q22)       # bounded temporaries: cache-sized blocks
+        return block(q11, q12, q22)
+
+    @classmethod
+    def numpy_into(cls, out: np.ndarray, work: Any, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> None:
+        r"""Evaluate into ``out`` with temporaries from the workspace ``work`` (allocation-free when
+        warm, except the rare entries repaired below).
+
+        First the closed form in :math:`c = q_{12}/\sqrt{q_{11}q_{22}}` (square roots taken on the
+        un-broadcast variances: a row/column input costs one root per point, not per entry);
+        then the entries where that loses accuracy are redone by :func:`_arccos_careful`:
+        :math:`\psi = \pi - 	heta` below the series switch (the closed form cancels as c -> -1)
+        and, for kernels whose value feels an error in :math:`\sin\psi` at c = +1 (e.g.
+        :math:`J_0`), :math:`\psi > \pi - 0.02`, where :math:`d	heta/dc` would amplify the
+        rounding of c.  Elsewhere the two agree to a few ulp.
+        """
         m, n = cls.orders(m, n)
-        closed, coeffs, norm, switch, sensitive = cls._numpy_parts(m, n)
-
-        def block(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
-            prod = q11 * q22
-            # sqrt(det) must be accurate as c -> -1 (and as c -> +1 when the closed form is sensitive
-            # there): a plain difference would leave an error ~sqrt(eps)
-            root = np.sqrt(_gram_det_fast(q11, q12, q22, prod, sensitive))
-            psi = np.arctan2(root, -q12)
-            R = np.sqrt(prod)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                near = psi < switch                  # c close to -1: Taylor series in psi
-                count = np.count_nonzero(near)
-                if count == psi.size:
-                    ang = psi ** (m + n + 1) * np.polyval(coeffs, psi * psi)
-                else:
-                    ang = closed(np.minimum(root / R, 1.0), np.clip(-q12 / R, -1.0, 1.0), psi)
-                    if count:
-                        p = psi[near]
-                        ang[near] = p ** (m + n + 1) * np.polyval(coeffs, p * p)
-            if m == n:
-                return norm * R ** m * ang if m > 1 else (norm * R * ang if m else norm * ang)
-            return norm * np.sqrt(q11) ** m * np.sqrt(q22) ** n * ang
-
-        return _blockwise(block, q11, q12, q22)
+        parts = cls._numpy_parts(m, n)
+        s1, s2 = np.sqrt(q11), np.sqrt(q22)
+        R, c, theta, S = (work(k) for k in ("R", "c", "theta", "S"))
+        np.multiply(s1, s2, out=R)
+        np.divide(q12, R, out=c)
+        np.clip(c, -1.0, 1.0, out=c)
+        np.arccos(c, out=theta)
+        if parts.needs_sin:
+            np.subtract(1.0, c, out=S)
+            np.add(1.0, c, out=out)
+            np.multiply(S, out, out=S)                         # (1-c)(1+c): exact differences near +-1
+            np.sqrt(S, out=S)
+        ang = parts.fast_into(S, c, theta, work.child("closed"))
+        careful = work("careful", bool)
+        np.greater(theta, math.pi - max(parts.switch, _FAST_PSI_MIN), out=careful)
+        if parts.sensitive:
+            careful |= np.less(theta, 0.02, out=work("near +1", bool))
+        count = np.count_nonzero(careful)
+        if count:
+            qs = np.broadcast_arrays(q11, q12, q22, out)[:3]
+            norm = float(cls.normalization(m, n))
+            if 2 * count > careful.size:
+                ang = norm * _arccos_careful(m, n, parts, *qs)
+            else:
+                ang[careful] = norm * _arccos_careful(m, n, parts, *(q[careful] for q in qs))
+        if m == n == 0:
+            np.copyto(out, ang)
+        elif m == n:
+            np.multiply(ang, R if m == 1 else R ** m, out=out)
+        else:
+            np.multiply(ang, s1 ** m, out=out)
+            out *= s2 ** n
 
     @classmethod
     def mpmath_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> Any:
@@ -291,7 +338,7 @@ class ArcCosKernel(NumericFunction):
             psi_f = math.atan2(math.sqrt(fdet), -float(q12))
         else:
             psi_f = float(mpmath.atan2(mpmath.sqrt(det), -q12))
-        switch = cls._numpy_parts(m, n)[3]
+        switch = cls._numpy_parts(m, n).switch
         # the closed form cancels like psi^(m+n+1) below the switch point: add that many digits
         guard = 16 if psi_f >= switch else int(3.33 * (m + n + 1) * math.log10(math.pi / psi_f)) + 24
         key = ("mp", m, n, prec)
@@ -334,8 +381,46 @@ class ArcCosKernel(NumericFunction):
         return body if exp is None else rf"{body}^{{{exp}}}"
 
 
+class _ArcCosParts(NamedTuple):
+    """What :class:`ArcCosKernel`'s NumPy path needs for one (m, n), all from :func:`arccos_angular`."""
+    closed: Any          # the angular integral A(S, C, psi), NumPy
+    fast_into: Any       # norm * A(S, -c, pi - theta), compiled in place: fn(S, c, theta, workspace)
+    coeffs: np.ndarray   # its Taylor coefficients in psi^2, highest first (times psi^(m+n+1))
+    switch: float        # below this psi the closed form cancels: the series is used
+    sensitive: bool      # does an error in S reach A at first order at c = +1?
+    needs_sin: bool      # does A depend on S = sin(psi) at all (J_0 does not)?
+
+
 _ARCCOS_CACHE: dict = {}
+# Below this psi the fast path's psi = pi - arccos(c) inherits c's rounding, ~eps/psi^2 relative:
+# 2e-14 at 0.1, so entries with smaller psi go to the error-free path.
+_FAST_PSI_MIN = 0.1
 _ANG_SYMBOLS = sp.symbols("S C psi", real=True)
+
+
+def _arccos_careful(m: int, n: int, parts: tuple, q11: np.ndarray, q12: np.ndarray,
+                    q22: np.ndarray) -> np.ndarray:
+    r"""The angular integral of :class:`ArcCosKernel` to full relative accuracy in the float64 inputs:
+    :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram determinant,
+    and the Taylor series in :math:`\psi` below the switch point."""
+    closed, coeffs, switch, sensitive = parts.closed, parts.coeffs, parts.switch, parts.sensitive
+    prod = q11 * q22
+    # sqrt(det) must be accurate as c -> -1 (and as c -> +1 when the closed form is sensitive
+    # there): a plain difference would leave an error ~sqrt(eps)
+    root = np.sqrt(_gram_det_fast(q11, q12, q22, prod, sensitive))
+    psi = np.arctan2(root, -q12)
+    R = np.sqrt(prod)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = psi < switch                  # c close to -1: Taylor series in psi
+        count = np.count_nonzero(near)
+        if count == psi.size:
+            return psi ** (m + n + 1) * np.polyval(coeffs, psi * psi)
+        ang = np.array(np.broadcast_to(closed(np.minimum(root / R, 1.0), np.clip(-q12 / R, -1.0, 1.0), psi),
+                                       psi.shape))
+        if count:
+            p = psi[near]
+            ang[near] = p ** (m + n + 1) * np.polyval(coeffs, p * p)
+    return ang
 
 
 def arccos_angular(m: int, n: int) -> sp.Expr:

@@ -8,7 +8,8 @@ import sympy as sp
 from hypothesis import given, settings, strategies as st
 
 from symbrg import errors
-from symbrg.codegen import Program, lambdify
+from symbrg.codegen import Program, Workspace, lambdify
+from symbrg.special import ArcCosKernel, GramDet
 
 x, y, s = sp.symbols("x y s", real=True)
 a, b, c = sp.symbols("a b c", real=True)
@@ -21,7 +22,7 @@ PROG = Program((x, y, s), ((a, sp.sqrt(x**2 + y**2) + s * sp.atan2(y, x)),
 def test_numpy_and_mpmath_agree_with_the_expanded_expression(xv, yv, sv):
     c_np, a_np = PROG.compile()(np.array([xv]), np.array([yv]), sv)
     c_mp, a_mp = PROG.compile("mpmath", dps=40)(xv, yv, sv)
-    c_ex = PROG.expand()[0].evalf(40, subs={x: sp.Rational(xv), y: sp.Rational(yv), s: sp.Rational(sv)})
+    c_ex = PROG.expand()[0].evalf(40, subs={x: sp.Float(xv, 60), y: sp.Float(yv, 60), s: sp.Float(sv, 60)})  # exact binary values
     assert float(c_np[0]) == pytest.approx(float(c_ex), rel=1e-13)
     with mpmath.workdps(40):
         assert abs(c_mp - mpmath.mpf(str(c_ex))) <= mpmath.mpf(10) ** -30 * max(1, abs(c_mp))
@@ -101,3 +102,76 @@ def test_erf_without_scipy_handles_scalars_and_arrays(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_scipy)
     assert float(numpy_erf(0.5)) == pytest.approx(math.erf(0.5), rel=1e-15)
     np.testing.assert_allclose(numpy_erf(np.array([0.1, -2.0])), [math.erf(0.1), math.erf(-2.0)], rtol=1e-15)
+
+
+# ------------------------------------------------------------------ in-place compilation
+_K11, _K12, _K22, _W = sp.symbols("k11 k12 k22 w", real=True)
+_INPLACE = Program(
+    (x, y, s, _K11, _K12, _K22),
+    ((a, sp.sqrt(x**2 + y**2) + s * sp.atan2(y, x) - 3 / x + x**sp.Rational(-1, 2)),
+     (b, a**2 + sp.exp(-a) * sp.erf(a) + sp.Max(a, y, 0.5) - sp.Heaviside(y) / (1 + s**2)),
+     (c, sp.pi - b * x + ArcCosKernel(1, 1, _K11, _K12 * x / (1 + x), _K22) + GramDet(_K11, _K12, _K22) * a**3)),
+    (c, a, s**2 + 1), name="inplace_toy")
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.floats(-1, 1))
+def test_inplace_compilation_matches_the_plain_one(rows, cols, sv):
+    """Row (rows, 1) and column (1, cols) inputs broadcast into workspace buffers; every node kind
+    (sums with subtractions, products with divisions, powers, ufuncs, n-ary Max, printed fallbacks,
+    NumericFunctions with and without their own numpy_into) agrees with the allocating code."""
+    rng = np.random.default_rng(rows * 41 + cols)
+    xv, yv = rng.uniform(0.2, 2, (rows, 1)), rng.uniform(-1, 1, (1, cols))
+    k11, k22 = rng.uniform(0.5, 2, (rows, 1)), rng.uniform(0.5, 2, (1, cols))
+    k12 = rng.uniform(-0.99, 0.99, (rows, cols)) * np.sqrt(k11 * k22)
+    args = (xv, yv, sv, k11, k12, k22)
+    want = _INPLACE.compile()(*args)
+    ws = Workspace()
+    for _ in range(2):                                 # the second call reuses the buffers
+        got = _INPLACE.compile_inplace([x, y, _K11, _K12, _K22])(*args, ws)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-13)  # terms are O(1-10)
+
+
+def test_inplace_warm_call_allocates_nothing_of_array_size():
+    import tracemalloc
+    from symbrg.kernel import S11, S12, S22, mlp
+    arch = mlp("relu", 4, 1.4, 0.1)
+    row, col, pair = arch.nngp_program.partition([S11], [S22], [S12])
+    rng = np.random.default_rng(0)
+    s1, s2 = rng.uniform(0.5, 2, 512), rng.uniform(0.5, 2, 512)
+    s12 = rng.uniform(-0.8, 0.99, (512, 512)) * np.sqrt(np.outer(s1, s2))
+    rv = [v[:, None] for v in row.compile()(s1, 0.1, 1.4)]   # no entry needs the careful path
+    cv = [v[None, :] for v in col.compile()(s2, 0.1, 1.4)]
+    fn = pair.compile_inplace([S12, *row.outputs, *col.outputs])
+    ws = Workspace()
+    fn(s12, 0.1, 1.4, *rv, *cv, ws)
+    tracemalloc.start()
+    out = fn(s12, 0.1, 1.4, *rv, *cv, ws)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # per-point vectors and NumPy's own broadcasting buffers (8192 entries), no tile-sized temporary
+    assert peak < s12.nbytes / 8, peak
+    np.testing.assert_allclose(out, arch.nngp_program.compile()(s1[:, None], s2[None, :], s12, 0.1, 1.4),
+                               rtol=1e-13)
+
+
+def test_inplace_buffers_are_reused_along_a_chain():
+    """A depth-40 chain keeps a constant number of live arrays: buffers are recycled."""
+    syms = sp.symbols("u0:41")
+    prog = Program((syms[0],), tuple((syms[k + 1], sp.sin(syms[k]) * syms[k] + 1) for k in range(40)), (syms[-1],))
+    assert prog.source_inplace([syms[0]]).count("= _ws(") <= 3
+    with pytest.raises(errors.InvalidArgument) as info:
+        prog.compile_inplace([x])
+    assert info.value.argument == "arrays"
+
+
+def test_workspace_views_follow_its_shape():
+    ws = Workspace((3, 4))
+    a0 = ws("a")
+    a0[...] = 1.0
+    ws.shape = (2, 2)
+    assert ws("a").shape == (2, 2) and np.shares_memory(ws("a"), a0)
+    ws.shape = (5, 5)                                 # larger: a new buffer
+    assert ws("a").shape == (5, 5) and ws.child("k").shape == (5, 5)
+    assert ws("m", bool).dtype == bool
