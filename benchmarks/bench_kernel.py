@@ -3,10 +3,11 @@
 Run ``python benchmarks/bench_kernel.py [--quick]``.  Every figure is printed next to a baseline
 measured in the same run:
 
-* Gram matrices (ReLU, depth 3 and 10, d = 5): symbrg's compiled, blocked, threaded program against a
+* Gram matrices (ReLU, depth 3 and 10, d = 5): symbrg's compiled, in-place, tiled, threaded program against a
   hand-written in-place NumPy recursion, and against neural-tangents' jitted ``kernel_fn`` when it is
   importable (``pip install neural-tangents==0.6.5 jax==0.5.3 jaxlib==0.5.3 tf2jax==0.3.7``; never a
-  dependency).  Peak memory (tracemalloc) is reported as a multiple of the output matrix.
+  dependency).  Peak memory (tracemalloc) is reported as a multiple of the output matrix.  A second
+  table separates what the upper-triangle symmetry and the second thread contribute.
 * Derive-and-compile time of the NNGP+NTK programs for depth 1..100 (should grow linearly).
 * mpmath evaluation rate at 50 digits, depth 3.
 """
@@ -113,6 +114,22 @@ def main() -> None:
             else:
                 nt_cols = f"{'n/a':>8} {'':>6}"
             print(f"{depth:5d} {n:6d} {t_s:9.3f} {t_b:9.3f} {t_s / t_b:6.2f} {nt_cols} {peak:8.2f} {rel:12.1e}")
+
+    n = sizes[-1]
+    print(f"\n== where the time goes, N = {n}: symmetry (upper triangle only) and threads")
+    print(f"{'depth':>5} {'case':>26} {'symbrg s':>9} {'NT ratio':>8}")
+    x, y = rng.normal(size=(n, 5)), rng.normal(size=(n, 5))
+    for depth in (3, 10):
+        arch = symbrg.mlp("relu", depth, sw, sb)
+        nt = neural_tangents_fn(depth, sw, sb)
+        t_nt = timed(lambda: nt(x))[0] if nt is not None else math.nan
+        for label, fn in (("K(x, x), 2 threads", lambda: arch.nngp(x)),
+                          ("K(x, x), 1 thread", lambda: arch.nngp(x, threads=1)),
+                          ("K(x, y), 2 threads", lambda: arch.nngp(x, y)),
+                          ("K(x, y), 1 thread", lambda: arch.nngp(x, y, threads=1)),
+                          ("NTK(x, x), 2 threads", lambda: arch.ntk(x))):
+            t = timed(fn)[0]
+            print(f"{depth:5d} {label:>26} {t:9.3f} {t / t_nt:8.2f}")
 
     print("\n== derive + compile NNGP and NTK programs (fresh each depth)")
     print(f"{'depth':>5} {'seconds':>8} {'per layer ms':>12} {'DAG nodes':>9}")
