@@ -11,7 +11,9 @@ so a depth-:math:`L` kernel recursion has :math:`O(L)` nodes instead of a tree t
 linear in the length of the chain, and jointly over the outputs) and prints with sympy's NumPy or mpmath printer; any
 :class:`symbrg.special.NumericFunction` is printed as a call to its ``numpy_impl``/``mpmath_impl``.
 Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the chain, again
-:math:`O(L)`.
+:math:`O(L)`.  For hot loops over tiles, :meth:`Program.compile_inplace` lowers the same chain to
+three-address code: one ufunc call with ``out=`` per node, into the recycled buffers of a
+:class:`Workspace`, so a warm evaluation allocates no array of the tile's size.
 """
 from __future__ import annotations
 

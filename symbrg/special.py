@@ -20,7 +20,9 @@ The bivariate-Gaussian nodes:
   where the closed form would cancel).
 
 NumPy implementations work in cache-sized blocks (:func:`_blockwise`), so broadcast row/column
-inputs are never expanded and the temporaries of error-free arithmetic stay cheap.
+inputs are never expanded and the temporaries of error-free arithmetic stay cheap.  A hot function
+also has ``numpy_into(out, workspace, *args)``, which writes into ``out`` and takes its temporaries
+from a :class:`symbrg.codegen.Workspace`; in-place compiled programs call that.
 """
 from __future__ import annotations
 
@@ -189,7 +191,9 @@ class ArcCosKernel(NumericFunction):
     :math:`\int\sin^a\cos^b` (:func:`arccos_angular`); for m = n it is :math:`J_n(\theta)/2`-scaled
     as in Cho & Saul (2009), e.g. :math:`J_1 = \sin\theta + (\pi-\theta)\cos\theta`.
 
-    Numerics: :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram
+    Numerics (NumPy): the closed form is evaluated in :math:`c` and :math:`\theta = \arccos c`
+    (:meth:`numpy_into`); the entries where that would lose accuracy are redone with
+    :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` and the error-free Gram
     determinant :class:`GramDet`.  As :math:`c\to-1` the closed form cancels (the result is
     :math:`\propto\psi^{m+n+1}`), so for :math:`\psi` below a switch point (where the closed
     form's monomials would cancel by more than a factor 16; at most 3/2) NumPy sums the exact Taylor series
@@ -285,9 +289,9 @@ class ArcCosKernel(NumericFunction):
         First the closed form in :math:`c = q_{12}/\sqrt{q_{11}q_{22}}` (square roots taken on the
         un-broadcast variances: a row/column input costs one root per point, not per entry);
         then the entries where that loses accuracy are redone by :func:`_arccos_careful`:
-        :math:`\psi = \pi - 	heta` below the series switch (the closed form cancels as c -> -1)
-        and, for kernels whose value feels an error in :math:`\sin\psi` at c = +1 (e.g.
-        :math:`J_0`), :math:`\psi > \pi - 0.02`, where :math:`d	heta/dc` would amplify the
+        :math:`\psi = \pi - \theta` below the series switch (the closed form cancels as c -> -1)
+        or below 0.1 (:math:`\psi` inherits the rounding of c as :math:`\epsilon/\psi^2`), and, for kernels whose value feels an error in :math:`\sin\psi` at c = +1 (e.g.
+        :math:`J_0`), :math:`\psi > \pi - 0.02`, where :math:`d\theta/dc` would amplify the
         rounding of c.  Elsewhere the two agree to a few ulp.
         """
         m, n = cls.orders(m, n)
@@ -353,7 +357,8 @@ class ArcCosKernel(NumericFunction):
             root = mpmath.sqrt(det)
             R = mpmath.sqrt(q11 * q22)
             psi = mpmath.atan2(root, -q12)
-            ang = closed(min(root / R, 1), max(min(-q12 / R, 1), -1), psi)
+            inv = 1 / R                  # S, C beyond [-1, 1] by an ulp are harmless in a polynomial
+            ang = closed(root * inv, -q12 * inv, psi)
             scale = R ** m if m == n else mpmath.sqrt(q11) ** m * mpmath.sqrt(q22) ** n
             out = norm * scale * ang
         return +out
