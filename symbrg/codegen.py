@@ -160,13 +160,18 @@ class Program:
 
     def partition(self, row: Sequence[sp.Symbol], col: Sequence[sp.Symbol],
                   pair: Sequence[sp.Symbol]) -> tuple["Program", "Program", "Program"]:
-        """Split a two-point program into per-row, per-column and per-pair stages.
+        r"""Split a two-point program into per-row, per-column and per-pair stages.
 
         Inputs not listed in ``row``, ``col`` or ``pair`` are constants (hyperparameters) and are
         inputs of every stage.  The row (column) stage computes every assignment that depends on row
         (column) inputs and constants only, and outputs those the pair stage needs; the pair stage
         takes ``pair`` + constants + the row outputs + the column outputs, in that order.  Evaluating the row stage
         once per point instead of once per pair is what makes scalar (mpmath) Gram matrices cheap.
+        Subexpressions of pair assignments are hoisted the same way (loop-invariant code motion):
+        a part that depends on row inputs only (e.g. a Hermite coefficient of :math:`K^l(x,x)`, or
+        the row factors of a sum or product) becomes a row-stage output, likewise for columns, and
+        a part that depends on constants only (e.g. :math:`\sigma_w^2`) is computed once, in the
+        row stage.
         """
         key = ("partition", tuple(row), tuple(col), tuple(pair))
         if key not in self._cache:
@@ -187,7 +192,39 @@ class Program:
                 stages["k"].append((s_, e))
             if not deps <= {"r"} and not deps <= {"k"}:
                 stages["p"].append((s_, e))
-        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in self.outputs))
+        hoisted: dict[sp.Expr, sp.Symbol] = {}
+
+        def hoist(e: sp.Basic) -> sp.Basic:
+            """``e`` with its row-only, column-only and constant-only parts replaced by new symbols."""
+            def where(a: sp.Basic) -> str | None:
+                deps = set().union(*(klass[f] for f in a.free_symbols)) if a.free_symbols else {"p"}
+                return None if len(deps) > 1 or deps == {"p"} else (deps.pop() if deps else "c")
+
+            def new(a: sp.Expr, stage: str) -> sp.Basic:
+                if a.is_Atom:
+                    return a
+                if a not in hoisted:
+                    sym = hoisted[a] = sp.Symbol(f"hoisted_{stage}{len(hoisted)}", real=True)
+                    klass[sym] = {"c": set(), "r": {"r"}, "k": {"k"}}[stage]
+                    stages["k" if stage == "k" else "r"].append((sym, a))
+                return hoisted[a]
+            if isinstance(e, sp.Expr) and where(e):
+                return new(e, where(e))
+            if e.is_Atom:
+                return e
+            if e.is_Add or e.is_Mul:                      # group the invariant terms or factors
+                groups: dict[str, list] = {}
+                rest = []
+                for a in e.args:
+                    if where(a):
+                        groups.setdefault(where(a), []).append(a)
+                    else:
+                        rest.append(hoist(a))
+                return e.func(*rest, *(new(e.func(*g), k) for k, g in groups.items()))
+            return e.func(*(hoist(a) for a in e.args))
+        stages["p"] = [(s_, hoist(e)) for s_, e in stages["p"]]
+        outputs = tuple(hoist(o) for o in self.outputs)
+        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in outputs))
         r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] == {"r"})
         k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] == {"k"})
         c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_])
@@ -196,7 +233,7 @@ class Program:
         p_inputs = tuple(i for i in self.inputs if i in pair) + tuple(const) + r_out + c_out + k_out
         return (Program(r_inputs, tuple(stages["r"]), r_out + c_out, f"{self.name}_row"),
                 Program(k_inputs, tuple(stages["k"]), k_out, f"{self.name}_col"),
-                Program(p_inputs, tuple(stages["p"]), self.outputs, f"{self.name}_pair"))
+                Program(p_inputs, tuple(stages["p"]), outputs, f"{self.name}_pair"))
 
     # ---------------------------------------------------------- differentiation
     def diff(self, wrt: sp.Symbol, name: str | None = None) -> "Program":
