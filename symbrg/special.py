@@ -27,6 +27,7 @@ from a :class:`symbrg.codegen.Workspace`; in-place compiled programs call that.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, NamedTuple
 
 import mpmath
@@ -226,7 +227,11 @@ class ArcCosKernel(NumericFunction):
     @classmethod
     def _numpy_parts(cls, m: int, n: int) -> "_ArcCosParts":
         key = (m, n)
-        if key not in _ARCCOS_CACHE:
+        if key in _ARCCOS_CACHE:
+            return _ARCCOS_CACHE[key]
+        with _ARCCOS_LOCK:                      # Gram tiles run on threads: build each entry once
+            if key in _ARCCOS_CACHE:
+                return _ARCCOS_CACHE[key]
             from .codegen import Program
             S, C, P = _ANG_SYMBOLS
             c, theta = sp.symbols("c theta", real=True)
@@ -397,6 +402,7 @@ class _ArcCosParts(NamedTuple):
 
 
 _ARCCOS_CACHE: dict = {}
+_ARCCOS_LOCK = threading.Lock()
 # Below this psi the fast path's psi = pi - arccos(c) inherits c's rounding, ~eps/psi^2 relative:
 # 2e-14 at 0.1, so entries with smaller psi go to the error-free path.
 _FAST_PSI_MIN = 0.1
