@@ -416,8 +416,9 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
     row, col, pair = prog.partition([S11], [S22], [S12])
     s1 = np.einsum("ij,ij->i", x1, x1) / d
     s2 = s1 if same else np.einsum("ij,ij->i", x2, x2) / d
-    rvals = _tuple(row.compile()(s1, *args))
-    cvals = _tuple(col.compile()(s2, *args))
+    with np.errstate(over="ignore", invalid="ignore"):      # non-finite results raise below
+        rvals = _tuple(row.compile()(s1, *args))
+        cvals = _tuple(col.compile()(s2, *args))
     arrays = [S12] + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals) if np.ndim(v)]
     fpair = pair.compile_inplace(arrays)
     n1, n2 = x1.shape[0], x2.shape[0]
@@ -430,23 +431,27 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
 
     def work(mine: list[tuple[int, int]]) -> None:
         ws = Workspace()
-        for i, j in mine:
-            i1, j1 = min(i + tr, n1), min(j + tc, n2)
-            ws.shape = (i1 - i, j1 - j)
-            s12 = np.matmul(x1[i:i1], x2[j:j1].T, out=ws("s12"))
-            s12 /= d
-            if same and i == j:
-                np.fill_diagonal(s12, s1[i:i1])
-            res = fpair(s12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
-                        *(v[None, j:j1] if np.ndim(v) else v for v in cvals), ws)
-            res = res[which] if isinstance(res, tuple) else res
-            if not np.isfinite(res, out=ws("finite", bool)).all():
-                overflow.append((i, j))
-            out[i:i1, j:j1] = res
-            if same and i != j:
-                out[j:j1, i:i1] = res.T
-            elif same:                                  # mirror the upper triangle of the tile
-                np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
+        with np.errstate(over="ignore", invalid="ignore"):  # per thread; non-finite tiles raise below
+            for i, j in mine:
+                tile(ws, i, j)
+
+    def tile(ws: Workspace, i: int, j: int) -> None:
+        i1, j1 = min(i + tr, n1), min(j + tc, n2)
+        ws.shape = (i1 - i, j1 - j)
+        s12 = np.matmul(x1[i:i1], x2[j:j1].T, out=ws("s12"))
+        s12 /= d
+        if same and i == j:
+            np.fill_diagonal(s12, s1[i:i1])
+        res = fpair(s12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
+                    *(v[None, j:j1] if np.ndim(v) else v for v in cvals), ws)
+        res = res[which] if isinstance(res, tuple) else res
+        if not np.isfinite(res, out=ws("finite", bool)).all():
+            overflow.append((i, j))
+        out[i:i1, j:j1] = res
+        if same and i != j:
+            out[j:j1, i:i1] = res.T
+        elif same:                                  # mirror the upper triangle of the tile
+            np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
     workers = max(1, min(threads or os.cpu_count() or 1, len(tiles)))
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
