@@ -8,6 +8,8 @@ measured in the same run:
   importable (``pip install neural-tangents==0.6.5 jax==0.5.3 jaxlib==0.5.3 tf2jax==0.3.7``; never a
   dependency).  Peak memory (tracemalloc) is reported as a multiple of the output matrix.  A second
   table separates what the upper-triangle symmetry and the second thread contribute.
+* One layer map per backend (in-place NumPy, NumPy with temporaries, SymEngine Lambdify with and
+  without LLVM, numexpr when importable): why the Gram path is in-place NumPy.
 * Derive-and-compile time of the NNGP+NTK programs for depth 1..100 (should grow linearly).
 * mpmath evaluation rate at 50 digits, depth 3.
 """
@@ -18,6 +20,7 @@ import gc
 import math
 import time
 import tracemalloc
+from functools import partial
 
 import numpy as np
 
@@ -86,6 +89,51 @@ def neural_tangents_fn(depth: int, sw: float, sb: float):
     return run
 
 
+def backends_of_one_layer(n: int = 1 << 16) -> None:
+    """Why the Gram path is in-place NumPy: one ReLU layer map J_1(c)/2pi on n entries, per backend."""
+    import symengine as se
+    c = se.Symbol("c")
+    expr = (se.sqrt((1 - c) * (1 + c)) + c * (se.pi - se.acos(c))) / (2 * se.pi)
+    x = np.random.default_rng(1).uniform(-0.9, 0.99, n)
+    th, s, u = np.empty(n), np.empty(n), np.empty(n)
+
+    def numpy_inplace():
+        np.arccos(x, out=th)
+        np.subtract(1.0, x, out=s)
+        np.add(1.0, x, out=u)
+        np.multiply(s, u, out=s)
+        np.sqrt(s, out=s)
+        np.subtract(math.pi, th, out=th)
+        np.multiply(th, x, out=th)
+        np.add(th, s, out=th)
+        np.multiply(th, 1 / (2 * math.pi), out=th)
+
+    cases = {"NumPy, in place (symbrg's path)": numpy_inplace,
+             "NumPy, fresh temporaries": lambda: (np.sqrt((1 - x) * (1 + x)) + x * (math.pi - np.arccos(x))) / (2 * math.pi),
+             "SymEngine Lambdify": partial(se.Lambdify([c], [expr]), x)}
+    try:
+        cases["SymEngine Lambdify, LLVM"] = partial(se.Lambdify([c], [expr], backend="llvm"), x)
+    except Exception:  # noqa: BLE001 - symengine built without LLVM
+        pass
+    try:
+        import numexpr
+        out = np.empty(n)
+        numexpr.set_num_threads(1)
+        cases["numexpr, 1 thread"] = lambda: numexpr.evaluate(
+            "(sqrt((1-x)*(1+x)) + x*(3.141592653589793 - arccos(x)))/6.283185307179586", {"x": x}, out=out)
+    except ImportError:
+        pass
+    print(f"\n== one ReLU layer map on {n} entries, one thread (ns per entry; ratio to in-place NumPy)")
+    def twenty(fn):
+        for _ in range(20):
+            fn()
+    base = None
+    for label, fn in cases.items():
+        t = timed(lambda: twenty(fn))[0] / 20 / n * 1e9
+        base = base or t
+        print(f"{label:>34} {t:7.2f} {t / base:6.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes only")
@@ -130,6 +178,8 @@ def main() -> None:
                           ("NTK(x, x), 2 threads", lambda: arch.ntk(x))):
             t = timed(fn)[0]
             print(f"{depth:5d} {label:>26} {t:9.3f} {t / t_nt:8.2f}")
+
+    backends_of_one_layer()
 
     print("\n== derive + compile NNGP and NTK programs (fresh each depth)")
     print(f"{'depth':>5} {'seconds':>8} {'per layer ms':>12} {'DAG nodes':>9}")

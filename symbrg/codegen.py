@@ -208,16 +208,18 @@ class Program:
                     klass[sym] = {"c": set(), "r": {"r"}, "k": {"k"}}[stage]
                     stages["k" if stage == "k" else "r"].append((sym, a))
                 return hoisted[a]
-            if isinstance(e, sp.Expr) and where(e):
-                return new(e, where(e))
+            stage = where(e)
+            if isinstance(e, sp.Expr) and stage:
+                return new(e, stage)
             if e.is_Atom:
                 return e
             if e.is_Add or e.is_Mul:                      # group the invariant terms or factors
                 groups: dict[str, list] = {}
                 rest = []
                 for a in e.args:
-                    if where(a):
-                        groups.setdefault(where(a), []).append(a)
+                    stage = where(a)
+                    if stage:
+                        groups.setdefault(stage, []).append(a)
                     else:
                         rest.append(hoist(a))
                 return e.func(*rest, *(new(e.func(*g), k) for k, g in groups.items()))
