@@ -266,22 +266,24 @@ class Architecture:
             out.append(v)
         return out
 
-    def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None,
-             params: dict | None = None, block: int = 1 << 16, threads: int | None = None) -> np.ndarray:
+    def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
+             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
         ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
         computed, and the result is exactly symmetric).  Entries are computed in tiles of about
         ``block`` entries, in place and on ``threads`` threads (default: all cores), so memory
-        beyond the output stays bounded (:func:`_gram_tiled`)."""
-        return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads)
+        beyond the output stays bounded (:func:`_gram_tiled`).  ``out``: a float64 array of shape
+        (N1, N2) to fill and return instead of a new one, e.g. a ``numpy.memmap``, so that a Gram
+        matrix larger than memory streams to disk tile by tile."""
+        return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads, out)
 
-    def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None,
-            params: dict | None = None, block: int = 1 << 16, threads: int | None = None) -> np.ndarray:
+    def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
+            block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
-        return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads)
+        return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads, out)
 
     def _gram(self, prog: Program, which: int, x1: Any, x2: Any, precision: int | None,
-              params: dict | None, block: int, threads: int | None) -> np.ndarray:
+              params: dict | None, block: int, threads: int | None, out: np.ndarray | None) -> np.ndarray:
         x1 = checks.finite_array("x1", x1, ndim=(1, 2))
         x1 = x1[:, None] if x1.ndim == 1 else x1
         same = x2 is None
@@ -292,9 +294,16 @@ class Architecture:
         args = self._param_args(prog, params, d)
         if precision is not None:
             checks.integer("precision", precision, minimum=15)
+            if out is not None:
+                raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns mpmath values")
             return _gram_mpmath(prog, which, x1, x2, args, precision)
         checks.integer("block", block, minimum=1)
-        return _gram_tiled(prog, which, x1, x2 if not same else None, args, block, threads)
+        if out is None:
+            out = np.empty((x1.shape[0], x2.shape[0]))
+        elif not isinstance(out, np.ndarray) or out.dtype != np.float64 or not out.flags.writeable:
+            raise InvalidArgument("out", "must be a writable float64 NumPy array (or numpy.memmap)")
+        checks.matching("out", out.shape, (x1.shape[0], x2.shape[0]), "shape")
+        return _gram_tiled(prog, which, x1, x2 if not same else None, args, block, threads, out)
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
@@ -399,8 +408,9 @@ class Architecture:
 
 
 def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None, args: list,
-                block: int, threads: int | None) -> np.ndarray:
-    r"""Float64 Gram matrix in tiles of about ``block`` entries, staged (:meth:`Program.partition`):
+                block: int, threads: int | None, out: np.ndarray) -> np.ndarray:
+    r"""Float64 Gram matrix, written into ``out`` in tiles of about ``block`` entries, staged
+    (:meth:`Program.partition`):
 
     * the per-point chain (the diagonal :math:`K^l(x,x)`) runs once per point;
     * the pair chain runs per tile, compiled in place (:meth:`Program.compile_inplace`) into one
@@ -426,7 +436,6 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
     tr = min(n1, side)
     tc = tr if same else min(n2, max(side, block // tr))
     tiles = [(i, j) for i in range(0, n1, tr) for j in range(i if same else 0, n2, tc)]
-    out = np.empty((n1, n2))
     overflow = []
 
     def work(mine: list[tuple[int, int]]) -> None:

@@ -233,6 +233,29 @@ def test_cli_kernel_writes_gram_and_refuses_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sigma_w" in err
     assert not (tmp_path / "B.npy").exists()
+    np.save(tmp_path / "bad.npy", np.array([[1.0, np.nan, 0.0]]))      # fails while streaming
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["kernel", "--x", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "C.npy")]) == 2
+    assert "x:" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before          # no half-written file
+
+
+def test_out_fills_a_memmap_and_is_validated(tmp_path):
+    arch = mlp("relu", 3, 1.4, 0.1)
+    mm = np.lib.format.open_memmap(tmp_path / "K.npy", mode="w+", dtype=np.float64, shape=(6, 6))
+    assert arch.nngp(X, out=mm, block=4) is mm
+    mm.flush()
+    np.testing.assert_array_equal(np.load(tmp_path / "K.npy"), arch.nngp(X, block=4))
+    readonly = np.empty((6, 6))
+    readonly.flags.writeable = False
+    for bad, err in ((np.empty((6, 5)), errors.ShapeMismatch), (np.empty((6, 6), np.float32), errors.InvalidArgument),
+                     (readonly, errors.InvalidArgument), ([[0.0] * 6] * 6, errors.InvalidArgument)):
+        with pytest.raises(err) as info:
+            arch.ntk(X, out=bad)
+        assert info.value.argument == "out"
+    with pytest.raises(errors.InvalidArgument) as info:
+        arch.nngp(X, precision=20, out=np.empty((6, 6)))
+    assert info.value.argument == "out"
 
 
 @pytest.mark.parametrize("fmt,needle", [("text", "K^{(3)}_{12}"), ("latex", "\\begin{"),

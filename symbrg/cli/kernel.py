@@ -49,13 +49,27 @@ def run_kernel(ns: argparse.Namespace) -> int:
     x1 = _load(ns.x, "x")
     x2 = _load(ns.x2, "x2") if ns.x2 else None
     gram = arch.ntk if ns.ntk else arch.nngp
-    k = gram(x1, x2, precision=ns.precision)
     if ns.precision is not None:  # keep the digits: an object array of decimal strings
         import mpmath
+        k = gram(x1, x2, precision=ns.precision)
         k = np.vectorize(lambda v: mpmath.nstr(v, ns.precision), otypes=[object])(k).astype(str)
-    with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh:
-        np.save(fh, k)
-    print(f"wrote {'NTK' if ns.ntk else 'NNGP'} Gram matrix {k.shape} to {ns.out}")
+        with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh:
+            np.save(fh, k)
+        shape = k.shape
+    else:  # float64 streams into the (temporary) file tile by tile: memory stays bounded
+        x1 = checks.finite_array("x", x1, ndim=(1, 2))
+        x2 = None if x2 is None else checks.finite_array("x2", x2, ndim=(1, 2))
+        shape = (len(x1), len(x1 if x2 is None else x2))
+        with checks.atomic_write(ns.out, force=ns.force, mode="w+b") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            offset = fh.tell()
+            fh.truncate(offset + 8 * shape[0] * shape[1])
+            fh.flush()
+            k = np.memmap(fh, dtype="<f8", mode="r+", offset=offset, shape=shape)
+            gram(x1, x2, out=k)
+            k.flush()
+            del k
+    print(f"wrote {'NTK' if ns.ntk else 'NNGP'} Gram matrix {shape} to {ns.out}")
     return 0
 
 
@@ -79,7 +93,8 @@ def register(commands, derive) -> None:
     k.add_argument("--ntk", action="store_true", help="the NTK instead of the NNGP")
     k.add_argument("--x", required=True, help="inputs, a .npy array of shape (N, d)")
     k.add_argument("--x2", help="second inputs (N2, d); default: the same as --x")
-    k.add_argument("--out", required=True, help="output .npy file")
+    k.add_argument("--out", required=True, help="output .npy file (float64 is streamed into it tile by tile: "
+                   "memory stays bounded; the file appears only when complete)")
     k.add_argument("--precision", type=int, help="mpmath digits (>= 15); the file then holds decimal strings")
     k.add_argument("--force", action="store_true", help="overwrite an existing output file")
     k.set_defaults(func=run_kernel)
