@@ -411,18 +411,35 @@ class Workspace:
     """
 
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.shape = tuple(shape)
-        self._buffers: dict[tuple[Any, str], np.ndarray] = {}
+        self._buffers: dict[tuple[Any, Any], np.ndarray] = {}
+        self._views: dict[tuple[Any, Any], np.ndarray] = {}
         self._children: dict[Any, "Workspace"] = {}
+        self._shape: tuple[int, ...] = ()
+        self.shape = shape
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the views handed out (setting it invalidates the views, not the buffers)."""
+        return self._shape
+
+    @shape.setter
+    def shape(self, shape: tuple[int, ...]) -> None:
+        shape = tuple(shape)
+        if shape != self._shape:
+            self._shape = shape
+            self._views.clear()
 
     def __call__(self, key: Any, dtype: Any = float) -> np.ndarray:
         """The buffer named ``key``, shape :attr:`shape` (contents undefined)."""
-        size = math.prod(self.shape)
-        slot = (key, np.dtype(dtype).str)
-        buf = self._buffers.get(slot)
-        if buf is None or buf.size < size:
-            buf = self._buffers[slot] = np.empty(max(size, 1), dtype)
-        return buf[:size].reshape(self.shape)
+        slot = (key, dtype)
+        view = self._views.get(slot)
+        if view is None:
+            size = math.prod(self._shape)
+            buf = self._buffers.get(slot)
+            if buf is None or buf.size < size:
+                buf = self._buffers[slot] = np.empty(max(size, 1), dtype)
+            view = self._views[slot] = buf[:size].reshape(self._shape)
+        return view
 
     def child(self, key: Any) -> "Workspace":
         """A nested workspace of the same shape, for a callee's own temporaries."""

@@ -268,7 +268,7 @@ class ArcCosKernel(NumericFunction):
             sens = (sp.diff(ang, S) + sp.diff(ang, P) * C / (S ** 2 + C ** 2)).subs({S: 0, C: -1, P: sp.pi})
             _ARCCOS_CACHE[key] = _ArcCosParts(closed.compile(), fast.compile_inplace(fast.inputs),
                                               np.array(coeffs[:keep][::-1]), switch, sp.simplify(sens) != 0,
-                                              fast.outputs[0].has(S))
+                                              fast.outputs[0].has(S), float(cls.normalization(m, n)))
         return _ARCCOS_CACHE[key]
 
     @classmethod
@@ -320,11 +320,10 @@ class ArcCosKernel(NumericFunction):
         count = np.count_nonzero(careful)
         if count:
             qs = np.broadcast_arrays(q11, q12, q22, out)[:3]
-            norm = float(cls.normalization(m, n))
             if 2 * count > careful.size:
-                ang = norm * _arccos_careful(m, n, parts, *qs)
+                ang = parts.norm * _arccos_careful(m, n, parts, *qs)
             else:
-                ang[careful] = norm * _arccos_careful(m, n, parts, *(q[careful] for q in qs))
+                ang[careful] = parts.norm * _arccos_careful(m, n, parts, *(q[careful] for q in qs))
         if m == n == 0:
             np.copyto(out, ang)
         elif m == n:
@@ -399,6 +398,7 @@ class _ArcCosParts(NamedTuple):
     switch: float        # below this psi the closed form cancels: the series is used
     sensitive: bool      # does an error in S reach A at first order at c = +1?
     needs_sin: bool      # does A depend on S = sin(psi) at all (J_0 does not)?
+    norm: float          # the normalization in front of A
 
 
 _ARCCOS_CACHE: dict = {}
