@@ -303,8 +303,8 @@ class ArcCosKernel(NumericFunction):
         parts = cls._numpy_parts(m, n)
         s1, s2 = np.sqrt(q11), np.sqrt(q22)
         R, c, theta, S = (work(k) for k in ("R", "c", "theta", "S"))
-        np.multiply(s1, s2, out=R)
-        np.divide(q12, R, out=c)
+        np.multiply(s1, s2, out=R)           # one outer product and a division: cheaper than two
+        np.divide(q12, R, out=c)             # broadcast products by 1/s1 and 1/s2 (measured)
         np.clip(c, -1.0, 1.0, out=c)
         np.arccos(c, out=theta)
         if parts.needs_sin:
