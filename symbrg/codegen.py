@@ -443,8 +443,10 @@ class Workspace:
 
     def child(self, key: Any) -> "Workspace":
         """A nested workspace of the same shape, for a callee's own temporaries."""
-        ws = self._children.setdefault(key, Workspace())
-        ws.shape = self.shape
+        ws = self._children.get(key)
+        if ws is None:
+            ws = self._children[key] = Workspace()
+        ws.shape = self._shape
         return ws
 
 
