@@ -136,6 +136,10 @@ def _full(out: Any, x: np.ndarray) -> np.ndarray:
 
 def _nums(spec: str, text: str, count: int | None, defaults: tuple) -> tuple:
     if not text:
+        if count is not None and len(defaults) != count:
+            example = ",".join(["1"] * count)
+            raise InvalidArgument("activation", f"{spec!r} takes {count} parameter(s), e.g. "
+                                                f"'{spec.split(':')[0]}:{example}'")
         return tuple(sp.nsimplify(d) for d in defaults)
     try:
         vals = tuple(sp.nsimplify(sp.sympify(t.strip()), rational=True) for t in text.split(","))

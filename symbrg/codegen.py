@@ -332,7 +332,7 @@ class Program:
         if backend == "mpmath":
             head += [f"    {a} = mpmath.mpmathify({a})" for a in args]
         printed = [printer.doprint(o) for o in outs]
-        ret = printed[0] if len(printed) == 1 else "(" + ", ".join(printed) + ",)"
+        ret = printed[0] if len(printed) == 1 else _tuple_code(printed)
         lines = _with_liveness(body, {str(a) for o in outs for a in o.free_symbols}, free=backend == "numpy")
         src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
         return src, _namespace(printer, impls)
@@ -383,9 +383,14 @@ class Program:
                 f"    _ws.shape = numpy.broadcast_shapes({shapes})",
                 "    _scratch = _ws.child('scratch')"]
         head += [f"    {b} = _ws({b[2:]})" for b in sorted(lower.buffers, key=lambda b: int(b[2:]))]
-        ret = rets[0] if len(rets) == 1 else "(" + ", ".join(rets) + ",)"
+        ret = rets[0] if len(rets) == 1 else _tuple_code(rets)
         src = "\n".join(head + lower.lines + [f"    return {ret}"]) + "\n"
         return src, _namespace(printer, lower.impls)
+
+
+def _tuple_code(items: list[str]) -> str:
+    """A tuple display: ``(a, b,)``, or ``()`` for a program without outputs."""
+    return "(" + ", ".join(items) + ",)" if items else "()"
 
 
 def _namespace(printer: Any, impls: dict) -> dict[str, Any]:
@@ -565,9 +570,12 @@ class _Lowering:
             for a in args[1:]:                         # binary, or folded n-ary (Max, Min)
                 self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, {a}, out={out})")
                 acc = out
-        else:                                          # anything else: printed, then copied in
-            args = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args if self.is_array(a) and not a.is_Symbol}
+        elif isinstance(e, sp.Function):               # other functions: printed call, lowered arguments
+            args = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args
+                    if isinstance(a, sp.Expr) and self.is_array(a) and not a.is_Symbol}
             self.emit(f"{out}[...] = {p(e.xreplace(args))}")
+        else:                                          # anything else (Piecewise, ...): printed whole
+            self.emit(f"{out}[...] = {p(e)}")
 
 
 def _inverse(a: sp.Expr, additive: bool) -> sp.Expr | None:

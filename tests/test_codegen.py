@@ -110,7 +110,8 @@ _INPLACE = Program(
     (x, y, s, _K11, _K12, _K22),
     ((a, sp.sqrt(x**2 + y**2) + s * sp.atan2(y, x) - 3 / x + x**sp.Rational(-1, 2)),
      (b, a**2 + sp.exp(-a) * sp.erf(a) + sp.Max(a, y, 0.5) - sp.Heaviside(y) / (1 + s**2)),
-     (c, sp.pi - b * x + ArcCosKernel(1, 1, _K11, _K12 * x / (1 + x), _K22) + GramDet(_K11, _K12, _K22) * a**3)),
+     (c, sp.pi - b * x + ArcCosKernel(1, 1, _K11, _K12 * x / (1 + x), _K22) + GramDet(_K11, _K12, _K22) * a**3
+      + sp.Piecewise((x**2, x > y), (sp.sin(x) + y, True)))),
     (c, a, s**2 + 1), name="inplace_toy")
 
 
@@ -118,8 +119,9 @@ _INPLACE = Program(
 @given(st.integers(1, 40), st.integers(1, 40), st.floats(-1, 1))
 def test_inplace_compilation_matches_the_plain_one(rows, cols, sv):
     """Row (rows, 1) and column (1, cols) inputs broadcast into workspace buffers; every node kind
-    (sums with subtractions, products with divisions, powers, ufuncs, n-ary Max, printed fallbacks,
-    NumericFunctions with and without their own numpy_into) agrees with the allocating code."""
+    (sums with subtractions, products with divisions, powers, ufuncs, n-ary Max, printed functions,
+    a Piecewise printed whole, NumericFunctions with and without their own numpy_into) agrees with
+    the allocating code."""
     rng = np.random.default_rng(rows * 41 + cols)
     xv, yv = rng.uniform(0.2, 2, (rows, 1)), rng.uniform(-1, 1, (1, cols))
     k11, k22 = rng.uniform(0.5, 2, (rows, 1)), rng.uniform(0.5, 2, (1, cols))

@@ -200,6 +200,8 @@ def test_derivation_and_latex():
     (lambda: mlp("relu", -1, 1.0, 0.1), "depth"),
     (lambda: mlp("relu", 2.5, 1.0, 0.1), "depth"),
     (lambda: mlp("nosuch", 2, 1.0, 0.1), "activation"),
+    (lambda: mlp("abrelu", 2, 1.0, 0.1), "activation"),           # parameters required
+    (lambda: mlp("affine", 2, 1.0, 0.1), "activation"),
     (lambda: mlp("relu", 2, 1.0, 0.1, "weird"), "parameterization"),
     (lambda: mlp("relu", 2).nngp(np.array([[np.nan, 1.0]])), "x1"),
     (lambda: mlp("relu", 2).nngp(X, X[:, :2]), "x2"),
@@ -209,6 +211,19 @@ def test_bad_input_names_argument(call, arg):
     with pytest.raises(errors.SymbrgError) as info:
         call()
     assert info.value.argument == arg
+
+
+@pytest.mark.parametrize("act,a,b", [("identity", 1, 0), ("affine:2,1", 2, 1)])
+def test_affine_network_kernels_in_closed_form(act, a, b):
+    """phi(x) = a x + b: K^{l+1} = sb^2 + sw^2 (a^2 K^l + b^2) needs no diagonal at all (the staged
+    program's per-point stages are empty) in float64 and in mpmath."""
+    sw, sb, depth = 1.3, 0.4, 3
+    k = sb**2 + sw**2 * (X @ X.T) / X.shape[1]
+    for _ in range(depth):
+        k = sb**2 + sw**2 * (a**2 * k + b**2)
+    arch = mlp(act, depth, sw, sb)
+    np.testing.assert_allclose(arch.nngp(X), k, rtol=1e-14)
+    np.testing.assert_allclose(arch.nngp(X[:3], precision=30).astype(float), k[:3, :3], rtol=1e-14)
 
 
 def test_sigma_b_zero_is_valid():
