@@ -417,8 +417,11 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
       :class:`~symbrg.codegen.Workspace` per thread, so a warm tile allocates nothing and its
       temporaries stay in cache; tiles are shared out to ``threads`` threads (default: all cores);
     * with ``x2 = None`` only tiles on and above the diagonal are computed and mirrored: the result
-      is exactly symmetric, with :math:`x\cdot x/d` on the diagonal taken from the per-point chain
-      (c = 1 exactly there).
+      is exactly symmetric, with :math:`x\cdot x/d` on the diagonal taken from the per-point chain.
+      The pair chain at :math:`s_{12} = s_{11}` then evaluates the same functions at the same
+      floats as the per-point chain, so c = 1 holds bit for bit on the diagonal at every layer,
+      which the NTK's step factor needs (:math:`d\theta/dc \to \infty` at c = 1; for the same
+      reason the diagonal is not simplified symbolically, e.g. to :math:`J_1(q,q,q) = q/2`).
     """
     same = x2 is None
     x2 = x1 if same else x2
