@@ -415,7 +415,7 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
     * the per-point chain (the diagonal :math:`K^l(x,x)`) runs once per point;
     * the pair chain runs per tile, compiled in place (:meth:`Program.compile_inplace`) into one
       :class:`~symbrg.codegen.Workspace` per thread, so a warm tile allocates nothing and its
-      temporaries stay in cache; tiles are shared out to ``threads`` threads (default: all cores);
+      temporaries stay in cache; tiles are shared out to ``threads`` threads (default: the cores this process may use);
     * with ``x2 = None`` only tiles on and above the diagonal are computed and mirrored: the result
       is exactly symmetric, with :math:`x\cdot x/d` on the diagonal taken from the per-point chain.
       The pair chain at :math:`s_{12} = s_{11}` then evaluates the same functions at the same
@@ -464,7 +464,8 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
             out[j:j1, i:i1] = res.T
         elif same:                                  # mirror the upper triangle of the tile
             np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
-    workers = max(1, min(threads or os.cpu_count() or 1, len(tiles)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(threads or cores, len(tiles)))
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(work, [tiles[w::workers] for w in range(workers)]))
