@@ -109,7 +109,8 @@ def backends_of_one_layer(n: int = 1 << 16) -> None:
         np.multiply(th, 1 / (2 * math.pi), out=th)
 
     cases = {"NumPy, in place (symbrg's path)": numpy_inplace,
-             "NumPy, fresh temporaries": lambda: (np.sqrt((1 - x) * (1 + x)) + x * (math.pi - np.arccos(x))) / (2 * math.pi),
+             "NumPy, fresh temporaries":
+                 lambda: (np.sqrt((1 - x) * (1 + x)) + x * (math.pi - np.arccos(x))) / (2 * math.pi),
              "SymEngine Lambdify": partial(se.Lambdify([c], [expr]), x)}
     try:
         cases["SymEngine Lambdify, LLVM"] = partial(se.Lambdify([c], [expr], backend="llvm"), x)

@@ -165,8 +165,9 @@ class Program:
         Inputs not listed in ``row``, ``col`` or ``pair`` are constants (hyperparameters) and are
         inputs of every stage.  The row (column) stage computes every assignment that depends on row
         (column) inputs and constants only, and outputs those the pair stage needs; the pair stage
-        takes ``pair`` + constants + the row outputs + the column outputs, in that order.  Evaluating the row stage
-        once per point instead of once per pair is what makes scalar (mpmath) Gram matrices cheap.
+        takes ``pair`` + constants + the row outputs + the column outputs, in that order.  Evaluating
+        the row stage once per point instead of once per pair is what makes scalar (mpmath) Gram
+        matrices cheap.
         Subexpressions of pair assignments are hoisted the same way (loop-invariant code motion):
         a part that depends on row inputs only (e.g. a Hermite coefficient of :math:`K^l(x,x)`, or
         the row factors of a sum or product) becomes a row-stage output, likewise for columns, and

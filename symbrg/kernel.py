@@ -295,7 +295,8 @@ class Architecture:
         if precision is not None:
             checks.integer("precision", precision, minimum=15)
             if out is not None:
-                raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns mpmath values")
+                raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
+                                             "mpmath values")
             return _gram_mpmath(prog, which, x1, x2, args, precision)
         checks.integer("block", block, minimum=1)
         if out is None:
@@ -415,7 +416,8 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
     * the per-point chain (the diagonal :math:`K^l(x,x)`) runs once per point;
     * the pair chain runs per tile, compiled in place (:meth:`Program.compile_inplace`) into one
       :class:`~symbrg.codegen.Workspace` per thread, so a warm tile allocates nothing and its
-      temporaries stay in cache; tiles are shared out to ``threads`` threads (default: the cores this process may use);
+      temporaries stay in cache; tiles are shared out to ``threads`` threads (default: the cores
+      this process may use);
     * with ``x2 = None`` only tiles on and above the diagonal are computed and mirrored: the result
       is exactly symmetric, with :math:`x\cdot x/d` on the diagonal taken from the per-point chain.
       The pair chain at :math:`s_{12} = s_{11}` then evaluates the same functions at the same

@@ -295,9 +295,10 @@ class ArcCosKernel(NumericFunction):
         un-broadcast variances: a row/column input costs one root per point, not per entry);
         then the entries where that loses accuracy are redone by :func:`_arccos_careful`:
         :math:`\psi = \pi - \theta` below the series switch (the closed form cancels as c -> -1)
-        or below 0.1 (:math:`\psi` inherits the rounding of c as :math:`\epsilon/\psi^2`), and, for kernels whose value feels an error in :math:`\sin\psi` at c = +1 (e.g.
-        :math:`J_0`), :math:`\psi > \pi - 0.02`, where :math:`d\theta/dc` would amplify the
-        rounding of c.  Elsewhere the two agree to a few ulp.
+        or below 0.1 (:math:`\psi` inherits the rounding of c as :math:`\epsilon/\psi^2`), and,
+        for kernels whose value feels an error in :math:`\sin\psi` at c = +1 (e.g. :math:`J_0`),
+        :math:`\psi > \pi - 0.02`, where :math:`d\theta/dc` would amplify the rounding of c.
+        Elsewhere the two agree to a few ulp.
         """
         m, n = cls.orders(m, n)
         parts = cls._numpy_parts(m, n)

@@ -14,6 +14,7 @@ BENCHMARKS = sorted((Path(__file__).parent.parent / "benchmarks").glob("bench_*.
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[b.stem for b in BENCHMARKS])
 def test_benchmark_runs_quick(script):
-    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert any(word in done.stdout for word in ("ratio", "x base", "speed-up", "/s")), done.stdout[-2000:]

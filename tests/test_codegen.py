@@ -22,7 +22,8 @@ PROG = Program((x, y, s), ((a, sp.sqrt(x**2 + y**2) + s * sp.atan2(y, x)),
 def test_numpy_and_mpmath_agree_with_the_expanded_expression(xv, yv, sv):
     c_np, a_np = PROG.compile()(np.array([xv]), np.array([yv]), sv)
     c_mp, a_mp = PROG.compile("mpmath", dps=40)(xv, yv, sv)
-    c_ex = PROG.expand()[0].evalf(40, subs={x: sp.Float(xv, 60), y: sp.Float(yv, 60), s: sp.Float(sv, 60)})  # exact binary values
+    exact = {x: sp.Float(xv, 60), y: sp.Float(yv, 60), s: sp.Float(sv, 60)}    # the binary values, exactly
+    c_ex = PROG.expand()[0].evalf(40, subs=exact)
     assert float(c_np[0]) == pytest.approx(float(c_ex), rel=1e-13)
     with mpmath.workdps(40):
         assert abs(c_mp - mpmath.mpf(str(c_ex))) <= mpmath.mpf(10) ** -30 * max(1, abs(c_mp))
@@ -162,7 +163,8 @@ def test_inplace_warm_call_allocates_nothing_of_array_size():
 def test_inplace_buffers_are_reused_along_a_chain():
     """A depth-40 chain keeps a constant number of live arrays: buffers are recycled."""
     syms = sp.symbols("u0:41")
-    prog = Program((syms[0],), tuple((syms[k + 1], sp.sin(syms[k]) * syms[k] + 1) for k in range(40)), (syms[-1],))
+    chain = tuple((syms[k + 1], sp.sin(syms[k]) * syms[k] + 1) for k in range(40))
+    prog = Program((syms[0],), chain, (syms[-1],))
     assert prog.source_inplace([syms[0]]).count("= _ws(") <= 3
     with pytest.raises(errors.InvalidArgument) as info:
         prog.compile_inplace([x])

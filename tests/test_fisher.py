@@ -127,8 +127,8 @@ def test_metric_is_symmetric_psd(cs, a0, b0, s0):
 @given(hs.lists(_coeff, min_size=5, max_size=5), hs.integers(0, 2), hs.integers(-2, 2), hs.integers(0, 2))
 def test_reparametrization_covariance(cs, k1, k2, k3):
     # exact data: a Float input would carry 53-bit coefficients into a check made at 30 digits
-    model = gaussian_regression(_poly_model(cs), [a, b, sigma], x, sigma=sigma, data=[-1, sp.Rational(1, 2), 2],
-                                verify=False, simplify=False)
+    model = gaussian_regression(_poly_model(cs), [a, b, sigma], x, sigma=sigma,
+                                data=[-1, sp.Rational(1, 2), 2], verify=False, simplify=False)
     # a random polynomial change of coordinates (u, v, w) -> (a, b, sigma), sigma kept positive
     w = sp.Symbol("w", positive=True)
     sub = {a: u + k1 * v ** 2, b: v + k2 * u * v, sigma: w + k3 * u ** 2}

@@ -65,9 +65,9 @@ def test_tiled_gram_is_exact_symmetric_and_independent_of_tiles_and_threads(act)
             np.testing.assert_allclose(cross, want[:20, 20:], rtol=1e-14, atol=floor)
 
 
-_EVERY = ["relu", "leaky_relu", "abrelu:-0.5,2", "abs", "rectified:3", "step", "sign", "identity", "affine:2,1",
-          "monomial:3", "polynomial:1,0,2", "erf", "gelu", "exp:0.3", "gaussian", "sin", "cos", "cosnet", "tanh",
-          "softplus", "sigmoid", "swish"]
+_EVERY = ["relu", "leaky_relu", "abrelu:-0.5,2", "abs", "rectified:3", "step", "sign", "identity",
+          "affine:2,1", "monomial:3", "polynomial:1,0,2", "erf", "gelu", "exp:0.3", "gaussian", "sin", "cos",
+          "cosnet", "tanh", "softplus", "sigmoid", "swish"]
 
 
 def test_every_registered_activation_takes_the_tiled_path():
@@ -287,7 +287,8 @@ def test_out_fills_a_memmap_and_is_validated(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "K.npy"), arch.nngp(X, block=4))
     readonly = np.empty((6, 6))
     readonly.flags.writeable = False
-    for bad, err in ((np.empty((6, 5)), errors.ShapeMismatch), (np.empty((6, 6), np.float32), errors.InvalidArgument),
+    for bad, err in ((np.empty((6, 5)), errors.ShapeMismatch),
+                     (np.empty((6, 6), np.float32), errors.InvalidArgument),
                      (readonly, errors.InvalidArgument), ([[0.0] * 6] * 6, errors.InvalidArgument)):
         with pytest.raises(err) as info:
             arch.ntk(X, out=bad)
