@@ -271,7 +271,7 @@ class Architecture:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
         ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
         computed, and the result is exactly symmetric).  Entries are computed in tiles of about
-        ``block`` entries, in place and on ``threads`` threads (default: all cores), so memory
+        ``block`` entries, in place and on ``threads`` threads (default: the usable cores), so memory
         beyond the output stays bounded (:func:`_gram_tiled`).  ``out``: a float64 array of shape
         (N1, N2) to fill and return instead of a new one, e.g. a ``numpy.memmap``, so that a Gram
         matrix larger than memory streams to disk tile by tile."""
