@@ -42,6 +42,17 @@ def test_cross_gram_matches_blocks():
     np.testing.assert_allclose(cross, full[:6, 6:], rtol=1e-14)
 
 
+def _unstaged_gram(arch, kind: str, x: np.ndarray) -> np.ndarray:
+    """The reference: the whole (unpartitioned) program, allocating NumPy, on the full broadcast grid."""
+    d = x.shape[1]
+    s = np.einsum("ij,ij->i", x, x) / d
+    s12 = x @ x.T / d
+    np.fill_diagonal(s12, s)
+    prog = getattr(arch, f"{kind}_program")
+    out = prog.compile()(s[:, None], s[None, :], s12, *arch._param_args(prog, None, d))
+    return out[-1] if isinstance(out, tuple) else out
+
+
 @pytest.mark.parametrize("act", ["relu", "erf", "rectified:2", "tanh", "cos:1,1.5,0.4"])
 def test_tiled_gram_is_exact_symmetric_and_independent_of_tiles_and_threads(act):
     """Tiles (any size, ragged edges), threads, the upper-triangle mirror and the hoisting of per-point
@@ -49,13 +60,8 @@ def test_tiled_gram_is_exact_symmetric_and_independent_of_tiles_and_threads(act)
     roundings: all agree with the unstaged program on the full broadcast grid."""
     arch = mlp(act, 3, 1.3, 0.2)
     x = np.random.default_rng(5).normal(size=(37, 3))
-    s = np.einsum("ij,ij->i", x, x) / 3
-    s12 = x @ x.T / 3
-    np.fill_diagonal(s12, s)
     for kind in ("nngp", "ntk"):
-        prog = getattr(arch, f"{kind}_program")
-        want = prog.compile()(s[:, None], s[None, :], s12, *arch._param_args(prog, None, 3))
-        want = want[-1] if isinstance(want, tuple) else want
+        want = _unstaged_gram(arch, kind, x)
         for block, threads in ((1 << 16, None), (7, 2), (100, 1), (1000, 3)):
             k = getattr(arch, kind)(x, block=block, threads=threads)
             assert np.array_equal(k, k.T)
@@ -76,15 +82,10 @@ def test_every_registered_activation_takes_the_tiled_path():
     from symbrg.activations import REGISTRY
     assert {a.split(":")[0] for a in _EVERY} == set(REGISTRY)
     x = np.random.default_rng(8).normal(size=(11, 3))
-    s = np.einsum("ij,ij->i", x, x) / 3
-    s12 = x @ x.T / 3
-    np.fill_diagonal(s12, s)
     for act in _EVERY:
         arch = mlp(act, 2, 1.1, 0.2, tol=1e-4)                   # short series for the generic ones
         for kind in ("nngp", "ntk"):
-            prog = getattr(arch, f"{kind}_program")
-            want = prog.compile()(s[:, None], s[None, :], s12, *arch._param_args(prog, None, 3))
-            want = want[-1] if isinstance(want, tuple) else want
+            want = _unstaged_gram(arch, kind, x)
             np.testing.assert_allclose(getattr(arch, kind)(x, block=20), want, rtol=1e-13,
                                        atol=1e-15 * np.abs(want).max(), err_msg=f"{act} {kind}")
 
