@@ -367,7 +367,7 @@ class Program:
         dies = _last_uses([e.free_symbols for _, e in statements], {a for o in outs for a in o.free_symbols})
         for i, (t, e) in enumerate(statements):
             lower.statement(t, e)
-            for a in dies.get(i, ()):
+            for a in sorted(dies.get(i, ()), key=str):       # a fixed order: reproducible source
                 if a in lower.slot_of:
                     lower.release(lower.slot_of.pop(a))
         rets = [lower.result(o) for o in outs]

@@ -180,3 +180,16 @@ def test_workspace_views_follow_its_shape():
     ws.shape = (5, 5)                                 # larger: a new buffer
     assert ws("a").shape == (5, 5) and ws.child("k").shape == (5, 5)
     assert ws("m", bool).dtype == bool
+
+
+def test_inplace_source_does_not_depend_on_the_hash_seed():
+    """Buffer assignment follows a fixed order, so the generated code is reproducible."""
+    import os
+    import subprocess
+    import sys
+    code = ("from symbrg.kernel import S11, S22, S12, mlp\n"
+            "r, c, p = mlp('relu', 2, 1.3, 0.2).ntk_program.partition([S11], [S22], [S12])\n"
+            "print(p.source_inplace([S12, *[o for o in r.outputs if 'hoisted_c' not in o.name], *c.outputs]))")
+    sources = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(sources) == 1
