@@ -191,5 +191,5 @@ def test_inplace_source_does_not_depend_on_the_hash_seed():
             "r, c, p = mlp('relu', 2, 1.3, 0.2).ntk_program.partition([S11], [S22], [S12])\n"
             "print(p.source_inplace([S12, *[o for o in r.outputs if 'hoisted_c' not in o.name], *c.outputs]))")
     sources = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("0", "4")}
     assert len(sources) == 1
