@@ -14,7 +14,8 @@ Hierarchy::
     │   ├── ShapeMismatch            arrays whose shapes do not fit together
     │   ├── UnknownName (KeyError)   an unknown activation, regulator, preset, ...
     │   ├── NotPositiveDefinite      a covariance or metric that is not (semi-)definite
-    │   └── Unsupported              a request the engine cannot honour (e.g. no closed form)
+    │   ├── Unsupported              a request the engine cannot honour (e.g. no closed form)
+    │   └── TooExpensive             work beyond a named bound (symbrg.limits), refused up front
     ├── ConvergenceError             a series or solver that missed its tolerance
     └── OutputExists (FileExistsError) refusing to overwrite a file without ``force``
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "SymbrgError", "InvalidArgument", "NotPositive", "OutOfRange", "NonFinite", "ShapeMismatch",
-    "UnknownName", "NotPositiveDefinite", "Unsupported", "ConvergenceError", "OutputExists",
+    "UnknownName", "NotPositiveDefinite", "Unsupported", "TooExpensive", "ConvergenceError", "OutputExists",
 ]
 
 
@@ -68,6 +69,10 @@ class NotPositiveDefinite(InvalidArgument):
 
 class Unsupported(InvalidArgument):
     """A well-formed request that this engine cannot honour."""
+
+
+class TooExpensive(InvalidArgument):
+    """A request whose estimated cost exceeds a named :class:`symbrg.limits.Limit`."""
 
 
 class ConvergenceError(SymbrgError, ArithmeticError):

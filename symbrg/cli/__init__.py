@@ -16,6 +16,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from .. import limits
 from ..errors import SymbrgError
 
 TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export")
@@ -48,6 +49,9 @@ def command_group(commands, name: str, *, help: str, description: str, epilog: s
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symbrg", description="Symbolic-numeric Bayesian RG for neural-network "
                      "field theories.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
+                        help="lift a work bound for this run, e.g. --limit depth=1000000 (repeatable; "
+                             "also $SYMBRG_LIMITS); an over-limit request is refused before it starts")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     derive = command_group(
         commands, "derive", help="print a derivation (per-layer kernel maps, Fisher metrics, flows)",
@@ -72,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        status = ns.func(ns)
+        overrides = {k: v for text in ns.limit for k, v in limits.parse_overrides(text).items()}
+        with limits.lifted(**overrides):
+            status = ns.func(ns)
     except SymbrgError as exc:
         print(f"symbrg: error: {exc}", file=sys.stderr)
         return 2
