@@ -9,21 +9,25 @@ constraint is then an assumption of the derivation, not a runtime check.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
-import tempfile
+import re
+import secrets
+import stat
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import numpy as np
 import sympy as sp
 
 from .errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinite, OutOfRange,
-                     OutputExists, ShapeMismatch, UnknownName)
+                     OutputExists, ShapeMismatch, SymbrgError, UnknownName)
 
 __all__ = ["scalar", "positive", "nonnegative", "in_range", "integer", "finite_array", "matching",
-           "choice", "psd_matrix", "atomic_write"]
+           "choice", "psd_matrix", "atomic_write", "remove_temporaries", "umask"]
 
 
 def _is_symbolic(value: Any) -> bool:
@@ -144,26 +148,186 @@ def psd_matrix(name: str, value: Any, *, strict: bool = False, rtol: float = 1e-
     return m
 
 
+#: Temporary files of :func:`atomic_write` are named ``.NAME.symbrg-PID-RANDOM.tmp`` in the
+#: target's folder, so a later run can recognise (and remove) those a killed process left behind.
+_TEMPORARY = re.compile(r"\..*\.symbrg-(\d+)-[0-9a-f]{16}\.tmp")
+#: The files this process is writing right now, by path, with their (st_dev, st_ino): what the
+#: signal path (:func:`remove_temporaries`) deletes.  Only a file still carrying the recorded
+#: inode is deleted, so a finished output renamed over a reserved name is never touched.
+_LIVE: dict[str, tuple[int, int]] = {}
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's file-creation mask, read without changing it where the kernel says it
+    (``Umask:`` in /proc/self/status, Linux >= 4.7); else set and restored under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def remove_temporaries() -> None:
+    """Delete every temporary file an :func:`atomic_write` of this process has open.
+
+    For a signal handler: it allocates little, takes no lock and ignores files already gone; the
+    targets (old files, finished outputs) are never touched.
+    """
+    for path in list(_LIVE):
+        _discard(path)
+
+
+def _discard(path: str) -> None:
+    """Delete the tracked file ``path`` if it is still the one this process created."""
+    ident = _LIVE.pop(path, None)
+    try:
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == ident:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove this user's temporaries in ``folder`` whose writing process no longer exists."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        m = _TEMPORARY.fullmatch(entry.name)
+        if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _refuse_non_regular(target: Path, force: bool, argument: str) -> None:
+    """Refuse a target that is not a regular file (always) or that exists (without ``force``)."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InvalidArgument(argument, f"cannot write {target}: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise InvalidArgument(argument, f"{target} is a symbolic link to {os.readlink(target)}; "
+                                        "refusing to replace it (give the path it points to)")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise InvalidArgument(argument, f"{target} is {kind}; only regular files are written or replaced")
+    if not force:
+        raise OutputExists(argument, f"{target} exists; pass force (--force) to overwrite")
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _track(path: str, fd: int) -> None:
+    st = os.fstat(fd)
+    _LIVE[path] = (st.st_dev, st.st_ino)
+
+
+def _publish(tmp: str, target: Path, force: bool, argument: str) -> None:
+    """Put the finished ``tmp`` at ``target``: replace a regular file with ``force``, else create
+    exclusively (a hard link fails atomically if the target exists, so of several concurrent
+    writers exactly one wins; without hard links, the name is reserved with O_EXCL first)."""
+    _refuse_non_regular(target, True, argument)          # again: the target may have changed meanwhile
+    if force:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise OutputExists(argument, f"{target} exists (written meanwhile by another process); "
+                                     "pass force (--force) to overwrite") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS):
+            raise
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            raise OutputExists(argument, f"{target} exists (written meanwhile by another process); "
+                                         "pass force (--force) to overwrite") from None
+        _track(str(target), fd)                           # an empty reservation until replaced
+        os.close(fd)
+        os.replace(tmp, target)
+        _LIVE.pop(str(target), None)
+    else:
+        os.unlink(tmp)
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w",
-                 argument: str = "out") -> Iterator[Any]:
-    """Write ``path`` atomically: to a temporary file in the same folder, renamed on success.
+                 argument: str = "out") -> Iterator[IO[Any]]:
+    """Write ``path`` atomically and durably; ``mode`` is the :func:`open` mode of the handle.
 
-    An existing file is refused with :class:`OutputExists` unless ``force``.  On any error the
-    temporary file is removed, so no half-written output is ever left behind.
+    The data go to ``.NAME.symbrg-PID-RANDOM.tmp`` in the target's folder (mode 0600 while
+    written), which is flushed, given the mode ``0o666 & ~umask`` (0644 under umask 022), fsynced
+    and renamed into place; the folder is fsynced.  Without ``force`` the target is created
+    exclusively, so an existing (or concurrently written) file is refused with
+    :class:`OutputExists`; with ``force`` only a regular file is replaced.  A symbolic link, folder,
+    device, FIFO or socket at the target is always refused (:class:`InvalidArgument`).  On any
+    error, and on SIGTERM/SIGINT/SIGHUP in the command line (:func:`remove_temporaries`), the
+    temporary file is removed and the old target is left as it was.  Temporaries left by killed
+    processes of this user in the folder are removed first.
     """
+    if not str(path).strip():
+        raise InvalidArgument(argument, "the output path is empty")
     target = Path(path)
-    if target.exists() and not force:
-        raise OutputExists(argument, f"{target} exists; pass force (--force) to overwrite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    _refuse_non_regular(target, force, argument)          # early: before any expensive work
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale(folder)
+        tmp = str(folder / f".{target.name[:180]}.symbrg-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise InvalidArgument(argument, f"cannot write in {folder}: {exc.strerror or exc}") from None
+    _track(tmp, fd)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~umask())
+            os.fsync(fh.fileno())
+        _publish(tmp, target, force, argument)
+        _fsync_folder(folder)
+    except OSError as exc:
+        if isinstance(exc, SymbrgError):
+            raise
+        raise InvalidArgument(argument, f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        _discard(tmp)

@@ -8,15 +8,22 @@ Each topic lives in its own module ``symbrg.cli.<topic>`` exposing
 ``symbrg erg``, ...), ``derive`` the sub-parser set of ``symbrg derive`` (``symbrg derive nngp``,
 ...).  A handler is attached with ``parser.set_defaults(func=handler)``; it receives the parsed
 namespace and returns an exit status (``None`` means 0).
+
+SIGTERM, SIGINT and SIGHUP end a run at once with one line on stderr (``symbrg: interrupted
+(SIGTERM)``) and exit status 128 + the signal number (143, 130, 129); the temporary files being
+written are removed, so the old outputs stay as they were.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+from types import FrameType
 from typing import Sequence
 
-from .. import limits
+from .. import checks, limits
 from ..errors import SymbrgError
 
 TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export")
@@ -69,7 +76,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The signals that end a run cleanly (exit status 128 + the signal number).
+INTERRUPTS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Signal handler: remove the temporary files being written, print one line, exit 128 + signum.
+
+    ``os._exit`` rather than an exception: an exception would wait for the worker threads of a
+    Gram matrix (:func:`symbrg.kernel._gram_tiled`) to finish every tile before the run ends.
+    """
+    checks.remove_temporaries()
+    os.write(2, f"symbrg: interrupted ({signal.Signals(signum).name})\n".encode())
+    os._exit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    try:  # only the main thread may set handlers; elsewhere the caller's handling stays
+        previous = {sig: signal.signal(sig, _interrupted) for sig in INTERRUPTS}
+    except ValueError:
+        previous = {}
+    try:
+        return _run(argv)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be restored
+                signal.signal(sig, handler)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     if not getattr(ns, "func", None):

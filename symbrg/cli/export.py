@@ -52,12 +52,12 @@ def run(ns: argparse.Namespace) -> int:
     if ns.name not in library.LIBRARY:
         raise UnknownName("NAME", f"unknown derivation {ns.name!r}; `symbrg export --list` names them")
     text = render(library.build(ns.name), fmt)
-    if ns.out:
+    if ns.out is not None:  # an empty --out is refused by atomic_write, not taken as the current folder
         from pathlib import Path
-        target = Path(ns.out)
-        if target.is_dir():  # a folder: the document keeps its library name
-            target = target / (ns.name + {"latex": ".tex", "markdown": ".md", "text": ".txt",
-                                          "python": ".py"}[fmt])
+        target: str | Path = ns.out
+        if ns.out.strip() and Path(ns.out).is_dir():  # a folder: the document keeps its library name
+            target = Path(ns.out) / (ns.name + {"latex": ".tex", "markdown": ".md", "text": ".txt",
+                                                "python": ".py"}[fmt])
         with checks.atomic_write(target, force=ns.force, argument="--out") as fh:
             fh.write(text)
         print(f"wrote {ns.name} ({fmt}) to {target}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
@@ -51,9 +52,9 @@ def run_kernel(ns: argparse.Namespace) -> int:
     gram = arch.ntk if ns.ntk else arch.nngp
     if ns.precision is not None:  # keep the digits: an object array of decimal strings
         import mpmath
-        k = gram(x1, x2, precision=ns.precision)
-        k = np.vectorize(lambda v: mpmath.nstr(v, ns.precision), otypes=[object])(k).astype(str)
-        with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh:
+        with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh:  # refuses an existing file up front
+            k = gram(x1, x2, precision=ns.precision)
+            k = np.vectorize(lambda v: mpmath.nstr(v, ns.precision), otypes=[object])(k).astype(str)
             np.save(fh, k)
         shape = k.shape
     else:  # float64 streams into the (temporary) file tile by tile: memory stays bounded
@@ -63,8 +64,12 @@ def run_kernel(ns: argparse.Namespace) -> int:
         with checks.atomic_write(ns.out, force=ns.force, mode="w+b") as fh:
             np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": shape})
             offset = fh.tell()
-            fh.truncate(offset + 8 * shape[0] * shape[1])
             fh.flush()
+            size = offset + 8 * shape[0] * shape[1]
+            if hasattr(os, "posix_fallocate"):  # reserve the disk now: a full disk is a clear error, not a SIGBUS
+                os.posix_fallocate(fh.fileno(), 0, size)
+            else:
+                fh.truncate(size)
             k = np.memmap(fh, dtype="<f8", mode="r+", offset=offset, shape=shape)
             gram(x1, x2, out=k)
             k.flush()
