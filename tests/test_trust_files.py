@@ -194,13 +194,26 @@ def test_failed_write_and_remove_temporaries_keep_the_old_file(tmp_path):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
 
 
+def test_full_disk_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """The kernel reserves its file's disk space up front: ENOSPC is refused before any work."""
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert _cli_kernel(tmp_path, tmp_path / "K.npy") == 2
+    _one_line_error(capsys, "out: ", "No space left on device")
+    assert sorted(os.listdir(tmp_path)) == ["X.npy"]
+    monkeypatch.undo()
+    assert _cli_kernel(tmp_path, tmp_path / "K.npy") == 0
+
+
 def test_main_restores_the_signal_handlers(tmp_path):
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     assert _cli_kernel(tmp_path, tmp_path / "K.npy") == 0
     assert {s: signal.getsignal(s) for s in before} == before
 
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_signal_during_a_long_kernel_write(tmp_path, sig, status):
     """A signal while a 288 MB Gram matrix is being written: exit 128 + signum with one line,
     the old file byte-identical, no temporary file left (the Gram runs on worker threads)."""
