@@ -14,6 +14,7 @@ import math
 import os
 import re
 import secrets
+import socket
 import stat
 import threading
 from contextlib import contextmanager
@@ -148,9 +149,10 @@ def psd_matrix(name: str, value: Any, *, strict: bool = False, rtol: float = 1e-
     return m
 
 
-#: Temporary files of :func:`atomic_write` are named ``.NAME.symbrg-PID-RANDOM.tmp`` in the
-#: target's folder, so a later run can recognise (and remove) those a killed process left behind.
-_TEMPORARY = re.compile(r"\..*\.symbrg-(\d+)-[0-9a-f]{16}\.tmp")
+#: Temporary files of :func:`atomic_write` are named ``.NAME.symbrg-HOST-PID-RANDOM.tmp`` in the
+#: target's folder, so a later run on the same host can recognise (and remove) those a killed
+#: process left behind; the host keeps a folder shared over the network safe from other machines.
+_TEMPORARY = re.compile(r"\..*\.symbrg-([A-Za-z0-9]*)-(\d+)-[0-9a-f]{16}\.tmp")
 #: The files this process is writing right now, by path, with their (st_dev, st_ino): what the
 #: signal path (:func:`remove_temporaries`) deletes.  Only a file still carrying the recorded
 #: inode is deleted, so a finished output renamed over a reserved name is never touched.
@@ -205,15 +207,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    """This machine's name, reduced to letters and digits (a part of temporary file names)."""
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40]
+
+
 def _remove_stale(folder: Path) -> None:
-    """Remove this user's temporaries in ``folder`` whose writing process no longer exists."""
+    """Remove this user's temporaries in ``folder`` whose writing process (on this host) is gone."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return
+    host = _host()
     for entry in entries:
         m = _TEMPORARY.fullmatch(entry.name)
-        if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+        if not m or m.group(1) != host or int(m.group(2)) == os.getpid() or _pid_alive(int(m.group(2))):
             continue
         try:
             if entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.is_file(follow_symlinks=False):
@@ -294,7 +302,7 @@ def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w
                  argument: str = "out") -> Iterator[IO[Any]]:
     """Write ``path`` atomically and durably; ``mode`` is the :func:`open` mode of the handle.
 
-    The data go to ``.NAME.symbrg-PID-RANDOM.tmp`` in the target's folder (mode 0600 while
+    The data go to ``.NAME.symbrg-HOST-PID-RANDOM.tmp`` in the target's folder (mode 0600 while
     written), which is flushed, given the mode ``0o666 & ~umask`` (0644 under umask 022), fsynced
     and renamed into place; the folder is fsynced.  Without ``force`` the target is created
     exclusively, so an existing (or concurrently written) file is refused with
@@ -312,7 +320,7 @@ def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _remove_stale(folder)
-        tmp = str(folder / f".{target.name[:180]}.symbrg-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        tmp = str(folder / f".{target.name[:160]}.symbrg-{_host()}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise InvalidArgument(argument, f"cannot write in {folder}: {exc.strerror or exc}") from None

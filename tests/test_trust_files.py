@@ -165,14 +165,16 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     dead.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        stale = tmp_path / f".K.npy.symbrg-{dead.pid}-0123456789abcdef.tmp"
-        live = tmp_path / f".K.npy.symbrg-{alive.pid}-0123456789abcdef.tmp"
-        other = tmp_path / f".K.npy.symbrg-{dead.pid}-notours.tmp"      # not our pattern
-        for p in (stale, live, other):
+        host = checks._host()
+        stale = tmp_path / f".K.npy.symbrg-{host}-{dead.pid}-0123456789abcdef.tmp"
+        live = tmp_path / f".K.npy.symbrg-{host}-{alive.pid}-0123456789abcdef.tmp"
+        elsewhere = tmp_path / f".K.npy.symbrg-{host}x-{dead.pid}-0123456789abcdef.tmp"  # another machine's
+        other = tmp_path / f".K.npy.symbrg-{host}-{dead.pid}-notours.tmp"        # not our pattern
+        for p in (stale, live, elsewhere, other):
             p.write_bytes(b"\0" * 1000)
         with checks.atomic_write(tmp_path / "other.txt") as fh:
             fh.write("x")
-        assert not stale.exists() and live.exists() and other.exists()
+        assert not stale.exists() and live.exists() and elsewhere.exists() and other.exists()
     finally:
         alive.kill()
         alive.wait()
@@ -188,7 +190,9 @@ def test_failed_write_and_remove_temporaries_keep_the_old_file(tmp_path):
     with pytest.raises(InvalidArgument):                # what the signal path does mid-write
         with checks.atomic_write(target, force=True) as fh:
             fh.write("half")
-            assert len(os.listdir(tmp_path)) == 2
+            (tmp,) = set(os.listdir(tmp_path)) - {"a.txt"}
+            m = checks._TEMPORARY.fullmatch(tmp)                     # recognisable by a later run
+            assert m and m.group(2) == str(os.getpid()) and _mode(tmp_path / tmp) == 0o600
             checks.remove_temporaries()
             assert os.listdir(tmp_path) == ["a.txt"]
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.txt"]
