@@ -34,7 +34,7 @@ from .network import Network
 from .training import train
 
 __all__ = ["Comparison", "infinite_width", "two_point", "connected_four_point", "jackknife",
-           "nngp_comparison", "four_point_scaling", "readout_posterior_comparison",
+           "percentile_bootstrap", "nngp_comparison", "four_point_scaling", "readout_posterior_comparison",
            "ntk_mean_comparison", "gp_posterior"]
 
 
@@ -108,6 +108,36 @@ def jackknife(statistic: Callable[[np.ndarray], np.ndarray], samples: np.ndarray
     mean_loo = loo.mean(axis=0)
     se = np.sqrt((m - 1) / m * np.sum((loo - mean_loo) ** 2, axis=0))
     return m * full - (m - 1) * mean_loo, se
+
+
+#: Elements of resampled data held at once by :func:`percentile_bootstrap` (bounds its memory).
+BOOTSTRAP_CHUNK = 1 << 22
+
+
+def percentile_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], samples: np.ndarray, *,
+                         resamples: int = 2000, confidence: float = 0.95,
+                         seed: "int | np.random.SeedSequence | None" = 0
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Percentile bootstrap over members: the estimate :math:`\hat\theta = s(X)` and the interval
+    :math:`[q_{\alpha/2}, q_{1-\alpha/2}]` of :math:`s(X^*_b)`, :math:`b = 1..B`, :math:`\alpha = 1 -`
+    ``confidence``, each :math:`X^*_b` drawn with replacement from the M members (Efron & Tibshirani
+    1993, ch. 13).
+
+    ``statistic`` maps stacked samples (K, M, ...) to values (K, ...); ``samples`` has the member axis
+    first.  Quantiles are empirical (``inverted_cdf``: each bound is one of the resampled values, so a
+    statistic on a grid keeps its bounds on the grid; infinities are allowed).  Resamples are drawn
+    from ``seed`` and evaluated in chunks of at most :data:`BOOTSTRAP_CHUNK` elements.
+    """
+    samples = np.asarray(samples)
+    m = checks.integer("members", samples.shape[0], minimum=1)
+    resamples = checks.integer("resamples", resamples, minimum=1)
+    alpha = 1.0 - checks.in_range("confidence", confidence, 0.0, 1.0, closed=(False, False))
+    rng = np.random.default_rng(seed)
+    step = max(1, BOOTSTRAP_CHUNK // max(1, samples.size))
+    reps = np.concatenate([statistic(samples[rng.integers(0, m, (min(step, resamples - s), m))])
+                           for s in range(0, resamples, step)])
+    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2], axis=0, method="inverted_cdf")
+    return statistic(samples[None])[0], lo, hi
 
 
 def connected_four_point(outputs: Any, index: Sequence[int] = (0, 0, 0, 0)) -> tuple[float, float]:

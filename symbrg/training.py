@@ -96,15 +96,19 @@ def train(net: Network, ens: Ensemble, x: Any, y: Any, *, lr: float, epochs: int
           progress: Callable[[int, int], None] | None = None) -> Training:
     r"""Train every member of ``ens`` on the data (x, y) (see the module docstring for the loss).
 
-    x: (P, d_in) shared inputs; y: (P,) or (P, d_out) targets.  ``record_every`` epochs the
+    x: (P, d_in) inputs shared by all members, or (M, P, d_in) one data set per member; y: (P,) or
+    (P, d_out) targets, or (M, P) / (M, P, d_out) with per-member inputs.  ``record_every`` epochs the
     training loss of every member is recorded (default: about 100 records); ``progress(epoch,
     epochs)`` is called after each epoch.  Returns a :class:`Training` (the input is not modified).
     """
-    x = checks.finite_array("x", x, ndim=2, dtype=net.dtype)
-    y = checks.finite_array("y", y, ndim=(1, 2), dtype=net.dtype)
-    y = y[:, None] if y.ndim == 1 else y
-    checks.matching("y", y.shape[0], x.shape[0], "number of targets")
-    checks.matching("y", y.shape[1], net.widths[-1], "output dimension")
+    x = checks.finite_array("x", x, ndim=(2, 3), dtype=net.dtype)
+    y = checks.finite_array("y", y, ndim=(x.ndim - 1, x.ndim), dtype=net.dtype)
+    y = y[..., None] if y.ndim == x.ndim - 1 else y
+    if x.ndim == 3:
+        checks.matching("x", x.shape[0], ens.members, "number of per-member data sets")
+        checks.matching("y", y.shape[0], x.shape[0], "number of per-member data sets")
+    checks.matching("y", y.shape[-2], x.shape[-2], "number of targets")
+    checks.matching("y", y.shape[-1], net.widths[-1], "output dimension")
     lr = checks.positive("lr", lr)
     epochs = checks.integer("epochs", epochs, minimum=0)
     checks.choice("optimizer", optimizer, OPTIMIZERS)
@@ -132,12 +136,12 @@ def _train_all(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle, rn
 
     record(0)
     for epoch in range(1, epochs + 1):
-        for batch in _batches(x.shape[0], batch_size, shuffle, rng):
-            xb = x[batch:batch + 1] if isinstance(batch, int) else x[batch]
-            yb = y[batch:batch + 1] if isinstance(batch, int) else y[batch]
+        for batch in _batches(x.shape[-2], batch_size, shuffle, rng):
+            rows = slice(batch, batch + 1) if isinstance(batch, int) else batch
+            xb, yb = x[..., rows, :], y[..., rows, :]
             current = ens.with_flat(theta)
             out, cache = net.forward(current, xb, cache=True)
-            grad = net.backward(current, cache, (2.0 / (yb.size)) * (out - yb))
+            grad = net.backward(current, cache, (2.0 / (yb.shape[-2] * yb.shape[-1])) * (out - yb))
             opt.step(theta, grad)
         if epoch % record_every == 0 or epoch == epochs:
             record(epoch)
@@ -183,7 +187,7 @@ def _train_readout(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle
     phi = readout_design(net, ens, x)              # (M, P, n)
     theta0 = _theta_readout(ens)                   # (M, n, d)
     p, n = phi.shape[1], phi.shape[2]
-    d_out = y.shape[1]
+    d_out = y.shape[-1]
     dual = optimizer == "sgd" and p < n
     records, when = [], []
     if dual:
@@ -206,7 +210,7 @@ def _train_readout(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle
 
     record(0)
     if dual and not shuffle:   # fixed order: one epoch is one affine map of the dual variables
-        a = _sweeps(gram, f0 - y[None], a, lr, d_out, batch_size, epochs, record_every,
+        a = _sweeps(gram, f0 - y, a, lr, d_out, batch_size, epochs, record_every,
                     lambda e, a_: (records.append(mse(f0 + np.matmul(gram, a_), y)), when.append(e)),
                     progress)
         epochs = 0
@@ -214,11 +218,11 @@ def _train_readout(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle
         for b in _batches(p, batch_size, shuffle, rng):
             b = [b] if isinstance(b, int) else b
             if dual:           # O(M P |B|) per step
-                r = np.matmul(gram[:, b], a) + f0[:, b] - y[b][None]
+                r = np.matmul(gram[:, b], a) + f0[:, b] - y[..., b, :]
                 a[:, b] -= (2.0 * lr / (len(b) * d_out)) * r
                 continue
             pb = phi[:, b]
-            resid = np.matmul(pb, theta) - y[b][None]
+            resid = np.matmul(pb, theta) - y[..., b, :]
             grad = (2.0 / (len(b) * d_out)) * np.matmul(np.swapaxes(pb, 1, 2), resid)
             opt.step(theta, grad)
         if epoch % record_every == 0 or epoch == epochs:
