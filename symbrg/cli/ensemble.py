@@ -11,27 +11,41 @@ EPILOG = """examples:
   symbrg experiment shell --preset paper --out runs/paper --resume      # continue an interrupted run
   symbrg experiment shell --preset cosnet --members 50 --out runs/cosnet --force
 
+Each member draws its own training, test and Fisher sets (--data shared: one set for all).
+Λ_C is read off the median test MSE (--statistic mean: the mean), with a percentile bootstrap
+interval over members; a Λ_C at the edge of the cutoff grid is said in the summary and the figure.
+The estimated memory and time are checked first (limits experiment_memory, experiment_time; lift
+with --limit NAME=N).
+
 writes DIR/config.json, DIR/blocks/block_*.npz (as member blocks finish), DIR/results.json
-(lambdas, mse_mean, mse_std, fraction_resampled, lambda_c, predictive mean/variance, ...) and the
-figures mse_vs_lambda.png, fisher_spectrum.png, outputs_at_test_point.png, predictive_variance.png.
-Progress goes to stderr.
+(lambdas, mse_mean, mse_median and their _ci, fraction_resampled, lambda_c, lambda_c_ci,
+lambda_c_at_grid_edge, predictive mean/variance, ...) and the figures mse_vs_lambda.png,
+fisher_spectrum.png, outputs_at_test_point.png, predictive_variance.png.  Progress goes to stderr.
 """
+
+#: Configuration fields set by an option, and the option's spelling (errors name the option).
+OPTIONS = {"members": "--members", "fisher_set": "--fisher-set", "seed": "--seed", "epochs": "--epochs",
+           "block": "--block", "criterion": "--criterion", "mode": "--mode", "rtol": "--rtol",
+           "data": "--data", "statistic": "--statistic", "bootstrap": "--bootstrap", "out": "--out",
+           "resume": "--resume", "preset": "--preset"}
 
 
 def run_shell(ns: argparse.Namespace) -> int:
-    from ..experiment import preset, run_shell_experiment
-    overrides = {k: v for k, v in {
-        "members": ns.members, "fisher_set": ns.fisher_set, "seed": ns.seed, "epochs": ns.epochs,
-        "block": ns.block, "criterion": ns.criterion, "mode": ns.mode, "rtol": ns.rtol}.items()
-        if v is not None}
+    from ..errors import SymbrgError
+    from ..experiment import preset, run_shell_experiment, summary
+    overrides = {k: getattr(ns, k) for k in OPTIONS if k not in ("out", "resume", "preset")
+                 and getattr(ns, k) is not None}
     if ns.afresh:
         overrides["cumulative"] = False
-    cfg = preset(ns.preset, **overrides)
-    res = run_shell_experiment(cfg, ns.out, resume=ns.resume, force=ns.force,
-                               figures=not ns.no_figures)
-    lam_c = res["lambda_c"]
+    try:
+        cfg = preset(ns.preset, **overrides)
+        res = run_shell_experiment(cfg, ns.out, resume=ns.resume, force=ns.force,
+                                   figures=not ns.no_figures)
+    except SymbrgError as exc:
+        exc.argument = OPTIONS.get(exc.argument, exc.argument)
+        raise
     print(f"{res['preset']}: {res['members_kept']}/{res['members']} members, trained test MSE "
-          f"{res['mse_trained']:.4g}, Λ_C = {'none' if lam_c is None else f'{lam_c:g}'}; "
+          f"median {res['mse_trained_median']:.4g}, mean {res['mse_trained']:.4g}; {summary(res)}; "
           f"results in {ns.out}/results.json")
     return 0
 
@@ -59,6 +73,12 @@ def register(commands, derive) -> None:
     p.add_argument("--afresh", action="store_true", help="redraw the sloppy parameters at every "
                    "cutoff (default: cumulative, as the authors)")
     p.add_argument("--rtol", type=float, help="relative tolerance defining Λ_C (default 0.05)")
+    p.add_argument("--data", choices=("fresh", "shared"),
+                   help="'fresh' (default): each member draws its own training, test and Fisher sets; "
+                        "'shared': one set for all members")
+    p.add_argument("--statistic", choices=("median", "mean"),
+                   help="curve of the test MSE that defines Λ_C (default: median)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the intervals (default 2000)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
