@@ -9,7 +9,9 @@ import argparse
 
 import sympy as sp
 
+from ..checks import integer, positive
 from ..errors import InvalidArgument, UnknownName
+from ..parsing import parse_expression, parse_list
 
 MODELS = ("gaussian-regression", "gp", "normal")
 #: Named kernels k(x, x') in the symbols x, x' (``nngp:<activation>[:depth]`` goes to symbrg.mlp).
@@ -31,22 +33,26 @@ EPILOG = """examples:
   symbrg derive fisher --model gp --kernel "nngp:relu:1" --points 1,2 --noise 1/10
 
 kernels: rbf, scaled-rbf, exponential, linear, periodic, nngp:<activation>[:depth]
-(the NNGP of symbrg.mlp in sigma_w, sigma_b), or any sympy expression in x, xp.
+(the NNGP of symbrg.mlp in sigma_w, sigma_b), or any expression in x, xp.
+Expressions use numbers, names, + - * / ^ ** ( ) and the functions of symbrg.parsing
+(exp, log, sqrt, sin, cos, tan, sinh, cosh, tanh, asin, acos, atan, erf, erfc, Abs, sign,
+Heaviside, Max, Min, gamma); no Python is evaluated (see SECURITY.md).
 """
 
 
+def _symbol(name: str) -> sp.Symbol:
+    """A model symbol: real, and positive for the usual scale names."""
+    return sp.Symbol(name, positive=True) if name in _POSITIVE else sp.Symbol(name, real=True)
+
+
 def _symbols(expr_text: str, what: str) -> sp.Expr:
-    """Parse an expression; every symbol is real, the usual scale names positive."""
-    try:
-        e = sp.sympify(expr_text)
-    except (sp.SympifyError, SyntaxError, TypeError) as exc:
-        raise InvalidArgument(what, f"cannot parse {expr_text!r}: {exc}") from None
-    return e.xreplace({s: sp.Symbol(s.name, positive=True) if s.name in _POSITIVE
-                       else sp.Symbol(s.name, real=True) for s in e.free_symbols})
+    """Parse one expression safely (:mod:`symbrg.parsing`); its names become :func:`_symbol`s."""
+    return parse_expression(expr_text, what, new_symbols=_symbol)
 
 
-def _list(text: str, what: str) -> list:
-    return [_symbols(t.strip(), what) for t in text.split(",") if t.strip()]
+def _list(text: str, what: str) -> list[sp.Expr]:
+    """Parse a comma-separated list of expressions safely."""
+    return parse_list(text, what, new_symbols=_symbol)
 
 
 def _by_name(names: str, pool: set, what: str) -> list:
@@ -59,7 +65,8 @@ def _by_name(names: str, pool: set, what: str) -> list:
     return out
 
 
-def _distribution(text: str):
+def _distribution(text: str) -> sp.Expr:
+    """``normal:m,s`` (s > 0), ``uniform:a,b`` (a < b) or ``exponential:rate`` (rate > 0)."""
     import sympy.stats as st
     kind, _, args = text.partition(":")
     vals = _list(args, "distribution") if args else []
@@ -69,6 +76,10 @@ def _distribution(text: str):
     cls, count = table[kind]
     if len(vals) != count:
         raise InvalidArgument("distribution", f"{kind} needs {count} parameter(s), e.g. normal:0,1")
+    if kind == "uniform" and (vals[1] - vals[0]).is_positive is False:
+        raise InvalidArgument("distribution", f"uniform:a,b needs a < b, got {vals[0]}, {vals[1]}")
+    if kind != "uniform":
+        positive("distribution", vals[-1])
     return cls("X", *vals)
 
 
@@ -95,9 +106,13 @@ def _derive(ns: argparse.Namespace):
     noise = _symbols(ns.noise, "noise")
     if ns.kernel.startswith("nngp:"):
         import symbrg
-        _, act, *depth = ns.kernel.split(":")
+        _, act, *rest = ns.kernel.split(":")
+        depth = rest[0] if rest else "1"
+        if len(rest) > 1 or not (depth.isascii() and depth.isdigit()):
+            raise InvalidArgument("kernel", f"expected nngp:<activation>[:depth] with an integer depth, "
+                                            f"got {ns.kernel!r}")
         sw, sb = sp.symbols("sigma_w sigma_b", positive=True)
-        arch = symbrg.mlp(act, int(depth[0]) if depth else 1, sw, sb)
+        arch = symbrg.mlp(act, integer("kernel", int(depth), minimum=1), sw, sb)
         pool = {sw, sb}
         params = _by_name(ns.params, pool, "params") if ns.params else [sw, sb]
         # the NNGP closed form is large: its identity check would dominate, so it is left to the tests
