@@ -239,10 +239,11 @@ def preset(name: str, **overrides: Any) -> ShellExperiment:
 # ------------------------------------------------------------------------------------------ data
 def target_function(kind: str, x: np.ndarray) -> np.ndarray:
     r"""The regression target: ``"quadratic"`` :math:`(1-x_0)^2 - \tfrac12(x_1 - x_0^2)` (the authors'
-    "Rosenbrock"), ``"cosnet"`` :math:`\sin x_0 + \tfrac12\cos 3x_0` (band-limited, :math:`|p| \le 3`)."""
+    "Rosenbrock"), ``"cosnet"`` :math:`\sin x_0 + \tfrac12\cos 3x_0` (band-limited,
+    :math:`|p| \le 3`); the coordinates are the last axis of x."""
     if kind == "quadratic":
-        return (1 - x[:, 0]) ** 2 - 0.5 * (x[:, 1] - x[:, 0] ** 2)
-    return np.sin(x[:, 0]) + 0.5 * np.cos(3 * x[:, 0])
+        return (1 - x[..., 0]) ** 2 - 0.5 * (x[..., 1] - x[..., 0] ** 2)
+    return np.sin(x[..., 0]) + 0.5 * np.cos(3 * x[..., 0])
 
 
 def _draw(cfg: ShellExperiment, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -279,9 +280,8 @@ def member_data(cfg: ShellExperiment, start: int, count: int) -> dict[str, np.nd
         for key, n in zip(sets, (cfg.n_train, cfg.n_test, cfg.fisher_set)):
             sets[key].append(_draw(cfg, rng, n))
     out = {key: np.stack(v) for key, v in sets.items()}
-    for key in ("train", "test"):
-        out[f"y_{key}"] = target_function(cfg.target, out[f"x_{key}"].reshape(-1, out[f"x_{key}"].shape[-1])
-                                          ).reshape(out[f"x_{key}"].shape[:2])
+    out.update(y_train=target_function(cfg.target, out["x_train"]),
+               y_test=target_function(cfg.target, out["x_test"]))
     return out
 
 
@@ -795,13 +795,16 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def summary(results: dict) -> str:
-    """One line on Λ_C: its value, bootstrap interval and curve, and the grid-edge warning."""
+    """One line on Λ_C: its value, bootstrap interval and curve, and whether it (or its interval)
+    reaches the edge of the cutoff grid."""
     lam_c, (lo, hi) = results["lambda_c"], results["lambda_c_ci"]
     text = lambda v: "beyond the grid" if v is None else f"{v:g}"  # noqa: E731
     line = (f"Λ_C = {text(lam_c)} ({results['confidence']:.0%} bootstrap interval [{text(lo)}, {text(hi)}], "
             f"{results['lambda_c_statistic']} test MSE over {results['members_kept']} members)")
     if results["lambda_c_at_grid_edge"]:
         line += f"; at the grid edge: {results['lambda_c_note']}"
+    elif lo == results["lambdas"][0] or hi is None or hi == results["lambdas"][-1]:
+        line += "; the interval reaches the edge of the grid, so that bound is only a limit"
     return line
 
 
