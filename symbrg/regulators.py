@@ -67,7 +67,8 @@ import numpy as np
 import sympy as sp
 
 from .checks import integer, positive
-from .errors import InvalidArgument, Unsupported, UnknownName
+from .errors import InvalidArgument, OutOfRange, Unsupported, UnknownName
+from .parsing import DEFAULT_FUNCTIONS, parse_expression, parse_number
 from .special import NumericFunction
 
 __all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "regulator", "REGULATORS", "ThresholdFunction",
@@ -404,15 +405,25 @@ class Regulator:
         return self.name
 
 
+#: Largest exponent of ``power:b`` (b -> oo is the ``sharp`` cutoff).
+MAX_POWER = 100
+#: The functions a user cutoff may call: the parser's, with theta/Theta for the step function.
+_CUTOFF_FUNCTIONS = {**DEFAULT_FUNCTIONS, "theta": DEFAULT_FUNCTIONS["Heaviside"],
+                     "Theta": DEFAULT_FUNCTIONS["Heaviside"]}
+
+
 def _parse_expr(text: str, var: sp.Symbol, argument: str) -> sp.Expr:
-    try:
-        expr = sp.sympify(text, locals={var.name: var, "theta": sp.Heaviside, "Theta": sp.Heaviside})
-    except (sp.SympifyError, SyntaxError, TypeError) as exc:
-        raise InvalidArgument(argument, f"cannot parse {text!r}: {exc}") from None
-    extra = expr.free_symbols - {var}
-    if extra:
-        raise InvalidArgument(argument, f"{text!r} may depend on {var} only, not {sorted(map(str, extra))}")
-    return expr
+    """A user cutoff K(z) or shape r(y) in the one variable ``var`` (safe parser, no Python run)."""
+    return parse_expression(text, argument, symbols={var.name: var}, functions=_CUTOFF_FUNCTIONS)
+
+
+def _power(text: str) -> sp.Rational:
+    """The exponent b of ``power:b``: an exact number in (0, MAX_POWER]."""
+    b = parse_number(text, "regulator")
+    if not (b.is_positive and b <= MAX_POWER):
+        raise OutOfRange("regulator", f"power:b needs 0 < b <= {MAX_POWER} (use 'sharp' for b -> oo), "
+                                      f"got {text!r}")
+    return b
 
 
 def _from_cutoff(name: str, K: sp.Expr, description: str = "") -> Regulator:
@@ -465,12 +476,7 @@ def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None
     if key == "exponential" and not arg:
         return Regulator("exponential", sp.exp(-Z), Y / (sp.exp(Y) - 1), None, "exponential cutoff")
     if key == "power":
-        try:
-            b = sp.nsimplify(arg)
-        except (sp.SympifyError, TypeError, ValueError):
-            raise InvalidArgument("regulator", f"power:b needs a number b, got {arg!r}") from None
-        if not (b.is_number and b.is_positive):
-            raise InvalidArgument("regulator", f"power:b needs b > 0, got {arg!r}")
+        b = _power(arg)
         return Regulator(f"power:{b}", 1 / (1 + Z ** b), Y ** (1 - b), None, "power-law cutoff")
     if key == "K" and arg:
         return _check_cutoff(_from_cutoff(name, _parse_expr(arg, Z, "regulator")), "regulator")
