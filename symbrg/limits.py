@@ -94,6 +94,8 @@ class Limit:
 
 
 def _fmt(x: float) -> str:
+    if isinstance(x, int) and x.bit_length() > 1000:  # beyond float: float(x) would overflow
+        return f"about 10^{int(x.bit_length() * 0.30103)}"
     return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:.3g}"
 
 
