@@ -6,7 +6,9 @@ import json
 
 import sympy as sp
 
+from ..checks import positive
 from ..errors import InvalidArgument
+from ..parsing import parse_expression
 from . import command_group
 from ..export import FORMATS, render
 
@@ -31,15 +33,17 @@ DERIVE_EPILOG = """examples:
 """
 
 
-def parse_dimension(text: str):
-    """``"3"`` -> 3, ``"2.5"`` -> 5/2, ``"d"`` -> the positive symbol d (validated downstream)."""
-    try:
-        value = float(text)
-    except ValueError:
-        if text.isidentifier():
-            return sp.Symbol(text, positive=True)
-        raise InvalidArgument("dim", f"expected a number or a symbol name, got {text!r}") from None
-    return int(value) if value.is_integer() else sp.nsimplify(text)
+def parse_dimension(text: str) -> int | sp.Rational | sp.Symbol:
+    """``"3"`` -> 3, ``"2.5"`` or ``"5/2"`` -> 5/2 (exact, > 0), ``"d"`` -> the positive symbol d.
+
+    Read with the safe parser (:mod:`symbrg.parsing`); anything but a number, a fraction or one
+    symbol name is refused naming ``dim``.
+    """
+    value = parse_expression(text, "dim", new_symbols=lambda name: sp.Symbol(name, positive=True))
+    if not (value.is_Rational or value.is_Symbol):
+        raise InvalidArgument("dim", f"expected a number, a fraction or a symbol name, got {text!r}")
+    positive("dim", value)
+    return int(value) if value.is_Integer else value
 
 
 def _common(p: argparse.ArgumentParser, *, dim_default: str = "3") -> None:
