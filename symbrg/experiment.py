@@ -678,13 +678,15 @@ def estimate_cost(cfg: ShellExperiment) -> Cost:
     memory_terms = {key: (8.0 * mb * v, names) for key, (v, names) in block_terms.items()}
     memory_terms["collected results"] = (8.0 * 2 * members * per_member, ("members", "n_test", "lambdas"))
     # time
-    forward = 2 * hidden * (n_tr + evals + n_f + n_kernel)
+    inputs = n_tr + evals + n_f + n_kernel
+    forward = 2 * hidden * inputs + 10 * sum(w[1:-1]) * inputs * FLOP_RATE / ELEMENT_RATE  # + activations
     if dual:
         train_flops = 2 * n_tr * n_tr * p + n_tr ** 3 * (3 + 4 * math.log2(2 + cfg.epochs))
     else:
         train_flops = cfg.epochs * n_tr * 6 * (p if cfg.readout_only else p_all + hidden)
     fisher_flops = 2 * rank * rank * max(n_f, p) + 10 * rank ** 3 if eigen else 0
-    renorm_flops = 2 * r * (evals + n_kernel) * p + r * p * (4 * rank if eigen else 1)
+    renorm_flops = (2 * r * (evals + n_kernel) * p + r * p * (4 * rank if eigen else 1)
+                    + (3 * r * n_te * p * (rank if eigen else 1) if cfg.mode == "marginalize" else 0))
     blocks = math.ceil(members / mb)
     time_terms = {
         "training": (members * (forward + train_flops) / FLOP_RATE + (0 if dual else blocks * steps * STEP_SECONDS),
