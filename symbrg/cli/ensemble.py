@@ -61,7 +61,7 @@ def register(commands, derive) -> None:
                        "set, resample the sloppy parameters for every cutoff Λ, and measure the test "
                        "loss, predictive variance and the critical cutoff Λ_C.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", required=True, help="'paper' (the authors' set-up) or 'cosnet'")
+    p.add_argument("--preset", default="paper", help="'paper' (the authors' set-up, the default) or 'cosnet'")
     p.add_argument("--members", type=int, help="ensemble size (preset: 100)")
     p.add_argument("--fisher-set", type=int, dest="fisher_set",
                    help="number of Fisher inputs (paper preset: 10, as the authors)")
