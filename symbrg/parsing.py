@@ -350,10 +350,11 @@ def parse_number(text: str, argument: str, *, allow_infinity: bool = False) -> s
 
 def as_expression(value: "str | sp.Basic | int | float", argument: str, *,
                   symbols: Mapping[str, sp.Expr] | None = None,
-                  new_symbols: Callable[[str], sp.Expr] | None = None) -> sp.Basic:
+                  new_symbols: Callable[[str], sp.Expr] | None = sp.Symbol) -> sp.Basic:
     """A sympy object from a string (through :func:`parse_expression`) or from a Python, NumPy or
     sympy number or sympy object (``sympify(strict=True)``, which never parses text).  Use it
-    wherever a public function accepts "an expression" that may arrive as a string."""
+    wherever a public function accepts "an expression" that may arrive as a string, in place of
+    ``sympify``: as there, names not in ``symbols`` become plain symbols (``new_symbols``)."""
     if isinstance(value, str):
         return parse_expression(value, argument, symbols=symbols, new_symbols=new_symbols)
     try:

@@ -68,7 +68,7 @@ import sympy as sp
 
 from .checks import integer, positive
 from .errors import InvalidArgument, OutOfRange, Unsupported, UnknownName
-from .parsing import DEFAULT_FUNCTIONS, parse_expression, parse_number
+from .parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
 from .special import NumericFunction
 
 __all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "regulator", "REGULATORS", "ThresholdFunction",
@@ -90,14 +90,14 @@ REGULATORS = ("sharp", "litim", "exponential", "power:b", "K:<expr in z>", "r:<e
 
 def loop_volume(d: Any) -> sp.Expr:
     r""":math:`v_d = [(4\pi)^{d/2}\Gamma(d/2+1)]^{-1}`, so that :math:`\int_{|q|<k}\frac{d^dq}{(2\pi)^d} = v_d k^d`."""
-    d = sp.sympify(d)
+    d = as_expression(d, "d", symbols={"d": D})
     return 1 / ((4 * sp.pi) ** (d / 2) * sp.gamma(d / 2 + 1))
 
 
 def angular_factor(d: Any) -> sp.Expr:
     r""":math:`\int\frac{d^dq}{(2\pi)^d} f(q^2) = \frac{d\,v_d}{2}\,k^d\int_0^\infty dy\,y^{d/2-1} f(k^2 y)`:
     returns :math:`d\,v_d/2 = [(4\pi)^{d/2}\Gamma(d/2)]^{-1}`."""
-    d = sp.sympify(d)
+    d = as_expression(d, "d", symbols={"d": D})
     return sp.simplify(d * loop_volume(d) / 2)
 
 
@@ -454,15 +454,18 @@ def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None
 
     ``regulator("litim")``, ``regulator("power:4")``, ``regulator("K:exp(-z**2)")``,
     ``regulator("r:(1-y)**2*Heaviside(1-y)")``, ``regulator(K=sp.exp(-Z**2))`` or
-    ``regulator(r=...)`` (a sympy expression in :data:`Z` resp. :data:`Y`).  Unknown names raise
+    ``regulator(r=...)`` (a sympy expression in :data:`Z` resp. :data:`Y`, or text in ``z`` resp.
+    ``y``).  Text is read by :mod:`symbrg.parsing`, never evaluated as Python.  Unknown names raise
     :class:`~symbrg.errors.UnknownName` naming ``regulator``.
     """
     if isinstance(spec, Regulator):
         return spec
     if K is not None:
-        return _check_cutoff(_from_cutoff("K:" + sp.sstr(K), sp.sympify(K)), "K")
+        K = _parse_expr(K, Z, "K") if isinstance(K, str) else sp.sympify(K)
+        return _check_cutoff(_from_cutoff("K:" + sp.sstr(K), K), "K")
     if r is not None:
-        return _check_cutoff(_from_shape("r:" + sp.sstr(r), sp.sympify(r)), "r")
+        r = _parse_expr(r, Y, "r") if isinstance(r, str) else sp.sympify(r)
+        return _check_cutoff(_from_shape("r:" + sp.sstr(r), r), "r")
     if not isinstance(spec, str):
         raise InvalidArgument("regulator", f"expected a name or a Regulator, got {spec!r}")
     name = spec.strip()
