@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import math
+import numbers
 import os
 import re
 import secrets
@@ -28,7 +29,7 @@ from .errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinit
                      OutputExists, ShapeMismatch, SymbrgError, UnknownName)
 
 __all__ = ["scalar", "positive", "nonnegative", "in_range", "integer", "finite_array", "matching",
-           "choice", "psd_matrix", "atomic_write", "remove_temporaries", "umask"]
+           "choice", "psd_matrix", "atomic_write", "remove_temporaries", "umask", "resolve_symbols"]
 
 
 def _is_symbolic(value: Any) -> bool:
@@ -36,9 +37,15 @@ def _is_symbolic(value: Any) -> bool:
 
 
 def scalar(name: str, value: Any) -> Any:
-    """A finite real number (returned as float), or a symbolic expression (returned as is)."""
+    """A finite real number (returned as float), or a symbolic expression (returned as is) that is
+    not provably non-real (e.g. ``I*s`` is refused).  Complex numbers and bools are refused, not
+    cast (a cast would drop the imaginary part silently)."""
     if _is_symbolic(value):
+        if value.is_extended_real is False:
+            raise InvalidArgument(name, f"expected a real value, got {value}")
         return value
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)):
+        raise InvalidArgument(name, f"expected a real number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -49,17 +56,18 @@ def scalar(name: str, value: Any) -> Any:
 
 
 def positive(name: str, value: Any) -> Any:
-    """A number > 0 (symbolic values pass)."""
+    """A number > 0; a symbolic value passes unless its assumptions prove it is not positive
+    (e.g. ``-s`` with ``s`` positive)."""
     x = scalar(name, value)
-    if not _is_symbolic(x) and x <= 0:
+    if (x.is_positive is False) if _is_symbolic(x) else x <= 0:
         raise NotPositive(name, f"must be > 0, got {x}")
     return x
 
 
 def nonnegative(name: str, value: Any) -> Any:
-    """A number >= 0 (symbolic values pass)."""
+    """A number >= 0; a symbolic value passes unless its assumptions prove it negative."""
     x = scalar(name, value)
-    if not _is_symbolic(x) and x < 0:
+    if (x.is_nonnegative is False) if _is_symbolic(x) else x < 0:
         raise NotPositive(name, f"must be >= 0, got {x}")
     return x
 
@@ -95,10 +103,27 @@ def integer(name: str, value: Any, minimum: int | None = None, maximum: int | No
 
 def finite_array(name: str, value: Any, ndim: int | Iterable[int] | None = None, *,
                  dtype: Any = np.float64, nonempty: bool = True) -> np.ndarray:
-    """A finite array of the given dimensionality (float64 by default)."""
+    """A finite array of the given dimensionality (float64 by default).
+
+    Only boolean, integer and real floating input is converted; complex input is refused unless
+    ``dtype`` is complex (a cast to a real dtype would drop the imaginary part), and so are text
+    and object arrays, except objects that are all real numbers (a sympy Matrix of numbers, mpf).
+    """
     try:
-        arr = np.asarray(value, dtype=dtype)
+        raw = np.asarray(value)
     except (TypeError, ValueError):
+        raise InvalidArgument(name, "expected a numeric array") from None
+    kinds = "biufc" if np.dtype(dtype).kind == "c" else "biuf"
+    if raw.dtype.kind == "O" and all(isinstance(v, numbers.Real) or (isinstance(v, sp.Expr) and v.is_number
+                                                                      and v.is_extended_real) for v in raw.flat):
+        kinds += "O"
+    if raw.dtype.kind not in kinds:
+        what = {"c": "complex values (the imaginary part would be lost)", "O": "Python objects",
+                "U": "text", "S": "bytes"}.get(raw.dtype.kind, f"dtype {raw.dtype}")
+        raise InvalidArgument(name, f"expected a real numeric array, got {what}")
+    try:
+        arr = np.asarray(raw, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidArgument(name, "expected a numeric array") from None
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -339,3 +364,35 @@ def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w
         raise InvalidArgument(argument, f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         _discard(tmp)
+
+
+def resolve_symbols(argument: str, given: "sp.Symbol | str | Iterable[sp.Symbol | str]",
+                    pool: Iterable[sp.Basic], *, what: str = "the expression's symbols") -> tuple[sp.Symbol, ...]:
+    """The symbols of ``pool`` that the user means by ``given`` (a symbol, a name, or several), matched by name.
+
+    A user's ``Symbol('a', positive=True)`` and the expression's ``Symbol('a', real=True)`` are
+    different sympy objects: differentiating or substituting with the user's one silently gives 0 or
+    does nothing.  Each item is matched by its name against the symbols in ``pool``; a name that is
+    not there (or that names two symbols with different assumptions) raises an error naming
+    ``argument`` and listing ``what`` (e.g. "the expression's symbols are a, b, x").  For a mapping
+    pass its keys: ``dict(zip(resolve_symbols(arg, m, pool), m.values()))``.
+    """
+    items = [given] if isinstance(given, (sp.Symbol, str)) else list(given)
+    by_name: dict[str, list[sp.Symbol]] = {}
+    for s in pool:
+        if isinstance(s, sp.Symbol) and s not in by_name.setdefault(s.name, []):
+            by_name[s.name].append(s)
+    listing = ", ".join(sorted(by_name)) or "(none)"
+    out = []
+    for item in items:
+        if not isinstance(item, (sp.Symbol, str)):
+            raise InvalidArgument(argument, f"expected a symbol or a symbol name, got {item!r}")
+        name = item.name if isinstance(item, sp.Symbol) else item.strip()
+        found = by_name.get(name, [])
+        if len(found) > 1:
+            raise InvalidArgument(argument, f"{name!r} names {len(found)} different symbols "
+                                            f"(assumptions {', '.join(str(s.assumptions0) for s in found)})")
+        if not found:
+            raise UnknownName(argument, f"no symbol named {name!r}; {what} are {listing}")
+        out.append(found[0])
+    return tuple(out)

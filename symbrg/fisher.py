@@ -38,7 +38,7 @@ import numpy as np
 import sympy as sp
 
 from . import codegen
-from .checks import finite_array, matching, nonnegative, positive, psd_matrix
+from .checks import finite_array, matching, nonnegative, positive, psd_matrix, resolve_symbols
 from .derivation import Derivation, Verification, check_identity
 from .errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from .spectrum import (ShellSplit, fisher_dense, fisher_diagonal, kernel_operator_spectrum,  # noqa: F401
@@ -71,19 +71,53 @@ def _tidy(e: sp.Expr, simplify: bool = True) -> sp.Expr:
     return sp.simplify(e)
 
 
+def _expression(argument: str, value: Any) -> sp.Expr:
+    """A sympy expression (or number) given in Python; text is refused, never evaluated (parse it
+    with :mod:`symbrg.parsing` first)."""
+    if isinstance(value, str):
+        raise InvalidArgument(argument, "expected a sympy expression, got text; parse text with "
+                                        "symbrg.parsing.parse_expression first")
+    try:
+        return sp.sympify(value, strict=True)
+    except sp.SympifyError:
+        raise InvalidArgument(argument, f"expected a sympy expression, got {type(value).__name__}") from None
+
+
 def _eq(name: str, rhs: Any) -> sp.Equality:
     """``name = rhs`` as an unevaluated equation (matrices included)."""
     rhs = sp.ImmutableMatrix(rhs) if isinstance(rhs, sp.MatrixBase) else rhs
     return sp.Eq(sp.Symbol(name), rhs, evaluate=False)
 
 
-def _params(parameters: Any) -> tuple[sp.Symbol, ...]:
-    ps = (parameters,) if isinstance(parameters, sp.Symbol) else tuple(parameters)
-    if not ps or not all(isinstance(p, sp.Symbol) for p in ps):
-        raise InvalidArgument("parameters", "expected one or more sympy Symbols")
+def _params(parameters: Any, *exprs: Any, argument: str = "parameters") -> tuple[sp.Symbol, ...]:
+    """The parameters (symbols or names) as the symbols of ``exprs`` that carry those names
+    (:func:`~symbrg.checks.resolve_symbols`): a user's ``Symbol('a', positive=True)`` means the
+    model's ``a`` whatever its assumptions; a name the model does not contain is refused."""
+    given = (parameters,) if isinstance(parameters, (sp.Symbol, str)) else tuple(parameters)
+    if not given:
+        raise InvalidArgument(argument, "expected one or more symbols")
+    ps = resolve_symbols(argument, given, _free(*exprs))
     if len(set(ps)) != len(ps):
-        raise InvalidArgument("parameters", "parameters must be distinct")
+        raise InvalidArgument(argument, "parameters must be distinct")
     return ps
+
+
+def _free(*exprs: Any) -> set[sp.Symbol]:
+    """Free symbols of expressions, matrices and mappings (their keys and values)."""
+    out: set[sp.Symbol] = set()
+    for e in exprs:
+        if isinstance(e, Mapping):
+            out |= _free(*e.keys(), *e.values())
+        elif isinstance(e, (list, tuple)):
+            out |= _free(*e)
+        elif isinstance(e, sp.Basic) or isinstance(e, sp.MatrixBase):
+            out |= e.free_symbols
+    return out
+
+
+def _keyed(argument: str, values: Mapping, *exprs: Any) -> dict:
+    """A substitution dict whose keys (symbols or names) are matched by name against ``exprs``."""
+    return dict(zip(resolve_symbols(argument, list(values), _free(*exprs)), values.values()))
 
 
 def _domain(ps: Sequence[sp.Symbol]) -> dict[sp.Symbol, tuple[float, float]]:
@@ -209,14 +243,15 @@ class FisherMetric:
 
     def subs(self, values: Mapping) -> "FisherMetric":
         """Substitute values for non-parameter symbols (data, fixed hyperparameters)."""
-        m = self.matrix.subs(dict(values))
+        m = self.matrix.subs(_keyed("values", values, self.matrix))
         return FisherMetric(m, self.parameters, self.model, self.derivation)
 
     def pullback(self, new_parameters: Sequence[sp.Symbol], old_of_new: Mapping,
                  simplify: bool = True) -> "FisherMetric":
         r"""The metric in new coordinates, :math:`I'(\varphi) = J^\top I(\theta(\varphi)) J`,
         :math:`J^A{}_\alpha = \partial\theta^A/\partial\varphi^\alpha` (covariance of a (0,2) tensor)."""
-        new = _params(new_parameters)
+        old_of_new = _keyed("old_of_new", old_of_new, self.parameters)
+        new = _params(new_parameters, list(old_of_new.values()), argument="new_parameters")
         theta = sp.Matrix([sp.sympify(old_of_new.get(p, p)) for p in self.parameters])
         J = theta.jacobian(sp.Matrix(new))
         moved = self.matrix.xreplace({p: theta[i] for i, p in enumerate(self.parameters)})
@@ -279,10 +314,10 @@ def gaussian_family(mean: Any, covariance: Any, parameters: Any, *, name: str = 
     the derivation checks :math:`I = -\mathbb E[\nabla^2\log p]`, computing the expectation exactly
     (the Hessian is quadratic in y), by simplification and at random high-precision points.
     """
-    ps = _params(parameters)
     mu = _as_column("mean", mean)
     n = mu.shape[0]
     S = _checked_cov(covariance, n)
+    ps = _params(parameters, mu, S)
     Sinv = S.adjugate() / S.det(method="berkowitz") if n > 1 else sp.Matrix([[1 / S[0, 0]]])
     raw = _gaussian_metric([mu.diff(p) for p in ps], [S.diff(p) for p in ps], lambda M: Sinv * M,
                            lambda M: M.trace())
@@ -465,14 +500,15 @@ def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1,
     anything else raises :class:`~symbrg.errors.Unsupported` (pass ``data`` instead).
     T observations carry T times this metric.  σ must be positive (symbolic σ is assumed so).
     """
-    ps = _params(parameters)
-    xs = (inputs,) if isinstance(inputs, sp.Symbol) else tuple(inputs)
-    sigma = sp.sympify(sigma)
+    f = _expression("f", f)
+    sigma = _expression("sigma", sigma)
     positive("sigma", sigma)
+    ps = _params(parameters, f, sigma)
+    xs = resolve_symbols("inputs", inputs, f.free_symbols - set(ps),
+                         what="the inputs must be symbols of f other than the parameters; they")
     if (data is None) == (distribution is None):
         raise InvalidArgument("data", "give exactly one of data (a finite input set) or distribution")
-    f = sp.sympify(f)
-    v = sp.sympify(sigma) ** 2
+    v = sigma ** 2
     per_x = _gaussian_metric([sp.Matrix([[sp.diff(f, p)]]) for p in ps], [sp.Matrix([[sp.diff(v, p)]]) for p in ps],
                              lambda M: M / v, lambda M: M.trace())
     matrix = sp.Matrix(len(ps), len(ps), lambda a, b: _tidy(_input_average(per_x[a][b], xs, data, distribution),
@@ -537,7 +573,8 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> sp.Matrix:
         return sp.Matrix(kernel(points))
     if inputs is None or len(inputs) != 2:
         raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
-    k = sp.sympify(kernel)
+    k = _expression("kernel", kernel)
+    inputs = resolve_symbols("inputs", inputs, k.free_symbols)
     return sp.Matrix(len(points), len(points),
                      lambda i, j: k.xreplace({inputs[0]: sp.sympify(points[i]), inputs[1]: sp.sympify(points[j])}))
 
@@ -572,13 +609,14 @@ def exponential_family(log_partition: Any, natural: Any, *, parameters: Any = No
     :math:`-\mathbb E[\partial^2_\theta\log p]` with :math:`\mathbb E[T] = \nabla A` (log p is linear in T).
     The KL divergence is the Bregman divergence of A.
     """
-    etas = _params(natural)
-    A = sp.sympify(log_partition)
+    A = _expression("log_partition", log_partition)
+    etas = _params(natural, A, argument="natural")
     H = sp.hessian(A, etas)
-    ps = etas if parameters is None else _params(parameters)
-    eta_of = {e: sp.sympify((natural_of or {}).get(e, e)) for e in etas}
     if parameters is not None and natural_of is None:
         raise InvalidArgument("natural_of", "give natural_of (eta -> expression in the parameters)")
+    natural_of = _keyed("natural_of", natural_of or {}, etas)
+    ps = etas if parameters is None else _params(parameters, list(natural_of.values()))
+    eta_of = {e: _expression("natural_of", natural_of.get(e, e)) for e in etas}
     J = sp.Matrix([eta_of[e] for e in etas]).jacobian(sp.Matrix(ps))
     matrix = (J.T * H.xreplace(eta_of) * J).applyfunc(lambda e: _tidy(e, simplify))
     Ts = sp.symbols(f"T_1:{len(etas) + 1}", real=True)
@@ -650,13 +688,18 @@ def network_fisher(net: Any, data: Any, *, sigma: Any = 1, which: str = "all",
     """
     f, theta, xs = network_expression(net, which)
     if hidden:
-        f = f.xreplace({sp.Symbol(str(k), real=True) if isinstance(k, str) else k: sp.sympify(v)
-                        for k, v in hidden.items()})
+        f = f.xreplace({k: _expression("hidden", v) for k, v in _keyed("hidden", hidden, f).items()})
     X = finite_array("data", data, ndim=2)
     matching("data", X.shape[1], len(xs), "input dimension")
     rows = [tuple(sp.Float(v) for v in r) for r in X]
-    return gaussian_regression(f, theta, xs, sigma=sigma, data=rows, name="network", verify=False,
-                               simplify=False)
+    live = [t for t in theta if f.has(t)]  # a parameter multiplied by a zero scale carries no information
+    g = gaussian_regression(f, live, xs, sigma=sigma, data=rows, name="network", verify=False, simplify=False)
+    if len(live) == len(theta):
+        return g
+    at = {t: i for i, t in enumerate(live)}
+    full = sp.Matrix(len(theta), len(theta), lambda a, b: g.matrix[at[theta[a]], at[theta[b]]]
+                     if theta[a] in at and theta[b] in at else 0)
+    return FisherMetric(full, theta, g.model, g.derivation)
 
 
 # ------------------------------------------------------------------------ numeric GP metrics
@@ -674,10 +717,8 @@ def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, input
     if hasattr(kernel, "nngp_program"):
         from .kernel import DIM
         prog = kernel.nngp_program
-        names = {s.name: s for s in prog.inputs[3:]}
-        hyp = [names.get(str(k)) if not isinstance(k, sp.Symbol) else names.get(k.name) for k in at]
-        if None in hyp:
-            raise InvalidArgument("at", f"unknown hyperparameter; the kernel has {sorted(names)}")
+        hyp = list(resolve_symbols("at", list(at), [s for s in prog.inputs[3:] if s != DIM],
+                                   what="the kernel's hyperparameters"))
         Xa = finite_array("X", X, ndim=(1, 2))
         Xa = Xa[:, None] if Xa.ndim == 1 else Xa
         dim = Xa.shape[1]
@@ -693,11 +734,10 @@ def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, input
     else:
         if inputs is None or len(inputs) != 2:
             raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
-        k = sp.sympify(kernel)
-        hyp = [h if isinstance(h, sp.Symbol) else next((s for s in k.free_symbols if s.name == h), None)
-               for h in at]
-        if None in hyp:
-            raise InvalidArgument("at", "unknown hyperparameter name")
+        k = _expression("kernel", kernel)
+        inputs = resolve_symbols("inputs", inputs, k.free_symbols)
+        hyp = list(resolve_symbols("at", list(at), k.free_symbols - set(inputs),
+                                   what="the kernel's hyperparameters"))
         Xa = finite_array("X", X, ndim=1)
         fn = codegen.lambdify([k] + [sp.diff(k, h) for h in hyp], tuple(inputs) + tuple(hyp))
         grams = [np.broadcast_to(np.asarray(g, dtype=float), (Xa.size, Xa.size))
@@ -751,7 +791,7 @@ def jeffreys_prior(metric: FisherMetric, domain: Mapping | None = None) -> Jeffr
     """
     ps = metric.parameters
     dom = {p: (sp.Integer(0), sp.oo) if p.is_positive else (-sp.oo, sp.oo) for p in ps}
-    dom.update({p: tuple(map(sp.sympify, v)) for p, v in (domain or {}).items()})
+    dom.update({p: tuple(map(_exact, v)) for p, v in _keyed("domain", domain or {}, ps).items()})
     det = metric.determinant()
     if det == 0:
         return JeffreysPrior(sp.Integer(0), ps, dom, True, "det I = 0: the metric is degenerate")
@@ -785,8 +825,9 @@ def check_reparametrization(metric: FisherMetric, new_parameters: Sequence[sp.Sy
     """
     if metric.rebuild is None:
         raise Unsupported("metric", "this metric cannot be re-derived in new coordinates")
-    new = _params(new_parameters)
-    direct = metric.rebuild(dict(old_of_new), new).matrix
+    old_of_new = _keyed("old_of_new", old_of_new, metric.parameters)
+    new = _params(new_parameters, list(old_of_new.values()), argument="new_parameters")
+    direct = metric.rebuild(old_of_new, new).matrix
     pulled = metric.pullback(new, old_of_new, simplify=False).matrix
     dom = _domain(tuple(direct.free_symbols | pulled.free_symbols))
     checks = [check_identity(direct[a, b], pulled[a, b], domain=dom, points=points, simplify=False)
@@ -807,6 +848,10 @@ def check_kl_curvature(metric: FisherMetric, at: Mapping, direction: Sequence[An
     ps = metric.parameters
     delta = [_exact(v) for v in direction]
     matching("direction", len(delta), len(ps))
+    at = _keyed("at", at, ps)
+    missing = [str(p) for p in ps if p not in at]
+    if missing:
+        raise InvalidArgument("at", f"give a value for every parameter; missing {', '.join(missing)}")
     base = {p: _exact(at[p]) for p in ps}
     dv = sp.Matrix(delta)
     quad = sp.N((dv.T * metric.matrix.subs(base) * dv)[0, 0] / 2, dps)

@@ -108,8 +108,9 @@ _coeff = hs.integers(-3, 3)
 
 
 def _poly_model(cs):
-    """A random polynomial regression function of (a, b) and x."""
-    return cs[0] * a + cs[1] * b * x + cs[2] * a * b + cs[3] * a ** 2 * x + cs[4] * b ** 2 + a * x ** 2
+    """A random polynomial regression function of (a, b) and x (both parameters always present: a
+    parameter the model does not contain is refused, as a misspelt one would be)."""
+    return cs[0] * a + cs[1] * b * x + cs[2] * a * b + cs[3] * a ** 2 * x + cs[4] * b ** 2 + a * x ** 2 + b * x ** 3
 
 
 @SETTINGS
@@ -133,7 +134,7 @@ def test_reparametrization_covariance(cs, k1, k2, k3):
     w = sp.Symbol("w", positive=True)
     sub = {a: u + k1 * v ** 2, b: v + k2 * u * v, sigma: w + k3 * u ** 2}
     assert check_reparametrization(model, [u, v, w], sub, points=4).verified
-    fam = gaussian_family([a * u], [[u + k1 * v ** 2]], [u, v], verify=False)
+    fam = gaussian_family([a * u], [[u + (k1 + 1) * v ** 2]], [u, v], verify=False)  # v must occur
     p, q = sp.symbols("p q", real=True)
     assert check_reparametrization(fam, [p, q], {u: p ** 2 + 1, v: q + k2 * p}, points=4).verified
 
