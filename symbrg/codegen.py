@@ -28,6 +28,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
+from . import checks
 from .errors import InvalidArgument, UnknownName
 from .special import NumericFunction
 
@@ -151,9 +152,17 @@ class Program:
         rows = [f"{sp.latex(s)} &= {sp.latex(e)}" for s, e in self.assignments]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
-    def subs(self, values: dict) -> "Program":
-        """Substitute values for symbols everywhere (inputs that receive a value are dropped)."""
-        vals = {sp.sympify(k): sp.sympify(v) for k, v in values.items()}
+    def subs(self, values: "dict[sp.Symbol | str, sp.Expr | float]") -> "Program":
+        """Substitute values for inputs everywhere (inputs that receive a value are dropped).
+
+        Keys are inputs given as symbols or names, matched by name (:meth:`input_symbols`); values
+        are numbers or sympy expressions (text is refused: it is never parsed here).
+        """
+        keys = self.input_symbols("values", list(values))
+        try:
+            vals = {k: sp.sympify(v, strict=True) for k, v in zip(keys, values.values())}
+        except sp.SympifyError as exc:
+            raise InvalidArgument("values", f"expected numbers or sympy expressions, got {exc.expr!r}") from None
         return Program(tuple(i for i in self.inputs if i not in vals),
                        tuple((s, e.xreplace(vals)) for s, e in self.assignments),
                        tuple(o.xreplace(vals) for o in self.outputs), self.name)
@@ -239,8 +248,18 @@ class Program:
                 Program(p_inputs, tuple(stages["p"]), outputs, f"{self.name}_pair"))
 
     # ---------------------------------------------------------- differentiation
-    def diff(self, wrt: sp.Symbol, name: str | None = None) -> "Program":
-        r"""Forward-mode derivative of every output with respect to ``wrt``.
+    def input_symbols(self, argument: str, given: "sp.Symbol | str | Iterable[sp.Symbol | str]") -> tuple[sp.Symbol, ...]:
+        """The inputs meant by ``given`` (symbols or names), matched by name, not by sympy identity.
+
+        A user's ``Symbol('sigma_w')`` differs from the program's ``Symbol('sigma_w', nonnegative=True)``;
+        matching by name makes both mean the input.  A name that is not an input raises
+        :class:`~symbrg.errors.UnknownName` naming ``argument`` and listing the inputs.
+        """
+        return checks.resolve_symbols(argument, given, self.inputs, what="the program's symbols")
+
+    def diff(self, wrt: "sp.Symbol | str", name: str | None = None) -> "Program":
+        r"""Forward-mode derivative of every output with respect to the input ``wrt`` (a symbol or
+        its name, matched by name: :meth:`input_symbols`).
 
         For each assignment :math:`a_i = e_i` a tangent :math:`\dot a_i = \partial_{wrt} e_i +
         \sum_{j<i} (\partial e_i/\partial a_j)\,\dot a_j` is appended, so the result stays
@@ -248,6 +267,7 @@ class Program:
         assignments).  Derivatives of step functions are taken almost everywhere (:math:`\delta \to 0`), the
         convention of the NTK for ReLU networks.
         """
+        (wrt,) = self.input_symbols("wrt", wrt)
         tangents: dict[sp.Symbol, sp.Expr] = {}
         assigns = list(self.assignments)
         extra: list[tuple[sp.Symbol, sp.Expr]] = []

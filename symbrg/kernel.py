@@ -47,7 +47,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import mpmath
 import numpy as np
@@ -57,7 +57,8 @@ from . import checks
 from .activations import Activation, activation as _activation
 from .codegen import Program, Workspace
 from .derivation import Derivation
-from .errors import InvalidArgument
+from .errors import InvalidArgument, NotPositive
+from .limits import Limit
 
 __all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
 
@@ -68,6 +69,21 @@ S12 = sp.Symbol("s_12", real=True)
 DIM = sp.Symbol("d", positive=True, integer=True)
 
 PARAMETERIZATIONS = ("ntk", "standard")
+
+# Work bounds (symbrg.limits), with the rates measured on the development machine (2 cores) that
+# turn a request into a cost estimate: deriving and compiling a ReLU NNGP+NTK program, per hidden
+# layer; one float64 Gram entry through one hidden layer on one thread (ReLU NTK; series and
+# quadrature activations are 25-50x slower); one mpmath entry through one layer at <= 300 digits,
+# growing as (digits/300)^1.8 above (measured at 50, 500 and 5000 digits).
+DEPTH = Limit("depth", 10_000, "hidden layers of an architecture (deriving and compiling are O(depth))")
+PRECISION = Limit("precision", 10_000, "mpmath digits of a Gram matrix")
+GRAM_WORK = Limit("gram_work", 1e10, "Gram entries x hidden layers evaluated in float64")
+MP_WORK = Limit("mp_work", 2e5, "Gram entries x hidden layers x max(1, digits/300)^1.8 evaluated in "
+                               "mpmath (one unit is about 0.7 ms)")
+GRAM_BYTES = Limit("gram_bytes", 8e9, "bytes of a Gram matrix held in memory or written to a file")
+_SECONDS_PER_LAYER = 0.018
+_SECONDS_PER_ENTRY_LAYER = 6.6e-8
+_SECONDS_PER_MP_UNIT = 7e-4
 
 
 # --------------------------------------------------------------------------- kernel state
@@ -133,8 +149,8 @@ class Dense:
     width: int = 1
 
     def __post_init__(self) -> None:
-        checks.positive("sigma_w", self.sigma_w)
-        checks.nonnegative("sigma_b", self.sigma_b)
+        object.__setattr__(self, "sigma_w", checks.positive("sigma_w", self.sigma_w))
+        object.__setattr__(self, "sigma_b", checks.nonnegative("sigma_b", self.sigma_b))
         checks.choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         checks.integer("width", self.width, minimum=1)
 
@@ -206,6 +222,21 @@ class Architecture:
     name: str = "network"
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        bad = [lay for lay in self.layers if not callable(getattr(lay, "kernel_map", None))]
+        if bad:
+            raise InvalidArgument("layers", f"expected layers such as Dense(...) and Nonlinearity(...), "
+                                            f"got {bad[0]!r}")
+        if not isinstance(self.name, str):
+            raise InvalidArgument("name", f"expected a string, got {self.name!r}")
+        DEPTH.check("layers", self.depth, cost=f"about {_duration(self.depth * _SECONDS_PER_LAYER)} to "
+                                               "derive and compile")
+
+    @property
+    def depth(self) -> int:
+        """Hidden layers: ``mlp``'s ``depth``; half the number of layers of any stack."""
+        return len(self.layers) // 2
+
     # ------------------------------------------------------------------ programs
     def _build(self, ntk: bool) -> tuple[Program, _Builder]:
         key = ("program", ntk)
@@ -246,25 +277,58 @@ class Architecture:
 
     def expand(self, kind: str = "nngp") -> sp.Expr:
         """The whole recursion substituted into one expression of s_11, s_22, s_12 (small depth)."""
+        checks.choice("kind", kind, ("nngp", "ntk"))
         prog = self.nngp_program if kind == "nngp" else self.ntk_program
         out = prog.expand()
         return out[0] if kind == "nngp" else out[1]
 
     # ------------------------------------------------------------------ evaluation
-    def _param_args(self, prog: Program, params: dict | None, d: int) -> list:
-        vals = self.values
-        given = {sp.Symbol(str(k)) if isinstance(k, str) else k: v for k, v in (params or {}).items()}
-        given = {(next((s for s in vals if s.name == k.name), k)): v for k, v in given.items()}
-        out = []
-        for sym in prog.inputs[3:]:
-            if sym == DIM:
-                out.append(d)
-                continue
-            v = given.get(sym, vals.get(sym))
-            if v is None:
-                raise InvalidArgument("params", f"no value for the hyperparameter {sym}")
-            out.append(v)
-        return out
+    def _param_args(self, prog: Program, params: "Mapping[sp.Symbol | str, float] | None", d: int) -> list:
+        """The arguments of ``prog`` after s_11, s_22, s_12: the stored hyperparameter values,
+        overridden by ``params`` (keys: symbols or names, matched by name; an unknown key is
+        refused), then the input dimension ``d`` where the program takes it.  The values must make
+        every sigma_w > 0 and every sigma_b >= 0."""
+        if params is not None and not isinstance(params, Mapping):
+            raise InvalidArgument("params", f"expected a dict of hyperparameter values, got {params!r}")
+        stored = self.values
+        keys = checks.resolve_symbols("params", list(params or {}), stored,
+                                      what="the network's hyperparameters")
+        given = {k: checks.scalar(f"params[{k.name}]", v) for k, v in zip(keys, (params or {}).values())}
+        for sym, v in given.items():
+            if stored[sym] is not None:                       # a number of a layer, made a symbol
+                check = checks.positive if sym.name.startswith("sigma_w") else checks.nonnegative
+                check(f"params[{sym.name}]", v)
+        vals = {**stored, **given}
+        missing = sorted(s.name for s, v in vals.items() if v is None)
+        if missing:
+            raise InvalidArgument("params", f"no value for the hyperparameter(s) {', '.join(missing)}")
+        for layer in self.layers:                             # user symbols: the layer's value
+            for attr, low in (("sigma_w", "> 0"), ("sigma_b", ">= 0")):
+                expr = getattr(layer, attr, None) if isinstance(layer, Dense) else None
+                value = expr.xreplace(vals) if isinstance(expr, sp.Basic) else None
+                if value is not None and not (value > 0 if attr == "sigma_w" else value >= 0):
+                    raise NotPositive("params", f"{attr} = {expr} must be {low}, got {value}")
+        return [d if sym == DIM else vals[sym] for sym in prog.inputs[3:]]
+
+    def check_gram(self, argument: str, n1: int, n2: int, *, symmetric: bool,
+                   precision: int | None = None) -> int:
+        """Refuse, before any work, a Gram matrix of ``n1`` x ``n2`` entries (``symmetric``: only
+        the upper triangle is computed) whose work exceeds :data:`GRAM_WORK` (float64) or
+        :data:`PRECISION` and :data:`MP_WORK` (mpmath at ``precision`` digits, at least 15).
+        ``argument`` names the inputs in errors.  Returns the result's size in bytes (8 per
+        float64 entry; about 0.42 per digit plus 120 per mpmath entry, twice while converting)."""
+        layers = max(1, self.depth)
+        if precision is None:
+            entries = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            seconds = entries * layers * _SECONDS_PER_ENTRY_LAYER / threads
+            GRAM_WORK.check(argument, entries * layers,
+                            cost=f"about {_duration(seconds)} for ReLU on {threads} thread(s)")
+            return 8 * n1 * n2
+        precision = _digits("precision", precision)
+        units = n1 * n2 * layers * _mp_scale(precision)
+        MP_WORK.check(argument, units, cost=f"about {_duration(units * _SECONDS_PER_MP_UNIT)}")
+        return int(n1 * n2 * (240 + 0.84 * precision))
 
     def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
              block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
@@ -292,8 +356,14 @@ class Architecture:
         checks.matching("x2", x2.shape[1], x1.shape[1], "input dimension")
         d = x1.shape[1]
         args = self._param_args(prog, params, d)
+        if threads is not None:
+            checks.integer("threads", threads, minimum=1)
+        size = self.check_gram("x1", x1.shape[0], x2.shape[0], symmetric=same and precision is None,
+                               precision=precision)
+        if out is None:
+            GRAM_BYTES.check("x1", size, cost=f"{size / 1e9:.3g} GB in memory; pass out= a numpy.memmap "
+                                              "to stream to disk")
         if precision is not None:
-            checks.integer("precision", precision, minimum=15)
             if out is not None:
                 raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
                                              "mpmath values")
@@ -379,6 +449,8 @@ class Architecture:
         """
         from .codegen import lambdify
         from .errors import ConvergenceError
+        q0 = checks.positive("q0", q0)
+        dps = _digits("dps", dps)
         q = sp.Symbol("q", positive=True)
         vmap = self.maps()["variance"].xreplace({s: v for s, v in self.values.items() if v is not None})
         f64 = lambdify(vmap, [q])
@@ -403,6 +475,7 @@ class Architecture:
     def chi1(self, dps: int = 30) -> float:
         r""":math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt{q^*} z)^2]` at the fixed point."""
         from .codegen import lambdify
+        dps = _digits("dps", dps)
         q = sp.Symbol("q", positive=True)
         expr = self.maps()["chi1"].xreplace({s: v for s, v in self.values.items() if v is not None})
         return float(lambdify(expr, [q], "mpmath", dps=dps)(self.fixed_point(dps=dps)))
@@ -505,6 +578,28 @@ def _tuple(v: Any) -> tuple:
     return v if isinstance(v, tuple) else (v,)
 
 
+def _digits(argument: str, digits: int) -> int:
+    """An mpmath precision: an integer of at least 15 digits (below that float64 is as good) and
+    at most :data:`PRECISION`."""
+    digits = checks.integer(argument, digits, minimum=15)
+    PRECISION.check(argument, digits, cost=f"about {_duration(_SECONDS_PER_MP_UNIT * _mp_scale(digits))} "
+                                           "per Gram entry and layer")
+    return digits
+
+
+def _mp_scale(digits: int) -> float:
+    """Cost of one mpmath entry-layer at ``digits``, relative to <= 300 digits (measured)."""
+    return max(1.0, digits / 300) ** 1.8
+
+
+def _duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"3.5 h"``, ``"2.1e+03 days"``: a rough time for a cost estimate."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.2g} s"
+
+
 def serial(*layers: Layer, name: str = "network") -> Architecture:
     """Compose layers in order (input first).  The last layer must be a :class:`Dense` readout."""
     if not layers:
@@ -523,6 +618,7 @@ def mlp(activation: Any, depth: int, sigma_w: Any = 1.0, sigma_b: Any = 0.0,
     available) and ``tol`` is the series tolerance.
     """
     depth = checks.integer("depth", depth, minimum=0)
+    DEPTH.check("depth", depth, cost=f"about {_duration(depth * _SECONDS_PER_LAYER)} to derive and compile")
     checks.positive("sigma_w", sigma_w)
     checks.nonnegative("sigma_b", sigma_b)
     checks.choice("parameterization", parameterization, PARAMETERIZATIONS)

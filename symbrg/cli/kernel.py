@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 
 from .. import checks
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, TooExpensive
 from ..export import FORMATS, render
+from ..kernel import GRAM_BYTES, Architecture
 
 KERNEL_EPILOG = """examples:
   symbrg kernel --activation relu --depth 3 --sigma-w 1.4 --sigma-b 0.1 --x X.npy --out K.npy
@@ -45,10 +48,55 @@ def _load(path: str, name: str) -> np.ndarray:
         raise InvalidArgument(name, f"cannot read {path}: {exc}") from None
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _free_disk(path: str) -> int:
+    """Free bytes on the file system that will hold ``path`` (its nearest existing folder)."""
+    folder = Path(path).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _check_resources(arch: "Architecture", ns: argparse.Namespace, n1: int, n2: int, symmetric: bool) -> None:
+    """Refuse, before the output file is created, a Gram matrix whose work exceeds the limits
+    (:meth:`~symbrg.kernel.Architecture.check_gram`), whose file exceeds ``gram_bytes`` or the free
+    disk space of the target folder, or whose decimal strings (--precision) exceed the free memory."""
+    size = arch.check_gram("x", n1, n2, symmetric=symmetric and ns.precision is None, precision=ns.precision)
+    if ns.precision is None:
+        size += 128                                        # the .npy header
+        GRAM_BYTES.check("out", size, cost=f"{size / 1e9:.3g} GB on disk")
+        free = _free_disk(ns.out)
+        if size > free:
+            raise TooExpensive("out", f"the Gram matrix needs {size / 1e9:.3g} GB but the target folder has "
+                                      f"{free / 1e9:.3g} GB free")
+        return
+    need = size + n1 * n2 * 4 * (ns.precision + 8)        # mpf values, then unicode decimal strings
+    GRAM_BYTES.check("x", need, cost=f"{need / 1e9:.3g} GB in memory")
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise TooExpensive("x", f"{n1} x {n2} entries at {ns.precision} digits need about {need / 1e9:.3g} GB "
+                                f"of memory, {avail / 1e9:.3g} GB available")
+
+
 def run_kernel(ns: argparse.Namespace) -> int:
     arch = _arch(ns)
-    x1 = _load(ns.x, "x")
-    x2 = _load(ns.x2, "x2") if ns.x2 else None
+    x1 = checks.finite_array("x", _load(ns.x, "x"), ndim=(1, 2))
+    x2 = checks.finite_array("x2", _load(ns.x2, "x2"), ndim=(1, 2)) if ns.x2 else None
+    if x2 is not None:
+        checks.matching("x2", x2.shape[1] if x2.ndim == 2 else 1, x1.shape[1] if x1.ndim == 2 else 1,
+                        "input dimension")
+    _check_resources(arch, ns, len(x1), len(x1 if x2 is None else x2), x2 is None)
     gram = arch.ntk if ns.ntk else arch.nngp
     if ns.precision is not None:  # keep the digits: an object array of decimal strings
         import mpmath
@@ -58,8 +106,6 @@ def run_kernel(ns: argparse.Namespace) -> int:
             np.save(fh, k)
         shape = k.shape
     else:  # float64 streams into the (temporary) file tile by tile: memory stays bounded
-        x1 = checks.finite_array("x", x1, ndim=(1, 2))
-        x2 = None if x2 is None else checks.finite_array("x2", x2, ndim=(1, 2))
         shape = (len(x1), len(x1 if x2 is None else x2))
         with checks.atomic_write(ns.out, force=ns.force, mode="w+b") as fh:
             np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": shape})
