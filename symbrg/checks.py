@@ -29,7 +29,7 @@ from .errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinit
                      OutputExists, ShapeMismatch, SymbrgError, UnknownName)
 
 __all__ = ["scalar", "positive", "nonnegative", "in_range", "integer", "finite_array", "matching",
-           "choice", "psd_matrix", "atomic_write", "remove_temporaries", "umask"]
+           "choice", "psd_matrix", "atomic_write", "remove_temporaries", "umask", "resolve_symbols"]
 
 
 def _is_symbolic(value: Any) -> bool:
@@ -364,3 +364,35 @@ def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w
         raise InvalidArgument(argument, f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         _discard(tmp)
+
+
+def resolve_symbols(argument: str, given: "sp.Symbol | str | Iterable[sp.Symbol | str]",
+                    pool: Iterable[sp.Basic], *, what: str = "the expression's symbols") -> tuple[sp.Symbol, ...]:
+    """The symbols of ``pool`` that the user means by ``given`` (a symbol, a name, or several), matched by name.
+
+    A user's ``Symbol('a', positive=True)`` and the expression's ``Symbol('a', real=True)`` are
+    different sympy objects: differentiating or substituting with the user's one silently gives 0 or
+    does nothing.  Each item is matched by its name against the symbols in ``pool``; a name that is
+    not there (or that names two symbols with different assumptions) raises an error naming
+    ``argument`` and listing ``what`` (e.g. "the expression's symbols are a, b, x").  For a mapping
+    pass its keys: ``dict(zip(resolve_symbols(arg, m, pool), m.values()))``.
+    """
+    items = [given] if isinstance(given, (sp.Symbol, str)) else list(given)
+    by_name: dict[str, list[sp.Symbol]] = {}
+    for s in pool:
+        if isinstance(s, sp.Symbol) and s not in by_name.setdefault(s.name, []):
+            by_name[s.name].append(s)
+    listing = ", ".join(sorted(by_name)) or "(none)"
+    out = []
+    for item in items:
+        if not isinstance(item, (sp.Symbol, str)):
+            raise InvalidArgument(argument, f"expected a symbol or a symbol name, got {item!r}")
+        name = item.name if isinstance(item, sp.Symbol) else item.strip()
+        found = by_name.get(name, [])
+        if len(found) > 1:
+            raise InvalidArgument(argument, f"{name!r} names {len(found)} different symbols "
+                                            f"(assumptions {', '.join(str(s.assumptions0) for s in found)})")
+        if not found:
+            raise UnknownName(argument, f"no symbol named {name!r}; {what} are {listing}")
+        out.append(found[0])
+    return tuple(out)
