@@ -33,7 +33,9 @@ saying, in one line, the column and what is wrong.
 """
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -94,6 +96,8 @@ _HINTS = {".": "attribute access is not part of the grammar", "'": "strings are 
           "_": "names start with a letter", ";": "one expression only", "\n": "one line only",
           "=": "assignments and comparisons are not allowed", "\\": "escapes are not allowed"}
 _BITS_PER_DIGIT = 3.33
+#: Products of up to this many factors are multiplied pair by pair, exactly as sympy reads them.
+_FOLD = 32
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,10 @@ class _Parser:
         return self.check(sp.Add(*terms), column)
 
     def term(self) -> sp.Expr:
-        """A product, built by one ``Mul``; ``a/b`` is ``a*b**-1`` as in sympy."""
+        """A product; ``a/b`` is ``a*b**-1`` as in sympy.  Up to :data:`_FOLD` factors it is built
+        pair by pair as Python would (sympy distributes a number over a sum only in a product of
+        two: ``2*(x + y)/z`` is ``(2*x + 2*y)/z``); longer products by one ``Mul`` (pair by pair
+        is quadratic), which may keep such a number outside the sum: the same value."""
         factors, column = [self.factor()], self.next.column
         while (tok := self.take("*", "/")) is not None:
             right = self.factor()
@@ -208,6 +215,8 @@ class _Parser:
         if len(factors) == 1:
             return factors[0]
         self.within(sum(_log2(c) for c in map(_coefficient, factors) if c is not None), column)
+        if len(factors) <= _FOLD:
+            return self.check(functools.reduce(operator.mul, factors), column)
         return self.check(sp.Mul(*factors), column)
 
     def within(self, bits: float, column: int) -> None:
