@@ -125,6 +125,7 @@ def _tokens(text: str, fail: Callable[[int, str], InvalidArgument]) -> list[_Tok
 
 
 def _bits(q: sp.Rational) -> int:
+    """Bits of the larger of |numerator| and denominator."""
     return max(int(q.p).bit_length(), int(q.q).bit_length())
 
 
@@ -277,8 +278,8 @@ class _Parser:
         if self.new_symbols is not None:
             return self.new_symbols(n)
         names = sorted(self.symbols) + sorted(self.constants)
-        return_hint = f"it may use {', '.join(names)}" if self.symbols else "a number is expected"
-        raise self.fail(tok.column, f"unknown name {n!r}; {return_hint}")
+        hint = f"it may use {', '.join(names)}" if self.symbols else "a number is expected"
+        raise self.fail(tok.column, f"unknown name {n!r}; {hint}")
 
     def call(self, tok: _Token) -> sp.Expr:
         fn = self.functions.get(tok.text)
@@ -292,7 +293,8 @@ class _Parser:
         self.expect(")")
         self.depth -= 1
         if not fn.least <= len(args) <= (fn.most if fn.most is not None else len(args)):
-            count = fn.least if fn.most == fn.least else f"{fn.least} to {fn.most or 'any number of'}"
+            count = f"at least {fn.least}" if fn.most is None else \
+                fn.least if fn.most == fn.least else f"{fn.least} or {fn.most}"
             raise self.fail(tok.column, f"{tok.text} takes {count} argument(s), got {len(args)}")
         if fn.max_argument is not None and any(a.is_number and (abs(a) > fn.max_argument) is sp.true
                                                for a in args):

@@ -359,7 +359,7 @@ def test_cli_compare_json(capsys):
 
 
 @pytest.mark.parametrize("argv, name", [
-    (["erg", "lpa", "--dim", "0"], "d"),
+    (["erg", "lpa", "--dim", "0"], "dim"),
     (["erg", "lpa", "--regulator", "foo"], "regulator"),
     (["erg", "lpa", "--order", "0"], "order"),
     (["derive", "wetterich", "--truncation", "lpa'", "--regulator", "sharp"], "regulator"),
