@@ -34,7 +34,7 @@ from typing import Any
 
 import sympy as sp
 
-from .checks import integer
+from .checks import integer, resolve_symbols
 from .derivation import Derivation, check_identity
 from .errors import InvalidArgument, NotPositive, Unsupported
 from .regulators import D, ETA, W, Y as Y_, Regulator, angular_factor, loop_volume, regulator
@@ -110,25 +110,44 @@ class ScalarTheory:
         return sp.diff(self.potential, PHI, 2).subs(PHI, 0)
 
 
+def _named(argument: str, value: Any) -> sp.Expr:
+    """A user expression with its symbols named like this module's (``phi``, ``rho``, ``p2``, ``m2``,
+    ``k``, ``Lambda``) replaced by them, whatever assumptions the user gave them (a user's
+    ``Symbol('phi')`` would otherwise be a constant to :data:`PHI`); text is refused."""
+    if isinstance(value, str):
+        raise InvalidArgument(argument, "expected a sympy expression, got text (parse it with "
+                                        "symbrg.parsing.parse_expression)")
+    expr = sp.sympify(value)
+    own = [c for c in (PHI, RHO, P2, M2, K_SCALE, LAMBDA) if c.name in {s.name for s in expr.free_symbols}]
+    return expr.xreplace(dict(zip(resolve_symbols(argument, [c.name for c in own], expr.free_symbols), own)))
+
+
 def scalar_theory(d: Any = D, potential: Any = None, inverse_propagator: Any = None, *,
                   Z: Any = 1, N: int = 1, name: str = "scalar") -> ScalarTheory:
     r"""Build a :class:`ScalarTheory`; default potential :math:`\tfrac12 m^2\phi^2` (the free theory)
-    and inverse propagator :math:`Z p^2 + U''(0)`."""
+    and inverse propagator :math:`Z p^2 + U''(0)`.  Symbols are matched by name: a user's ``phi``,
+    ``rho``, ``p2``, ``m2`` are :data:`PHI`, :data:`RHO`, :data:`P2`, :data:`M2`."""
     d = dimension(d)
     N = integer("N", N, minimum=1)
-    U = sp.sympify(potential) if potential is not None else M2 * PHI ** 2 / 2
+    U = _named("potential", potential) if potential is not None else M2 * PHI ** 2 / 2
     Zs = sp.sympify(Z)
-    Ginv = sp.sympify(inverse_propagator) if inverse_propagator is not None else \
+    Ginv = _named("inverse_propagator", inverse_propagator) if inverse_propagator is not None else \
         Zs * P2 + sp.diff(U, PHI, 2).subs(PHI, 0)
     return ScalarTheory(d, U, Ginv, Zs, N, name)
 
 
 # ============================================================================ Polchinski
-def _fields(fields: Any) -> list[sp.Symbol]:
-    fs = [fields] if isinstance(fields, sp.Symbol) else list(fields)
+def _fields(fields: Any, *exprs: Any) -> list[sp.Symbol]:
+    """The field modes (symbols or names) matched by name against the symbols of ``exprs``."""
+    fs = [fields] if isinstance(fields, (sp.Symbol, str)) else list(fields)
     if not fs:
         raise InvalidArgument("fields", "at least one field mode is needed")
-    return fs
+    return list(resolve_symbols("fields", fs, set().union(*(sp.sympify(e).free_symbols for e in exprs))))
+
+
+def _scale(scale: Any, *exprs: Any) -> sp.Symbol:
+    """The RG scale (a symbol or a name) matched by name against the symbols of ``exprs``."""
+    return resolve_symbols("scale", scale, set().union(*(sp.sympify(e).free_symbols for e in exprs)))[0]
 
 
 def _covariances(covariance: Any, n: int) -> list[sp.Expr]:
@@ -143,9 +162,10 @@ def polchinski_rhs(interaction: Any, fields: Any, covariance: Any, scale: sp.Sym
     r"""Right side of the Polchinski equation for the interaction part,
     :math:`\tfrac12\sum_i\Lambda\partial_\Lambda C_i[(\partial_i I)^2 - \partial_i^2 I]`
     (``scale`` is :math:`\Lambda`; ``covariance`` the :math:`C_i(\Lambda)`, one per mode)."""
-    fs = _fields(fields)
-    cs = _covariances(covariance, len(fs))
     I = sp.sympify(interaction)
+    fs = _fields(fields, I)
+    cs = _covariances(covariance, len(fs))
+    scale = _scale(scale, I, *cs)
     return sum((scale * sp.diff(c, scale) * (sp.diff(I, f) ** 2 - sp.diff(I, f, 2)) / 2
                 for f, c in zip(fs, cs)), sp.Integer(0))
 
@@ -162,9 +182,10 @@ def polchinski_residual(action: Any, fields: Any, covariance: Any, scale: sp.Sym
     [(\partial_iI)^2 - \partial_i^2I]`.  Both keep field-independent terms exactly.
     The scale may be any monotone parameter (the equation is homogeneous in its derivative).
     """
-    fs = _fields(fields)
-    cs = _covariances(covariance, len(fs))
     S = sp.sympify(action)
+    fs = _fields(fields, S)
+    cs = _covariances(covariance, len(fs))
+    scale = _scale(scale, S, *cs)
     if part == "interaction":
         return scale * sp.diff(S, scale) - polchinski_rhs(S, fs, cs, scale)
     if part != "full":
@@ -178,8 +199,9 @@ def polchinski_residual(action: Any, fields: Any, covariance: Any, scale: sp.Sym
 def heat_equation_residual(interaction: Any, fields: Any, covariance: Any, scale: sp.Symbol) -> sp.Expr:
     r""":math:`e^{I}\,\big[-\Lambda\partial_\Lambda e^{-I} - \tfrac12\sum_i\Lambda\partial_\Lambda C_i\,
     \partial_i^2 e^{-I}\big]`: the heat-equation form of the Polchinski flow (0 on a solution)."""
-    fs = _fields(fields)
+    fs = _fields(fields, interaction)
     cs = _covariances(covariance, len(fs))
+    scale = _scale(scale, interaction, *cs)
     E = sp.exp(-sp.sympify(interaction))
     res = -scale * sp.diff(E, scale) - sum((scale * sp.diff(c, scale) * sp.diff(E, f, 2) / 2
                                             for f, c in zip(fs, cs)), sp.Integer(0))
@@ -464,7 +486,7 @@ def _check_functions(residual: sp.Expr, scale: sp.Symbol, points: int = 6):
 
 # ============================================================================ Wetterich
 def _field_potential(potential: Any) -> sp.Expr:
-    U = sp.sympify(potential)
+    U = _named("potential", potential)
     if RHO in U.free_symbols:
         U = U.subs(RHO, PHI ** 2 / 2)
     return U

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import mpmath
 import numpy as np
@@ -108,7 +108,7 @@ def _free(*exprs: Any) -> set[sp.Symbol]:
     for e in exprs:
         if isinstance(e, Mapping):
             out |= _free(*e.keys(), *e.values())
-        elif isinstance(e, (list, tuple)):
+        elif isinstance(e, (list, tuple, set, frozenset)):
             out |= _free(*e)
         elif isinstance(e, sp.Basic) or isinstance(e, sp.MatrixBase):
             out |= e.free_symbols
@@ -303,7 +303,7 @@ def _checked_cov(cov: Any, n: int) -> sp.Matrix:
 
 
 def gaussian_family(mean: Any, covariance: Any, parameters: Any, *, name: str = "gaussian",
-                    verify: bool = True, simplify: bool = True) -> FisherMetric:
+                    verify: bool = True, simplify: bool = True, symbols: Iterable[sp.Symbol] = ()) -> FisherMetric:
     r"""Fisher metric of :math:`y\sim\mathcal N(\mu(\theta), \Sigma(\theta))`, :math:`y\in\mathbb R^n`.
 
     .. math:: I_{ab} = \partial_a\mu^\top\Sigma^{-1}\partial_b\mu
@@ -313,11 +313,14 @@ def gaussian_family(mean: Any, covariance: Any, parameters: Any, *, name: str = 
     invertible: a singular Σ raises :class:`~symbrg.errors.NotPositiveDefinite`).  With ``verify``
     the derivation checks :math:`I = -\mathbb E[\nabla^2\log p]`, computing the expectation exactly
     (the Hessian is quadratic in y), by simplification and at random high-precision points.
+    Parameters (symbols or names) are matched by name against the symbols of mean and covariance
+    and ``symbols`` (further symbols of the model, e.g. a kernel hyperparameter that drops out on the
+    chosen points: its row is 0); any other name is refused.
     """
     mu = _as_column("mean", mean)
     n = mu.shape[0]
     S = _checked_cov(covariance, n)
-    ps = _params(parameters, mu, S)
+    ps = _params(parameters, mu, S, set(symbols))
     Sinv = S.adjugate() / S.det(method="berkowitz") if n > 1 else sp.Matrix([[1 / S[0, 0]]])
     raw = _gaussian_metric([mu.diff(p) for p in ps], [S.diff(p) for p in ps], lambda M: Sinv * M,
                            lambda M: M.trace())
@@ -544,11 +547,13 @@ def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1,
                         sp.Matrix([f]), sp.Matrix([[v]]), per_x_m, kl, rebuild)
 
 
-def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> sp.Matrix:
+def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> tuple[sp.Matrix, set[sp.Symbol]]:
     """A kernel as a symbolic Gram matrix: a Matrix, a callable of the points, an Architecture, or
-    an expression in the input pair ``inputs = (x, x')``."""
+    an expression in the input pair ``inputs = (x, x')``; with the kernel's own symbols (its
+    hyperparameters, also those that drop out of the Gram matrix on these points)."""
     if isinstance(kernel, sp.MatrixBase):
-        return sp.Matrix(kernel)
+        K = sp.Matrix(kernel)
+        return K, K.free_symbols
     if hasattr(kernel, "nngp_program"):  # a symbrg.kernel.Architecture
         from .kernel import S11, S12, S22
         from .special import NumericFunction
@@ -568,15 +573,18 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> sp.Matrix:
         def entry(i: int, j: int) -> sp.Expr:
             return (k_diag if i == j else k).xreplace({S11: dot(pts[i], pts[i]), S22: dot(pts[j], pts[j]),
                                                        S12: dot(pts[i], pts[j])})
-        return sp.Matrix(len(pts), len(pts), lambda i, j: entry(min(i, j), max(i, j)))
+        return (sp.Matrix(len(pts), len(pts), lambda i, j: entry(min(i, j), max(i, j))),
+                k.free_symbols - {S11, S12, S22})
     if callable(kernel) and not isinstance(kernel, sp.Basic):
-        return sp.Matrix(kernel(points))
+        K = sp.Matrix(kernel(points))
+        return K, K.free_symbols
     if inputs is None or len(inputs) != 2:
         raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
     k = _expression("kernel", kernel)
     inputs = resolve_symbols("inputs", inputs, k.free_symbols)
-    return sp.Matrix(len(points), len(points),
-                     lambda i, j: k.xreplace({inputs[0]: sp.sympify(points[i]), inputs[1]: sp.sympify(points[j])}))
+    return (sp.Matrix(len(points), len(points), lambda i, j: k.xreplace({inputs[0]: sp.sympify(points[i]),
+                                                                        inputs[1]: sp.sympify(points[j])})),
+            k.free_symbols - set(inputs))
 
 
 def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mean: Any = None,
@@ -591,10 +599,11 @@ def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mea
     """
     noise_var = sp.sympify(noise_var)
     nonnegative("noise_var", noise_var)
-    K = _gram(kernel, list(points), inputs) + sp.sympify(noise_var) * sp.eye(len(points))
+    K, own = _gram(kernel, list(points), inputs)
+    K = K + noise_var * sp.eye(len(points))
     mu = sp.zeros(len(points), 1) if mean is None else _as_column("mean", mean)
     matching("mean", mu.shape[0], K.shape[0], "length (the number of points)")
-    return gaussian_family(mu, K, parameters, name=name, verify=verify)
+    return gaussian_family(mu, K, parameters, name=name, verify=verify, symbols=own | noise_var.free_symbols)
 
 
 # --------------------------------------------------------------------- exponential families

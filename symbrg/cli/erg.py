@@ -60,6 +60,9 @@ def _fp_dict(fp) -> dict:
 def run_lpa(ns: argparse.Namespace) -> int:
     from ..lpa import convergence_table, fixed_point, lpa_truncation
     from ..checks import choice, integer
+    from ..regulators import regulator, working_precision
+    R = regulator(ns.regulator)
+    working_precision("dps", ns.dps, R.name == "sharp" or R.inner is not None)  # before any work
     d = parse_dimension(ns.dim)
     order = integer("order", ns.order, minimum=1)
     choice("truncation", ns.truncation, ("lpa", "lpa'"))
@@ -100,6 +103,8 @@ def run_lpa(ns: argparse.Namespace) -> int:
 def run_compare(ns: argparse.Namespace) -> int:
     from ..checks import choice, integer
     from ..lpa import compare_regulators
+    from ..regulators import working_precision
+    working_precision("dps", ns.dps, closed_form=False)
     choice("truncation", ns.truncation, ("lpa", "lpa'"))
     rows = compare_regulators(ns.regulators, parse_dimension(ns.dim), integer("order", ns.order, minimum=2),
                               anomalous=ns.truncation == "lpa'", N=ns.N, dps=ns.dps)
@@ -131,10 +136,14 @@ def run_gaussian(ns: argparse.Namespace) -> int:
 
 def run_threshold(ns: argparse.Namespace) -> int:
     import mpmath
-    from ..regulators import W, regulator
+    from ..checks import scalar
+    from ..regulators import W, regulator, working_precision
     R = regulator(ns.regulator)
+    working_precision("dps", ns.dps, R.name == "sharp" or R.inner is not None)
+    if ns.w is not None:
+        R.check_mass("w", ns.w)
     d = parse_dimension(ns.dim)
-    expr = R.threshold(ns.n, d, sp.nsimplify(ns.eta))
+    expr = R.threshold(ns.n, d, sp.nsimplify(scalar("eta", ns.eta)))
     if ns.w is None:
         print(f"ell^{d}_{ns.n}(w; eta={ns.eta}) = {sp.sstr(expr)}")
         return 0
@@ -181,7 +190,7 @@ def register(commands, derive) -> None:
     p.add_argument("--truncation", default="lpa", help="lpa (default) or lpa' (with eta)")
     p.add_argument("--table", action="store_true", help="convergence table for orders 2..n")
     p.add_argument("--N", type=int, default=1, help="O(N) model: number of field components (default 1)")
-    p.add_argument("--dps", type=int, default=30, help="working digits (default 30)")
+    p.add_argument("--dps", type=int, default=30, help="working digits, at least 15 (default 30)")
     p.add_argument("--json", action="store_true", help="print JSON (keys nu, omega, order, regulator, ...)")
     p.set_defaults(func=run_lpa)
 
@@ -193,7 +202,7 @@ def register(commands, derive) -> None:
     c.add_argument("--order", type=int, default=8, help="truncation order n: phi^(2n) (default 8)")
     c.add_argument("--truncation", default="lpa", help="lpa (default) or lpa'")
     c.add_argument("--N", type=int, default=1, help="O(N) components (default 1)")
-    c.add_argument("--dps", type=int, default=20, help="working digits (default 20)")
+    c.add_argument("--dps", type=int, default=20, help="working digits, at least 15 (default 20)")
     c.add_argument("--json", action="store_true", help="print JSON (a list of fixed points)")
     c.set_defaults(func=run_compare)
 
@@ -208,9 +217,10 @@ def register(commands, derive) -> None:
                        epilog=ERG_EPILOG, formatter_class=fmt)
     _common(t)
     t.add_argument("--n", type=int, default=0, help="index n >= 0 (default 0)")
-    t.add_argument("--w", type=float, default=None, help="evaluate at this w (default: print the formula)")
+    t.add_argument("--w", type=float, default=None, help="evaluate at this w, above the pole of the "
+                   "regulator (w > -1 for sharp, litim, exponential); default: print the formula")
     t.add_argument("--eta", type=float, default=0.0, help="anomalous dimension (default 0)")
-    t.add_argument("--dps", type=int, default=15, help="digits (default 15)")
+    t.add_argument("--dps", type=int, default=15, help="working and printed digits, at least 15 (default 15)")
     t.set_defaults(func=run_threshold)
 
     helps = {"wetterich": "the Wetterich flow in the LPA / LPA' for a regulator",

@@ -1,0 +1,168 @@
+"""Trust (issue 12) in the physics engines: symbols matched by name, domains and precision enforced,
+work bounded up front.  Every guard has a refused bad input and an accepted good input next to it."""
+from __future__ import annotations
+
+import mpmath
+import pytest
+import sympy as sp
+
+from symbrg import erg, limits, lpa
+from symbrg.checks import resolve_symbols
+from symbrg.cli import main
+from symbrg.errors import InvalidArgument, OutOfRange, TooExpensive, UnknownName
+from symbrg.fisher import (check_kl_curvature, gaussian_family, gaussian_process, gaussian_regression,
+                           gp_fisher, jeffreys_prior)
+from symbrg.regulators import regulator
+
+a, b, x = sp.symbols("a b x", real=True)
+
+
+def _one_line_error(capsys, argv: list[str], argument: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"symbrg: error: {argument}:") and err.count("\n") == 1, err
+    return err
+
+
+# ------------------------------------------------------------------ symbols matched by name
+def test_resolve_symbols_by_name_and_refusal():
+    pool = {a, b, x}
+    assert resolve_symbols("p", [sp.Symbol("a", positive=True), "b"], pool) == (a, b)
+    with pytest.raises(UnknownName) as exc:
+        resolve_symbols("p", "zzz", pool)
+    assert exc.value.argument == "p" and "a, b, x" in str(exc.value)
+    with pytest.raises(InvalidArgument):                       # two different symbols named a
+        resolve_symbols("p", "a", {a, sp.Symbol("a", positive=True)})
+    with pytest.raises(InvalidArgument):
+        resolve_symbols("p", [a * b], pool)
+
+
+def test_regression_user_symbol_with_other_assumptions():
+    want = sp.Matrix([[sp.Rational(5, 3), 1], [1, 1]])
+    for params in ([sp.Symbol("a", positive=True), b], ["a", "b"], [a, b]):
+        assert gaussian_regression(a * x + b, params, x, data=[0, 1, 2]).matrix == want
+    assert gaussian_regression(a * x + b, [a, b], "x", data=[0, 1, 2]).matrix == want
+    with pytest.raises(UnknownName) as exc:
+        gaussian_regression(a * x + b, [a, sp.Symbol("zzz")], x, data=[0, 1, 2])
+    assert exc.value.argument == "parameters" and "a, b, x" in str(exc.value)
+    with pytest.raises(UnknownName) as exc:
+        gaussian_regression(a * x + b, [a, b], sp.Symbol("t"), data=[0, 1, 2])
+    assert exc.value.argument == "inputs"
+    with pytest.raises(InvalidArgument) as exc:                # text is never sympified
+        gaussian_regression("a*x + b", [a, b], x, data=[0, 1, 2])
+    assert exc.value.argument == "f"
+
+
+def test_family_gp_and_dict_keys_by_name():
+    s = sp.Symbol("s", positive=True)
+    fam = gaussian_family([a], [[s]], [sp.Symbol("a"), sp.Symbol("s", real=True)], verify=False)
+    assert fam.matrix == sp.diag(1 / s, 1 / (2 * s ** 2))
+    out = check_kl_curvature(fam, {"a": 1, sp.Symbol("s"): 2}, [1, 1])
+    assert abs(out["remainders"][-1]) < 1e-2
+    with pytest.raises(UnknownName):
+        check_kl_curvature(fam, {"a": 1, "q": 2}, [1, 1])
+    assert fam.subs({"s": 2}).matrix == sp.diag(sp.Rational(1, 2), sp.Rational(1, 8))
+    with pytest.raises(UnknownName) as exc:
+        fam.subs({"sigma": 2})
+    assert exc.value.argument == "values"
+    prior = jeffreys_prior(fam, {"s": (1, 2)})
+    assert prior.improper is True                              # flat in the location a
+    # a GP: a hyperparameter that drops out on one point is the kernel's, its row is 0
+    xp, ell = sp.Symbol("xp", real=True), sp.Symbol("ell", positive=True)
+    k = s ** 2 * sp.exp(-(x - xp) ** 2 / (2 * ell ** 2))
+    one = gaussian_process(k, [0], ["ell", "s"], noise_var=sp.Rational(1, 10), inputs=("x", "xp"), verify=False)
+    assert one.matrix[0, 0] == 0 and one.matrix[1, 1] != 0
+    with pytest.raises(UnknownName):
+        gaussian_process(k, [0], ["l", "s"], inputs=(x, xp), verify=False)
+    num = gp_fisher(k, [0.0, 1.0], {sp.Symbol("ell"): 1.0, "s": 1.0}, noise_var=0.1,
+                    inputs=(sp.Symbol("x"), sp.Symbol("xp")))
+    assert num.shape == (2, 2) and num[0, 0] > 0
+
+
+def test_erg_symbols_by_name():
+    phi = sp.Symbol("phi")                                     # no assumptions: not erg.PHI
+    theory = erg.scalar_theory(3, sp.Symbol("m2") * phi ** 2 / 2 + phi ** 4)
+    assert theory.mass2 == erg.M2
+    assert lpa.polynomial_couplings(phi ** 2 / 2 + phi ** 4, 2) == {"lambda_1": 1, "lambda_2": 8}
+    with pytest.raises(UnknownName) as exc:
+        lpa.polynomial_couplings(sp.Symbol("chi") ** 2, 2)
+    assert exc.value.argument == "field"
+    lam = sp.Symbol("Lambda")
+    C = sp.exp(-1 / lam ** 2)
+    rhs = erg.polchinski_rhs(phi ** 4, [phi], [C], lam)
+    assert sp.simplify(rhs - erg.polchinski_rhs(erg.PHI ** 4, [erg.PHI], [C.subs(lam, erg.LAMBDA)],
+                                                erg.LAMBDA).subs({erg.PHI: phi, erg.LAMBDA: lam})) == 0
+    assert rhs != 0
+    with pytest.raises(UnknownName) as exc:
+        erg.polchinski_rhs(phi ** 4, [sp.Symbol("psi")], [C], lam)
+    assert exc.value.argument == "fields"
+
+
+# ------------------------------------------------------------------ precision and poles
+def test_minimum_precision_api_and_cli(capsys):
+    tr = lpa.lpa_truncation("litim", 3, 3)
+    with pytest.raises(OutOfRange) as exc:
+        lpa.fixed_point(tr, dps=0)
+    assert exc.value.argument == "dps"
+    assert abs(lpa.fixed_point(tr, dps=15).nu - lpa.fixed_point(tr, dps=30).nu) < 1e-10
+    with mpmath.workdps(5), pytest.raises(OutOfRange):
+        regulator("litim").threshold_value(1, 3, 0.5)
+    _one_line_error(capsys, ["erg", "lpa", "--dps", "0"], "dps")
+    _one_line_error(capsys, ["erg", "threshold", "--dps", "14", "--w", "0.5"], "dps")
+    assert main(["erg", "threshold", "--dps", "15", "--w", "0.5", "--n", "1"]) == 0
+    assert capsys.readouterr().out.startswith("0.444444444")       # 1/(1 + w)^2
+
+
+@pytest.mark.parametrize("name, pole", [("litim", -1.0), ("sharp", -1.0), ("exponential", -1.0),
+                                        ("power:2", -2.0), ("power:1/2", 0.0)])
+def test_threshold_pole(name, pole):
+    R = regulator(name)
+    assert R.pole == pytest.approx(pole)
+    with mpmath.workdps(15):
+        with pytest.raises(OutOfRange) as exc:
+            R.threshold_value(1, 3, pole)
+        assert exc.value.argument == "w"
+        with pytest.raises(OutOfRange):
+            R.threshold(1, 3, 0, sp.Float(pole - 1))
+        assert mpmath.isfinite(R.threshold_value(1, 3, pole + 0.5))
+
+
+def test_user_regulator_pole_is_the_minimum_of_y_plus_r():
+    y = sp.Symbol("y", positive=True)
+    R = regulator(r=(1 - y) ** 2 * sp.Heaviside(1 - y))
+    assert R.pole == pytest.approx(-0.75, abs=1e-6)                  # min of y + (1 - y)^2
+
+
+def test_threshold_cli_pole_and_domain(capsys):
+    err = _one_line_error(capsys, ["erg", "threshold", "--w", "-2"], "w")
+    assert "w > -1" in err
+    _one_line_error(capsys, ["erg", "threshold", "--w", "nan"], "w")
+    _one_line_error(capsys, ["erg", "threshold", "--eta", "inf", "--w", "0"], "eta")
+    assert main(["erg", "threshold", "--w", "-0.5", "--n", "1"]) == 0   # 1/(1 + w)^2 = 4
+    assert capsys.readouterr().out.startswith("4.0")
+
+
+# ------------------------------------------------------------------ bounded work
+@pytest.mark.parametrize("argv, argument, limit", [
+    (["erg", "lpa", "--dps", "1000000"], "dps", "erg_dps"),
+    (["erg", "lpa", "--order", "1000"], "order", "lpa_order"),
+    (["erg", "threshold", "--n", "100000", "--w", "0"], "n", "threshold_n"),
+    (["prove", "cosnet-erg", "--dim", "100000"], "dim", "cosnet_dim"),
+    (["derive", "cosnet", "--dim", "100000"], "dim", "cosnet_dim"),
+])
+def test_work_refused_up_front(capsys, argv, argument, limit):
+    err = _one_line_error(capsys, argv, argument)
+    assert f"--limit {limit}=" in err and "estimated" in err
+
+
+def test_limits_can_be_lifted_and_are_tight():
+    with pytest.raises(TooExpensive):
+        lpa.lpa_truncation("litim", 3, 17)
+    assert lpa.lpa_truncation("litim", 3, 16).order == 16
+    with pytest.raises(TooExpensive):
+        regulator("litim").threshold(201)
+    assert regulator("litim").threshold(200, 3, 0, 0) == 1          # 1/(1 + w)^(n+1) at w = 0
+    with limits.lifted(threshold_n=300):
+        regulator("litim").threshold(201)
+    with pytest.raises(TooExpensive):
+        lpa.fixed_point(lpa.lpa_truncation("litim", 3, 2), dps=1001)
