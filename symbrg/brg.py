@@ -62,6 +62,7 @@ import sympy as sp
 from .checks import choice, finite_array, matching, nonnegative, positive, psd_matrix
 from .derivation import Derivation, check_identity
 from .errors import InvalidArgument, ShapeMismatch, Unsupported
+from .parsing import as_expression
 from .posterior import GaussianState, as_gaussian, orthonormal_span
 
 __all__ = ["PRESCRIPTIONS", "CRITERIA", "shell_weight", "weights", "CoarseGrained", "coarse_grain",
@@ -122,7 +123,7 @@ def shell_weight(fisher_eigenvalue: Any, cutoff: Any, regulator: Any = None) -> 
     (Eq. (53): :math:`\lambda \ge \Lambda` is stiff).  Otherwise :math:`K(\Lambda/\lambda)` with
     :math:`K` the UV cutoff function of the :mod:`symbrg.regulators` regulator of that name.
     """
-    lam, cut = sp.sympify(fisher_eigenvalue), sp.sympify(cutoff)
+    lam, cut = as_expression(fisher_eigenvalue, "fisher_eigenvalue"), as_expression(cutoff, "cutoff")
     if regulator is None or regulator == "sharp":
         return sp.Heaviside(lam - cut, 1)
     return _erg_regulator(regulator).K(cut / lam)
@@ -357,15 +358,15 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
         matching("prior_variance", len(prior_variance), n)
         pm = list(prior_mean) if prior_mean is not None else [0] * n
         matching("prior_mean", len(pm), n)
-    cut = nonnegative("cutoff", sp.sympify(cutoff)) if not isinstance(cutoff, sp.Basic) else cutoff
+    cut = nonnegative("cutoff", as_expression(cutoff, "cutoff")) if not isinstance(cutoff, sp.Basic) else cutoff
     out = []
     for k in range(n):
         w = shell_weight(lam[k], cut, regulator)
-        ps = 1 / sp.sympify(trained_variance[k])
-        hs = sp.sympify(trained_mean[k]) * ps
+        ps = 1 / as_expression(trained_variance[k], "trained_variance")
+        hs = as_expression(trained_mean[k], "trained_mean") * ps
         if prescription == "prior":
-            p0 = 1 / sp.sympify(prior_variance[k])
-            h0 = sp.sympify(pm[k]) * p0
+            p0 = 1 / as_expression(prior_variance[k], "prior_variance")
+            h0 = as_expression(pm[k], "prior_mean") * p0
         else:
             p0 = h0 = sp.Integer(0)
         p, h = _tempered(p0, h0, ps, hs, w)
