@@ -43,6 +43,7 @@ rounding of :math:`x\cdot x'` itself limits the relative accuracy to about
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,7 @@ import numpy as np
 import sympy as sp
 
 from . import checks
-from .activations import Activation, activation as _activation
+from .activations import X as _X, Activation, activation as _activation
 from .codegen import Program, Workspace
 from .derivation import Derivation
 from .errors import InvalidArgument, NotPositive
@@ -363,6 +364,12 @@ class Architecture:
         if out is None:
             GRAM_BYTES.check("x1", size, cost=f"{size / 1e9:.3g} GB in memory; pass out= a numpy.memmap "
                                               "to stream to disk")
+        layers = self._numeric_layers(dict(zip(prog.inputs[3:], args)))
+        zero1 = _zero_variance(layers, x1)
+        zero2 = zero1 if same else _zero_variance(layers, x2)
+        if zero1.any() or zero2.any():
+            return self._gram_degenerate(prog, which, x1, None if same else x2, zero1, zero2, layers,
+                                         precision, params, block, threads, out)
         if precision is not None:
             if out is not None:
                 raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
@@ -375,6 +382,39 @@ class Architecture:
             raise InvalidArgument("out", "must be a writable float64 NumPy array (or numpy.memmap)")
         checks.matching("out", out.shape, (x1.shape[0], x2.shape[0]), "shape")
         return _gram_tiled(prog, which, x1, x2 if not same else None, args, block, threads, out)
+
+    def _numeric_layers(self, vals: "Mapping[sp.Symbol, float]") -> tuple:
+        """The layers with every Dense's sigma_w, sigma_b replaced by its number under ``vals``
+        (the hyperparameter symbols' values, overrides included)."""
+        def number(layer: Dense, attr: str) -> float:
+            v = getattr(layer, attr)
+            if isinstance(v, sp.Basic):
+                return float(v.xreplace(vals))
+            sym = next(s for s, stored in self.values.items() if stored == float(v) and s.name.startswith(attr))
+            return float(vals[sym])
+        return tuple(dataclasses.replace(lay, sigma_w=number(lay, "sigma_w"), sigma_b=number(lay, "sigma_b"))
+                     if isinstance(lay, Dense) else lay for lay in self.layers)
+
+    def _gram_degenerate(self, prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None,
+                         zero1: np.ndarray, zero2: np.ndarray, layers: tuple, precision: int | None,
+                         params: dict | None, block: int, threads: int | None,
+                         out: np.ndarray | None) -> np.ndarray:
+        r"""A Gram matrix with zero-variance inputs (:math:`K^0(x,x) = 0`: x = 0 and no bias before
+        the first nonlinearity): the other rows and columns by the ordinary path (into memory, then
+        copied into ``out``), the zero ones by :func:`_zero_point_kernel`, exactly, where the
+        ordinary closed forms and series would divide 0 by 0."""
+        same = x2 is None
+        x2 = x1 if same else x2
+        d = x1.shape[1]
+        res = out if out is not None else np.empty((len(x1), len(x2)), dtype=float if precision is None else object)
+        keep1, keep2 = ~zero1, ~zero2
+        if keep1.any() and keep2.any():
+            res[np.ix_(keep1, keep2)] = self._gram(prog, which, x1[keep1], None if same else x2[keep2],
+                                                   precision, params, block, threads, None)
+        s1, s2 = (np.einsum("ij,ij->i", x, x) / d for x in (x1, x2))
+        res[zero1, :] = _zero_point_kernel(layers, which, s2, d, precision)[None, :]
+        res[:, zero2] = _zero_point_kernel(layers, which, s1, d, precision)[:, None]
+        return res
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
@@ -576,6 +616,90 @@ def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args
 
 def _tuple(v: Any) -> tuple:
     return v if isinstance(v, tuple) else (v,)
+
+
+def _zero_variance(layers: tuple, x: np.ndarray) -> np.ndarray:
+    """The rows of ``x`` whose first-layer variance is 0: x = 0 and no bias before the first
+    nonlinearity (a random-phase activation averages its phase and has no such degeneracy)."""
+    none = np.zeros(len(x), dtype=bool)
+    if any(isinstance(lay, Nonlinearity) and lay.activation.random_phase for lay in layers):
+        return none
+    for lay in layers:
+        if not isinstance(lay, Dense):
+            break
+        if lay.sigma_b != 0:
+            return none
+    return ~x.any(axis=1)
+
+
+def _zero_point_kernel(layers: tuple, which: int, s: np.ndarray, d: int, digits: int | None) -> np.ndarray:
+    r"""The kernel (output ``which`` of the NNGP or NTK program) between a zero-variance input and
+    inputs with :math:`|x'|^2/d = s` (an array; 0 for another zero-variance input), exactly.
+
+    The layers are walked on the pair covariance :math:`[[a, c], [c, b]]` while the zero point's
+    variance :math:`a` is 0: a Dense maps each entry to :math:`\sigma_b^2 + \sigma_w^2(\cdot)`; a
+    nonlinearity sees :math:`u = 0` exactly, so :math:`E[\varphi(u)\varphi(v)] = \varphi(0)\,
+    E[\varphi(v)]` and :math:`E[\varphi(u)^2] = \varphi(0)^2`.  While :math:`a = 0` the NTK entry is
+    0 as well (:math:`\Theta = K + \sigma_w^2\dot K\,\Theta` with :math:`K = \Theta = 0`), so once
+    the next layer would see :math:`a > 0` the remaining layers are the ordinary programs of that
+    tail, started at :math:`(a, b, c)` with :math:`\Theta = 0` (and its fan-in).  If that never
+    happens (e.g. ReLU, no bias) the kernel is exactly 0.  ``digits``: mpmath values at that
+    precision instead of float64.
+    """
+    mp = digits is not None
+    work = (digits or 15) + 5
+
+    def num(v: Any) -> Any:
+        return (mpmath.mpmathify(sp.N(v, work)) if isinstance(v, sp.Basic) else mpmath.mpf(v)) if mp else float(v)
+
+    def run(tail: tuple, fan_in: int, out: int, *xs: Any) -> np.ndarray:
+        arch = Architecture(tail)
+        prog = arch.ntk_program if out else arch.nngp_program
+        args = arch._param_args(prog, None, fan_in)
+        if not mp:
+            return np.broadcast_to(np.asarray(_tuple(prog.compile()(*xs, *args))[out], float), np.shape(xs[1]))
+        fn = prog.compile("mpmath", dps=work)
+        return np.frompyfunc(lambda *v: _tuple(fn(*v, *args))[out], len(xs), 1)(*xs)
+
+    with mpmath.workdps(work):
+        b = np.frompyfunc(num, 1, 1)(s) if mp else s.astype(float)
+        a, c, fan_in = num(0), b * 0, d
+        for i, lay in enumerate(layers):
+            dense = isinstance(lay, Dense)
+            if (num(lay.sigma_b) ** 2 + num(lay.sigma_w) ** 2 * a if dense else a) > 0:
+                return _rounded(run(layers[i:], fan_in, which, a, b, c), digits)
+            if dense:
+                sw2, sb2 = num(lay.sigma_w) ** 2, num(lay.sigma_b) ** 2
+                a, b, c, fan_in = sb2 + sw2 * a, sb2 + sw2 * b, sb2 + sw2 * c, lay.width
+                continue
+            phi0 = num(lay.activation.expr.subs(_X, 0))
+            pos = np.array([v > 0 for v in b.flat], dtype=bool).reshape(b.shape)
+            square, mean = np.full(b.shape, phi0 ** 2, dtype=b.dtype), np.full(b.shape, phi0, dtype=b.dtype)
+            if pos.any():
+                square[pos] = run((lay, Dense(1.0, 0.0)), fan_in, 0, b[pos], b[pos], b[pos])
+                if phi0 != 0:
+                    mean[pos] = [_gaussian_mean(lay.activation, v, mp) for v in b[pos]]
+            a, b, c = phi0 ** 2, square, phi0 * mean
+        return _rounded(c, digits)
+
+
+def _gaussian_mean(act: Activation, q: Any, mp: bool) -> Any:
+    r""":math:`E[\varphi(\sqrt q\,z)]`, :math:`z \sim N(0, 1)`, by mpmath quadrature at the working
+    precision, or by 200-node Gauss–Hermite quadrature in float64."""
+    if mp:
+        f = sp.lambdify(_X, act.expr, "mpmath")
+        return mpmath.quad(lambda z: f(mpmath.sqrt(q) * z) * mpmath.exp(-z * z / 2),
+                           [-mpmath.inf, 0, mpmath.inf]) / mpmath.sqrt(2 * mpmath.pi)
+    z, w = np.polynomial.hermite_e.hermegauss(200)
+    return float(w @ act(math.sqrt(q) * z)) / math.sqrt(2 * math.pi)
+
+
+def _rounded(v: np.ndarray, digits: int | None) -> np.ndarray:
+    """``v`` as float64, or as mpmath values rounded to ``digits``."""
+    if digits is None:
+        return np.asarray(v, dtype=float)
+    with mpmath.workdps(digits):
+        return np.frompyfunc(lambda x: +x, 1, 1)(v)
 
 
 def _digits(argument: str, digits: int) -> int:

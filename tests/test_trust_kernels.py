@@ -277,3 +277,51 @@ def test_other_bad_arguments_are_refused(call, arg):
     with pytest.raises(errors.InvalidArgument) as info:
         call()
     assert info.value.argument == arg
+
+
+# ------------------------------------------------------------- 5. zero-variance (degenerate) inputs
+XZ = np.vstack([np.zeros(3), X[:2], np.zeros(3)])       # rows 0 and 3: x = 0, so K^0(x, x) = 0 without bias
+
+
+@pytest.mark.parametrize("act", ["relu", "erf", "cos", "gelu", "tanh", "softplus"])
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_zero_inputs_without_bias_give_the_limit_kernel(act, kind):
+    """x = 0 with sigma_b = 0 is a point mass u = 0: finite, symmetric, equal to the limit x -> 0 and
+    to the 50-digit path; exactly 0 when phi(0) = 0 (relu, erf, gelu, tanh)."""
+    arch = mlp(act, 2, 1.3, 0.0)
+    gram = getattr(arch, kind)
+    k = gram(XZ)
+    assert np.isfinite(k).all()
+    np.testing.assert_array_equal(k, k.T)
+    np.testing.assert_array_equal(k[0], k[3])
+    eps = 1e-7 * np.array([0.6, -0.8, 0.0])              # the limit along a direction
+    near = gram(np.vstack([eps, X[:2], eps]))
+    np.testing.assert_allclose(k, near, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(k, gram(XZ, precision=50).astype(float), rtol=1e-9, atol=1e-300)
+    np.testing.assert_array_equal(k[1:3, 1:3], gram(X[:2]))           # other entries untouched
+    cross = gram(XZ, X[:2])
+    np.testing.assert_allclose(cross, k[:, 1:3], rtol=1e-12, atol=1e-300)
+    if act in ("relu", "erf", "gelu", "tanh"):
+        assert not k[0].any() and not k[:, 3].any()
+    else:
+        assert (k[0] != 0).all()
+
+
+def test_a_bias_after_the_first_layer_revives_a_zero_input():
+    arch = serial(Dense(1.2, 0.0), Nonlinearity("relu"), Dense(1.1, 0.3), Nonlinearity("relu"), Dense(1.0, 0.1))
+    eps = 1e-9 * np.array([1.0, 0.0, 0.0])
+    for kind in ("nngp", "ntk"):
+        k = getattr(arch, kind)(XZ)
+        assert (k[0] > 0).all()
+        np.testing.assert_allclose(k, getattr(arch, kind)(np.vstack([eps, X[:2], eps])), rtol=1e-7)
+        np.testing.assert_allclose(k, getattr(arch, kind)(XZ, precision=40).astype(float), rtol=1e-12)
+
+
+def test_zero_inputs_fill_a_memmap_and_a_first_layer_bias_needs_no_special_path(tmp_path):
+    arch = mlp("relu", 3, 1.4, 0.0)
+    mm = np.lib.format.open_memmap(tmp_path / "K.npy", mode="w+", dtype=np.float64, shape=(4, 4))
+    assert arch.ntk(XZ, out=mm) is mm
+    np.testing.assert_array_equal(mm, arch.ntk(XZ))
+    biased = mlp("relu", 3, 1.4, 0.1)                      # K^0(0, 0) = sigma_b^2 > 0: ordinary path
+    assert (biased.nngp(XZ)[0] > 0).all()
+    assert not mlp("relu", 2, 1.3, 0.0).nngp(np.zeros((3, 2))).any()   # the issue's case: all zero
