@@ -173,9 +173,16 @@ def _abrelu(a, b, name):
     return Activation(name, "abrelu", (a, b), a * sp.Min(X, 0) + b * sp.Max(X, 0))
 
 
+#: Names that take no parameters: ``relu:5`` is refused, not read as ``relu``.
+_PLAIN = ("relu", "abs", "step", "sign", "identity", "linear", "gelu", "tanh", "softplus", "sigmoid",
+          "swish", "silu")
+
+
 def _build(spec: str) -> Activation:
     head, _, tail = spec.partition(":")
     head = head.strip().lower().replace("-", "_")
+    if head in _PLAIN and tail.strip():
+        raise InvalidArgument("activation", f"{head} takes no parameters, got {spec!r}")
     if head == "relu":
         return _abrelu(sp.Integer(0), sp.Integer(1), "relu")
     if head == "leaky_relu":

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import mpmath
 import sympy as sp
 
+from .parsing import as_expression
+
 __all__ = ["Verification", "Step", "Derivation", "check_identity"]
 
 
@@ -184,7 +186,7 @@ class Derivation:
 def _residual(lhs: Any, rhs: Any) -> sp.Expr:
     if isinstance(lhs, sp.Equality):
         lhs, rhs = lhs.lhs, lhs.rhs
-    return sp.sympify(lhs) - sp.sympify(rhs if rhs is not None else 0)
+    return as_expression(lhs, "lhs") - as_expression(rhs if rhs is not None else 0, "rhs")
 
 
 def check_identity(lhs: Any, rhs: Any = None, *, domain: Mapping[sp.Symbol, tuple[float, float]]

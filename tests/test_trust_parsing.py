@@ -20,12 +20,14 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from symbrg import limits
 from symbrg.activations import activation
+from symbrg.brg import shell_weight
 from symbrg.cli import main
 from symbrg.cli.erg import parse_dimension
+from symbrg.derivation import check_identity
 from symbrg.errors import InvalidArgument, TooExpensive
 from symbrg.parsing import (MAX_BITS, MAX_DEPTH, as_expression, parse_expression, parse_list,
                             parse_number)
-from symbrg.regulators import regulator
+from symbrg.regulators import angular_factor, loop_volume, regulator
 
 x, y = sp.symbols("x y", real=True)
 XY = {"x": x, "y": y}
@@ -103,6 +105,22 @@ def test_injection_corpus_is_refused_by_the_cli(command: list[str], option: str,
         assert main([*command, f"{option}={prefix}{text}"]) == 2, text
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"symbrg: error: {argument}: "), (text, err)
+
+
+def test_python_entry_points_read_strings_safely(canary: Path) -> None:
+    """Values that may arrive as text (a web form) go through the parser, never sympify."""
+    touch = _payloads(canary)[0]
+    assert shell_weight(2, "1") == 1 and shell_weight("1/2", "1") == 0
+    assert check_identity("sin(x)**2 + cos(x)**2", "1").symbolic_zero
+    assert loop_volume("d") == loop_volume(sp.Symbol("d", positive=True)) and loop_volume("3") == loop_volume(3)
+    for call, argument in ((lambda: shell_weight(touch, 1), "fisher_eigenvalue"),
+                           (lambda: shell_weight(1, touch), "cutoff"),
+                           (lambda: check_identity(touch, 0), "lhs"), (lambda: check_identity(0, touch), "rhs"),
+                           (lambda: loop_volume(touch), "d"), (lambda: angular_factor(touch), "d"),
+                           (lambda: regulator(K=touch), "K"), (lambda: regulator(r=touch), "r")):
+        with pytest.raises(InvalidArgument) as err:
+            call()
+        assert err.value.argument == argument
 
 
 # ------------------------------------------------------------------ the grammar
@@ -273,6 +291,10 @@ def test_activation_parameters_are_numbers_with_checked_domains() -> None:
         activation("polynomial:" + ",".join(["1"] * 34))
     with limits.lifted(activation_degree=40):
         assert activation("monomial:33").params[-1] == 1
+    assert activation("relu").name == "relu" and activation("tanh").name == "tanh"
+    for spec in ("relu:5", "tanh:1", "gelu:x"):
+        with pytest.raises(InvalidArgument, match="takes no parameters"):
+            activation(spec)
     assert activation("gaussian:0.5").params == (sp.Rational(1, 2),)
     for b in ("0", "-1"):
         with pytest.raises(InvalidArgument, match="needs b > 0"):
