@@ -97,7 +97,7 @@ class Activation:
         """Evaluate on an array.  For ``random_phase`` activations pass the phases ``phase``
         (broadcast against ``x``); other activations ignore ``phase``.  The result has x's shape and
         float dtype (float32 stays float32)."""
-        x = np.asarray(x)
+        x = _real(x)
         if x.dtype.kind != "f":
             x = x.astype(float)
         if self.random_phase:
@@ -114,7 +114,7 @@ class Activation:
 
     def derivative(self, x: Any, phase: Any = None) -> np.ndarray:
         """Evaluate :math:`\\varphi'` on an array (NumPy)."""
-        x = np.asarray(x, dtype=float)
+        x = _real(x).astype(float, copy=False)
         if self.random_phase:
             a, b = (float(p) for p in self.params)
             return -a * b * np.sin(b * x + phase)
@@ -133,6 +133,15 @@ class Activation:
 
     def __str__(self) -> str:
         return self.name
+
+
+def _real(x: Any) -> np.ndarray:
+    """``x`` as an array of real numbers (bool, integer or float); complex, text and object input is
+    refused rather than cast (a cast would drop an imaginary part or parse text)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise InvalidArgument("x", f"expected real numbers, got an array of dtype {x.dtype}")
+    return x
 
 
 def _full(out: Any, x: np.ndarray) -> np.ndarray:

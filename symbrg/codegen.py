@@ -300,6 +300,8 @@ class Program:
         precision); returns mpf values.  Numeric inputs are converted with ``mpmath.mpf`` so that
         no float64 rounding enters before the first operation.
         """
+        if dps is not None:
+            dps = checks.integer("dps", dps, minimum=1)
         key = (backend, dps)
         if key not in self._cache:
             fn = _load(*self._generate(backend), f"{self.name}:{backend}")

@@ -325,3 +325,23 @@ def test_zero_inputs_fill_a_memmap_and_a_first_layer_bias_needs_no_special_path(
     biased = mlp("relu", 3, 1.4, 0.1)                      # K^0(0, 0) = sigma_b^2 > 0: ordinary path
     assert (biased.nngp(XZ)[0] > 0).all()
     assert not mlp("relu", 2, 1.3, 0.0).nngp(np.zeros((3, 2))).any()   # the case: all zero
+
+
+def test_activations_refuse_complex_and_text_arrays():
+    from symbrg.activations import activation
+    phi = activation("tanh")
+    np.testing.assert_array_equal(phi(np.array([1, 2])), np.tanh([1.0, 2.0]))     # integers are real
+    for bad in (np.array([1 + 1j]), np.array(["1"])):
+        for f in (phi, phi.derivative):
+            with pytest.raises(errors.InvalidArgument) as info:
+                f(bad)
+            assert info.value.argument == "x"
+
+
+def test_compiled_programs_refuse_a_precision_below_one_digit():
+    prog = _arch().nngp_program
+    for bad in (0, -5, 2.5):
+        with pytest.raises(errors.InvalidArgument) as info:
+            prog.compile("mpmath", dps=bad)
+        assert info.value.argument == "dps"
+    assert prog.compile("mpmath", dps=1) is not None
