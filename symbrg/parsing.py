@@ -63,19 +63,22 @@ ROOT_BITS = 1_024
 @dataclass(frozen=True)
 class Function:
     """A whitelisted function: the sympy callable, its number of arguments (``most=None``:
-    any number), and the largest numeric argument it accepts (``gamma`` evaluates factorials)."""
+    any number), the largest numeric argument it accepts (``gamma`` evaluates factorials), and
+    ``exponent`` for a power in disguise (``sqrt`` is ``**(1/2)``: bounded like a power)."""
 
     build: Callable[..., sp.Expr]
     least: int = 1
     most: int | None = 1
     max_argument: int | None = None
+    exponent: sp.Rational | None = None
 
 
 #: The functions user text may call, by the name it uses.
 DEFAULT_FUNCTIONS: Mapping[str, Function] = MappingProxyType({
     **{name: Function(getattr(sp, name)) for name in (
-        "exp", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan",
+        "exp", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan",
         "erf", "erfc", "Abs", "sign")},
+    "sqrt": Function(sp.sqrt, exponent=sp.Rational(1, 2)),
     "log": Function(sp.log, 1, 2),
     "abs": Function(sp.Abs),
     "Heaviside": Function(sp.Heaviside, 1, 2),
@@ -299,13 +302,16 @@ class _Parser:
         if fn.max_argument is not None and any(a.is_number and (abs(a) > fn.max_argument) is sp.true
                                                for a in args):
             raise self.fail(tok.column, f"{tok.text} of a number beyond {fn.max_argument} is not evaluated")
+        if fn.exponent is not None:
+            return self.power(args[0], fn.exponent, tok.column)
         return self.check(fn.build(*args), tok.column, real=True)
 
     def power(self, base: sp.Expr, exponent: sp.Expr, column: int) -> sp.Expr:
         """``base**exponent``, refused before sympy evaluates a number too large to hold."""
-        if base.is_number and exponent.is_Rational and base not in (0, 1, -1):
-            atoms = [_log2(q) for q in base.atoms(sp.Rational)] + [1.0]
-            if not exponent.is_Integer and base.is_Rational and _bits(base) > ROOT_BITS:
+        if exponent.is_Rational and base not in (0, 1, -1):
+            # sympy raises every number in the base, also inside products: (2*x)**n = 2**n*x**n
+            atoms = [_log2(q) for q in base.atoms(sp.Rational)] + [1.0 if base.is_number else 0.0]
+            if not exponent.is_Integer and max(atoms) > ROOT_BITS:    # also (c*x)**(1/2) = sqrt(c)*...
                 raise self.fail(column, f"a fractional power of a number above {ROOT_BITS} bits is "
                                         "not evaluated")
             self.within(float(abs(exponent)) * max(atoms), column)

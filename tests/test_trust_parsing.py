@@ -210,6 +210,15 @@ def test_number_size_is_bounded_before_evaluation() -> None:
     with pytest.raises(InvalidArgument, match="gamma of a number beyond 1000"):
         parse_number("gamma(1001)", "n")
     assert parse_expression("x**(10**100)", "f", symbols=XY) == x ** (10 ** 100)   # symbolic: not evaluated
+    assert parse_expression("(x + 1)**(10**100)", "f", symbols=XY).is_Pow
+    assert parse_expression("(2*x)**1000", "f", symbols=XY) == 2 ** 1000 * x ** 1000
+    for hidden in ("(2*x)**(10**100)", "(x/3)**(10**9)", "Abs(2*x)**(10**100)", "sqrt(2*x)**(10**100)"):
+        with pytest.raises(InvalidArgument, match=f"more than {MAX_BITS} bits"):   # sympy distributes
+            parse_expression(hidden, "f", symbols=XY)
+    assert parse_number("sqrt(2**1000 + 1)", "n").is_Pow
+    for root in ("sqrt(2**1100 + 1)", "sqrt((2**1100 + 1)*x)"):
+        with pytest.raises(InvalidArgument, match="fractional power"):
+            parse_expression(root, "f", symbols=XY)
 
 
 def test_values_must_be_real_and_defined() -> None:
