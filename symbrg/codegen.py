@@ -162,7 +162,8 @@ class Program:
         try:
             vals = {k: sp.sympify(v, strict=True) for k, v in zip(keys, values.values())}
         except sp.SympifyError as exc:
-            raise InvalidArgument("values", f"expected numbers or sympy expressions, got {exc.expr!r}") from None
+            raise InvalidArgument("values", f"expected numbers or sympy expressions, "
+                                            f"got {exc.expr!r}") from None
         return Program(tuple(i for i in self.inputs if i not in vals),
                        tuple((s, e.xreplace(vals)) for s, e in self.assignments),
                        tuple(o.xreplace(vals) for o in self.outputs), self.name)
@@ -248,7 +249,8 @@ class Program:
                 Program(p_inputs, tuple(stages["p"]), outputs, f"{self.name}_pair"))
 
     # ---------------------------------------------------------- differentiation
-    def input_symbols(self, argument: str, given: "sp.Symbol | str | Iterable[sp.Symbol | str]") -> tuple[sp.Symbol, ...]:
+    def input_symbols(self, argument: str,
+                      given: "sp.Symbol | str | Iterable[sp.Symbol | str]") -> tuple[sp.Symbol, ...]:
         """The inputs meant by ``given`` (symbols or names), matched by name, not by sympy identity.
 
         A user's ``Symbol('sigma_w')`` differs from the program's ``Symbol('sigma_w', nonnegative=True)``;

@@ -321,7 +321,8 @@ class Architecture:
         layers = max(1, self.depth)
         if precision is None:
             entries = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                       else os.cpu_count() or 1)
             seconds = entries * layers * _SECONDS_PER_ENTRY_LAYER / threads
             GRAM_WORK.check(argument, entries * layers,
                             cost=f"about {_duration(seconds)} for ReLU on {threads} thread(s)")
@@ -390,7 +391,8 @@ class Architecture:
             v = getattr(layer, attr)
             if isinstance(v, sp.Basic):
                 return float(v.xreplace(vals))
-            sym = next(s for s, stored in self.values.items() if stored == float(v) and s.name.startswith(attr))
+            sym = next(s for s, stored in self.values.items()
+                       if stored == float(v) and s.name.startswith(attr))
             return float(vals[sym])
         return tuple(dataclasses.replace(lay, sigma_w=number(lay, "sigma_w"), sigma_b=number(lay, "sigma_b"))
                      if isinstance(lay, Dense) else lay for lay in self.layers)
@@ -406,7 +408,8 @@ class Architecture:
         same = x2 is None
         x2 = x1 if same else x2
         d = x1.shape[1]
-        res = out if out is not None else np.empty((len(x1), len(x2)), dtype=float if precision is None else object)
+        res = out if out is not None else np.empty((len(x1), len(x2)),
+                                                   dtype=float if precision is None else object)
         keep1, keep2 = ~zero1, ~zero2
         if keep1.any() and keep2.any():
             res[np.ix_(keep1, keep2)] = self._gram(prog, which, x1[keep1], None if same else x2[keep2],
@@ -650,14 +653,17 @@ def _zero_point_kernel(layers: tuple, which: int, s: np.ndarray, d: int, digits:
     work = (digits or 15) + 5
 
     def num(v: Any) -> Any:
-        return (mpmath.mpmathify(sp.N(v, work)) if isinstance(v, sp.Basic) else mpmath.mpf(v)) if mp else float(v)
+        if not mp:
+            return float(v)
+        return mpmath.mpmathify(sp.N(v, work)) if isinstance(v, sp.Basic) else mpmath.mpf(v)
 
     def run(tail: tuple, fan_in: int, out: int, *xs: Any) -> np.ndarray:
         arch = Architecture(tail)
         prog = arch.ntk_program if out else arch.nngp_program
         args = arch._param_args(prog, None, fan_in)
         if not mp:
-            return np.broadcast_to(np.asarray(_tuple(prog.compile()(*xs, *args))[out], float), np.shape(xs[1]))
+            value = _tuple(prog.compile()(*xs, *args))[out]
+            return np.broadcast_to(np.asarray(value, float), np.shape(xs[1]))
         fn = prog.compile("mpmath", dps=work)
         return np.frompyfunc(lambda *v: _tuple(fn(*v, *args))[out], len(xs), 1)(*xs)
 

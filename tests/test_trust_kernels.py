@@ -28,7 +28,8 @@ def _value(prog: Program) -> float:
 
 
 # ----------------------------------------------------------------- 1. Program.diff / subs by name
-@pytest.mark.parametrize("wrt", [sp.Symbol("sigma_w"), sp.Symbol("sigma_w", positive=True), "sigma_w", " sigma_w"])
+@pytest.mark.parametrize("wrt", [sp.Symbol("sigma_w"), sp.Symbol("sigma_w", positive=True), "sigma_w",
+                                 " sigma_w"])
 def test_diff_by_a_user_symbol_or_name_equals_the_programs_own(wrt):
     prog = _arch().ntk_program
     own = next(s for s in prog.inputs if s.name == "sigma_w")
@@ -74,8 +75,10 @@ def test_params_match_by_name_and_refuse_unknown_keys():
         arch.nngp(X, params=[("sigma_w", 2.0)])
 
 
-@pytest.mark.parametrize("params,arg", [({"sigma_w": -1.0}, "params[sigma_w]"), ({"sigma_w": 0.0}, "params[sigma_w]"),
-                                        ({"sigma_b": -0.1}, "params[sigma_b]"), ({"sigma_w": float("nan")}, "params[sigma_w]"),
+@pytest.mark.parametrize("params,arg", [({"sigma_w": -1.0}, "params[sigma_w]"),
+                                        ({"sigma_w": 0.0}, "params[sigma_w]"),
+                                        ({"sigma_b": -0.1}, "params[sigma_b]"),
+                                        ({"sigma_w": float("nan")}, "params[sigma_w]"),
                                         ({"sigma_w": 1 + 1j}, "params[sigma_w]")])
 def test_params_values_keep_their_domain(params, arg):
     with pytest.raises(errors.InvalidArgument) as info:
@@ -98,7 +101,8 @@ def test_params_give_user_symbols_their_values_within_the_domain():
 # ------------------------------------------------------------------ 3. sigma_w, sigma_b domains
 @pytest.mark.parametrize("sw,sb,arg", [(-S, 0.1, "sigma_w"), (-2 * S, 0.1, "sigma_w"), (0.0, 0.1, "sigma_w"),
                                        (sp.Integer(-1), 0.1, "sigma_w"), (sp.I * S, 0.1, "sigma_w"),
-                                       (1.0, -S, "sigma_b"), (1.0, -0.5, "sigma_b"), (float("nan"), 0.1, "sigma_w"),
+                                       (1.0, -S, "sigma_b"), (1.0, -0.5, "sigma_b"),
+                                       (float("nan"), 0.1, "sigma_w"),
                                        (True, 0.1, "sigma_w"), (1.0, float("inf"), "sigma_b")])
 def test_mlp_refuses_sigmas_outside_their_domain(sw, sb, arg):
     with pytest.raises(errors.InvalidArgument) as info:
@@ -107,7 +111,8 @@ def test_mlp_refuses_sigmas_outside_their_domain(sw, sb, arg):
 
 
 @pytest.mark.parametrize("sw,sb", [(S, 0.1), (sp.Symbol("t"), 0.1), (sp.Symbol("t", nonnegative=True), 0),
-                                   (1.0, S), (1.0, sp.Symbol("u", nonpositive=True)), (sp.sqrt(2), sp.Integer(0))])
+                                   (1.0, S), (1.0, sp.Symbol("u", nonpositive=True)),
+                                   (sp.sqrt(2), sp.Integer(0))])
 def test_mlp_accepts_sigmas_that_may_be_in_their_domain(sw, sb):
     assert mlp("relu", 2, sw, sb).nngp_program is not None
 
@@ -122,7 +127,8 @@ def test_sympy_zero_bias_is_no_bias_in_the_standard_ntk():
 def test_cli_refuses_negative_or_nan_sigma(tmp_path, capsys):
     np.save(tmp_path / "X.npy", X)
     for opt, value in (("--sigma-w", "-1"), ("--sigma-w", "0"), ("--sigma-w", "nan"), ("--sigma-b", "-0.1")):
-        assert main(["kernel", opt, value, "--x", str(tmp_path / "X.npy"), "--out", str(tmp_path / "K.npy")]) == 2
+        argv = ["kernel", opt, value, "--x", str(tmp_path / "X.npy"), "--out", str(tmp_path / "K.npy")]
+        assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and opt[2:].replace("-", "_") in err
     assert not (tmp_path / "K.npy").exists()
@@ -130,7 +136,8 @@ def test_cli_refuses_negative_or_nan_sigma(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- 4. real arrays only
 @pytest.mark.parametrize("bad,what", [(X + 1e-3j, "complex"), (X.astype(complex), "complex"),
-                                      (X.astype(str), "text"), (np.array([[1.0, sp.Symbol("y")]]), "objects")])
+                                      (X.astype(str), "text"),
+                                      (np.array([[1.0, sp.Symbol("y")]]), "objects")])
 def test_gram_refuses_complex_text_and_object_inputs(bad, what):
     for x1, x2, arg in ((bad, None, "x1"), (X[:, :bad.shape[1]], bad, "x2")):
         with pytest.raises(errors.InvalidArgument) as info:
@@ -308,7 +315,8 @@ def test_zero_inputs_without_bias_give_the_limit_kernel(act, kind):
 
 
 def test_a_bias_after_the_first_layer_revives_a_zero_input():
-    arch = serial(Dense(1.2, 0.0), Nonlinearity("relu"), Dense(1.1, 0.3), Nonlinearity("relu"), Dense(1.0, 0.1))
+    arch = serial(Dense(1.2, 0.0), Nonlinearity("relu"), Dense(1.1, 0.3), Nonlinearity("relu"),
+                  Dense(1.0, 0.1))
     eps = 1e-9 * np.array([1.0, 0.0, 0.0])
     for kind in ("nngp", "ntk"):
         k = getattr(arch, kind)(XZ)

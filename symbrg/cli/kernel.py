@@ -85,8 +85,8 @@ def _check_resources(arch: "Architecture", ns: argparse.Namespace, n1: int, n2: 
     GRAM_BYTES.check("x", need, cost=f"{need / 1e9:.3g} GB in memory")
     avail = _available_memory()
     if avail is not None and need > avail:
-        raise TooExpensive("x", f"{n1} x {n2} entries at {ns.precision} digits need about {need / 1e9:.3g} GB "
-                                f"of memory, {avail / 1e9:.3g} GB available")
+        raise TooExpensive("x", f"{n1} x {n2} entries at {ns.precision} digits need about "
+                                f"{need / 1e9:.3g} GB of memory, {avail / 1e9:.3g} GB available")
 
 
 def run_kernel(ns: argparse.Namespace) -> int:
