@@ -124,6 +124,8 @@ def shell_weight(fisher_eigenvalue: Any, cutoff: Any, regulator: Any = None) -> 
     :math:`K` the UV cutoff function of the :mod:`symbrg.regulators` regulator of that name.
     """
     lam, cut = as_expression(fisher_eigenvalue, "fisher_eigenvalue"), as_expression(cutoff, "cutoff")
+    nonnegative("fisher_eigenvalue", lam)  # NaN, inf and provably negative values are refused
+    nonnegative("cutoff", cut)
     if regulator is None or regulator == "sharp":
         return sp.Heaviside(lam - cut, 1)
     return _erg_regulator(regulator).K(cut / lam)

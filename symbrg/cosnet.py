@@ -67,6 +67,7 @@ import sympy as sp
 from . import codegen
 from .checks import choice, finite_array, integer, nonnegative, positive
 from .errors import InvalidArgument, OutOfRange, Unsupported
+from .limits import Limit
 from .special import NumericFunction
 
 __all__ = [
@@ -102,6 +103,11 @@ _T_SYMBOL = T                                # (numeric keyword arguments below 
 # --------------------------------------------------------------------------------------------------
 # UV cutoff functions K(z): the regulators of the Polchinski side, from the ERG engine.
 REGULATOR_NAMES = ("sharp", "litim", "exponential")
+#: Work of a sampled cos-net ensemble, members x width x points x dimension multiply-adds (measured
+#: 1.3e7 per second on a shared 2-core machine: the default is about 13 minutes).
+SAMPLE_WORK = Limit("cosnet_samples", 1e10, "members x width x points x dimension of a sampled cos-net ensemble")
+#: Bytes of a sampled ensemble's output (members x points floats, plus members x width Fisher values).
+SAMPLE_BYTES = Limit("cosnet_bytes", 4e9, "bytes of a sampled cos-net ensemble's output")
 
 
 def uv_cutoff_function(name: str) -> sp.Expr:
@@ -788,6 +794,10 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
             {_T_SYMBOL: positive("T", T), N: nF, NOISE: positive("noise", noise)}), [P], "numpy")
         from .brg import weights as shell_weights
     n = X.shape[0]
+    work = members * width * n * d
+    SAMPLE_WORK.check("members", work, cost=f"about {work / 1.3e7 / 60:.3g} min at 1.3e7 per second")
+    nbytes = 8 * members * (n + (width if return_fisher and lam is not None else 0))
+    SAMPLE_BYTES.check("members", nbytes, cost=f"{nbytes / 1e9:.3g} GB of output")
     per = max(1, integer("block", block, minimum=1) // max(1, width * max(n, d)))
     out = np.empty((members, n))
     fish = np.empty((members, width)) if (return_fisher and lam is not None) else None

@@ -166,3 +166,39 @@ def test_limits_can_be_lifted_and_are_tight():
         regulator("litim").threshold(201)
     with pytest.raises(TooExpensive):
         lpa.fixed_point(lpa.lpa_truncation("litim", 3, 2), dps=1001)
+
+
+def test_symbolic_gp_fisher_bounded_and_numeric_path_named():
+    import symbrg
+    sw, sb = sp.symbols("sigma_w sigma_b", positive=True)
+    arch = symbrg.mlp("relu", 1, sw, sb)
+    pts = [(1, 0), (sp.Rational(1, 2), 1), (-1, sp.Rational(1, 3)), (2, 1)]
+    with pytest.raises(TooExpensive) as exc:                  # about 1.1e7 operations estimated
+        gaussian_process(arch, pts, [sw, sb], noise_var=sp.Rational(1, 10), verify=False)
+    assert exc.value.argument == "points" and "gp_fisher" in str(exc.value)
+    xp, ell = sp.Symbol("xp", real=True), sp.Symbol("ell", positive=True)
+    rbf = sp.exp(-(x - xp) ** 2 / (2 * ell ** 2))
+    with limits.lifted(gp_fisher_ops=10), pytest.raises(TooExpensive):   # the bound is the limit in force
+        gaussian_process(rbf, [0, 1], [ell], inputs=(x, xp), verify=False)
+    assert gaussian_process(rbf, [0, 1], [ell], inputs=(x, xp), verify=False).shape == (1, 1)
+
+
+def test_sampling_and_shell_weight_domains():
+    import numpy as np
+    from symbrg import brg, cosnet
+    net = cosnet.generalized_cosnet(2, 3, 1)
+    X = np.ones((2, 2))
+    with pytest.raises(TooExpensive) as exc:
+        cosnet.sample_cosnet(net, X, 10 ** 9, 10 ** 6)
+    assert "--limit cosnet_samples=" in str(exc.value)
+    with pytest.raises(TooExpensive) as exc:
+        cosnet.sample_cosnet(net, X, 10 ** 9, 1)              # 16 GB of output
+    assert "--limit cosnet_bytes=" in str(exc.value)
+    assert cosnet.sample_cosnet(net, X, 3, 4).shape == (3, 2)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(InvalidArgument) as exc:
+            brg.shell_weight(1.0, bad)
+        assert exc.value.argument == "cutoff"
+    with pytest.raises(InvalidArgument):
+        brg.shell_weight(float("nan"), 1.0)
+    assert brg.shell_weight(2, 1) == 1 and brg.shell_weight(2, 1, "litim") == sp.Rational(1, 2)
