@@ -204,6 +204,7 @@ class Program:
             if not deps <= {"r"} and not deps <= {"k"}:
                 stages["p"].append((s_, e))
         hoisted: dict[sp.Expr, sp.Symbol] = {}
+        inputs = set(self.inputs)
 
         def hoist(e: sp.Basic) -> sp.Basic:
             """``e`` with its row-only, column-only and constant-only parts replaced by new symbols."""
@@ -212,7 +213,7 @@ class Program:
                 return None if len(deps) > 1 or deps == {"p"} else (deps.pop() if deps else "c")
 
             def new(a: sp.Expr, stage: str) -> sp.Basic:
-                if a.is_Atom:
+                if a.is_Atom and (stage == "c" or a not in inputs):   # a row/column input: passed on
                     return a
                 if a not in hoisted:
                     sym = hoisted[a] = sp.Symbol(f"hoisted_{stage}{len(hoisted)}", real=True)

@@ -52,7 +52,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import mpmath
 import numpy as np
@@ -61,10 +61,10 @@ import sympy as sp
 from . import checks
 from .activations import X, Activation, activation
 from .errors import ConvergenceError, InvalidArgument, Unsupported
-from .special import ArcCosKernel, GramDet, NumericFunction
+from .special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 
-__all__ = ["Q11", "Q12", "Q22", "Expectation", "expectation", "expectation_derivation", "explicit", "METHODS",
-           "moment"]
+__all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
+           "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map"]
 
 #: Variance of u.
 Q11 = sp.Symbol("q11", positive=True)
@@ -75,6 +75,13 @@ Q22 = sp.Symbol("q22", positive=True)
 
 METHODS = ("auto", "exact", "series", "quadrature")
 _SYMS = (Q11, Q12, Q22)
+#: The gap of the pair: the Gram determinant :math:`\Delta = q_{11}q_{22} - q_{12}^2` (carried by
+#: kernel programs as a variable of its own, see :func:`gap_map`).
+QD = sp.Symbol("q_Delta", nonnegative=True)
+#: The value of :math:`E[\varphi(u)\varphi(v)]` (computed once by the caller), in :func:`gap_map`.
+QE = sp.Symbol("e_12", real=True)
+#: The value of the angular gap :math:`H(\theta)` of :func:`gap_map`.
+QH = sp.Symbol("h_12", nonnegative=True)
 
 
 @dataclass(frozen=True)
@@ -363,6 +370,193 @@ def _exact_atoms(fa: list, ga: list) -> tuple[sp.Expr, str] | None:
                 rules.append(out[1])
     rules.sort(key=lambda r: next((i for i, k in enumerate(_RULE_ORDER) if r.startswith(k)), 99))
     return total, "+".join(rules) or "zero"
+
+
+# ---------------------------------------------------------------------------------------------
+# The gap: E[(phi(u) - phi(v))^2] and the Gram determinant of the post-activations, accurate at c -> 1.
+# ---------------------------------------------------------------------------------------------
+
+def with_gap(expr: sp.Expr) -> sp.Expr:
+    r"""``expr`` (in Q11, Q12, Q22) reading the Gram determinant from the symbol :data:`QD`:
+    ``GramDet(Q11, Q12, Q22)`` becomes QD, and the arc-cosine kernels whose value feels an error in
+    :math:`\sqrt\Delta` at c = +1 (:meth:`ArcCosKernel.sensitive`, e.g. :math:`J_0`) get QD as
+    their gap hint.  Equal to ``expr`` when :math:`QD = q_{11}q_{22} - q_{12}^2`."""
+    def ours(e: sp.Basic) -> bool:
+        return e.args[-3:] == (Q11, Q12, Q22) or (isinstance(e, GramDet) and e.args == (Q22, Q12, Q11))
+    expr = expr.replace(lambda e: isinstance(e, GramDet) and ours(e), lambda e: QD)
+    return expr.replace(lambda e: isinstance(e, ArcCosKernel) and len(e.args) == 5 and ours(e)
+                        and ArcCosKernel.sensitive(int(e.args[0]), int(e.args[1])),
+                        lambda e: ArcCosKernel(*e.args, QD))
+
+
+def _degree(atoms: list[tuple[sp.Expr, tuple]]) -> int | None:
+    """n when every atom is positively homogeneous of degree n (x^k, x^k Theta(x), sign), else None."""
+    degrees = {a[1] if a[0] in ("poly", "rect") else 0 if a[0] == "sign" else None for _, a in atoms}
+    return degrees.pop() if len(degrees) == 1 and None not in degrees else None
+
+
+_GAP_CANCELLATION = 32.0   # G(0) - G(theta) is formed as a difference where it loses at most 5 bits
+_GAP_TERMS = 48            # the Taylor series of H: theta^48/48! at theta = 1.5 is 1e-53
+
+
+class GapMap(NamedTuple):
+    """The accurate gap update of :func:`gap_map`: three expressions."""
+    angular: sp.Expr     # H(theta), in QD, Q12, QE, Q11, Q22
+    distance: sp.Expr    # E[(phi(u) - phi(v))^2], in Q11, Q22, QH
+    gap: sp.Expr         # E[phi(u)^2] E[phi(v)^2] - E[phi(u) phi(v)]^2, in Q11, Q22, QH
+
+
+@lru_cache(maxsize=None)
+def gap_map(act: Activation) -> GapMap | None:
+    r"""The accurate gap update of a positively homogeneous activation of degree n (ReLU, leaky
+    ReLU, abs, :math:`x^n\Theta(x)`, step, sign, monomials), in :math:`a = \sqrt{q_{11}}`,
+    :math:`b = \sqrt{q_{22}}`, the gap :math:`\Delta` (:data:`QD`) and :math:`E_{12} =
+    E[\varphi(u)\varphi(v)]` (:data:`QE`):
+
+    .. math::  E_{12} = (ab)^n G(\theta), \quad E_{11} = a^{2n}G(0), \quad
+               H(\theta) = G(0) - G(\theta), \quad \theta = \operatorname{atan2}(\sqrt\Delta, q_{12}),
+
+               D_\varphi = E[(\varphi(u)-\varphi(v))^2] = G(0)\,(a^n - b^n)^2 + 2(ab)^n H(\theta),
+               \qquad
+               \Delta_\varphi = E_{11}E_{22} - E_{12}^2 = (ab)^{2n}\,H(\theta)\,\big(2G(0) - H(\theta)\big),
+
+    :math:`G(\theta) = E[\varphi(z_1)\varphi(z_2)]` at unit variances and correlation
+    :math:`\cos\theta`.  The node :math:`H` (:data:`QH`) is :math:`G(0) - E_{12}/(ab)^n` where that
+    difference loses at most 5 bits, and the Taylor series of :math:`G(0) - G(\theta)` in
+    :math:`\theta` below (c near 1).  Then nothing cancels as :math:`c \to 1`: :math:`\Delta_\varphi`
+    keeps full relative accuracy, and :math:`D_\varphi` an error below
+    :math:`\epsilon\sqrt{E_{11}D_\varphi}` (from the rounding of :math:`a^n - b^n`), which moves
+    :math:`\theta` of the next layer by less than :math:`\epsilon` absolutely.  None for
+    activations that are not homogeneous or have no closed form (erf, GELU, sin, tanh, ...: their
+    kernels are smooth at c = 1 and need no gap of their own; a homogeneous layer after them
+    inherits the plain gap :math:`E_{11}E_{22} - E_{12}^2`).
+    """
+    atoms = _atoms(act)
+    n = None if atoms is None or act.random_phase else _degree(_merge(atoms))
+    exact = _exact(act, act, False) if n is not None else None
+    H = _angular_gap_class(act, exact[0]) if exact is not None else None
+    if H is None:
+        return None
+    scale = (Q11 * Q22) ** sp.Rational(n, 2)
+    G0 = H.g0
+    distance = 2 * scale * QH if n == 0 else G0 * (Q11 ** sp.Rational(n, 2) - Q22 ** sp.Rational(n, 2)) ** 2 \
+        + 2 * scale * QH
+    return GapMap(H(QD, Q12, QE / scale), distance, scale ** 2 * QH * (2 * G0 - QH))
+
+
+def _angular_gap_class(act: Activation, expr: sp.Expr) -> type | None:
+    r"""The node :math:`H` of :func:`gap_map` for ``act``, whose :math:`E[\varphi(u)\varphi(v)]` is
+    ``expr``; None when :math:`G(\theta)` is not a polynomial in :math:`\sin\theta, \cos\theta,
+    \theta` (no series)."""
+    from .special import _ANG_SYMBOLS, arccos_angular
+    S, C, T = sp.Symbol("S", positive=True), sp.Symbol("C", real=True), sp.Symbol("theta", nonnegative=True)
+    Sa, Ca, Pa = _ANG_SYMBOLS
+    g = expr.replace(lambda e: isinstance(e, ArcCosKernel), lambda e: ArcCosKernel.normalization(
+        int(e.args[0]), int(e.args[1])) * arccos_angular(int(e.args[0]), int(e.args[1])).xreplace(
+        {Sa: S, Ca: -C, Pa: sp.pi - T}))
+    g = g.replace(lambda e: isinstance(e, GramDet), lambda e: S ** 2).xreplace({Q11: 1, Q22: 1, Q12: C})
+    g = g.replace(lambda e: (isinstance(e, sp.atan2) and e.args == (C, S)) or   # sign: pi/2 - theta
+                  (isinstance(e, sp.atan) and e.args == (C / S,)), lambda e: sp.pi / 2 - T)
+    try:
+        poly = sp.Poly(sp.expand(g), S, C, T)
+    except sp.PolynomialError:
+        return None
+    if not all(c.is_number for c in poly.coeffs()):
+        return None
+    g0 = sp.nsimplify(g.xreplace({S: 0, C: 1, T: 0}))
+    closed = (g0 - g.xreplace({S: sp.sin(T), C: sp.cos(T)}), T)
+    key = ("AngularGap", act.name, act.family, act.params)
+    return _node_class("AngularGap", key, lambda: _build_angular_gap(act, poly, g0, closed))
+
+
+def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr, closed: tuple[sp.Expr, sp.Symbol]) -> type:
+    N = _GAP_TERMS
+    with mpmath.workdps(40):               # Taylor coefficients of G(0) - G(theta), to 40 digits
+        fact = [mpmath.factorial(k) for k in range(N)]
+        sin = [mpmath.mpf(0) if k % 2 == 0 else (-1) ** (k // 2) / fact[k] for k in range(N)]
+        cos = [(-1) ** (k // 2) / fact[k] if k % 2 == 0 else mpmath.mpf(0) for k in range(N)]
+
+        def times(p: list, q: list) -> list:
+            return [mpmath.fsum(p[i] * q[k - i] for i in range(k + 1)) for k in range(N)]
+        series = [mpmath.mpf(0)] * N
+        for (i, j, k), coeff in zip(poly.monoms(), poly.coeffs()):
+            term = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (N - 1)
+            for _ in range(i):
+                term = times(term, sin)
+            for _ in range(j):
+                term = times(term, cos)
+            c = mpmath.mpf(sp.N(coeff, 45))
+            for d in range(N - k):
+                series[d + k] -= c * term[d]
+        series[0] += mpmath.mpf(sp.N(g0, 45))
+        low = next(k for k in range(1, N) if abs(series[k]) > 1e-30)    # H ~ theta^low at 0
+        # switch: above it G(0) - G(theta) cancels by less than _GAP_CANCELLATION
+        T = closed[1]
+        H = sp.lambdify(T, closed[0], modules="mpmath")
+        grid = [k / 64 for k in range(1, 97)]                            # up to 1.5 < pi/2
+        ok = [abs(g0) <= _GAP_CANCELLATION * abs(H(t)) for t in grid]
+        switch = next((t for i, t in enumerate(grid) if all(ok[i:])), grid[-1])
+        tail = [abs(c) * mpmath.mpf(switch) ** k for k, c in enumerate(series)]
+        keep = max(k for k in range(N) if tail[k] >= 1e-18 * abs(H(switch))) + 1
+        coeffs = np.array([float(c) for c in series[low:keep]][::-1])
+    tan2, G0 = math.tan(switch) ** 2, float(g0)
+    g0_mp = lru_cache(maxsize=8)(lambda prec: mpmath.mpf(sp.N(g0, prec_to_dps(prec) + 10)))
+    label = _tex_name(act.name)
+
+    class AngularGap(NumericFunction):
+        __doc__ = (rf"H = G(0) - G(theta) of {act.name}, G(theta) = E[phi(z1) phi(z2)] at unit variances and "
+                   "correlation cos(theta), from (Delta, q12, g): theta = atan2(sqrt(Delta), q12) and g = G(theta) "
+                   "(the caller's value).  NumPy: G(0) - g, and the Taylor series in theta below "
+                   f"theta = {switch:.3g}, where that difference would lose more than 5 bits; mpmath: the "
+                   "closed form in theta with guard digits for that cancellation.")
+        nargs = 3
+
+        @classmethod
+        def numpy_impl(cls, det: Any, q12: Any, g: Any) -> np.ndarray:
+            from .codegen import Workspace
+            det, q12, g = (np.asarray(a, dtype=float) for a in (det, q12, g))
+            out = np.empty(np.broadcast_shapes(det.shape, q12.shape, g.shape))
+            cls.numpy_into(out, Workspace(out.shape), det, q12, g)
+            return out
+
+        @classmethod
+        def numpy_into(cls, out: np.ndarray, work: Any, det: Any, q12: Any, g: Any) -> None:
+            np.subtract(G0, g, out=out)
+            near, tmp = work("near", bool), work("q12^2")
+            np.multiply(q12, q12, out=tmp)
+            tmp *= tan2
+            np.less(det, tmp, out=near)                               # theta < switch ...
+            near &= np.greater(q12, 0.0, out=work("positive", bool))  # ... on the c > 0 side
+            if np.count_nonzero(near):
+                d, q = (np.broadcast_to(a, out.shape)[near] for a in (det, q12))
+                t = np.arctan2(np.sqrt(np.maximum(d, 0.0)), q)
+                out[near] = t ** low * np.polyval(coeffs, t)
+
+        @classmethod
+        def mpmath_impl(cls, det: Any, q12: Any, g: Any) -> Any:
+            det, q12 = max(mpmath.mpf(det), 0), mpmath.mpf(q12)
+            if not (q12 > 0 and det < tan2 * q12 * q12):
+                return g0_mp(mpmath.mp.prec) - mpmath.mpf(g)   # loses at most 5 bits (the guard digits)
+            theta = mpmath.atan2(mpmath.sqrt(det), q12)
+            if theta == 0:
+                return mpmath.mpf(0)
+            guard = 20 + int(low * max(0.0, -math.log2(float(theta))))   # H cancels like theta^low
+            with mpmath.workprec(mpmath.mp.prec + guard):
+                value = H(theta)
+            return +value
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            """H = G(0) - g: (Delta, q12) only say where to sum the series."""
+            return sp.Integer(-1) if argindex == 3 else sp.Integer(0)
+
+        def _latex(self, printer: Any, exp: Any = None) -> str:
+            args = ", ".join(printer._print(a) for a in self.args)
+            body = rf"H_{{\mathrm{{{label}}}}}\!\left({args}\right)"
+            return body if exp is None else rf"{body}^{{{exp}}}"
+
+    AngularGap.g0 = g0
+    AngularGap.switch = switch
+    return AngularGap
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ rounding of :math:`x\cdot x'` itself limits the relative accuracy to about
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import math
+import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from . import checks
 from .activations import X as _X, Activation, activation as _activation
 from .codegen import Program, Workspace
 from .derivation import Derivation
+from .special import GramDet
 from .errors import InvalidArgument, NotPositive
 from .limits import Limit
 
@@ -68,6 +71,9 @@ S11, S22 = sp.symbols("s_11 s_22", positive=True)
 S12 = sp.Symbol("s_12", real=True)
 #: The input dimension d (enters the NTK only in the standard parameterization).
 DIM = sp.Symbol("d", positive=True, integer=True)
+#: The gap of the inputs: their distance |x - x'|²/d and wedge |x ∧ x'|²/d² = s_11 s_22 - s_12²
+#: (program variables; the Gram drivers compute them from x and x' without cancellation).
+SR, SW = sp.symbols("r_12 w_12", nonnegative=True)
 
 PARAMETERIZATIONS = ("ntk", "standard")
 
@@ -92,13 +98,17 @@ _SECONDS_PER_MP_UNIT = 7e-4
 class _State:
     """Symbolic kernel entries between the layers: the covariance of the current units for the
     pair (x, x') and, when tracked, the NTK entry; ``fan_in`` is the width feeding the next Dense.
-    ``post`` is False for pre-activations (the covariance is K) and True after a nonlinearity."""
+    ``post`` is False for pre-activations (the covariance is K) and True after a nonlinearity.
+    ``dist`` :math:`= q_{11} + q_{22} - 2q_{12}` and ``gap`` :math:`= q_{11}q_{22} - q_{12}^2`, carried
+    as variables of their own so that :math:`1 - c` is never lost to cancellation as c -> 1."""
     q11: sp.Expr
     q22: sp.Expr
     q12: sp.Expr
     t12: sp.Expr | None
     fan_in: sp.Expr
     post: bool
+    dist: sp.Expr = sp.Integer(0)
+    gap: sp.Expr = sp.Integer(0)
 
 
 class _Builder:
@@ -139,7 +149,9 @@ class _Builder:
 class Dense:
     r"""A fully connected layer :math:`z = \sigma_w W h/\sqrt{n} + \sigma_b b` ("ntk") or
     :math:`z = W h + b`, :math:`W\sim\mathcal N(0,\sigma_w^2/n)`, :math:`b\sim\mathcal N(0,\sigma_b^2)`
-    ("standard").  Kernel map: :math:`K \mapsto \sigma_b^2 + \sigma_w^2 K`.
+    ("standard").  Kernel map: :math:`K \mapsto \sigma_b^2 + \sigma_w^2 K`; the pair's distance and
+    gap (:class:`_State`) map without cancellation as
+    :math:`D \mapsto \sigma_w^2 D`, :math:`\Delta \mapsto \sigma_b^2\sigma_w^2 D + \sigma_w^4\Delta`.
 
     ``width`` is the layer's number of output units; it only matters for the NTK in the standard
     parameterization (the next layer's fan-in), as in neural-tangents' ``Dense(out_dim)``.
@@ -162,6 +174,8 @@ class Dense:
         q11 = b.let(f"K^{{({l})}}_{{11}}", sb**2 + sw**2 * k.q11, positive=True)
         q22 = b.let(f"K^{{({l})}}_{{22}}", sb**2 + sw**2 * k.q22, positive=True)
         q12 = b.let(f"K^{{({l})}}_{{12}}", sb**2 + sw**2 * k.q12)
+        dist = b.let(f"D^{{({l})}}", sw**2 * k.dist)
+        gap = b.let(f"\\Delta^{{({l})}}", sb**2 * sw**2 * k.dist + sw**4 * k.gap)
         t12 = None
         if k.t12 is not None:
             if self.parameterization == "ntk":
@@ -170,14 +184,21 @@ class Dense:
                 bias = 0 if (not isinstance(self.sigma_b, sp.Basic) and float(self.sigma_b) == 0) else 1
                 t12 = b.let(f"\\Theta^{{({l})}}", k.fan_in * k.q12 + bias + sw**2 * k.t12)
         b.layer += 1
-        return _State(q11, q22, q12, t12, sp.Integer(self.width), post=False)
+        return _State(q11, q22, q12, t12, sp.Integer(self.width), post=False, dist=dist, gap=gap)
 
 
 @dataclass(frozen=True)
 class Nonlinearity:
     r"""A pointwise nonlinearity :math:`h = \varphi(z)`.  Kernel map
     :math:`K \mapsto \mathbb E[\varphi(u)\varphi(v)]`, :math:`\Theta \mapsto
-    \mathbb E[\varphi'(u)\varphi'(v)]\,\Theta`, with the expectations from :mod:`symbrg.gaussian`."""
+    \mathbb E[\varphi'(u)\varphi'(v)]\,\Theta`, with the expectations from :mod:`symbrg.gaussian`.
+
+    The expectations read the Gram determinant from the carried gap :math:`\Delta`
+    (:func:`symbrg.gaussian.with_gap`), and the gap is carried on with
+    :func:`symbrg.gaussian.gap_map` (accurate as c -> 1) for positively homogeneous activations
+    (ReLU, leaky ReLU, abs, step, sign, :math:`x^n\Theta(x)`, monomials).  Other activations (erf,
+    GELU, sin, exp, Gaussian: smooth at c = 1, so their own kernels need no gap; tanh and the other
+    Mehler-series or quadrature ones) carry the plain :math:`E_{11}E_{22} - E_{12}^2`."""
     activation: Any = "relu"
     tol: float = 1e-10
     method: str = "auto"
@@ -188,23 +209,33 @@ class Nonlinearity:
         checks.choice("method", self.method, ("auto", "exact", "series", "quadrature"))
 
     def kernel_map(self, k: _State, b: _Builder) -> _State:
-        from .gaussian import Q11, Q12, Q22, expectation
+        from .gaussian import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map, with_gap
         phi: Activation = self.activation
         l = b.layer
-        sub = {Q11: k.q11, Q22: k.q22, Q12: k.q12}
+        sub = {Q11: k.q11, Q22: k.q22, Q12: k.q12, QD: k.gap}
         e = expectation(phi, tol=self.tol, method=self.method)
         b.rules.append((l, "nngp", e))
-        m12 = b.let(f"E^{{({l})}}_{{12}}", e.expr.xreplace(sub))
-        diag = e.expr.xreplace({Q12: Q11, Q22: Q11})
+        m12 = b.let(f"E^{{({l})}}_{{12}}", with_gap(e.expr).xreplace(sub))
+        # the diagonal through the same functions at the same floats as the pair (gap 0): c = 1 bit for bit
+        diag = with_gap(e.expr).xreplace({Q12: Q11, Q22: Q11, QD: 0})
         m11 = b.let(f"E^{{({l})}}_{{11}}", diag.xreplace({Q11: k.q11}), positive=True)
         m22 = b.let(f"E^{{({l})}}_{{22}}", diag.xreplace({Q11: k.q22}), positive=True)
+        update = gap_map(phi) if e.method == "exact" else None
+        if update is not None:
+            h = b.let(f"H^{{({l})}}", update.angular.xreplace({**sub, QE: m12}))
+            dist = b.let(f"D^{{({l})}}_{{\\varphi}}", update.distance.xreplace({**sub, QH: h}))
+            gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", update.gap.xreplace({**sub, QH: h}))
+        else:
+            from .special import GramDet
+            dist = b.let(f"D^{{({l})}}_{{\\varphi}}", sp.Max(m11 + m22 - 2 * m12, 0))
+            gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", GramDet(m11, m12, m22))
         t12 = None
         if k.t12 is not None:
             de = expectation(phi, derivative=True, tol=self.tol, method=self.method)
             b.rules.append((l, "ntk", de))
-            d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", de.expr.xreplace(sub))
+            d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", with_gap(de.expr).xreplace(sub))
             t12 = b.let(f"\\Theta^{{({l})}}_{{\\varphi}}", d12 * k.t12)
-        return _State(m11, m22, m12, t12, k.fan_in, post=True)
+        return _State(m11, m22, m12, t12, k.fan_in, post=True, dist=dist, gap=gap)
 
 
 Layer = Any  # anything with kernel_map(_State, _Builder) -> _State
@@ -243,7 +274,10 @@ class Architecture:
         key = ("program", ntk)
         if key not in self._cache:
             b = _Builder()
-            k = _State(S11, S22, S12, sp.Integer(0) if ntk else None, DIM, post=True)
+            # the input gap, written in s_11, s_22, s_12 (exact); the Gram drivers take r_12 and w_12
+            # as inputs instead (_with_input_gap), computed from x and x' without cancellation
+            b.assignments += [(SR, S11 + S22 - 2 * S12), (SW, GramDet(S11, S12, S22))]
+            k = _State(S11, S22, S12, sp.Integer(0) if ntk else None, DIM, post=True, dist=SR, gap=SW)
             for layer in self.layers:
                 k = layer.kernel_map(k, b)
             if k.post:
@@ -253,6 +287,8 @@ class Architecture:
             if ntk and any(getattr(lay, "parameterization", "ntk") == "standard" for lay in self.layers):
                 inputs += (DIM,)
             prog = Program(inputs, tuple(b.assignments), outs, name=f"{self.name}_{'ntk' if ntk else 'nngp'}")
+            # only what the outputs use (e.g. no gap chain where no layer reads the gap)
+            prog = Program(inputs, tuple(prog._live_assignments()), outs, name=prog.name)
             self._cache[key] = (prog, b)
         return self._cache[key]
 
@@ -544,13 +580,15 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
     same = x2 is None
     x2 = x1 if same else x2
     d = x1.shape[1]
-    row, col, pair = prog.partition([S11], [S22], [S12])
+    prog, gaps = _with_input_gap(prog)
+    row, col, pair = prog.partition([S11], [S22], [S12, SR, SW])
     s1 = np.einsum("ij,ij->i", x1, x1) / d
     s2 = s1 if same else np.einsum("ij,ij->i", x2, x2) / d
     with np.errstate(over="ignore", invalid="ignore"):      # non-finite results raise below
         rvals = _tuple(row.compile()(s1, *args))
         cvals = _tuple(col.compile()(s2, *args))
-    arrays = [S12] + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals) if np.ndim(v)]
+    arrays = [S12] + ([SR, SW] if gaps else []) + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals)
+                                                  if np.ndim(v)]
     fpair = pair.compile_inplace(arrays)
     n1, n2 = x1.shape[0], x2.shape[0]
     side = max(1, math.isqrt(block))
@@ -572,7 +610,9 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
         s12 /= d
         if same and i == j:
             np.fill_diagonal(s12, s1[i:i1])
-        res = fpair(s12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
+        r12, w12 = _input_gap(x1[i:i1], x2[j:j1], s1[i:i1], s2[j:j1], s12, same and i == j, ws) if gaps \
+            else (0.0, 0.0)
+        res = fpair(s12, r12, w12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
                     *(v[None, j:j1] if np.ndim(v) else v for v in cvals), ws)
         res = res[which] if isinstance(res, tuple) else res
         if not np.isfinite(res, out=ws("finite", bool)).all():
@@ -597,28 +637,114 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
 def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args: list,
                  digits: int) -> np.ndarray:
     """Scalar mpmath evaluation, staged (:meth:`Program.partition`): the per-point chain (the
-    diagonal K^l(x,x)) once per point, only the pair chain once per entry."""
-    row, col, pair = prog.partition([S11], [S22], [S12])
+    diagonal K^l(x,x)) once per point, only the pair chain once per entry.  The input statistics
+    are exact integers (the float64 inputs on a common binary scale) until the one rounding of
+    each to the working precision: the input gap r_12, w_12 has no cancellation either."""
+    prog, gaps = _with_input_gap(prog)
+    row, col, pair = prog.partition([S11], [S22], [S12, SR, SW])
     work = digits + 5
     frow, fcol, fpair = (p.compile("mpmath", dps=work) for p in (row, col, pair))
+    (i1, i2), scale = _integer_rows(x1, x2)
+    dot = lambda a, b: sum(map(operator.mul, a, b))  # noqa: E731 - exact (Python integers)
+    n1, n2 = [dot(r, r) for r in i1], [dot(r, r) for r in i2]
     with mpmath.workdps(work):
-        d = mpmath.mpf(x1.shape[1])
-        m1 = [[mpmath.mpf(float(v)) for v in r] for r in x1]
-        m2 = [[mpmath.mpf(float(v)) for v in r] for r in x2]
+        d = x1.shape[1]
+
+        def stat(v: int, power: int) -> Any:               # v 2^(power scale) / d^(power/2), one rounding
+            return mpmath.ldexp(mpmath.mpf(v), power * scale) / mpmath.mpf(d) ** (power // 2)
         margs = [mpmath.mpf(a) if not isinstance(a, int) else a for a in args]
-        rows = [_tuple(frow(mpmath.fdot(r, r) / d, *margs)) for r in m1]
-        cols = [_tuple(fcol(mpmath.fdot(r, r) / d, *margs)) for r in m2]
+        rows = [_tuple(frow(stat(v, 2), *margs)) for v in n1]
+        cols = [_tuple(fcol(stat(v, 2), *margs)) for v in n2]
 
         def entry(i: int, j: int) -> Any:
-            r = fpair(mpmath.fdot(m1[i], m2[j]) / d, *margs, *rows[i], *cols[j])
+            p = dot(i1[i], i2[j])
+            gap = (stat(n1[i] + n2[j] - 2 * p, 2), stat(n1[i] * n2[j] - p * p, 4)) if gaps else (0, 0)
+            r = fpair(stat(p, 2), *gap, *margs, *rows[i], *cols[j])
             return r[which] if isinstance(r, tuple) else r
-        out = np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(m1)), np.arange(len(m2))))
+        out = np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(i1)), np.arange(len(i2))))
     with mpmath.workdps(digits):
         return np.frompyfunc(lambda v: +v, 1, 1)(out)
 
 
 def _tuple(v: Any) -> tuple:
     return v if isinstance(v, tuple) else (v,)
+
+
+def _with_input_gap(prog: Program) -> tuple[Program, bool]:
+    """``prog`` with the input gap r_12, w_12 as inputs after s_12 instead of assignments from the
+    rounded s's (the Gram drivers' form), and whether it reads them at all."""
+    key = ("input gap",)
+    if key not in prog._cache:
+        inputs = prog.inputs[:3] + (SR, SW) + prog.inputs[3:]
+        kept = tuple((s, e) for s, e in prog.assignments if s not in (SR, SW))
+        used = any(s in (SR, SW) for s, _ in prog.assignments)
+        prog._cache[key] = (Program(inputs, kept, prog.outputs, prog.name), used)
+    return prog._cache[key]
+
+
+def _input_gap(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray, s12: np.ndarray,
+               diagonal: bool, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    r"""The input gap of a tile: :math:`r_{12} = |x-x'|^2/d` and :math:`w_{12} = |x\wedge x'|^2/d^2
+    = s_{11}s_{22} - s_{12}^2`, into workspace buffers.
+
+    The plain formulas (from the rounded s's) are accurate to :math:`\epsilon/(1-c^2)`, better than
+    1e-14 where :math:`|c| < 0.99`; the other entries are recomputed from x and x'
+    (:func:`_pair_gap`), as is the diagonal (exactly 0)."""
+    d = x.shape[1]
+    r, w, flag, prod, square = ws("r12"), ws("w12"), ws("near parallel", bool), ws("s11 s22"), ws("s12^2")
+    np.multiply(sx[:, None], sy[None, :], out=prod)
+    np.multiply(s12, s12, out=square)
+    np.subtract(prod, square, out=w)
+    prod *= 0.02
+    np.less(w, prod, out=flag)                              # 1 - c^2 < 0.02
+    np.add(sx[:, None], sy[None, :], out=r)
+    r -= s12
+    r -= s12
+    if diagonal:
+        np.fill_diagonal(flag, False)
+        np.fill_diagonal(r, 0.0)
+        np.fill_diagonal(w, 0.0)
+    rows, cols = np.nonzero(flag)
+    if rows.size:
+        r[rows, cols], w[rows, cols] = _pair_gap(x[rows], y[cols])
+        r[rows, cols] /= d
+        w[rows, cols] /= d * d
+    return r, w
+
+
+def _pair_gap(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""(:math:`|x-y|^2`, :math:`|x\wedge y|^2`) for the rows of x and y (shape (k, d)), to a few ulp.
+
+    :math:`x - y` by error-free sums (Knuth's two-sum); :math:`|x\wedge y|^2 = |x|^2|\rho|^2 -
+    (x\cdot\rho)^2` with the residual :math:`\rho = y - \mu x`, :math:`\mu \approx x\cdot y/|x|^2`
+    (any :math:`\mu` leaves the wedge unchanged), formed with error-free products, so that
+    :math:`\rho` is accurate although :math:`|\rho| \ll |y|`; a second projection makes
+    :math:`x\cdot\rho` negligible."""
+    from .special import _two_product
+    s = x - y                                              # two-sum: x - y = s + t exactly
+    v = s - x
+    t = (x - (s - v)) - (y + v)
+    dist = np.maximum(np.einsum("ij,ij->i", s, s + 2 * t), 0.0)
+    if x.shape[1] == 1:     # no wedge in one dimension: exactly 0, not a rounding residue (which a
+        return dist, np.zeros(len(x))          # step network would amplify to ~residue^(1/2^depth))
+    nx = np.einsum("ij,ij->i", x, x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = y
+        for _ in range(2):
+            mu = np.where(nx > 0, np.einsum("ij,ij->i", x, rho) / nx, 0.0)[:, None]
+            p, e = _two_product(mu * np.ones_like(x), x)
+            rho = (rho - p) - e
+    xr = np.einsum("ij,ij->i", x, rho)
+    wedge = np.maximum(nx * np.einsum("ij,ij->i", rho, rho) - xr * xr, 0.0)
+    return dist, wedge
+
+
+def _integer_rows(*xs: np.ndarray) -> tuple[list[list[list[int]]], int]:
+    """The float64 arrays as Python integers on one binary scale: ``x = M 2^scale`` exactly."""
+    finite = [v for x in xs for v in x.ravel().tolist() if v != 0.0]
+    scale = min((math.frexp(v)[1] - 53 for v in finite), default=0)
+    as_int = lambda v: int(fractions.Fraction(v) / fractions.Fraction(2) ** scale)  # noqa: E731
+    return [[[as_int(v) for v in r] for r in x.tolist()] for x in xs], scale
 
 
 def _zero_variance(layers: tuple, x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,12 @@ The bivariate-Gaussian nodes:
   to full relative accuracy up to :math:`c = \pm 1` (a Taylor series in :math:`\psi = \pi - \theta`
   where the closed form would cancel).
 
+:class:`ArcCosKernel` can take the Gram determinant :math:`\Delta` as one more argument (a *gap hint*): a
+kernel program that carries :math:`\Delta` accurately from the inputs through every layer passes it,
+and the node then uses it instead of recomputing :math:`q_{11}q_{22} - q_{12}^2` from rounded
+:math:`q`'s (which loses :math:`1 - c` to cancellation as :math:`c \to 1`).  Mathematically the hint
+is redundant (:math:`\Delta = q_{11}q_{22} - q_{12}^2`), so its partial derivative is 0.
+
 NumPy implementations work in cache-sized blocks (:func:`_blockwise`), so broadcast row/column
 inputs are never expanded and the temporaries of error-free arithmetic stay cheap.  A hot function
 also has ``numpy_into(out, workspace, *args)``, which writes into ``out`` and takes its temporaries
@@ -202,7 +208,7 @@ class ArcCosKernel(NumericFunction):
     B(m+2k, n+2l)\,\psi^{m+n+2k+2l+1}` (Beta integrals); mpmath evaluates the closed form with
     enough guard digits to absorb the cancellation.
     """
-    nargs = 5
+    nargs = (5, 6)           # (m, n, q11, q12, q22[, Delta]): the optional gap hint, see the module doc
     PSI_SERIES = 1.5      # below this psi, NumPy sums the Taylor series (measured: <1e-14 to m=n=8)
     SERIES_TERMS = 24     # psi**48/48! < 1e-52 at psi <= 1.5: far below double precision
 
@@ -211,15 +217,24 @@ class ArcCosKernel(NumericFunction):
         return int(m), int(n)
 
     @staticmethod
+    def sensitive(m: int, n: int) -> bool:
+        r"""Does an error in :math:`S = \sin\psi` reach the kernel at first order at c = +1, through
+        S and through :math:`\psi = \operatorname{atan2}(S, C)`?  (:math:`J_0`: yes; :math:`J_1` and
+        up: no.)  Only such kernels need the gap hint."""
+        return _arccos_sensitive(int(m), int(n))
+
+    @staticmethod
     def normalization(m: int, n: int) -> sp.Expr:
         return 2 ** sp.Rational(m + n, 2) * sp.gamma(sp.Rational(m + n, 2) + 1) / (2 * sp.pi)
 
     @classmethod
-    def explicit(cls, m: int, n: int, q11: sp.Expr, q12: sp.Expr, q22: sp.Expr) -> sp.Expr:
+    def explicit(cls, m: int, n: int, q11: sp.Expr, q12: sp.Expr, q22: sp.Expr,
+                 det: sp.Expr | None = None) -> sp.Expr:
         r"""The closed form in :math:`q_{11}, q_{12}, q_{22}` (with :math:`\sqrt\Delta` and
-        :math:`\psi=\operatorname{atan2}(\sqrt\Delta,-q_{12})`); exact, but it cancels near c = -1."""
+        :math:`\psi=\operatorname{atan2}(\sqrt\Delta,-q_{12})`; ``det``: the gap hint, default
+        :class:`GramDet`); exact, but it cancels near c = -1."""
         S, C, P = _ANG_SYMBOLS
-        root = sp.sqrt(GramDet(q11, q12, q22))
+        root = sp.sqrt(GramDet(q11, q12, q22) if det is None else det)
         R = sp.sqrt(q11) * sp.sqrt(q22)
         ang = arccos_angular(m, n).subs({S: root / R, C: -q12 / R, P: sp.atan2(root, -q12)})
         return sp.expand(cls.normalization(m, n) * q11 ** sp.Rational(m, 2) * q22 ** sp.Rational(n, 2) * ang)
@@ -263,31 +278,29 @@ class ArcCosKernel(NumericFunction):
             # keep the series terms that matter in double precision up to the switch point
             size = [abs(c) * switch ** (2 * k) for k, c in enumerate(coeffs)]
             keep = max(k for k in range(len(size)) if size[k] >= 1e-18 * size[0]) + 1
-            # near c = +1 (psi = pi, S = 0, C = -1) does an error in S = sqrt(det)/R reach the result to
-            # first order, through S and through psi = atan2(S, C)?  (J_0: yes; J_1 and up: no)
-            sens = (sp.diff(ang, S) + sp.diff(ang, P) * C / (S ** 2 + C ** 2)).subs({S: 0, C: -1, P: sp.pi})
             _ARCCOS_CACHE[key] = _ArcCosParts(closed.compile(), fast.compile_inplace(fast.inputs),
-                                              np.array(coeffs[:keep][::-1]), switch, sp.simplify(sens) != 0,
+                                              np.array(coeffs[:keep][::-1]), switch, cls.sensitive(m, n),
                                               fast.outputs[0].has(S), float(cls.normalization(m, n)))
         return _ARCCOS_CACHE[key]
 
     @classmethod
-    def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> np.ndarray:
+    def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any, *det: Any) -> np.ndarray:
         from .codegen import Workspace
         work = Workspace()
 
-        def block(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-            out = np.empty(np.broadcast_shapes(a.shape, b.shape, c.shape))
+        def block(*qs: np.ndarray) -> np.ndarray:
+            out = np.empty(np.broadcast_shapes(*(q.shape for q in qs)))
             work.shape = out.shape
-            cls.numpy_into(out, work, m, n, a, b, c)
+            cls.numpy_into(out, work, m, n, *qs)
             return out
-        q11, q12, q22 = (np.asarray(a, dtype=float) for a in (q11, q12, q22))
-        if math.prod(np.broadcast_shapes(q11.shape, q12.shape, q22.shape)) > 4 * _CHUNK:
-            return _blockwise(block, q11, q12, q22)       # bounded temporaries: cache-sized blocks
-        return block(q11, q12, q22)
+        qs = [np.asarray(a, dtype=float) for a in (q11, q12, q22, *det)]
+        if math.prod(np.broadcast_shapes(*(q.shape for q in qs))) > 4 * _CHUNK:
+            return _blockwise(block, *qs)       # bounded temporaries: cache-sized blocks
+        return block(*qs)
 
     @classmethod
-    def numpy_into(cls, out: np.ndarray, work: Any, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> None:
+    def numpy_into(cls, out: np.ndarray, work: Any, m: Any, n: Any, q11: Any, q12: Any, q22: Any,
+                   det: Any = None) -> None:
         r"""Evaluate into ``out`` with temporaries from the workspace ``work`` (allocation-free when
         warm, except the rare entries repaired below).
 
@@ -298,7 +311,8 @@ class ArcCosKernel(NumericFunction):
         or below 0.1 (:math:`\psi` inherits the rounding of c as :math:`\epsilon/\psi^2`), and,
         for kernels whose value feels an error in :math:`\sin\psi` at c = +1 (e.g. :math:`J_0`),
         :math:`\psi > \pi - 0.02`, where :math:`d\theta/dc` would amplify the rounding of c.
-        Elsewhere the two agree to a few ulp.
+        Elsewhere the two agree to a few ulp.  ``det``: the gap hint (:math:`\Delta` carried
+        accurately by the caller), used for :math:`\sqrt\Delta` in the redone entries.
         """
         m, n = cls.orders(m, n)
         parts = cls._numpy_parts(m, n)
@@ -320,7 +334,8 @@ class ArcCosKernel(NumericFunction):
             careful |= np.less(theta, 0.02, out=work("near +1", bool))
         count = np.count_nonzero(careful)
         if count:
-            qs = np.broadcast_arrays(q11, q12, q22, out)[:3]
+            qs = np.broadcast_arrays(q11, q12, q22, out, *(() if det is None else (det,)))
+            qs = qs[:3] + qs[4:]
             if 2 * count > careful.size:
                 ang = parts.norm * _arccos_careful(m, n, parts, *qs)
             else:
@@ -334,12 +349,12 @@ class ArcCosKernel(NumericFunction):
             out *= s2 ** n
 
     @classmethod
-    def mpmath_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any) -> Any:
+    def mpmath_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any, *hint: Any) -> Any:
         m, n = int(m), int(n)
         mpf = mpmath.mpf
         q11, q12, q22 = mpf(q11), mpf(q12), mpf(q22)
         prec = mpmath.mp.prec
-        det = GramDet.mpmath_impl(q11, q12, q22)
+        det = max(mpf(hint[0]), mpf(0)) if hint else GramDet.mpmath_impl(q11, q12, q22)
         if det == 0 and q12 <= 0:
             return mpmath.mpf(0)                                  # c = -1: u = -v, never both positive
         fdet = float(det)
@@ -369,12 +384,15 @@ class ArcCosKernel(NumericFunction):
         return +out
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
-        m, n, q11, q12, q22 = self.args
+        m, n, q11, q12, q22, *hint = self.args
         mi, ni = int(m), int(n)
         if argindex <= 2:
             raise sp.ArgumentIndexError(self, argindex)
+        if argindex == 6:
+            return sp.Integer(0)         # the gap hint is a function of q11, q12, q22, not a variable
         if mi >= 1 and ni >= 1:
-            d12 = mi * ni * ArcCosKernel(mi - 1, ni - 1, q11, q12, q22)   # Price's theorem
+            d12 = mi * ni * ArcCosKernel(mi - 1, ni - 1, q11, q12, q22,   # Price's theorem
+                                         *(hint if self.sensitive(mi - 1, ni - 1) else ()))
         else:
             a, b, c = sp.Dummy("q11", positive=True), sp.Dummy("q12", real=True), sp.Dummy("q22", positive=True)
             d12 = sp.diff(self.explicit(mi, ni, a, b, c), b).xreplace({a: q11, b: q12, c: q22})
@@ -385,9 +403,10 @@ class ArcCosKernel(NumericFunction):
         return (ni * self - q12 * d12) / (2 * q22)
 
     def _latex(self, printer: Any, exp: Any = None) -> str:
-        m, n, q11, q12, q22 = self.args
+        m, n, q11, q12, q22, *hint = self.args
+        gap = "".join(rf";\ {printer._print(h)}" for h in hint)
         body = (rf"\mathcal{{J}}_{{{printer._print(m)},{printer._print(n)}}}\!\left("
-                rf"{printer._print(q11)}, {printer._print(q12)}, {printer._print(q22)}\right)")
+                rf"{printer._print(q11)}, {printer._print(q12)}, {printer._print(q22)}{gap}\right)")
         return body if exp is None else rf"{body}^{{{exp}}}"
 
 
@@ -410,16 +429,28 @@ _FAST_PSI_MIN = 0.1
 _ANG_SYMBOLS = sp.symbols("S C psi", real=True)
 
 
+def _arccos_sensitive(m: int, n: int) -> bool:
+    """See :meth:`ArcCosKernel.sensitive` (cached: symbolic work)."""
+    key = ("sensitive", m, n)
+    if key not in _ARCCOS_CACHE:
+        S, C, P = _ANG_SYMBOLS
+        ang = arccos_angular(m, n)
+        # near c = +1 (psi = pi, S = 0, C = -1): the first-order response to an error in S = sqrt(det)/R
+        sens = (sp.diff(ang, S) + sp.diff(ang, P) * C / (S ** 2 + C ** 2)).subs({S: 0, C: -1, P: sp.pi})
+        _ARCCOS_CACHE[key] = bool(sp.simplify(sens) != 0)
+    return _ARCCOS_CACHE[key]
+
+
 def _arccos_careful(m: int, n: int, parts: tuple, q11: np.ndarray, q12: np.ndarray,
-                    q22: np.ndarray) -> np.ndarray:
+                    q22: np.ndarray, det: np.ndarray | None = None) -> np.ndarray:
     r"""The angular integral of :class:`ArcCosKernel` to full relative accuracy in the float64 inputs:
-    :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram determinant,
-    and the Taylor series in :math:`\psi` below the switch point."""
+    :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram determinant
+    (or the gap hint ``det``), and the Taylor series in :math:`\psi` below the switch point."""
     closed, coeffs, switch, sensitive = parts.closed, parts.coeffs, parts.switch, parts.sensitive
     prod = q11 * q22
     # sqrt(det) must be accurate as c -> -1 (and as c -> +1 when the closed form is sensitive
     # there): a plain difference would leave an error ~sqrt(eps)
-    root = np.sqrt(_gram_det_fast(q11, q12, q22, prod, sensitive))
+    root = np.sqrt(np.maximum(det, 0.0) if det is not None else _gram_det_fast(q11, q12, q22, prod, sensitive))
     psi = np.arctan2(root, -q12)
     R = np.sqrt(prod)
     with np.errstate(invalid="ignore", divide="ignore"):
