@@ -59,9 +59,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from .checks import choice, finite_array, matching, nonnegative, positive, psd_matrix
+from .checks import choice, finite_array, matching, nonnegative, positive, psd_matrix, resolve_symbols
 from .derivation import Derivation, check_identity
 from .errors import InvalidArgument, ShapeMismatch, Unsupported
+from .limits import Limit
 from .parsing import as_expression
 from .posterior import GaussianState, as_gaussian, orthonormal_span
 
@@ -328,9 +329,12 @@ class ModeShell:
     def variance(self) -> sp.Expr:
         return sp.Piecewise((sp.oo, sp.Eq(self.precision, 0)), (1 / self.precision, True))
 
-    def flow(self, cutoff: sp.Symbol) -> tuple[sp.Expr, sp.Expr]:
-        r""":math:`(\partial_\Lambda p, \partial_\Lambda h)`: the flow equation of the mode."""
-        return sp.diff(self.precision, cutoff), sp.diff(self.shift, cutoff)
+    def flow(self, cutoff: sp.Symbol | str) -> tuple[sp.Expr, sp.Expr]:
+        r""":math:`(\partial_\Lambda p, \partial_\Lambda h)`: the flow equation of the mode (``cutoff``, a
+        symbol or a name, is matched by name against the mode's symbols)."""
+        lam = resolve_symbols("cutoff", cutoff, self.weight.free_symbols | self.precision.free_symbols
+                              | self.shift.free_symbols, what="the mode's symbols")[0]
+        return sp.diff(self.precision, lam), sp.diff(self.shift, lam)
 
 
 def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_mean: Sequence[Any],
@@ -720,6 +724,11 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
     return d
 
 
+#: Hidden layers of the BRG derivation, whose per-layer kernel recursion is derived and printed:
+#: measured (``symbrg derive brg``, relu) 28 s at depth 10, 42 s at 100, 162 s at 1000 on a shared machine.
+DEPTH = Limit("brg_depth", 300, "hidden layers of the printed BRG derivation")
+
+
 def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any = 1.0, sigma_b: Any = 0.0,
                         regulator: Any = "power:4", kernel: bool = True) -> Derivation:
     r"""The information-shell flow of the NNGP posterior of a depth-``depth`` network.
@@ -731,6 +740,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
     """
     from .checks import integer
     L = integer("depth", depth, minimum=1)
+    if kernel:
+        DEPTH.check("depth", L, cost=f"about {0.14 * L:.3g} s")
     x, xp = sp.symbols("x x'")
     d = Derivation(f"Bayesian RG flow of the NNGP posterior: {activation}, depth {L}",
                    "An infinite-width network trained with a Gaussian likelihood (noise $\\sigma^2$) on "

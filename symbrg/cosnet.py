@@ -65,7 +65,7 @@ import numpy as np
 import sympy as sp
 
 from . import codegen
-from .checks import choice, finite_array, integer, nonnegative, positive
+from .checks import choice, finite_array, integer, nonnegative, positive, resolve_symbols
 from .errors import InvalidArgument, OutOfRange, Unsupported
 from .limits import Limit
 from .special import NumericFunction
@@ -194,11 +194,23 @@ def propagator_frequencies(radius: Any, m: Any) -> FrequencyDensity:
 def radial_frequencies(density: sp.Expr, radius: Any, name: str = "radial") -> FrequencyDensity:
     r"""A user radial density :math:`\rho(p)` (sympy expression in :data:`P`, >= 0) on the ball of
     radius ``radius`` (finite: sampling tabulates its radial CDF)."""
-    expr = sp.sympify(density)
+    expr = _in_momentum("density", density)
     extra = expr.free_symbols - {P}
     if extra:
         raise InvalidArgument("density", f"must depend on p only, found {sorted(map(str, extra))}")
     return FrequencyDensity(name, expr, sp.nsimplify(positive("radius", radius)))
+
+
+def _in_momentum(argument: str, value: Any) -> sp.Expr:
+    """A user function of the momentum: its symbol named ``p`` (any assumptions) becomes :data:`P`
+    (text is refused)."""
+    if isinstance(value, str):
+        raise InvalidArgument(argument, "expected a sympy expression in p, got text (parse it with "
+                                        "symbrg.parsing.parse_expression)")
+    expr = sp.sympify(value)
+    if P.name in {s.name for s in expr.free_symbols}:
+        expr = expr.xreplace({resolve_symbols(argument, P.name, expr.free_symbols)[0]: P})
+    return expr
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,6 +251,7 @@ class CosNet:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dim", _dim(self.dim))
+        object.__setattr__(self, "readout_scale", _in_momentum("readout_scale", self.readout_scale))
         positive("sigma_a", self.sigma_a)
         nonnegative("sigma_bias", self.sigma_bias)
 

@@ -67,7 +67,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .checks import integer, positive, scalar
+from .checks import integer, positive, resolve_symbols, scalar
 from .errors import InvalidArgument, OutOfRange, Unsupported, UnknownName
 from .limits import Limit
 from .parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
@@ -116,6 +116,18 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"about {seconds / size:.3g} {unit}"
     return f"about {seconds:.2g} s"
+
+
+def _in_variable(argument: str, value: Any, var: sp.Symbol) -> sp.Expr:
+    """A user cutoff function K(z) or shape r(y) given as a sympy expression: its symbol named like
+    ``var`` (any assumptions) is ``var``; any other symbol is refused (it would make K constant)."""
+    expr = sp.sympify(value)
+    if var.name in {s.name for s in expr.free_symbols}:
+        expr = expr.xreplace({resolve_symbols(argument, var.name, expr.free_symbols)[0]: var})
+    extra = expr.free_symbols - {var}
+    if extra:
+        raise InvalidArgument(argument, f"may depend on {var} only, not {sorted(map(str, extra))}")
+    return expr
 
 
 def _ambient_precision() -> None:
@@ -546,11 +558,13 @@ def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None
     """
     if isinstance(spec, Regulator):
         return spec
+    if K is not None and r is not None or (K is not None or r is not None) and spec != "litim":
+        raise InvalidArgument("K" if K is not None else "r", "give one of a regulator name, K= or r=")
     if K is not None:
-        K = _parse_expr(K, Z, "K") if isinstance(K, str) else sp.sympify(K)
+        K = _parse_expr(K, Z, "K") if isinstance(K, str) else _in_variable("K", K, Z)
         return _check_cutoff(_from_cutoff("K:" + sp.sstr(K), K), "K")
     if r is not None:
-        r = _parse_expr(r, Y, "r") if isinstance(r, str) else sp.sympify(r)
+        r = _parse_expr(r, Y, "r") if isinstance(r, str) else _in_variable("r", r, Y)
         return _check_cutoff(_from_shape("r:" + sp.sstr(r), r), "r")
     if not isinstance(spec, str):
         raise InvalidArgument("regulator", f"expected a name or a Regulator, got {spec!r}")

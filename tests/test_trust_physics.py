@@ -202,3 +202,50 @@ def test_sampling_and_shell_weight_domains():
     with pytest.raises(InvalidArgument):
         brg.shell_weight(float("nan"), 1.0)
     assert brg.shell_weight(2, 1) == 1 and brg.shell_weight(2, 1, "litim") == sp.Rational(1, 2)
+
+
+def test_cosnet_momentum_symbol_by_name():
+    from symbrg import cosnet
+    p = sp.Symbol("p")                                          # not cosnet.P (positive)
+    fr = cosnet.radial_frequencies(p ** 2, 2)
+    assert fr.density == cosnet.P ** 2
+    with pytest.raises(InvalidArgument) as exc:
+        cosnet.radial_frequencies(p * sp.Symbol("q"), 2)
+    assert exc.value.argument == "density"
+    net = cosnet.CosNet(2, cosnet.ball_frequencies(3), 1 / sp.sqrt(p ** 2 + 1))
+    assert net.readout_scale.free_symbols == {cosnet.P}
+
+
+def test_brg_derivation_depth_bounded(capsys):
+    err = _one_line_error(capsys, ["derive", "brg", "--depth", "5000"], "depth")
+    assert "--limit brg_depth=" in err
+    from symbrg.brg import nngp_brg_derivation
+    with limits.lifted(brg_depth=1), pytest.raises(TooExpensive):
+        nngp_brg_derivation("relu", 2)
+    assert nngp_brg_derivation("relu", 2, kernel=False).steps
+
+
+def test_mode_flow_cutoff_by_name():
+    from symbrg.brg import coarse_grain_modes
+    lam = sp.Symbol("Lambda", positive=True)
+    mode = coarse_grain_modes([2], lam, [1], [1], prescription="jeffreys", regulator="exponential")[0]
+    want = mode.flow(lam)
+    assert want[0] != 0
+    assert mode.flow(sp.Symbol("Lambda")) == want and mode.flow("Lambda") == want
+    with pytest.raises(UnknownName) as exc:
+        mode.flow("L")
+    assert exc.value.argument == "cutoff" and "Lambda" in str(exc.value)
+
+
+def test_user_regulator_variable_by_name_and_one_definition():
+    z = sp.Symbol("z")                                          # not regulators.Z (nonnegative)
+    R = regulator(K=sp.exp(-z ** 2))
+    assert R.cutoff_function.free_symbols == {sp.Symbol("z", nonnegative=True)}
+    assert R.pole == pytest.approx(-1.567, abs=1e-3)
+    with pytest.raises(InvalidArgument) as exc:
+        regulator(K=sp.exp(-sp.Symbol("a") * z))
+    assert exc.value.argument == "K"
+    with pytest.raises(InvalidArgument):
+        regulator("sharp", K=sp.exp(-z))
+    with pytest.raises(InvalidArgument):
+        regulator(K=sp.exp(-z), r=sp.Symbol("y"))
