@@ -41,7 +41,7 @@ import mpmath
 import sympy as sp
 from sympy.polys.rings import ring
 
-from .checks import choice, integer, resolve_symbols
+from .checks import choice, integer, positive, resolve_symbols, scalar
 from .derivation import Derivation, Verification, check_identity
 from .errors import ConvergenceError, InvalidArgument, OutOfRange, Unsupported
 from .limits import Limit
@@ -516,6 +516,10 @@ def fixed_point(tr: LPATruncation, guess: Sequence[Any] | None = None, *, dps: i
     then linearize.  Raises :class:`~symbrg.errors.ConvergenceError` when Newton fails.
     ``dps``: working digits, at least :data:`symbrg.regulators.MIN_DPS` (15), within the ``erg_dps`` limit."""
     dps = working_precision("dps", dps, tr.regulator.name == "sharp" or tr.regulator.inner is not None)
+    if tol is not None:
+        positive("tol", tol)
+    for v in guess or ():
+        scalar("guess", v)  # finite and real (NaN, inf and complex values are refused)
     with mpmath.workdps(dps):
         tol_ = mpmath.mpf(tol) if tol is not None else mpmath.mpf(10) ** (-(dps - 10))
         if guess is None:

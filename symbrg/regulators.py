@@ -262,6 +262,7 @@ class Regulator:
         THRESHOLD_N.check("n", n, cost="minutes of symbolic integration" if self.inner is not None
                           else f"{n + 1} powers per quadrature node")
         d = _dimension(d)
+        scalar("eta", eta)  # finite and real; the value itself is kept (an exact 0 stays exact)
         eta = sp.sympify(eta)
         self.check_mass("w", w)
         if self.name == "sharp":

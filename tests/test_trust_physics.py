@@ -249,3 +249,20 @@ def test_user_regulator_variable_by_name_and_one_definition():
         regulator("sharp", K=sp.exp(-z))
     with pytest.raises(InvalidArgument):
         regulator(K=sp.exp(-z), r=sp.Symbol("y"))
+
+
+def test_fixed_point_guess_tol_and_eta_domains():
+    tr = lpa.lpa_truncation("litim", 3, 2)
+    for bad in ([float("nan"), 1.0], [float("inf"), 1.0], [0.1 + 1j, 1.0]):
+        with pytest.raises(InvalidArgument) as exc:
+            lpa.fixed_point(tr, bad)
+        assert exc.value.argument == "guess"
+    with pytest.raises(InvalidArgument) as exc:
+        lpa.fixed_point(tr, tol=-1.0)
+    assert exc.value.argument == "tol"
+    good = lpa.fixed_point(tr)
+    assert lpa.fixed_point(tr, list(good.couplings.values()), tol=1e-20).nu == pytest.approx(good.nu)
+    with pytest.raises(InvalidArgument) as exc:
+        erg.wetterich_lpa(erg.PHI ** 4, "litim", 3, eta=float("nan"))
+    assert exc.value.argument == "eta"
+    assert erg.wetterich_lpa(erg.PHI ** 4, "litim", 3, eta=0.1) != 0
