@@ -500,6 +500,7 @@ def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr, closed: tupl
         keep = max(k for k in range(N) if tail[k] >= 1e-18 * abs(H(switch))) + 1
         coeffs = np.array([float(c) for c in series[low:keep]][::-1])
     tan2, G0 = math.tan(switch) ** 2, float(g0)
+    h_switch = 1.01 * float(H(switch))       # a margin for the rounding of G(0) - g near the switch
     g0_mp = lru_cache(maxsize=8)(lambda prec: mpmath.mpf(sp.N(g0, prec_to_dps(prec) + 10)))
     label = _tex_name(act.name)
 
@@ -522,15 +523,15 @@ def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr, closed: tupl
         @classmethod
         def numpy_into(cls, out: np.ndarray, work: Any, det: Any, q12: Any, g: Any) -> None:
             np.subtract(G0, g, out=out)
-            near, tmp = work("near", bool), work("q12^2")
-            np.multiply(q12, q12, out=tmp)
-            tmp *= tan2
-            np.less(det, tmp, out=near)                               # theta < switch ...
-            near &= np.greater(q12, 0.0, out=work("positive", bool))  # ... on the c > 0 side
+            near = np.less(out, h_switch, out=work("near", bool))    # candidates: H small ...
             if np.count_nonzero(near):
                 d, q = (np.broadcast_to(a, out.shape)[near] for a in (det, q12))
-                t = np.arctan2(np.sqrt(np.maximum(d, 0.0)), q)
-                out[near] = t ** low * np.polyval(coeffs, t)
+                d = np.maximum(d, 0.0)
+                keep = (q > 0) & (d < tan2 * q * q)                   # ... and theta < switch
+                t = np.arctan2(np.sqrt(d[keep]), q[keep])
+                h = out[near]
+                h[keep] = t ** low * np.polyval(coeffs, t)
+                out[near] = h
 
         @classmethod
         def mpmath_impl(cls, det: Any, q12: Any, g: Any) -> Any:
