@@ -39,7 +39,7 @@ import numpy as np
 import sympy as sp
 
 from . import codegen
-from .checks import finite_array, matching, nonnegative, positive, psd_matrix, resolve_symbols
+from .checks import finite_array, matching, nonnegative, positive, psd_matrix, resolve_symbols, scalar
 from .derivation import Derivation, Verification, check_identity
 from .errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from .limits import Limit
@@ -236,6 +236,9 @@ class FisherMetric:
         fn = codegen.lambdify([self.matrix[a, b] for a, b in pairs], self.parameters, backend)
 
         def fisher(*theta: Any) -> Any:
+            matching("theta", len(theta), P, "number of arguments (the parameters)")
+            if backend == "numpy":  # real, finite values only (a complex cast would drop the imaginary part)
+                theta = tuple(finite_array(str(p), t, nonempty=False) for p, t in zip(self.parameters, theta))
             vals = fn(*theta)
             if backend != "numpy":
                 return mpmath.matrix([[vals[pairs.index((min(a, b), max(a, b)))] for b in range(P)]
@@ -427,7 +430,7 @@ def _input_average(expr: sp.Expr, inputs: tuple[sp.Symbol, ...], data: Any, dist
             matching("data", len(r), len(inputs), "input dimension")
             for v in r:
                 if not isinstance(v, sp.Basic) or not v.free_symbols:
-                    finite_array("data", float(v), ndim=0)
+                    scalar("data", v)
         return sp.Add(*[expr.xreplace(dict(zip(inputs, map(sp.sympify, r)))) for r in rows]) / len(rows)
     import sympy.stats as st
     dist = distribution if isinstance(distribution, Mapping) else {inputs[0]: distribution}
@@ -746,7 +749,7 @@ def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, input
         dim = Xa.shape[1]
         s = np.einsum("ij,ij->i", Xa, Xa) / dim
         grid = (s[:, None], s[None, :], Xa @ Xa.T / dim)
-        vals = {**{k: v for k, v in kernel.values.items()}, **{h: float(v) for h, v in zip(hyp, at.values())}}
+        vals = {**{k: v for k, v in kernel.values.items()}, **{h: scalar("at", v) for h, v in zip(hyp, at.values())}}
         args = [vals[sym] if sym != DIM else dim for sym in prog.inputs[3:]]
         if any(a is None for a in args):
             raise InvalidArgument("at", "every hyperparameter of the kernel needs a value")
@@ -763,7 +766,7 @@ def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, input
         Xa = finite_array("X", X, ndim=1)
         fn = codegen.lambdify([k] + [sp.diff(k, h) for h in hyp], tuple(inputs) + tuple(hyp))
         grams = [np.broadcast_to(np.asarray(g, dtype=float), (Xa.size, Xa.size))
-                 for g in fn(Xa[:, None], Xa[None, :], *[float(v) for v in at.values()])]
+                 for g in fn(Xa[:, None], Xa[None, :], *[scalar("at", v) for v in at.values()])]
     K = grams[0] + noise_var * np.eye(grams[0].shape[0])
     try:
         L = np.linalg.cholesky(K)

@@ -266,3 +266,22 @@ def test_fixed_point_guess_tol_and_eta_domains():
         erg.wetterich_lpa(erg.PHI ** 4, "litim", 3, eta=float("nan"))
     assert exc.value.argument == "eta"
     assert erg.wetterich_lpa(erg.PHI ** 4, "litim", 3, eta=0.1) != 0
+
+
+def test_fisher_numeric_inputs_real_and_finite():
+    import numpy as np
+    m = gaussian_regression(a * x + b, [a, b], x, data=[0, 1, 2])
+    F = m.compile()
+    assert np.allclose(F(1.0, 2.0), [[5 / 3, 1], [1, 1]])
+    with pytest.raises(InvalidArgument) as exc:
+        F(1.0 + 1j, 2.0)
+    assert exc.value.argument == "a"
+    with pytest.raises(InvalidArgument):
+        F(1.0)
+    with pytest.raises(InvalidArgument) as exc:
+        gaussian_regression(a * x + b, [a, b], x, data=[0, 1j])
+    assert exc.value.argument == "data"
+    xp, ell = sp.Symbol("xp", real=True), sp.Symbol("ell", positive=True)
+    with pytest.raises(InvalidArgument) as exc:
+        gp_fisher(sp.exp(-(x - xp) ** 2 / ell ** 2), [0.0, 1.0], {"ell": float("nan")}, inputs=(x, xp))
+    assert exc.value.argument == "at"
