@@ -39,7 +39,7 @@ import operator
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 import sympy as sp
 
@@ -53,11 +53,12 @@ __all__ = ["Function", "DEFAULT_FUNCTIONS", "EXPRESSION", "MAX_DEPTH", "MAX_BITS
 EXPRESSION = Limit("expression", 10_000, "characters of one expression or list typed by a user")
 #: Deepest nesting of parentheses, unary signs and powers.
 MAX_DEPTH = 100
-#: Largest exact number (numerator or denominator, in bits: about 3,600 digits, below Python's
-#: 4,300-digit limit on int/str conversion) the parser builds.
-MAX_BITS = 12_000
+#: Largest exact number the parser builds (numerator or denominator, in bits): the float64 range,
+#: 1e308, with room.  sympy's exact arithmetic is superlinear in it (roots factor, functions
+#: rewrite atan(n) and compare), so thousands of digits would already cost seconds per node.
+MAX_BITS = 1_100
 #: Largest number (in bits) under a fractional power: sympy factors it to extract roots.
-ROOT_BITS = 1_024
+ROOT_BITS = 256
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,16 @@ class Function:
 #: The functions user text may call, by the name it uses.
 DEFAULT_FUNCTIONS: Mapping[str, Function] = MappingProxyType({
     **{name: Function(getattr(sp, name)) for name in (
-        "exp", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos", "atan",
-        "erf", "erfc", "Abs", "sign")},
+        "sin", "cos", "tan", "tanh", "asin", "acos", "atan", "erf", "erfc", "Abs", "sign")},
+    # exp(a) has about 1.44*|a| bits: keep it within MAX_BITS (float64 overflows at a = 709.8)
+    **{name: Function(getattr(sp, name), max_argument=750) for name in ("exp", "sinh", "cosh")},
     "sqrt": Function(sp.sqrt, exponent=sp.Rational(1, 2)),
     "log": Function(sp.log, 1, 2),
     "abs": Function(sp.Abs),
     "Heaviside": Function(sp.Heaviside, 1, 2),
     "Max": Function(sp.Max, 1, None),
     "Min": Function(sp.Min, 1, None),
-    "gamma": Function(sp.gamma, max_argument=1000),
+    "gamma": Function(sp.gamma, max_argument=170),             # 170! = 7e306
 })
 
 _CONSTANTS = {"pi": sp.pi, "E": sp.E}
@@ -99,6 +101,7 @@ _HINTS = {".": "attribute access is not part of the grammar", "'": "strings are 
           "_": "names start with a letter", ";": "one expression only", "\n": "one line only",
           "=": "assignments and comparisons are not allowed", "\\": "escapes are not allowed"}
 _BITS_PER_DIGIT = 3.33
+_T = TypeVar("_T")
 #: Products of up to this many factors are multiplied pair by pair, exactly as sympy reads them.
 _FOLD = 32
 
@@ -299,23 +302,40 @@ class _Parser:
             count = f"at least {fn.least}" if fn.most is None else \
                 fn.least if fn.most == fn.least else f"{fn.least} or {fn.most}"
             raise self.fail(tok.column, f"{tok.text} takes {count} argument(s), got {len(args)}")
-        if fn.max_argument is not None and any(a.is_number and (abs(a) > fn.max_argument) is sp.true
+        if fn.max_argument is not None and any(a.is_number and self.magnitude(a, tok.column) > fn.max_argument
                                                for a in args):
             raise self.fail(tok.column, f"{tok.text} of a number beyond {fn.max_argument} is not evaluated")
         if fn.exponent is not None:
             return self.power(args[0], fn.exponent, tok.column)
-        return self.check(fn.build(*args), tok.column, real=True)
+        return self.check(self.evaluate(lambda: fn.build(*args), tok.column), tok.column, real=True)
 
     def power(self, base: sp.Expr, exponent: sp.Expr, column: int) -> sp.Expr:
         """``base**exponent``, refused before sympy evaluates a number too large to hold."""
-        if exponent.is_Rational and base not in (0, 1, -1):
+        if exponent.is_number and base not in (0, 1, -1):
             # sympy raises every number in the base, also inside products: (2*x)**n = 2**n*x**n
-            atoms = [_log2(q) for q in base.atoms(sp.Rational)] + [1.0 if base.is_number else 0.0]
+            atoms = [_log2(q) for q in base.atoms(sp.Rational)] + [0.0]
             if not exponent.is_Integer and max(atoms) > ROOT_BITS:    # also (c*x)**(1/2) = sqrt(c)*...
                 raise self.fail(column, f"a fractional power of a number above {ROOT_BITS} bits is "
                                         "not evaluated")
-            self.within(float(abs(exponent)) * max(atoms), column)
-        return self.check(base ** exponent, column, real=True)
+            if base.is_number and not base.is_Rational:   # e.g. E, sqrt(2), exp(5): its own size
+                atoms.append(max(1.0, abs(self.magnitude(sp.log(abs(base), 2), column))))
+            self.within(self.magnitude(exponent, column) * max(atoms + [1.0 if base.is_number else 0.0]),
+                        column)
+        return self.check(self.evaluate(lambda: base ** exponent, column), column, real=True)
+
+    def magnitude(self, value: sp.Expr, column: int) -> float:
+        """|value| of a number as a float, at fixed low precision (every number the parser builds
+        is at most 2**MAX_BITS in size, so this is fast); inf when it does not fit a float."""
+        if value.is_Rational:
+            return abs(float(value))
+        return self.evaluate(lambda: abs(float(value.evalf(15, maxn=60))), column)
+
+    def evaluate(self, build: Callable[[], _T], column: int) -> _T:
+        """Run a sympy construction, turning sympy's own failures on extreme input into a refusal."""
+        try:
+            return build()
+        except (ArithmeticError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            raise self.fail(column, f"cannot evaluate this ({type(exc).__name__})") from None
 
     def check(self, value: sp.Expr, column: int, real: bool = False) -> sp.Expr:
         """Refuse a new node that is undefined, too large a number or (``real``: a power or a
