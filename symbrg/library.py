@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -374,6 +375,12 @@ def write_library(directory: str | Path, fmt: str = "latex", *, force: bool = Fa
     root = Path(directory)
     if root.exists() and not root.is_dir():
         raise InvalidArgument(argument, f"{root} exists and is not a directory")
+    try:                      # before the ~30 s of rendering: a folder we cannot write is refused now
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(argument, f"cannot create the folder {root}: {exc.strerror}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise InvalidArgument(argument, f"cannot write in the folder {root}")
     docs = [(root / (n + EXTENSIONS[fmt]), render_entry(n, fmt)) for n in wanted]
     changed = [(p, t) for p, t in docs if not p.exists() or p.read_text() != t]
     clash = [p for p, _ in changed if p.exists()]
