@@ -469,7 +469,8 @@ def _angular_gap_class(act: Activation, expr: sp.Expr) -> type | None:
     return _node_class("AngularGap", key, lambda: _build_angular_gap(act, poly, g0, closed))
 
 
-def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr, closed: tuple[sp.Expr, sp.Symbol]) -> type:
+def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr,
+                       closed: tuple[sp.Expr, sp.Symbol]) -> type:
     N = _GAP_TERMS
     with mpmath.workdps(40):               # Taylor coefficients of G(0) - G(theta), to 40 digits
         fact = [mpmath.factorial(k) for k in range(N)]
@@ -506,7 +507,8 @@ def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr, closed: tupl
 
     class AngularGap(NumericFunction):
         __doc__ = (rf"H = G(0) - G(theta) of {act.name}, G(theta) = E[phi(z1) phi(z2)] at unit variances and "
-                   "correlation cos(theta), from (Delta, q12, g): theta = atan2(sqrt(Delta), q12) and g = G(theta) "
+                   "correlation cos(theta), from (Delta, q12, g): theta = atan2(sqrt(Delta), q12) and "
+                   "g = G(theta) "
                    "(the caller's value).  NumPy: G(0) - g, and the Taylor series in theta below "
                    f"theta = {switch:.3g}, where that difference would lose more than 5 bits; mpmath: the "
                    "closed form in theta with guard digits for that cancellation.")

@@ -450,7 +450,8 @@ def _arccos_careful(m: int, n: int, parts: tuple, q11: np.ndarray, q12: np.ndarr
     prod = q11 * q22
     # sqrt(det) must be accurate as c -> -1 (and as c -> +1 when the closed form is sensitive
     # there): a plain difference would leave an error ~sqrt(eps)
-    root = np.sqrt(np.maximum(det, 0.0) if det is not None else _gram_det_fast(q11, q12, q22, prod, sensitive))
+    root = np.sqrt(np.maximum(det, 0.0) if det is not None
+                   else _gram_det_fast(q11, q12, q22, prod, sensitive))
     psi = np.arctan2(root, -q12)
     R = np.sqrt(prod)
     with np.errstate(invalid="ignore", divide="ignore"):
