@@ -597,6 +597,12 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> tuple[sp.Matrix, s
             k.free_symbols - set(inputs))
 
 
+def _gp_ops(size: int, n: int) -> float:
+    """Estimated operations of the symbolic GP metric on n points with a Gram matrix of ``size``
+    operations (plus n^2): size^2 n!/2 (:data:`GP_OPS`), capped so that it stays a float."""
+    return float(min(size * size * math.factorial(min(n, 150)) // 2, 10 ** 300))
+
+
 def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mean: Any = None,
                      noise_var: Any = 0, inputs: Any = None, name: str = "gp",
                      verify: bool = True) -> FisherMetric:
@@ -611,11 +617,11 @@ def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mea
     """
     noise_var = sp.sympify(noise_var)
     nonnegative("noise_var", noise_var)
-    K, own = _gram(kernel, list(points), inputs)
     n = len(points)
+    GP_OPS.check("points", _gp_ops(n * n, n), cost=f"{n} points")  # a lower bound, before the Gram exists
+    K, own = _gram(kernel, list(points), inputs)
     size = sum(sp.count_ops(e) for e in K) + n * n
-    GP_OPS.check("points", size * size * math.factorial(n) // 2,
-                 cost=f"{n} points, a Gram matrix of {size:,} operations")
+    GP_OPS.check("points", _gp_ops(size, n), cost=f"{n} points, a Gram matrix of {size:,} operations")
     K = K + noise_var * sp.eye(n)
     mu = sp.zeros(len(points), 1) if mean is None else _as_column("mean", mean)
     matching("mean", mu.shape[0], K.shape[0], "length (the number of points)")

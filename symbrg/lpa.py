@@ -406,7 +406,7 @@ def lpa_truncation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
     R = regulator(reg)
     d = _dim(d)
     order = integer("order", order, minimum=1)
-    ORDER.check("order", order, cost=_duration(125 * 2.0 ** (order - 16)) + " with Litim, more with "
+    ORDER.check("order", order, cost=_duration(125 * 2.0 ** min(order - 16, 900)) + " with Litim, more with "
                                      "quadrature regulators")
     N = integer("N", N, minimum=1)
     if anomalous and N > 1:

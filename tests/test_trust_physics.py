@@ -146,6 +146,7 @@ def test_threshold_cli_pole_and_domain(capsys):
 @pytest.mark.parametrize("argv, argument, limit", [
     (["erg", "lpa", "--dps", "1000000"], "dps", "erg_dps"),
     (["erg", "lpa", "--order", "1000"], "order", "lpa_order"),
+    (["erg", "lpa", "--order", "1000000"], "order", "lpa_order"),     # the estimate must not overflow
     (["erg", "threshold", "--n", "100000", "--w", "0"], "n", "threshold_n"),
     (["prove", "cosnet-erg", "--dim", "100000"], "dim", "cosnet_dim"),
     (["derive", "cosnet", "--dim", "100000"], "dim", "cosnet_dim"),
@@ -178,6 +179,8 @@ def test_symbolic_gp_fisher_bounded_and_numeric_path_named():
     assert exc.value.argument == "points" and "gp_fisher" in str(exc.value)
     xp, ell = sp.Symbol("xp", real=True), sp.Symbol("ell", positive=True)
     rbf = sp.exp(-(x - xp) ** 2 / (2 * ell ** 2))
+    with pytest.raises(TooExpensive):                           # refused before a 10^8-entry Gram is built
+        gaussian_process(rbf, list(range(10 ** 4)), [ell], inputs=(x, xp), verify=False)
     with limits.lifted(gp_fisher_ops=10), pytest.raises(TooExpensive):   # the bound is the limit in force
         gaussian_process(rbf, [0, 1], [ell], inputs=(x, xp), verify=False)
     assert gaussian_process(rbf, [0, 1], [ell], inputs=(x, xp), verify=False).shape == (1, 1)
