@@ -304,7 +304,7 @@ def gaussian_modes_derivation(reg: "str | Regulator | None" = None, modes: int =
     ps = sp.symbols(f"p2_1:{modes + 1}", positive=True)
     gs = sp.symbols(f"g0_1:{modes + 1}", positive=True)
     fs = sp.symbols(f"phi_1:{modes + 1}", real=True)
-    Ginv = sp.sympify(inverse_propagator) if inverse_propagator is not None else P2 + M2
+    Ginv = _named("inverse_propagator", inverse_propagator) if inverse_propagator is not None else P2 + M2
     zz = sp.Symbol("z")
     a, b = sp.symbols("a b", positive=True)
     Kexpr = regulator(reg).K(zz) if reg is not None else sp.exp(-a * zz) / (1 + b * zz ** 2)
@@ -397,7 +397,7 @@ def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_
     R = regulator(reg)
     d = dimension(d)
     modes = integer("modes", modes, minimum=1, maximum=6)
-    Ginv = sp.sympify(inverse_propagator) if inverse_propagator is not None else P2 + M2
+    Ginv = _named("inverse_propagator", inverse_propagator) if inverse_propagator is not None else P2 + M2
     dv = Derivation(f"Polchinski flow with the {R.name} cutoff",
                     "UV-regularised Gaussian measure $d\\mu_{C_\\Lambda}$, "
                     "$S_\\Lambda = \\frac12\\phi C_\\Lambda^{-1}\\phi + I_\\Lambda$.", name="polchinski")

@@ -83,6 +83,7 @@ def test_erg_symbols_by_name():
     phi = sp.Symbol("phi")                                     # no assumptions: not erg.PHI
     theory = erg.scalar_theory(3, sp.Symbol("m2") * phi ** 2 / 2 + phi ** 4)
     assert theory.mass2 == erg.M2
+    assert erg.scalar_theory(3, inverse_propagator=sp.Symbol("p2") ** 2).inverse_propagator == erg.P2 ** 2
     assert lpa.polynomial_couplings(phi ** 2 / 2 + phi ** 4, 2) == {"lambda_1": 1, "lambda_2": 8}
     with pytest.raises(UnknownName) as exc:
         lpa.polynomial_couplings(sp.Symbol("chi") ** 2, 2)
