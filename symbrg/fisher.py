@@ -62,8 +62,9 @@ REFERENCES = {
                     "Proc. R. Soc. A 186, 453 (1946).",
 }
 #: Size of a symbolic GP Fisher metric, estimated before it is built as (operations in the Gram
-#: matrix + n^2)^2 n!/2 for n points.  Measured: RBF kernel 158 operations at 2 points and 5,184 at 3;
-#: ReLU NNGP (depth 1, d = 2) 26,172 at 2 points (10 s); the estimate is within a factor 1.3 of these.
+#: matrix + n^2)^2 n!/2 for n points.  Measured (estimate in brackets): RBF kernel 158 (324), 5,184
+#: (6,912), 100,262 (101,568) and 3,025,959 (1,314,240) operations at 2-5 points, the last in 31 s;
+#: ReLU NNGP (depth 1, d = 2) 26,172 (30,625) at 2 points and 1,000,934 (726,192) at 3 (72 s).
 GP_OPS = Limit("gp_fisher_ops", 2_000_000, "estimated operations of a symbolic GP Fisher metric "
                                             "(the numeric symbrg.fisher.gp_fisher takes any number of points)")
 _SIMPLIFY_OPS = 400  # entries with more operations are only cancelled, not fully simplified
