@@ -31,6 +31,7 @@ from sympy.printing.pycode import MpmathPrinter
 from . import checks
 from .errors import InvalidArgument, UnknownName
 from .special import NumericFunction
+from .parsing import as_expression
 
 __all__ = ["Program", "Workspace", "lambdify", "BACKENDS"]
 
@@ -112,8 +113,8 @@ class Program:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
-        object.__setattr__(self, "assignments", tuple((s, sp.sympify(e)) for s, e in self.assignments))
-        object.__setattr__(self, "outputs", tuple(sp.sympify(o) for o in self.outputs))
+        object.__setattr__(self, "assignments", tuple((s, as_expression(e, "e")) for s, e in self.assignments))
+        object.__setattr__(self, "outputs", tuple(as_expression(o, "o") for o in self.outputs))
         known = set(self.inputs)
         for s, e in self.assignments:
             stray = e.free_symbols - known
@@ -696,7 +697,7 @@ def lambdify(exprs: "sp.Expr | Sequence[sp.Expr]", symbols: Iterable[sp.Symbol],
     Returns one value for a single expression and a tuple for a sequence.
     """
     single = isinstance(exprs, sp.Basic) or not isinstance(exprs, (list, tuple))
-    outs = (sp.sympify(exprs),) if single else tuple(sp.sympify(e) for e in exprs)
+    outs = (as_expression(exprs, "exprs"),) if single else tuple(as_expression(e, "e") for e in exprs)
     syms = tuple(symbols)
     prog = Program(syms, (), outs, name="lambdify")
     fn = prog.compile(backend, dps=dps)

@@ -69,6 +69,7 @@ from .checks import choice, finite_array, integer, nonnegative, positive, resolv
 from .errors import InvalidArgument, OutOfRange, Unsupported
 from .limits import Limit
 from .special import NumericFunction
+from .parsing import as_expression
 
 __all__ = [
     "P", "R", "M", "SIGMA", "D", "LAM", "KCUT", "T", "N", "NOISE", "SX", "PHASE", "DIST",
@@ -207,7 +208,7 @@ def _in_momentum(argument: str, value: Any) -> sp.Expr:
     if isinstance(value, str):
         raise InvalidArgument(argument, "expected a sympy expression in p, got text (parse it with "
                                         "symbrg.parsing.parse_expression)")
-    expr = sp.sympify(value)
+    expr = as_expression(value, "value")
     if P.name in {s.name for s in expr.free_symbols}:
         expr = expr.xreplace({resolve_symbols(argument, P.name, expr.free_symbols)[0]: P})
     return expr

@@ -38,6 +38,7 @@ from .checks import integer, resolve_symbols
 from .derivation import Derivation, check_identity
 from .errors import InvalidArgument, NotPositive, Unsupported
 from .regulators import D, ETA, W, Y as Y_, Regulator, angular_factor, loop_volume, regulator
+from .parsing import as_expression
 
 __all__ = ["PHI", "LAMBDA", "K_SCALE", "P2", "M2", "ScalarTheory", "scalar_theory", "dimension",
            "polchinski_rhs", "polchinski_residual", "heat_equation_residual",
@@ -70,6 +71,8 @@ REFERENCES = {
 
 def dimension(d: Any) -> sp.Expr:
     """A Euclidean dimension: a number > 0 (returned as a sympy number) or a sympy symbol."""
+    if isinstance(d, str):                       # text is read by the safe parser, never sympified
+        d = as_expression(d, "d")
     if isinstance(d, sp.Basic) and d.free_symbols:
         return d
     try:
@@ -117,7 +120,7 @@ def _named(argument: str, value: Any) -> sp.Expr:
     if isinstance(value, str):
         raise InvalidArgument(argument, "expected a sympy expression, got text (parse it with "
                                         "symbrg.parsing.parse_expression)")
-    expr = sp.sympify(value)
+    expr = as_expression(value, "value")
     own = [c for c in (PHI, RHO, P2, M2, K_SCALE, LAMBDA) if c.name in {s.name for s in expr.free_symbols}]
     return expr.xreplace(dict(zip(resolve_symbols(argument, [c.name for c in own], expr.free_symbols), own)))
 
@@ -130,7 +133,7 @@ def scalar_theory(d: Any = D, potential: Any = None, inverse_propagator: Any = N
     d = dimension(d)
     N = integer("N", N, minimum=1)
     U = _named("potential", potential) if potential is not None else M2 * PHI ** 2 / 2
-    Zs = sp.sympify(Z)
+    Zs = as_expression(Z, "Z")
     Ginv = _named("inverse_propagator", inverse_propagator) if inverse_propagator is not None else \
         Zs * P2 + sp.diff(U, PHI, 2).subs(PHI, 0)
     return ScalarTheory(d, U, Ginv, Zs, N, name)
@@ -142,17 +145,17 @@ def _fields(fields: Any, *exprs: Any) -> list[sp.Symbol]:
     fs = [fields] if isinstance(fields, (sp.Symbol, str)) else list(fields)
     if not fs:
         raise InvalidArgument("fields", "at least one field mode is needed")
-    return list(resolve_symbols("fields", fs, set().union(*(sp.sympify(e).free_symbols for e in exprs))))
+    return list(resolve_symbols("fields", fs, set().union(*(as_expression(e, "e").free_symbols for e in exprs))))
 
 
 def _scale(scale: Any, *exprs: Any) -> sp.Symbol:
     """The RG scale (a symbol or a name) matched by name against the symbols of ``exprs``."""
-    return resolve_symbols("scale", scale, set().union(*(sp.sympify(e).free_symbols for e in exprs)))[0]
+    return resolve_symbols("scale", scale, set().union(*(as_expression(e, "e").free_symbols for e in exprs)))[0]
 
 
 def _covariances(covariance: Any, n: int) -> list[sp.Expr]:
-    cs = [sp.sympify(covariance)] if not isinstance(covariance, (list, tuple)) else \
-        [sp.sympify(c) for c in covariance]
+    cs = [as_expression(covariance, "covariance")] if not isinstance(covariance, (list, tuple)) else \
+        [as_expression(c, "c") for c in covariance]
     if len(cs) != n:
         raise InvalidArgument("covariance", f"{len(cs)} covariance(s) for {n} field mode(s)")
     return cs
@@ -162,7 +165,7 @@ def polchinski_rhs(interaction: Any, fields: Any, covariance: Any, scale: sp.Sym
     r"""Right side of the Polchinski equation for the interaction part,
     :math:`\tfrac12\sum_i\Lambda\partial_\Lambda C_i[(\partial_i I)^2 - \partial_i^2 I]`
     (``scale`` is :math:`\Lambda`; ``covariance`` the :math:`C_i(\Lambda)`, one per mode)."""
-    I = sp.sympify(interaction)
+    I = as_expression(interaction, "interaction")
     fs = _fields(fields, I)
     cs = _covariances(covariance, len(fs))
     scale = _scale(scale, I, *cs)
@@ -182,7 +185,7 @@ def polchinski_residual(action: Any, fields: Any, covariance: Any, scale: sp.Sym
     [(\partial_iI)^2 - \partial_i^2I]`.  Both keep field-independent terms exactly.
     The scale may be any monotone parameter (the equation is homogeneous in its derivative).
     """
-    S = sp.sympify(action)
+    S = as_expression(action, "action")
     fs = _fields(fields, S)
     cs = _covariances(covariance, len(fs))
     scale = _scale(scale, S, *cs)
@@ -202,10 +205,10 @@ def heat_equation_residual(interaction: Any, fields: Any, covariance: Any, scale
     fs = _fields(fields, interaction)
     cs = _covariances(covariance, len(fs))
     scale = _scale(scale, interaction, *cs)
-    E = sp.exp(-sp.sympify(interaction))
+    E = sp.exp(-as_expression(interaction, "interaction"))
     res = -scale * sp.diff(E, scale) - sum((scale * sp.diff(c, scale) * sp.diff(E, f, 2) / 2
                                             for f, c in zip(fs, cs)), sp.Integer(0))
-    return sp.expand(sp.powsimp(res * sp.exp(sp.sympify(interaction))))
+    return sp.expand(sp.powsimp(res * sp.exp(as_expression(interaction, "interaction"))))
 
 
 def gaussian_mode_residual(covariance: Any, scale: sp.Symbol, *, variance: Any = None,
@@ -222,8 +225,8 @@ def gaussian_mode_residual(covariance: Any, scale: sp.Symbol, *, variance: Any =
     """
     if (variance is None) == (precision is None):
         raise InvalidArgument("variance", "give exactly one of variance= or precision=")
-    prec = 1 / sp.sympify(variance) if variance is not None else sp.sympify(precision)
-    S = field ** 2 * prec / 2 + sp.sympify(vacuum)
+    prec = 1 / as_expression(variance, "variance") if variance is not None else as_expression(precision, "precision")
+    S = field ** 2 * prec / 2 + as_expression(vacuum, "vacuum")
     return canonical(polchinski_residual(S, [field], [covariance], scale, part="full"))
 
 
@@ -231,7 +234,7 @@ def canonical(expr: Any) -> sp.Expr:
     r"""A canonical rational form in which an algebraic identity collapses to 0: undefined functions,
     derivatives, ``Subs``, ``Heaviside`` and ``DiracDelta`` become independent variables, then
     ``cancel``.  (Distributional identities such as :math:`x\,\delta(x) = 0` are not applied.)"""
-    expr = sp.powsimp(sp.expand(sp.sympify(expr)), force=True)
+    expr = sp.powsimp(sp.expand(as_expression(expr, "expr")), force=True)
     atoms = list(expr.atoms(sp.Subs) | expr.atoms(sp.Derivative) | expr.atoms(sp.Heaviside)
                  | expr.atoms(sp.DiracDelta) | expr.atoms(sp.core.function.AppliedUndef))
     rep = {a: sp.Dummy(f"f{i}") for i, a in enumerate(atoms)}
@@ -244,7 +247,7 @@ def gaussian_mode_flow(g0: Any, covariance: Any, covariance0: Any) -> tuple[sp.E
     :math:`g(\Lambda) = g_0/(1 + g_0(C_{\Lambda_0} - C_\Lambda))` and
     :math:`c(\Lambda) = \tfrac12\ln(1 + g_0(C_{\Lambda_0} - C_\Lambda))` (with :math:`c(\Lambda_0)=0`).
     Returns ``(g, c)``."""
-    g0, C, C0 = (sp.sympify(a) for a in (g0, covariance, covariance0))
+    g0, C, C0 = (as_expression(a, "a") for a in (g0, covariance, covariance0))
     den = 1 + g0 * (C0 - C)
     return g0 / den, sp.log(den) / 2
 
@@ -508,11 +511,11 @@ def wetterich_lpa(potential: Any, reg: "str | Regulator" = "litim", d: Any = D, 
         potential, d, Zk, N = potential.potential, potential.d, potential.Z, potential.N
     d = dimension(d)
     U = _field_potential(potential)
-    w = sp.diff(U, PHI, 2) / (sp.sympify(Zk) * k ** 2)
+    w = sp.diff(U, PHI, 2) / (as_expression(Zk, "Zk") * k ** 2)
     flow = loop_volume(d) * k ** d * R.threshold(0, d, eta, w)
     if N > 1:  # N - 1 Goldstone modes with mass U'/phi
         flow += (N - 1) * loop_volume(d) * k ** d * R.threshold(
-            0, d, eta, sp.cancel(sp.diff(U, PHI) / PHI) / (sp.sympify(Zk) * k ** 2))
+            0, d, eta, sp.cancel(sp.diff(U, PHI) / PHI) / (as_expression(Zk, "Zk") * k ** 2))
     return flow
 
 

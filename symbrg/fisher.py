@@ -43,6 +43,7 @@ from .checks import finite_array, matching, nonnegative, positive, psd_matrix, r
 from .derivation import Derivation, Verification, check_identity
 from .errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from .limits import Limit
+from .parsing import as_expression
 from .spectrum import (ShellSplit, fisher_dense, fisher_diagonal, kernel_operator_spectrum,  # noqa: F401
                        mercer_features, readout_fisher_spectrum, readout_jacobian, shell_split)
 
@@ -73,7 +74,7 @@ _SIMPLIFY_OPS = 400  # entries with more operations are only cancelled, not full
 # ----------------------------------------------------------------------------------- helpers
 def _tidy(e: sp.Expr, simplify: bool = True) -> sp.Expr:
     """Simplify small results; leave large ones as derived (simplification would dominate)."""
-    e = sp.sympify(e)
+    e = as_expression(e, "e")
     if not simplify or sp.count_ops(e) > _SIMPLIFY_OPS:
         return e
     return sp.simplify(e)
@@ -263,7 +264,7 @@ class FisherMetric:
         :math:`J^A{}_\alpha = \partial\theta^A/\partial\varphi^\alpha` (covariance of a (0,2) tensor)."""
         old_of_new = _keyed("old_of_new", old_of_new, self.parameters)
         new = _params(new_parameters, list(old_of_new.values()), argument="new_parameters")
-        theta = sp.Matrix([sp.sympify(old_of_new.get(p, p)) for p in self.parameters])
+        theta = sp.Matrix([as_expression(old_of_new.get(p, p), "old_of_new") for p in self.parameters])
         J = theta.jacobian(sp.Matrix(new))
         moved = self.matrix.xreplace({p: theta[i] for i, p in enumerate(self.parameters)})
         m = (J.T * moved * J).applyfunc(lambda e: _tidy(e, simplify))
@@ -420,7 +421,7 @@ def _exact(v: Any) -> sp.Expr:
     """Data values as exact numbers: decimal floats become the rationals they print as."""
     if isinstance(v, (float, np.floating, sp.Float)):
         return sp.nsimplify(float(v), rational=True)
-    return sp.sympify(v)
+    return as_expression(v, "v")
 
 
 def _input_average(expr: sp.Expr, inputs: tuple[sp.Symbol, ...], data: Any, distribution: Any) -> sp.Expr:
@@ -552,7 +553,7 @@ def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1,
         return _input_average(k, xs, data, distribution)
 
     def rebuild(sub: Mapping, new: Sequence[sp.Symbol]) -> FisherMetric:
-        return gaussian_regression(f.subs(dict(sub)), new, xs, sigma=sp.sympify(sigma).subs(dict(sub)), data=data,
+        return gaussian_regression(f.subs(dict(sub)), new, xs, sigma=as_expression(sigma, "sigma").subs(dict(sub)), data=data,
                                    distribution=distribution, name=name + "'", verify=False, simplify=False)
 
     return FisherMetric(matrix, ps, f"y = f(x) + N(0, sigma^2) [{name}]", d, logp, (y,),
@@ -594,8 +595,8 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> tuple[sp.Matrix, s
         raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
     k = _expression("kernel", kernel)
     inputs = resolve_symbols("inputs", inputs, k.free_symbols)
-    return (sp.Matrix(len(points), len(points), lambda i, j: k.xreplace({inputs[0]: sp.sympify(points[i]),
-                                                                        inputs[1]: sp.sympify(points[j])})),
+    return (sp.Matrix(len(points), len(points), lambda i, j: k.xreplace({inputs[0]: as_expression(points[i], "points"),
+                                                                        inputs[1]: as_expression(points[j], "points")})),
             k.free_symbols - set(inputs))
 
 
@@ -617,7 +618,7 @@ def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mea
     as (operations in the Gram matrix)^2 n!/2 (:data:`GP_OPS`, refused above the ``gp_fisher_ops``
     limit; :func:`gp_fisher` evaluates the same metric numerically at any number of points).
     """
-    noise_var = sp.sympify(noise_var)
+    noise_var = as_expression(noise_var, "noise_var")
     nonnegative("noise_var", noise_var)
     n = len(points)
     GP_OPS.check("points", _gp_ops(n * n, n), cost=f"{n} points")  # a lower bound, before the Gram exists

@@ -68,6 +68,7 @@ from .derivation import Derivation
 from .special import GramDet
 from .errors import InvalidArgument, NotPositive
 from .limits import Limit
+from .parsing import as_expression
 
 __all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
 
@@ -126,7 +127,7 @@ class _Builder:
         self.params: dict[sp.Symbol, float | None] = {}
 
     def let(self, name: str, expr: sp.Expr, positive: bool = False) -> sp.Symbol:
-        expr = sp.sympify(expr)
+        expr = as_expression(expr, "expr")
         if expr.is_Atom:
             return expr
         sym = sp.Symbol(name, positive=True) if positive else sp.Symbol(name, real=True)

@@ -27,7 +27,7 @@ from typing import Iterator, Mapping
 
 from .errors import InvalidArgument, TooExpensive
 
-__all__ = ["Limit", "lifted", "current", "registry", "parse_overrides", "ENV"]
+__all__ = ["Limit", "lifted", "current", "registry", "parse_overrides", "format_number", "ENV"]
 
 #: Environment variable holding ``name=value`` overrides, comma separated.
 ENV = "SYMBRG_LIMITS"
@@ -88,12 +88,13 @@ class Limit:
         bound = self.value
         if value > bound:
             est = f" (estimated {cost})" if cost else ""
-            raise TooExpensive(argument, f"{_fmt(value)} exceeds the limit {_fmt(bound)} on {self.what}{est}; "
+            raise TooExpensive(argument, f"{format_number(value)} exceeds the limit {format_number(bound)} on {self.what}{est}; "
                                          f"lift it with --limit {self.name}=N "
                                          f"(Python: symbrg.limits.lifted({self.name}=N))")
 
 
-def _fmt(x: float) -> str:
+def format_number(x: float) -> str:
+    """A bound or a requested value for a message: 10,000, 8e+09, about 10^400."""
     if isinstance(x, int) and x.bit_length() > 1000:  # beyond float: float(x) would overflow
         return f"about 10^{int(x.bit_length() * 0.30103)}"
     return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:.3g}"

@@ -46,6 +46,7 @@ from .derivation import Derivation, Verification, check_identity
 from .errors import ConvergenceError, InvalidArgument, OutOfRange, Unsupported
 from .limits import Limit
 from .regulators import D, ETA, W, Regulator, _duration, loop_volume, regulator, working_precision
+from .parsing import as_expression
 
 __all__ = ["LPATruncation", "FixedPoint", "lpa_truncation", "fixed_point", "convergence_table",
            "gaussian_fixed_point", "polynomial_couplings", "potential_flow", "compare_regulators", "dimensionless_flow", "anomalous_dimension",
@@ -75,7 +76,7 @@ def dimensionless_flow(reg: "str | Regulator", d: Any = D, eta: Any = 0) -> tupl
     :math:`U = k^d u(\tilde\rho)`, :math:`\tilde\rho = Z_k k^{2-d}\phi^2/2`, :math:`Z_k = k^{-\eta}`."""
     R = regulator(reg)
     d = _dim(d)
-    eta = sp.sympify(eta)
+    eta = as_expression(eta, "eta")
     u = sp.Function("u")
     up, upp = sp.diff(u(RHO), RHO), sp.diff(u(RHO), RHO, 2)
     ell = sp.Function("ell_0")
@@ -630,7 +631,7 @@ def _in_field(potential: Any, field: sp.Symbol | str | None) -> tuple[sp.Expr, s
     if isinstance(potential, str):
         raise InvalidArgument("potential", "expected a sympy expression, got text (parse it with "
                                            "symbrg.parsing.parse_expression)")
-    U = sp.sympify(potential)
+    U = as_expression(potential, "potential")
     phi = sp.Symbol(field if isinstance(field, str) else (field.name if field is not None else "phi"), real=True)
     names = {s.name for s in U.free_symbols}
     if RHO.name in names and phi.name not in names:

@@ -121,7 +121,7 @@ def _duration(seconds: float) -> str:
 def _in_variable(argument: str, value: Any, var: sp.Symbol) -> sp.Expr:
     """A user cutoff function K(z) or shape r(y) given as a sympy expression: its symbol named like
     ``var`` (any assumptions) is ``var``; any other symbol is refused (it would make K constant)."""
-    expr = sp.sympify(value)
+    expr = as_expression(value, "value")
     if var.name in {s.name for s in expr.free_symbols}:
         expr = expr.xreplace({resolve_symbols(argument, var.name, expr.free_symbols)[0]: var})
     extra = expr.free_symbols - {var}
@@ -221,16 +221,16 @@ class Regulator:
 
     def cutoff(self, p2: Any, scale: Any) -> sp.Expr:
         r""":math:`K(p^2/\Lambda^2)` with ``scale`` = :math:`\Lambda`."""
-        return self.K(sp.sympify(p2) / sp.sympify(scale) ** 2)
+        return self.K(as_expression(p2, "p2") / as_expression(scale, "scale") ** 2)
 
     def covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
         r""":math:`C_\Lambda(p) = K(p^2/\Lambda^2)/G^{-1}(p^2)`, the Polchinski (UV-cut) propagator."""
-        return self.cutoff(p2, scale) / sp.sympify(inverse_propagator)
+        return self.cutoff(p2, scale) / as_expression(inverse_propagator, "inverse_propagator")
 
     def scale_derivative_covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
         r""":math:`\Lambda\partial_\Lambda C_\Lambda(p) = -2 z K'(z)\,G(p^2)`, :math:`z = p^2/\Lambda^2`."""
-        z = sp.sympify(p2) / sp.sympify(scale) ** 2
-        return -2 * z * self.dK(z) / sp.sympify(inverse_propagator)
+        z = as_expression(p2, "p2") / as_expression(scale, "scale") ** 2
+        return -2 * z * self.dK(z) / as_expression(inverse_propagator, "inverse_propagator")
 
     # ---------------------------------------------------------------- Wetterich side (IR regulator)
     def r(self, y: Any = Y) -> sp.Expr:
@@ -242,16 +242,16 @@ class Regulator:
 
     def R(self, p2: Any, k: Any, Zk: Any = 1) -> sp.Expr:
         r""":math:`R_k(p^2) = Z_k\,k^2\,r(p^2/k^2)`."""
-        k = sp.sympify(k)
-        return sp.sympify(Zk) * k ** 2 * self.r(sp.sympify(p2) / k ** 2)
+        k = as_expression(k, "k")
+        return as_expression(Zk, "Zk") * k ** 2 * self.r(as_expression(p2, "p2") / k ** 2)
 
     def dt_R(self, p2: Any, k: Any, Zk: Any = 1, eta: Any = 0) -> sp.Expr:
         r""":math:`\partial_t R_k = Z_k k^2 [2(r - y r') - \eta\, r]`, :math:`t = \ln k`,
         :math:`\eta = -\partial_t \ln Z_k`."""
-        k = sp.sympify(k)
+        k = as_expression(k, "k")
         rr = self.r()
-        expr = 2 * (rr - Y * sp.diff(rr, Y)) - sp.sympify(eta) * rr
-        return sp.sympify(Zk) * k ** 2 * expr.subs(Y, sp.sympify(p2) / k ** 2)
+        expr = 2 * (rr - Y * sp.diff(rr, Y)) - as_expression(eta, "eta") * rr
+        return as_expression(Zk, "Zk") * k ** 2 * expr.subs(Y, as_expression(p2, "p2") / k ** 2)
 
     # ---------------------------------------------------------------- threshold functions
     def threshold(self, n: int, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr:
@@ -263,7 +263,7 @@ class Regulator:
                           else f"{n + 1} powers per quadrature node")
         d = _dimension(d)
         scalar("eta", eta)  # finite and real; the value itself is kept (an exact 0 stays exact)
-        eta = sp.sympify(eta)
+        eta = as_expression(eta, "eta")
         self.check_mass("w", w)
         if self.name == "sharp":
             if eta != 0:
@@ -319,7 +319,7 @@ class Regulator:
     def threshold_part(self, part: str, n: int, d: Any = D, w: Any = W) -> sp.Expr:
         r""":math:`A^d_n(w)` or :math:`B^d_n(w)` (``part``), as a quadrature-backed function."""
         cls = self._threshold_classes[part]
-        return cls(sp.Integer(n), sp.sympify(d), sp.sympify(w))
+        return cls(sp.Integer(n), as_expression(d, "d"), as_expression(w, "w"))
 
     @cached_property
     def _threshold_classes(self) -> dict[str, type]:
@@ -497,7 +497,7 @@ class Regulator:
         r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
         _ambient_precision()
         self.check_mass("w", w)
-        expr = self.threshold(n, sp.nsimplify(d), eta, W)
+        expr = self.threshold(n, _dimension(d), eta, W)
         return mpmath.mpf(sp.N(expr.subs(W, sp.Float(w, mpmath.mp.dps + 5)), mpmath.mp.dps + 5))
 
     def __str__(self) -> str:
@@ -526,13 +526,13 @@ def _power(text: str) -> sp.Rational:
 
 
 def _from_cutoff(name: str, K: sp.Expr, description: str = "") -> Regulator:
-    K = sp.sympify(K)
+    K = as_expression(K, "K")
     shape = sp.simplify(Y * K.subs(Z, Y) / (1 - K.subs(Z, Y)))
     return Regulator(name, K, shape, None, description)
 
 
 def _from_shape(name: str, r: sp.Expr, description: str = "") -> Regulator:
-    r = sp.sympify(r)
+    r = as_expression(r, "r")
     K = sp.simplify((r / (Y + r)).subs(Y, Z))
     return Regulator(name, K, r, None, description)
 

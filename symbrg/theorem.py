@@ -52,6 +52,7 @@ from .cosnet import (D, DATA_DENSITY, KCUT, LAM, M, N, NOISE, P, PHASE, R, REGUL
 from .derivation import Derivation, Verification, check_identity
 from .limits import Limit
 from .regulators import angular_factor, regulator as erg_regulator
+from .parsing import as_expression
 
 __all__ = ["cosnet_erg_certificate", "identity_table", "normalize_steps", "FISHER_SCALE", "DOMAIN",
            "REFERENCES"]
@@ -117,7 +118,7 @@ def normalize_steps(expr: sp.Expr) -> sp.Expr:
             return sp.DiracDelta(*args)
         scale, core = _split_positive(args[0])
         return sp.DiracDelta(core) / scale
-    return sp.sympify(expr).replace(sp.Heaviside, heaviside).replace(sp.DiracDelta, delta)
+    return as_expression(expr, "expr").replace(sp.Heaviside, heaviside).replace(sp.DiracDelta, delta)
 
 
 @lru_cache(maxsize=256)
@@ -159,7 +160,7 @@ def _delta_integral(integrand: sp.Expr, var: sp.Symbol) -> sp.Expr:
 
 def _numeric_form(expr: sp.Expr) -> sp.Expr:
     """Delta functions vanish at random (generic) points."""
-    return sp.sympify(expr).replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    return as_expression(expr, "expr").replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
 
 
 def _combine_integrals(expr: sp.Expr) -> sp.Expr:
@@ -197,14 +198,14 @@ def _verify(lhs: Any, rhs: Any = 0, *, domain: dict | None = None, points: int =
 
     Results are memoized on the identity (many do not depend on d or on the regulator)."""
     dom = tuple(sorted((domain or DOMAIN).items(), key=lambda kv: str(kv[0])))
-    return _verify_cached(sp.sympify(lhs), sp.sympify(rhs), dom, points, dps, stiff_only)
+    return _verify_cached(as_expression(lhs, "lhs"), as_expression(rhs, "rhs"), dom, points, dps, stiff_only)
 
 
 @lru_cache(maxsize=512)
 def _verify_cached(lhs: sp.Expr, rhs: sp.Expr, domain: tuple, points: int, dps: int,
                    stiff_only: bool) -> Verification:
     dom = dict(domain)
-    r = sp.sympify(lhs) - sp.sympify(rhs)
+    r = as_expression(lhs, "lhs") - as_expression(rhs, "rhs")
     rn = _drop_null_deltas(normalize_steps(r)) if r.has(sp.Heaviside, sp.DiracDelta) else r
     if rn.has(sp.Integral):
         rn = _combine_integrals(rn)

@@ -23,10 +23,11 @@ import sys
 from types import FrameType
 from typing import Sequence
 
-from .. import checks, limits
-from ..errors import SymbrgError
+from .. import checks
+from ..limits import ENV, lifted, parse_overrides, registry
+from ..errors import SymbrgError, UnknownName
 
-TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export")
+TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export", "limits")
 
 EPILOG = """examples:
   symbrg demo
@@ -105,6 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signal.signal(sig, handler)
 
 
+def _known_limits(argument: str, names: list[str]) -> None:
+    """Refuse a limit name that no engine declares (a typo would otherwise lift nothing, silently)."""
+    from .limits import ENGINES
+    for module in ENGINES:
+        importlib.import_module(module)
+    known = registry()
+    for name in names:
+        if name not in known:
+            raise UnknownName(argument, f"no limit is called {name!r}; `symbrg limits` lists them: "
+                                        f"{', '.join(sorted(known))}")
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -112,8 +125,10 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        overrides = {k: v for text in ns.limit for k, v in limits.parse_overrides(text).items()}
-        with limits.lifted(**overrides):
+        overrides = {k: v for text in ns.limit for k, v in parse_overrides(text).items()}
+        if overrides or os.environ.get(ENV):
+            _known_limits("--limit" if overrides else ENV, [*overrides, *parse_overrides(os.environ.get(ENV, ""), ENV)])
+        with lifted(**overrides):
             status = ns.func(ns)
     except SymbrgError as exc:
         print(f"symbrg: error: {exc}", file=sys.stderr)
