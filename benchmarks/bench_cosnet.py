@@ -24,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="d = 3 only")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    from symbrg import cosnet as cn, erg, theorem as th
-    from symbrg.derivation import check_identity
+    from symbrg.cosnet.theory import theory as cn
+    from symbrg.rg import erg
+    from symbrg.cosnet.theory import theorem as th
+    from symbrg.core.derivation import check_identity
     t_import = time.perf_counter() - t0
 
     dims = (3,) if args.quick else (1, 2, 3, 4)

@@ -4,8 +4,8 @@ Pipeline per member: init (all weights N(0,1)), 1000 epochs of per-sample SGD on
 weights (200 training points, lr 1e-6), diagonal Fisher on the Fisher set, 25 cutoffs of cumulative
 resampling, test MSE at each.  Three implementations, timed in the same run:
 
-* ``symbrg``: :func:`symbrg.experiment.run_shell_experiment`, all members stacked (blocks of 25) and
-  the readout SGD run as the exact dual epoch map of :mod:`symbrg.training`;
+* ``symbrg``: :func:`symbrg.ensembles.experiment.run_shell_experiment`, all members stacked (blocks of 25) and
+  the readout SGD run as the exact dual epoch map of :mod:`symbrg.ensembles.training`;
 * ``plain``: one network at a time in NumPy, written the plain way (frozen features computed once,
   then a Python loop over the 200 000 per-sample SGD steps on a 2000-vector, then the Fisher and
   the cutoff loop).  It is timed on a few members and extrapolated linearly to the ensemble
@@ -28,7 +28,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from symbrg.experiment import make_data, preset, run_shell_experiment  # noqa: E402
+from symbrg.ensembles.experiment import make_data, preset, run_shell_experiment  # noqa: E402
 
 
 def plain_member(cfg, data, seed: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import tracemalloc
 
 import numpy as np
 
-from symbrg.spectrum import fisher_dense, fisher_diagonal
+from symbrg.information.spectrum import fisher_dense, fisher_diagonal
 
 
 def measure(fn, repeat: int):

@@ -1,4 +1,4 @@
-"""Benchmark of the Gaussian-expectation engine (symbrg.gaussian).
+"""Benchmark of the Gaussian-expectation engine (symbrg.gaussian.expectations).
 
 Measures, in one process:
 
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from symbrg.gaussian import expectation
+from symbrg.gaussian.expectations import expectation
 
 
 def relu_by_hand(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:

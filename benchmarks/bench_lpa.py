@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="orders 2..8, Litim only")
     ap.add_argument("--max-order", type=int, default=None, help="largest order (default 16, quick 8)")
     args = ap.parse_args(argv)
-    from symbrg.lpa import KNOWN_LITIM_LPA_3D, fixed_point, lpa_truncation
+    from symbrg.rg.lpa import KNOWN_LITIM_LPA_3D, fixed_point, lpa_truncation
 
     top = args.max_order or (8 if args.quick else 16)
 

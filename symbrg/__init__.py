@@ -6,43 +6,43 @@ cos-net is the momentum-shell ERG of a free scalar, and compiles every result to
 
 Front door (each name is loaded from its module on first use)::
 
-    symbrg.mlp, symbrg.serial, symbrg.Dense, symbrg.Nonlinearity       kernel programs (symbrg.kernel)
-    symbrg.expectation                                                 Gaussian expectations (symbrg.gaussian)
+    symbrg.mlp, symbrg.serial, symbrg.Dense, symbrg.Nonlinearity       kernel programs (symbrg.kernels.architecture)
+    symbrg.expectation                                                 Gaussian expectations (symbrg.gaussian.expectations)
     symbrg.gaussian_regression, symbrg.gaussian_family, symbrg.fisher_dense, symbrg.fisher_diagonal,
-    symbrg.shell_split, symbrg.jeffreys_prior                          Fisher metrics (symbrg.fisher)
+    symbrg.shell_split, symbrg.jeffreys_prior                          Fisher metrics (symbrg.information.fisher)
     symbrg.coarse_grain, symbrg.nngp_flow, symbrg.predictive_flow,
-    symbrg.training_flow, symbrg.GaussianState                         Bayesian RG (symbrg.brg, symbrg.posterior)
-    symbrg.scalar_theory, symbrg.regulator, symbrg.wetterich_lpa       exact RG (symbrg.erg, symbrg.regulators)
-    symbrg.generalized_cosnet, symbrg.cosnet_erg_certificate           the cos-net theorem (symbrg.cosnet, symbrg.theorem)
-    symbrg.network, symbrg.train, symbrg.preset, symbrg.run_shell_experiment   ensembles (symbrg.network, ...)
-    symbrg.Derivation, symbrg.check_identity                           derivations (symbrg.derivation)
+    symbrg.training_flow, symbrg.GaussianState                         Bayesian RG (symbrg.rg.brg, symbrg.rg.posterior)
+    symbrg.scalar_theory, symbrg.regulator, symbrg.wetterich_lpa       exact RG (symbrg.rg.erg, symbrg.rg.regulators)
+    symbrg.generalized_cosnet, symbrg.cosnet_erg_certificate           the cos-net theorem (symbrg.cosnet.theory, symbrg.cosnet.theorem)
+    symbrg.ensembles.networks, symbrg.train, symbrg.preset, symbrg.run_shell_experiment   ensembles (symbrg.ensembles.networks, ...)
+    symbrg.Derivation, symbrg.check_identity                           derivations (symbrg.core.derivation)
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from .activations import Activation, activation
-from .errors import SymbrgError
+from symbrg.gaussian.activations import Activation, activation
+from symbrg.core.errors import SymbrgError
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "kernel": ("mlp", "serial", "Dense", "Nonlinearity", "Architecture"),
-    "gaussian": ("expectation",),
-    "codegen": ("Program",),
-    "derivation": ("Derivation", "check_identity"),
-    "fisher": ("gaussian_regression", "gaussian_family", "gaussian_process", "exponential_family",
+    "kernels.architecture": ("mlp", "serial", "Dense", "Nonlinearity", "Architecture"),
+    "gaussian.expectations": ("expectation",),
+    "core.codegen": ("Program",),
+    "core.derivation": ("Derivation", "check_identity"),
+    "information.fisher": ("gaussian_regression", "gaussian_family", "gaussian_process", "exponential_family",
                "fisher_dense", "fisher_diagonal", "shell_split", "jeffreys_prior"),
-    "brg": ("coarse_grain", "nngp_flow", "predictive_flow"),
-    "posterior": ("training_flow", "GaussianState"),
-    "erg": ("scalar_theory", "wetterich_lpa"),
-    "regulators": ("regulator",),
-    "cosnet": ("generalized_cosnet",),
-    "theorem": ("cosnet_erg_certificate",),
-    "network": ("network",),
-    "training": ("train",),
-    "experiment": ("preset", "run_shell_experiment"),
+    "rg.brg": ("coarse_grain", "nngp_flow", "predictive_flow"),
+    "rg.posterior": ("training_flow", "GaussianState"),
+    "rg.erg": ("scalar_theory", "wetterich_lpa"),
+    "rg.regulators": ("regulator",),
+    "cosnet.theory": ("generalized_cosnet",),
+    "cosnet.theorem": ("cosnet_erg_certificate",),
+    "ensembles.networks": ("network",),
+    "ensembles.training": ("train",),
+    "ensembles.experiment": ("preset", "run_shell_experiment"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 

@@ -1,4 +1,4 @@
-"""Tests of the Bayesian-RG engine (symbrg.brg) and the Gaussian training flow (symbrg.posterior)."""
+"""Tests of the Bayesian-RG engine (symbrg.rg.brg) and the Gaussian training flow (symbrg.rg.posterior)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,13 +6,13 @@ import pytest
 import sympy as sp
 from hypothesis import assume, given, settings, strategies as st
 
-from symbrg import brg
-from symbrg.brg import (coarse_grain, coarse_grain_modes, commuting_diagram, nngp_flow, predictive_flow,
+from symbrg.rg import brg
+from symbrg.rg.brg import (coarse_grain, coarse_grain_modes, commuting_diagram, nngp_flow, predictive_flow,
                         sample_coarse_grained, shell_moments, shell_weight, weights, wilsonian_ridge)
 from symbrg.cli import main
-from symbrg.errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinite, ShapeMismatch,
+from symbrg.core.errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinite, ShapeMismatch,
                            SymbrgError, UnknownName, Unsupported)
-from symbrg.posterior import GaussianState, training_flow, training_flow_derivation
+from symbrg.rg.posterior import GaussianState, training_flow, training_flow_derivation
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -7,9 +7,9 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
-from symbrg import errors
-from symbrg.codegen import Program, Workspace, lambdify
-from symbrg.special import ArcCosKernel, GramDet
+from symbrg.core import errors
+from symbrg.core.codegen import Program, Workspace, lambdify
+from symbrg.core.special import ArcCosKernel, GramDet
 
 x, y, s = sp.symbols("x y s", real=True)
 a, b, c = sp.symbols("a b c", real=True)
@@ -93,7 +93,7 @@ def test_printing_views():
 
 def test_erf_without_scipy_handles_scalars_and_arrays(monkeypatch):
     import builtins
-    from symbrg.activations import numpy_erf
+    from symbrg.core.special import numpy_erf
     real = builtins.__import__
 
     def no_scipy(name, *args, **kwargs):
@@ -138,7 +138,7 @@ def test_inplace_compilation_matches_the_plain_one(rows, cols, sv):
 
 def test_inplace_warm_call_allocates_nothing_of_array_size():
     import tracemalloc
-    from symbrg.kernel import S11, S12, S22, mlp
+    from symbrg.kernels.architecture import S11, S12, S22, mlp
     arch = mlp("relu", 4, 1.4, 0.1)
     row, col, pair = arch.nngp_program.partition([S11], [S22], [S12])
     rng = np.random.default_rng(0)
@@ -187,7 +187,7 @@ def test_inplace_source_does_not_depend_on_the_hash_seed():
     import os
     import subprocess
     import sys
-    code = ("from symbrg.kernel import S11, S22, S12, mlp\n"
+    code = ("from symbrg.kernels.architecture import S11, S22, S12, mlp\n"
             "r, c, p = mlp('relu', 2, 1.3, 0.2).ntk_program.partition([S11], [S22], [S12])\n"
             "print(p.source_inplace([S12, *[o for o in r.outputs if 'hoisted_c' not in o.name], *c.outputs]))")
     sources = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

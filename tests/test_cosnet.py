@@ -1,5 +1,5 @@
-"""Tests of the generalized cos-net field theories (symbrg.cosnet) and the BRG = ERG certificate
-(symbrg.theorem, ``symbrg prove cosnet-erg``)."""
+"""Tests of the generalized cos-net field theories (symbrg.cosnet.theory) and the BRG = ERG certificate
+(symbrg.cosnet.theorem, ``symbrg prove cosnet-erg``)."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,10 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
-from symbrg import cosnet as cn
-from symbrg import theorem as th
+from symbrg.cosnet.theory import theory as cn
+from symbrg.cosnet.theory import theorem as th
 from symbrg.cli import main
-from symbrg.errors import InvalidArgument, NotPositive, OutOfRange, UnknownName, Unsupported
+from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, UnknownName, Unsupported
 
 SETTINGS = settings(max_examples=25, deadline=None)
 SE = 5.0  # Monte-Carlo tolerance in standard errors
@@ -135,9 +135,9 @@ def test_cos2_gaussian_input_against_monte_carlo():
 
 
 def test_readout_fisher_against_the_fisher_engine():
-    """Exact Gaussian-input Fisher of every readout weight vs symbrg.fisher's diagonal Gauss-Newton
+    """Exact Gaussian-input Fisher of every readout weight vs symbrg.information.fisher's diagonal Gauss-Newton
     Fisher of the readout Jacobian on T sampled inputs (5 standard errors of the sample mean)."""
-    from symbrg.fisher import fisher_diagonal
+    from symbrg.information.fisher import fisher_diagonal
     rng = np.random.default_rng(7)
     net = cn.generalized_cosnet(2, 3.0, 0.5)
     width, T, s_x, noise = 40, 20_000, 0.6, 0.3

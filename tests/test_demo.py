@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("symbrg.gaussian")
+pytest.importorskip("symbrg.gaussian.expectations")
 
 from symbrg.cli import demo, main  # noqa: E402
-from symbrg.kernel import mlp  # noqa: E402
+from symbrg.kernels.architecture import mlp  # noqa: E402
 
 
 def test_quick_tour_runs_and_writes_latex(tmp_path, capsys):

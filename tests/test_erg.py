@@ -8,10 +8,12 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
-from symbrg import erg, lpa
+from symbrg.rg import erg
+
+from symbrg.rg import lpa
 from symbrg.cli import main
-from symbrg.errors import InvalidArgument, NotPositive, OutOfRange, Unsupported, UnknownName
-from symbrg.regulators import D, ETA, W, Y, Z, regulator
+from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, Unsupported, UnknownName
+from symbrg.rg.regulators import D, ETA, W, Y, Z, regulator
 
 LAM = erg.LAMBDA
 
@@ -91,7 +93,7 @@ def test_quadrature_threshold_derivative_recursion():
     f = lambda w: R._quad("A", 1, mpmath.mpf(3), w)  # noqa: E731
     assert abs(mpmath.diff(f, mpmath.mpf("0.3")) + 2 * R._quad("A", 2, mpmath.mpf(3), mpmath.mpf("0.3"))) < 1e-10
     # codegen compiles the quadrature-backed function
-    from symbrg.codegen import lambdify
+    from symbrg.core.codegen import lambdify
     g = lambdify(l1, [W], "mpmath")
     assert abs(g(mpmath.mpf("0.3")) - R.threshold_value(1, 3, 0.3)) < 1e-12
 

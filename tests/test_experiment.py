@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from symbrg.cli import main
-from symbrg.errors import InvalidArgument, NonFinite, NotPositive, OutOfRange, OutputExists, UnknownName
-from symbrg.experiment import (PAPER_LAMBDAS, critical_cutoff, fisher_split, make_data, preset,
+from symbrg.core.errors import InvalidArgument, NonFinite, NotPositive, OutOfRange, OutputExists, UnknownName
+from symbrg.ensembles.experiment import (PAPER_LAMBDAS, critical_cutoff, fisher_split, make_data, preset,
                                renormalize, run_shell_experiment)
 
 QUIET = dict(progress=lambda line: None)

@@ -1,4 +1,4 @@
-"""Tests for symbrg.fisher (closed-form metrics, Jeffreys priors, identities) and symbrg.spectrum
+"""Tests for symbrg.information.fisher (closed-form metrics, Jeffreys priors, identities) and symbrg.information.spectrum
 (numeric ensemble Fisher, stiff/sloppy split, infinite-width link)."""
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import sympy as sp
 import sympy.stats as st
 from hypothesis import given, settings, strategies as hs
 
-from symbrg import codegen, errors
+from symbrg.core import codegen
+
+from symbrg.core import errors
 from symbrg.cli import main
-from symbrg.fisher import (check_kl_curvature, check_reparametrization, check_score_identity,
+from symbrg.information.fisher import (check_kl_curvature, check_reparametrization, check_score_identity,
                            exponential_family, gaussian_family, gaussian_process, gaussian_regression,
                            gp_fisher, jeffreys_prior, network_fisher)
-from symbrg.spectrum import (fisher_dense, fisher_diagonal, kernel_operator_spectrum, mercer_features,
+from symbrg.information.spectrum import (fisher_dense, fisher_diagonal, kernel_operator_spectrum, mercer_features,
                              readout_fisher_spectrum, readout_jacobian, shell_split)
 
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -62,7 +64,7 @@ def test_gp_rbf_length_scale_closed_form():
     rho = sp.exp(-r ** 2 / (2 * ell ** 2))
     drho = sp.diff(rho, ell)
     expected = (1 + rho ** 2) * drho ** 2 / (1 - rho ** 2) ** 2  # ½ tr((K⁻¹K')²) by hand
-    from symbrg.derivation import check_identity
+    from symbrg.core.derivation import check_identity
     assert check_identity(g[0, 0], expected).verified
     assert g.derivation.verified
     # the numeric GP metric (any T, with noise) is the same formula
@@ -232,7 +234,7 @@ def test_diagonal_fisher_memory_is_order_p():
 
 
 def test_numeric_fisher_of_a_network_equals_the_symbolic_jacobian():
-    from symbrg.network import network
+    from symbrg.ensembles.networks import network
     net = network((2, 3, 1), "tanh", sigma_w=1.2, sigma_b=0.3)
     ens = net.init(3, seed=0)
     X = np.random.default_rng(1).normal(size=(5, 2))
@@ -302,7 +304,7 @@ def test_readout_fisher_spectrum_is_the_kernel_operator_spectrum():
 
 def test_infinite_width_link_nngp_and_convergence_of_finite_width_features():
     import symbrg
-    from symbrg.network import network
+    from symbrg.ensembles.networks import network
     sw, sb, T, noise = 1.5, 0.4, 10, 0.5
     X = np.random.default_rng(4).normal(size=(T, 3))
     K = symbrg.mlp("relu", 1, sw, sb).nngp(X)

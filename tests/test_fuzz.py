@@ -1,6 +1,6 @@
 """Fuzz suite over the command line and the public API (issue 12, "Trust").
 
-Every bad input must end in a :class:`symbrg.errors.SymbrgError` (Python) or exit status 2 with exactly
+Every bad input must end in a :class:`symbrg.core.errors.SymbrgError` (Python) or exit status 2 with exactly
 one line on stderr (command line): never a traceback, a hang, code execution or a silently accepted
 value.  Three layers:
 
@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import symbrg
 from symbrg.cli import main
-from symbrg.errors import SymbrgError
+from symbrg.core.errors import SymbrgError
 
 HANG_SECONDS = 20
 CANARY = Path("/tmp/symbrg-fuzz-canary")

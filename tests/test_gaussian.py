@@ -1,4 +1,4 @@
-"""Tests of the Gaussian-expectation engine (symbrg.gaussian) and its stable nodes (symbrg.special).
+"""Tests of the Gaussian-expectation engine (symbrg.gaussian.expectations) and its stable nodes (symbrg.core.special).
 
 Closed forms are checked against independent 2-D quadrature (NumPy split Gauss-Legendre, and
 mpmath for the kinked activations), against Monte Carlo (5 standard errors from the sample),
@@ -16,11 +16,11 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
-from symbrg.activations import X, activation
-from symbrg.derivation import check_identity
-from symbrg.errors import InvalidArgument, NotPositive, UnknownName, Unsupported
-from symbrg.gaussian import Q11, Q12, Q22, expectation, expectation_derivation, explicit
-from symbrg.special import ArcCosKernel
+from symbrg.gaussian.activations import X, activation
+from symbrg.core.derivation import check_identity
+from symbrg.core.errors import InvalidArgument, NotPositive, UnknownName, Unsupported
+from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation, expectation_derivation, explicit
+from symbrg.core.special import ArcCosKernel
 
 CLOSED = ["relu", "leaky_relu:0.2", "abrelu:-0.5,2", "abs", "rectified:0", "rectified:1", "rectified:2",
           "rectified:3", "rectified:4", "step", "sign", "identity", "affine:2,-1", "monomial:5", "monomial:6",
@@ -238,7 +238,7 @@ def test_tanh_series_within_its_bound():
     e = expectation("tanh", tol=1e-8)
     assert e.method == "series" and e.rule == "mehler" and 0 < e.order <= 400 and e.bound <= 1e-8
     q = expectation("tanh", method="quadrature", degree=24).compile()
-    from symbrg.codegen import lambdify
+    from symbrg.core.codegen import lambdify
     b = lambdify(e.bound_expr, [Q11, Q12, Q22])
     q11 = np.array([0.02, 0.5, 1.3, 3.9, 3.9])
     q22 = np.array([0.03, 2.0, 0.7, 3.0, 3.9])
@@ -275,7 +275,7 @@ def test_forced_series_and_forced_quadrature_for_closed_forms():
 
 
 def test_mpmath_evaluation_of_series_node_matches_numpy():
-    from symbrg.gaussian import _hermite_coefficient_class
+    from symbrg.gaussian.expectations import _hermite_coefficient_class
     node = _hermite_coefficient_class(activation("tanh"), False)
     with mpmath.workdps(20):
         for n in (1, 3, 8):
@@ -331,7 +331,7 @@ def test_bad_input():
 def test_series_and_quadrature_nodes_are_differentiable():
     """d/dq of a Hermite coefficient through f' (kernel programs differentiate in hyperparameters);
     d/dq12 of a quadrature node is the quadrature of E[f' g'] (Price)."""
-    from symbrg.codegen import lambdify
+    from symbrg.core.codegen import lambdify
     e = expectation("tanh", tol=1e-8)
     d11 = lambdify(sp.diff(e.expr, Q11), [Q11, Q12, Q22])
     fn, h = e.compile(), 1e-5

@@ -6,9 +6,9 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
-from symbrg import errors
-from symbrg.kernel import Dense, Nonlinearity, S12, mlp, serial
-from symbrg.network import network
+from symbrg.core import errors
+from symbrg.kernels.architecture import Dense, Nonlinearity, S12, mlp, serial
+from symbrg.ensembles.networks import network
 
 RNG = np.random.default_rng(1234)
 X = RNG.normal(size=(6, 3))
@@ -79,7 +79,7 @@ _EVERY = ["relu", "leaky_relu", "abrelu:-0.5,2", "abs", "rectified:3", "step", "
 def test_every_registered_activation_takes_the_tiled_path():
     """Each name of the registry (parameters where required): the tiled, staged, in-place Gram
     matrix equals the unstaged program on the full grid, NNGP and NTK."""
-    from symbrg.activations import REGISTRY
+    from symbrg.gaussian.activations import REGISTRY
     assert {a.split(":")[0] for a in _EVERY} == set(REGISTRY)
     x = np.random.default_rng(8).normal(size=(11, 3))
     for act in _EVERY:

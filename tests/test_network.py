@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from symbrg import ensemble as E
-from symbrg.errors import InvalidArgument, NonFinite, NotPositive, OutOfRange, UnknownName
-from symbrg.network import network
-from symbrg.training import readout_design, train
+from symbrg.ensembles import ensemble as E
+from symbrg.core.errors import InvalidArgument, NonFinite, NotPositive, OutOfRange, UnknownName
+from symbrg.ensembles.networks import network
+from symbrg.ensembles.training import readout_design, train
 
 RNG = np.random.default_rng(12345)
 X = RNG.standard_normal((6, 3))

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from symbrg.cli import main
-from symbrg.ensemble import percentile_bootstrap
-from symbrg.errors import InvalidArgument, NotPositive, OutOfRange, TooExpensive, Unsupported, UnknownName
-from symbrg.experiment import (check_cost, estimate_cost, member_data, preset, run_shell_experiment,
+from symbrg.ensembles.ensemble import percentile_bootstrap
+from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, TooExpensive, Unsupported, UnknownName
+from symbrg.ensembles.experiment import (check_cost, estimate_cost, member_data, preset, run_shell_experiment,
                                shell_statistics, summary)
-from symbrg.limits import lifted
-from symbrg.network import network
-from symbrg.training import train
+from symbrg.core.limits import lifted
+from symbrg.ensembles.networks import network
+from symbrg.ensembles.training import train
 
 QUIET = dict(progress=lambda line: None)
 TINY = dict(widths=(2, 10, 10, 200, 1), sigma_w=(2 ** 0.5, 10 ** 0.5, 10 ** 0.5, 200 ** 0.5),

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from symbrg import checks
+from symbrg.core import checks
 from symbrg.cli import main
-from symbrg.errors import InvalidArgument, OutputExists
+from symbrg.core.errors import InvalidArgument, OutputExists
 
 X = np.random.default_rng(7).normal(size=(5, 3))
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from symbrg.activations import activation
-from symbrg.codegen import lambdify
-from symbrg.gaussian import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map
-from symbrg.kernel import _pair_gap, mlp
+from symbrg.gaussian.activations import activation
+from symbrg.core.codegen import lambdify
+from symbrg.gaussian.expectations import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map
+from symbrg.kernels.architecture import _pair_gap, mlp
 
 # every activation with a closed form that mlp offers; the homogeneous ones carry the accurate gap
 HOMOGENEOUS = ["relu", "step", "sign", "abs", "leaky_relu", "abrelu:0.3,1.2", "rectified:2", "identity"]

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbrg import checks, errors, limits
+from symbrg.core import checks
+
+from symbrg.core import errors
+
+from symbrg.core import limits
 from symbrg.cli import main
-from symbrg.codegen import Program
-from symbrg.kernel import Dense, Nonlinearity, mlp, serial
+from symbrg.core.codegen import Program
+from symbrg.kernels.architecture import Dense, Nonlinearity, mlp, serial
 
 X = np.random.default_rng(12).normal(size=(5, 3))
 S = sp.Symbol("s", positive=True)
@@ -336,7 +340,7 @@ def test_zero_inputs_fill_a_memmap_and_a_first_layer_bias_needs_no_special_path(
 
 
 def test_activations_refuse_complex_and_text_arrays():
-    from symbrg.activations import activation
+    from symbrg.gaussian.activations import activation
     phi = activation("tanh")
     np.testing.assert_array_equal(phi(np.array([1, 2])), np.tanh([1.0, 2.0]))     # integers are real
     for bad in (np.array([1 + 1j]), np.array(["1"])):

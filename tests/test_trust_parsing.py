@@ -1,4 +1,4 @@
-"""No code execution from input: the safe parser (symbrg.parsing) and every place user text enters.
+"""No code execution from input: the safe parser (symbrg.core.parsing) and every place user text enters.
 
 * an injection corpus (attribute access, dunders, lambda, comprehensions, strings and escapes, ...)
   refused with InvalidArgument naming the argument, through the Python API and the command line
@@ -18,16 +18,16 @@ import pytest
 import sympy as sp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from symbrg import limits
-from symbrg.activations import activation
-from symbrg.brg import shell_weight
+from symbrg.core import limits
+from symbrg.gaussian.activations import activation
+from symbrg.rg.brg import shell_weight
 from symbrg.cli import main
 from symbrg.cli.erg import parse_dimension
-from symbrg.derivation import check_identity
-from symbrg.errors import InvalidArgument, TooExpensive
-from symbrg.parsing import (MAX_BITS, MAX_DEPTH, as_expression, parse_expression, parse_list,
+from symbrg.core.derivation import check_identity
+from symbrg.core.errors import InvalidArgument, TooExpensive
+from symbrg.core.parsing import (MAX_BITS, MAX_DEPTH, as_expression, parse_expression, parse_list,
                             parse_number)
-from symbrg.regulators import angular_factor, loop_volume, regulator
+from symbrg.rg.regulators import angular_factor, loop_volume, regulator
 
 x, y = sp.symbols("x y", real=True)
 XY = {"x": x, "y": y}

@@ -6,13 +6,17 @@ import mpmath
 import pytest
 import sympy as sp
 
-from symbrg import erg, limits, lpa
-from symbrg.checks import resolve_symbols
+from symbrg.rg import erg
+
+from symbrg.core import limits
+
+from symbrg.rg import lpa
+from symbrg.core.checks import resolve_symbols
 from symbrg.cli import main
-from symbrg.errors import InvalidArgument, OutOfRange, TooExpensive, UnknownName
-from symbrg.fisher import (check_kl_curvature, gaussian_family, gaussian_process, gaussian_regression,
+from symbrg.core.errors import InvalidArgument, OutOfRange, TooExpensive, UnknownName
+from symbrg.information.fisher import (check_kl_curvature, gaussian_family, gaussian_process, gaussian_regression,
                            gp_fisher, jeffreys_prior)
-from symbrg.regulators import regulator
+from symbrg.rg.regulators import regulator
 
 a, b, x = sp.symbols("a b x", real=True)
 
@@ -189,7 +193,8 @@ def test_symbolic_gp_fisher_bounded_and_numeric_path_named():
 
 def test_sampling_and_shell_weight_domains():
     import numpy as np
-    from symbrg import brg, cosnet
+    from symbrg.rg import brg
+    from symbrg.cosnet.theory import theory as cosnet
     net = cosnet.generalized_cosnet(2, 3, 1)
     X = np.ones((2, 2))
     with pytest.raises(TooExpensive) as exc:
@@ -209,7 +214,7 @@ def test_sampling_and_shell_weight_domains():
 
 
 def test_cosnet_momentum_symbol_by_name():
-    from symbrg import cosnet
+    from symbrg.cosnet.theory import theory as cosnet
     p = sp.Symbol("p")                                          # not cosnet.P (positive)
     fr = cosnet.radial_frequencies(p ** 2, 2)
     assert fr.density == cosnet.P ** 2
@@ -223,14 +228,14 @@ def test_cosnet_momentum_symbol_by_name():
 def test_brg_derivation_depth_bounded(capsys):
     err = _one_line_error(capsys, ["derive", "brg", "--depth", "5000"], "depth")
     assert "--limit brg_depth=" in err
-    from symbrg.brg import nngp_brg_derivation
+    from symbrg.rg.brg import nngp_brg_derivation
     with limits.lifted(brg_depth=1), pytest.raises(TooExpensive):
         nngp_brg_derivation("relu", 2)
     assert nngp_brg_derivation("relu", 2, kernel=False).steps
 
 
 def test_mode_flow_cutoff_by_name():
-    from symbrg.brg import coarse_grain_modes
+    from symbrg.rg.brg import coarse_grain_modes
     lam = sp.Symbol("Lambda", positive=True)
     mode = coarse_grain_modes([2], lam, [1], [1], prescription="jeffreys", regulator="exponential")[0]
     want = mode.flow(lam)

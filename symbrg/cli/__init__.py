@@ -1,7 +1,7 @@
 """The ``symbrg`` command line.
 
 Job: parse arguments and dispatch to the engines; print results; turn every
-:class:`symbrg.errors.SymbrgError` into one line on stderr and exit status 2 (no traceback).
+:class:`symbrg.core.errors.SymbrgError` into one line on stderr and exit status 2 (no traceback).
 
 Each topic lives in its own module ``symbrg.cli.<topic>`` exposing
 ``register(commands, derive)``: ``commands`` is the top-level sub-parser set (``symbrg kernel``,
@@ -23,9 +23,9 @@ import sys
 from types import FrameType
 from typing import Sequence
 
-from .. import checks
-from ..limits import ENV, lifted, parse_overrides, registry
-from ..errors import SymbrgError, UnknownName
+from symbrg.core import checks
+from symbrg.core.limits import ENV, lifted, parse_overrides, registry
+from symbrg.core.errors import SymbrgError, UnknownName
 
 TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export", "limits")
 
@@ -85,7 +85,7 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     """Signal handler: remove the temporary files being written, print one line, exit 128 + signum.
 
     ``os._exit`` rather than an exception: an exception would wait for the worker threads of a
-    Gram matrix (:func:`symbrg.kernel._gram_tiled`) to finish every tile before the run ends.
+    Gram matrix (:func:`symbrg.kernels.architecture._gram_tiled`) to finish every tile before the run ends.
     """
     checks.remove_temporaries()
     os.write(2, f"symbrg: interrupted ({signal.Signals(signum).name})\n".encode())
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _known_limits(argument: str, names: list[str]) -> None:
     """Refuse a limit name that no engine declares (a typo would otherwise lift nothing, silently)."""
-    from .limits import ENGINES
+    from symbrg.cli.limits import ENGINES
     for module in ENGINES:
         importlib.import_module(module)
     known = registry()

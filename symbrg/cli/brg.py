@@ -1,7 +1,7 @@
 """``symbrg derive brg``: print the Bayesian-RG flow of an infinite-width network's posterior.
 
-Job: parse the architecture and regulator, call :mod:`symbrg.brg` (and :mod:`symbrg.posterior` for
-the training flow), render with :func:`symbrg.export.render`.
+Job: parse the architecture and regulator, call :mod:`symbrg.rg.brg` (and :mod:`symbrg.rg.posterior` for
+the training flow), render with :func:`symbrg.core.printing.render`.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ PARTS = ("nngp", "shell", "training", "all")
 
 
 def _derivation(ns: argparse.Namespace):
-    from ..brg import information_shell_derivation, nngp_brg_derivation
-    from ..checks import choice
-    from ..posterior import training_flow_derivation
+    from symbrg.rg.brg import information_shell_derivation, nngp_brg_derivation
+    from symbrg.core.checks import choice
+    from symbrg.rg.posterior import training_flow_derivation
     choice("part", ns.part, PARTS)
     reg = None if ns.regulator == "sharp" else ns.regulator
     if ns.part == "shell":
@@ -43,7 +43,7 @@ def _derivation(ns: argparse.Namespace):
 
 
 def _handler(ns: argparse.Namespace) -> int:
-    from ..export import render
+    from symbrg.core.printing import render
     d = _derivation(ns)
     print(render(d, ns.format), end="")
     return 0
@@ -63,6 +63,6 @@ def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersA
                         "default power:4")
     p.add_argument("--part", default="nngp", choices=PARTS, help="which derivation; default nngp")
     p.add_argument("--no-kernel", action="store_true", help="omit the per-layer kernel recursion")
-    from ..export import FORMATS
+    from symbrg.core.printing import FORMATS
     p.add_argument("--format", default="text", choices=FORMATS, help="output format; default text")
     p.set_defaults(func=_handler)

@@ -1,6 +1,6 @@
 """``symbrg prove cosnet-erg`` and ``symbrg derive cosnet``: the cos-net BRG = ERG theorem.
 
-Job: parse the dimension and regulator, build the certificate with :mod:`symbrg.theorem`, print it
+Job: parse the dimension and regulator, build the certificate with :mod:`symbrg.cosnet.theorem`, print it
 (text, LaTeX, Markdown or JSON) and exit 0 only when every identity is verified (1 otherwise).
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import command_group
+from symbrg.cli import command_group
 
 EPILOG = """examples:
   symbrg prove cosnet-erg --dim 3 --regulator sharp
@@ -30,16 +30,16 @@ DERIVE_EPILOG = """examples:
 
 
 def _certificate(ns: argparse.Namespace):
-    from ..checks import choice
-    from ..cosnet import REGULATOR_NAMES
-    from ..theorem import cosnet_erg_certificate
+    from symbrg.core.checks import choice
+    from symbrg.cosnet.theory import REGULATOR_NAMES
+    from symbrg.cosnet.theorem import cosnet_erg_certificate
     choice("regulator", ns.regulator, REGULATOR_NAMES)
     return cosnet_erg_certificate(ns.dim, ns.regulator, points=ns.points)
 
 
 def _prove(ns: argparse.Namespace) -> int:
-    from ..export import render
-    from ..theorem import identity_table
+    from symbrg.core.printing import render
+    from symbrg.cosnet.theorem import identity_table
     cert = _certificate(ns)
     rows = identity_table(cert)
     ok = bool(cert.verified and rows and all(r["verified"] for r in rows))
@@ -61,7 +61,7 @@ def _prove(ns: argparse.Namespace) -> int:
 
 
 def _derive(ns: argparse.Namespace) -> int:
-    from ..export import render
+    from symbrg.core.printing import render
     print(render(_certificate(ns), ns.format), end="")
     return 0
 
@@ -73,7 +73,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersAction) -> None:
-    from ..export import FORMATS
+    from symbrg.core.printing import FORMATS
     which = command_group(commands, "prove", help="machine-checked theorems (cosnet-erg)",
                           description="Build and check a proof certificate.", dest="theorem",
                           metavar="THEOREM", epilog="examples:\n  symbrg prove cosnet-erg --dim 3 --regulator sharp\n")

@@ -8,7 +8,7 @@ Job: show the package end to end.  The tour
    pair of inputs the sample mean of :math:`f(x)f(x')` over :math:`M` networks must lie within
    5 standard errors (:math:`\hat s/\sqrt M`, from the sample) of :math:`K^{L}(x, x')`;
 3. a Fisher metric, 4. a BRG flow and 5. the cos-net BRG = ERG theorem certificate, each taken
-   from the derivations library (:mod:`symbrg.library`) when its engine is installed;
+   from the derivations library (:mod:`symbrg.documents.library`) when its engine is installed;
 
 and writes every derivation as a standalone LaTeX document into a folder it names.
 """
@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import checks, library
-from ..derivation import Derivation
-from ..errors import OutputExists
+from symbrg.core import checks
+
+from symbrg.documents import library
+from symbrg.core.derivation import Derivation
+from symbrg.core.errors import OutputExists
 
 EPILOG = """examples:
   symbrg demo                      # the tour; LaTeX goes to a fresh temporary folder
@@ -52,15 +54,15 @@ def _say(text: str = "") -> None:
 def ensemble_check(inputs: np.ndarray, members: int, width: int, *, seed: int = 0,
                    block: int = 200) -> dict[str, Any]:
     r"""Monte-Carlo NNGP of the demo network: the mean of :math:`f(x_i) f(x_j)` over ``members``
-    finite-width networks (:func:`symbrg.ensemble.nngp_comparison`, drawn in blocks of ``block``)
+    finite-width networks (:func:`symbrg.ensembles.ensemble.nngp_comparison`, drawn in blocks of ``block``)
     against the kernel of :func:`symbrg.mlp`.
 
     Returns ``kernel`` (exact, P x P), ``mc`` (sample mean), ``se`` (standard error of the mean,
     from the sample) and ``ok`` (every entry within :data:`STANDARD_ERRORS` standard errors).
     """
-    from ..ensemble import Comparison, nngp_comparison
-    from ..kernel import mlp
-    from ..network import network
+    from symbrg.ensembles.ensemble import Comparison, nngp_comparison
+    from symbrg.kernels.architecture import mlp
+    from symbrg.ensembles.networks import network
     x = checks.finite_array("inputs", inputs, ndim=2)
     width = checks.integer("width", width, minimum=1)
     net = network((x.shape[1],) + (width,) * DEPTH + (1,), ACTIVATION, sigma_w=SIGMA_W,
@@ -95,8 +97,8 @@ def per_layer_map() -> "sp.Equality":
     \mathbb E[\varphi(u)\varphi(v)]`, the expectation written out by the Gaussian-expectation
     engine at :math:`(q_{11}, q_{12}, q_{22}) = (K^{(l)}_{11}, K^{(l)}_{12}, K^{(l)}_{22})`."""
     import sympy as sp
-    from ..gaussian import Q11, Q12, Q22, expectation
-    from ..kernel import mlp
+    from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
+    from symbrg.kernels.architecture import mlp
     arch = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B)
     sym = {s.name: s for s in arch.values}
     k = {ij: sp.Symbol(f"K^{{(l)}}_{{{ij}}}", positive=ij != "12", real=True) for ij in ("11", "12", "22")}
@@ -108,8 +110,8 @@ def per_layer_map() -> "sp.Equality":
 
 def _kernel_part(out: Path, force: bool) -> Path:
     import sympy as sp
-    from ..export import display
-    from ..kernel import mlp
+    from symbrg.core.printing import display
+    from symbrg.kernels.architecture import mlp
     _say(f"[1/5] Kernel: the NNGP of a depth-{DEPTH} ReLU network (sigma_w = {SIGMA_W}, "
          f"sigma_b = {SIGMA_B}; neural-tangents convention)")
     _say("  K^(0)(x,x') = sigma_b^2 + sigma_w^2 x.x'/d,  K^(l+1) = sigma_b^2 + sigma_w^2 "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import command_group
+from symbrg.cli import command_group
 
 EPILOG = """examples:
   symbrg experiment shell --preset paper --out runs/paper
@@ -31,8 +31,8 @@ OPTIONS = {"members": "--members", "fisher_set": "--fisher-set", "seed": "--seed
 
 
 def run_shell(ns: argparse.Namespace) -> int:
-    from ..errors import SymbrgError
-    from ..experiment import preset, run_shell_experiment, summary
+    from symbrg.core.errors import SymbrgError
+    from symbrg.ensembles.experiment import preset, run_shell_experiment, summary
     overrides = {k: getattr(ns, k) for k in OPTIONS if k not in ("out", "resume", "preset")
                  and getattr(ns, k) is not None}
     if ns.afresh:

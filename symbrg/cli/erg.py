@@ -6,11 +6,11 @@ import json
 
 import sympy as sp
 
-from ..checks import positive
-from ..errors import InvalidArgument
-from ..parsing import parse_expression
-from . import command_group
-from ..export import FORMATS, render
+from symbrg.core.checks import positive
+from symbrg.core.errors import InvalidArgument
+from symbrg.core.parsing import parse_expression
+from symbrg.cli import command_group
+from symbrg.core.printing import FORMATS, render
 
 ERG_EPILOG = """examples:
   symbrg erg lpa --dim 3 --regulator litim --order 10
@@ -36,7 +36,7 @@ DERIVE_EPILOG = """examples:
 def parse_dimension(text: str) -> int | sp.Rational | sp.Symbol:
     """``"3"`` -> 3, ``"2.5"`` or ``"5/2"`` -> 5/2 (exact, > 0), ``"d"`` -> the positive symbol d.
 
-    Read with the safe parser (:mod:`symbrg.parsing`); anything but a number, a fraction or one
+    Read with the safe parser (:mod:`symbrg.core.parsing`); anything but a number, a fraction or one
     symbol name is refused naming ``dim``.
     """
     value = parse_expression(text, "dim", new_symbols=lambda name: sp.Symbol(name, positive=True))
@@ -58,9 +58,9 @@ def _fp_dict(fp) -> dict:
 
 
 def run_lpa(ns: argparse.Namespace) -> int:
-    from ..lpa import convergence_table, fixed_point, lpa_truncation
-    from ..checks import choice, integer
-    from ..regulators import regulator, working_precision
+    from symbrg.rg.lpa import convergence_table, fixed_point, lpa_truncation
+    from symbrg.core.checks import choice, integer
+    from symbrg.rg.regulators import regulator, working_precision
     R = regulator(ns.regulator)
     working_precision("dps", ns.dps, R.name == "sharp" or R.inner is not None)  # before any work
     d = parse_dimension(ns.dim)
@@ -101,9 +101,9 @@ def run_lpa(ns: argparse.Namespace) -> int:
 
 
 def run_compare(ns: argparse.Namespace) -> int:
-    from ..checks import choice, integer
-    from ..lpa import compare_regulators
-    from ..regulators import working_precision
+    from symbrg.core.checks import choice, integer
+    from symbrg.rg.lpa import compare_regulators
+    from symbrg.rg.regulators import working_precision
     working_precision("dps", ns.dps, closed_form=False)
     choice("truncation", ns.truncation, ("lpa", "lpa'"))
     rows = compare_regulators(ns.regulators, parse_dimension(ns.dim), integer("order", ns.order, minimum=2),
@@ -120,7 +120,7 @@ def run_compare(ns: argparse.Namespace) -> int:
 
 
 def run_gaussian(ns: argparse.Namespace) -> int:
-    from ..lpa import gaussian_fixed_point
+    from symbrg.rg.lpa import gaussian_fixed_point
     g = gaussian_fixed_point(ns.regulator, parse_dimension(ns.dim), ns.order)
     if ns.json:
         print(json.dumps({k: (sp.sstr(v) if not isinstance(v, (list, bool)) else
@@ -136,8 +136,8 @@ def run_gaussian(ns: argparse.Namespace) -> int:
 
 def run_threshold(ns: argparse.Namespace) -> int:
     import mpmath
-    from ..checks import scalar
-    from ..regulators import W, regulator, working_precision
+    from symbrg.core.checks import scalar
+    from symbrg.rg.regulators import W, regulator, working_precision
     R = regulator(ns.regulator)
     working_precision("dps", ns.dps, R.name == "sharp" or R.inner is not None)
     if ns.w is not None:
@@ -154,7 +154,8 @@ def run_threshold(ns: argparse.Namespace) -> int:
 
 
 def run_derive(ns: argparse.Namespace) -> int:
-    from .. import erg, lpa
+    from symbrg.rg import erg
+    from symbrg.rg import lpa
     d = parse_dimension(ns.dim)
     if ns.what == "wetterich":
         dv = erg.wetterich_derivation(ns.regulator, d, truncation=ns.truncation)
@@ -164,7 +165,7 @@ def run_derive(ns: argparse.Namespace) -> int:
                  "gaussian": lambda: erg.gaussian_modes_derivation(
                      None if ns.regulator == "any" else ns.regulator),
                  "wilson": lambda: erg.wilson_shell_derivation(d)}
-        from ..checks import choice
+        from symbrg.core.checks import choice
         choice("part", ns.part, parts)
         dv = parts[ns.part]()
     elif ns.what == "lpa":

@@ -1,6 +1,6 @@
 """``symbrg export``: write the derivations library (or one derivation) as documents.
 
-Job: the command-line face of :mod:`symbrg.library`.  ``--all DIR`` regenerates every document;
+Job: the command-line face of :mod:`symbrg.documents.library`.  ``--all DIR`` regenerates every document;
 ``NAME`` prints or writes one; ``--list`` names them; ``--check DIR`` reports stale files.
 """
 from __future__ import annotations
@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import checks, library
-from ..errors import InvalidArgument, UnknownName
-from ..export import FORMATS, render
+from symbrg.core import checks
+
+from symbrg.documents import library
+from symbrg.core.errors import InvalidArgument, UnknownName
+from symbrg.core.printing import FORMATS, render
 
 EPILOG = """examples:
   symbrg export --list

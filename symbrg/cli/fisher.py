@@ -1,7 +1,7 @@
 """``symbrg derive fisher``: print a Fisher metric in closed form (text, LaTeX or Markdown).
 
-Job: parse a model description, call :mod:`symbrg.fisher`, render the derivation with
-:func:`symbrg.export.render`.
+Job: parse a model description, call :mod:`symbrg.information.fisher`, render the derivation with
+:func:`symbrg.core.printing.render`.
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import argparse
 
 import sympy as sp
 
-from ..checks import integer, positive
-from ..errors import InvalidArgument, UnknownName
-from ..parsing import parse_expression, parse_list
+from symbrg.core.checks import integer, positive
+from symbrg.core.errors import InvalidArgument, UnknownName
+from symbrg.core.parsing import parse_expression, parse_list
 
 MODELS = ("gaussian-regression", "gp", "normal")
 #: Named kernels k(x, x') in the symbols x, x' (``nngp:<activation>[:depth]`` goes to symbrg.mlp).
@@ -34,7 +34,7 @@ EPILOG = """examples:
 
 kernels: rbf, scaled-rbf, exponential, linear, periodic, nngp:<activation>[:depth]
 (the NNGP of symbrg.mlp in sigma_w, sigma_b), or any expression in x, xp.
-Expressions use numbers, names, + - * / ^ ** ( ) and the functions of symbrg.parsing
+Expressions use numbers, names, + - * / ^ ** ( ) and the functions of symbrg.core.parsing
 (exp, log, sqrt, sin, cos, tan, sinh, cosh, tanh, asin, acos, atan, erf, erfc, Abs, sign,
 Heaviside, Max, Min, gamma); no Python is evaluated (see SECURITY.md).
 """
@@ -46,7 +46,7 @@ def _symbol(name: str) -> sp.Symbol:
 
 
 def _symbols(expr_text: str, what: str) -> sp.Expr:
-    """Parse one expression safely (:mod:`symbrg.parsing`); its names become :func:`_symbol`s."""
+    """Parse one expression safely (:mod:`symbrg.core.parsing`); its names become :func:`_symbol`s."""
     return parse_expression(expr_text, what, new_symbols=_symbol)
 
 
@@ -84,7 +84,7 @@ def _distribution(text: str) -> sp.Expr:
 
 
 def _derive(ns: argparse.Namespace):
-    from .. import fisher
+    from symbrg.information import fisher
     if ns.model == "normal":
         mu, s = sp.Symbol("mu", real=True), sp.Symbol("s", positive=True)
         return fisher.gaussian_family([mu], [[s]], [mu, s], name="normal")
@@ -127,8 +127,8 @@ def _derive(ns: argparse.Namespace):
 
 
 def _handler(ns: argparse.Namespace) -> int:
-    from .. import fisher
-    from ..export import render
+    from symbrg.information import fisher
+    from symbrg.core.printing import render
     metric = _derive(ns)
     d = metric.derivation
     if ns.jeffreys:
@@ -143,7 +143,7 @@ def _handler(ns: argparse.Namespace) -> int:
 
 def register(commands, derive) -> None:
     """Attach ``symbrg derive fisher``."""
-    from ..export import FORMATS
+    from symbrg.core.printing import FORMATS
     p = derive.add_parser("fisher", help="Fisher information metric in closed form",
                           description="Derive a Fisher information metric in closed form and print its "
                                       "derivation.", epilog=EPILOG,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checks
-from ..errors import InvalidArgument, TooExpensive
-from ..export import FORMATS, render
-from ..kernel import GRAM_BYTES, Architecture
+from symbrg.core import checks
+from symbrg.core.errors import InvalidArgument, TooExpensive
+from symbrg.core.printing import FORMATS, render
+from symbrg.kernels.architecture import GRAM_BYTES, Architecture
 
 KERNEL_EPILOG = """examples:
   symbrg kernel --activation relu --depth 3 --sigma-w 1.4 --sigma-b 0.1 --x X.npy --out K.npy
@@ -37,7 +37,7 @@ def _architecture_args(p: argparse.ArgumentParser) -> None:
 
 
 def _arch(ns: argparse.Namespace):
-    from ..kernel import mlp
+    from symbrg.kernels.architecture import mlp
     return mlp(ns.activation, ns.depth, ns.sigma_w, ns.sigma_b, ns.parameterization, width=ns.width)
 
 
@@ -70,7 +70,7 @@ def _free_disk(path: str) -> int:
 
 def _check_resources(arch: "Architecture", ns: argparse.Namespace, n1: int, n2: int, symmetric: bool) -> None:
     """Refuse, before the output file is created, a Gram matrix whose work exceeds the limits
-    (:meth:`~symbrg.kernel.Architecture.check_gram`), whose file exceeds ``gram_bytes`` or the free
+    (:meth:`~symbrg.kernels.architecture.Architecture.check_gram`), whose file exceeds ``gram_bytes`` or the free
     disk space of the target folder, or whose decimal strings (--precision) exceed the free memory."""
     size = arch.check_gram("x", n1, n2, symmetric=symmetric and ns.precision is None, precision=ns.precision)
     if ns.precision is None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from .. import limits
+from symbrg.core import limits
 
 #: The modules that declare limits (importing them registers their Limit objects).
-ENGINES = ("symbrg.kernel", "symbrg.activations", "symbrg.parsing", "symbrg.fisher", "symbrg.brg",
-           "symbrg.erg", "symbrg.lpa", "symbrg.cosnet", "symbrg.theorem", "symbrg.experiment")
+ENGINES = ("symbrg.kernels.architecture", "symbrg.gaussian.activations", "symbrg.core.parsing", "symbrg.information.fisher", "symbrg.rg.brg",
+           "symbrg.rg.erg", "symbrg.rg.lpa", "symbrg.cosnet.theory", "symbrg.cosnet.theorem", "symbrg.ensembles.experiment")
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -21,7 +21,7 @@ def run(ns: argparse.Namespace) -> int:
         note = "" if value == lim.default else f" (default {limits.format_number(lim.default)})"
         print(f"{lim.name:{width}s}  {limits.format_number(value):>14s}{note}  {lim.what}")
     print(f"\nlift one with: symbrg --limit NAME=N ..., ${limits.ENV}=NAME=N,..., or "
-          "symbrg.limits.lifted(NAME=N) in Python")
+          "symbrg.core.limits.lifted(NAME=N) in Python")
     return 0
 
 

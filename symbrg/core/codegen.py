@@ -1,0 +1,710 @@
+r"""Programs: chains of symbolic assignments, printed and compiled from one source.
+
+Job: store a recursion as a DAG of per-step assignments and turn it into NumPy code, mpmath code,
+LaTeX and text, never writing a formula twice.  A :class:`Program` is
+
+.. math::  a_1 = e_1(\text{inputs}),\quad a_2 = e_2(\text{inputs}, a_1),\quad \dots,\quad
+           \text{outputs} = (o_1(\dots), \dots),
+
+so a depth-:math:`L` kernel recursion has :math:`O(L)` nodes instead of a tree that grows about
+:math:`3^L`.  Compilation runs common-subexpression elimination (SymEngine's, per assignment, so its cost stays
+linear in the length of the chain, and jointly over the outputs) and prints with sympy's NumPy or mpmath printer; any
+:class:`symbrg.core.special.NumericFunction` is printed as a call to its ``numpy_impl``/``mpmath_impl``.
+Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the chain, again
+:math:`O(L)`.  For hot loops over tiles, :meth:`Program.compile_inplace` lowers the same chain to
+three-address code: one ufunc call with ``out=`` per node, into the recycled buffers of a
+:class:`Workspace`, so a warm evaluation allocates no array of the tile's size.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import mpmath
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.pycode import MpmathPrinter
+
+from symbrg.core import checks
+from symbrg.core.errors import InvalidArgument, UnknownName
+from symbrg.core.special import NumericFunction
+from symbrg.core.parsing import as_expression
+
+__all__ = ["Program", "Workspace", "lambdify", "BACKENDS"]
+
+BACKENDS = ("numpy", "mpmath")
+
+
+class _NumPy(NumPyPrinter):
+    """NumPy printer that calls NumericFunction implementations by name."""
+
+    def _print_Function(self, expr):  # noqa: N802 - sympy printer protocol
+        if isinstance(expr, NumericFunction):
+            return f"{_impl_name(expr)}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+    def _print_erf(self, expr):  # noqa: N802 - NumPy has no erf
+        return f"_erf({self._print(expr.args[0])})"
+
+    def _print_Max(self, expr):  # noqa: N802 - elementwise, broadcasting
+        return _fold("numpy.maximum", [self._print(a) for a in expr.args])
+
+    def _print_Min(self, expr):  # noqa: N802
+        return _fold("numpy.minimum", [self._print(a) for a in expr.args])
+
+    def _print_Heaviside(self, expr):  # noqa: N802 - Θ(0) as the expression says (default 1/2)
+        h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
+        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(h0))})"
+
+
+class _Mpmath(MpmathPrinter):
+    def _print_Function(self, expr):  # noqa: N802
+        if isinstance(expr, NumericFunction):
+            return f"{_impl_name(expr)}({', '.join(self._print(a) for a in expr.args)})"
+        return super()._print_Function(expr)
+
+    def _print_Heaviside(self, expr):  # noqa: N802
+        h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
+        x = self._print(expr.args[0])
+        return f"(mpmath.mpf(1) if {x} > 0 else (mpmath.mpf(0) if {x} < 0 else {self._print(h0)}))"
+
+    def _print_Max(self, expr):  # noqa: N802
+        return f"max({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_Min(self, expr):  # noqa: N802
+        return f"min({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_sign(self, expr):  # noqa: N802
+        return f"mpmath.sign({self._print(expr.args[0])})"
+
+
+def _fold(fn: str, args: list[str]) -> str:
+    out = args[0]
+    for a in args[1:]:
+        out = f"{fn}({out}, {a})"
+    return out
+
+
+def _impl_name(f: NumericFunction) -> str:
+    return f"_nf_{type(f).__name__}"
+
+
+def _ident(i: int, prefix: str) -> str:
+    return f"{prefix}{i}"
+
+
+@dataclass(frozen=True)
+class Program:
+    """A chain of assignments ``symbol = expression`` with named inputs and outputs.
+
+    inputs: the symbols a compiled program takes as arguments, in order.
+    assignments: ``(symbol, expression)`` pairs; an expression may use inputs and earlier symbols.
+    outputs: expressions (usually assignment symbols) returned by the compiled program.
+    name: used in generated code and printed headings.
+    """
+    inputs: tuple[sp.Symbol, ...]
+    assignments: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    outputs: tuple[sp.Expr, ...]
+    name: str = "program"
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "assignments", tuple((s, as_expression(e, "e")) for s, e in self.assignments))
+        object.__setattr__(self, "outputs", tuple(as_expression(o, "o") for o in self.outputs))
+        known = set(self.inputs)
+        for s, e in self.assignments:
+            stray = e.free_symbols - known
+            if stray:
+                raise InvalidArgument("assignments", f"{s} uses undefined symbol(s) "
+                                                     f"{sorted(map(str, stray))}")
+            known.add(s)
+        for o in self.outputs:
+            stray = o.free_symbols - known
+            if stray:
+                raise InvalidArgument("outputs", f"output uses undefined symbol(s) {sorted(map(str, stray))}")
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return len(self.assignments)
+
+    def count_ops(self) -> int:
+        """Operations in the DAG: the sum over assignments (each counted once)."""
+        return sum(sp.count_ops(e) for _, e in self.assignments) + sum(sp.count_ops(o) for o in self.outputs)
+
+    def expand(self) -> tuple[sp.Expr, ...]:
+        """Substitute the chain into single expressions (exponential in depth: for small programs)."""
+        env: dict[sp.Symbol, sp.Expr] = {}
+        for s, e in self.assignments:
+            env[s] = e.xreplace(env)
+        return tuple(o.xreplace(env) for o in self.outputs)
+
+    def to_text(self) -> str:
+        """One assignment per line, in sympy's string form."""
+        lines = [f"{s} = {sp.sstr(e)}" for s, e in self.assignments]
+        lines += [f"return {sp.sstr(o)}" for o in self.outputs]
+        return "\n".join(lines)
+
+    def to_latex(self) -> str:
+        """An ``aligned`` block, one assignment per line."""
+        rows = [f"{sp.latex(s)} &= {sp.latex(e)}" for s, e in self.assignments]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def subs(self, values: "dict[sp.Symbol | str, sp.Expr | float]") -> "Program":
+        """Substitute values for inputs everywhere (inputs that receive a value are dropped).
+
+        Keys are inputs given as symbols or names, matched by name (:meth:`input_symbols`); values
+        are numbers or sympy expressions (text is refused: it is never parsed here).
+        """
+        keys = self.input_symbols("values", list(values))
+        try:
+            vals = {k: sp.sympify(v, strict=True) for k, v in zip(keys, values.values())}
+        except sp.SympifyError as exc:
+            raise InvalidArgument("values", f"expected numbers or sympy expressions, "
+                                            f"got {exc.expr!r}") from None
+        return Program(tuple(i for i in self.inputs if i not in vals),
+                       tuple((s, e.xreplace(vals)) for s, e in self.assignments),
+                       tuple(o.xreplace(vals) for o in self.outputs), self.name)
+
+    def partition(self, row: Sequence[sp.Symbol], col: Sequence[sp.Symbol],
+                  pair: Sequence[sp.Symbol]) -> tuple["Program", "Program", "Program"]:
+        r"""Split a two-point program into per-row, per-column and per-pair stages.
+
+        Inputs not listed in ``row``, ``col`` or ``pair`` are constants (hyperparameters) and are
+        inputs of every stage.  The row (column) stage computes every assignment that depends on row
+        (column) inputs and constants only, and outputs those the pair stage needs; the pair stage
+        takes ``pair`` + constants + the row outputs + the column outputs, in that order.  Evaluating
+        the row stage once per point instead of once per pair is what makes scalar (mpmath) Gram
+        matrices cheap.
+        Subexpressions of pair assignments are hoisted the same way (loop-invariant code motion):
+        a part that depends on row inputs only (e.g. a Hermite coefficient of :math:`K^l(x,x)`, or
+        the row factors of a sum or product) becomes a row-stage output, likewise for columns, and
+        a part that depends on constants only (e.g. :math:`\sigma_w^2`) is computed once, in the
+        row stage.
+        """
+        key = ("partition", tuple(row), tuple(col), tuple(pair))
+        if key not in self._cache:
+            self._cache[key] = self._partition(set(row), set(col), set(pair))
+        return self._cache[key]
+
+    def _partition(self, row: set, col: set, pair: set) -> tuple["Program", "Program", "Program"]:
+        const = [i for i in self.inputs if i not in row | col | pair]
+        klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
+                                                {"p"} if i in pair else set()) for i in self.inputs}
+        stages: dict[str, list] = {"r": [], "k": [], "p": []}
+        for s_, e in self._live_assignments():
+            deps = set().union(*(klass[f] for f in e.free_symbols)) if e.free_symbols else set()
+            klass[s_] = deps
+            if deps <= {"r"}:
+                stages["r"].append((s_, e))
+            if deps <= {"k"}:
+                stages["k"].append((s_, e))
+            if not deps <= {"r"} and not deps <= {"k"}:
+                stages["p"].append((s_, e))
+        hoisted: dict[sp.Expr, sp.Symbol] = {}
+        inputs = set(self.inputs)
+
+        def hoist(e: sp.Basic) -> sp.Basic:
+            """``e`` with its row-only, column-only and constant-only parts replaced by new symbols."""
+            def where(a: sp.Basic) -> str | None:
+                deps = set().union(*(klass[f] for f in a.free_symbols)) if a.free_symbols else {"p"}
+                return None if len(deps) > 1 or deps == {"p"} else (deps.pop() if deps else "c")
+
+            def new(a: sp.Expr, stage: str) -> sp.Basic:
+                if a.is_Atom and (stage == "c" or a not in inputs):   # a row/column input: passed on
+                    return a
+                if a not in hoisted:
+                    sym = hoisted[a] = sp.Symbol(f"hoisted_{stage}{len(hoisted)}", real=True)
+                    klass[sym] = {"c": set(), "r": {"r"}, "k": {"k"}}[stage]
+                    stages["k" if stage == "k" else "r"].append((sym, a))
+                return hoisted[a]
+            stage = where(e)
+            if isinstance(e, sp.Expr) and stage:
+                return new(e, stage)
+            if e.is_Atom:
+                return e
+            if e.is_Add or e.is_Mul:                      # group the invariant terms or factors
+                groups: dict[str, list] = {}
+                rest = []
+                for a in e.args:
+                    stage = where(a)
+                    if stage:
+                        groups.setdefault(stage, []).append(a)
+                    else:
+                        rest.append(hoist(a))
+                return e.func(*rest, *(new(e.func(*g), k) for k, g in groups.items()))
+            return e.func(*(hoist(a) for a in e.args))
+        stages["p"] = [(s_, hoist(e)) for s_, e in stages["p"]]
+        outputs = tuple(hoist(o) for o in self.outputs)
+        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in outputs))
+        r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] == {"r"})
+        k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] == {"k"})
+        c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_])
+        r_inputs = tuple(i for i in self.inputs if i in row) + tuple(const)
+        k_inputs = tuple(i for i in self.inputs if i in col) + tuple(const)
+        p_inputs = tuple(i for i in self.inputs if i in pair) + tuple(const) + r_out + c_out + k_out
+        return (Program(r_inputs, tuple(stages["r"]), r_out + c_out, f"{self.name}_row"),
+                Program(k_inputs, tuple(stages["k"]), k_out, f"{self.name}_col"),
+                Program(p_inputs, tuple(stages["p"]), outputs, f"{self.name}_pair"))
+
+    # ---------------------------------------------------------- differentiation
+    def input_symbols(self, argument: str,
+                      given: "sp.Symbol | str | Iterable[sp.Symbol | str]") -> tuple[sp.Symbol, ...]:
+        """The inputs meant by ``given`` (symbols or names), matched by name, not by sympy identity.
+
+        A user's ``Symbol('sigma_w')`` differs from the program's ``Symbol('sigma_w', nonnegative=True)``;
+        matching by name makes both mean the input.  A name that is not an input raises
+        :class:`~symbrg.core.errors.UnknownName` naming ``argument`` and listing the inputs.
+        """
+        return checks.resolve_symbols(argument, given, self.inputs, what="the program's symbols")
+
+    def diff(self, wrt: "sp.Symbol | str", name: str | None = None) -> "Program":
+        r"""Forward-mode derivative of every output with respect to the input ``wrt`` (a symbol or
+        its name, matched by name: :meth:`input_symbols`).
+
+        For each assignment :math:`a_i = e_i` a tangent :math:`\dot a_i = \partial_{wrt} e_i +
+        \sum_{j<i} (\partial e_i/\partial a_j)\,\dot a_j` is appended, so the result stays
+        :math:`O(L)`.  The returned program outputs the derivatives (the values stay available as
+        assignments).  Derivatives of step functions are taken almost everywhere (:math:`\delta \to 0`), the
+        convention of the NTK for ReLU networks.
+        """
+        (wrt,) = self.input_symbols("wrt", wrt)
+        tangents: dict[sp.Symbol, sp.Expr] = {}
+        assigns = list(self.assignments)
+        extra: list[tuple[sp.Symbol, sp.Expr]] = []
+        for s, e in self.assignments:
+            d = _ae_diff(e, wrt)
+            for a in e.free_symbols & tangents.keys():
+                d += _ae_diff(e, a) * tangents[a]
+            t = sp.Symbol(f"\\dot{{{s.name}}}" if "\\" not in s.name else f"d({s.name})", real=True)
+            tangents[s] = t
+            extra.append((t, d))
+        outs = []
+        for o in self.outputs:
+            d = _ae_diff(o, wrt)
+            for a in o.free_symbols & tangents.keys():
+                d += _ae_diff(o, a) * tangents[a]
+            outs.append(d)
+        merged = [x for pair in zip(assigns, extra) for x in pair]
+        return Program(self.inputs, tuple(merged), tuple(outs), name or f"d_{self.name}")
+
+    # -------------------------------------------------------------- compilation
+    def source(self, backend: str = "numpy") -> str:
+        """Python source of the compiled function (CSE applied per assignment)."""
+        return self._generate(backend)[0]
+
+    def compile(self, backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
+        """Compile to a Python function of the inputs.
+
+        ``numpy``: arguments broadcast as NumPy arrays; returns one array or a tuple of arrays.
+        ``mpmath``: scalar arguments, evaluated at ``dps`` digits (default: mpmath's current
+        precision); returns mpf values.  Numeric inputs are converted with ``mpmath.mpf`` so that
+        no float64 rounding enters before the first operation.
+        """
+        if dps is not None:
+            dps = checks.integer("dps", dps, minimum=1)
+        key = (backend, dps)
+        if key not in self._cache:
+            fn = _load(*self._generate(backend), f"{self.name}:{backend}")
+            if backend == "mpmath":
+                fn = _with_dps(fn, dps)
+            fn.__doc__ = f"{self.name} ({backend}); inputs: {', '.join(map(str, self.inputs))}"
+            self._cache[key] = fn
+        return self._cache[key]
+
+    def _live_assignments(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """The assignments the outputs depend on (dead code removed), in order."""
+        needed = set().union(*(o.free_symbols for o in self.outputs)) if self.outputs else set()
+        keep = []
+        for s, e in reversed(self.assignments):
+            if s in needed:
+                keep.append((s, e))
+                needed |= e.free_symbols
+        return keep[::-1]
+
+    def _statements(self) -> tuple[list[sp.Symbol], list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+        """The live chain in code names, after CSE: inputs ``x<i>``, statements ``(t<n> | a<k>, expr)``
+        in order (CSE per assignment, jointly over the outputs), and the reduced outputs."""
+        names: dict[sp.Symbol, sp.Symbol] = {s: sp.Symbol(_ident(i, "x")) for i, s in enumerate(self.inputs)}
+        counter = itertools.count()
+        body: list[tuple[sp.Symbol, sp.Expr]] = []
+        for k, (s, e) in enumerate(self._live_assignments()):
+            repl, (reduced,) = _cse([e.xreplace(names)], counter)
+            target = sp.Symbol(_ident(k, "a"))
+            body += list(repl) + [(target, reduced)]
+            names[s] = target
+        outs: list[sp.Expr] = []
+        if self.outputs:
+            repl, outs = _cse([o.xreplace(names) for o in self.outputs], counter)
+            body += list(repl)
+        return [names[s] for s in self.inputs], body, list(outs)
+
+    def _generate(self, backend: str) -> tuple[str, dict]:
+        if backend not in BACKENDS:
+            raise UnknownName("backend", f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        printer = _NumPy({"fully_qualified_modules": True}) if backend == "numpy" else _Mpmath(
+            {"fully_qualified_modules": True})
+        args, statements, outs = self._statements()
+        impls: dict[str, Callable] = {}
+        for e in [e for _, e in statements] + outs:
+            _collect(e, impls, backend)
+        body = [(str(t), printer.doprint(e), {str(a) for a in e.free_symbols}) for t, e in statements]
+        head = [f"def _program({', '.join(map(str, args))}):"]
+        if backend == "mpmath":
+            head += [f"    {a} = mpmath.mpmathify({a})" for a in args]
+        printed = [printer.doprint(o) for o in outs]
+        ret = _return_code(printed)
+        lines = _with_liveness(body, {str(a) for o in outs for a in o.free_symbols}, free=backend == "numpy")
+        src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
+        return src, _namespace(printer, impls)
+
+    def compile_inplace(self, arrays: Sequence[sp.Symbol]) -> Callable[..., Any]:
+        """Compile to NumPy code that writes every array-valued node into a :class:`Workspace`.
+
+        ``arrays``: the inputs that are arrays (the others are scalars, e.g. hyperparameters).  The
+        compiled function takes the inputs and then a workspace, ``fn(*inputs, workspace)``; every
+        node that depends on an array input is computed by ufuncs with ``out=`` into the workspace's
+        buffers (a buffer is reused after its value's last use; :class:`~symbrg.core.special.NumericFunction`
+        nodes through their ``numpy_into``), scalar nodes by plain arithmetic.  Warm, it allocates
+        nothing of the arrays' size.  The returned arrays are views of the workspace: valid until its
+        next use.  This is the evaluation path for Gram tiles (:meth:`symbrg.kernels.architecture.Architecture.nngp`).
+        """
+        key = ("inplace", tuple(arrays))
+        if key not in self._cache:
+            fn = _load(*self._generate_inplace(arrays), f"{self.name}:inplace")
+            fn.__doc__ = f"{self.name} (numpy, in place); inputs: {', '.join(map(str, self.inputs))}, _ws"
+            self._cache[key] = fn
+        return self._cache[key]
+
+    def source_inplace(self, arrays: Sequence[sp.Symbol]) -> str:
+        """Python source of :meth:`compile_inplace`."""
+        return self._generate_inplace(arrays)[0]
+
+    def _generate_inplace(self, arrays: Sequence[sp.Symbol]) -> tuple[str, dict]:
+        unknown = set(arrays) - set(self.inputs)
+        if unknown:
+            raise InvalidArgument("arrays", f"not inputs of {self.name}: {sorted(map(str, unknown))}")
+        args, statements, outs = self._statements()
+        printer = _NumPy({"fully_qualified_modules": True})
+        lower = _Lowering(printer, {args[self.inputs.index(a)] for a in arrays})
+        dies = _last_uses([e.free_symbols for _, e in statements], {a for o in outs for a in o.free_symbols})
+        for i, (t, e) in enumerate(statements):
+            lower.statement(t, e)
+            for a in sorted(dies.get(i, ()), key=str):       # a fixed order: reproducible source
+                if a in lower.slot_of:
+                    lower.release(lower.slot_of.pop(a))
+        rets = [lower.result(o) for o in outs]
+        shapes = ", ".join(f"numpy.shape({a})" for a in args if a in lower.arrays)
+        head = [f"def _program({', '.join(map(str, args + ['_ws']))}):",
+                f"    _ws.shape = numpy.broadcast_shapes({shapes})",
+                "    _scratch = _ws.child('scratch')"]
+        head += [f"    {b} = _ws({b[2:]})" for b in sorted(lower.buffers, key=lambda b: int(b[2:]))]
+        ret = _return_code(rets)
+        src = "\n".join(head + lower.lines + [f"    return {ret}"]) + "\n"
+        return src, _namespace(printer, lower.impls)
+
+
+def _return_code(items: list[str]) -> str:
+    """What a generated program returns: one value, a tuple ``(a, b,)``, or ``()`` (no outputs)."""
+    return items[0] if len(items) == 1 else "(" + ", ".join(items) + ",)" if items else "()"
+
+
+def _load(src: str, namespace: dict, label: str) -> Callable[..., Any]:
+    """Execute generated source in its namespace and return its ``_program``."""
+    exec(compile(src, f"<symbrg:{label}>", "exec"), namespace)  # noqa: S102 - generated by our own printers
+    return namespace["_program"]
+
+
+def _namespace(printer: Any, impls: dict) -> dict[str, Any]:
+    """Globals of generated code: numpy, mpmath, math, erf, the NumericFunction implementations."""
+    from symbrg.core.special import numpy_erf
+    namespace: dict[str, Any] = {"numpy": np, "mpmath": mpmath, "math": math, "_erf": numpy_erf}
+    namespace.update(impls)
+    # printer-registered module names (e.g. numpy.linalg) resolve through these roots
+    for mod in getattr(printer, "module_imports", {}):
+        root = mod.split(".")[0]
+        namespace.setdefault(root, __import__(root))
+    return namespace
+
+
+class Workspace:
+    """Reusable buffers of one ``shape`` for in-place evaluation (:meth:`Program.compile_inplace`).
+
+    Why: a NumPy temporary of tile size (10^4-10^5 entries) is fresh memory on every call, because
+    the C allocator returns freed blocks of that size to the operating system; its page faults cost
+    several times the arithmetic.  Buffers kept here are allocated once (per key, grown when a
+    larger shape asks for them) and handed out as views of the current ``shape``.  Not thread-safe:
+    one workspace per thread.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self._buffers: dict[tuple[Any, Any], np.ndarray] = {}
+        self._views: dict[tuple[Any, Any], np.ndarray] = {}
+        self._children: dict[Any, "Workspace"] = {}
+        self._shape: tuple[int, ...] = ()
+        self.shape = shape
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the views handed out (setting it invalidates the views, not the buffers)."""
+        return self._shape
+
+    @shape.setter
+    def shape(self, shape: tuple[int, ...]) -> None:
+        shape = tuple(shape)
+        if shape != self._shape:
+            self._shape = shape
+            self._views.clear()
+
+    def __call__(self, key: Any, dtype: Any = float) -> np.ndarray:
+        """The buffer named ``key``, shape :attr:`shape` (contents undefined)."""
+        slot = (key, dtype)
+        view = self._views.get(slot)
+        if view is None:
+            size = math.prod(self._shape)
+            buf = self._buffers.get(slot)
+            if buf is None or buf.size < size:
+                buf = self._buffers[slot] = np.empty(max(size, 1), dtype)
+            view = self._views[slot] = buf[:size].reshape(self._shape)
+        return view
+
+    def child(self, key: Any) -> "Workspace":
+        """A nested workspace of the same shape, for a callee's own temporaries."""
+        ws = self._children.get(key)
+        if ws is None:
+            ws = self._children[key] = Workspace()
+        ws.shape = self._shape
+        return ws
+
+
+_UFUNCS = {sp.sin: "sin", sp.cos: "cos", sp.tan: "tan", sp.exp: "exp", sp.log: "log", sp.sinh: "sinh",
+           sp.cosh: "cosh", sp.tanh: "tanh", sp.asin: "arcsin", sp.acos: "arccos", sp.atan: "arctan",
+           sp.Abs: "absolute", sp.sign: "sign", sp.atan2: "arctan2", sp.Max: "maximum", sp.Min: "minimum"}
+
+
+class _Lowering:
+    """Three-address code for array-valued expressions: each Add, Mul, Pow and function node becomes
+    one ufunc call with ``out=`` a workspace buffer; scalar subexpressions are printed as usual."""
+
+    def __init__(self, printer: Any, arrays: set[sp.Symbol]) -> None:
+        self.printer, self.arrays = printer, set(arrays)
+        self.lines: list[str] = []
+        self.buffers: set[str] = set()
+        self.free: list[str] = []
+        self.slot_of: dict[sp.Symbol, str] = {}
+        self.impls: dict[str, Callable] = {}
+
+    def is_array(self, e: sp.Expr) -> bool:
+        return bool(e.free_symbols & self.arrays)
+
+    def slot(self) -> str:
+        if self.free:
+            return self.free.pop()
+        name = f"_b{len(self.buffers)}"
+        self.buffers.add(name)
+        return name
+
+    def release(self, name: str) -> None:
+        self.free.append(name)
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def statement(self, target: sp.Symbol, e: sp.Expr) -> None:
+        _collect(e, self.impls, "numpy")
+        if not self.is_array(e):
+            self.emit(f"{target} = {self.printer.doprint(e)}")
+            return
+        buf, temps = self.slot(), []
+        self.into(e, buf, temps)
+        for t in temps:
+            self.release(t)
+        self.emit(f"{target} = {buf}")
+        self.arrays.add(target)
+        self.slot_of[target] = buf
+
+    def result(self, e: sp.Expr) -> str:
+        """Code for an output expression (a symbol's name, a scalar, or a fresh buffer)."""
+        if e.is_Symbol or not self.is_array(e):
+            _collect(e, self.impls, "numpy")
+            return self.printer.doprint(e)
+        buf, temps = self.slot(), []
+        self.into(e, buf, temps)
+        return buf
+
+    def operand(self, e: sp.Expr, target: str | None, temps: list[str]) -> str:
+        """Code naming the value of ``e``: a symbol, a printed scalar, or a buffer it was computed into
+        (``target`` if given, else a temporary)."""
+        if e.is_Symbol or not self.is_array(e):
+            return self.printer.doprint(e)
+        if target is None:
+            target = self.slot()
+            temps.append(target)
+        self.into(e, target, temps)
+        return target
+
+    def into(self, e: sp.Expr, out: str, temps: list[str]) -> None:
+        """Emit code that writes the array expression ``e`` into buffer ``out``."""
+        p = self.printer.doprint
+        if e.is_Add or e.is_Mul:
+            ufunc, inverse = ("add", "subtract") if e.is_Add else ("multiply", "divide")
+            inv = [(_inverse(a, e.is_Add), a) for a in e.args if self.is_array(a)]
+            rest = [a for a in e.args if not self.is_array(a)]
+            plain = [a for i, a in inv if i is None]
+            inverted = [i for i, _ in inv if i is not None]     # -b in a sum, b**-1 in a product
+            if plain:
+                acc = self.operand(plain[0], out, temps)
+            elif rest:                                         # e.g. pi - theta, 1/x
+                acc, rest = p(e.func(*rest)), []
+            else:
+                acc, inverted = self.operand(inv[0][1], out, temps), inverted[1:]
+            for op, args in ((ufunc, plain[1:]), (inverse, inverted)):
+                for a in args:
+                    self.emit(f"numpy.{op}({acc}, {self.operand(a, None, temps)}, out={out})")
+                    acc = out
+            if rest:
+                self.emit(f"numpy.{ufunc}({acc}, {p(e.func(*rest))}, out={out})")
+                acc = out
+            if acc != out:
+                self.emit(f"numpy.copyto({out}, {acc})")
+        elif e.is_Pow and not self.is_array(e.exp):
+            base = self.operand(e.base, out, temps)
+            k = e.exp
+            if k == 2:
+                self.emit(f"numpy.multiply({base}, {base}, out={out})")
+            elif k == -1:
+                self.emit(f"numpy.divide(1.0, {base}, out={out})")
+            elif abs(k) == sp.Rational(1, 2):
+                self.emit(f"numpy.sqrt({base}, out={out})")
+                if k < 0:
+                    self.emit(f"numpy.divide(1.0, {out}, out={out})")
+            else:
+                self.emit(f"numpy.power({base}, {p(k)}, out={out})")
+        elif isinstance(e, NumericFunction):
+            args = ", ".join(self.operand(a, None, temps) for a in e.args)
+            self.impls[_impl_name(e) + "_into"] = type(e).numpy_into
+            self.emit(f"{_impl_name(e)}_into({out}, _scratch, {args})")
+        elif e.func in _UFUNCS and len(e.args) >= 1:
+            args = [self.operand(a, None if k else out, temps) for k, a in enumerate(e.args)]
+            acc = args[0]
+            if len(args) == 1:
+                self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, out={out})")
+            for a in args[1:]:                         # binary, or folded n-ary (Max, Min)
+                self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, {a}, out={out})")
+                acc = out
+        elif isinstance(e, sp.Function):               # other functions: printed call, lowered arguments
+            args = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args
+                    if isinstance(a, sp.Expr) and self.is_array(a) and not a.is_Symbol}
+            self.emit(f"{out}[...] = {p(e.xreplace(args))}")
+        else:                                          # anything else (Piecewise, ...): printed whole
+            self.emit(f"{out}[...] = {p(e)}")
+
+
+def _inverse(a: sp.Expr, additive: bool) -> sp.Expr | None:
+    """``b`` when ``a`` is ``-b`` (additive) or ``b**-1`` (multiplicative), else None."""
+    if additive:
+        return -a if a.as_coeff_Mul()[0].is_negative else None
+    return 1 / a if a.is_Pow and a.exp.is_negative and a.exp.is_number else None
+
+
+def _larger_than(exprs: list[sp.Expr], nodes: int) -> bool:
+    count = 0
+    for e in exprs:
+        for _ in sp.preorder_traversal(e):
+            count += 1
+            if count > nodes:
+                return True
+    return False
+
+
+def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
+    """Common-subexpression elimination: large expressions go to SymEngine's C++ engine (about 3x
+    faster than SymPy's), small ones and anything SymEngine cannot hold to SymPy's.
+    Temporaries are named ``t<n>`` from ``counter``."""
+    try:
+        if not _larger_than(exprs, 400):  # small: conversion would cost more than it saves
+            raise TypeError("small")
+        import symengine as se
+        repl, reduced = se.cse([se.sympify(e) for e in exprs])
+        back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
+        red = [sp.sympify(r) for r in reduced]
+        kinds = lambda es: sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))  # noqa: E731
+        if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
+            raise TypeError("function atoms changed in the round trip")
+        rename = {a: sp.Symbol(f"t{next(counter)}") for a, _ in back}
+        repl = [(rename[a], b.xreplace(rename)) for a, b in back]
+        return repl, [r.xreplace(rename) for r in red]
+    except Exception:  # noqa: BLE001 - SymEngine is an accelerator, never a point of failure
+        return sp.cse(exprs, symbols=(sp.Symbol(f"t{next(counter)}") for _ in itertools.count()),
+                      order="none")
+
+
+def _last_uses(uses: Sequence[Iterable[Any]], keep: set) -> dict[int, list[Any]]:
+    """For each statement index, the names it uses for the last time (``keep``: never dead)."""
+    last = {u: i for i, us in enumerate(uses) for u in us}
+    dies: dict[int, list[Any]] = {}
+    for u, i in last.items():
+        if u not in keep:
+            dies.setdefault(i, []).append(u)
+    return dies
+
+
+def _with_liveness(body: list[tuple[str, str, set[str]]], returned: set[str], free: bool) -> list[str]:
+    """Print the body; with ``free``, ``del`` each temporary right after its last use so that a
+    long chain of array assignments holds only the arrays it still needs (bounded memory)."""
+    dies = _last_uses([uses for _, _, uses in body], returned)
+    used = {u for _, _, uses in body for u in uses}
+    out = []
+    for i, (target, code, _) in enumerate(body):
+        out.append(f"    {target} = {code}")
+        if free:
+            dead = sorted(n for n in dies.get(i, ()) if not n.startswith("x"))
+            if target not in used and target not in returned:
+                dead.append(target)
+            if dead:
+                out.append(f"    del {', '.join(dead)}")
+    return out
+
+
+def _ae_diff(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    """Almost-everywhere derivative: Dirac deltas from step functions are dropped."""
+    d = sp.diff(expr, x)
+    return d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if d.has(sp.DiracDelta) else d
+
+
+def _collect(expr: sp.Expr, impls: dict, backend: str) -> None:
+    for f in expr.atoms(NumericFunction):
+        impls[_impl_name(f)] = type(f).numpy_impl if backend == "numpy" else type(f).mpmath_impl
+
+
+def _with_dps(fn: Callable, dps: int | None) -> Callable:
+    if dps is None:
+        return fn
+
+    def at_precision(*args: Any) -> Any:
+        with mpmath.workdps(dps):
+            return fn(*(mpmath.mpf(a) if isinstance(a, str) else a for a in args))
+    return at_precision
+
+
+def lambdify(exprs: "sp.Expr | Sequence[sp.Expr]", symbols: Iterable[sp.Symbol],
+             backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
+    """Compile plain expression(s) of ``symbols`` (CSE, NumericFunction aware).
+
+    Returns one value for a single expression and a tuple for a sequence.
+    """
+    single = isinstance(exprs, sp.Basic) or not isinstance(exprs, (list, tuple))
+    outs = (as_expression(exprs, "exprs"),) if single else tuple(as_expression(e, "e") for e in exprs)
+    syms = tuple(symbols)
+    prog = Program(syms, (), outs, name="lambdify")
+    fn = prog.compile(backend, dps=dps)
+    if single or len(outs) > 1:
+        return fn
+
+    def one_tuple(*args: Any) -> tuple:
+        return (fn(*args),)
+    return one_tuple
+

@@ -1,0 +1,286 @@
+r"""The activation registry: one object per pointwise nonlinearity :math:`\varphi(x)`.
+
+Job: turn a name (``"relu"``, ``"erf:1,2,0"``, ``"rectified:2"``) or a sympy ``Lambda`` into an
+:class:`Activation` that carries
+
+* its symbolic form :math:`\varphi(x)` (a sympy expression in the real symbol :data:`X`),
+* its *family* and parameters, which the Gaussian-expectation engine
+  (:mod:`symbrg.gaussian.expectations`) matches against its table of closed forms,
+* a vectorized NumPy evaluation compiled from that same expression (one source of truth),
+* for cos-net neurons, whether the phase is drawn uniformly on :math:`[-\pi, \pi]`.
+
+Names and conventions (parameters after a colon, comma separated; defaults in brackets):
+
+=======================  ===============================================================
+``relu``                 :math:`\max(x, 0)`
+``leaky_relu[:a]``       :math:`\max(x,0) + a\min(x,0)` [a = 0.01]
+``abrelu:a,b``           :math:`a\min(x,0) + b\max(x,0)` (neural-tangents' ABRelu)
+``abs``                  :math:`|x|`
+``rectified:n``          :math:`x^n\,\Theta(x)`, integer n >= 0 (``rectified:0`` is the step)
+``step``                 :math:`\Theta(x)` (Heaviside, :math:`\Theta(0) = 0`)
+``sign``                 :math:`\mathrm{sign}(x)`
+``identity``             :math:`x`;   ``affine:a,b``: :math:`a x + b`
+``monomial:n``           :math:`x^n`; ``polynomial:c0,c1,...``: :math:`\sum_k c_k x^k`
+``erf[:a,b,c]``          :math:`a\,\mathrm{erf}(b x) + c` [1, 1, 0]
+``gelu``                 :math:`x\,\Phi(x) = \tfrac{x}{2}(1 + \mathrm{erf}(x/\sqrt2))` (exact GELU)
+``exp[:a,b]``            :math:`a e^{b x}` [1, 1]
+``gaussian[:b]``         :math:`e^{-b x^2}` [1/2]
+``sin[:a,b,c]``          :math:`a\sin(b x + c)` [1, 1, 0]
+``cos[:a,b,c]``          :math:`a\cos(b x + c)` [1, 1, 0]
+``cosnet[:a,b]``         :math:`a\cos(b x + c)`, phase :math:`c \sim U[-\pi,\pi]` drawn per neuron
+``tanh``, ``softplus``,  no closed form: the engine uses a Hermite/Mehler series or quadrature
+``sigmoid``, ``swish``
+=======================  ===============================================================
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+
+from symbrg.core.checks import integer
+from symbrg.core.errors import InvalidArgument, NotPositive, UnknownName
+from symbrg.core.limits import Limit
+from symbrg.core.parsing import parse_list, parse_number
+from symbrg.core.special import numpy_erf
+
+__all__ = ["X", "Activation", "activation", "REGISTRY", "numpy_erf", "DEGREE"]  # numpy_erf re-exported from core.special
+
+#: Degree of a polynomial-type activation: the Gaussian expectations grow faster than its square
+#: (polynomial:1,...,1 of degree 29 takes about 30 s at depth 2).
+DEGREE = Limit("activation_degree", 32, "degree of a rectified, monomial or polynomial activation")
+
+#: The real variable in which every activation is written.
+X = sp.Symbol("x", real=True)
+
+
+def _heaviside(x: Any, h0: Any = 0.0) -> np.ndarray:
+    return np.where(np.asarray(x) > 0, 1.0, np.where(np.asarray(x) == 0, h0, 0.0))
+
+
+_NUMPY = {"Heaviside": _heaviside, "erf": numpy_erf, "Max": np.maximum, "Min": np.minimum,
+          "sign": np.sign, "Abs": np.abs}
+
+
+@dataclass(frozen=True)
+class Activation:
+    r"""A pointwise nonlinearity :math:`\varphi` with its family tag for closed-form matching.
+
+    ``family`` is one of ``abrelu, rectified, step, sign, affine, polynomial, erf, gelu, exp,
+    gaussian, sin, cos_uniform, generic``; ``params`` are sympy numbers (or symbols) whose meaning
+    the family fixes (see the module table).  ``random_phase`` marks the cos-net neuron, whose phase
+    is integrated over :math:`U[-\pi, \pi]`.
+    """
+    name: str
+    family: str
+    params: tuple = ()
+    expr: sp.Expr = field(default=sp.Integer(0), compare=False)
+    random_phase: bool = False
+
+    @cached_property
+    def _numpy(self) -> Callable[[np.ndarray], np.ndarray]:
+        return sp.lambdify([X], self.expr, modules=[_NUMPY, "numpy"])
+
+    def __call__(self, x: Any, phase: Any = None) -> np.ndarray:
+        """Evaluate on an array.  For ``random_phase`` activations pass the phases ``phase``
+        (broadcast against ``x``); other activations ignore ``phase``.  The result has x's shape and
+        float dtype (float32 stays float32)."""
+        x = _real(x)
+        if x.dtype.kind != "f":
+            x = x.astype(float)
+        if self.random_phase:
+            if phase is None:
+                raise InvalidArgument("phase", f"activation {self.name!r} needs per-neuron phases")
+            a, b = (float(p) for p in self.params)
+            return a * np.cos(b * x + phase)
+        return _full(self._numpy(x), x)
+
+    @property
+    def derivative_expr(self) -> sp.Expr:
+        r""":math:`\varphi'(x)`, with :math:`\Theta'(x) = 0` away from the origin (a.e. derivative)."""
+        return sp.diff(self.expr, X).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+
+    def derivative(self, x: Any, phase: Any = None) -> np.ndarray:
+        """Evaluate :math:`\\varphi'` on an array (NumPy)."""
+        x = _real(x).astype(float, copy=False)
+        if self.random_phase:
+            a, b = (float(p) for p in self.params)
+            return -a * b * np.sin(b * x + phase)
+        return _full(self._dnumpy(x), x)
+
+    @cached_property
+    def _dnumpy(self) -> Callable[[np.ndarray], np.ndarray]:
+        return sp.lambdify([X], self.derivative_expr, modules=[_NUMPY, "numpy"])
+
+    def latex(self) -> str:
+        """:math:`\\varphi(x)` in LaTeX (phase written as :math:`c`)."""
+        if self.random_phase:
+            a, b = self.params
+            return sp.latex(a * sp.cos(b * X + sp.Symbol("c"))) + r",\ c\sim U[-\pi,\pi]"
+        return sp.latex(self.expr)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _real(x: Any) -> np.ndarray:
+    """``x`` as an array of real numbers (bool, integer or float); complex, text and object input is
+    refused rather than cast (a cast would drop an imaginary part or parse text)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise InvalidArgument("x", f"expected real numbers, got an array of dtype {x.dtype}")
+    return x
+
+
+def _full(out: Any, x: np.ndarray) -> np.ndarray:
+    """The activation's output as a float array of x's shape (constants are broadcast)."""
+    out = np.asarray(out, dtype=x.dtype if x.dtype.kind == "f" else float)
+    return out if out.shape == x.shape else np.broadcast_to(out, x.shape).copy()
+
+
+def _nums(spec: str, text: str, count: int | None, defaults: tuple) -> tuple[sp.Expr, ...]:
+    """The comma-separated numeric parameters of ``name:a,b,...`` (exact; safe parser), or the
+    defaults when there are none (missing trailing ones are filled from the defaults)."""
+    if not text:
+        if count is not None and len(defaults) != count:
+            example = ",".join(["1"] * count)
+            raise InvalidArgument("activation", f"{spec!r} takes {count} parameter(s), e.g. "
+                                                f"'{spec.split(':')[0]}:{example}'")
+        return tuple(sp.nsimplify(d) for d in defaults)
+    vals = tuple(parse_list(text, "activation"))
+    if count is not None and len(vals) != count:
+        if len(vals) < count and len(defaults) == count:
+            vals = vals + tuple(sp.nsimplify(d) for d in defaults[len(vals):])
+        else:
+            raise InvalidArgument("activation", f"{spec!r} takes {count} parameter(s)")
+    return vals
+
+
+def _int_param(spec: str, text: str) -> int:
+    """The integer order n >= 0 of ``rectified:n`` or ``monomial:n``, within :data:`DEGREE`."""
+    if not text:
+        raise InvalidArgument("activation", f"{spec!r} needs an integer order, e.g. "
+                                            f"'{spec.split(':')[0]}:2'")
+    n = integer("activation", parse_number(text, "activation"), minimum=0)
+    DEGREE.check("activation", n, cost="symbolic work growing faster than the degree squared")
+    return n
+
+
+def _abrelu(a, b, name):
+    return Activation(name, "abrelu", (a, b), a * sp.Min(X, 0) + b * sp.Max(X, 0))
+
+
+#: Names that take no parameters: ``relu:5`` is refused, not read as ``relu``.
+_PLAIN = ("relu", "abs", "step", "sign", "identity", "linear", "gelu", "tanh", "softplus", "sigmoid",
+          "swish", "silu")
+
+
+def _build(spec: str) -> Activation:
+    head, _, tail = spec.partition(":")
+    head = head.strip().lower().replace("-", "_")
+    if head in _PLAIN and tail.strip():
+        raise InvalidArgument("activation", f"{head} takes no parameters, got {spec!r}")
+    if head == "relu":
+        return _abrelu(sp.Integer(0), sp.Integer(1), "relu")
+    if head == "leaky_relu":
+        (a,) = _nums(spec, tail, 1, (sp.Rational(1, 100),))
+        return _abrelu(a, sp.Integer(1), f"leaky_relu:{a}")
+    if head == "abrelu":
+        a, b = _nums(spec, tail, 2, ())
+        return _abrelu(a, b, f"abrelu:{a},{b}")
+    if head == "abs":
+        return _abrelu(sp.Integer(-1), sp.Integer(1), "abs")
+    if head == "rectified":
+        n = _int_param(spec, tail)
+        return Activation(f"rectified:{n}", "rectified", (sp.Integer(n),), X**n * sp.Heaviside(X, 0))
+    if head == "step":
+        return Activation("step", "rectified", (sp.Integer(0),), sp.Heaviside(X, 0))
+    if head == "sign":
+        return Activation("sign", "sign", (), sp.sign(X))
+    if head in ("identity", "linear"):
+        return Activation("identity", "affine", (sp.Integer(1), sp.Integer(0)), X)
+    if head == "affine":
+        a, b = _nums(spec, tail, 2, ())
+        return Activation(f"affine:{a},{b}", "affine", (a, b), a * X + b)
+    if head == "monomial":
+        n = _int_param(spec, tail)
+        coeffs = (sp.Integer(0),) * n + (sp.Integer(1),)
+        return Activation(f"monomial:{n}", "polynomial", coeffs, X**n)
+    if head == "polynomial":
+        cs = _nums(spec, tail, None, ())
+        DEGREE.check("activation", len(cs) - 1, cost="symbolic work growing faster than the degree squared")
+        return Activation(f"polynomial:{','.join(map(str, cs))}", "polynomial", cs,
+                          sum((c * X**k for k, c in enumerate(cs)), sp.Integer(0)))
+    if head == "erf":
+        a, b, c = _nums(spec, tail, 3, (1, 1, 0))
+        name = "erf" if (a, b, c) == (1, 1, 0) else f"erf:{a},{b},{c}"
+        return Activation(name, "erf", (a, b, c), a * sp.erf(b * X) + c)
+    if head == "gelu":
+        return Activation("gelu", "gelu", (), X * (1 + sp.erf(X / sp.sqrt(2))) / 2)
+    if head == "exp":
+        a, b = _nums(spec, tail, 2, (1, 1))
+        return Activation("exp" if (a, b) == (1, 1) else f"exp:{a},{b}", "exp", (a, b), a * sp.exp(b * X))
+    if head == "gaussian":
+        (b,) = _nums(spec, tail, 1, (sp.Rational(1, 2),))
+        if not b > 0:
+            raise NotPositive("activation", f"gaussian:b is exp(-b x^2) and needs b > 0, got {b}")
+        return Activation(f"gaussian:{b}", "gaussian", (b,), sp.exp(-b * X**2))
+    if head in ("sin", "cos"):
+        a, b, c = _nums(spec, tail, 3, (1, 1, 0))
+        # cos(bx + c) = sin(bx + c + pi/2): one family, one closed form.
+        phase = c if head == "sin" else c + sp.pi / 2
+        expr = a * (sp.sin if head == "sin" else sp.cos)(b * X + c)
+        name = head if (a, b, c) == (1, 1, 0) else f"{head}:{a},{b},{c}"
+        return Activation(name, "sin", (a, b, phase), expr)
+    if head in ("cosnet", "cos_uniform"):
+        a, b = _nums(spec, tail, 2, (1, 1))
+        name = "cosnet" if (a, b) == (1, 1) else f"cosnet:{a},{b}"
+        return Activation(name, "cos_uniform", (a, b), a * sp.cos(b * X), random_phase=True)
+    generic = {"tanh": sp.tanh(X), "softplus": sp.log(1 + sp.exp(X)), "sigmoid": 1 / (1 + sp.exp(-X)),
+               "swish": X / (1 + sp.exp(-X)), "silu": X / (1 + sp.exp(-X))}
+    if head in generic:
+        return Activation(head, "generic", (), generic[head])
+    raise UnknownName("activation", f"unknown activation {spec!r}; known: {', '.join(REGISTRY)}")
+
+
+#: The names :func:`activation` understands (parameters, where allowed, follow a colon).
+REGISTRY = ("relu", "leaky_relu", "abrelu", "abs", "rectified", "step", "sign", "identity", "affine",
+            "monomial", "polynomial", "erf", "gelu", "exp", "gaussian", "sin", "cos", "cosnet",
+            "tanh", "softplus", "sigmoid", "swish")
+
+
+def activation(spec: "str | sp.Lambda | sp.Expr | Activation") -> Activation:
+    """Resolve a name, a sympy ``Lambda`` (one argument) or an expression in :data:`X`.
+
+    A ``Lambda`` or expression is tagged ``generic`` unless it is literally one of the closed-form
+    families (e.g. ``Lambda(x, Max(x, 0))`` is recognized as ReLU).
+    """
+    if isinstance(spec, Activation):
+        return spec
+    if isinstance(spec, str):
+        return _build(spec)
+    if isinstance(spec, sp.Lambda):
+        if len(spec.variables) != 1:
+            raise InvalidArgument("activation", "a Lambda activation takes exactly one argument")
+        expr = spec.expr.subs(spec.variables[0], X)
+    elif isinstance(spec, sp.Expr):
+        free = spec.free_symbols
+        if len(free) > 1:
+            raise InvalidArgument("activation", f"expression {spec} has more than one free symbol")
+        expr = spec.subs(free.pop(), X) if free else spec
+    else:
+        raise UnknownName("activation", f"cannot interpret {spec!r} as an activation")
+    for name in ("relu", "abs", "tanh", "gelu", "sigmoid", "softplus", "swish", "erf", "sin", "cos",
+                 "identity", "sign"):
+        known = _build(name)
+        if sp.simplify(known.expr - expr) == 0:
+            return known
+    poly = sp.Poly(expr, X) if expr.is_polynomial(X) else None
+    if poly is not None:
+        cs = tuple(reversed(poly.all_coeffs()))
+        return Activation(f"polynomial:{','.join(map(str, cs))}", "polynomial", cs, expr)
+    return Activation(f"lambda:{sp.sstr(expr)}", "generic", (), expr)

@@ -1,0 +1,1161 @@
+r"""The Gaussian-expectation engine: the rule engine behind every NNGP/NTK kernel.
+
+Job: for two activations :math:`f, g` return, as one sympy expression in the symbols
+:data:`Q11`, :data:`Q12`, :data:`Q22`,
+
+.. math::  \mathbb E\big[f(u)\,g(v)\big], \qquad (u, v) \sim \mathcal N\!\left(0,
+           \begin{pmatrix} q_{11} & q_{12}\\ q_{12} & q_{22}\end{pmatrix}\right),
+
+or, with ``derivative=True``, the derivative kernel :math:`\mathbb E[f'(u)\,g'(v)]` of the NTK.
+Every result records how it was obtained (:class:`Expectation`):
+
+``exact``
+    a closed form.  Activations are split into *atoms* (:math:`x^k`, :math:`x^n\Theta(x)`,
+    :math:`\mathrm{sign}`, :math:`\mathrm{erf}(bx)`, :math:`e^{-bx^2}`, :math:`e^{bx}`,
+    :math:`\sin(bx+c)`, uniform-phase cosine, GELU); :math:`\mathbb E` is bilinear, and every pair of
+    atoms with a known integral has a rule: Cho–Saul arc-cosine kernels :math:`J_{m,n}` (derived
+    symbolically for any integers, :class:`symbrg.core.special.ArcCosKernel`), Williams' arcsine kernel,
+    Gaussian moment-generating functions, Isserlis/Wick for monomials at any variances, and Stein
+    regression :math:`u = (q_{12}/q_{22})\,v + \sqrt{\Delta/q_{22}}\,w` for a polynomial against any
+    atom with known one-dimensional moments.
+``series``
+    the Mehler/Hermite expansion :math:`\sum_{n\le N} a_n(q_{11})\,b_n(q_{22})\,\rho^n`,
+    :math:`\rho = q_{12}/\sqrt{q_{11}q_{22}}`, :math:`a_n(q) = \mathbb E[f(\sqrt q z)\,He_n(z)]/\sqrt{n!}`,
+    truncated where the Parseval bound :math:`\sqrt{T_f(N,q_{11})\,T_g(N,q_{22})}`,
+    :math:`T_f(N, q) = \mathbb E[f(\sqrt q z)^2] - \sum_{n\le N} a_n(q)^2`, is below ``tol`` on the
+    stated variance range (valid because :math:`|\rho|\le 1`).
+``quadrature``
+    a 2-D composite Gauss–Legendre rule of stated degree, split at the kinks (NumPy) /
+    ``mpmath.quad`` on the same pieces at working precision (mpmath),
+    packaged as one :class:`~symbrg.core.special.NumericFunction` node.
+
+Conventions.  ``derivative=True`` uses the almost-everywhere derivative: the jumps of step and sign
+contribute nothing (:math:`\Theta' = 0`, so :math:`\mathbb E[\mathrm{sign}'\,\mathrm{sign}'] = 0`),
+exactly as neural-tangents does.  The derivative kernel is built from the derivative's own atoms
+(ReLU' = :math:`\Theta` gives :math:`J_0`, erf' is a Gaussian, sin' a phase-shifted sine, abs' =
+sign); where a derivative is not an atom (GELU, Gaussian) Price's theorem
+:math:`\partial_{q_{12}}\mathbb E[f(u)g(v)] = \mathbb E[f'(u)g'(v)]` is applied to the closed form of
+the continuous part.  The uniform-phase cosine (``cosnet``) shares one phase between :math:`u` and
+:math:`v` (one neuron), so :math:`\mathbb E = \tfrac{a^2}{2}e^{-b^2(q_{11}+q_{22}-2q_{12})/2}`; against
+any phase-free activation its expectation is 0.
+
+Numerics.  Where float64 would cancel, the expression goes through nodes of :mod:`symbrg.core.special`:
+:class:`~symbrg.core.special.GramDet` (error-free products for :math:`q_{11}q_{22}-q_{12}^2`, clipped at
+0) and :class:`~symbrg.core.special.ArcCosKernel` (:math:`\psi = \operatorname{atan2}(\sqrt\Delta,
+-q_{12})` and a Taylor series in :math:`\psi` as :math:`c\to-1`).  The compiled NumPy code agrees with
+a 50-digit mpmath evaluation of the same expression to 1e-12 relative (tested, including
+:math:`|c|` within 1e-12 of 1), and never returns NaN when rounding pushes :math:`|c|` past 1.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, NamedTuple
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from symbrg.core import checks
+from symbrg.gaussian.activations import X, Activation, activation
+from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
+from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
+
+__all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
+           "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map"]
+
+#: Variance of u.
+Q11 = sp.Symbol("q11", positive=True)
+#: Covariance of u and v.
+Q12 = sp.Symbol("q12", real=True)
+#: Variance of v.
+Q22 = sp.Symbol("q22", positive=True)
+
+METHODS = ("auto", "exact", "series", "quadrature")
+_SYMS = (Q11, Q12, Q22)
+#: The gap of the pair: the Gram determinant :math:`\Delta = q_{11}q_{22} - q_{12}^2` (carried by
+#: kernel programs as a variable of its own, see :func:`gap_map`).
+QD = sp.Symbol("q_Delta", nonnegative=True)
+#: The value of :math:`E[\varphi(u)\varphi(v)]` (computed once by the caller), in :func:`gap_map`.
+QE = sp.Symbol("e_12", real=True)
+#: The value of the angular gap :math:`H(\theta)` of :func:`gap_map`.
+QH = sp.Symbol("h_12", nonnegative=True)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    r"""The result of :func:`expectation`: ``expr`` in :data:`Q11`, :data:`Q12`, :data:`Q22`.
+
+    method: ``"exact"``, ``"series"`` or ``"quadrature"``.
+    rule: short name of the rule(s) used (``"arccos-J1"``, ``"erf-arcsin"``, ``"mehler"`` ...).
+    order, bound: for a series, the truncation order N and the largest Parseval bound on the
+    truncation error over ``variance_range`` (a float, ``<= tol`` unless forced);
+    ``bound_expr`` is that bound as an expression valid at any variances.
+    degree: Gauss–Legendre nodes per panel (8 panels per axis) of the NumPy quadrature.
+    """
+    expr: sp.Expr
+    method: str
+    rule: str
+    order: int | None = None
+    bound: float | None = None
+    degree: int | None = None
+    bound_expr: sp.Expr | None = None
+    variance_range: tuple[float, float] | None = None
+    f: Activation | None = field(default=None, compare=False)
+    g: Activation | None = field(default=None, compare=False)
+    derivative: bool = False
+
+    def compile(self, backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
+        """``fn(q11, q12, q22)`` through :func:`symbrg.core.codegen.lambdify`."""
+        from symbrg.core.codegen import lambdify
+        return lambdify(self.expr, _SYMS, backend=backend, dps=dps)
+
+    def explicit(self) -> sp.Expr:
+        """``expr`` in plain sympy: arc-cosine and Gram-determinant nodes replaced by their closed
+        forms (for display and symbolic checks; the nodes are what keeps float64 accurate)."""
+        return explicit(self.expr)
+
+    @property
+    def display(self) -> sp.Expr:
+        r"""The result written for reading (not for evaluation): the explicit closed form, the
+        series as :math:`\sum_{n=0}^{N} a_n(q_{11})\,b_n(q_{22})\,\rho^n` (a sympy ``Sum``), or the
+        quadrature node."""
+        if self.method == "exact":
+            return self.explicit()
+        if self.method == "series":
+            n = sp.Symbol("n", integer=True, nonnegative=True)
+            A = _hermite_coefficient_class(self.f, int(self.derivative))
+            B = _hermite_coefficient_class(self.g, int(self.derivative))
+            rho = Q12 / (sp.sqrt(Q11) * sp.sqrt(Q22))
+            return sp.Sum(A(n, Q11) * B(n, Q22) * rho ** n, (n, 0, self.order))
+        return self.expr
+
+    def latex(self) -> str:
+        """LaTeX of :attr:`display`."""
+        return sp.latex(self.display)
+
+
+def explicit(expr: sp.Expr) -> sp.Expr:
+    r"""Replace :class:`ArcCosKernel` and :class:`GramDet` nodes by plain sympy expressions
+    (:math:`\Delta = q_{11}q_{22} - q_{12}^2`); series/quadrature nodes are kept."""
+    expr = expr.replace(lambda e: isinstance(e, ArcCosKernel),
+                        lambda e: ArcCosKernel.explicit(int(e.args[0]), int(e.args[1]), *e.args[2:]))
+    return expr.replace(lambda e: isinstance(e, GramDet), lambda e: e.args[0] * e.args[2] - e.args[1] ** 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atoms: an activation as a linear combination of functions whose pairwise integrals are known.
+# ---------------------------------------------------------------------------------------------
+
+def _atoms(act: Activation) -> list[tuple[sp.Expr, tuple]] | None:
+    """``[(coefficient, atom), ...]`` with ``sum(coeff * atom(x)) == act(x)``; None if generic."""
+    fam, p = act.family, act.params
+    table = {
+        "abrelu": lambda: [(p[0], ("poly", 1)), (p[1] - p[0], ("rect", 1))],   # a x + (b-a) relu
+        "rectified": lambda: [(sp.Integer(1), ("rect", int(p[0])))],
+        "sign": lambda: [(sp.Integer(1), ("sign",))],
+        "affine": lambda: [(p[0], ("poly", 1)), (p[1], ("poly", 0))],
+        "polynomial": lambda: [(c, ("poly", k)) for k, c in enumerate(p)],
+        "erf": lambda: [(p[0], ("erf", p[1])), (p[2], ("poly", 0))],
+        "gelu": lambda: [(sp.Integer(1), ("gelu",))],
+        "exp": lambda: [(p[0], ("exp", p[1]))],
+        "gaussian": lambda: [(sp.Integer(1), ("gauss", p[0]))],
+        "sin": lambda: [(p[0], ("sin", p[1], p[2]))],
+        "cos_uniform": lambda: [(p[0], ("cosu", p[1]))],
+    }
+    if fam not in table:
+        return None
+    return [(sp.sympify(c), a) for c, a in table[fam]() if sp.sympify(c) != 0]
+
+
+_JUMPS = {("rect", 0), ("sign",)}
+
+
+def _dfact2(k: int) -> int:
+    """Double factorial with (-1)!! = 1."""
+    return math.prod(range(k, 0, -2)) if k > 0 else 1
+
+
+def _half_moment(p: int, q: sp.Expr) -> sp.Expr:
+    r""":math:`E[v^p\Theta(v)] = q^{p/2}\,2^{p/2}\Gamma(\tfrac{p+1}{2})/(2\sqrt\pi)`."""
+    half = sp.Rational(p, 2)
+    return q ** half * 2 ** half * sp.gamma(sp.Rational(p + 1, 2)) / (2 * sp.sqrt(sp.pi))
+
+
+def _gauss_moment(k: int, beta: sp.Expr, q: sp.Expr) -> sp.Expr:
+    r""":math:`E[v^k e^{-\beta v^2}] = (k-1)!!\,q^{k/2}(1+2\beta q)^{-(k+1)/2}` (k even; 0 if odd)."""
+    if k % 2:
+        return sp.Integer(0)
+    return _dfact2(k - 1) * q ** sp.Rational(k, 2) * (1 + 2 * beta * q) ** (-sp.Rational(k + 1, 2))
+
+
+def moment(k: int, atom: tuple, q: sp.Expr) -> sp.Expr:
+    r"""One-dimensional moment :math:`M_k = E[v^k\,\mathrm{atom}(v)]`, :math:`v\sim N(0, q)`.
+
+    erf by Stein's lemma :math:`E[v h(v)] = q E[h'(v)]`; exp and sin by completing the square
+    (:math:`E[v^k e^{bv}] = e^{b^2q/2}E[(v+bq)^k]`, sin as the imaginary part with :math:`b\to ib`).
+    """
+    kind = atom[0]
+    if kind == "poly":
+        p = k + atom[1]
+        return sp.Integer(0) if p % 2 else _dfact2(p - 1) * q ** sp.Rational(p, 2)
+    if kind == "rect":
+        return _half_moment(k + atom[1], q)
+    if kind == "sign":
+        return 2 * _half_moment(k, q) if k % 2 else sp.Integer(0)
+    if kind == "erf":
+        b = atom[1]
+        if k % 2 == 0:
+            return sp.Integer(0)
+        prev = moment(k - 2, atom, q) if k >= 3 else sp.Integer(0)
+        return q * ((k - 1) * prev + 2 * b / sp.sqrt(sp.pi) * _gauss_moment(k - 1, b ** 2, q))
+    if kind == "gauss":
+        return _gauss_moment(k, atom[1], q)
+    if kind in ("exp", "sin"):
+        b = atom[1]
+
+        def term(i: int) -> sp.Expr:   # E[v^i] times the shift (b q)^(k-i), i even
+            return sp.binomial(k, i) * (b * q) ** (k - i) * _dfact2(i - 1) * q ** sp.Rational(i, 2)
+        if kind == "exp":
+            return sp.exp(b ** 2 * q / 2) * sum((term(i) for i in range(0, k + 1, 2)), sp.Integer(0))
+        phase = atom[2]     # Im(e^{i c} i^(k-i)) = sin(c + (k-i) pi/2)
+        return sp.exp(-b ** 2 * q / 2) * sum((term(i) * sp.sin(phase + (k - i) * sp.pi / 2)
+                                              for i in range(0, k + 1, 2)), sp.Integer(0))
+    if kind == "cosu":
+        return sp.Integer(0)
+    if kind == "gelu":     # x Phi(x) = x/2 + x erf(x/sqrt2)/2
+        return (moment(k + 1, ("poly", 0), q) + moment(k + 1, ("erf", 1 / sp.sqrt(2)), q)) / 2
+    raise Unsupported("atom", f"no moment rule for {atom}")  # pragma: no cover - internal
+
+
+def _wick(j: int, k: int) -> sp.Expr:
+    r"""Isserlis/Wick: :math:`E[u^j v^k]=\sum_p \binom jp\binom kp p!\,(j-p-1)!!\,(k-p-1)!!\,
+    q_{12}^p q_{11}^{(j-p)/2} q_{22}^{(k-p)/2}` over p with j-p, k-p even."""
+    return sum((sp.binomial(j, p) * sp.binomial(k, p) * sp.factorial(p)
+                * _dfact2(j - p - 1) * _dfact2(k - p - 1)
+                * Q12 ** p * Q11 ** sp.Rational(j - p, 2) * Q22 ** sp.Rational(k - p, 2)
+                for p in range(min(j, k) + 1) if (j - p) % 2 == 0 and (k - p) % 2 == 0), sp.Integer(0))
+
+
+def _regression(j: int, atom: tuple) -> sp.Expr:
+    r""":math:`E[u^j\,h(v)]` by :math:`u = (q_{12}/q_{22})v + \sqrt{\Delta/q_{22}}\,w`, w independent:
+    :math:`\sum_{i\ \mathrm{even}}\binom ji (q_{12}/q_{22})^{j-i}(\Delta/q_{22})^{i/2}(i-1)!!\,M_{j-i}(h)`."""
+    det = GramDet(Q11, Q12, Q22)
+    return sum((sp.binomial(j, i) * (Q12 / Q22) ** (j - i) * (det / Q22) ** sp.Rational(i, 2) * _dfact2(i - 1)
+                * moment(j - i, atom, Q22) for i in range(0, j + 1, 2)), sp.Integer(0))
+
+
+def _swap(expr: sp.Expr) -> sp.Expr:
+    return expr.xreplace({Q11: Q22, Q22: Q11})
+
+
+def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
+    """E[a(u) b(v)] for two atoms, with the rule's name; None when no closed form is known."""
+    ka, kb = a[0], b[0]
+    det = GramDet(Q11, Q12, Q22)       # where sqrt(det) or its relative accuracy matters
+    plain = Q11 * Q22 - Q12 ** 2       # where det is only added to terms >= 1: rounding is harmless
+    if ka == "poly" and kb == "poly":
+        return _wick(a[1], b[1]), "wick"
+    if ka == "poly":
+        return _regression(a[1], b), "stein-moments"
+    if kb == "poly":
+        out = _pair(b, a)
+        return (_swap(out[0]), out[1]) if out else None
+    if (ka == "cosu") != (kb == "cosu"):
+        return sp.Integer(0), "phase-average"
+    if ka == "rect" and kb == "rect":
+        m, n = a[1], b[1]
+        return ArcCosKernel(m, n, Q11, Q12, Q22), (f"arccos-J{m}" if m == n else f"arccos-J{m},{n}")
+    if ka == "sign" and kb == "sign":
+        return 2 / sp.pi * sp.atan2(Q12, sp.sqrt(det)), "sign-arcsin"
+    if {ka, kb} == {"sign", "rect"}:    # sign = 2 Theta - 1
+        if ka == "sign":
+            return 2 * ArcCosKernel(0, b[1], Q11, Q12, Q22) - moment(0, b, Q22), f"arccos-J0,{b[1]}"
+        return 2 * ArcCosKernel(a[1], 0, Q11, Q12, Q22) - moment(0, a, Q11), f"arccos-J{a[1]},0"
+    if ka == kb == "erf":
+        b1, b2 = a[1], b[1]
+        den = sp.sqrt(1 + 2 * b1 ** 2 * Q11 + 2 * b2 ** 2 * Q22 + 4 * b1 ** 2 * b2 ** 2 * plain)
+        return 2 / sp.pi * sp.atan(2 * b1 * b2 * Q12 / den), "erf-arcsin"
+    if ka == kb == "gauss":
+        b1, b2 = a[1], b[1]
+        return 1 / sp.sqrt(1 + 2 * b1 * Q11 + 2 * b2 * Q22 + 4 * b1 * b2 * plain), "gaussian-det"
+    if ka == kb == "exp":
+        b1, b2 = a[1], b[1]
+        return sp.exp((b1 ** 2 * Q11 + b2 ** 2 * Q22) / 2 + b1 * b2 * Q12), "exp-mgf"
+    if ka == kb == "sin":
+        (b1, c1), (b2, c2) = a[1:], b[1:]
+        return (sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22) / 2)
+                * (sp.sin(c1) * sp.sin(c2) * sp.cosh(b1 * b2 * Q12)
+                   + sp.cos(c1) * sp.cos(c2) * sp.sinh(b1 * b2 * Q12)),
+                "sin-phase")
+    if ka == kb == "cosu":
+        b1, b2 = a[1], b[1]
+        return sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22 - 2 * b1 * b2 * Q12) / 2) / 2, "cosnet-uniform-phase"
+    if ka == kb == "gelu":   # Tsuchida et al. arXiv:2002.08517 (as in neural-tangents); tested vs quadrature
+        D = sp.sqrt(1 + Q11 + Q22 + plain)   # = sqrt((1+q11)(1+q22) - q12^2), without cancellation
+        return (Q12 / 4 + ((Q12 ** 2 + Q11 * Q22 * D ** 2) / ((1 + Q11) * (1 + Q22) * D)
+                           + Q12 * sp.atan(Q12 / D)) / (2 * sp.pi)), "gelu-arctan"
+    return None
+
+
+_RULE_ORDER = ("arccos", "sign", "erf", "gelu", "gaussian", "exp", "sin", "cosnet", "wick", "stein", "phase")
+
+
+def _merge(atoms: list[tuple[sp.Expr, tuple]]) -> list[tuple[sp.Expr, tuple]]:
+    """Sum the coefficients of equal atoms; rewrite alpha + beta*Theta as a constant plus
+    (beta/2)*sign when alpha*(alpha + beta) < 0, where the Theta form would cancel near c = 0
+    (e.g. abs' = 2 Theta - 1 = sign, whose kernel (2/pi) atan2(q12, sqrt(Delta)) is exact near 0)."""
+    out: dict[tuple, sp.Expr] = {}
+    for c, a in atoms:
+        out[a] = out.get(a, sp.Integer(0)) + c
+    alpha, beta = out.get(("poly", 0), sp.Integer(0)), out.get(("rect", 0), sp.Integer(0))
+    if beta != 0 and (alpha * (alpha + beta)).is_negative:
+        del out[("rect", 0)]
+        out[("poly", 0)] = alpha + beta / 2
+        out[("sign",)] = out.get(("sign",), sp.Integer(0)) + beta / 2
+    return [(c, a) for a, c in out.items() if c != 0]
+
+
+def _derivative_atoms(atoms: list[tuple[sp.Expr, tuple]]) -> list[tuple[sp.Expr, tuple]] | None:
+    """The a.e. derivative as atoms (jumps of step/sign dropped); None if some atom's derivative
+    is not an atom (then Price's theorem on the closed form is used instead)."""
+    out = []
+    for c, a in atoms:
+        kind = a[0]
+        if kind in ("poly", "rect"):
+            if a[1] > 0:
+                out.append((c * a[1], (kind, a[1] - 1)))
+        elif kind == "sign":
+            continue
+        elif kind == "erf":
+            out.append((c * 2 * a[1] / sp.sqrt(sp.pi), ("gauss", a[1] ** 2)))
+        elif kind in ("exp", "cosu"):     # (cos(bx + c))' = b cos(bx + c + pi/2): still a uniform phase
+            out.append((c * a[1], a))
+        elif kind == "sin":
+            out.append((c * a[1], ("sin", a[1], a[2] + sp.pi / 2)))
+        else:
+            return None
+    return _merge(out)
+
+
+def _exact(f: Activation, g: Activation, derivative: bool) -> tuple[sp.Expr, str] | None:
+    fa, ga = _atoms(f), _atoms(g)
+    if fa is None or ga is None:
+        return None
+    fa, ga = _merge(fa), _merge(ga)
+    if derivative:
+        fd, gd = _derivative_atoms(fa), _derivative_atoms(ga)
+        if fd is not None and gd is not None:
+            out = _exact_atoms(fd, gd)
+            if out is not None:
+                return out
+        # Price's theorem on the continuous part (a.e. convention: jumps carry no derivative)
+        out = _exact_atoms([(c, a) for c, a in fa if a not in _JUMPS],
+                           [(c, a) for c, a in ga if a not in _JUMPS])
+        return None if out is None else (sp.diff(out[0], Q12), f"price({out[1]})")
+    return _exact_atoms(fa, ga)
+
+
+def _exact_atoms(fa: list, ga: list) -> tuple[sp.Expr, str] | None:
+    total, rules = sp.Integer(0), []
+    for ca, a in fa:
+        for cb, b in ga:
+            out = _pair(a, b)
+            if out is None:
+                return None
+            total += ca * cb * out[0]
+            if out[1] not in rules:
+                rules.append(out[1])
+    rules.sort(key=lambda r: next((i for i, k in enumerate(_RULE_ORDER) if r.startswith(k)), 99))
+    return total, "+".join(rules) or "zero"
+
+
+# ---------------------------------------------------------------------------------------------
+# The gap: E[(phi(u) - phi(v))^2] and the Gram determinant of the post-activations, accurate at c -> 1.
+# ---------------------------------------------------------------------------------------------
+
+def with_gap(expr: sp.Expr) -> sp.Expr:
+    r"""``expr`` (in Q11, Q12, Q22) reading the Gram determinant from the symbol :data:`QD`:
+    ``GramDet(Q11, Q12, Q22)`` becomes QD, and the arc-cosine kernels whose value feels an error in
+    :math:`\sqrt\Delta` at c = +1 (:meth:`ArcCosKernel.sensitive`, e.g. :math:`J_0`) get QD as
+    their gap hint.  Equal to ``expr`` when :math:`QD = q_{11}q_{22} - q_{12}^2`."""
+    def ours(e: sp.Basic) -> bool:
+        return e.args[-3:] == (Q11, Q12, Q22) or (isinstance(e, GramDet) and e.args == (Q22, Q12, Q11))
+    expr = expr.replace(lambda e: isinstance(e, GramDet) and ours(e), lambda e: QD)
+    return expr.replace(lambda e: isinstance(e, ArcCosKernel) and len(e.args) == 5 and ours(e)
+                        and ArcCosKernel.sensitive(int(e.args[0]), int(e.args[1])),
+                        lambda e: ArcCosKernel(*e.args, QD))
+
+
+def _degree(atoms: list[tuple[sp.Expr, tuple]]) -> int | None:
+    """n when every atom is positively homogeneous of degree n (x^k, x^k Theta(x), sign), else None."""
+    degrees = {a[1] if a[0] in ("poly", "rect") else 0 if a[0] == "sign" else None for _, a in atoms}
+    return degrees.pop() if len(degrees) == 1 and None not in degrees else None
+
+
+_GAP_CANCELLATION = 32.0   # G(0) - G(theta) is formed as a difference where it loses at most 5 bits
+_GAP_TERMS = 48            # the Taylor series of H: theta^48/48! at theta = 1.5 is 1e-53
+
+
+class GapMap(NamedTuple):
+    """The accurate gap update of :func:`gap_map`: three expressions."""
+    angular: sp.Expr     # H(theta), in QD, Q12, QE, Q11, Q22
+    distance: sp.Expr    # E[(phi(u) - phi(v))^2], in Q11, Q22, QH
+    gap: sp.Expr         # E[phi(u)^2] E[phi(v)^2] - E[phi(u) phi(v)]^2, in Q11, Q22, QH
+
+
+@lru_cache(maxsize=None)
+def gap_map(act: Activation) -> GapMap | None:
+    r"""The accurate gap update of a positively homogeneous activation of degree n (ReLU, leaky
+    ReLU, abs, :math:`x^n\Theta(x)`, step, sign, monomials), in :math:`a = \sqrt{q_{11}}`,
+    :math:`b = \sqrt{q_{22}}`, the gap :math:`\Delta` (:data:`QD`) and :math:`E_{12} =
+    E[\varphi(u)\varphi(v)]` (:data:`QE`):
+
+    .. math::  E_{12} = (ab)^n G(\theta), \quad E_{11} = a^{2n}G(0), \quad
+               H(\theta) = G(0) - G(\theta), \quad \theta = \operatorname{atan2}(\sqrt\Delta, q_{12}),
+
+               D_\varphi = E[(\varphi(u)-\varphi(v))^2] = G(0)\,(a^n - b^n)^2 + 2(ab)^n H(\theta),
+               \qquad
+               \Delta_\varphi = E_{11}E_{22} - E_{12}^2 = (ab)^{2n}\,H(\theta)\,\big(2G(0) - H(\theta)\big),
+
+    :math:`G(\theta) = E[\varphi(z_1)\varphi(z_2)]` at unit variances and correlation
+    :math:`\cos\theta`.  The node :math:`H` (:data:`QH`) is :math:`G(0) - E_{12}/(ab)^n` where that
+    difference loses at most 5 bits, and the Taylor series of :math:`G(0) - G(\theta)` in
+    :math:`\theta` below (c near 1).  Then nothing cancels as :math:`c \to 1`: :math:`\Delta_\varphi`
+    keeps full relative accuracy, and :math:`D_\varphi` an error below
+    :math:`\epsilon\sqrt{E_{11}D_\varphi}` (from the rounding of :math:`a^n - b^n`), which moves
+    :math:`\theta` of the next layer by less than :math:`\epsilon` absolutely.  None for
+    activations that are not homogeneous or have no closed form (erf, GELU, sin, tanh, ...: their
+    kernels are smooth at c = 1 and need no gap of their own; a homogeneous layer after them
+    inherits the plain gap :math:`E_{11}E_{22} - E_{12}^2`).
+    """
+    atoms = _atoms(act)
+    n = None if atoms is None or act.random_phase else _degree(_merge(atoms))
+    exact = _exact(act, act, False) if n is not None else None
+    H = _angular_gap_class(act, exact[0]) if exact is not None else None
+    if H is None:
+        return None
+    scale = (Q11 * Q22) ** sp.Rational(n, 2)
+    G0 = H.g0
+    distance = 2 * scale * QH if n == 0 else G0 * (Q11 ** sp.Rational(n, 2) - Q22 ** sp.Rational(n, 2)) ** 2 \
+        + 2 * scale * QH
+    return GapMap(H(QD, Q12, QE / scale), distance, scale ** 2 * QH * (2 * G0 - QH))
+
+
+def _angular_gap_class(act: Activation, expr: sp.Expr) -> type | None:
+    r"""The node :math:`H` of :func:`gap_map` for ``act``, whose :math:`E[\varphi(u)\varphi(v)]` is
+    ``expr``; None when :math:`G(\theta)` is not a polynomial in :math:`\sin\theta, \cos\theta,
+    \theta` (no series)."""
+    from symbrg.core.special import _ANG_SYMBOLS, arccos_angular
+    S, C, T = sp.Symbol("S", positive=True), sp.Symbol("C", real=True), sp.Symbol("theta", nonnegative=True)
+    Sa, Ca, Pa = _ANG_SYMBOLS
+    g = expr.replace(lambda e: isinstance(e, ArcCosKernel), lambda e: ArcCosKernel.normalization(
+        int(e.args[0]), int(e.args[1])) * arccos_angular(int(e.args[0]), int(e.args[1])).xreplace(
+        {Sa: S, Ca: -C, Pa: sp.pi - T}))
+    g = g.replace(lambda e: isinstance(e, GramDet), lambda e: S ** 2).xreplace({Q11: 1, Q22: 1, Q12: C})
+    g = g.replace(lambda e: (isinstance(e, sp.atan2) and e.args == (C, S)) or   # sign: pi/2 - theta
+                  (isinstance(e, sp.atan) and e.args == (C / S,)), lambda e: sp.pi / 2 - T)
+    try:
+        poly = sp.Poly(sp.expand(g), S, C, T)
+    except sp.PolynomialError:
+        return None
+    if not all(c.is_number for c in poly.coeffs()):
+        return None
+    g0 = sp.nsimplify(g.xreplace({S: 0, C: 1, T: 0}))
+    closed = (g0 - g.xreplace({S: sp.sin(T), C: sp.cos(T)}), T)
+    key = ("AngularGap", act.name, act.family, act.params)
+    return _node_class("AngularGap", key, lambda: _build_angular_gap(act, poly, g0, closed))
+
+
+def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr,
+                       closed: tuple[sp.Expr, sp.Symbol]) -> type:
+    N = _GAP_TERMS
+    with mpmath.workdps(40):               # Taylor coefficients of G(0) - G(theta), to 40 digits
+        fact = [mpmath.factorial(k) for k in range(N)]
+        sin = [mpmath.mpf(0) if k % 2 == 0 else (-1) ** (k // 2) / fact[k] for k in range(N)]
+        cos = [(-1) ** (k // 2) / fact[k] if k % 2 == 0 else mpmath.mpf(0) for k in range(N)]
+
+        def times(p: list, q: list) -> list:
+            return [mpmath.fsum(p[i] * q[k - i] for i in range(k + 1)) for k in range(N)]
+        series = [mpmath.mpf(0)] * N
+        for (i, j, k), coeff in zip(poly.monoms(), poly.coeffs()):
+            term = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (N - 1)
+            for _ in range(i):
+                term = times(term, sin)
+            for _ in range(j):
+                term = times(term, cos)
+            c = mpmath.mpf(sp.N(coeff, 45))
+            for d in range(N - k):
+                series[d + k] -= c * term[d]
+        series[0] += mpmath.mpf(sp.N(g0, 45))
+        low = next(k for k in range(1, N) if abs(series[k]) > 1e-30)    # H ~ theta^low at 0
+        # switch: above it G(0) - G(theta) cancels by less than _GAP_CANCELLATION
+        T = closed[1]
+        H = sp.lambdify(T, closed[0], modules="mpmath")
+        grid = [k / 64 for k in range(1, 97)]                            # up to 1.5 < pi/2
+        ok = [abs(g0) <= _GAP_CANCELLATION * abs(H(t)) for t in grid]
+        switch = next((t for i, t in enumerate(grid) if all(ok[i:])), grid[-1])
+        tail = [abs(c) * mpmath.mpf(switch) ** k for k, c in enumerate(series)]
+        keep = max(k for k in range(N) if tail[k] >= 1e-18 * abs(H(switch))) + 1
+        coeffs = np.array([float(c) for c in series[low:keep]][::-1])
+    tan2, G0 = math.tan(switch) ** 2, float(g0)
+    h_switch = 1.01 * float(H(switch))       # a margin for the rounding of G(0) - g near the switch
+    g0_mp = lru_cache(maxsize=8)(lambda prec: mpmath.mpf(sp.N(g0, prec_to_dps(prec) + 10)))
+    label = _tex_name(act.name)
+
+    class AngularGap(NumericFunction):
+        __doc__ = (rf"H = G(0) - G(theta) of {act.name}, G(theta) = E[phi(z1) phi(z2)] at unit variances and "
+                   "correlation cos(theta), from (Delta, q12, g): theta = atan2(sqrt(Delta), q12) and "
+                   "g = G(theta) "
+                   "(the caller's value).  NumPy: G(0) - g, and the Taylor series in theta below "
+                   f"theta = {switch:.3g}, where that difference would lose more than 5 bits; mpmath: the "
+                   "closed form in theta with guard digits for that cancellation.")
+        nargs = 3
+
+        @classmethod
+        def numpy_impl(cls, det: Any, q12: Any, g: Any) -> np.ndarray:
+            from symbrg.core.codegen import Workspace
+            det, q12, g = (np.asarray(a, dtype=float) for a in (det, q12, g))
+            out = np.empty(np.broadcast_shapes(det.shape, q12.shape, g.shape))
+            cls.numpy_into(out, Workspace(out.shape), det, q12, g)
+            return out
+
+        @classmethod
+        def numpy_into(cls, out: np.ndarray, work: Any, det: Any, q12: Any, g: Any) -> None:
+            np.subtract(G0, g, out=out)
+            near = np.less(out, h_switch, out=work("near", bool))    # candidates: H small ...
+            if np.count_nonzero(near):
+                d, q = (np.broadcast_to(a, out.shape)[near] for a in (det, q12))
+                d = np.maximum(d, 0.0)
+                keep = (q > 0) & (d < tan2 * q * q)                   # ... and theta < switch
+                t = np.arctan2(np.sqrt(d[keep]), q[keep])
+                h = out[near]
+                h[keep] = t ** low * np.polyval(coeffs, t)
+                out[near] = h
+
+        @classmethod
+        def mpmath_impl(cls, det: Any, q12: Any, g: Any) -> Any:
+            det, q12 = max(mpmath.mpf(det), 0), mpmath.mpf(q12)
+            if not (q12 > 0 and det < tan2 * q12 * q12):
+                return g0_mp(mpmath.mp.prec) - mpmath.mpf(g)   # loses at most 5 bits (the guard digits)
+            theta = mpmath.atan2(mpmath.sqrt(det), q12)
+            if theta == 0:
+                return mpmath.mpf(0)
+            guard = 20 + int(low * max(0.0, -math.log2(float(theta))))   # H cancels like theta^low
+            with mpmath.workprec(mpmath.mp.prec + guard):
+                value = H(theta)
+            return +value
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            """H = G(0) - g: (Delta, q12) only say where to sum the series."""
+            return sp.Integer(-1) if argindex == 3 else sp.Integer(0)
+
+        def _latex(self, printer: Any, exp: Any = None) -> str:
+            args = ", ".join(printer._print(a) for a in self.args)
+            body = rf"H_{{\mathrm{{{label}}}}}\!\left({args}\right)"
+            return body if exp is None else rf"{body}^{{{exp}}}"
+
+    AngularGap.g0 = g0
+    AngularGap.switch = switch
+    return AngularGap
+
+
+# ---------------------------------------------------------------------------------------------
+# Numerical nodes: Hermite coefficients, their Parseval tails, and 2-D quadrature.
+# ---------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _gauss_hermite(degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilists' Gauss–Hermite nodes and weights normalized to the N(0, 1) density.
+
+    Golub–Welsch (eigen-decomposition of the Jacobi matrix, off-diagonal sqrt(n)): stable for
+    the high degrees the Hermite coefficients need, where ``numpy.polynomial.hermite_e.hermegauss``
+    overflows."""
+    off = np.sqrt(np.arange(1.0, degree))
+    try:
+        from scipy.linalg import eigvalsh_tridiagonal
+        z = eigvalsh_tridiagonal(np.zeros(degree), off)
+    except ImportError:  # pragma: no cover - scipy is optional
+        z = np.linalg.eigvalsh(np.diag(off, 1) + np.diag(off, -1))
+    # weights 1/(D h_{D-1}(z)^2) from the orthonormal recurrence (eigenvector components would only be
+    # accurate to ~1e-16 absolutely, which ruins the tiny tail weights that multiply large h_n(z))
+    h_prev, h = np.zeros_like(z), np.ones_like(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for n in range(degree - 1):
+            h_prev, h = h, (z * h - math.sqrt(n) * h_prev) / math.sqrt(n + 1)
+        w = 1.0 / (degree * h * h)
+    w = np.where(np.isfinite(w), w, 0.0)
+    return z, w / w.sum()
+
+
+@lru_cache(maxsize=None)
+def _hermite_table(n_max: int, degree: int) -> np.ndarray:
+    r"""Normalized :math:`h_n(z) = He_n(z)/\sqrt{n!}` at the GH nodes, times the weights: (n_max+1, degree).
+
+    The recurrence runs on :math:`h_n\sqrt{w}` (bounded by 1), so nothing overflows at the outer
+    nodes where :math:`h_n` itself would exceed the float64 range."""
+    z, w = _gauss_hermite(degree)
+    r = np.sqrt(w)
+    h = np.zeros((n_max + 1, degree))
+    h[0] = r
+    if n_max:
+        h[1] = z * r
+    for n in range(1, n_max):
+        h[n + 1] = (z * h[n] - math.sqrt(n) * h[n - 1]) / math.sqrt(n + 1)
+    return h * r
+
+
+@lru_cache(maxsize=16)
+def _mp_rule(dps: int, width: str) -> tuple[list, list]:
+    r"""Half of a composite Gauss–Legendre rule for :math:`\int g(z)\varphi(z)dz` at ``dps`` digits:
+    nodes :math:`z > 0` (the rule is their mirror image too), panels of the given width on
+    :math:`0 \le z \le 2\sqrt{\ln 10\,(dps+8)}` (beyond it :math:`|h_n|\sqrt\varphi\lesssim 1`
+    leaves :math:`\sqrt\varphi < 10^{-dps-8}`), :math:`3\,dps/4 + 12` nodes per panel; the weights
+    include the normal density."""
+    with mpmath.workdps(dps + 10):
+        w = mpmath.mpf(width)
+        L = 2 * mpmath.sqrt(mpmath.log(10) * (dps + 8))
+        panels = int(mpmath.ceil(L / w))
+        deg = 3 * dps // 4 + 12
+        x, wx = np.polynomial.legendre.leggauss(deg)          # float nodes, refined below by Newton
+        nodes = []
+        for x0 in x:
+            t = mpmath.mpf(x0)
+            for _ in range(6):        # Newton on P_deg, P' = deg (t P_deg - P_{deg-1}) / (t^2 - 1)
+                p0, p1 = mpmath.mpf(1), t
+                for k in range(1, deg):
+                    p0, p1 = p1, ((2 * k + 1) * t * p1 - k * p0) / (k + 1)
+                dp = deg * (t * p1 - p0) / (t * t - 1)
+                t -= p1 / dp
+            nodes.append((t, 2 / ((1 - t * t) * dp * dp)))
+        zs, ws = [], []
+        for k in range(panels):
+            a = k * w
+            for t, wt in nodes:
+                z = a + (t + 1) * w / 2
+                zs.append(z)
+                ws.append(wt * w / 2 * mpmath.npdf(z))
+    return zs, ws
+
+
+_MP_COEFFICIENT_DPS = 30   # a series truncated at tol >= 1e-15 gains nothing from more digits in a_n
+
+
+def _mp_coefficients(comp: "_Compiled", q: Any, n: int) -> tuple[list, Any]:
+    r"""(:math:`a_0..a_N(q)`, :math:`E[f(\sqrt q z)^2]`) at working precision, N >= n, cached per (q, dps).
+
+    One composite Gauss–Legendre rule (:func:`_mp_rule`, panel width :math:`1/\max(1,\sqrt q)`, so
+    an activation analytic within about 1/2 of the real axis is resolved) serves every order via
+    the orthonormal recurrence :math:`h_{k+1} = (z h_k - \sqrt k h_{k-1})/\sqrt{k+1}`, run on
+    :math:`h_k\sqrt{w}` (bounded by 1) in fixed-point integer arithmetic with 40 guard bits (ten
+    times faster than mpf arithmetic; every quantity is bounded, so absolute precision is what
+    counts).  The coefficients carry min(dps, 30) digits: the series itself is only good to its
+    tolerance.  Cost: a fraction of a second per distinct variance, then cached."""
+    dps = min(mpmath.mp.dps, _MP_COEFFICIENT_DPS)
+    key = (q, dps)
+    have = comp.mp_cache.get(key)
+    if have is not None and len(have[0]) > n:
+        return have
+    top = 32 * (n // 32 + 1)
+    width = str(mpmath.mpf(1) / max(1, mpmath.sqrt(q)))
+    zs, ws = _mp_rule(dps, mpmath.nstr(mpmath.mpf(width), 6))
+    with mpmath.workdps(dps + 10):
+        bits = mpmath.mp.prec + 40
+
+        def fixed(x: Any) -> int:
+            return int(mpmath.ldexp(x, bits))
+
+        root = mpmath.sqrt(q)
+        fp = [comp.mpmath(root * z) for z in zs]          # f at +z and at -z: h_n(-z) = (-1)^n h_n(z)
+        fm = [comp.mpmath(-root * z) for z in zs]
+        total = mpmath.fsum((a * a + b * b) * w for a, b, w in zip(fp, fm, ws))
+        sw = [mpmath.sqrt(w) for w in ws]
+        even = [fixed((a + b) * r) for a, b, r in zip(fp, fm, sw)]
+        odd = [fixed((a - b) * r) for a, b, r in zip(fp, fm, sw)]
+        Z = [fixed(z) for z in zs]
+        psi_prev, psi = [0] * len(zs), [fixed(r) for r in sw]
+        coeffs = []
+        for k in range(top + 1):
+            F = odd if k % 2 else even
+            coeffs.append(mpmath.ldexp(mpmath.mpf(sum(f * p for f, p in zip(F, psi))), -2 * bits))
+            sk, ik = fixed(mpmath.sqrt(k)), fixed(1 / mpmath.sqrt(k + 1))
+            psi_prev, psi = psi, [((((z * p) >> bits) - ((sk * pp) >> bits)) * ik) >> bits
+                                  for z, p, pp in zip(Z, psi, psi_prev)]
+    out = ([+c for c in coeffs], +total)
+    if len(comp.mp_cache) >= 64:
+        comp.mp_cache.pop(next(iter(comp.mp_cache)))
+    comp.mp_cache[key] = out
+    return out
+
+
+@lru_cache(maxsize=None)
+def _compiled(act: Activation, derivative: int) -> "_Compiled":
+    return _Compiled(act, int(derivative))
+
+
+class _Compiled:
+    """NumPy and mpmath callables of one activation (or its a.e. derivative)."""
+
+    def __init__(self, act: Activation, derivative: int):
+        from symbrg.core.codegen import lambdify
+        self.act, self.derivative = act, int(derivative)
+        expr = act.expr
+        for _ in range(int(derivative)):      # a.e. derivatives: Dirac deltas of jumps dropped
+            expr = sp.diff(expr, X).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+        self.expr = expr
+        self.numpy = lambdify(expr, [X], backend="numpy")
+        self.mpmath = lambdify(expr, [X], backend="mpmath")
+        self.cache: dict = {}
+        self.mp_cache: dict = {}
+
+    def np_eval(self, x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.asarray(self.numpy(x), dtype=float), np.shape(x))
+
+
+_NODE_REGISTRY: dict = {}
+_CLASSES: dict[str, type] = {}
+
+
+def _node_class(prefix: str, key: tuple, build: Callable[[], type]) -> type:
+    """One NumericFunction subclass per key, named ``<prefix><index>`` (codegen prints it by name)."""
+    if key not in _NODE_REGISTRY:
+        _NODE_REGISTRY[key] = len([k for k in _NODE_REGISTRY if k[0] == key[0]])
+    name = f"{prefix}{_NODE_REGISTRY[key]}"
+    if name not in _CLASSES:
+        cls = build()
+        cls.__name__ = cls.__qualname__ = name
+        _CLASSES[name] = cls
+    return _CLASSES[name]
+
+
+_N_MAX = 400              # largest Mehler order the engine will use
+_HERMITE_DEGREE = 960     # GH nodes for a_n(q), n <= _N_MAX: products f*h_n stay well resolved
+
+
+def _unique_eval(q: np.ndarray, rows: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Evaluate a per-variance function once per distinct value (Gram matrices repeat variances)."""
+    q = np.asarray(q, dtype=float)
+    uq, inv = np.unique(q.ravel(), return_inverse=True)
+    return rows(uq)[inv].reshape(q.shape)
+
+
+def _coefficient_rows(comp: _Compiled, uq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a_n(q) for n = 0.._N_MAX, E[f(sqrt(q) z)^2]) at each q in uq; the last few results are cached
+    (a series of N terms asks for the same variances N times)."""
+    key = uq.tobytes()
+    if key in comp.cache:
+        return comp.cache[key]
+    z, w = _gauss_hermite(_HERMITE_DEGREE)
+    fz = comp.np_eval(np.sqrt(uq)[:, None] * z[None, :])
+    out = (fz @ _hermite_table(_N_MAX + 4, _HERMITE_DEGREE).T, (fz ** 2) @ w)   # +4: room for d/dq
+    if len(comp.cache) >= 8:
+        comp.cache.pop(next(iter(comp.cache)))
+    comp.cache[key] = out
+    return out
+
+
+def _hermite_coefficient_class(act: Activation, derivative: int) -> type:
+    derivative = int(derivative)
+    return _node_class("HermiteCoefficient", ("HermiteCoefficient", act.name, act.family, derivative),
+                       lambda: _build_coefficient(act, derivative))
+
+
+def _build_coefficient(act: Activation, derivative: int) -> type:
+    comp = _compiled(act, derivative)
+    label = r"\varphi" + "'" * derivative + rf"_{{\mathrm{{{_tex_name(act.name)}}}}}"
+
+    class Coefficient(NumericFunction):
+        __doc__ = (rf"Hermite coefficient :math:`a_n(q) = E[f(\sqrt q z) He_n(z)]/\sqrt{{n!}}` of "
+                   f"{act.name}{chr(39) * derivative}; NumPy: {_HERMITE_DEGREE}-point Gauss–Hermite, "
+                   "mpmath: composite Gauss–Legendre at working precision (see _mp_coefficients).")
+        nargs = 2
+        compiled = comp
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            r""":math:`\partial_q a_n(q) = E[f'(\sqrt q z)\,z\,h_n(z)]/(2\sqrt q)
+            = (\sqrt{n+1}\,b_{n+1} + \sqrt n\,b_{n-1})/(2\sqrt q)`, b the coefficients of f'."""
+            if argindex != 2:
+                raise sp.ArgumentIndexError(self, argindex)
+            n, q = self.args
+            B = _hermite_coefficient_class(act, derivative + 1)
+            down = sp.sqrt(n) * B(n - 1, q) if int(n) > 0 else sp.Integer(0)
+            return (sp.sqrt(n + 1) * B(n + 1, q) + down) / (2 * sp.sqrt(q))
+
+        @classmethod
+        def numpy_impl(cls, n: Any, q: Any) -> np.ndarray:
+            n = int(n)
+            return _unique_eval(q, lambda uq: _coefficient_rows(comp, uq)[0][:, n])
+
+        @classmethod
+        def mpmath_impl(cls, n: Any, q: Any) -> Any:
+            return _mp_coefficients(comp, mpmath.mpf(q), int(n))[0][int(n)]
+
+        def _latex(self, printer: Any, exp: Any = None) -> str:
+            n, q = (printer._print(a) for a in self.args)
+            body = rf"a^{{{label}}}_{{{n}}}\!\left({q}\right)"
+            return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+
+    return Coefficient
+
+
+def _hermite_tail_class(act: Activation, derivative: int) -> type:
+    return _node_class("HermiteTail", ("HermiteTail", act.name, act.family, int(derivative)),
+                       lambda: _build_tail(act, int(derivative)))
+
+
+def _build_tail(act: Activation, derivative: int) -> type:
+    comp = _compiled(act, derivative)
+
+    class Tail(NumericFunction):
+        __doc__ = (rf"Parseval tail :math:`T(N, q) = E[f(\sqrt q z)^2] - \sum_{{n\le N}} a_n(q)^2 \ge 0` "
+                   f"of {act.name}.")
+        nargs = 2
+
+        @classmethod
+        def numpy_impl(cls, n: Any, q: Any) -> np.ndarray:
+            return _unique_eval(q, lambda uq: _tails(comp, uq)[:, int(n)])
+
+        @classmethod
+        def mpmath_impl(cls, n: Any, q: Any) -> Any:
+            a, total = _mp_coefficients(comp, mpmath.mpf(q), int(n))
+            return max(total - mpmath.fsum(a[k] ** 2 for k in range(int(n) + 1)), mpmath.mpf(0))
+
+        def _latex(self, printer: Any, exp: Any = None) -> str:
+            body = rf"T_{{{printer._print(self.args[0])}}}\!\left({printer._print(self.args[1])}\right)"
+            return body if exp is None else rf"{body}^{{{exp}}}"
+
+    return Tail
+
+
+def _tails(comp: _Compiled, uq: np.ndarray) -> np.ndarray:
+    r"""Parseval tails :math:`T(N, q)` for N = 0.._N_MAX: shape (len(uq), _N_MAX + 1).
+
+    Discrete Parseval on one GH rule keeps the difference non-negative; the rounding floor
+    :math:`10^{-15} E[f^2]` is added so that a tail is never reported below what float64 resolves."""
+    a, total = _coefficient_rows(comp, uq)
+    a = a[:, :_N_MAX + 1]
+    return np.maximum(total[:, None] - np.cumsum(a ** 2, axis=1), 0.0) + 1e-15 * total[:, None]
+
+
+
+def _tex_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9:,.]", "", name)[:24] or "f"
+
+
+def _polynomial_degree(act: Activation, derivative: bool) -> int | None:
+    if act.family not in ("polynomial", "affine"):
+        return None
+    deg = sp.Poly(act.expr, X).degree() if act.expr != 0 else 0
+    return max(deg - 1, 0) if derivative else deg
+
+
+def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance_range: tuple[float, float],
+            forced: bool) -> Expectation | None:
+    A, B = _hermite_coefficient_class(f, derivative), _hermite_coefficient_class(g, derivative)
+    rho = Q12 / (sp.sqrt(Q11) * sp.sqrt(Q22))
+    degrees = [_polynomial_degree(a, derivative) for a in (f, g)]
+    if any(d is not None for d in degrees):   # a polynomial's Mehler series ends: exact at its degree
+        order = min(d for d in degrees if d is not None)
+        expr = sp.Add(*[A(n, Q11) * B(n, Q22) * rho ** n for n in range(order + 1)])
+        return Expectation(expr, "series", "mehler", order=order, bound=0.0, bound_expr=sp.Integer(0),
+                           variance_range=tuple(map(float, variance_range)), f=f, g=g, derivative=derivative)
+    grid = np.geomspace(variance_range[0], variance_range[1], 9)
+    cf, cg = _compiled(f, derivative), _compiled(g, derivative)
+    tf = _tails(cf, grid).max(axis=0)
+    tg = tf if (g == f) else _tails(cg, grid).max(axis=0)
+    bound = np.sqrt(tf * tg)
+    ok = np.nonzero(bound <= tol)[0]
+    if ok.size == 0:
+        if not forced:
+            return None
+        raise ConvergenceError("tol", f"the Mehler series of E[{f.name} {g.name}] needs more than {_N_MAX} "
+                                      f"terms for tol={tol:g} on variances {variance_range} (its bound at "
+                                      f"N={_N_MAX} is {bound[-1]:.3g}); use method='quadrature'")
+    order = int(ok[0])
+    # two-level Horner in rho (blocks of 16, then in rho^16): shallow trees, and rho^16 kept as a
+    # power of rho (sympy would otherwise write q12^16/(q11^8 q22^8), which underflows for small q)
+    blocks = []
+    for start in range(0, order + 1, 16):
+        stop = min(start + 15, order)
+        inner = A(stop, Q11) * B(stop, Q22)
+        for n in range(stop - 1, start - 1, -1):
+            inner = sp.Add(A(n, Q11) * B(n, Q22), sp.Mul(rho, inner, evaluate=False), evaluate=False)
+        blocks.append(inner)
+    rho16 = sp.Pow(rho, 16, evaluate=False)
+    expr = blocks[-1]
+    for inner in reversed(blocks[:-1]):
+        expr = sp.Add(inner, sp.Mul(rho16, expr, evaluate=False), evaluate=False)
+    TA, TB = _hermite_tail_class(f, derivative), _hermite_tail_class(g, derivative)
+    bound_expr = sp.sqrt(TA(order, Q11) * TB(order, Q22))
+    return Expectation(expr, "series", "mehler", order=order, bound=float(bound[order]),
+                       bound_expr=bound_expr, variance_range=tuple(map(float, variance_range)), f=f, g=g,
+                       derivative=derivative)
+
+
+def _orders(derivative: Any) -> tuple[int, int]:
+    """Derivative orders (k_f, k_g) from an int (the same for both) or a pair."""
+    if isinstance(derivative, tuple):
+        return int(derivative[0]), int(derivative[1])
+    return int(derivative), int(derivative)
+
+
+def _integrand(f: Activation, g: Activation, derivative: Any) -> tuple[Callable, Callable, bool]:
+    """(numpy h(u, v), mpmath h(u, v), has_kinks) with E = E[h(u, v)], h = f^(kf)(u) g^(kg)(v)."""
+    kf, kg = _orders(derivative)
+    if f.random_phase or g.random_phase:
+        if not (f.random_phase and g.random_phase):
+            return (lambda u, v: np.zeros(np.broadcast(u, v).shape)), (lambda u, v: mpmath.mpf(0)), False
+        (a1, b1), (a2, b2) = ((float(x) for x in f.params), (float(x) for x in g.params))
+        # E_c[cos(b1 u + c) cos(b2 v + c)] = cos(b1 u - b2 v)/2; each derivative multiplies by b and
+        # shifts the phase by pi/2
+        s, shift = a1 * a2 * b1 ** kf * b2 ** kg / 2, (kf - kg) * math.pi / 2
+        return ((lambda u, v: s * np.cos(b1 * u - b2 * v + shift)),
+                (lambda u, v: s * mpmath.cos(b1 * u - b2 * v + shift)), False)
+    cf, cg = _compiled(f, kf), _compiled(g, kg)
+    kinks = any(e.has(sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign, sp.Piecewise)
+                for e in (f.expr, g.expr))
+    return ((lambda u, v: cf.np_eval(u) * cg.np_eval(v)), (lambda u, v: cf.mpmath(u) * cg.mpmath(v)), kinks)
+
+
+_GAUSS_CUT = 10.0     # |z| <= 10: the standard normal mass beyond is 1.5e-23
+_PANELS = 4           # Gauss-Legendre panels on each side of a split point
+
+
+@lru_cache(maxsize=None)
+def _gauss_legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(degree)
+
+
+def _quadrature_class(f: Activation, g: Activation, derivative: Any, degree: int) -> type:
+    r"""A node for :math:`E[h(u,v)]`, :math:`u = \sqrt{q_{11}}z_1`, :math:`v = \alpha z_1 + \beta z_2`,
+    :math:`\alpha = q_{12}/\sqrt{q_{11}}`, :math:`\beta = \sqrt{\Delta/q_{11}}`.
+
+    NumPy: a composite Gauss–Legendre product rule on :math:`[-10, 10]^2` (the normal mass outside
+    is 1.5e-23), split where the kinks of the activations sit (outer at :math:`z_1 = 0`, inner at
+    :math:`z_2 = -\alpha z_1/\beta`, i.e. u = 0 and v = 0), each side cut into 4 panels of
+    ``degree`` nodes.  It keeps spectral accuracy for kinks (ReLU, step) and for activations with
+    poles near the real axis (tanh at large variance), where a global Gauss–Hermite rule
+    converges slowly (neural-tangents calls its GH rule "not recommended" for ReLU).
+    mpmath: nested ``mpmath.quad`` (Gauss–Legendre) on the same pieces at working precision,
+    truncated where the Gaussian mass is below the working epsilon.
+    """
+    orders = _orders(derivative)
+    key = ("Quadrature", f.name, f.family, g.name, g.family, orders, degree)
+    return _node_class("GaussianQuadrature", key, lambda: _build_quadrature(f, g, orders, degree))
+
+
+def _build_quadrature(f: Activation, g: Activation, derivative: tuple[int, int], degree: int) -> type:
+    h_np, h_mp, kinks = _integrand(f, g, derivative)
+    x, wx = _gauss_legendre(degree)
+    # composite rule: _PANELS panels of `degree` Gauss-Legendre nodes on each of [-L, a] and [a, L]
+    t = (np.arange(_PANELS)[:, None] + (x[None, :] + 1) / 2).ravel() / _PANELS       # in (0, 1)
+    wt = np.tile(wx / (2 * _PANELS), _PANELS)
+
+    def split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes and Gaussian-weighted weights on [-L, a] U [a, L], a of any shape (last axis: nodes)."""
+        L = _GAUSS_CUT
+        z = np.concatenate([-L + (a + L) * t, a + (L - a) * t], axis=-1)
+        w = np.concatenate([(a + L) * wt, (L - a) * wt], axis=-1)
+        return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+    z1, w1 = split(np.zeros(1))
+    fn, gn = (rf"\varphi{chr(39) * k}_{{\mathrm{{{_tex_name(a.name)}}}}}"
+              for a, k in zip((f, g), derivative))
+    label = rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]"
+
+    def inner_nodes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z2 nodes/weights per (entry, z1), split where v = alpha z1 + beta z2 crosses 0."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(beta[:, None] > 0, -alpha[:, None] * z1[None, :] / beta[:, None], np.inf)
+        k = np.clip(np.nan_to_num(k, nan=0.0), -_GAUSS_CUT, _GAUSS_CUT)[..., None]
+        return split(k)
+
+    class Quadrature(NumericFunction):
+        __doc__ = (f"E[{f.name}{chr(39) * derivative[0]}(u) {g.name}{chr(39) * derivative[1]}(v)] by "
+                   f"quadrature of degree {degree}: NumPy composite Gauss–Legendre split at the kinks, "
+                   "mpmath nested mpmath.quad split at the kinks.")
+        nargs = 3
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            r"""Price's theorem: :math:`\partial_{q_{12}}E[f g] = E[f' g']`,
+            :math:`\partial_{q_{11}}E[f g] = \tfrac12 E[f'' g]` (and likewise in q22).  The
+            variance rule needs second derivatives, which for activations with kinks are
+            distributions: refused there rather than silently dropped."""
+            kf, kg = derivative
+            if argindex == 2:
+                return _quadrature_class(f, g, (kf + 1, kg + 1), degree)(*self.args)
+            if kinks:
+                raise Unsupported("argindex", f"E[{f.name} {g.name}] by quadrature is differentiable in "
+                                              "q12 only: its activations have kinks")
+            step = (kf + 2, kg) if argindex == 1 else (kf, kg + 2)
+            return _quadrature_class(f, g, step, degree)(*self.args) / 2
+
+        @classmethod
+        def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:
+            q11, q12, q22 = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(q11, q12, q22))
+            shape = q11.shape
+            q11, q12, q22 = q11.ravel(), q12.ravel(), q22.ravel()
+            det = GramDet.numpy_impl(q11, q12, q22)
+            r1 = np.sqrt(q11)
+            alpha, beta = q12 / r1, np.sqrt(det / q11)
+            out = np.empty(q11.shape)
+            block = max(1, 2 ** 21 // (z1.size * z1.size))        # bounded memory (~16 MB) per block
+            for s in range(0, q11.size, block):
+                sl = slice(s, s + block)
+                z2, w2 = inner_nodes(alpha[sl], beta[sl])
+                u = r1[sl, None, None] * z1[None, :, None]
+                v = alpha[sl, None, None] * z1[None, :, None] + beta[sl, None, None] * z2
+                inner = np.sum(h_np(u, v) * w2, axis=-1)
+                out[sl] = inner @ w1
+            return out.reshape(shape)
+
+        @classmethod
+        def mpmath_impl(cls, q11: Any, q12: Any, q22: Any) -> Any:
+            q11, q12, q22 = (mpmath.mpf(a) for a in (q11, q12, q22))
+            det = GramDet.mpmath_impl(q11, q12, q22)
+            r1 = mpmath.sqrt(q11)
+            alpha, beta = q12 / r1, mpmath.sqrt(det / q11)
+            L = mpmath.sqrt(2 * mpmath.log(10) * (mpmath.mp.dps + 8))
+
+            def inner(z1: Any) -> Any:
+                u = r1 * z1
+                if beta == 0:
+                    return h_mp(u, alpha * z1)
+                k = -alpha * z1 / beta
+                pts = [-L, k, L] if (kinks and -L < k < L) else [-L, L]
+                return mpmath.quad(lambda z2: h_mp(u, alpha * z1 + beta * z2) * mpmath.npdf(z2), pts,
+                                   method="gauss-legendre")
+
+            return mpmath.quad(lambda z1: inner(z1) * mpmath.npdf(z1), [-L, 0, L], method="gauss-legendre")
+
+        def _latex(self, printer: Any, exp: Any = None) -> str:
+            args = ", ".join(printer._print(a) for a in self.args)
+            body = rf"{label}_{{\mathrm{{quad}}{degree}}}\!\left({args}\right)"
+            return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+
+    return Quadrature
+
+
+# ---------------------------------------------------------------------------------------------
+# The public entry point.
+# ---------------------------------------------------------------------------------------------
+
+def expectation(f: Any, g: Any = None, *, derivative: bool = False, tol: float = 1e-10, method: str = "auto",
+                variance_range: tuple[float, float] = (1e-2, 4.0), degree: int = 20) -> Expectation:
+    r""":math:`E[f(u)g(v)]` (or :math:`E[f'(u)g'(v)]` with ``derivative``) for
+    :math:`(u,v)\sim N(0,[[q_{11},q_{12}],[q_{12},q_{22}]])`, as an expression in Q11, Q12, Q22.
+
+    f, g: an :class:`~symbrg.gaussian.activations.Activation` or anything :func:`~symbrg.gaussian.activations.activation`
+    accepts (name, sympy Lambda, expression); g defaults to f.  Mixed pairs have closed forms within
+    a family (erf with erf of other scales, rectified m with rectified n, sin with sin of other
+    phases, ...) and for a polynomial (affine) against any closed-form family.
+    method: ``"auto"`` (closed form, else Mehler series, else quadrature) or one of
+    ``"exact"``, ``"series"``, ``"quadrature"`` to force it (``"exact"`` raises
+    :class:`~symbrg.core.errors.Unsupported` when there is no closed form).
+    tol: target truncation error of the series (its Parseval bound, on ``variance_range``).
+    variance_range: (smallest, largest) variance on which the series order is certified.
+    degree: Gauss–Legendre nodes per panel of the NumPy quadrature node (8 panels per axis).
+    Convention: derivatives are almost-everywhere derivatives (step and sign have none).
+    """
+    tol = checks.positive("tol", tol)
+    checks.choice("method", method, METHODS)
+    degree = checks.integer("degree", degree, minimum=2, maximum=400)
+    lo = checks.positive("variance_range", variance_range[0])
+    hi = checks.positive("variance_range", variance_range[1])
+    if hi < lo:
+        raise InvalidArgument("variance_range", f"needs (smallest, largest), got {variance_range}")
+    fa = activation(f)
+    ga = fa if g is None else activation(g)
+    return _expectation(fa, ga, bool(derivative), float(tol), method, (float(lo), float(hi)), degree)
+
+
+@lru_cache(maxsize=256)
+def _expectation(f: Activation, g: Activation, derivative: bool, tol: float, method: str,
+                 variance_range: tuple[float, float], degree: int) -> Expectation:
+    if method in ("auto", "exact"):
+        out = _exact(f, g, derivative)
+        if out is not None:
+            return Expectation(out[0], "exact", out[1], f=f, g=g, derivative=derivative)
+        if method == "exact":
+            raise Unsupported("method", f"no closed form known for E[{f.name}{chr(39) * derivative}(u) "
+                                        f"{g.name}{chr(39) * derivative}(v)]; use method='auto', 'series' "
+                                        "or 'quadrature'")
+    if method in ("auto", "series") and not (f.random_phase or g.random_phase):
+        out = _series(f, g, derivative, tol, variance_range, forced=(method == "series"))
+        if out is not None:
+            return out
+    if method == "series":
+        raise Unsupported("method", "the uniform-phase cosine has no Mehler series in this engine (the phase "
+                                    "couples u and v); use 'exact' or 'quadrature'")
+    Q = _quadrature_class(f, g, derivative, degree)
+    return Expectation(Q(Q11, Q12, Q22), "quadrature", f"quadrature-{degree}", degree=degree, f=f, g=g,
+                       derivative=derivative)
+
+
+_CITES = {
+    "arccos": ("ChoSaul2009", "Y. Cho and L. K. Saul, Kernel methods for deep learning, NIPS 22 (2009)."),
+    "erf": ("Williams1997", "C. K. I. Williams, Computing with infinite networks, NIPS 9 (1997)."),
+    "gelu": ("Tsuchida2020", "R. Tsuchida, T. Pearce, C. van der Heide, F. Roosta, M. Gallagher, "
+                             "Avoiding kernel fixed points, arXiv:2002.08517 (2020)."),
+    "mehler": ("Mehler1866", "F. G. Mehler, J. reine angew. Math. 66, 161 (1866); O'Donnell, Analysis of "
+                             "Boolean Functions, ch. 11 (2014)."),
+    "price": ("Price1958", "R. Price, A useful theorem for nonlinear devices having Gaussian inputs, "
+                           "IRE Trans. Inf. Theory 4, 69 (1958)."),
+}
+
+
+def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, **kwargs: Any):
+    r"""A :class:`symbrg.core.derivation.Derivation` of :math:`E[f(u)g(v)]` (or of the derivative kernel):
+    the definition, the rule and its closed form (or the series/quadrature it rests on), verified
+    numerically against the split Gauss–Legendre quadrature and, for the derivative kernel of a
+    closed form, against Price's theorem :math:`\partial_{q_{12}}E[fg] = E[f'g']`."""
+    from symbrg.core.derivation import Derivation, Verification, check_identity
+    e = expectation(f, g, derivative=derivative, **kwargs)
+    fa, ga = e.f, e.g
+    prime = "'" if derivative else ""
+    tag = f"{_tex_name(fa.name)}-{_tex_name(ga.name)}{'-prime' if derivative else ''}".replace(":", "")
+    d = Derivation(f"Gaussian expectation E[{fa.name}{prime}(u) {ga.name}{prime}(v)]",
+                   r"For $(u, v)\sim\mathcal N(0, \Sigma)$ with $\Sigma = \begin{pmatrix}q_{11}&q_{12}\\"
+                   r"q_{12}&q_{22}\end{pmatrix}$ and $\Delta = q_{11}q_{22} - q_{12}^2$.",
+                   name=f"gaussian-{tag}")
+    u, v = sp.symbols("u v", real=True)
+    fe = (fa.derivative_expr if derivative else fa.expr).subs(X, u)
+    ge = (ga.derivative_expr if derivative else ga.expr).subs(X, v)
+    density = sp.exp(-(Q22 * u ** 2 - 2 * Q12 * u * v + Q11 * v ** 2) / (2 * GramDet(Q11, Q12, Q22))) \
+        / (2 * sp.pi * sp.sqrt(GramDet(Q11, Q12, Q22)))
+    E = sp.Symbol(r"\mathbb{E}")
+    d.step(sp.Eq(E, sp.Integral(fe * ge * density, (u, -sp.oo, sp.oo), (v, -sp.oo, sp.oo)), evaluate=False),
+           "definition" + (" (a.e. derivatives: jumps of step and sign carry none)" if derivative else ""),
+           f"eq:{d.name}-def", assumptions=(r"q_{11} > 0", r"q_{22} > 0", r"q_{12}^2 \le q_{11} q_{22}"))
+    cites = tuple(d.cite(*_CITES[k]) for k in _CITES if k in e.rule or (k == "price" and derivative))
+    if e.method == "exact":
+        q = expectation(fa, ga, derivative=derivative, method="quadrature", degree=24)
+        pts = [(1.3, -0.4 * math.sqrt(1.3 * 0.7), 0.7), (0.5, 0.45, 2.0), (2.0, -1.9, 1.9)]
+        ex, qu = e.compile(), q.compile()
+        errs = [abs(float(ex(*p)) - float(qu(*p))) for p in pts]
+        scale = max(1.0, *(abs(float(ex(*p))) for p in pts))
+        ver = Verification(kind="numeric", points=len(pts), dps=16, max_abs_error=max(errs),
+                           tolerance=1e-9 * scale, note="against 2-D composite Gauss-Legendre quadrature")
+        d.step(sp.Eq(E, e.explicit(), evaluate=False), f"closed form by the rule(s) {e.rule}",
+               f"eq:{d.name}-result", verification=ver, uses=(f"eq:{d.name}-def",), cites=cites)
+        jumps = any(atom in _JUMPS for _, atom in _merge(_atoms(fa)) + _merge(_atoms(ga)))
+        if derivative and not jumps:    # with jumps Price's theorem adds delta terms the a.e. kernel omits
+            base = expectation(fa, ga)
+            if base.method == "exact":
+                ver = check_identity(sp.diff(base.explicit(), Q12), e.explicit(),
+                                     domain={Q11: (1.0, 2.0), Q22: (1.0, 2.0), Q12: (-0.9, 0.9)}, points=6,
+                                     dps=30, simplify=False)
+                d.step(sp.Eq(E, sp.Derivative(sp.Symbol(r"\mathbb{E}[f g]"), Q12), evaluate=False),
+                       "Price's theorem", f"eq:{d.name}-price", verification=ver,
+                       cites=(d.cite(*_CITES["price"]),))
+    elif e.method == "series":
+        d.step(sp.Eq(E, e.display, evaluate=False),
+               f"Mehler series truncated at order {e.order}; Parseval bound {e.bound:.2e} on variances "
+               f"{e.variance_range}", f"eq:{d.name}-result", uses=(f"eq:{d.name}-def",), cites=cites)
+    else:
+        d.step(sp.Eq(E, e.expr, evaluate=False),
+               f"2-D composite Gauss-Legendre quadrature, {e.degree} nodes per panel", f"eq:{d.name}-result",
+               uses=(f"eq:{d.name}-def",))
+    return d

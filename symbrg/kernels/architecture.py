@@ -1,0 +1,912 @@
+r"""Infinite-width kernels (NNGP and NTK) of deep fully connected networks, as kernel programs.
+
+Job: compose layers, each carrying its own kernel map (as in neural-tangents' ``stax``), into a
+:class:`~symbrg.core.codegen.Program` for the NNGP and NTK, and evaluate Gram matrices from it.
+
+Convention (neural-tangents, Lee et al. 2018, Jacot et al. 2018).  With inputs
+:math:`x, x' \in \mathbb R^d`,
+
+.. math::
+
+    K^{0}(x,x') &= \sigma_b^2 + \sigma_w^2\, x\cdot x'/d, \\
+    K^{l+1}(x,x') &= \sigma_b^2 + \sigma_w^2\, \mathbb E_{(u,v)\sim\mathcal N(0,\Sigma^l)}
+        [\varphi(u)\varphi(v)], \qquad
+        \Sigma^l = \begin{pmatrix} K^l(x,x) & K^l(x,x') \\ K^l(x,x') & K^l(x',x')\end{pmatrix},
+
+and the NNGP of ``mlp(..., depth=L)`` is the readout pre-activation covariance :math:`K^{L}`.
+The NTK in the ``"ntk"`` parameterization (:math:`z = \sigma_w W x/\sqrt n + \sigma_b b`, all
+parameters standard normal) obeys
+
+.. math::
+
+    \Theta^{0} = K^{0}, \qquad
+    \Theta^{l+1} = K^{l+1} + \sigma_w^2\,\dot K^{l}\,\Theta^{l}, \qquad
+    \dot K^{l} = \mathbb E[\varphi'(u)\varphi'(v)],
+
+and in the ``"standard"`` parameterization (:math:`W \sim \mathcal N(0, \sigma_w^2/n)` trained
+directly) the Dense step adds :math:`n\,\bar K + 1` (the 1 from the bias, absent when
+:math:`\sigma_b = 0`) instead of :math:`K^{l+1}` (``n`` the fan-in,
+:math:`\bar K` the layer's input covariance per unit of fan-in), exactly as neural-tangents does.
+
+Each expectation comes from :mod:`symbrg.gaussian.expectations` (closed form, Mehler series or quadrature), and
+the program records which rule produced it.  Gram matrices are evaluated in cache-sized tiles,
+in place (no temporaries), on several threads, and only above the diagonal when symmetric;
+``precision=`` switches to mpmath at any number of digits.
+
+Numerical honesty: the float64 path adds no cancellation of its own (the expectations are written
+through the stable special functions of :mod:`symbrg.core.special`, |c| is clipped to 1 so rounding
+never gives NaN, the diagonal of a Gram matrix has c = 1 exactly, depth 1000 stays finite).  Near
+c = +1, where :math:`1 - c` would be lost to cancellation in every layer (the NTK's step factor and
+the step/sign kernels have :math:`d\theta/dc \to \infty`), the programs carry the gap
+:math:`\Delta^l = K^l_{11}K^l_{22} - (K^l_{12})^2` as a variable of its own, from the first layer's
+:math:`\Delta^0 = \sigma_b^2(\sigma_w^2/d)|x-x'|^2 + (\sigma_w^2/d)^2|x\wedge x'|^2` (computed from x and
+x', no cancellation) through an accurate update per layer (:class:`Dense`,
+:func:`symbrg.gaussian.expectations.gap_map`): float64 agrees with 50 digits to 1e-12 as c -> 1 (tested, depth
+1..20).  What remains is the conditioning near c = -1 (ReLU: :math:`K \sim \psi^3`), where the rounding
+of :math:`x\cdot x'` limits the relative accuracy to about :math:`\epsilon/|1 + c|`; there the mpmath path
+(``precision=``) is the answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import math
+import operator
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from symbrg.core import checks
+from symbrg.gaussian.activations import X as _X, Activation, activation as _activation
+from symbrg.core.codegen import Program, Workspace
+from symbrg.core.derivation import Derivation
+from symbrg.core.special import GramDet
+from symbrg.core.errors import InvalidArgument, NotPositive
+from symbrg.core.limits import Limit
+from symbrg.core.parsing import as_expression
+
+__all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
+
+#: Input statistics of a pair of inputs: |x|²/d, |x'|²/d and x·x'/d.
+S11, S22 = sp.symbols("s_11 s_22", positive=True)
+S12 = sp.Symbol("s_12", real=True)
+#: The input dimension d (enters the NTK only in the standard parameterization).
+DIM = sp.Symbol("d", positive=True, integer=True)
+#: The gap of the inputs: their distance |x - x'|²/d and wedge |x ∧ x'|²/d² = s_11 s_22 - s_12²
+#: (program variables; the Gram drivers compute them from x and x' without cancellation).
+SR, SW = sp.symbols("r_12 w_12", nonnegative=True)
+
+PARAMETERIZATIONS = ("ntk", "standard")
+
+# Work bounds (symbrg.core.limits), with the rates measured on the development machine (2 cores) that
+# turn a request into a cost estimate: deriving and compiling a ReLU NNGP+NTK program, per hidden
+# layer; one float64 Gram entry through one hidden layer on one thread (ReLU NTK; series and
+# quadrature activations are 25-50x slower); one mpmath entry through one layer at <= 300 digits,
+# growing as (digits/300)^1.8 above (measured at 50, 500 and 5000 digits).
+DEPTH = Limit("depth", 10_000, "hidden layers of an architecture (deriving and compiling are O(depth))")
+PRECISION = Limit("precision", 10_000, "mpmath digits of a Gram matrix")
+GRAM_WORK = Limit("gram_work", 1e10, "Gram entries x hidden layers evaluated in float64")
+MP_WORK = Limit("mp_work", 2e5, "Gram entries x hidden layers x max(1, digits/300)^1.8 evaluated in "
+                               "mpmath (one unit is about 0.7 ms)")
+GRAM_BYTES = Limit("gram_bytes", 8e9, "bytes of a Gram matrix held in memory or written to a file")
+_SECONDS_PER_LAYER = 0.018
+_SECONDS_PER_ENTRY_LAYER = 6.6e-8
+_SECONDS_PER_MP_UNIT = 7e-4
+
+
+# --------------------------------------------------------------------------- kernel state
+@dataclass(frozen=True)
+class _State:
+    """Symbolic kernel entries between the layers: the covariance of the current units for the
+    pair (x, x') and, when tracked, the NTK entry; ``fan_in`` is the width feeding the next Dense.
+    ``post`` is False for pre-activations (the covariance is K) and True after a nonlinearity.
+    ``dist`` :math:`= q_{11} + q_{22} - 2q_{12}` and ``gap`` :math:`= q_{11}q_{22} - q_{12}^2`, carried
+    as variables of their own so that :math:`1 - c` is never lost to cancellation as c -> 1."""
+    q11: sp.Expr
+    q22: sp.Expr
+    q12: sp.Expr
+    t12: sp.Expr | None
+    fan_in: sp.Expr
+    post: bool
+    dist: sp.Expr = sp.Integer(0)
+    gap: sp.Expr = sp.Integer(0)
+
+
+class _Builder:
+    """Collects assignments; names new quantities by layer: K^{(l)}_{11}, Θ^{(l)}, ..."""
+
+    def __init__(self) -> None:
+        self.assignments: list[tuple[sp.Symbol, sp.Expr]] = []
+        self.rules: list[tuple[int, str, Any]] = []
+        self.layer = 0
+        self.params: dict[sp.Symbol, float | None] = {}
+
+    def let(self, name: str, expr: sp.Expr, positive: bool = False) -> sp.Symbol:
+        expr = as_expression(expr, "expr")
+        if expr.is_Atom:
+            return expr
+        sym = sp.Symbol(name, positive=True) if positive else sp.Symbol(name, real=True)
+        self.assignments.append((sym, expr))
+        return sym
+
+    def parameter(self, base: str, value: Any) -> sp.Expr:
+        """A hyperparameter symbol; numbers become symbols with a stored value (one per value)."""
+        if isinstance(value, sp.Basic) and value.free_symbols:
+            for s in value.free_symbols:
+                self.params.setdefault(s, None)
+            return value
+        v = float(value)
+        for s, stored in self.params.items():
+            if stored == v and s.name.startswith(base):
+                return s
+        n = sum(1 for s in self.params if s.name.startswith(base))
+        sym = sp.Symbol(base if n == 0 else f"{base}{n + 1}", nonnegative=True)
+        self.params[sym] = v
+        return sym
+
+
+# --------------------------------------------------------------------------------- layers
+@dataclass(frozen=True)
+class Dense:
+    r"""A fully connected layer :math:`z = \sigma_w W h/\sqrt{n} + \sigma_b b` ("ntk") or
+    :math:`z = W h + b`, :math:`W\sim\mathcal N(0,\sigma_w^2/n)`, :math:`b\sim\mathcal N(0,\sigma_b^2)`
+    ("standard").  Kernel map: :math:`K \mapsto \sigma_b^2 + \sigma_w^2 K`; the pair's distance and
+    gap (:class:`_State`) map without cancellation as
+    :math:`D \mapsto \sigma_w^2 D`, :math:`\Delta \mapsto \sigma_b^2\sigma_w^2 D + \sigma_w^4\Delta`.
+
+    ``width`` is the layer's number of output units; it only matters for the NTK in the standard
+    parameterization (the next layer's fan-in), as in neural-tangents' ``Dense(out_dim)``.
+    """
+    sigma_w: Any = 1.0
+    sigma_b: Any = 0.0
+    parameterization: str = "ntk"
+    width: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sigma_w", checks.positive("sigma_w", self.sigma_w))
+        object.__setattr__(self, "sigma_b", checks.nonnegative("sigma_b", self.sigma_b))
+        checks.choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        checks.integer("width", self.width, minimum=1)
+
+    def kernel_map(self, k: _State, b: _Builder) -> _State:
+        sw = b.parameter("sigma_w", self.sigma_w)
+        sb = b.parameter("sigma_b", self.sigma_b)
+        l = b.layer
+        q11 = b.let(f"K^{{({l})}}_{{11}}", sb**2 + sw**2 * k.q11, positive=True)
+        q22 = b.let(f"K^{{({l})}}_{{22}}", sb**2 + sw**2 * k.q22, positive=True)
+        q12 = b.let(f"K^{{({l})}}_{{12}}", sb**2 + sw**2 * k.q12)
+        dist = b.let(f"D^{{({l})}}", sw**2 * k.dist)
+        gap = b.let(f"\\Delta^{{({l})}}", sb**2 * sw**2 * k.dist + sw**4 * k.gap)
+        t12 = None
+        if k.t12 is not None:
+            if self.parameterization == "ntk":
+                t12 = b.let(f"\\Theta^{{({l})}}", q12 + sw**2 * k.t12)
+            else:
+                bias = 0 if (not isinstance(self.sigma_b, sp.Basic) and float(self.sigma_b) == 0) else 1
+                t12 = b.let(f"\\Theta^{{({l})}}", k.fan_in * k.q12 + bias + sw**2 * k.t12)
+        b.layer += 1
+        return _State(q11, q22, q12, t12, sp.Integer(self.width), post=False, dist=dist, gap=gap)
+
+
+@dataclass(frozen=True)
+class Nonlinearity:
+    r"""A pointwise nonlinearity :math:`h = \varphi(z)`.  Kernel map
+    :math:`K \mapsto \mathbb E[\varphi(u)\varphi(v)]`, :math:`\Theta \mapsto
+    \mathbb E[\varphi'(u)\varphi'(v)]\,\Theta`, with the expectations from :mod:`symbrg.gaussian.expectations`.
+
+    The expectations read the Gram determinant from the carried gap :math:`\Delta`
+    (:func:`symbrg.gaussian.expectations.with_gap`), and the gap is carried on with
+    :func:`symbrg.gaussian.expectations.gap_map` (accurate as c -> 1) for positively homogeneous activations
+    (ReLU, leaky ReLU, abs, step, sign, :math:`x^n\Theta(x)`, monomials).  Other activations (erf,
+    GELU, sin, exp, Gaussian: smooth at c = 1, so their own kernels need no gap; tanh and the other
+    Mehler-series or quadrature ones) carry the plain :math:`E_{11}E_{22} - E_{12}^2`."""
+    activation: Any = "relu"
+    tol: float = 1e-10
+    method: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activation", _activation(self.activation))
+        checks.positive("tol", self.tol)
+        checks.choice("method", self.method, ("auto", "exact", "series", "quadrature"))
+
+    def kernel_map(self, k: _State, b: _Builder) -> _State:
+        from symbrg.gaussian.expectations import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map, with_gap
+        phi: Activation = self.activation
+        l = b.layer
+        sub = {Q11: k.q11, Q22: k.q22, Q12: k.q12, QD: k.gap}
+        e = expectation(phi, tol=self.tol, method=self.method)
+        b.rules.append((l, "nngp", e))
+        m12 = b.let(f"E^{{({l})}}_{{12}}", with_gap(e.expr).xreplace(sub))
+        # the diagonal through the same functions at the same floats as the pair (gap 0): c = 1 bit for bit
+        diag = with_gap(e.expr).xreplace({Q12: Q11, Q22: Q11, QD: 0})
+        m11 = b.let(f"E^{{({l})}}_{{11}}", diag.xreplace({Q11: k.q11}), positive=True)
+        m22 = b.let(f"E^{{({l})}}_{{22}}", diag.xreplace({Q11: k.q22}), positive=True)
+        update = gap_map(phi) if e.method == "exact" else None
+        if update is not None:
+            h = b.let(f"H^{{({l})}}", update.angular.xreplace({**sub, QE: m12}))
+            dist = b.let(f"D^{{({l})}}_{{\\varphi}}", update.distance.xreplace({**sub, QH: h}))
+            gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", update.gap.xreplace({**sub, QH: h}))
+        else:
+            from symbrg.core.special import GramDet
+            dist = b.let(f"D^{{({l})}}_{{\\varphi}}", sp.Max(m11 + m22 - 2 * m12, 0))
+            gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", GramDet(m11, m12, m22))
+        t12 = None
+        if k.t12 is not None:
+            de = expectation(phi, derivative=True, tol=self.tol, method=self.method)
+            b.rules.append((l, "ntk", de))
+            d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", with_gap(de.expr).xreplace(sub))
+            t12 = b.let(f"\\Theta^{{({l})}}_{{\\varphi}}", d12 * k.t12)
+        return _State(m11, m22, m12, t12, k.fan_in, post=True, dist=dist, gap=gap)
+
+
+Layer = Any  # anything with kernel_map(_State, _Builder) -> _State
+
+
+# ------------------------------------------------------------------------- architecture
+@dataclass(frozen=True)
+class Architecture:
+    """A composed network: its kernel programs, Gram matrices and derivations.
+
+    Build with :func:`serial` or :func:`mlp`.  Hyperparameters given as numbers become symbols
+    (``sigma_w``, ``sigma_b``, ...) whose values are stored in :attr:`values`, so the programs stay
+    symbolic (and differentiable) while Gram matrices use the numbers.
+    """
+    layers: tuple
+    name: str = "network"
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        bad = [lay for lay in self.layers if not callable(getattr(lay, "kernel_map", None))]
+        if bad:
+            raise InvalidArgument("layers", f"expected layers such as Dense(...) and Nonlinearity(...), "
+                                            f"got {bad[0]!r}")
+        if not isinstance(self.name, str):
+            raise InvalidArgument("name", f"expected a string, got {self.name!r}")
+        DEPTH.check("layers", self.depth, cost=f"about {_duration(self.depth * _SECONDS_PER_LAYER)} to "
+                                               "derive and compile")
+
+    @property
+    def depth(self) -> int:
+        """Hidden layers: ``mlp``'s ``depth``; half the number of layers of any stack."""
+        return len(self.layers) // 2
+
+    # ------------------------------------------------------------------ programs
+    def _build(self, ntk: bool) -> tuple[Program, _Builder]:
+        key = ("program", ntk)
+        if key not in self._cache:
+            b = _Builder()
+            # the input gap, written in s_11, s_22, s_12 (exact); the Gram drivers take r_12 and w_12
+            # as inputs instead (_with_input_gap), computed from x and x' without cancellation
+            b.assignments += [(SR, S11 + S22 - 2 * S12), (SW, GramDet(S11, S12, S22))]
+            k = _State(S11, S22, S12, sp.Integer(0) if ntk else None, DIM, post=True, dist=SR, gap=SW)
+            for layer in self.layers:
+                k = layer.kernel_map(k, b)
+            if k.post:
+                raise InvalidArgument("layers", "the network must end in a Dense readout layer")
+            outs = (k.q12, k.t12) if ntk else (k.q12,)
+            inputs = (S11, S22, S12) + tuple(sorted(b.params, key=str))
+            if ntk and any(getattr(lay, "parameterization", "ntk") == "standard" for lay in self.layers):
+                inputs += (DIM,)
+            prog = Program(inputs, tuple(b.assignments), outs, name=f"{self.name}_{'ntk' if ntk else 'nngp'}")
+            # only what the outputs use (e.g. no gap chain where no layer reads the gap)
+            prog = Program(inputs, tuple(prog._live_assignments()), outs, name=prog.name)
+            self._cache[key] = (prog, b)
+        return self._cache[key]
+
+    @property
+    def nngp_program(self) -> Program:
+        """The NNGP as a chain of per-layer assignments; output :math:`K^L_{12}`."""
+        return self._build(False)[0]
+
+    @property
+    def ntk_program(self) -> Program:
+        """NNGP and NTK together; outputs :math:`(K^L_{12}, \\Theta^L)`."""
+        return self._build(True)[0]
+
+    @property
+    def values(self) -> dict[sp.Symbol, float | None]:
+        """Hyperparameter symbols and their numeric values (``None`` for user symbols)."""
+        return dict(self._build(True)[1].params)
+
+    @property
+    def rules(self) -> list[tuple[int, str, Any]]:
+        """(layer, "nngp"|"ntk", :class:`symbrg.gaussian.expectations.Expectation`) for every expectation used."""
+        return list(self._build(True)[1].rules)
+
+    def expand(self, kind: str = "nngp") -> sp.Expr:
+        """The whole recursion substituted into one expression of s_11, s_22, s_12 (small depth)."""
+        checks.choice("kind", kind, ("nngp", "ntk"))
+        prog = self.nngp_program if kind == "nngp" else self.ntk_program
+        out = prog.expand()
+        return out[0] if kind == "nngp" else out[1]
+
+    # ------------------------------------------------------------------ evaluation
+    def _param_args(self, prog: Program, params: "Mapping[sp.Symbol | str, float] | None", d: int) -> list:
+        """The arguments of ``prog`` after s_11, s_22, s_12: the stored hyperparameter values,
+        overridden by ``params`` (keys: symbols or names, matched by name; an unknown key is
+        refused), then the input dimension ``d`` where the program takes it.  The values must make
+        every sigma_w > 0 and every sigma_b >= 0."""
+        if params is not None and not isinstance(params, Mapping):
+            raise InvalidArgument("params", f"expected a dict of hyperparameter values, got {params!r}")
+        stored = self.values
+        keys = checks.resolve_symbols("params", list(params or {}), stored,
+                                      what="the network's hyperparameters")
+        given = {k: checks.scalar(f"params[{k.name}]", v) for k, v in zip(keys, (params or {}).values())}
+        for sym, v in given.items():
+            if stored[sym] is not None:                       # a number of a layer, made a symbol
+                check = checks.positive if sym.name.startswith("sigma_w") else checks.nonnegative
+                check(f"params[{sym.name}]", v)
+        vals = {**stored, **given}
+        missing = sorted(s.name for s, v in vals.items() if v is None)
+        if missing:
+            raise InvalidArgument("params", f"no value for the hyperparameter(s) {', '.join(missing)}")
+        for layer in self.layers:                             # user symbols: the layer's value
+            for attr, low in (("sigma_w", "> 0"), ("sigma_b", ">= 0")):
+                expr = getattr(layer, attr, None) if isinstance(layer, Dense) else None
+                value = expr.xreplace(vals) if isinstance(expr, sp.Basic) else None
+                if value is not None and not (value > 0 if attr == "sigma_w" else value >= 0):
+                    raise NotPositive("params", f"{attr} = {expr} must be {low}, got {value}")
+        return [d if sym == DIM else vals[sym] for sym in prog.inputs[3:]]
+
+    def check_gram(self, argument: str, n1: int, n2: int, *, symmetric: bool,
+                   precision: int | None = None) -> int:
+        """Refuse, before any work, a Gram matrix of ``n1`` x ``n2`` entries (``symmetric``: only
+        the upper triangle is computed) whose work exceeds :data:`GRAM_WORK` (float64) or
+        :data:`PRECISION` and :data:`MP_WORK` (mpmath at ``precision`` digits, at least 15).
+        ``argument`` names the inputs in errors.  Returns the result's size in bytes (8 per
+        float64 entry; about 0.42 per digit plus 120 per mpmath entry, twice while converting)."""
+        layers = max(1, self.depth)
+        if precision is None:
+            entries = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+            threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                       else os.cpu_count() or 1)
+            seconds = entries * layers * _SECONDS_PER_ENTRY_LAYER / threads
+            GRAM_WORK.check(argument, entries * layers,
+                            cost=f"about {_duration(seconds)} for ReLU on {threads} thread(s)")
+            return 8 * n1 * n2
+        precision = _digits("precision", precision)
+        units = n1 * n2 * layers * _mp_scale(precision)
+        MP_WORK.check(argument, units, cost=f"about {_duration(units * _SECONDS_PER_MP_UNIT)}")
+        return int(n1 * n2 * (240 + 0.84 * precision))
+
+    def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
+             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
+        ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
+        computed, and the result is exactly symmetric).  Entries are computed in tiles of about
+        ``block`` entries, in place and on ``threads`` threads (default: the usable cores), so memory
+        beyond the output stays bounded (:func:`_gram_tiled`).  ``out``: a float64 array of shape
+        (N1, N2) to fill and return instead of a new one, e.g. a ``numpy.memmap``, so that a Gram
+        matrix larger than memory streams to disk tile by tile."""
+        return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads, out)
+
+    def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
+            block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
+        return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads, out)
+
+    def _gram(self, prog: Program, which: int, x1: Any, x2: Any, precision: int | None,
+              params: dict | None, block: int, threads: int | None, out: np.ndarray | None) -> np.ndarray:
+        x1 = checks.finite_array("x1", x1, ndim=(1, 2))
+        x1 = x1[:, None] if x1.ndim == 1 else x1
+        same = x2 is None
+        x2 = x1 if same else checks.finite_array("x2", x2, ndim=(1, 2))
+        x2 = x2[:, None] if x2.ndim == 1 else x2
+        checks.matching("x2", x2.shape[1], x1.shape[1], "input dimension")
+        d = x1.shape[1]
+        args = self._param_args(prog, params, d)
+        if threads is not None:
+            checks.integer("threads", threads, minimum=1)
+        size = self.check_gram("x1", x1.shape[0], x2.shape[0], symmetric=same and precision is None,
+                               precision=precision)
+        if out is None:
+            GRAM_BYTES.check("x1", size, cost=f"{size / 1e9:.3g} GB in memory; pass out= a numpy.memmap "
+                                              "to stream to disk")
+        layers = self._numeric_layers(dict(zip(prog.inputs[3:], args)))
+        zero1 = _zero_variance(layers, x1)
+        zero2 = zero1 if same else _zero_variance(layers, x2)
+        if zero1.any() or zero2.any():
+            return self._gram_degenerate(prog, which, x1, None if same else x2, zero1, zero2, layers,
+                                         precision, params, block, threads, out)
+        if precision is not None:
+            if out is not None:
+                raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
+                                             "mpmath values")
+            return _gram_mpmath(prog, which, x1, x2, args, precision)
+        checks.integer("block", block, minimum=1)
+        if out is None:
+            out = np.empty((x1.shape[0], x2.shape[0]))
+        elif not isinstance(out, np.ndarray) or out.dtype != np.float64 or not out.flags.writeable:
+            raise InvalidArgument("out", "must be a writable float64 NumPy array (or numpy.memmap)")
+        checks.matching("out", out.shape, (x1.shape[0], x2.shape[0]), "shape")
+        return _gram_tiled(prog, which, x1, x2 if not same else None, args, block, threads, out)
+
+    def _numeric_layers(self, vals: "Mapping[sp.Symbol, float]") -> tuple:
+        """The layers with every Dense's sigma_w, sigma_b replaced by its number under ``vals``
+        (the hyperparameter symbols' values, overrides included)."""
+        def number(layer: Dense, attr: str) -> float:
+            v = getattr(layer, attr)
+            if isinstance(v, sp.Basic):
+                return float(v.xreplace(vals))
+            sym = next(s for s, stored in self.values.items()
+                       if stored == float(v) and s.name.startswith(attr))
+            return float(vals[sym])
+        return tuple(dataclasses.replace(lay, sigma_w=number(lay, "sigma_w"), sigma_b=number(lay, "sigma_b"))
+                     if isinstance(lay, Dense) else lay for lay in self.layers)
+
+    def _gram_degenerate(self, prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None,
+                         zero1: np.ndarray, zero2: np.ndarray, layers: tuple, precision: int | None,
+                         params: dict | None, block: int, threads: int | None,
+                         out: np.ndarray | None) -> np.ndarray:
+        r"""A Gram matrix with zero-variance inputs (:math:`K^0(x,x) = 0`: x = 0 and no bias before
+        the first nonlinearity): the other rows and columns by the ordinary path (into memory, then
+        copied into ``out``), the zero ones by :func:`_zero_point_kernel`, exactly, where the
+        ordinary closed forms and series would divide 0 by 0."""
+        same = x2 is None
+        x2 = x1 if same else x2
+        d = x1.shape[1]
+        res = out if out is not None else np.empty((len(x1), len(x2)),
+                                                   dtype=float if precision is None else object)
+        keep1, keep2 = ~zero1, ~zero2
+        if keep1.any() and keep2.any():
+            res[np.ix_(keep1, keep2)] = self._gram(prog, which, x1[keep1], None if same else x2[keep2],
+                                                   precision, params, block, threads, None)
+        s1, s2 = (np.einsum("ij,ij->i", x, x) / d for x in (x1, x2))
+        res[zero1, :] = _zero_point_kernel(layers, which, s2, d, precision)[None, :]
+        res[:, zero2] = _zero_point_kernel(layers, which, s1, d, precision)[:, None]
+        return res
+
+    # ------------------------------------------------------------------ analysis
+    def derivation(self, kind: str = "nngp") -> Derivation:
+        """The per-layer maps as a :class:`~symbrg.core.derivation.Derivation` (``"nngp"`` or ``"ntk"``)."""
+        checks.choice("kind", kind, ("nngp", "ntk"))
+        prog = self.ntk_program if kind == "ntk" else self.nngp_program
+        d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {self.name}", name=f"{kind}-{self.name}",
+                       introduction=_INTRO[kind], references=dict(_REFS))
+        seen = set()
+        for layer, which, e in self.rules:
+            if kind == "nngp" and which == "ntk":
+                continue
+            if (which, e.rule) in seen:
+                continue
+            seen.add((which, e.rule))
+            lhs = sp.Symbol(r"\mathbb{E}[\varphi'(u)\varphi'(v)]" if which == "ntk" else
+                            r"\mathbb{E}[\varphi(u)\varphi(v)]")
+            how = {"exact": "closed form", "series": f"Hermite/Mehler series to order {e.order} "
+                   f"(error bound {e.bound:.1e})" if e.bound is not None else "Hermite/Mehler series",
+                   "quadrature": f"composite Gauss-Legendre quadrature, {e.degree} nodes per panel"
+                   }.get(e.method, e.method)
+            d.step(sp.Eq(lhs, e.display, evaluate=False), f"Gaussian expectation for $\\varphi(x) = {self._phi_latex()}$, "
+                   f"$(u,v)\\sim\\mathcal{{N}}(0,[[q_{{11}},q_{{12}}],[q_{{12}},q_{{22}}]])$: {how} "
+                   f"(rule \\texttt{{{e.rule}}}).", label=f"eq:{kind}-rule-{which}-{len(seen)}",
+                   cites=("lee2018", "cho2009") if e.method == "exact" else ("lee2018",))
+        rows = tuple(sp.Eq(s, e) for s, e in prog.assignments)
+        gap = any(s in (SR, SW) for s, _ in prog.assignments)
+        d.step(rows, "Layer-by-layer kernel program (each line one assignment of the DAG; "
+               "$s_{11}=|x|^2/d$, $s_{22}=|x'|^2/d$, $s_{12}=x\\cdot x'/d$" + (
+                   "; $r_{12}=|x-x'|^2/d$ and $w_{12}=|x\\wedge x'|^2/d^2$, which the Gram matrices compute "
+                   "from $x, x'$ without cancellation; $\\Delta$ the gap $K_{11}K_{22}-K_{12}^2$, carried "
+                   "through the layers so that $1-c$ is not lost as $c\\to 1$" if gap else "") + ").",
+               label=f"eq:{kind}-program", cites=("jacot2018",) if kind == "ntk" else ("lee2018",))
+        return d
+
+    def _phi_latex(self) -> str:
+        acts = [lay.activation for lay in self.layers if isinstance(lay, Nonlinearity)]
+        return acts[0].latex() if acts else "x"
+
+    def _uniform(self) -> tuple[Dense, Nonlinearity]:
+        dense = [l for l in self.layers if isinstance(l, Dense)]
+        acts = [l for l in self.layers if isinstance(l, Nonlinearity)]
+        if not acts or len({(l.sigma_w, l.sigma_b) for l in dense}) != 1 or len({a.activation for a in acts}) != 1:
+            raise InvalidArgument("layers", "the deep-network analysis needs identical Dense+activation layers")
+        return dense[0], acts[0]
+
+    def maps(self) -> dict[str, sp.Expr]:
+        r"""Symbolic mean-field maps of a uniform network (Poole et al. 2016; Schoenholz et al. 2017):
+
+        ``"variance"``: :math:`q \mapsto \sigma_b^2 + \sigma_w^2 \mathbb E[\varphi(\sqrt q z)^2]`;
+        ``"correlation"``: :math:`c \mapsto (\sigma_b^2 + \sigma_w^2\,\mathbb E[\varphi(u)\varphi(v)]
+        |_{q_{11}=q_{22}=q,\,q_{12}=cq})/q`;
+        ``"chi1"``: :math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt q z)^2]` (the slope of the
+        correlation map at :math:`c=1`; :math:`\chi_1 = 1` is the order-to-chaos line).
+        Expressions are in the symbols ``q``, ``c`` and the hyperparameter symbols.
+        """
+        from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
+        dense, act = self._uniform()
+        b = _Builder()
+        sw, sb = b.parameter("sigma_w", dense.sigma_w), b.parameter("sigma_b", dense.sigma_b)
+        q, c = sp.Symbol("q", positive=True), sp.Symbol("c", real=True)
+        e = expectation(act.activation, tol=act.tol).expr
+        de = expectation(act.activation, derivative=True, tol=act.tol).expr
+        diag = {Q11: q, Q22: q, Q12: q}
+        return {"variance": sb**2 + sw**2 * e.xreplace(diag),
+                "correlation": (sb**2 + sw**2 * e.xreplace({Q11: q, Q22: q, Q12: c * q})) / q,
+                "chi1": sw**2 * de.xreplace(diag)}
+
+    def fixed_point(self, q0: float = 1.0, dps: int = 30) -> float:
+        r"""The fixed point :math:`q^*` of the variance map :math:`q \mapsto V(q)`.
+
+        The map is iterated in float64 (cheap for every rule, series included) until it settles,
+        then the root of :math:`V(q) - q` is polished with mpmath's secant method at ``dps`` digits.
+        Raises :class:`~symbrg.core.errors.ConvergenceError` when the map has no finite attracting fixed
+        point (e.g. :math:`\sigma_w^2 \ge 2` for ReLU without bias).
+        """
+        from symbrg.core.codegen import lambdify
+        from symbrg.core.errors import ConvergenceError
+        q0 = checks.positive("q0", q0)
+        dps = _digits("dps", dps)
+        q = sp.Symbol("q", positive=True)
+        vmap = self.maps()["variance"].xreplace({s: v for s, v in self.values.items() if v is not None})
+        f64 = lambdify(vmap, [q])
+        x = float(q0)
+        for _ in range(100000):
+            with np.errstate(all="ignore"):  # divergence is detected below, not warned about
+                nx = float(f64(x))
+            if not math.isfinite(nx) or nx > 1e280:
+                raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
+            if abs(nx - x) <= 1e-15 * max(1.0, abs(nx)):
+                break
+            x = nx
+        else:
+            raise ConvergenceError("sigma_w", "the variance map did not settle after 100000 iterations")
+        exact = lambdify(vmap - q, [q], "mpmath", dps=dps)
+        with mpmath.workdps(dps):
+            try:
+                return float(mpmath.findroot(exact, (mpmath.mpf(nx), mpmath.mpf(nx) * (1 + 1e-9) + 1e-30)))
+            except (ValueError, ZeroDivisionError):  # the float64 iterate is as good as it gets
+                return nx
+
+    def chi1(self, dps: int = 30) -> float:
+        r""":math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt{q^*} z)^2]` at the fixed point."""
+        from symbrg.core.codegen import lambdify
+        dps = _digits("dps", dps)
+        q = sp.Symbol("q", positive=True)
+        expr = self.maps()["chi1"].xreplace({s: v for s, v in self.values.items() if v is not None})
+        return float(lambdify(expr, [q], "mpmath", dps=dps)(self.fixed_point(dps=dps)))
+
+
+def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None, args: list,
+                block: int, threads: int | None, out: np.ndarray) -> np.ndarray:
+    r"""Float64 Gram matrix, written into ``out`` in tiles of about ``block`` entries, staged
+    (:meth:`Program.partition`):
+
+    * the per-point chain (the diagonal :math:`K^l(x,x)`) runs once per point;
+    * the pair chain runs per tile, compiled in place (:meth:`Program.compile_inplace`) into one
+      :class:`~symbrg.core.codegen.Workspace` per thread, so a warm tile allocates nothing and its
+      temporaries stay in cache; tiles are shared out to ``threads`` threads (default: the cores
+      this process may use);
+    * with ``x2 = None`` only tiles on and above the diagonal are computed and mirrored: the result
+      is exactly symmetric, with :math:`x\cdot x/d` on the diagonal taken from the per-point chain.
+      The pair chain at :math:`s_{12} = s_{11}` then evaluates the same functions at the same
+      floats as the per-point chain, so c = 1 holds bit for bit on the diagonal at every layer,
+      which the NTK's step factor needs (:math:`d\theta/dc \to \infty` at c = 1; for the same
+      reason the diagonal is not simplified symbolically, e.g. to :math:`J_1(q,q,q) = q/2`).
+    """
+    same = x2 is None
+    x2 = x1 if same else x2
+    d = x1.shape[1]
+    prog, gaps = _with_input_gap(prog)
+    row, col, pair = prog.partition([S11], [S22], [S12, SR, SW])
+    s1 = np.einsum("ij,ij->i", x1, x1) / d
+    s2 = s1 if same else np.einsum("ij,ij->i", x2, x2) / d
+    with np.errstate(over="ignore", invalid="ignore"):      # non-finite results raise below
+        rvals = _tuple(row.compile()(s1, *args))
+        cvals = _tuple(col.compile()(s2, *args))
+    arrays = [S12] + ([SR, SW] if gaps else []) + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals)
+                                                  if np.ndim(v)]
+    fpair = pair.compile_inplace(arrays)
+    n1, n2 = x1.shape[0], x2.shape[0]
+    side = max(1, math.isqrt(block))
+    tr = min(n1, side)
+    tc = tr if same else min(n2, max(side, block // tr))
+    tiles = [(i, j) for i in range(0, n1, tr) for j in range(i if same else 0, n2, tc)]
+    overflow = []
+
+    def work(mine: list[tuple[int, int]]) -> None:
+        ws = Workspace()
+        with np.errstate(over="ignore", invalid="ignore"):  # per thread; non-finite tiles raise below
+            for i, j in mine:
+                tile(ws, i, j)
+
+    def tile(ws: Workspace, i: int, j: int) -> None:
+        i1, j1 = min(i + tr, n1), min(j + tc, n2)
+        ws.shape = (i1 - i, j1 - j)
+        s12 = np.matmul(x1[i:i1], x2[j:j1].T, out=ws("s12"))
+        s12 /= d
+        if same and i == j:
+            np.fill_diagonal(s12, s1[i:i1])
+        r12, w12 = _input_gap(x1[i:i1], x2[j:j1], s1[i:i1], s2[j:j1], s12, same and i == j, ws) if gaps \
+            else (0.0, 0.0)
+        res = fpair(s12, r12, w12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
+                    *(v[None, j:j1] if np.ndim(v) else v for v in cvals), ws)
+        res = res[which] if isinstance(res, tuple) else res
+        if not np.isfinite(res, out=ws("finite", bool)).all():
+            overflow.append((i, j))
+        out[i:i1, j:j1] = res
+        if same and i != j:
+            out[j:j1, i:i1] = res.T
+        elif same:                                  # mirror the upper triangle of the tile
+            np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(threads or cores, len(tiles)))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, [tiles[w::workers] for w in range(workers)]))
+    else:
+        work(tiles)
+    if overflow:
+        raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
+    return out
+
+
+def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args: list,
+                 digits: int) -> np.ndarray:
+    """Scalar mpmath evaluation, staged (:meth:`Program.partition`): the per-point chain (the
+    diagonal K^l(x,x)) once per point, only the pair chain once per entry.  The input statistics
+    are exact integers (the float64 inputs on a common binary scale) until the one rounding of
+    each to the working precision: the input gap r_12, w_12 has no cancellation either."""
+    prog, gaps = _with_input_gap(prog)
+    row, col, pair = prog.partition([S11], [S22], [S12, SR, SW])
+    work = digits + 5
+    frow, fcol, fpair = (p.compile("mpmath", dps=work) for p in (row, col, pair))
+    (i1, i2), scale = _integer_rows(x1, x2)
+    dot = lambda a, b: sum(map(operator.mul, a, b))  # noqa: E731 - exact (Python integers)
+    n1, n2 = [dot(r, r) for r in i1], [dot(r, r) for r in i2]
+    with mpmath.workdps(work):
+        d = x1.shape[1]
+
+        def stat(v: int, power: int) -> Any:               # v 2^(power scale) / d^(power/2), one rounding
+            return mpmath.ldexp(mpmath.mpf(v), power * scale) / mpmath.mpf(d) ** (power // 2)
+        margs = [mpmath.mpf(a) if not isinstance(a, int) else a for a in args]
+        rows = [_tuple(frow(stat(v, 2), *margs)) for v in n1]
+        cols = [_tuple(fcol(stat(v, 2), *margs)) for v in n2]
+
+        def entry(i: int, j: int) -> Any:
+            p = dot(i1[i], i2[j])
+            gap = (stat(n1[i] + n2[j] - 2 * p, 2), stat(n1[i] * n2[j] - p * p, 4)) if gaps else (0, 0)
+            r = fpair(stat(p, 2), *gap, *margs, *rows[i], *cols[j])
+            return r[which] if isinstance(r, tuple) else r
+        out = np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(i1)), np.arange(len(i2))))
+    with mpmath.workdps(digits):
+        return np.frompyfunc(lambda v: +v, 1, 1)(out)
+
+
+def _tuple(v: Any) -> tuple:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _with_input_gap(prog: Program) -> tuple[Program, bool]:
+    """``prog`` with the input gap r_12, w_12 as inputs after s_12 instead of assignments from the
+    rounded s's (the Gram drivers' form), and whether it reads them at all."""
+    key = ("input gap",)
+    if key not in prog._cache:
+        inputs = prog.inputs[:3] + (SR, SW) + prog.inputs[3:]
+        kept = tuple((s, e) for s, e in prog.assignments if s not in (SR, SW))
+        used = any(s in (SR, SW) for s, _ in prog.assignments)
+        prog._cache[key] = (Program(inputs, kept, prog.outputs, prog.name), used)
+    return prog._cache[key]
+
+
+def _input_gap(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray, s12: np.ndarray,
+               diagonal: bool, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    r"""The input gap of a tile: :math:`r_{12} = |x-x'|^2/d` and :math:`w_{12} = |x\wedge x'|^2/d^2
+    = s_{11}s_{22} - s_{12}^2`, into workspace buffers.
+
+    The plain formulas (from the rounded s's) are accurate to :math:`\epsilon/(1-c^2)`, better than
+    1e-14 where :math:`|c| < 0.99`; the other entries are recomputed from x and x'
+    (:func:`_pair_gap`), as is the diagonal (exactly 0)."""
+    d = x.shape[1]
+    r, w, flag, prod, square = ws("r12"), ws("w12"), ws("near parallel", bool), ws("s11 s22"), ws("s12^2")
+    np.multiply(sx[:, None], sy[None, :], out=prod)
+    np.multiply(s12, s12, out=square)
+    np.subtract(prod, square, out=w)
+    prod *= 0.02
+    np.less(w, prod, out=flag)                              # 1 - c^2 < 0.02
+    np.add(sx[:, None], sy[None, :], out=r)
+    r -= s12
+    r -= s12
+    if diagonal:
+        np.fill_diagonal(flag, False)
+        np.fill_diagonal(r, 0.0)
+        np.fill_diagonal(w, 0.0)
+    rows, cols = np.nonzero(flag)
+    if rows.size:
+        r[rows, cols], w[rows, cols] = _pair_gap(x[rows], y[cols])
+        r[rows, cols] /= d
+        w[rows, cols] /= d * d
+    return r, w
+
+
+def _pair_gap(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""(:math:`|x-y|^2`, :math:`|x\wedge y|^2`) for the rows of x and y (shape (k, d)), to a few ulp.
+
+    :math:`x - y` by error-free sums (Knuth's two-sum); :math:`|x\wedge y|^2 = |x|^2|\rho|^2 -
+    (x\cdot\rho)^2` with the residual :math:`\rho = y - \mu x`, :math:`\mu \approx x\cdot y/|x|^2`
+    (any :math:`\mu` leaves the wedge unchanged), formed with error-free products, so that
+    :math:`\rho` is accurate although :math:`|\rho| \ll |y|`; a second projection makes
+    :math:`x\cdot\rho` negligible."""
+    from symbrg.core.special import _two_product
+    s = x - y                                              # two-sum: x - y = s + t exactly
+    v = s - x
+    t = (x - (s - v)) - (y + v)
+    dist = np.maximum(np.einsum("ij,ij->i", s, s + 2 * t), 0.0)
+    if x.shape[1] == 1:     # no wedge in one dimension: exactly 0, not a rounding residue (which a
+        return dist, np.zeros(len(x))          # step network would amplify to ~residue^(1/2^depth))
+    nx = np.einsum("ij,ij->i", x, x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = y
+        for _ in range(2):
+            mu = np.where(nx > 0, np.einsum("ij,ij->i", x, rho) / nx, 0.0)[:, None]
+            p, e = _two_product(mu * np.ones_like(x), x)
+            rho = (rho - p) - e
+    xr = np.einsum("ij,ij->i", x, rho)
+    wedge = np.maximum(nx * np.einsum("ij,ij->i", rho, rho) - xr * xr, 0.0)
+    return dist, wedge
+
+
+def _integer_rows(*xs: np.ndarray) -> tuple[list[list[list[int]]], int]:
+    """The float64 arrays as Python integers on one binary scale: ``x = M 2^scale`` exactly."""
+    finite = [v for x in xs for v in x.ravel().tolist() if v != 0.0]
+    scale = min((math.frexp(v)[1] - 53 for v in finite), default=0)
+    as_int = lambda v: int(fractions.Fraction(v) / fractions.Fraction(2) ** scale)  # noqa: E731
+    return [[[as_int(v) for v in r] for r in x.tolist()] for x in xs], scale
+
+
+def _zero_variance(layers: tuple, x: np.ndarray) -> np.ndarray:
+    """The rows of ``x`` whose first-layer variance is 0: x = 0 and no bias before the first
+    nonlinearity (a random-phase activation averages its phase and has no such degeneracy)."""
+    none = np.zeros(len(x), dtype=bool)
+    if any(isinstance(lay, Nonlinearity) and lay.activation.random_phase for lay in layers):
+        return none
+    for lay in layers:
+        if not isinstance(lay, Dense):
+            break
+        if lay.sigma_b != 0:
+            return none
+    return ~x.any(axis=1)
+
+
+def _zero_point_kernel(layers: tuple, which: int, s: np.ndarray, d: int, digits: int | None) -> np.ndarray:
+    r"""The kernel (output ``which`` of the NNGP or NTK program) between a zero-variance input and
+    inputs with :math:`|x'|^2/d = s` (an array; 0 for another zero-variance input), exactly.
+
+    The layers are walked on the pair covariance :math:`[[a, c], [c, b]]` while the zero point's
+    variance :math:`a` is 0: a Dense maps each entry to :math:`\sigma_b^2 + \sigma_w^2(\cdot)`; a
+    nonlinearity sees :math:`u = 0` exactly, so :math:`E[\varphi(u)\varphi(v)] = \varphi(0)\,
+    E[\varphi(v)]` and :math:`E[\varphi(u)^2] = \varphi(0)^2`.  While :math:`a = 0` the NTK entry is
+    0 as well (:math:`\Theta = K + \sigma_w^2\dot K\,\Theta` with :math:`K = \Theta = 0`), so once
+    the next layer would see :math:`a > 0` the remaining layers are the ordinary programs of that
+    tail, started at :math:`(a, b, c)` with :math:`\Theta = 0` (and its fan-in).  If that never
+    happens (e.g. ReLU, no bias) the kernel is exactly 0.  ``digits``: mpmath values at that
+    precision instead of float64.
+    """
+    mp = digits is not None
+    work = (digits or 15) + 5
+
+    def num(v: Any) -> Any:
+        if not mp:
+            return float(v)
+        return mpmath.mpmathify(sp.N(v, work)) if isinstance(v, sp.Basic) else mpmath.mpf(v)
+
+    def run(tail: tuple, fan_in: int, out: int, *xs: Any) -> np.ndarray:
+        arch = Architecture(tail)
+        prog = arch.ntk_program if out else arch.nngp_program
+        args = arch._param_args(prog, None, fan_in)
+        if not mp:
+            value = _tuple(prog.compile()(*xs, *args))[out]
+            return np.broadcast_to(np.asarray(value, float), np.shape(xs[1]))
+        fn = prog.compile("mpmath", dps=work)
+        return np.frompyfunc(lambda *v: _tuple(fn(*v, *args))[out], len(xs), 1)(*xs)
+
+    with mpmath.workdps(work):
+        b = np.frompyfunc(num, 1, 1)(s) if mp else s.astype(float)
+        a, c, fan_in = num(0), b * 0, d
+        for i, lay in enumerate(layers):
+            dense = isinstance(lay, Dense)
+            if (num(lay.sigma_b) ** 2 + num(lay.sigma_w) ** 2 * a if dense else a) > 0:
+                return _rounded(run(layers[i:], fan_in, which, a, b, c), digits)
+            if dense:
+                sw2, sb2 = num(lay.sigma_w) ** 2, num(lay.sigma_b) ** 2
+                a, b, c, fan_in = sb2 + sw2 * a, sb2 + sw2 * b, sb2 + sw2 * c, lay.width
+                continue
+            phi0 = num(lay.activation.expr.subs(_X, 0))
+            pos = np.array([v > 0 for v in b.flat], dtype=bool).reshape(b.shape)
+            square, mean = np.full(b.shape, phi0 ** 2, dtype=b.dtype), np.full(b.shape, phi0, dtype=b.dtype)
+            if pos.any():
+                square[pos] = run((lay, Dense(1.0, 0.0)), fan_in, 0, b[pos], b[pos], b[pos])
+                if phi0 != 0:
+                    mean[pos] = [_gaussian_mean(lay.activation, v, mp) for v in b[pos]]
+            a, b, c = phi0 ** 2, square, phi0 * mean
+        return _rounded(c, digits)
+
+
+def _gaussian_mean(act: Activation, q: Any, mp: bool) -> Any:
+    r""":math:`E[\varphi(\sqrt q\,z)]`, :math:`z \sim N(0, 1)`, by mpmath quadrature at the working
+    precision, or by 200-node Gauss–Hermite quadrature in float64."""
+    if mp:
+        f = sp.lambdify(_X, act.expr, "mpmath")
+        return mpmath.quad(lambda z: f(mpmath.sqrt(q) * z) * mpmath.exp(-z * z / 2),
+                           [-mpmath.inf, 0, mpmath.inf]) / mpmath.sqrt(2 * mpmath.pi)
+    z, w = np.polynomial.hermite_e.hermegauss(200)
+    return float(w @ act(math.sqrt(q) * z)) / math.sqrt(2 * math.pi)
+
+
+def _rounded(v: np.ndarray, digits: int | None) -> np.ndarray:
+    """``v`` as float64, or as mpmath values rounded to ``digits``."""
+    if digits is None:
+        return np.asarray(v, dtype=float)
+    with mpmath.workdps(digits):
+        return np.frompyfunc(lambda x: +x, 1, 1)(v)
+
+
+def _digits(argument: str, digits: int) -> int:
+    """An mpmath precision: an integer of at least 15 digits (below that float64 is as good) and
+    at most :data:`PRECISION`."""
+    digits = checks.integer(argument, digits, minimum=15)
+    PRECISION.check(argument, digits, cost=f"about {_duration(_SECONDS_PER_MP_UNIT * _mp_scale(digits))} "
+                                           "per Gram entry and layer")
+    return digits
+
+
+def _mp_scale(digits: int) -> float:
+    """Cost of one mpmath entry-layer at ``digits``, relative to <= 300 digits (measured)."""
+    return max(1.0, digits / 300) ** 1.8
+
+
+def _duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"3.5 h"``, ``"2.1e+03 days"``: a rough time for a cost estimate."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.2g} s"
+
+
+def serial(*layers: Layer, name: str = "network") -> Architecture:
+    """Compose layers in order (input first).  The last layer must be a :class:`Dense` readout."""
+    if not layers:
+        raise InvalidArgument("layers", "at least one layer is needed")
+    return Architecture(tuple(layers), name=name)
+
+
+def mlp(activation: Any, depth: int, sigma_w: Any = 1.0, sigma_b: Any = 0.0,
+        parameterization: str = "ntk", *, width: int = 1, tol: float = 1e-10,
+        method: str = "auto") -> Architecture:
+    r"""``depth`` hidden layers of Dense(σ_w, σ_b) + activation, followed by a Dense readout.
+
+    ``depth = 0`` is a linear model (the readout alone).  See the module docstring for the NNGP and
+    NTK conventions; ``width`` only enters the standard-parameterization NTK.  ``method`` forces
+    the Gaussian-expectation rule (``"exact"``, ``"series"``, ``"quadrature"``; default: the best
+    available) and ``tol`` is the series tolerance.
+    """
+    depth = checks.integer("depth", depth, minimum=0)
+    DEPTH.check("depth", depth, cost=f"about {_duration(depth * _SECONDS_PER_LAYER)} to derive and compile")
+    checks.positive("sigma_w", sigma_w)
+    checks.nonnegative("sigma_b", sigma_b)
+    checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
+    act = Nonlinearity(activation, tol=tol, method=method)
+    dense = Dense(sigma_w, sigma_b, parameterization, width)
+    layers: list = []
+    for _ in range(depth):
+        layers += [dense, act]
+    layers.append(dense)
+    return serial(*layers, name=f"{act.activation.name}-mlp-depth{depth}")
+
+
+_INTRO = {
+    "nngp": ("The neural-network Gaussian process (NNGP) kernel of an infinitely wide fully connected "
+             "network is computed layer by layer: each Dense layer maps $K\\mapsto\\sigma_b^2+\\sigma_w^2K$ "
+             "and each nonlinearity maps the covariance to a bivariate Gaussian expectation."),
+    "ntk": ("The neural tangent kernel (NTK) in the NTK parameterization obeys "
+            "$\\Theta^{l+1}=K^{l+1}+\\sigma_w^2\\,\\mathbb{E}[\\varphi'(u)\\varphi'(v)]\\,\\Theta^{l}$, "
+            "computed alongside the NNGP."),
+}
+_REFS = {
+    "lee2018": "J. Lee et al., Deep Neural Networks as Gaussian Processes, ICLR (2018), arXiv:1711.00165.",
+    "jacot2018": "A. Jacot, F. Gabriel, C. Hongler, Neural Tangent Kernel, NeurIPS (2018), arXiv:1806.07572.",
+    "cho2009": "Y. Cho, L. K. Saul, Kernel Methods for Deep Learning, NeurIPS (2009).",
+}

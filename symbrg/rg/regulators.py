@@ -1,0 +1,589 @@
+r"""Regulators of the exact RG and the threshold functions they induce.
+
+Job: one object per momentum cutoff, usable on both sides of the exact RG.  A regulator is defined
+by its **UV cutoff function** :math:`K(z)`, :math:`z = p^2/\Lambda^2` (:math:`K \to 1` for
+:math:`z \to 0`, :math:`K \to 0` for :math:`z \to \infty`), which enters the Polchinski flow through
+the cut-off covariance
+
+.. math::  C_\Lambda(p) = K(p^2/\Lambda^2)\, G(p^2), \qquad G = 1/G^{-1}(p^2),
+
+and, dually, by the **IR regulator** of the Wetterich flow, chosen so that the regulated propagator
+keeps exactly the modes the UV covariance drops, :math:`(G^{-1} + R_k)^{-1} = (1 - K)\,G`:
+
+.. math::  R_k(p^2) = Z\,k^2\, r(p^2/k^2), \qquad r(y) = \frac{y\,K(y)}{1 - K(y)}
+
+(for :math:`G^{-1} = Z p^2`).  Built in (``regulator(name)``):
+
+==================  ==============================  ===================================
+name                :math:`K(z)`                    :math:`r(y)`
+==================  ==============================  ===================================
+``sharp``           :math:`\Theta(1 - z)`           :math:`\infty\cdot\Theta(1 - y)`
+``litim``           :math:`(1 - z)\Theta(1 - z)`    :math:`(1 - y)\Theta(1 - y)` (Litim, hep-th/0005245)
+``exponential``     :math:`e^{-z}`                  :math:`y/(e^{y} - 1)`
+``power:b``         :math:`1/(1 + z^b)`             :math:`y^{1-b}` (sharp as b -> oo)
+``K:<expr in z>``   any user cutoff function        derived
+``r:<expr in y>``   any user regulator shape        :math:`K = r/(y + r)` derived
+==================  ==============================  ===================================
+
+**Threshold functions** (convention of this package; :math:`w` the dimensionless mass,
+:math:`\eta` the anomalous dimension, :math:`v_d = [(4\pi)^{d/2}\Gamma(d/2+1)]^{-1}` so that
+:math:`\int_{|q|<k} d^dq/(2\pi)^d = v_d k^d`):
+
+.. math::
+
+    \ell^d_n(w;\eta) = \frac d2 \int_0^\infty dy\, y^{d/2-1}\,
+        \frac{r(y) - y\,r'(y) - \tfrac\eta2\, r(y)}{\big(y + r(y) + w\big)^{n+1}}
+        \;=\; A^d_n(w) - \eta\, B^d_n(w),
+    \qquad \partial_w \ell^d_n = -(n+1)\,\ell^d_{n+1},
+
+so that the LPA flow reads :math:`\partial_t U_k = v_d k^d\,\ell^d_0(U_k''/Zk^2;\eta)` and for the
+Litim regulator :math:`\ell^d_n = (1 - \eta/(d+2))/(1+w)^{n+1}`.  (Relation to Berges, Tetradis,
+Wetterich, Phys. Rep. 363 (2002) 223: :math:`l^d_n = \tfrac{2}{d}(n + \delta_{n0})\,\ell^d_n`.)
+For the sharp cutoff (Wegner-Houghton) :math:`\ell^d_0 = -\tfrac d2\ln(1+w)` up to a constant.
+The anomalous-dimension threshold function (the :math:`p^2` coefficient of the one-loop two-point
+flow, after an integration by parts in :math:`y`; :math:`P = y + r`) is
+
+.. math::
+
+    m^d(w;\eta) = -\int_0^\infty dy\, y^{d/2}\,\frac{P'(y)}{(P + w)^2}\,
+        \frac{d}{dy}\,\frac{2(r - y r') - \eta\, r}{(P + w)^2} = M^d_a(w) - \eta\, M^d_b(w),
+
+with :math:`\Theta(0) = 1/2` at coinciding jumps (this reproduces the exact momentum-shell limit);
+for Litim :math:`m^d = (1+w)^{-4}`.  Closed forms (any symbolic d) exist for ``litim`` and
+``sharp``; all other regulators are evaluated by mpmath quadrature: symbolically through
+:class:`ThresholdFunction` (a :class:`~symbrg.core.special.NumericFunction`, differentiable in w), and
+in bulk by :meth:`Regulator.threshold_batch`, one fixed tanh-sinh rule per (regulator, d,
+precision) that returns all :math:`A_j, B_j, M_a, M_b, M_a', M_b'` at a given w in one pass.
+Quadrature sees the a.e. derivative of r (user shapes with kinks are fine; jumps are not).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from symbrg.core.checks import integer, positive, resolve_symbols, scalar
+from symbrg.core.errors import InvalidArgument, OutOfRange, Unsupported, UnknownName
+from symbrg.core.limits import Limit
+from symbrg.core.parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
+from symbrg.core.special import NumericFunction
+
+__all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "regulator", "REGULATORS", "ThresholdFunction",
+           "loop_volume", "angular_factor"]
+
+#: :math:`z = p^2/\Lambda^2`, the argument of the UV cutoff function K.
+Z = sp.Symbol("z", nonnegative=True)
+#: :math:`y = p^2/k^2`, the argument of the IR regulator shape r.
+Y = sp.Symbol("y", positive=True)
+#: :math:`w`, the dimensionless mass :math:`U''/(Z k^2)` in the threshold functions.
+W = sp.Symbol("w")
+#: :math:`\eta`, the anomalous dimension.
+ETA = sp.Symbol("eta")
+#: :math:`d`, the Euclidean dimension when it is kept symbolic.
+D = sp.Symbol("d", positive=True)
+
+REGULATORS = ("sharp", "litim", "exponential", "power:b", "K:<expr in z>", "r:<expr in y>")
+
+#: The least working precision (decimal digits) of the exact-RG numerics: results are printed to 6-12
+#: significant digits and the fixed-point tolerance is 10^(10 - dps), so anything below double
+#: precision prints noise (``dps = 0`` gave nu = 0.0156 instead of 0.65).
+MIN_DPS = 15
+#: Working digits of the exact-RG numerics.  Measured (d = 3, order 8): Litim 1.1 s at 30 digits and
+#: 4.7 s at 1000 (about quadratic); the exponential regulator (quadrature) 63 s at 30 and 430 s at 100.
+DPS = Limit("erg_dps", 1000, "working digits of the exact-RG numerics (LPA fixed points, threshold functions)")
+#: Index n of a threshold function: the closed form integrates (y + r + w)^-(n+1) symbolically
+#: (Litim: 1.2 s at n = 100, minutes at 1000), quadrature evaluates n + 1 powers at every node.
+THRESHOLD_N = Limit("threshold_n", 200, "index n of a threshold function")
+
+
+def working_precision(argument: str, dps: Any, closed_form: bool = True) -> int:
+    """Check a working precision in decimal digits: an integer >= :data:`MIN_DPS` within the
+    :data:`DPS` limit (the cost estimate grows as dps^2 for closed forms, dps^1.6 with quadrature)."""
+    dps = integer(argument, dps, minimum=MIN_DPS)
+    seconds = 4.7 * (dps / 1000) ** 2 if closed_form else 63 * (dps / 30) ** 1.6
+    DPS.check(argument, dps, cost=_duration(seconds))
+    return dps
+
+
+def _duration(seconds: float) -> str:
+    """A rough duration for a cost estimate."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"about {seconds / size:.3g} {unit}"
+    return f"about {seconds:.2g} s"
+
+
+def _in_variable(argument: str, value: Any, var: sp.Symbol) -> sp.Expr:
+    """A user cutoff function K(z) or shape r(y) given as a sympy expression: its symbol named like
+    ``var`` (any assumptions) is ``var``; any other symbol is refused (it would make K constant)."""
+    expr = as_expression(value, "value")
+    if var.name in {s.name for s in expr.free_symbols}:
+        expr = expr.xreplace({resolve_symbols(argument, var.name, expr.free_symbols)[0]: var})
+    extra = expr.free_symbols - {var}
+    if extra:
+        raise InvalidArgument(argument, f"may depend on {var} only, not {sorted(map(str, extra))}")
+    return expr
+
+
+def _ambient_precision() -> None:
+    """Refuse an mpmath working precision below :data:`MIN_DPS` digits (set by the caller)."""
+    if mpmath.mp.dps < MIN_DPS:
+        raise OutOfRange("dps", f"the mpmath working precision is {mpmath.mp.dps} digits; at least {MIN_DPS} "
+                                "are needed (use mpmath.workdps)")
+
+
+def loop_volume(d: Any) -> sp.Expr:
+    r""":math:`v_d = [(4\pi)^{d/2}\Gamma(d/2+1)]^{-1}`, so that :math:`\int_{|q|<k}\frac{d^dq}{(2\pi)^d} = v_d k^d`."""
+    d = as_expression(d, "d", symbols={"d": D})
+    return 1 / ((4 * sp.pi) ** (d / 2) * sp.gamma(d / 2 + 1))
+
+
+def angular_factor(d: Any) -> sp.Expr:
+    r""":math:`\int\frac{d^dq}{(2\pi)^d} f(q^2) = \frac{d\,v_d}{2}\,k^d\int_0^\infty dy\,y^{d/2-1} f(k^2 y)`:
+    returns :math:`d\,v_d/2 = [(4\pi)^{d/2}\Gamma(d/2)]^{-1}`."""
+    d = as_expression(d, "d", symbols={"d": D})
+    return sp.simplify(d * loop_volume(d) / 2)
+
+
+_CLOSED_CACHE: dict = {}  # (inner shape, n, d) -> closed-form threshold function
+_NODE_CACHE: dict = {}    # (regulator, d, precision) -> quadrature nodes with regulator data
+
+
+def _dimension(d: Any) -> sp.Expr:
+    """A positive dimension: a number > 0 or a symbol (assumed positive)."""
+    if isinstance(d, sp.Basic) and d.free_symbols:
+        return d
+    positive("d", d)
+    return sp.nsimplify(d) if not isinstance(d, sp.Basic) else d
+
+
+class ThresholdFunction(NumericFunction):
+    r"""Base class of the quadrature threshold functions of one regulator.
+
+    ``cls(n, d, w)`` is :math:`A^d_n(w)` (``part = "A"``) or :math:`B^d_n(w)` (``part = "B"``);
+    subclasses are made per regulator by :meth:`Regulator.threshold`.  Differentiation in w follows
+    :math:`\partial_w X_n = -(n+1) X_{n+1}`, so symbolic flows stay exact and only the final numbers
+    come from quadrature.
+    """
+    regulator: "Regulator"
+    part: str = "A"
+    nargs = 3
+
+    def fdiff(self, argindex: int = 3) -> sp.Expr:
+        if argindex != 3:
+            raise sp.ArgumentIndexError(self, argindex)
+        n, d, w = self.args
+        return -(n + 1) * type(self)(n + 1, d, w)
+
+    @classmethod
+    def mpmath_impl(cls, n: Any, d: Any, w: Any) -> Any:
+        A, B, _ = cls.regulator.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), int(n), cls.part == "B")
+        return (A if cls.part == "A" else B)[int(n)]
+
+    @classmethod
+    def numpy_impl(cls, n: Any, d: Any, w: Any) -> np.ndarray:
+        f = np.frompyfunc(lambda a, b, c: float(cls.mpmath_impl(a, b, c)), 3, 1)
+        return np.asarray(f(n, d, w), dtype=float)
+
+    def _latex(self, printer: Any) -> str:
+        n, d, w = (printer._print(a) for a in self.args)
+        return rf"{self.part}^{{{d}}}_{{{n}}}\!\left({w}\right)"
+
+
+@dataclass(frozen=True)
+class Regulator:
+    r"""A momentum cutoff, as UV cutoff function :math:`K(z)` and as IR regulator :math:`r(y)`.
+
+    ``cutoff_function`` is :math:`K` in :data:`Z`; ``shape`` is :math:`r` in :data:`Y` (``None`` for
+    the sharp cutoff, whose :math:`r` is infinite below :math:`y = 1`); ``inner`` is the branch of
+    :math:`r` on :math:`y<1` when :math:`r` vanishes for :math:`y \ge 1` (compact support: closed
+    forms with symbolic d).
+    """
+    name: str
+    cutoff_function: sp.Expr
+    shape: sp.Expr | None
+    inner: sp.Expr | None = None
+    description: str = field(default="", compare=False)
+
+    # ---------------------------------------------------------------- Polchinski side (UV cutoff)
+    def K(self, z: Any = Z) -> sp.Expr:
+        r""":math:`K(z)`, the UV cutoff function at :math:`z = p^2/\Lambda^2`."""
+        return self.cutoff_function.subs(Z, z)
+
+    def dK(self, z: Any = Z) -> sp.Expr:
+        r""":math:`K'(z) = dK/dz` (a ``DiracDelta`` for the sharp and Litim cutoffs)."""
+        return sp.diff(self.cutoff_function, Z).subs(Z, z)
+
+    def cutoff(self, p2: Any, scale: Any) -> sp.Expr:
+        r""":math:`K(p^2/\Lambda^2)` with ``scale`` = :math:`\Lambda`."""
+        return self.K(as_expression(p2, "p2") / as_expression(scale, "scale") ** 2)
+
+    def covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+        r""":math:`C_\Lambda(p) = K(p^2/\Lambda^2)/G^{-1}(p^2)`, the Polchinski (UV-cut) propagator."""
+        return self.cutoff(p2, scale) / as_expression(inverse_propagator, "inverse_propagator")
+
+    def scale_derivative_covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+        r""":math:`\Lambda\partial_\Lambda C_\Lambda(p) = -2 z K'(z)\,G(p^2)`, :math:`z = p^2/\Lambda^2`."""
+        z = as_expression(p2, "p2") / as_expression(scale, "scale") ** 2
+        return -2 * z * self.dK(z) / as_expression(inverse_propagator, "inverse_propagator")
+
+    # ---------------------------------------------------------------- Wetterich side (IR regulator)
+    def r(self, y: Any = Y) -> sp.Expr:
+        r""":math:`r(y)`, the dimensionless regulator shape, :math:`R_k = Z k^2 r(p^2/k^2)`."""
+        if self.shape is None:
+            raise Unsupported("regulator", f"{self.name!r} has no finite IR regulator R_k "
+                                           "(r = oo below the cutoff); use its threshold functions")
+        return self.shape.subs(Y, y)
+
+    def R(self, p2: Any, k: Any, Zk: Any = 1) -> sp.Expr:
+        r""":math:`R_k(p^2) = Z_k\,k^2\,r(p^2/k^2)`."""
+        k = as_expression(k, "k")
+        return as_expression(Zk, "Zk") * k ** 2 * self.r(as_expression(p2, "p2") / k ** 2)
+
+    def dt_R(self, p2: Any, k: Any, Zk: Any = 1, eta: Any = 0) -> sp.Expr:
+        r""":math:`\partial_t R_k = Z_k k^2 [2(r - y r') - \eta\, r]`, :math:`t = \ln k`,
+        :math:`\eta = -\partial_t \ln Z_k`."""
+        k = as_expression(k, "k")
+        rr = self.r()
+        expr = 2 * (rr - Y * sp.diff(rr, Y)) - as_expression(eta, "eta") * rr
+        return as_expression(Zk, "Zk") * k ** 2 * expr.subs(Y, as_expression(p2, "p2") / k ** 2)
+
+    # ---------------------------------------------------------------- threshold functions
+    def threshold(self, n: int, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr:
+        r""":math:`\ell^d_n(w;\eta)` (module docstring): a closed form for sharp, Litim and compact
+        shapes (any d, symbolic allowed), otherwise :math:`A^d_n(w) - \eta B^d_n(w)` with
+        quadrature-backed :class:`ThresholdFunction` s."""
+        n = integer("n", n, minimum=0)
+        THRESHOLD_N.check("n", n, cost="minutes of symbolic integration" if self.inner is not None
+                          else f"{n + 1} powers per quadrature node")
+        d = _dimension(d)
+        scalar("eta", eta)  # finite and real; the value itself is kept (an exact 0 stays exact)
+        eta = as_expression(eta, "eta")
+        self.check_mass("w", w)
+        if self.name == "sharp":
+            if eta != 0:
+                raise Unsupported("eta", "the sharp cutoff has no derivative expansion (eta must be 0)")
+            ell = -d / 2 * sp.log(1 + W) if n == 0 else d / (2 * n * (1 + W) ** n)
+            return ell.subs(W, w)
+        if self.inner is not None:
+            return self._closed_threshold(n, d).subs({ETA: eta, W: w})
+        return self.threshold_part("A", n, d, w) - eta * self.threshold_part("B", n, d, w)
+
+    @cached_property
+    def pole(self) -> float:
+        r"""The edge :math:`w_*` of the domain :math:`w > w_*` of the threshold functions.
+
+        :math:`\ell^d_n(w)` integrates :math:`(P(y) + w)^{-(n+1)}` with :math:`P = y + r(y) = y/(1 - K(y))`,
+        so it has a pole (a log branch point for sharp :math:`\ell_0`) at :math:`w_* = -\min_{y>0} P`:
+        :math:`-1` for sharp, Litim and exponential; for ``power:b``, :math:`-1` at b = 1,
+        :math:`-b\,(b-1)^{1/b - 1}` for b > 1 and 0 for b < 1 (:math:`P \to 0` at y = 0).  Other
+        regulators: the minimum of P on a logarithmic grid of y in [1e-8, 1e4], refined twice.
+        """
+        if self.name in ("sharp", "litim", "exponential"):
+            return -1.0
+        if self.name.startswith("power:"):
+            b = float(sp.Rational(self.name.split(":", 1)[1]))
+            return -1.0 if b == 1 else (0.0 if b < 1 else -b * (b - 1) ** (1 / b - 1))
+        P = self._node_functions
+        lo, hi = -8.0, 4.0
+        best = math.inf
+        for _ in range(3):
+            grid = np.linspace(lo, hi, 401)
+            vals = []
+            for t in grid:
+                try:
+                    vals.append(float(mpmath.re(P(mpmath.mpf(10) ** t)[0])))
+                except (ZeroDivisionError, OverflowError, ValueError, TypeError):
+                    vals.append(math.inf)
+            i = int(np.argmin(vals))
+            best = min(best, vals[i])
+            step = grid[1] - grid[0]
+            lo, hi = grid[max(i - 1, 0)] - step, grid[min(i + 1, 400)] + step
+        return -best
+
+    def check_mass(self, argument: str, w: Any) -> Any:
+        """A numeric w must lie in the domain ``w > pole`` of the threshold functions (symbols pass)."""
+        if isinstance(w, sp.Basic) and w.free_symbols:
+            return w
+        x = scalar(argument, w)
+        if not x > self.pole:
+            raise OutOfRange(argument, f"the {self.name} threshold functions need w > {self.pole:.6g} "
+                                       f"(pole of 1/(y + r(y) + w)^(n+1)), got {x:g}")
+        return w
+
+    def threshold_part(self, part: str, n: int, d: Any = D, w: Any = W) -> sp.Expr:
+        r""":math:`A^d_n(w)` or :math:`B^d_n(w)` (``part``), as a quadrature-backed function."""
+        cls = self._threshold_classes[part]
+        return cls(sp.Integer(n), as_expression(d, "d"), as_expression(w, "w"))
+
+    @cached_property
+    def _threshold_classes(self) -> dict[str, type]:
+        tag = "".join(ch if ch.isalnum() else "_" for ch in self.name)
+        return {p: type(f"{p}_{tag}", (ThresholdFunction,), {"regulator": self, "part": p})
+                for p in ("A", "B")}
+
+    def _closed_threshold(self, n: int, d: sp.Expr) -> sp.Expr:
+        """Integrated once with the symbolic dimension :data:`D` (> 0), then evaluated at d."""
+        key = (self.inner, n)
+        if key not in _CLOSED_CACHE:
+            y = Y
+            r = self.inner
+            integrand = D / 2 * y ** (D / 2 - 1) * (r - y * sp.diff(r, y) - ETA * r / 2) \
+                / (y + r + W) ** (n + 1)
+            val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
+                               (y, 0, 1), conds="none")
+            _CLOSED_CACHE[key] = sp.factor(sp.simplify(val))
+        return _CLOSED_CACHE[key].subs(D, d)
+
+    def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
+        r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
+        :meth:`anomalous_threshold_value`).  The sharp cutoff raises :class:`Unsupported`."""
+        if self.name == "sharp":
+            raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
+                                           "eta (LPA') is undefined")
+        if self.inner is None:
+            return None
+        d = _dimension(d)
+        key = ("m", self.inner)
+        if key not in _CLOSED_CACHE:
+            _CLOSED_CACHE[key] = self._closed_anomalous()
+        return _CLOSED_CACHE[key].subs(D, d).subs({ETA: eta, W: w})
+
+    def _closed_anomalous(self) -> sp.Expr:
+        r""":math:`m^d(w;\eta)` for a compact shape, integrated with the symbolic dimension D."""
+        d = D
+        r = self.inner
+        P = Y + r
+        rho = 2 * (r - Y * sp.diff(r, Y)) - ETA * r
+        # smooth part on y < 1 (P' may vanish there), plus the jump of rho/(P+w)^2 at y = 1
+        # (rho -> 0 above): a delta that meets the jump of P' (from P'(1-) to 1), weight 1/2 each.
+        bulk = -sp.integrate(sp.simplify(Y ** (d / 2) * sp.diff(P, Y) / (P + W) ** 2
+                                         * sp.diff(rho / (P + W) ** 2, Y)), (Y, 0, 1), conds="none")
+        P1 = P.subs(Y, 1)
+        jump = -(0 - (rho / (P + W) ** 2).subs(Y, 1))          # value above minus below, negated
+        p_avg = (sp.diff(P, Y).subs(Y, 1) + 1) / 2
+        val = bulk + jump * p_avg / (P1 + W) ** 2
+        return sp.factor(sp.simplify(val))
+
+    def anomalous_threshold_value(self, d: float, w: float, eta: float = 0.0) -> Any:
+        r""":math:`m^d(w;\eta)` as an mpmath number (closed form when there is one, else quadrature)."""
+        _ambient_precision()
+        self.check_mass("w", w)
+        closed = self.anomalous_threshold(d, ETA, W)
+        if closed is not None:
+            return mpmath.mpf(sp.N(closed.subs({ETA: eta, W: w}), mpmath.mp.dps))
+        _, _, M = self.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), 0, anomalous=True)
+        return M[0] - eta * M[1]
+
+    # ---------------------------------------------------------------- quadrature
+    @cached_property
+    def _integrands(self) -> dict[str, Callable[..., Any]]:
+        from symbrg.core.codegen import lambdify
+        r = self.r()
+        P = Y + r
+        n, d, w = sp.symbols("n d w")
+        base = {"A": (r - Y * sp.diff(r, Y)), "B": r / 2}
+        exprs = {k: d / 2 * Y ** (d / 2 - 1) * v / (P + w) ** (n + 1) for k, v in base.items()}
+        for k, rho in (("Ma", 2 * (r - Y * sp.diff(r, Y))), ("Mb", r)):
+            exprs[k] = -Y ** (d / 2) * sp.diff(P, Y) / (P + w) ** 2 * sp.diff(rho / (P + w) ** 2, Y)
+        # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
+        # P' at one point are handled in the closed forms only (compact shapes)
+        return {k: lambdify(e.replace(sp.DiracDelta, lambda *a: sp.Integer(0)), (Y, n, d, w), "mpmath")
+                for k, e in exprs.items()}
+
+    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
+        if self.name == "sharp":
+            raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+        f = self._integrands[part]
+        return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
+
+    @cached_property
+    def _node_functions(self) -> Callable[..., Any]:
+        """y -> (P, r - y r', r/2, P', r - y r' derivative, r') compiled once (mpmath)."""
+        from symbrg.core.codegen import lambdify
+        r = self.r()
+        a = r - Y * sp.diff(r, Y)
+        exprs = [Y + r, a, r / 2, 1 + sp.diff(r, Y), sp.diff(a, Y), sp.diff(r, Y)]
+        return lambdify([e.replace(sp.DiracDelta, lambda *x: sp.Integer(0)) for e in exprs], [Y], "mpmath")
+
+    def _nodes(self, d: Any) -> tuple:
+        r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
+        degree doubling until :math:`A^d_1(1)` is stable at the working precision.  Returns per-node
+        lists ``(P, ma, mb, c1a, c2a, c1b, c2b)``: :math:`P = y + r`, the weights times the
+        numerators of A and B, and of the :math:`M_a, M_b` integrands (cached per d and precision)."""
+        from mpmath.calculus.quadrature import TanhSinh
+        prec = mpmath.mp.prec
+        key = (self.name, sp.sstr(self.shape), str(d), prec)
+        if key in _NODE_CACHE:
+            return _NODE_CACHE[key]
+        ts = TanhSinh(mpmath.mp)
+        fn = self._node_functions
+        d = mpmath.mpf(d)
+        half = d / 2
+
+        def build(m: int) -> tuple:
+            cols: tuple = tuple([] for _ in range(7))
+            scale = mpmath.mpf(2) ** (-m)
+            for a, b, tail in ((0, 1, False), (1, 4, False), (4, 16, False), (0, 1, True)):
+                for k in range(1, m + 1):
+                    for x, wt in ts.get_nodes(mpmath.mpf(a), mpmath.mpf(b), k, prec):
+                        if x == 0:
+                            continue
+                        y, jac = (16 / x, 16 / x ** 2) if tail else (x, 1)
+                        try:  # cancellations in r - y r' near y = 0 cost ~2 |log2 y| bits
+                            with mpmath.workprec(prec + 40 + 3 * abs(int(mpmath.mag(y)))):
+                                P, A, B, dP, dA, dr = fn(y)
+                        except (ZeroDivisionError, OverflowError):
+                            continue
+                        wy = wt * scale * jac
+                        meas = wy * half * y ** (half - 1)
+                        yd = wy * y ** half * dP
+                        # M = -∫ y^{d/2} P' [rho'/(P+w)^4 - 2 rho P'/(P+w)^5], rho = 2a or 2b
+                        for col, v in zip(cols, (P, meas * A, meas * B, -yd * 2 * dA, 2 * yd * 2 * A * dP,
+                                                 -yd * dr, 2 * yd * 2 * B * dP)):
+                            col.append(v)
+            return cols
+
+        def a1(cols: tuple) -> Any:
+            return mpmath.fdot(cols[1], [1 / (P + 1) ** 2 for P in cols[0]])
+
+        m, cols = 3, build(3)
+        prev = a1(cols)
+        while m < 9:
+            m += 1
+            cand = build(m)
+            val = a1(cand)
+            cols, done = cand, abs(val - prev) <= mpmath.mpf(2) ** (-prec + 12) * (1 + abs(val))
+            prev = val
+            if done:
+                break
+        _NODE_CACHE[key] = cols
+        return cols
+
+    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
+        r"""All quadrature threshold numbers at one w from one fixed rule (mpmath, working precision):
+        ``A = [A_0..A_jmax]``, and with ``anomalous`` also ``B = [B_0..B_jmax]`` and
+        ``M = [M_a, M_b, M_a', M_b']`` (the anomalous-dimension functions and their w-derivatives;
+        empty lists otherwise).  The regulator must be a.e. smooth (kinks and jumps are handled in
+        the closed forms only)."""
+        if self.name == "sharp":
+            raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+        P, ma, mb, c1a, c2a, c1b, c2b = self._nodes(mpmath.mpf(d))
+        w = mpmath.mpf(w)
+        q = [1 / (p + w) for p in P]
+        qp = q
+        A, B = [], []
+        for _ in range(jmax + 1):
+            A.append(mpmath.fdot(ma, qp))
+            if anomalous:
+                B.append(mpmath.fdot(mb, qp))
+            qp = [x * y for x, y in zip(qp, q)]
+        if not anomalous:
+            return A, B, []
+        q4 = [x ** 4 for x in q]
+        q5 = [x * y for x, y in zip(q4, q)]
+        q6 = [x * y for x, y in zip(q5, q)]
+        M = [mpmath.fdot(c1a, q4) + mpmath.fdot(c2a, q5), mpmath.fdot(c1b, q4) + mpmath.fdot(c2b, q5),
+             -4 * mpmath.fdot(c1a, q5) - 5 * mpmath.fdot(c2a, q6),
+             -4 * mpmath.fdot(c1b, q5) - 5 * mpmath.fdot(c2b, q6)]
+        return A, B, M
+
+    def threshold_value(self, n: int, d: Any, w: Any, eta: Any = 0) -> Any:
+        r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
+        _ambient_precision()
+        self.check_mass("w", w)
+        expr = self.threshold(n, _dimension(d), eta, W)
+        return mpmath.mpf(sp.N(expr.subs(W, sp.Float(w, mpmath.mp.dps + 5)), mpmath.mp.dps + 5))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+#: Largest exponent of ``power:b`` (b -> oo is the ``sharp`` cutoff).
+MAX_POWER = 100
+#: The functions a user cutoff may call: the parser's, with theta/Theta for the step function.
+_CUTOFF_FUNCTIONS = {**DEFAULT_FUNCTIONS, "theta": DEFAULT_FUNCTIONS["Heaviside"],
+                     "Theta": DEFAULT_FUNCTIONS["Heaviside"]}
+
+
+def _parse_expr(text: str, var: sp.Symbol, argument: str) -> sp.Expr:
+    """A user cutoff K(z) or shape r(y) in the one variable ``var`` (safe parser, no Python run)."""
+    return parse_expression(text, argument, symbols={var.name: var}, functions=_CUTOFF_FUNCTIONS)
+
+
+def _power(text: str) -> sp.Rational:
+    """The exponent b of ``power:b``: an exact number in (0, MAX_POWER]."""
+    b = parse_number(text, "regulator")
+    if not (b.is_positive and b <= MAX_POWER):
+        raise OutOfRange("regulator", f"power:b needs 0 < b <= {MAX_POWER} (use 'sharp' for b -> oo), "
+                                      f"got {text!r}")
+    return b
+
+
+def _from_cutoff(name: str, K: sp.Expr, description: str = "") -> Regulator:
+    K = as_expression(K, "K")
+    shape = sp.simplify(Y * K.subs(Z, Y) / (1 - K.subs(Z, Y)))
+    return Regulator(name, K, shape, None, description)
+
+
+def _from_shape(name: str, r: sp.Expr, description: str = "") -> Regulator:
+    r = as_expression(r, "r")
+    K = sp.simplify((r / (Y + r)).subs(Y, Z))
+    return Regulator(name, K, r, None, description)
+
+
+def _check_cutoff(reg: Regulator, argument: str) -> Regulator:
+    """K(0) = 1 and K(oo) = 0 (checked where sympy can decide)."""
+    k0 = sp.limit(reg.cutoff_function, Z, 0, "+")
+    kinf = sp.limit(reg.cutoff_function, Z, sp.oo)
+    if k0.is_number and k0 != 1:
+        raise InvalidArgument(argument, f"the cutoff function must have K(0) = 1, got {k0}")
+    if kinf.is_number and kinf != 0:
+        raise InvalidArgument(argument, f"the cutoff function must have K(oo) = 0, got {kinf}")
+    return reg
+
+
+def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None) -> Regulator:
+    r"""The regulator named ``spec`` (module table), or one built from a user function.
+
+    ``regulator("litim")``, ``regulator("power:4")``, ``regulator("K:exp(-z**2)")``,
+    ``regulator("r:(1-y)**2*Heaviside(1-y)")``, ``regulator(K=sp.exp(-Z**2))`` or
+    ``regulator(r=...)`` (a sympy expression in :data:`Z` resp. :data:`Y`, or text in ``z`` resp.
+    ``y``).  Text is read by :mod:`symbrg.core.parsing`, never evaluated as Python.  Unknown names raise
+    :class:`~symbrg.core.errors.UnknownName` naming ``regulator``.
+    """
+    if isinstance(spec, Regulator):
+        return spec
+    if K is not None and r is not None or (K is not None or r is not None) and spec != "litim":
+        raise InvalidArgument("K" if K is not None else "r", "give one of a regulator name, K= or r=")
+    if K is not None:
+        K = _parse_expr(K, Z, "K") if isinstance(K, str) else _in_variable("K", K, Z)
+        return _check_cutoff(_from_cutoff("K:" + sp.sstr(K), K), "K")
+    if r is not None:
+        r = _parse_expr(r, Y, "r") if isinstance(r, str) else _in_variable("r", r, Y)
+        return _check_cutoff(_from_shape("r:" + sp.sstr(r), r), "r")
+    if not isinstance(spec, str):
+        raise InvalidArgument("regulator", f"expected a name or a Regulator, got {spec!r}")
+    name = spec.strip()
+    key, _, arg = name.partition(":")
+    key = key.strip().lower() if key.strip() not in ("K", "r") else key.strip()
+    if key == "sharp" and not arg:
+        return Regulator("sharp", sp.Heaviside(1 - Z), None, None, "sharp cutoff (Wegner-Houghton)")
+    if key in ("litim", "optimized", "optimised") and not arg:
+        return Regulator("litim", (1 - Z) * sp.Heaviside(1 - Z), (1 - Y) * sp.Heaviside(1 - Y), 1 - Y,
+                         "Litim optimized cutoff")
+    if key == "exponential" and not arg:
+        return Regulator("exponential", sp.exp(-Z), Y / (sp.exp(Y) - 1), None, "exponential cutoff")
+    if key == "power":
+        b = _power(arg)
+        return Regulator(f"power:{b}", 1 / (1 + Z ** b), Y ** (1 - b), None, "power-law cutoff")
+    if key == "K" and arg:
+        return _check_cutoff(_from_cutoff(name, _parse_expr(arg, Z, "regulator")), "regulator")
+    if key == "r" and arg:
+        return _check_cutoff(_from_shape(name, _parse_expr(arg, Y, "regulator")), "regulator")
+    raise UnknownName("regulator", f"unknown regulator {spec!r}; choose one of {', '.join(REGULATORS)}")
