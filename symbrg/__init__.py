@@ -20,10 +20,17 @@ Front door (each name is loaded from its module on first use)::
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
-from symbrg.gaussian.activations import Activation, activation
+from symbrg.core import errors, limits
 from symbrg.core.errors import SymbrgError
+from symbrg.gaussian.activations import Activation, activation
+
+# The two modules every user meets keep their short public names: ``from symbrg.errors import
+# InvalidArgument`` and ``symbrg.limits.lifted(depth=...)`` (they live in the core layer).
+sys.modules.setdefault("symbrg.errors", errors)
+sys.modules.setdefault("symbrg.limits", limits)
 
 __version__ = "0.1.0"
 
@@ -46,7 +53,7 @@ _LAZY = {
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = ["Activation", "activation", "SymbrgError", "__version__", *sorted(_WHERE)]
+__all__ = ["Activation", "activation", "SymbrgError", "errors", "limits", "__version__", *sorted(_WHERE)]
 
 
 def __getattr__(name: str) -> Any:

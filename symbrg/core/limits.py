@@ -10,7 +10,7 @@ limit and how to lift it.  A limit is declared once, next to the code whose cost
 
 and lifted by the user for one call or one process::
 
-    with symbrg.core.limits.lifted(depth=10**6):  ...          # Python
+    with symbrg.limits.lifted(depth=10**6):  ...          # Python
     symbrg --limit depth=1000000 kernel ...               # command line
     SYMBRG_LIMITS="depth=1000000,dps=20000" symbrg ...   # environment
 
@@ -90,7 +90,7 @@ class Limit:
             est = f" (estimated {cost})" if cost else ""
             raise TooExpensive(argument, f"{format_number(value)} exceeds the limit {format_number(bound)} on {self.what}{est}; "
                                          f"lift it with --limit {self.name}=N "
-                                         f"(Python: symbrg.core.limits.lifted({self.name}=N))")
+                                         f"(Python: symbrg.limits.lifted({self.name}=N))")
 
 
 def format_number(x: float) -> str:
