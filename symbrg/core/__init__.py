@@ -13,7 +13,10 @@ from symbrg.core.codegen import (  # noqa: F401
     Program, Workspace, lambdify, BACKENDS,
 )
 from symbrg.core.derivation import (  # noqa: F401
-    Verification, Step, Derivation, check_identity,
+    Step, Derivation,
+)
+from symbrg.core.identities import (  # noqa: F401
+    Verification, verify, check_identity,
 )
 from symbrg.core.errors import (  # noqa: F401
     SymbrgError, InvalidArgument, NotPositive, OutOfRange, NonFinite, ShapeMismatch,
