@@ -30,7 +30,7 @@ import sympy as sp
 from symbrg.core.errors import InvalidArgument
 from symbrg.core.parsing import as_expression
 
-__all__ = ["Verification", "verify", "check_identity", "residual", "generic_functions"]
+__all__ = ["Verification", "verify", "check_identity", "residual", "generic_functions", "simplifies_to_zero"]
 
 Domain = Mapping[sp.Symbol, "tuple[float, float]"]
 
@@ -107,7 +107,8 @@ def _numeric_form(r: sp.Expr) -> sp.Expr:
     return generic_functions(r)
 
 
-def _simplifies_to_zero(r: sp.Expr) -> bool:
+def simplifies_to_zero(r: sp.Expr) -> bool:
+    """The default symbolic test: ``sympy.simplify(r.doit()) == 0`` (False when simplification fails)."""
     try:
         return sp.simplify(r.doit()) == 0
     except Exception:  # simplification is a heuristic; the numeric check still stands
@@ -134,7 +135,7 @@ def verify(lhs: object, rhs: object = None, *, domain: Domain | None = None, poi
     r = residual(lhs, rhs)
     zero = False
     if simplify:
-        zero = bool((zero_test or _simplifies_to_zero)(r))
+        zero = bool((zero_test or simplifies_to_zero)(r))
     rn = _numeric_form(as_expression(numeric, "numeric") if numeric is not None else r)
     free = sorted(rn.free_symbols | set(extra), key=str)
     dom = dict(domain or {})

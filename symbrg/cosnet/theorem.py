@@ -1,7 +1,7 @@
 r"""The theorem, machine-checked: BRG coarse graining of the generalized cos-net is the ERG of a free scalar.
 
 Job: assemble the proof certificate, a :class:`~symbrg.core.derivation.Derivation` whose every identity
-is decided by :func:`~symbrg.core.derivation.check_identity` (simplification to zero *and* random
+is decided by :func:`~symbrg.core.identities.verify` (simplification to zero *and* random
 evaluation at 30 digits), with the BRG side taken from :mod:`symbrg.rg.brg`, the ERG side from
 :mod:`symbrg.rg.erg` / :mod:`symbrg.rg.regulators` and the network from :mod:`symbrg.cosnet.theory`.
 
@@ -51,7 +51,8 @@ from symbrg.core.checks import choice, integer
 from symbrg.cosnet.theory import (D, DATA_DENSITY, KCUT, LAM, M, N, NOISE, P, PHASE, R, REGULATOR_NAMES, SIGMA,
                      SX, T, _dim, cos2_gaussian_input, generalized_cosnet, momentum_cutoff_expr,
                      posterior_mass2_expr, propagator_cosnet, sphere_area)
-from symbrg.core.derivation import Derivation, Verification, check_identity
+from symbrg.core.derivation import Derivation, Verification
+from symbrg.core.identities import simplifies_to_zero, verify
 from symbrg.core.limits import Limit
 from symbrg.rg.regulators import angular_factor, regulator as erg_regulator
 from symbrg.core.parsing import as_expression
@@ -160,11 +161,6 @@ def _delta_integral(integrand: sp.Expr, var: sp.Symbol) -> sp.Expr:
     return sp.simplify(total)
 
 
-def _numeric_form(expr: sp.Expr) -> sp.Expr:
-    """Delta functions vanish at random (generic) points."""
-    return as_expression(expr, "expr").replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
-
-
 def _combine_integrals(expr: sp.Expr) -> sp.Expr:
     """Linearity: sum integrals with identical limits into one integral (so the integrand simplifies)."""
     groups: dict[tuple, list] = {}
@@ -214,18 +210,13 @@ def _verify_cached(lhs: sp.Expr, rhs: sp.Expr, domain: tuple, points: int, dps: 
         rn = rn.replace(lambda e: isinstance(e, sp.Integral) and sp.simplify(e.function) == 0,
                         lambda e: sp.S.Zero)
     steps = sorted(rn.atoms(sp.Heaviside), key=str)
-    numeric = check_identity(_numeric_form(r), 0, domain=dom, points=points, dps=dps, simplify=False)
-    if not steps:
-        zero = check_identity(_cancel(rn), 0, domain=dom, points=0, dps=dps).symbolic_zero
-    else:
-        branches = [(1,) * len(steps)] if stiff_only else itertools.product((0, 1), repeat=len(steps))
-        zero = True
-        for values in branches:
-            rb = _cancel(rn.subs(dict(zip(steps, values))))
-            zero = zero and check_identity(rb, 0, domain=dom, points=0, dps=dps).symbolic_zero
-    return Verification("both", bool(zero), numeric.points, dps, numeric.max_abs_error, numeric.tolerance,
-                        note=("on every branch of the normalized step functions" if steps and not stiff_only
-                              else "on the stiff branch (sloppy modes are frozen at 0)" if steps else ""))
+    branches = [(1,) * len(steps)] if stiff_only else list(itertools.product((0, 1), repeat=len(steps)))
+
+    def zero_on_every_branch(_: sp.Expr) -> bool:
+        return all(simplifies_to_zero(_cancel(rn.subs(dict(zip(steps, values))))) for values in branches)
+    return verify(r, 0, domain=dom, points=points, dps=dps, zero_test=zero_on_every_branch,
+                  note=("on every branch of the normalized step functions" if steps and not stiff_only
+                        else "on the stiff branch (sloppy modes are frozen at 0)" if steps else ""))
 
 
 def _merge(*vs: Verification) -> Verification:

@@ -36,6 +36,7 @@ import sympy as sp
 
 from symbrg.core.checks import integer, resolve_symbols
 from symbrg.core.derivation import Derivation, check_identity
+from symbrg.core.identities import Verification, verify
 from symbrg.core.errors import InvalidArgument, NotPositive, Unsupported
 from symbrg.rg.regulators import D, ETA, W, Y as Y_, Regulator, angular_factor, loop_volume, regulator
 from symbrg.core.parsing import as_expression
@@ -438,13 +439,13 @@ def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_
                                  / sp.Function("C_Lambda")(p) + 1 / sp.Function("C_Lambda")(p)) / 2, p)),
             f"full-action form: same residual as the interaction form (checked on a generic quartic "
             f"action in a {modes}-mode truncation)", "eq:pol-full",
-            verification=_check_functions(full - inter, LAMBDA), uses=("eq:pol-int",), cites=("Morris1994",))
+            verification=_verify(full - inter), uses=("eq:pol-int",), cites=("Morris1994",))
     heat = heat_equation_residual(I, fs, cs, LAMBDA)
     dv.step(sp.Eq(-LAMBDA * sp.Derivative(sp.exp(-If), LAMBDA),
                   sp.Integral(LAMBDA * sp.Derivative(sp.Function("C_Lambda")(p), LAMBDA)
                               * sp.Derivative(sp.exp(-If), phi_p, 2) / 2, p)),
             "heat-equation form: $e^{-I}$ diffuses (residual equals the interaction residual)",
-            "eq:pol-heat", verification=_check_functions(sp.expand(heat - inter), LAMBDA),
+            "eq:pol-heat", verification=_verify(sp.expand(heat - inter)),
             uses=("eq:pol-int",))
     dv.extend(gaussian_modes_derivation(R, modes, Ginv))
     dv.extend(toy_derivation())
@@ -461,30 +462,11 @@ def _is_zero(expr: sp.Expr) -> bool:
     return sp.simplify(expr) == 0
 
 
-def _verify(residual: sp.Expr, numeric: sp.Expr | None = None, points: int = 6):
-    """Verification of ``residual == 0``: symbolic by :func:`_is_zero`, numeric by
-    :func:`~symbrg.core.derivation.check_identity` (no second simplification) on ``numeric``
-    (default: the residual itself)."""
-    from symbrg.core.derivation import Verification
-    zero = _is_zero(residual)
-    ver = check_identity(residual if numeric is None else numeric, 0, points=points, simplify=False)
-    return Verification("both", zero, ver.points, ver.dps, ver.max_abs_error, ver.tolerance)
-
-
-def _check_functions(residual: sp.Expr, scale: sp.Symbol, points: int = 6):
-    """check_identity for residuals containing undefined functions of the scale: replace each by a
-    generic smooth function with random coefficients, after a symbolic simplification."""
-    from symbrg.core.derivation import Verification
-    zero = _is_zero(residual)
-    funcs = sorted(residual.atoms(sp.core.function.AppliedUndef), key=str)
-    t = sp.Symbol("t")
-    subs = {}
-    for i, f in enumerate(funcs):
-        c1, c2 = sp.Rational(3 + i, 7), sp.Rational(2 * i + 1, 5)
-        subs[f.func] = sp.Lambda(t, (1 + c1 * t) / (1 + c2 * t ** 2))
-    numeric = residual.subs(subs).doit() if subs else residual
-    ver = check_identity(numeric, 0, points=points, simplify=False)
-    return Verification("both", zero, ver.points, ver.dps, ver.max_abs_error, ver.tolerance)
+def _verify(residual: sp.Expr, numeric: sp.Expr | None = None, points: int = 6) -> Verification:
+    """:func:`~symbrg.core.identities.verify` of ``residual == 0`` with :func:`_is_zero` as the symbolic
+    test; undefined functions of the scale are made generic in the numeric form (evaluated on
+    ``numeric``, default the residual)."""
+    return verify(residual, 0, points=points, zero_test=_is_zero, numeric=numeric)
 
 
 # ============================================================================ Wetterich
@@ -631,7 +613,7 @@ def free_theory_derivation(reg: "str | Regulator" = "litim", d: Any = D) -> Deri
     Rk = Ginv * Kf(z) / (1 - Kf(z))
     lhs = K_SCALE * sp.diff(Rk, K_SCALE) / (Ginv + Rk)
     rhs_p = -K_SCALE * sp.diff(sp.log(1 - Kf(z)), K_SCALE)
-    ver = _check_functions(sp.simplify(lhs - rhs_p), K_SCALE)
+    ver = _verify(sp.simplify(lhs - rhs_p))
     dv.step(sp.Eq(sp.Derivative(sp.Function("R_k")(P2), t) / (sp.Symbol("G^-1") + sp.Function("R_k")(P2)),
                   -sp.Derivative(sp.log(1 - Kf(z)), t)),
             "per mode, with $R_k = G^{-1}K/(1-K)$: the Wetterich vacuum flow $\\frac12\\mathrm{Tr}"
