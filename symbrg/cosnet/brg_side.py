@@ -1,0 +1,134 @@
+r"""The BRG side of the cos-net theorem: the readout Fisher from the likelihood, coarse-grained by the
+generic BRG engine, as functions of the information cutoff :math:`\Lambda`.
+
+Job: everything the Bayesian RG says about the generalized cos-net, computed without the exact-RG
+engine (this module imports nothing from :mod:`symbrg.rg.erg`, :mod:`symbrg.rg.lpa`,
+:mod:`symbrg.rg.regulators` or :mod:`symbrg.rg.free_scalar`; only :mod:`symbrg.cosnet.certificate` sees
+both sides).  The smooth shell profile is *data*: any object with a method ``K(z)`` handed to the BRG
+engine's :func:`symbrg.rg.brg.shell_weight` (weight :math:`K(\Lambda/\lambda)`), so a wrong profile is
+a wrong input, not a shared definition.
+
+Defining equations (one datum :math:`y = f(x) + \epsilon`, :math:`\epsilon\sim\mathcal N(0,\sigma_\epsilon^2)`,
+:math:`f \ni N^{-1/2}a\,s(p)\cos(b\cdot x + c)`, :math:`T` data):
+
+.. math::  I(p) = -T\,\mathbb E_{x,y}\big[\partial_a^2\ln p(y\mid a)\big]
+           = \frac{T}{N\sigma_\epsilon^2}s(p)^2\,\mathbb E_x[\cos^2(b\cdot x+c)],\qquad
+           V_\Lambda(p) = w\big(I(p),\Lambda\big)\,S(p),
+
+the stiff-sector ("removed" prescription: :math:`a\to\sqrt w\,a`) variance of the field mode
+:math:`p`, with :math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\rho_1(p)s(p)^2` the network's spectral density.
+Its normalized dual action per mode is :math:`S^{\rm BRG}_\Lambda = \phi^2/(2V_\Lambda) + \tfrac12\ln(2\pi V_\Lambda)`
+(field-independent part included) and its removed sector carries :math:`S - V_\Lambda`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from symbrg.core.checks import choice, positive
+from symbrg.core.errors import InvalidArgument
+from symbrg.cosnet.theory import LAM, NOISE, N, P, PHASE, T, CosNet, cos2_gaussian_input
+from symbrg.rg import brg
+
+__all__ = ["MUTABLE", "readout_fisher", "BRGSide", "engine_stiff_variances"]
+
+#: What a mutation may change on this side (the certificate names the mutations).
+MUTABLE = ("profile", "prior_factor", "keep_all")
+
+_A, _Y, _THETA = sp.symbols("a y theta", real=True)
+
+
+def readout_fisher(net: CosNet, inputs: str = "broad") -> sp.Expr:
+    r"""The readout Fisher of the neuron with frequency :math:`|b| = p`, derived from its likelihood.
+
+    :math:`\ln p(y\mid a) = -(y - N^{-1/2}a\,s(p)\cos\theta)^2/(2\sigma_\epsilon^2) + \mathrm{const}`,
+    :math:`\theta = b\cdot x + c`; :math:`-\partial_a^2` of it is :math:`s^2\cos^2\theta/(N\sigma_\epsilon^2)`
+    (independent of :math:`y`), averaged over the inputs (``"broad"``: :math:`\mathbb E\cos^2 = \frac12`;
+    ``"gaussian"``: :func:`~symbrg.cosnet.theory.cos2_gaussian_input`, then over the phase) and times
+    :math:`T`.  Never taken from :meth:`CosNet.fisher_readout` (which the certificate checks against it).
+    """
+    choice("inputs", inputs, ("broad", "gaussian"))
+    loglik = -(_Y - _A * net.readout_scale * sp.cos(_THETA) / sp.sqrt(N)) ** 2 / (2 * NOISE ** 2)
+    per_datum = sp.simplify(-sp.diff(loglik, _A, 2))
+    cos2 = sp.cos(_THETA) ** 2
+    coeff = sp.simplify(per_datum / cos2)
+    if coeff.has(_THETA) or coeff.has(_Y):
+        raise InvalidArgument("net", "readout Fisher is not proportional to cos^2(b.x+c)")  # pragma: no cover
+    avg = sp.Rational(1, 2) if inputs == "broad" else sp.simplify(
+        sp.integrate(cos2_gaussian_input(), (PHASE, -sp.pi, sp.pi)) / (2 * sp.pi))
+    return sp.simplify(T * coeff * avg)
+
+
+@dataclass(frozen=True)
+class BRGSide:
+    r"""The BRG-coarse-grained cos-net as functions of :math:`(p, \Lambda)`.
+
+    net: the architecture; profile: the smooth shell profile (an object with ``K(z)``; ``None`` for the
+    engine's sharp shell :math:`\Theta(\lambda-\Lambda)`); prior_factor: a factor on the readout prior
+    variance (1 for the network as defined); keep_all: skip the shell (every neuron kept).
+    """
+    net: CosNet
+    profile: Any = None
+    prior_factor: sp.Expr = sp.Integer(1)
+    keep_all: bool = False
+
+    @cached_property
+    def fisher(self) -> sp.Expr:
+        """:func:`readout_fisher` of the network, broad inputs."""
+        return readout_fisher(self.net)
+
+    @property
+    def spectral_density(self) -> sp.Expr:
+        r""":math:`S(p)` with the readout prior variance as used (times ``prior_factor``)."""
+        return self.net.spectral_density * self.prior_factor
+
+    def weight(self, cutoff: Any = LAM) -> sp.Expr:
+        r"""The BRG engine's shell weight :math:`w(I(p),\Lambda)` (1 when ``keep_all``)."""
+        if self.keep_all:
+            return sp.Integer(1)
+        return brg.shell_weight(self.fisher, cutoff, self.profile)
+
+    def variance(self, cutoff: Any = LAM) -> sp.Expr:
+        r""":math:`V_\Lambda(p) = w\,S(p)`: the stiff-sector two-point function of the mode :math:`p`."""
+        return self.weight(cutoff) * self.spectral_density
+
+    def removed_variance(self, cutoff: Any = LAM) -> sp.Expr:
+        r""":math:`S(p) - V_\Lambda(p)`: the two-point function of the field of the removed neurons."""
+        return (1 - self.weight(cutoff)) * self.spectral_density
+
+    def dual_action(self, phi: sp.Symbol, cutoff: Any = LAM) -> sp.Expr:
+        r""":math:`\phi^2/(2V_\Lambda) + \frac12\ln(2\pi V_\Lambda)`: minus the log-density of the stiff mode."""
+        v = self.variance(cutoff)
+        return phi ** 2 / (2 * v) + sp.log(2 * sp.pi * v) / 2
+
+    def vacuum_energy(self, cutoff: Any = LAM) -> sp.Expr:
+        r""":math:`\frac12\ln(2\pi V_\Lambda(p))`, the field-independent part of :meth:`dual_action`."""
+        return sp.log(2 * sp.pi * self.variance(cutoff)) / 2
+
+    def removed_free_energy(self, cutoff: Any = LAM) -> sp.Expr:
+        r""":math:`-\frac12\ln(2\pi(S - V_\Lambda))`: the free energy of the removed sector of the mode."""
+        return -sp.log(2 * sp.pi * self.removed_variance(cutoff)) / 2
+
+
+def engine_stiff_variances(side: BRGSide, momenta: np.ndarray, cutoff: float, values: dict) -> np.ndarray:
+    r"""The same stiff variances from the numeric engine :func:`symbrg.rg.brg.coarse_grain`: neurons with
+    the given momenta, untrained (:math:`\pi_* =` the readout prior, scaled to the spectral density),
+    diagonal readout Fisher, sharp shell; the removed prescription is the engine's prior prescription
+    with a point-mass prior at :math:`a = 0`.  ``values`` gives numbers for the symbols."""
+    p = np.asarray(momenta, float)
+    positive("cutoff", cutoff)
+    fis = sp.lambdify(P, side.fisher.subs(values), "numpy")
+    dens = sp.lambdify(P, side.spectral_density.subs(values), "numpy")
+    lam = np.broadcast_to(np.asarray(fis(p), float), p.shape)
+    var = np.broadcast_to(np.asarray(dens(p), float), p.shape)
+    if side.keep_all:
+        return var.copy()
+    n = len(p)
+    zero = np.zeros(n)
+    cg = brg.coarse_grain((zero, np.diag(var)), np.diag(lam), cutoff, prior=(zero, np.zeros((n, n))),
+                          criterion="diagonal")
+    return np.diag(cg.covariance).copy()
