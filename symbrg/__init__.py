@@ -7,7 +7,7 @@ cos-net is the momentum-shell ERG of a free scalar, and compiles every result to
 Front door (each name is loaded from its module on first use)::
 
     symbrg.mlp, symbrg.serial, symbrg.Dense, symbrg.Nonlinearity       kernel programs (symbrg.kernels.architecture)
-    symbrg.expectation                                                 Gaussian expectations (symbrg.gaussian.expectations)
+    symbrg.expectation, symbrg.register_activation                    Gaussian expectations, user activations (symbrg.gaussian)
     symbrg.gaussian_regression, symbrg.gaussian_family, symbrg.fisher_dense, symbrg.fisher_diagonal,
     symbrg.shell_split, symbrg.jeffreys_prior                          Fisher metrics (symbrg.information.fisher)
     symbrg.coarse_grain, symbrg.nngp_flow, symbrg.predictive_flow,
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "kernels.architecture": ("mlp", "serial", "Dense", "Nonlinearity", "Architecture"),
-    "gaussian.expectations": ("expectation",),
+    "gaussian.expectations": ("expectation", "register_activation"),
     "core.codegen": ("Program",),
     "core.derivation": ("Derivation", "check_identity"),
     "information.fisher": ("gaussian_regression", "gaussian_family", "gaussian_process", "exponential_family",

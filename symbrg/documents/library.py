@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 from symbrg.core import checks
 from symbrg.core.derivation import Derivation
 from symbrg.core.errors import InvalidArgument, OutputExists, Unsupported
+from symbrg.gaussian.activations import DOCUMENTED
 
 __all__ = ["Entry", "LIBRARY", "EXTENSIONS", "available", "names", "build", "kernel_map",
            "render_entry", "write_library"]
@@ -58,24 +59,9 @@ class Entry:
 
 
 # ---------------------------------------------------------------------------- kernel maps
-#: Activation families with a kernel-map document (spec, file stem, readable name).
-KERNEL_FAMILIES = (
-    ("relu", "relu", "ReLU"),
-    ("abrelu:-0.2,1", "abrelu", "leaky ReLU (ABReLU)"),
-    ("abs", "abs", "absolute value"),
-    ("rectified:2", "rectified-2", "rectified quadratic"),
-    ("step", "step", "Heaviside step"),
-    ("sign", "sign", "sign"),
-    ("identity", "identity", "identity"),
-    ("monomial:3", "monomial-3", "cubic monomial"),
-    ("erf", "erf", "erf"),
-    ("gelu", "gelu", "GELU"),
-    ("exp", "exp", "exponential"),
-    ("gaussian", "gaussian", "Gaussian"),
-    ("sin", "sin", "sine"),
-    ("cos", "cos", "cosine"),
-    ("cosnet", "cosnet", "cos-net (uniform phase)"),
-)
+#: Activation families with a kernel-map document (spec, file stem, readable name): decided with
+#: the activations themselves, in :data:`symbrg.gaussian.activations.DOCUMENTED`.
+KERNEL_FAMILIES = DOCUMENTED
 
 
 def kernel_map(activation: str, kind: str = "nngp", depth: int = 1) -> Derivation:

@@ -34,7 +34,10 @@ Names and conventions (parameters after a colon, comma separated; defaults in br
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable
@@ -43,12 +46,13 @@ import numpy as np
 import sympy as sp
 
 from symbrg.core.checks import integer
-from symbrg.core.errors import InvalidArgument, NotPositive, UnknownName
+from symbrg.core.errors import InvalidArgument, NotPositive, SymbrgError, UnknownName
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import parse_list, parse_number
 from symbrg.core.special import numpy_erf
 
-__all__ = ["X", "Activation", "activation", "REGISTRY", "numpy_erf", "DEGREE"]  # numpy_erf re-exported from core.special
+__all__ = ["X", "Activation", "activation", "REGISTRY", "DOCUMENTED", "ENTRY_POINT_GROUP", "register", "names",
+           "new_name", "normalize_name", "numpy_erf", "DEGREE"]  # numpy_erf re-exported from core.special
 
 #: Degree of a polynomial-type activation: the Gaussian expectations grow faster than its square
 #: (polynomial:1,...,1 of degree 29 takes about 30 s at depth 2).
@@ -74,12 +78,20 @@ class Activation:
     gaussian, sin, cos_uniform, generic``; ``params`` are sympy numbers (or symbols) whose meaning
     the family fixes (see the module table).  ``random_phase`` marks the cos-net neuron, whose phase
     is integrated over :math:`U[-\pi, \pi]`.
+
+    ``nngp`` and ``ntk`` are optional closed forms supplied with a registered activation: sympy
+    ``Lambda``\ s of :math:`(k_{11}, k_{22}, k_{12})` equal to :math:`\mathbb E[\varphi(u)\varphi(v)]`
+    and :math:`\mathbb E[\varphi'(u)\varphi'(v)]` for :math:`(u, v) \sim \mathcal N(0, [[k_{11},
+    k_{12}], [k_{12}, k_{22}]])` (checked against quadrature by
+    :func:`symbrg.gaussian.expectations.register_activation`).
     """
     name: str
     family: str
     params: tuple = ()
     expr: sp.Expr = field(default=sp.Integer(0), compare=False)
     random_phase: bool = False
+    nngp: sp.Lambda | None = field(default=None, compare=False)
+    ntk: sp.Lambda | None = field(default=None, compare=False)
 
     @cached_property
     def _numpy(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -170,87 +182,273 @@ def _int_param(spec: str, text: str) -> int:
     return n
 
 
-def _abrelu(a, b, name):
+# ---------------------------------------------------------------------------------------------
+# The registry: built-in builders (name -> parameters -> Activation) and registered activations.
+# ---------------------------------------------------------------------------------------------
+
+#: ``builder(spec, parameter_text) -> Activation`` of a built-in name.
+Builder = Callable[[str, str], Activation]
+#: Built-in names: ``name -> (builder, takes_parameters)`` (aliases included).
+_BUILTINS: dict[str, tuple[Builder, bool]] = {}
+#: The names listed to users (aliases such as ``linear`` and ``silu`` are accepted but not listed).
+_LISTED: list[str] = []
+#: Activations added by :func:`register` (through ``symbrg.register_activation`` or a plugin).
+_REGISTERED: dict[str, Activation] = {}
+#: The entry-point group through which third-party packages register activations.
+ENTRY_POINT_GROUP = "symbrg.activations"
+_plugins_loaded = False
+
+
+def _builtin(*names: str, parameters: bool = True) -> Callable[[Builder], Builder]:
+    """Register ``fn`` as the builder of ``names`` (the first is listed, the rest are aliases)."""
+    def wrap(fn: Builder) -> Builder:
+        for n in names:
+            _BUILTINS[n] = (fn, parameters)
+        _LISTED.append(names[0])
+        return fn
+    return wrap
+
+
+def _abrelu(a: sp.Expr, b: sp.Expr, name: str) -> Activation:
     return Activation(name, "abrelu", (a, b), a * sp.Min(X, 0) + b * sp.Max(X, 0))
 
 
-#: Names that take no parameters: ``relu:5`` is refused, not read as ``relu``.
-_PLAIN = ("relu", "abs", "step", "sign", "identity", "linear", "gelu", "tanh", "softplus", "sigmoid",
-          "swish", "silu")
+@_builtin("relu", parameters=False)
+def _relu(spec: str, tail: str) -> Activation:
+    return _abrelu(sp.Integer(0), sp.Integer(1), "relu")
 
 
-def _build(spec: str) -> Activation:
-    head, _, tail = spec.partition(":")
-    head = head.strip().lower().replace("-", "_")
-    if head in _PLAIN and tail.strip():
-        raise InvalidArgument("activation", f"{head} takes no parameters, got {spec!r}")
-    if head == "relu":
-        return _abrelu(sp.Integer(0), sp.Integer(1), "relu")
-    if head == "leaky_relu":
-        (a,) = _nums(spec, tail, 1, (sp.Rational(1, 100),))
-        return _abrelu(a, sp.Integer(1), f"leaky_relu:{a}")
-    if head == "abrelu":
-        a, b = _nums(spec, tail, 2, ())
-        return _abrelu(a, b, f"abrelu:{a},{b}")
-    if head == "abs":
-        return _abrelu(sp.Integer(-1), sp.Integer(1), "abs")
-    if head == "rectified":
-        n = _int_param(spec, tail)
-        return Activation(f"rectified:{n}", "rectified", (sp.Integer(n),), X**n * sp.Heaviside(X, 0))
-    if head == "step":
-        return Activation("step", "rectified", (sp.Integer(0),), sp.Heaviside(X, 0))
-    if head == "sign":
-        return Activation("sign", "sign", (), sp.sign(X))
-    if head in ("identity", "linear"):
-        return Activation("identity", "affine", (sp.Integer(1), sp.Integer(0)), X)
-    if head == "affine":
-        a, b = _nums(spec, tail, 2, ())
-        return Activation(f"affine:{a},{b}", "affine", (a, b), a * X + b)
-    if head == "monomial":
-        n = _int_param(spec, tail)
-        coeffs = (sp.Integer(0),) * n + (sp.Integer(1),)
-        return Activation(f"monomial:{n}", "polynomial", coeffs, X**n)
-    if head == "polynomial":
-        cs = _nums(spec, tail, None, ())
-        DEGREE.check("activation", len(cs) - 1, cost="symbolic work growing faster than the degree squared")
-        return Activation(f"polynomial:{','.join(map(str, cs))}", "polynomial", cs,
-                          sum((c * X**k for k, c in enumerate(cs)), sp.Integer(0)))
-    if head == "erf":
-        a, b, c = _nums(spec, tail, 3, (1, 1, 0))
-        name = "erf" if (a, b, c) == (1, 1, 0) else f"erf:{a},{b},{c}"
-        return Activation(name, "erf", (a, b, c), a * sp.erf(b * X) + c)
-    if head == "gelu":
-        return Activation("gelu", "gelu", (), X * (1 + sp.erf(X / sp.sqrt(2))) / 2)
-    if head == "exp":
-        a, b = _nums(spec, tail, 2, (1, 1))
-        return Activation("exp" if (a, b) == (1, 1) else f"exp:{a},{b}", "exp", (a, b), a * sp.exp(b * X))
-    if head == "gaussian":
-        (b,) = _nums(spec, tail, 1, (sp.Rational(1, 2),))
-        if not b > 0:
-            raise NotPositive("activation", f"gaussian:b is exp(-b x^2) and needs b > 0, got {b}")
-        return Activation(f"gaussian:{b}", "gaussian", (b,), sp.exp(-b * X**2))
-    if head in ("sin", "cos"):
+@_builtin("leaky_relu")
+def _leaky_relu(spec: str, tail: str) -> Activation:
+    (a,) = _nums(spec, tail, 1, (sp.Rational(1, 100),))
+    return _abrelu(a, sp.Integer(1), f"leaky_relu:{a}")
+
+
+@_builtin("abrelu")
+def _abrelu_spec(spec: str, tail: str) -> Activation:
+    a, b = _nums(spec, tail, 2, ())
+    return _abrelu(a, b, f"abrelu:{a},{b}")
+
+
+@_builtin("abs", parameters=False)
+def _abs(spec: str, tail: str) -> Activation:
+    return _abrelu(sp.Integer(-1), sp.Integer(1), "abs")
+
+
+@_builtin("rectified")
+def _rectified(spec: str, tail: str) -> Activation:
+    n = _int_param(spec, tail)
+    return Activation(f"rectified:{n}", "rectified", (sp.Integer(n),), X**n * sp.Heaviside(X, 0))
+
+
+@_builtin("step", parameters=False)
+def _step(spec: str, tail: str) -> Activation:
+    return Activation("step", "rectified", (sp.Integer(0),), sp.Heaviside(X, 0))
+
+
+@_builtin("sign", parameters=False)
+def _sign(spec: str, tail: str) -> Activation:
+    return Activation("sign", "sign", (), sp.sign(X))
+
+
+@_builtin("identity", "linear", parameters=False)
+def _identity(spec: str, tail: str) -> Activation:
+    return Activation("identity", "affine", (sp.Integer(1), sp.Integer(0)), X)
+
+
+@_builtin("affine")
+def _affine(spec: str, tail: str) -> Activation:
+    a, b = _nums(spec, tail, 2, ())
+    return Activation(f"affine:{a},{b}", "affine", (a, b), a * X + b)
+
+
+@_builtin("monomial")
+def _monomial(spec: str, tail: str) -> Activation:
+    n = _int_param(spec, tail)
+    return Activation(f"monomial:{n}", "polynomial", (sp.Integer(0),) * n + (sp.Integer(1),), X**n)
+
+
+@_builtin("polynomial")
+def _polynomial(spec: str, tail: str) -> Activation:
+    cs = _nums(spec, tail, None, ())
+    DEGREE.check("activation", len(cs) - 1, cost="symbolic work growing faster than the degree squared")
+    return Activation(f"polynomial:{','.join(map(str, cs))}", "polynomial", cs,
+                      sum((c * X**k for k, c in enumerate(cs)), sp.Integer(0)))
+
+
+@_builtin("erf")
+def _erf(spec: str, tail: str) -> Activation:
+    a, b, c = _nums(spec, tail, 3, (1, 1, 0))
+    name = "erf" if (a, b, c) == (1, 1, 0) else f"erf:{a},{b},{c}"
+    return Activation(name, "erf", (a, b, c), a * sp.erf(b * X) + c)
+
+
+@_builtin("gelu", parameters=False)
+def _gelu(spec: str, tail: str) -> Activation:
+    return Activation("gelu", "gelu", (), X * (1 + sp.erf(X / sp.sqrt(2))) / 2)
+
+
+@_builtin("exp")
+def _exp(spec: str, tail: str) -> Activation:
+    a, b = _nums(spec, tail, 2, (1, 1))
+    return Activation("exp" if (a, b) == (1, 1) else f"exp:{a},{b}", "exp", (a, b), a * sp.exp(b * X))
+
+
+@_builtin("gaussian")
+def _gaussian(spec: str, tail: str) -> Activation:
+    (b,) = _nums(spec, tail, 1, (sp.Rational(1, 2),))
+    if not b > 0:
+        raise NotPositive("activation", f"gaussian:b is exp(-b x^2) and needs b > 0, got {b}")
+    return Activation(f"gaussian:{b}", "gaussian", (b,), sp.exp(-b * X**2))
+
+
+def _sine(head: str) -> Builder:
+    def build(spec: str, tail: str) -> Activation:
         a, b, c = _nums(spec, tail, 3, (1, 1, 0))
         # cos(bx + c) = sin(bx + c + pi/2): one family, one closed form.
         phase = c if head == "sin" else c + sp.pi / 2
         expr = a * (sp.sin if head == "sin" else sp.cos)(b * X + c)
         name = head if (a, b, c) == (1, 1, 0) else f"{head}:{a},{b},{c}"
         return Activation(name, "sin", (a, b, phase), expr)
-    if head in ("cosnet", "cos_uniform"):
-        a, b = _nums(spec, tail, 2, (1, 1))
-        name = "cosnet" if (a, b) == (1, 1) else f"cosnet:{a},{b}"
-        return Activation(name, "cos_uniform", (a, b), a * sp.cos(b * X), random_phase=True)
-    generic = {"tanh": sp.tanh(X), "softplus": sp.log(1 + sp.exp(X)), "sigmoid": 1 / (1 + sp.exp(-X)),
-               "swish": X / (1 + sp.exp(-X)), "silu": X / (1 + sp.exp(-X))}
-    if head in generic:
-        return Activation(head, "generic", (), generic[head])
-    raise UnknownName("activation", f"unknown activation {spec!r}; known: {', '.join(REGISTRY)}")
+    return build
 
 
-#: The names :func:`activation` understands (parameters, where allowed, follow a colon).
-REGISTRY = ("relu", "leaky_relu", "abrelu", "abs", "rectified", "step", "sign", "identity", "affine",
-            "monomial", "polynomial", "erf", "gelu", "exp", "gaussian", "sin", "cos", "cosnet",
-            "tanh", "softplus", "sigmoid", "swish")
+_builtin("sin")(_sine("sin"))
+_builtin("cos")(_sine("cos"))
+
+
+@_builtin("cosnet", "cos_uniform")
+def _cosnet(spec: str, tail: str) -> Activation:
+    a, b = _nums(spec, tail, 2, (1, 1))
+    name = "cosnet" if (a, b) == (1, 1) else f"cosnet:{a},{b}"
+    return Activation(name, "cos_uniform", (a, b), a * sp.cos(b * X), random_phase=True)
+
+
+def _generic(name: str, expr: sp.Expr) -> Builder:
+    return lambda spec, tail: Activation(name, "generic", (), expr)
+
+
+# no closed form: the engine uses a Hermite/Mehler series or quadrature
+_builtin("tanh", parameters=False)(_generic("tanh", sp.tanh(X)))
+_builtin("softplus", parameters=False)(_generic("softplus", sp.log(1 + sp.exp(X))))
+_builtin("sigmoid", parameters=False)(_generic("sigmoid", 1 / (1 + sp.exp(-X))))
+_builtin("swish", parameters=False)(_generic("swish", X / (1 + sp.exp(-X))))
+_BUILTINS["silu"] = (_generic("silu", X / (1 + sp.exp(-X))), False)
+
+#: The built-in names :func:`activation` understands (parameters, where allowed, follow a colon).
+REGISTRY = tuple(_LISTED)
+
+#: Built-in activations with a kernel-map document in ``derivations/``: (spec, file stem, readable name).
+DOCUMENTED = (
+    ("relu", "relu", "ReLU"),
+    ("abrelu:-0.2,1", "abrelu", "leaky ReLU (ABReLU)"),
+    ("abs", "abs", "absolute value"),
+    ("rectified:2", "rectified-2", "rectified quadratic"),
+    ("step", "step", "Heaviside step"),
+    ("sign", "sign", "sign"),
+    ("identity", "identity", "identity"),
+    ("monomial:3", "monomial-3", "cubic monomial"),
+    ("erf", "erf", "erf"),
+    ("gelu", "gelu", "GELU"),
+    ("exp", "exp", "exponential"),
+    ("gaussian", "gaussian", "Gaussian"),
+    ("sin", "sin", "sine"),
+    ("cos", "cos", "cosine"),
+    ("cosnet", "cosnet", "cos-net (uniform phase)"),
+)
+
+#: Plain activations recognized in a user's ``Lambda`` (``Lambda(x, Max(x, 0))`` is ReLU).
+_RECOGNIZED = ("relu", "abs", "tanh", "gelu", "sigmoid", "softplus", "swish", "erf", "sin", "cos",
+               "identity", "sign")
+
+_NAME = re.compile(r"[a-z][a-z0-9_.]*")
+
+
+def normalize_name(name: Any, argument: str = "name") -> str:
+    """A registrable activation name: lower case, ``-`` read as ``_``, letters, digits, ``_`` and
+    ``.``, starting with a letter.  The colon is reserved for built-in parameters (``erf:1,2,0``)."""
+    if not isinstance(name, str):
+        raise InvalidArgument(argument, f"expected a string, got {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    if ":" in key:
+        raise InvalidArgument(argument, f"{name!r}: the 'name:args' syntax is reserved for built-in "
+                                        "activations with parameters; register one name per activation")
+    if not _NAME.fullmatch(key):
+        raise InvalidArgument(argument, f"{name!r} is not a valid activation name (a letter, then letters, "
+                                        "digits, '_', '-' or '.')")
+    return key
+
+
+def names() -> tuple[str, ...]:
+    """Every name :func:`activation` resolves now: the built-ins, then the registered ones."""
+    return REGISTRY + tuple(sorted(_REGISTERED))
+
+
+def new_name(name: Any, *, replace: bool = False) -> str:
+    """``name`` normalized (:func:`normalize_name`) if it may be registered: a built-in name is
+    refused, a registered one unless ``replace``."""
+    key = normalize_name(name)
+    if key in _BUILTINS:
+        raise InvalidArgument("name", f"{name!r} is a built-in activation and cannot be replaced")
+    if key in _REGISTERED and not replace:
+        raise InvalidArgument("name", f"activation {name!r} is already registered; pass replace=True to "
+                                      "replace it")
+    return key
+
+
+def register(act: Activation, *, replace: bool = False) -> Activation:
+    """Add ``act`` to the registry under ``act.name`` (checked by :func:`new_name`).
+
+    Low level: it does not check closed forms; the engine does, in
+    :func:`symbrg.gaussian.expectations.register_activation` and again before a supplied closed
+    form is first used (so an :class:`Activation` from a plugin is checked too)."""
+    if not isinstance(act, Activation):
+        raise InvalidArgument("activation", f"expected an Activation, got {type(act).__name__}")
+    key = new_name(act.name, replace=replace)
+    if key != act.name:
+        act = dataclasses.replace(act, name=key)
+    _REGISTERED[key] = act
+    return act
+
+
+def _load_plugins() -> None:
+    """Load the ``symbrg.activations`` entry points once: each is an :class:`Activation` or a callable
+    that registers (and may return) activations.  A broken plugin is reported naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, Activation):
+                register(obj)
+            elif callable(obj):
+                out = obj()
+                if isinstance(out, Activation) and _REGISTERED.get(out.name) is not out:
+                    register(out)
+            else:
+                raise TypeError(f"expected an Activation or a callable, got {type(obj).__name__}")
+        except Exception as exc:   # anything a third-party package raises becomes one clear error
+            raise SymbrgError("activation", f"activation plugin {ep.name!r} ({ep.value}) failed: "
+                                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _lookup(spec: str) -> Activation:
+    head, _, tail = spec.partition(":")
+    head = head.strip().lower().replace("-", "_")
+    if head not in _BUILTINS and head not in _REGISTERED:
+        _load_plugins()
+    if head in _REGISTERED:
+        if tail.strip():
+            raise InvalidArgument("activation", f"{head} takes no parameters, got {spec!r}")
+        return _REGISTERED[head]
+    if head not in _BUILTINS:
+        raise UnknownName("activation", f"unknown activation {spec!r}; known: {', '.join(names())}")
+    build, parameters = _BUILTINS[head]
+    if not parameters and tail.strip():
+        raise InvalidArgument("activation", f"{head} takes no parameters, got {spec!r}")
+    return build(spec, tail)
 
 
 def activation(spec: "str | sp.Lambda | sp.Expr | Activation") -> Activation:
@@ -262,7 +460,7 @@ def activation(spec: "str | sp.Lambda | sp.Expr | Activation") -> Activation:
     if isinstance(spec, Activation):
         return spec
     if isinstance(spec, str):
-        return _build(spec)
+        return _lookup(spec)
     if isinstance(spec, sp.Lambda):
         if len(spec.variables) != 1:
             raise InvalidArgument("activation", "a Lambda activation takes exactly one argument")
@@ -274,9 +472,8 @@ def activation(spec: "str | sp.Lambda | sp.Expr | Activation") -> Activation:
         expr = spec.subs(free.pop(), X) if free else spec
     else:
         raise UnknownName("activation", f"cannot interpret {spec!r} as an activation")
-    for name in ("relu", "abs", "tanh", "gelu", "sigmoid", "softplus", "swish", "erf", "sin", "cos",
-                 "identity", "sign"):
-        known = _build(name)
+    for name in _RECOGNIZED:
+        known = _lookup(name)
         if sp.simplify(known.expr - expr) == 0:
             return known
     poly = sp.Poly(expr, X) if expr.is_polynomial(X) else None

@@ -59,12 +59,13 @@ import numpy as np
 import sympy as sp
 
 from symbrg.core import checks
-from symbrg.gaussian.activations import X, Activation, activation
+from symbrg.gaussian.activations import X, Activation, activation, names, new_name, register
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 
 __all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
-           "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map"]
+           "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map",
+           "register_activation"]
 
 #: Variance of u.
 Q11 = sp.Symbol("q11", positive=True)
@@ -1075,7 +1076,7 @@ def expectation(f: Any, g: Any = None, *, derivative: bool = False, tol: float =
 def _expectation(f: Activation, g: Activation, derivative: bool, tol: float, method: str,
                  variance_range: tuple[float, float], degree: int) -> Expectation:
     if method in ("auto", "exact"):
-        out = _exact(f, g, derivative)
+        out = _exact(f, g, derivative) or _registered(f, g, derivative)
         if out is not None:
             return Expectation(out[0], "exact", out[1], f=f, g=g, derivative=derivative)
         if method == "exact":
@@ -1140,7 +1141,7 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
                            tolerance=1e-9 * scale, note="against 2-D composite Gauss-Legendre quadrature")
         d.step(sp.Eq(E, e.explicit(), evaluate=False), f"closed form by the rule(s) {e.rule}",
                f"eq:{d.name}-result", verification=ver, uses=(f"eq:{d.name}-def",), cites=cites)
-        jumps = any(atom in _JUMPS for _, atom in _merge(_atoms(fa)) + _merge(_atoms(ga)))
+        jumps = any(_has_jumps(a) for a in (fa, ga))
         if derivative and not jumps:    # with jumps Price's theorem adds delta terms the a.e. kernel omits
             base = expectation(fa, ga)
             if base.method == "exact":
@@ -1159,3 +1160,169 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
                f"2-D composite Gauss-Legendre quadrature, {e.degree} nodes per panel", f"eq:{d.name}-result",
                uses=(f"eq:{d.name}-def",))
     return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed forms supplied with a registered activation (checked against quadrature before use).
+# ---------------------------------------------------------------------------------------------
+
+#: The variables of a supplied closed form, in the order (k11, k22, k12).
+_K11, _K22, _K12 = sp.Symbol("k11", positive=True), sp.Symbol("k22", positive=True), sp.Symbol("k12", real=True)
+#: Covariances (k11, k22, c) at which a supplied closed form is checked (plus _CHECK_RANDOM seeded ones):
+#: equal and unequal variances, c = 0, and |c| near 1 on both sides.
+_CHECK_POINTS = ((1.0, 1.0, 0.0), (0.5, 2.0, 0.6), (2.5, 0.7, 0.999999), (1.3, 1.3, -0.999999),
+                 (0.3, 3.0, -0.5))
+_CHECK_RANDOM = 3
+_CHECK_TOL = 1e-8     # relative to sqrt(E[phi(u)^2] E[phi(v)^2]), the Cauchy-Schwarz bound of |E|
+_CHECK_DEGREE = 40    # Gauss-Legendre nodes per panel of the reference quadrature
+
+
+def _has_jumps(act: Activation) -> bool:
+    """Whether :math:`\varphi` jumps (step, sign), so that Price's theorem gains delta terms."""
+    atoms = _atoms(act)
+    if atoms is None:
+        return act.expr.has(sp.Heaviside, sp.sign, sp.Piecewise)
+    return any(atom in _JUMPS for _, atom in _merge(atoms))
+
+
+def _closed_form(fn: Any, argument: str) -> sp.Lambda | None:
+    """``fn`` (a sympy ``Lambda`` of three variables or a callable returning a sympy expression) as
+    ``Lambda((k11, k22, k12), expr)``; None stays None.  Text is refused (it is never parsed here)."""
+    if fn is None:
+        return None
+    if isinstance(fn, sp.Lambda):
+        if len(fn.variables) != 3:
+            raise InvalidArgument(argument, f"a closed form is a Lambda of (k11, k22, k12), got "
+                                            f"{len(fn.variables)} variable(s)")
+        expr = fn.expr.xreplace(dict(zip(fn.variables, (_K11, _K22, _K12))))
+    elif callable(fn) and not isinstance(fn, (str, sp.Basic)):
+        try:
+            expr = fn(_K11, _K22, _K12)
+        except Exception as exc:
+            raise InvalidArgument(argument, f"calling the closed form on sympy symbols (k11, k22, k12) "
+                                            f"failed: {type(exc).__name__}: {exc}") from exc
+        if isinstance(expr, (int, float)) and not isinstance(expr, bool):
+            expr = sp.Float(expr) if isinstance(expr, float) else sp.Integer(expr)
+    else:
+        raise InvalidArgument(argument, f"expected a sympy Lambda of (k11, k22, k12) or a callable, "
+                                        f"got {type(fn).__name__}")
+    if not isinstance(expr, sp.Expr):
+        raise InvalidArgument(argument, f"the closed form must be a sympy expression, got {type(expr).__name__}")
+    extra = expr.free_symbols - {_K11, _K22, _K12}
+    if extra:
+        raise InvalidArgument(argument, f"the closed form has free symbols {sorted(map(str, extra))} besides "
+                                        "(k11, k22, k12)")
+    return sp.Lambda((_K11, _K22, _K12), expr)
+
+
+def _check_closed_form(act: Activation, derivative: bool) -> None:
+    r"""Refuse (naming ``nngp`` / ``ntk``) a supplied closed form of :math:`E[\varphi\varphi]` (or
+    :math:`E[\varphi'\varphi']`) that differs from the engine's split Gauss–Legendre quadrature by more
+    than ``_CHECK_TOL`` relative to :math:`\sqrt{E[\varphi(u)^2]E[\varphi(v)^2]}` at the covariances
+    :data:`_CHECK_POINTS` and a few seeded random ones."""
+    argument = "ntk" if derivative else "nngp"
+    lam = act.ntk if derivative else act.nngp
+    rng = np.random.default_rng(20240527)
+    pts = list(_CHECK_POINTS) + [(float(a), float(b), float(c)) for a, b, c in
+                                 zip(rng.uniform(0.2, 3.0, _CHECK_RANDOM), rng.uniform(0.2, 3.0, _CHECK_RANDOM),
+                                     rng.uniform(-1.0, 1.0, _CHECK_RANDOM))]
+    k11, k22, c = (np.array(v) for v in zip(*pts))
+    k12 = c * np.sqrt(k11 * k22)
+    Q = _quadrature_class(act, act, derivative, _CHECK_DEGREE)
+    ref = Q.numpy_impl(k11, k12, k22)
+    scale = np.sqrt(np.abs(Q.numpy_impl(k11, k11, k11) * Q.numpy_impl(k22, k22, k22)))
+    fn = sp.lambdify((_K11, _K22, _K12), lam.expr, modules="mpmath")
+    with mpmath.workdps(30):
+        for a, b, q, r, s in zip(k11, k22, k12, ref, scale):
+            try:
+                val = complex(fn(mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(q)))
+            except Exception as exc:
+                raise InvalidArgument(argument, f"the closed form cannot be evaluated at k11={a:.6g}, "
+                                                f"k22={b:.6g}, k12={q:.6g}: {type(exc).__name__}: {exc}") from exc
+            if not (math.isfinite(val.real) and abs(val.imag) <= _CHECK_TOL * max(s, 1e-300)
+                    and abs(val.real - r) <= _CHECK_TOL * max(s, 1e-300)):
+                what = "E[phi'(u) phi'(v)]" if derivative else "E[phi(u) phi(v)]"
+                raise InvalidArgument(argument, f"the closed form of {what} for {act.name!r} is wrong: at "
+                                                f"k11={a:.6g}, k22={b:.6g}, k12={q:.9g} it gives {val.real:.12g}, "
+                                                f"quadrature gives {r:.12g} (tolerance {_CHECK_TOL:g} x {s:.3g})")
+
+
+@lru_cache(maxsize=None)
+def _checked(act: Activation, derivative: bool) -> sp.Expr:
+    """The supplied closed form of ``act`` in Q11, Q12, Q22, checked once (also for activations that
+    reach the registry from a plugin without :func:`register_activation`)."""
+    _check_closed_form(act, derivative)
+    lam = act.ntk if derivative else act.nngp
+    return lam(Q11, Q22, Q12)
+
+
+def _registered(f: Activation, g: Activation, derivative: bool) -> tuple[sp.Expr, str] | None:
+    """The closed form supplied with a registered activation, for the pair (f, f) only."""
+    if f is not g and not (f == g and f.nngp == g.nngp and f.ntk == g.ntk):
+        return None
+    if (f.ntk if derivative else f.nngp) is None:
+        return None
+    return _checked(f, derivative), "registered"
+
+
+def register_activation(name: str, phi: sp.Lambda, *, nngp: Any = None, ntk: Any = None,
+                        replace: bool = False) -> Activation:
+    r"""Register the activation :math:`\varphi` = ``phi`` under ``name``, usable everywhere a
+    built-in name is (``mlp(name, ...)``, Gram matrices, ``symbrg derive nngp --activation name``,
+    :func:`symbrg.network`).
+
+    phi: a sympy ``Lambda`` of one variable (a closed-form family such as ``Max(x, 0)`` is recognized
+    and gets the engine's closed forms).
+    nngp, ntk: optional closed forms of
+
+    .. math::  \mathbb E[\varphi(u)\varphi(v)], \quad \mathbb E[\varphi'(u)\varphi'(v)], \qquad
+               (u, v) \sim \mathcal N\!\left(0, \begin{pmatrix} k_{11} & k_{12}\\ k_{12} & k_{22}
+               \end{pmatrix}\right),
+
+    as a sympy ``Lambda`` of :math:`(k_{11}, k_{22}, k_{12})` or a Python callable of those three
+    sympy symbols returning a sympy expression (as neural-tangents' ``Elementwise(fn, nngp_fn,
+    d_nngp_fn)``; :math:`\varphi'` is the almost-everywhere derivative).  Each is checked against
+    the engine's quadrature at a few covariances (unequal variances, :math:`|c|` near 1) to
+    :math:`10^{-8}` relative and refused (:class:`~symbrg.core.errors.InvalidArgument` naming
+    ``nngp`` / ``ntk``) when wrong.  Without one the engine's Mehler series / quadrature is used; for
+    a recognized family the engine's own closed form is preferred (it carries the c -> 1 gap).
+    name: letters, digits, ``_``, ``-``, ``.`` (no colon: ``name:args`` is reserved for built-ins);
+    a built-in name is refused, a registered one unless ``replace``.  Objects built before a
+    replacement (architectures, networks) keep the activation they were built with.
+    """
+    key = new_name(name, replace=replace)
+    if not isinstance(phi, sp.Lambda) or len(phi.variables) != 1:
+        raise InvalidArgument("phi", f"expected a sympy Lambda of one variable, got {phi!r}")
+    extra = phi.expr.free_symbols - set(phi.variables)
+    if extra:
+        raise InvalidArgument("phi", f"the activation has free symbols {sorted(map(str, extra))} besides its "
+                                     "variable")
+    import dataclasses
+    act = dataclasses.replace(activation(phi), name=key, nngp=_closed_form(nngp, "nngp"),
+                              ntk=_closed_form(ntk, "ntk"))
+    if act.random_phase:     # pragma: no cover - a Lambda never has a random phase
+        raise InvalidArgument("phi", "random-phase activations are built in (cosnet)")
+    probe = act(np.linspace(-3.0, 3.0, 13))
+    if not np.all(np.isfinite(probe)):
+        raise InvalidArgument("phi", f"{act.name!r} is not finite on [-3, 3]")
+    _forget(key)      # the engine's caches are keyed by name: a replaced or refused phi must not linger
+    try:
+        for derivative in (False, True):
+            if (act.ntk if derivative else act.nngp) is not None:
+                _check_closed_form(act, derivative)
+    except InvalidArgument:
+        _forget(key)
+        raise
+    return register(act, replace=replace)
+
+
+def _forget(name: str) -> None:
+    """Drop what the engine cached for the activation ``name`` (when one is registered under it).  Node
+    keys are retired, not deleted, so that node class names stay unique."""
+    stale = [k for k in _NODE_REGISTRY if name in k[1:]]
+    if not stale and name not in names():
+        return
+    for cache in (_expectation, _compiled, gap_map, _checked):
+        cache.cache_clear()
+    for key in stale:
+        _NODE_REGISTRY[(key[0], ("retired", len(_NODE_REGISTRY)))] = _NODE_REGISTRY.pop(key)
