@@ -9,7 +9,11 @@ LaTeX and text, never writing a formula twice.  A :class:`Program` is
 so a depth-:math:`L` kernel recursion has :math:`O(L)` nodes instead of a tree that grows about
 :math:`3^L`.  Compilation runs common-subexpression elimination (SymEngine's, per assignment, so its cost stays
 linear in the length of the chain, and jointly over the outputs) and prints with sympy's NumPy or mpmath printer; any
-:class:`symbrg.core.special.NumericFunction` is printed as a call to its ``numpy_impl``/``mpmath_impl``.
+:class:`symbrg.core.special.NumericFunction` prints itself (``_numpycode``/``_mpmathcode``) as a call to its
+``numpy_impl``/``mpmath_impl``, found in the generated code's namespace under the class name.  The code
+generator recognizes such *numeric nodes* by protocol (:func:`is_numeric`: a sympy function carrying
+``numpy_impl``, ``mpmath_impl`` and the ``_imp_`` namespace entry that :func:`sympy.lambdify` uses too), so
+it imports no special function, and ``sympy.lambdify`` and :class:`Program` print one and the same call.
 Differentiation in a parameter (:meth:`Program.diff`) is forward mode along the chain, again
 :math:`O(L)`.  For hot loops over tiles, :meth:`Program.compile_inplace` lowers the same chain to
 three-address code: one ufunc call with ``out=`` per node, into the recycled buffers of a
@@ -30,21 +34,32 @@ from sympy.printing.pycode import MpmathPrinter
 
 from symbrg.core import checks
 from symbrg.core.errors import InvalidArgument, UnknownName
-from symbrg.core.special import NumericFunction
 from symbrg.core.parsing import as_expression
 
-__all__ = ["Program", "Workspace", "lambdify", "BACKENDS"]
+__all__ = ["Program", "Workspace", "lambdify", "BACKENDS", "is_numeric", "numpy_erf"]
 
 BACKENDS = ("numpy", "mpmath")
 
 
-class _NumPy(NumPyPrinter):
-    """NumPy printer that calls NumericFunction implementations by name."""
+def numpy_erf(x: Any) -> np.ndarray:
+    """Vectorized :math:`\\operatorname{erf}(x) = \\tfrac{2}{\\sqrt\\pi}\\int_0^x e^{-t^2}dt` to double
+    precision (SciPy's when importable, else ``math.erf``); generated NumPy code calls it as ``_erf``."""
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy is optional
+        return np.asarray(np.frompyfunc(math.erf, 1, 1)(np.asarray(x, dtype=float)), dtype=float)
+    return erf(x)
 
-    def _print_Function(self, expr):  # noqa: N802 - sympy printer protocol
-        if isinstance(expr, NumericFunction):
-            return f"{_impl_name(expr)}({', '.join(self._print(a) for a in expr.args)})"
-        return super()._print_Function(expr)
+
+def is_numeric(e: sp.Basic) -> bool:
+    """Is ``e`` a numeric node (a :class:`~symbrg.core.special.NumericFunction`, recognized by protocol):
+    a sympy function whose class carries ``numpy_impl``, ``mpmath_impl`` and ``_imp_``?"""
+    cls = type(e)
+    return isinstance(e, sp.Function) and all(hasattr(cls, a) for a in ("numpy_impl", "mpmath_impl", "_imp_"))
+
+
+class _NumPy(NumPyPrinter):
+    """NumPy printer for generated programs (numeric nodes print themselves: ``_numpycode``)."""
 
     def _print_erf(self, expr):  # noqa: N802 - NumPy has no erf
         return f"_erf({self._print(expr.args[0])})"
@@ -61,10 +76,7 @@ class _NumPy(NumPyPrinter):
 
 
 class _Mpmath(MpmathPrinter):
-    def _print_Function(self, expr):  # noqa: N802
-        if isinstance(expr, NumericFunction):
-            return f"{_impl_name(expr)}({', '.join(self._print(a) for a in expr.args)})"
-        return super()._print_Function(expr)
+    """mpmath printer for generated programs (numeric nodes print themselves: ``_mpmathcode``)."""
 
     def _print_Heaviside(self, expr):  # noqa: N802
         h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
@@ -88,7 +100,7 @@ def _fold(fn: str, args: list[str]) -> str:
     return out
 
 
-def _impl_name(f: NumericFunction) -> str:
+def _impl_name(f: sp.Function) -> str:
     return f"_nf_{type(f).__name__}"
 
 
@@ -419,8 +431,7 @@ def _load(src: str, namespace: dict, label: str) -> Callable[..., Any]:
 
 
 def _namespace(printer: Any, impls: dict) -> dict[str, Any]:
-    """Globals of generated code: numpy, mpmath, math, erf, the NumericFunction implementations."""
-    from symbrg.core.special import numpy_erf
+    """Globals of generated code: numpy, mpmath, math, erf, the numeric nodes' implementations."""
     namespace: dict[str, Any] = {"numpy": np, "mpmath": mpmath, "math": math, "_erf": numpy_erf}
     namespace.update(impls)
     # printer-registered module names (e.g. numpy.linalg) resolve through these roots
@@ -583,7 +594,7 @@ class _Lowering:
                     self.emit(f"numpy.divide(1.0, {out}, out={out})")
             else:
                 self.emit(f"numpy.power({base}, {p(k)}, out={out})")
-        elif isinstance(e, NumericFunction):
+        elif is_numeric(e):
             args = ", ".join(self.operand(a, None, temps) for a in e.args)
             self.impls[_impl_name(e) + "_into"] = type(e).numpy_into
             self.emit(f"{_impl_name(e)}_into({out}, _scratch, {args})")
@@ -676,8 +687,11 @@ def _ae_diff(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
 
 
 def _collect(expr: sp.Expr, impls: dict, backend: str) -> None:
-    for f in expr.atoms(NumericFunction):
-        impls[_impl_name(f)] = type(f).numpy_impl if backend == "numpy" else type(f).mpmath_impl
+    """The namespace entries of the numeric nodes in ``expr``: class name -> ``_imp_`` (the printed
+    calls are ``Name.numpy_impl(...)`` / ``Name.mpmath_impl(...)``, for either backend)."""
+    for f in expr.atoms(sp.Function):
+        if is_numeric(f):
+            impls[type(f).__name__] = type(f)._imp_
 
 
 def _with_dps(fn: Callable, dps: int | None) -> Callable:

@@ -6,10 +6,12 @@ Every such function subclasses :class:`NumericFunction`, a sympy ``Function`` th
 
 * ``numpy_impl(*arrays)``: a vectorized float64 implementation (broadcasting its arguments),
 * ``mpmath_impl(*mpf)``: an arbitrary-precision implementation (the current ``mpmath.mp.dps``),
-* ``_latex`` for printing.
-
-:mod:`symbrg.core.codegen` prints any ``NumericFunction`` as a call to its implementation, so NumPy and
-mpmath code generated from one expression stay in step.  Subclasses may also define ``fdiff`` so
+* ``_latex`` for printing,
+* the printer hooks ``_numpycode`` / ``_mpmathcode``, which print ``Name.numpy_impl(...)`` /
+  ``Name.mpmath_impl(...)``, and ``_imp_`` (:class:`Implementations`), the object ``Name`` means in generated
+  code.  :func:`sympy.lambdify` (``"numpy"`` or ``"mpmath"``) finds ``_imp_`` by itself, and the code
+  generator :mod:`symbrg.core.codegen` recognizes numeric nodes by the same protocol, so NumPy and mpmath
+  code generated from one expression, by either, call the same implementations.  Subclasses may also define ``fdiff`` so
 that symbolic differentiation (e.g. in a hyperparameter) goes through them.
 
 The bivariate-Gaussian nodes:
@@ -40,21 +42,45 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-__all__ = ["numpy_erf", "NumericFunction", "GramDet", "ArcCosKernel", "arccos_angular"]
+from symbrg.core.codegen import Program, Workspace, numpy_erf
+
+__all__ = ["numpy_erf", "NumericFunction", "Implementations", "GramDet", "ArcCosKernel", "arccos_angular"]
 
 
-def numpy_erf(x: Any) -> np.ndarray:
-    """Vectorized erf to double precision (SciPy's when importable, else ``math.erf``)."""
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover - scipy is optional
-        return np.asarray(np.frompyfunc(math.erf, 1, 1)(np.asarray(x, dtype=float)), dtype=float)
-    return erf(x)
+class Implementations:
+    """The numeric implementations of one :class:`NumericFunction` class: what its name means in generated
+    code (sympy's ``_imp_`` protocol).  ``numpy_impl`` / ``mpmath_impl`` are the class's; calling the object
+    evaluates with mpmath when an argument is an mpmath number, else with NumPy."""
 
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def numpy_impl(self, *args: Any) -> np.ndarray:
+        return self.cls.numpy_impl(*args)
+
+    def mpmath_impl(self, *args: Any) -> Any:
+        return self.cls.mpmath_impl(*args)
+
+    def __call__(self, *args: Any) -> Any:
+        if any(isinstance(a, (mpmath.mpf, mpmath.mpc)) for a in args):
+            return self.mpmath_impl(*args)
+        return self.numpy_impl(*args)
+
+    def __repr__(self) -> str:
+        return f"Implementations({self.cls.__name__})"
 
 
 class NumericFunction(sp.Function):
-    """Base class: a sympy function with ``numpy_impl`` and ``mpmath_impl`` class methods."""
+    """Base class: a sympy function with ``numpy_impl`` and ``mpmath_impl`` class methods (module docstring).
+
+    Every subclass gets its own :class:`Implementations` as ``_imp_``; the printer hooks print a call by
+    the class's current name (dynamically built node classes are renamed after creation).
+    """
+    _imp_: Implementations
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._imp_ = Implementations(cls)
 
     @classmethod
     def numpy_impl(cls, *args: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -69,6 +95,23 @@ class NumericFunction(sp.Function):
         """Write ``numpy_impl(*args)`` into ``out``; ``work`` is a :class:`symbrg.core.codegen.Workspace`
         for temporaries (subclasses on hot paths override this to allocate nothing)."""
         out[...] = cls.numpy_impl(*args)
+
+    def _call(self, printer: Any, impl: str) -> str:
+        return f"{type(self).__name__}.{impl}({', '.join(printer._print(a) for a in self.args)})"
+
+    def _numpycode(self, printer: Any) -> str:
+        """NumPy code: ``Name.numpy_impl(args)`` (``Name`` is ``_imp_`` in the generated code's namespace)."""
+        return self._call(printer, "numpy_impl")
+
+    def _mpmathcode(self, printer: Any) -> str:
+        """mpmath code: ``Name.mpmath_impl(args)``."""
+        return self._call(printer, "mpmath_impl")
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        """``\\operatorname{Name}\\left(args\\right)`` (subclasses print their mathematical notation)."""
+        body = (rf"\operatorname{{{type(self).__name__}}}\left("
+                + ", ".join(printer._print(a) for a in self.args) + r"\right)")
+        return body if exp is None else rf"{body}^{{{exp}}}"
 
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
         if not all(a.is_number for a in self.args):
@@ -257,7 +300,6 @@ class ArcCosKernel(NumericFunction):
         with _ARCCOS_LOCK:                      # Gram tiles run on threads: build each entry once
             if key in _ARCCOS_CACHE:
                 return _ARCCOS_CACHE[key]
-            from symbrg.core.codegen import Program
             S, C, P = _ANG_SYMBOLS
             c, theta = sp.symbols("c theta", real=True)
             ang = arccos_angular(m, n)
@@ -295,7 +337,6 @@ class ArcCosKernel(NumericFunction):
 
     @classmethod
     def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any, *det: Any) -> np.ndarray:
-        from symbrg.core.codegen import Workspace
         work = Workspace()
 
         def block(*qs: np.ndarray) -> np.ndarray:
