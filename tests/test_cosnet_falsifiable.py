@@ -1,0 +1,162 @@
+"""The falsifiable cos-net certificate (issue 14): mutations refused, identities falsifiable, sides independent,
+and the phase-resolved stiff kernel CosNet.brg_kernel against held-out quadrature."""
+from __future__ import annotations
+
+import ast
+import json
+import pathlib
+import subprocess
+import sys
+
+import mpmath
+import numpy as np
+import pytest
+
+from symbrg.core.errors import InvalidArgument, UnknownName
+from symbrg.cosnet.certificate import MUTATIONS, certify
+from symbrg.cosnet.theory import generalized_cosnet
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+REQUIRED = ("swap-regulator", "flat-fisher", "wrong-variance", "no-shell")
+
+
+@pytest.fixture(scope="module", params=["sharp", "litim", "exponential"])
+def certificate(request):
+    return request.param, certify(3, request.param, points=3)
+
+
+def test_certificate_verifies_and_every_mutation_is_refused(certificate):
+    reg, cert = certificate
+    assert all(r["verified"] for r in cert.identities), reg
+    names = [m["name"] for m in cert.mutations]
+    assert set(REQUIRED) <= set(names) and names == list(MUTATIONS)
+    for m in cert.mutations:
+        assert m["verified"] is False and m["falsified"], (reg, m["name"])
+    assert cert.vacuous == [] and cert.verified
+
+
+def test_every_identity_is_falsified_by_some_mutation(certificate):
+    reg, cert = certificate
+    hit = {n for m in cert.mutations for n in m["falsified"]}
+    assert {r["name"] for r in cert.identities} <= hit, reg
+    # the checks that carry information are present on every regulator
+    assert {"two-point", "two-point-flow", "vacuum-flow", "polchinski", "coincident-flow"} <= {
+        r["name"] for r in cert.identities}
+
+
+def test_one_mutation_does_not_verify():
+    cert = certify(3, "litim", points=2, mutate="swap-regulator")
+    assert not cert.verified and cert.mutations == []
+    assert not cert.document().verified
+    with pytest.raises(UnknownName):
+        certify(3, "litim", mutate="bogus")
+
+
+def test_cli_mutate_exits_nonzero_and_json_lists_mutations():
+    run = [sys.executable, "-c", "from symbrg.cli import main; raise SystemExit(main())"]
+    bad = subprocess.run(run + ["prove", "cosnet-erg", "--dim", "3", "--regulator", "sharp", "--points", "2",
+                                "--mutate", "swap-regulator", "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1, bad.stderr
+    assert json.loads(bad.stdout)["verified"] is False
+    good = subprocess.run(run + ["prove", "cosnet-erg", "--dim", "2", "--regulator", "exponential", "--points", "2",
+                                 "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert good.returncode == 0, good.stdout + good.stderr
+    out = json.loads(good.stdout)
+    assert out["verified"] is True
+    assert {m["name"] for m in out["mutations"]} >= set(REQUIRED)
+    assert all(set(m) == {"name", "description", "verified", "falsified"} and m["verified"] is False
+               for m in out["mutations"])
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_brg_side_and_erg_side_do_not_import_each_other():
+    brg = _imports(ROOT / "symbrg/cosnet/brg_side.py")
+    erg = _imports(ROOT / "symbrg/rg/free_scalar.py")
+    for forbidden in ("symbrg.rg.erg", "symbrg.rg.lpa", "symbrg.rg.regulators", "symbrg.rg.free_scalar",
+                      "symbrg.rg.regulators.regulator", "symbrg.rg.erg", "symbrg.cosnet.certificate"):
+        assert not any(n == forbidden or n.startswith(forbidden + ".") for n in brg), forbidden
+    assert not any(n.startswith(("symbrg.rg.brg", "symbrg.cosnet", "symbrg.information")) for n in erg), erg
+    assert "symbrg.rg.erg" in erg or "symbrg.rg.erg" in {n.rsplit(".", 1)[0] for n in erg}
+
+
+# ---------------------------------------------------------------------------------- brg_kernel
+R_, M_, T_, LAM_ = 4.0, 1.0, 10.0, 0.5
+
+
+def _held_out(x: float, y: float, sx: float | None) -> float:
+    """Direct double integral over (b, c) of 1{I(b,c) >= Lambda} s^2 cos(bx+c) cos(by+c), d = 1, b ~ U[-R, R]:
+    the phase set by root finding on the Fisher (no closed form for it), breakpoints in b where it opens."""
+    mpmath.mp.dps = 25
+    sigma_a2 = 2 * (2 * R_) / (2 * mpmath.pi)   # 2 sigma^2 vol(B_R) / (2 pi)^d, sigma = 1
+
+    def fisher(b, c):
+        e = mpmath.mpf(1) / 2 if sx is None else mpmath.mpf(1) / 2 + mpmath.cos(2 * c) * mpmath.exp(-2 * b * b * sx * sx) / 2
+        return T_ / (b * b + M_ ** 2) * e
+
+    def inner(b):
+        cs = [-mpmath.pi + 2 * mpmath.pi * j / 64 for j in range(65)]
+        hv = [fisher(b, c) - LAM_ for c in cs]
+        pts = [cs[0]]
+        for c0, c1, h0, h1 in zip(cs, cs[1:], hv, hv[1:]):
+            if h0 * h1 < 0:
+                pts.append(mpmath.findroot(lambda c: fisher(b, c) - LAM_, (c0, c1), solver="illinois", verify=False))
+        pts.append(cs[-1])
+        tot = 0
+        for lo, hi in zip(pts, pts[1:]):
+            if fisher(b, (lo + hi) / 2) >= LAM_:
+                tot += mpmath.quad(lambda c: mpmath.cos(b * x + c) * mpmath.cos(b * y + c), [lo, hi])
+        return tot / (2 * mpmath.pi) / (b * b + M_ ** 2)
+
+    if sx is None:
+        edges = [mpmath.sqrt(T_ / (2 * LAM_) - M_ ** 2)]
+    else:  # where the stiff phase set becomes empty / everything: max_c and min_c of the Fisher cross Lambda
+        edges = []
+        for sgn in (1, -1):
+            g = lambda b: T_ / (b * b + M_ ** 2) * (mpmath.mpf(1) / 2 + sgn * mpmath.exp(-2 * b * b * sx * sx) / 2) - LAM_
+            grid = [R_ * j / 400 for j in range(1, 401)]
+            for b0, b1 in zip(grid, grid[1:]):
+                if g(b0) * g(b1) < 0:
+                    edges.append(mpmath.findroot(g, (b0, b1), solver="illinois", verify=False))
+    pts = sorted({mpmath.mpf(0), mpmath.mpf(R_), *[e for e in edges if 0 < e < R_]})
+    half = mpmath.quad(inner, pts) + mpmath.quad(lambda b: inner(-b), pts)
+    return float(sigma_a2 * half / (2 * R_))
+
+
+@pytest.mark.parametrize("sx", [None, 0.4])
+def test_brg_kernel_matches_held_out_quadrature(sx):
+    net = generalized_cosnet(1, R_, M_, 1)
+    X = np.array([[0.0], [0.6], [-1.1]])
+    inputs = "broad" if sx is None else ("gaussian", sx)
+    K = net.brg_kernel(X, None, LAM_, inputs=inputs, observations=T_)
+    for i, j in [(0, 0), (1, 1), (1, 2), (0, 2)]:
+        assert abs(K[i, j] - _held_out(X[i, 0], X[j, 0], sx)) < 1e-8, (i, j)
+    assert np.allclose(K, K.T, atol=1e-14)
+
+
+def test_brg_kernel_broad_limit_and_prescriptions():
+    net = generalized_cosnet(1, R_, M_, 1)
+    X = np.array([[0.0], [0.6], [-1.1]])
+    broad = net.brg_kernel(X, None, LAM_, observations=T_)
+    assert abs(broad[0, 0] - np.arctan(3.0) / np.pi) < 1e-12          # k(Lambda) = 3: (1/pi) arctan 3
+    assert np.allclose(net.kernel(X, cutoff=LAM_, T=T_), broad, atol=1e-12)
+    gap = [np.abs(net.brg_kernel(X, None, LAM_, inputs=("gaussian", s), observations=T_) - broad).max()
+           for s in (400.0, 4000.0)]
+    assert gap[1] < 1e-7 and 8 < gap[0] / gap[1] < 12               # s_x -> oo: broad inputs, violation ~ 1/s_x
+    narrow = net.brg_kernel(X, None, LAM_, inputs=("gaussian", 0.4), observations=T_)
+    assert abs(narrow[1, 1] - narrow[2, 2]) > 1e-4                    # not translation invariant
+    assert np.allclose(net.brg_kernel(X, None, LAM_, observations=T_, prescription="prior"), net.kernel(X),
+                       atol=1e-12)
+    with pytest.raises(InvalidArgument, match="inputs"):
+        net.brg_kernel(X, None, LAM_, inputs=("uniform", 1.0))
+    with pytest.raises(InvalidArgument, match="prescription"):
+        net.brg_kernel(X, None, LAM_, prescription="jeffreys")
