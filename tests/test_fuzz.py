@@ -233,7 +233,8 @@ def _api_calls(value: object) -> list:
         lambda: symbrg.mlp("relu", 2, 1.0, 0.1).ntk(X, precision=value),
         lambda: symbrg.regulator(value),
         lambda: symbrg.activation(value),
-        lambda: symbrg.generalized_cosnet(value),
+        lambda: symbrg.generalized_cosnet(value, 4, 1),
+        lambda: symbrg.generalized_cosnet(3, value, 1),
     ]
 
 
@@ -244,7 +245,7 @@ API_VALUES = [v for v in HOSTILE if len(v) < 1000] + [
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(value=st.sampled_from(API_VALUES), which=st.integers(0, 8))
+@given(value=st.sampled_from(API_VALUES), which=st.integers(0, 9))
 def test_api_fuzz(value: object, which: int) -> None:
     CANARY.unlink(missing_ok=True)
     call = _api_calls(value)[which]

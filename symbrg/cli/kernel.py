@@ -60,10 +60,10 @@ def _available_memory() -> int | None:
     return None
 
 
-def _free_disk(path: str) -> int:
-    """Free bytes on the file system that will hold ``path`` (its nearest existing folder)."""
-    folder = Path(path).absolute().parent
-    while not folder.exists() and folder != folder.parent:
+def _free_disk(path: str, force: bool) -> int:
+    """Free bytes on the file system that will hold ``path`` (after the target checks of atomic_write)."""
+    folder = checks.output_target(path, force=force).absolute().parent
+    while not folder.exists():
         folder = folder.parent
     return shutil.disk_usage(folder).free
 
@@ -76,7 +76,7 @@ def _check_resources(arch: "Architecture", ns: argparse.Namespace, n1: int, n2: 
     if ns.precision is None:
         size += 128                                        # the .npy header
         GRAM_BYTES.check("out", size, cost=f"{size / 1e9:.3g} GB on disk")
-        free = _free_disk(ns.out)
+        free = _free_disk(ns.out, ns.force)
         if size > free:
             raise TooExpensive("out", f"the Gram matrix needs {size / 1e9:.3g} GB but the target folder has "
                                       f"{free / 1e9:.3g} GB free")

@@ -18,7 +18,7 @@ import secrets
 import socket
 import stat
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -29,7 +29,7 @@ from symbrg.core.errors import (InvalidArgument, NonFinite, NotPositive, NotPosi
                      OutputExists, ShapeMismatch, SymbrgError, UnknownName)
 
 __all__ = ["scalar", "positive", "nonnegative", "in_range", "integer", "finite_array", "matching",
-           "choice", "psd_matrix", "atomic_write", "remove_temporaries", "umask", "resolve_symbols"]
+           "choice", "psd_matrix", "output_target", "atomic_write", "remove_temporaries", "umask", "resolve_symbols"]
 
 
 def _is_symbolic(value: Any) -> bool:
@@ -322,6 +322,34 @@ def _publish(tmp: str, target: Path, force: bool, argument: str) -> None:
         os.unlink(tmp)
 
 
+def output_target(path: str | os.PathLike, *, force: bool = False, argument: str = "out") -> Path:
+    """The checks :func:`atomic_write` makes before any data exist, for callers to make them before
+    expensive work (nothing is created): a non-empty path, nothing but a regular file there (and only
+    with ``force``), and a nearest existing ancestor folder that is a writable folder.  Returns the
+    path."""
+    if not str(path).strip():
+        raise InvalidArgument(argument, "the output path is empty")
+    target = Path(path)
+    _refuse_non_regular(target, force, argument)
+    missing = []
+    folder = target.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:                                # can the folders be made? (made and removed again: no trace)
+        for sub in reversed(missing):
+            sub.mkdir()
+        if not folder.is_dir() or not os.access(target.absolute().parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not a writable folder")
+    except OSError as exc:
+        raise InvalidArgument(argument, f"cannot write in {target.parent}: {exc.strerror or exc}") from None
+    finally:
+        for sub in missing:
+            with suppress(OSError):
+                sub.rmdir()
+    return target
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w",
                  argument: str = "out") -> Iterator[IO[Any]]:
@@ -337,10 +365,7 @@ def atomic_write(path: str | os.PathLike, *, force: bool = False, mode: str = "w
     temporary file is removed and the old target is left as it was.  Temporaries left by killed
     processes of this user in the folder are removed first.
     """
-    if not str(path).strip():
-        raise InvalidArgument(argument, "the output path is empty")
-    target = Path(path)
-    _refuse_non_regular(target, force, argument)          # early: before any expensive work
+    target = output_target(path, force=force, argument=argument)
     folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)

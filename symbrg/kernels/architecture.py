@@ -69,17 +69,18 @@ from symbrg.core.special import GramDet
 from symbrg.core.errors import InvalidArgument, NotPositive
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
+from symbrg.core.symbols import symbol, symbols
 
 __all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
 
 #: Input statistics of a pair of inputs: |x|²/d, |x'|²/d and x·x'/d.
-S11, S22 = sp.symbols("s_11 s_22", positive=True)
-S12 = sp.Symbol("s_12", real=True)
+S11, S22 = symbols("s_11 s_22")
+S12 = symbol("s_12")
 #: The input dimension d (enters the NTK only in the standard parameterization).
-DIM = sp.Symbol("d", positive=True, integer=True)
+DIM = symbol("d")
 #: The gap of the inputs: their distance |x - x'|²/d and wedge |x ∧ x'|²/d² = s_11 s_22 - s_12²
 #: (program variables; the Gram drivers compute them from x and x' without cancellation).
-SR, SW = sp.symbols("r_12 w_12", nonnegative=True)
+SR, SW = symbols("r_12 w_12")
 
 PARAMETERIZATIONS = ("ntk", "standard")
 
@@ -855,7 +856,7 @@ def _digits(argument: str, digits: int) -> int:
 
 def _mp_scale(digits: int) -> float:
     """Cost of one mpmath entry-layer at ``digits``, relative to <= 300 digits (measured)."""
-    return max(1.0, digits / 300) ** 1.8
+    return max(1.0, min(digits, 1e15) / 300) ** 1.8          # capped: any huge request is refused anyway
 
 
 def _duration(seconds: float) -> str:
