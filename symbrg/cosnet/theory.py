@@ -70,6 +70,7 @@ from symbrg.core.errors import InvalidArgument, OutOfRange, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.special import NumericFunction
 from symbrg.core.parsing import as_expression
+from symbrg.core.symbols import symbol
 
 __all__ = [
     "P", "R", "M", "SIGMA", "D", "LAM", "KCUT", "T", "N", "NOISE", "SX", "PHASE", "DIST",
@@ -85,20 +86,20 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------------
 # Symbols (one set, shared with symbrg.cosnet.theorem)
-P = sp.Symbol("p", positive=True)            #: momentum magnitude |p| (= frequency |b|)
-R = sp.Symbol("R", positive=True)            #: UV cutoff = radius of the frequency ball
-M = sp.Symbol("m", positive=True)            #: mass
-SIGMA = sp.Symbol("sigma", positive=True)    #: field normalization: G = sigma^2/(p^2+m^2)
-D = sp.Symbol("d", positive=True, integer=True)  #: symbolic dimension
-LAM = sp.Symbol("Lambda", positive=True)     #: information (Fisher) cutoff
-KCUT = sp.Symbol("k", positive=True)         #: momentum cutoff
-T = sp.Symbol("T", positive=True)            #: number of observations
-N = sp.Symbol("N", positive=True)            #: width
-NOISE = sp.Symbol("sigma_epsilon", positive=True)  #: observation noise standard deviation
-SX = sp.Symbol("s_x", positive=True)         #: standard deviation of Gaussian inputs
-PHASE = sp.Symbol("c", real=True)            #: neuron phase
-DIST = sp.Symbol("r", positive=True)         #: |x - y|
-_X = sp.Symbol("x", nonnegative=True)        # argument of a UV cutoff function K(x), x = p^2/k^2
+P = symbol("p")              #: momentum magnitude |p| (= frequency |b|)
+R = symbol("R")              #: UV cutoff = radius of the frequency ball
+M = symbol("m")              #: mass
+SIGMA = symbol("sigma")      #: field normalization: G = sigma^2/(p^2+m^2)
+D = symbol("d")              #: symbolic dimension
+LAM = symbol("Lambda")       #: information (Fisher) cutoff
+KCUT = symbol("k")           #: momentum cutoff
+T = symbol("T")              #: number of observations
+N = symbol("N")              #: width
+NOISE = symbol("sigma_epsilon")  #: observation noise standard deviation
+SX = symbol("s_x")           #: standard deviation of Gaussian inputs
+PHASE = symbol("c")          #: neuron phase
+DIST = symbol("r")           #: |x - y|
+_X = symbol("z")             # argument of a UV cutoff function K(z), z = p^2/k^2
 _T_SYMBOL = T                                # (numeric keyword arguments below are also called T)
 
 # --------------------------------------------------------------------------------------------------
@@ -112,10 +113,10 @@ SAMPLE_BYTES = Limit("cosnet_bytes", 4e9, "bytes of a sampled cos-net ensemble's
 
 
 def uv_cutoff_function(name: str) -> sp.Expr:
-    r"""The UV cutoff function :math:`K(x)`, :math:`x = p^2/k^2`, of a named regulator.
+    r"""The UV cutoff function :math:`K(z)`, :math:`z = p^2/k^2`, of a named regulator.
 
-    sharp: :math:`\Theta(1-x)`; litim: :math:`(1-x)\Theta(1-x)` (the UV partner of Litim's
-    :math:`R_k = (k^2-p^2)\Theta(k^2-p^2)`, since :math:`p^2K/(1-K) = R_k`); exponential: :math:`e^{-x}`
+    sharp: :math:`\Theta(1-z)`; litim: :math:`(1-z)\Theta(1-z)` (the UV partner of Litim's
+    :math:`R_k = (k^2-p^2)\Theta(k^2-p^2)`, since :math:`p^2K/(1-K) = R_k`); exponential: :math:`e^{-z}`
     (partner of :math:`R_k = p^2/(e^{p^2/k^2}-1)`).  The source of truth is :mod:`symbrg.rg.regulators`.
     """
     choice("regulator", name, REGULATOR_NAMES)
@@ -527,9 +528,10 @@ class AngularAverage(NumericFunction):
         nu = mpmath.mpf(d) / 2 - 1
         return mpmath.gamma(mpmath.mpf(d) / 2) * (2 / x) ** nu * mpmath.besselj(nu, x)
 
-    def _latex(self, printer: Any) -> str:
+    def _latex(self, printer: Any, exp: Any = None) -> str:
         d, x = (printer._print(a) for a in self.args)
-        return rf"\Omega_{{{d}}}\left({x}\right)"
+        body = rf"\Omega_{{{d}}}\left({x}\right)"
+        return body if exp is None else rf"{body}^{{{exp}}}"
 
 
 def radial_integrand(dim: int, spectral: sp.Expr | None = None, regulator: str | None = None) -> sp.Expr:
@@ -720,7 +722,7 @@ def parametrization_caveat(dim: Any = 1) -> dict[str, sp.Expr]:
             "dfisher_dp_propagator": sp.simplify(sp.diff(v.fisher_readout(), P))}
 
 
-DATA_DENSITY = sp.Symbol("n", positive=True)  #: number density of the training inputs
+DATA_DENSITY = symbol("n")  #: number density of the training inputs
 
 
 def posterior_mass2_expr() -> sp.Expr:

@@ -50,6 +50,7 @@ from symbrg.core.errors import InvalidArgument, NotPositive, SymbrgError, Unknow
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import parse_list, parse_number
 from symbrg.core.special import numpy_erf
+from symbrg.core.symbols import symbol
 
 __all__ = ["X", "Activation", "activation", "REGISTRY", "DOCUMENTED", "ENTRY_POINT_GROUP", "register", "names",
            "new_name", "normalize_name", "numpy_erf", "DEGREE"]  # numpy_erf re-exported from core.special
@@ -59,7 +60,7 @@ __all__ = ["X", "Activation", "activation", "REGISTRY", "DOCUMENTED", "ENTRY_POI
 DEGREE = Limit("activation_degree", 32, "degree of a rectified, monomial or polynomial activation")
 
 #: The real variable in which every activation is written.
-X = sp.Symbol("x", real=True)
+X = symbol("x")
 
 
 def _heaviside(x: Any, h0: Any = 0.0) -> np.ndarray:

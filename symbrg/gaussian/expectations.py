@@ -62,27 +62,28 @@ from symbrg.core import checks
 from symbrg.gaussian.activations import X, Activation, activation, names, new_name, register
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
+from symbrg.core.symbols import symbol, symbols
 
 __all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
            "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map",
            "register_activation"]
 
 #: Variance of u.
-Q11 = sp.Symbol("q11", positive=True)
+Q11 = symbol("q11")
 #: Covariance of u and v.
-Q12 = sp.Symbol("q12", real=True)
+Q12 = symbol("q12")
 #: Variance of v.
-Q22 = sp.Symbol("q22", positive=True)
+Q22 = symbol("q22")
 
 METHODS = ("auto", "exact", "series", "quadrature")
 _SYMS = (Q11, Q12, Q22)
 #: The gap of the pair: the Gram determinant :math:`\Delta = q_{11}q_{22} - q_{12}^2` (carried by
 #: kernel programs as a variable of its own, see :func:`gap_map`).
-QD = sp.Symbol("q_Delta", nonnegative=True)
+QD = symbol("q_Delta")
 #: The value of :math:`E[\varphi(u)\varphi(v)]` (computed once by the caller), in :func:`gap_map`.
-QE = sp.Symbol("e_12", real=True)
+QE = symbol("e_12")
 #: The value of the angular gap :math:`H(\theta)` of :func:`gap_map`.
-QH = sp.Symbol("h_12", nonnegative=True)
+QH = symbol("h_12")
 
 
 @dataclass(frozen=True)
@@ -1167,7 +1168,7 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
 # ---------------------------------------------------------------------------------------------
 
 #: The variables of a supplied closed form, in the order (k11, k22, k12).
-_K11, _K22, _K12 = sp.Symbol("k11", positive=True), sp.Symbol("k22", positive=True), sp.Symbol("k12", real=True)
+_K11, _K22, _K12 = symbols("k11 k22 k12")
 #: Covariances (k11, k22, c) at which a supplied closed form is checked (plus _CHECK_RANDOM seeded ones):
 #: equal and unequal variances, c = 0, and |c| near 1 on both sides.
 _CHECK_POINTS = ((1.0, 1.0, 0.0), (0.5, 2.0, 0.6), (2.5, 0.7, 0.999999), (1.3, 1.3, -0.999999),

@@ -64,6 +64,7 @@ from symbrg.core.derivation import Derivation, check_identity
 from symbrg.core.errors import InvalidArgument, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
+from symbrg.core.symbols import symbol, symbols
 from symbrg.rg.posterior import GaussianState, as_gaussian, orthonormal_span
 
 __all__ = ["PRESCRIPTIONS", "CRITERIA", "shell_weight", "weights", "CoarseGrained", "coarse_grain",
@@ -75,13 +76,13 @@ PRESCRIPTIONS = ("prior", "jeffreys")
 CRITERIA = ("eigen", "diagonal")
 
 #: Symbols of the mode-wise formulas.
-LAM, CUT = sp.symbols("lambda_k Lambda", nonnegative=True)
-KAPPA, SIGMA = sp.symbols("kappa_k sigma", positive=True)
+LAM, CUT = symbols("lambda_k Lambda")
+KAPPA, SIGMA = symbols("kappa_k sigma")
 SIGMA2 = SIGMA ** 2
-W = sp.Symbol("w_k", nonnegative=True)
-YK = sp.Symbol("y_k", real=True)
-P0, PS = sp.symbols("p_0 p_*", nonnegative=True)
-H0, HS = sp.symbols("h_0 h_*", real=True)
+W = symbol("w_k")
+YK = symbol("y_k")
+P0, PS = symbols("p_0 p_*")
+H0, HS = symbols("h_0 h_*")
 
 
 # --------------------------------------------------------------------------- the one-source formulas

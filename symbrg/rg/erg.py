@@ -37,6 +37,7 @@ import sympy as sp
 from symbrg.core.checks import integer, resolve_symbols
 from symbrg.core.derivation import Derivation, check_identity
 from symbrg.core.identities import Verification, verify
+from symbrg.core.symbols import symbol
 from symbrg.core.errors import InvalidArgument, NotPositive, Unsupported
 from symbrg.rg.regulators import D, ETA, W, Y as Y_, Regulator, angular_factor, loop_volume, regulator
 from symbrg.core.parsing import as_expression
@@ -49,15 +50,15 @@ __all__ = ["PHI", "LAMBDA", "K_SCALE", "P2", "M2", "ScalarTheory", "scalar_theor
            "free_theory_derivation", "REFERENCES"]
 
 #: The field (one real mode, or the constant background of the LPA).
-PHI = sp.Symbol("phi", real=True)
+PHI = symbol("phi")
 #: The UV cutoff :math:`\Lambda` of the Polchinski flow.
-LAMBDA = sp.Symbol("Lambda", positive=True)
+LAMBDA = symbol("Lambda")
 #: The IR scale :math:`k` of the Wetterich flow (:math:`t = \ln k`).
-K_SCALE = sp.Symbol("k", positive=True)
+K_SCALE = symbol("k")
 #: :math:`p^2`, and the mass squared :math:`m^2`.
-P2 = sp.Symbol("p2", positive=True)
-M2 = sp.Symbol("m2", positive=True)
-RHO = sp.Symbol("rho", nonnegative=True)
+P2 = symbol("p2")
+M2 = symbol("m2")
+RHO = symbol("rho")
 
 REFERENCES = {
     "Polchinski1984": "J. Polchinski, Renormalization and effective Lagrangians, Nucl. Phys. B 231 (1984) 269.",
@@ -346,7 +347,7 @@ def gaussian_modes_derivation(reg: "str | Regulator | None" = None, modes: int =
 
 
 # ============================================================================ Wilson shell
-def wilson_shell(m2: Any = M2, R: Any = sp.Symbol("R", positive=True), k: Any = K_SCALE,
+def wilson_shell(m2: Any = M2, R: Any = symbol("R"), k: Any = K_SCALE,
                  d: Any = D) -> dict[str, sp.Expr]:
     r"""Wilson momentum-shell RG of the free scalar with cutoff R, lowered to k, then rescaled
     (:math:`p = (k/R)p'`, :math:`\tilde\phi(p) = \zeta\tilde\phi'(p')`).
@@ -362,7 +363,7 @@ def wilson_shell(m2: Any = M2, R: Any = sp.Symbol("R", positive=True), k: Any = 
 def wilson_shell_derivation(d: Any = D) -> Derivation:
     r"""Derivation of :math:`dm^2/d\ell = 2m^2`, :math:`\zeta^2 = (R/k)^{d+2}` for the free scalar."""
     d = dimension(d)
-    R = sp.Symbol("R", positive=True)
+    R = symbol("R")
     k, m2, p, zeta2, sig2 = K_SCALE, M2, sp.Symbol("p'", positive=True), sp.Symbol("zeta2", positive=True), \
         sp.Symbol("sigma2", positive=True)
     ell = sp.Symbol("ell", nonnegative=True)

@@ -43,6 +43,7 @@ from sympy.polys.rings import ring
 
 from symbrg.core.checks import choice, integer, positive, resolve_symbols, scalar
 from symbrg.core.derivation import Derivation, Verification, check_identity
+from symbrg.core.symbols import symbol
 from symbrg.core.errors import ConvergenceError, InvalidArgument, OutOfRange, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.rg.regulators import D, ETA, W, Regulator, _duration, loop_volume, regulator, working_precision
@@ -55,7 +56,7 @@ __all__ = ["LPATruncation", "FixedPoint", "lpa_truncation", "fixed_point", "conv
 #: Converged LPA exponents in d = 3 with the Litim regulator (Litim, Nucl. Phys. B 631 (2002) 128).
 KNOWN_LITIM_LPA_3D = {"nu": 0.649561, "omega": 0.655746}
 
-RHO = sp.Symbol("rho", nonnegative=True)
+RHO = symbol("rho")
 
 #: Truncation order n (phi^(2n)).  Measured (Litim, d = 3, 30 digits): 1.1 s at n = 8, 8 s at 12,
 #: 125 s at 16 (the symbolic beta functions and the Newton Jacobian grow about as 2^n).

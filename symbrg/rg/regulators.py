@@ -72,20 +72,21 @@ from symbrg.core.errors import InvalidArgument, OutOfRange, Unsupported, Unknown
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
 from symbrg.core.special import NumericFunction
+from symbrg.core.symbols import symbol
 
 __all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "regulator", "REGULATORS", "ThresholdFunction",
            "loop_volume", "angular_factor"]
 
 #: :math:`z = p^2/\Lambda^2`, the argument of the UV cutoff function K.
-Z = sp.Symbol("z", nonnegative=True)
+Z = symbol("z")
 #: :math:`y = p^2/k^2`, the argument of the IR regulator shape r.
-Y = sp.Symbol("y", positive=True)
+Y = symbol("y")
 #: :math:`w`, the dimensionless mass :math:`U''/(Z k^2)` in the threshold functions.
-W = sp.Symbol("w")
+W = symbol("w")
 #: :math:`\eta`, the anomalous dimension.
-ETA = sp.Symbol("eta")
+ETA = symbol("eta")
 #: :math:`d`, the Euclidean dimension when it is kept symbolic.
-D = sp.Symbol("d", positive=True)
+D = symbol("d")
 
 REGULATORS = ("sharp", "litim", "exponential", "power:b", "K:<expr in z>", "r:<expr in y>")
 
@@ -190,9 +191,10 @@ class ThresholdFunction(NumericFunction):
         f = np.frompyfunc(lambda a, b, c: float(cls.mpmath_impl(a, b, c)), 3, 1)
         return np.asarray(f(n, d, w), dtype=float)
 
-    def _latex(self, printer: Any) -> str:
+    def _latex(self, printer: Any, exp: Any = None) -> str:
         n, d, w = (printer._print(a) for a in self.args)
-        return rf"{self.part}^{{{d}}}_{{{n}}}\!\left({w}\right)"
+        body = rf"{self.part}^{{{d}}}_{{{n}}}\!\left({w}\right)"
+        return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
 
 @dataclass(frozen=True)
