@@ -129,9 +129,9 @@ def verify(lhs: object, rhs: object = None, *, domain: Domain | None = None, poi
     Returns a :class:`Verification` (``.verified``, ``.describe()``).
     """
     if not isinstance(points, int) or points < 0:
-        raise InvalidArgument(f"points must be a non-negative integer, got {points!r}")
+        raise InvalidArgument("points", f"must be a non-negative integer, got {points!r}")
     if not isinstance(dps, int) or dps < 10:
-        raise InvalidArgument(f"dps must be an integer >= 10 (the tolerance is 10**-(dps - 8)), got {dps!r}")
+        raise InvalidArgument("dps", f"must be an integer >= 10 (the tolerance is 10**-(dps - 8)), got {dps!r}")
     r = residual(lhs, rhs)
     zero = False
     if simplify:
