@@ -385,6 +385,92 @@ class CosNet:
         flat, inverse = np.unique(r, return_inverse=True)
         return bias + _radial_quadrature(flat, upper, f, breaks, weight)[inverse].reshape(r.shape)
 
+    def brg_kernel(self, X1: Any, X2: Any = None, cutoff: float = 0.0, *, inputs: Any = "broad",
+                   observations: float = 1.0, noise: float = 1.0, width: float = 1.0,
+                   prescription: str = "removed") -> np.ndarray:
+        r"""The :math:`N	o\infty` kernel of the stiff sector at information cutoff :math:`\Lambda` (sharp shell),
+        with the *phase-resolved* readout Fisher
+        :math:`I(b,c) = rac{T}{N\sigma_\epsilon^2}s(|b|)^2\,\mathbb E_x[\cos^2(b\cdot x+c)]`.
+
+        inputs: ``"broad"`` (:math:`\mathbb E_x\cos^2 = rac12`) or ``("gaussian", s_x)``,
+        :math:`x\sim\mathcal N(0,s_x^2\mathbb 1)`: :math:`\mathbb E_x\cos^2 = rac12 + rac12 g\cos 2c`,
+        :math:`g = e^{-2p^2s_x^2}`.  The neuron :math:`(b, c)` is stiff iff :math:`\cos 2c\ge a(p) =
+        (2q-1)/g`, :math:`q = \Lambda N\sigma_\epsilon^2/(Ts^2)`; with :math:`lpha = rccos(\mathrm{clip}(a))`
+        the phase average of :math:`\mathbf 1_{
+m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
+        :math:`rac1{2\pi}[lpha\cos b\cdot(x-y) + \sinlpha\,\cos b\cdot(x+y)]`, so
+
+        .. math::  K_\Lambda(x,y) = \sigma_eta^2 + \intrac{d^dp}{(2\pi)^d}S(p)\Big[rac{lpha(p)}{\pi}
+                   \Omega_d(p|x-y|) + rac{\sinlpha(p)}{\pi}\Omega_d(p|x+y|)\Big]
+
+        (not translation invariant for Gaussian inputs; broad inputs: :math:`lpha = \pi\,\Theta(I(p)-\Lambda)`,
+        :math:`\sinlpha = 0`).  ``prescription="removed"``: sloppy readout weights set to 0 (the
+        stiff marginal); ``"prior"``: resampled from the prior, which leaves the field's law unchanged
+        (the full kernel).  Radial integral by adaptive quadrature (scipy ``quad``, breakpoints at the
+        kinks :math:`a = \pm1`; absolute error about 1e-12).
+        """
+        from scipy.integrate import quad
+        d = int(self.dim)
+        A = finite_array("X1", X1, ndim=(1, 2))
+        A = A[:, None] if A.ndim == 1 else A
+        B = A if X2 is None else finite_array("X2", X2, ndim=(1, 2))
+        B = B[:, None] if B.ndim == 1 else B
+        for name, arr in (("X1", A), ("X2", B)):
+            if arr.shape[1] != d:
+                raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
+        lam = nonnegative("cutoff", cutoff)
+        choice("prescription", prescription, ("removed", "prior"))
+        if inputs == "broad":
+            sx = None
+        elif isinstance(inputs, tuple) and len(inputs) == 2 and inputs[0] == "gaussian":
+            sx = positive("inputs", inputs[1])
+        else:
+            raise InvalidArgument("inputs", f"expected 'broad' or ('gaussian', s_x), got {inputs!r}")
+        scale = positive("observations", observations) / (positive("width", width) * positive("noise", noise) ** 2)
+        fr = self.frequencies
+        upper = float(fr.radius) if fr.radius != sp.oo else 14.0 * math.sqrt(float(fr.gaussian_variance))
+        dens = codegen.lambdify(self.spectral_density, [P], "numpy")
+        s2 = codegen.lambdify(self.readout_scale ** 2, [P], "numpy")
+        measure = float(sphere_area(d) / (2 * sp.pi) ** d)
+
+        def level(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(2q - 1, g): the neuron is stiff iff g cos 2c >= 2q - 1."""
+            q = lam / (scale * np.asarray(s2(p), float))
+            return 2 * q - 1, (np.zeros_like(q) if sx is None else np.exp(-2 * p ** 2 * sx ** 2))
+
+        def alpha(p: float) -> float:
+            if prescription == "prior":
+                return math.pi
+            u, g = level(np.asarray(p, float))
+            if u >= g:
+                return 0.0
+            if u <= -g:
+                return math.pi
+            return float(np.arccos(u / g))
+        breaks: tuple[float, ...] = ()
+        if prescription == "removed":
+            breaks = tuple(sorted(set(_level_crossings(lambda p: np.subtract(*level(p)), upper, geometric=True))
+                                  | set(_level_crossings(lambda p: np.add(*level(p)), upper, geometric=True))))
+
+        def radial(f: Callable[[float], float]) -> float:
+            return quad(f, 0.0, upper, points=breaks or None, limit=400, epsabs=1e-13, epsrel=1e-12)[0]
+        out = np.empty((A.shape[0], B.shape[0]))
+        cache: dict[tuple[float, float], float] = {}
+        for i, x in enumerate(A):
+            for j, y in enumerate(B):
+                rm, rp = float(np.linalg.norm(x - y)), float(np.linalg.norm(x + y))
+                key = (rm, rp if sx is not None and prescription == "removed" else 0.0)
+                if key not in cache:
+                    def f(p: float) -> float:
+                        al = alpha(p)
+                        val = al * float(_angular_numpy(p * rm, d))
+                        if sx is not None and prescription == "removed":
+                            val += math.sin(al) * float(_angular_numpy(p * rp, d))
+                        return p ** (d - 1) * float(dens(p)) * val / math.pi
+                    cache[key] = measure * radial(f)
+                out[i, j] = cache[key]
+        return float(self.sigma_bias) ** 2 + out
+
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, X: Any, members: int, width: int, seed: int = 0, **kw: Any) -> np.ndarray:
         """Shorthand for :func:`sample_cosnet` (``self`` as the architecture)."""
@@ -574,18 +660,23 @@ def _radial_quadrature(r: np.ndarray, upper: float, f: Callable[[np.ndarray, np.
     return total.reshape(shape)
 
 
-def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: int = 4097) -> tuple[float, ...]:
+def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: int = 4097,
+                     geometric: bool = False) -> tuple[float, ...]:
     """Zeros of g on (0, upper) (where an information shell cuts the radial integrand), located on a grid
+    (``geometric``: also a geometric grid down to 1e-9 upper, for crossings crowding at p = 0)
     and refined by vectorized bisection, so that quadrature panels break exactly at the shell."""
     p = np.linspace(0.0, upper, grid)[1:]
+    if geometric:
+        p = np.unique(np.concatenate([p, np.geomspace(1e-9 * upper, upper, grid)]))
     v = g(p)
+    exact = p[v == 0]  # a zero on the grid itself (e.g. a shell at a round momentum) is a crossing too
     idx = np.nonzero(np.sign(v[:-1]) * np.sign(v[1:]) < 0)[0]
     lo, hi = p[idx], p[idx + 1]
     for _ in range(60):
         mid = (lo + hi) / 2
         left = np.sign(g(mid)) == np.sign(g(lo))
         lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
-    return tuple(float(x) for x in (lo + hi) / 2)
+    return tuple(sorted(float(x) for x in (*((lo + hi) / 2), *exact)))
 
 
 def _radial_mpmath(r: Any, upper: Any, f: Callable[[Any, Any], Any], breaks: tuple = ()) -> Any:
