@@ -12,6 +12,7 @@ import sympy as sp
 from symbrg.core.checks import integer, positive
 from symbrg.core.errors import InvalidArgument, UnknownName
 from symbrg.core.parsing import parse_expression, parse_list
+from symbrg.core.symbols import symbol, symbols
 
 MODELS = ("gaussian-regression", "gp", "normal")
 #: Named kernels k(x, x') in the symbols x, x' (``nngp:<activation>[:depth]`` goes to symbrg.mlp).
@@ -89,7 +90,7 @@ def _derive(ns: argparse.Namespace):
         mu, s = sp.Symbol("mu", real=True), sp.Symbol("s", positive=True)
         return fisher.gaussian_family([mu], [[s]], [mu, s], name="normal")
     if ns.model == "gaussian-regression":
-        x = sp.Symbol("x", real=True)
+        x = symbol("x")
         f = _symbols(ns.f, "f")
         sigma = _symbols(ns.sigma, "sigma")
         pool = (f.free_symbols | sigma.free_symbols) - {x}
@@ -111,13 +112,13 @@ def _derive(ns: argparse.Namespace):
         if len(rest) > 1 or not (depth.isascii() and depth.isdigit()):
             raise InvalidArgument("kernel", f"expected nngp:<activation>[:depth] with an integer depth, "
                                             f"got {ns.kernel!r}")
-        sw, sb = sp.symbols("sigma_w sigma_b", positive=True)
+        sw, sb = symbols("sigma_w sigma_b")
         arch = symbrg.mlp(act, integer("kernel", int(depth), minimum=1), sw, sb)
         pool = {sw, sb}
         params = _by_name(ns.params, pool, "params") if ns.params else [sw, sb]
         # the NNGP closed form is large: its identity check would dominate, so it is left to the tests
         return fisher.gaussian_process(arch, points, params, noise_var=noise, name="nngp-gp", verify=False)
-    x, xp = sp.Symbol("x", real=True), sp.Symbol("xp", real=True)
+    x, xp = symbol("x"), sp.Symbol("xp", real=True)
     k = _symbols(KERNELS.get(ns.kernel, ns.kernel), "kernel")
     pool = k.free_symbols - {x, xp}
     params = _by_name(ns.params, pool, "params") if ns.params else sorted(pool, key=str)

@@ -304,7 +304,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
     cF = FISHER_SCALE
 
     # -- 1. the architecture and its field theory -------------------------------------------------
-    c = sp.Symbol("c", real=True)
+    c = symbol("c")
     phase_avg = sp.Integral(sp.cos(U + c) * sp.cos(V_ + c), (c, -sp.pi, sp.pi)) / (2 * sp.pi)
     add(sp.Eq(phase_avg, sp.cos(U - V_) / 2),
             "uniform phase: $\\mathbb E_c[\\cos(b\\cdot x+c)\\cos(b\\cdot y+c)] = \\frac12\\cos(b\\cdot(x-y))$ "
@@ -326,7 +326,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
             uses=("eq:spectral",))
 
     # -- 2. information shells are momentum shells ------------------------------------------------
-    z, u = sp.Symbol("z", real=True), sp.Symbol("u", real=True)
+    z, u = sp.Symbol("z", real=True), symbol("u")
     trig = sp.Rational(1, 2) + (sp.cos(2 * z) * sp.cos(2 * PHASE) - sp.sin(2 * z) * sp.sin(2 * PHASE)) / 2
     normal = sp.exp(-u ** 2 / 2) / sp.sqrt(2 * sp.pi)
     cos2 = sp.Integral(sp.expand(trig.subs(z, P * SX * u) * normal), (u, -sp.oo, sp.oo))

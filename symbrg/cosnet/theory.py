@@ -274,7 +274,7 @@ class CosNet:
     def dual_action(self) -> DualAction:
         r"""Read off :math:`\Gamma^{(2)} = 1/S(p)`, the UV cutoff, :math:`Z` and :math:`m^2` (see :class:`DualAction`)."""
         inv = sp.simplify(1 / self.spectral_density)
-        q = sp.Symbol("q", positive=True)  # q = p^2
+        q = symbol("q")  # q = p^2
         g = sp.simplify(inv.subs(P, sp.sqrt(q)))
         Z = sp.simplify(sp.diff(g, q).subs(q, 0))
         m2 = sp.simplify(g.subs(q, 0) / Z)
@@ -750,7 +750,7 @@ def momentum_cutoff_expr() -> sp.Expr:
     r""":math:`k(\Lambda)^2`, solved symbolically from :math:`I(k) = \Lambda` with the generalized cos-net's
     phase-averaged readout Fisher: :math:`k^2 = \frac{T}{2N\sigma_\epsilon^2\Lambda}-m^2`."""
     fisher = generalized_cosnet(1, R, M).fisher_readout()
-    q = sp.Symbol("q", positive=True)
+    q = symbol("q")
     sol = sp.solve(sp.Eq(fisher.subs(P, sp.sqrt(q)), LAM), q)
     return sp.simplify(sol[0])
 
@@ -820,7 +820,7 @@ def posterior_mass2_expr() -> sp.Expr:
     r""":math:`m_*^2 = m^2 + \sigma^2 n/\sigma_\epsilon^2`, solved from the continuum GP posterior
     :math:`G_*^{-1}(p) = G^{-1}(p) + n/\sigma_\epsilon^2` with :math:`G = \sigma^2/(p^2+m^2)`: the :math:`p^2`
     coefficient is unchanged and the constant term is the new mass (training = a mass-type shift)."""
-    q = sp.Symbol("q", positive=True)
+    q = symbol("q")
     ginv = sp.expand((q + M ** 2) / SIGMA ** 2 + DATA_DENSITY / NOISE ** 2)
     return sp.simplify(ginv.coeff(q, 0) / ginv.coeff(q, 1))
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 from symbrg.core import checks
 from symbrg.core.derivation import Derivation
 from symbrg.core.errors import InvalidArgument, OutputExists, Unsupported
+from symbrg.core.symbols import symbol
 from symbrg.gaussian.activations import DOCUMENTED
 
 __all__ = ["Entry", "LIBRARY", "EXTENSIONS", "available", "names", "build", "kernel_map",
@@ -154,7 +155,7 @@ def _quadrature_errors(spec: str) -> tuple[float, float, float]:
     from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
     act = make(spec)
     closed = _without_nodes(expectation(act).explicit())
-    q = sp.Symbol("q", positive=True)
+    q = symbol("q")
     phi = lambdify(act.expr, [X], "mpmath", dps=_QUAD_DPS)
     f_diag = lambdify(closed.xreplace({Q11: q, Q12: q, Q22: q}), [q], "mpmath", dps=_QUAD_DPS)
     f_zero = lambdify(closed.subs(Q12, 0), [Q11, Q22], "mpmath", dps=_QUAD_DPS)
@@ -201,7 +202,7 @@ def _kernel_checks(act: Any, kind: str, rule_label: str) -> list[tuple]:
                     "engine evaluates the left-hand side by a numerically stable rearrangement, "
                     "checked here against this expression.", _node_check(e.expr, closed)))
     if e.method == "exact" and not act.random_phase:
-        q = sp.Symbol("q", positive=True)
+        q = symbol("q")
         diag = closed.xreplace({Q11: q, Q12: q, Q22: q})
         zero = closed.subs(Q12, 0)
         worst_d, worst_z, tol = _quadrature_errors(act.name)
@@ -259,7 +260,7 @@ def fisher_neuron() -> Derivation:
     import sympy as sp
     from symbrg.information.fisher import gaussian_regression
     a, b, x = sp.symbols("a b x", real=True)
-    return gaussian_regression(a * sp.tanh(b * x), [a, b], x, sigma=sp.Symbol("sigma", positive=True),
+    return gaussian_regression(a * sp.tanh(b * x), [a, b], x, sigma=symbol("sigma"),
                                data=[-1, sp.Rational(1, 2), 2], name="tanh-neuron").derivation
 
 
@@ -267,7 +268,7 @@ def fisher_bernoulli() -> Derivation:
     r"""Fisher metric of the Bernoulli family in its mean :math:`p`: :math:`1/(p(1-p))`."""
     import sympy as sp
     from symbrg.information.fisher import exponential_family
-    eta, p = sp.Symbol("eta", real=True), sp.Symbol("p", positive=True)
+    eta, p = sp.Symbol("eta", real=True), symbol("p")
     return exponential_family(sp.log(1 + sp.exp(eta)), [eta], parameters=[p],
                               natural_of={eta: sp.log(p / (1 - p))}, name="bernoulli").derivation
 

@@ -1122,7 +1122,7 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
                    r"For $(u, v)\sim\mathcal N(0, \Sigma)$ with $\Sigma = \begin{pmatrix}q_{11}&q_{12}\\"
                    r"q_{12}&q_{22}\end{pmatrix}$ and $\Delta = q_{11}q_{22} - q_{12}^2$.",
                    name=f"gaussian-{tag}")
-    u, v = sp.symbols("u v", real=True)
+    u, v = symbols("u v")
     fe = (fa.derivative_expr if derivative else fa.expr).subs(X, u)
     ge = (ga.derivative_expr if derivative else ga.expr).subs(X, v)
     density = sp.exp(-(Q22 * u ** 2 - 2 * Q12 * u * v + Q11 * v ** 2) / (2 * GramDet(Q11, Q12, Q22))) \

@@ -521,7 +521,7 @@ class Architecture:
         dense, act = self._uniform()
         b = _Builder()
         sw, sb = b.parameter("sigma_w", dense.sigma_w), b.parameter("sigma_b", dense.sigma_b)
-        q, c = sp.Symbol("q", positive=True), sp.Symbol("c", real=True)
+        q, c = symbols("q c")
         e = expectation(act.activation, tol=act.tol).expr
         de = expectation(act.activation, derivative=True, tol=act.tol).expr
         diag = {Q11: q, Q22: q, Q12: q}
@@ -541,7 +541,7 @@ class Architecture:
         from symbrg.core.errors import ConvergenceError
         q0 = checks.positive("q0", q0)
         dps = _digits("dps", dps)
-        q = sp.Symbol("q", positive=True)
+        q = symbol("q")
         vmap = self.maps()["variance"].xreplace({s: v for s, v in self.values.items() if v is not None})
         f64 = lambdify(vmap, [q])
         x = float(q0)
@@ -566,7 +566,7 @@ class Architecture:
         r""":math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt{q^*} z)^2]` at the fixed point."""
         from symbrg.core.codegen import lambdify
         dps = _digits("dps", dps)
-        q = sp.Symbol("q", positive=True)
+        q = symbol("q")
         expr = self.maps()["chi1"].xreplace({s: v for s, v in self.values.items() if v is not None})
         return float(lambdify(expr, [q], "mpmath", dps=dps)(self.fixed_point(dps=dps)))
 

@@ -803,9 +803,9 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
     kf = sp.Function("K")
     red = sp.factor(sp.simplify(KAPPA - var_p))
     k_ = sp.Symbol("k")
-    d.step((sp.Eq(sp.Function(r"m_\Lambda")(x), sp.Sum(psi(x) * mean_p, (k_, 1, sp.Symbol("T")))),
+    d.step((sp.Eq(sp.Function(r"m_\Lambda")(x), sp.Sum(psi(x) * mean_p, (k_, 1, symbol("T")))),
             sp.Eq(sp.Function(r"\Sigma_\Lambda")(x, xp),
-                  kf(x, xp) - sp.Sum(psi(x) * psi(xp) * red, (k_, 1, sp.Symbol("T"))))),
+                  kf(x, xp) - sp.Sum(psi(x) * psi(xp) * red, (k_, 1, symbol("T"))))),
            "The predictive GP at any inputs, $\\psi_k(x) = K(x,X)e_k/\\kappa_k$ (Nystr\\\"om); the kernel "
            "of any depth and activation enters only through $K(x,X)$ and $(\\kappa_k, e_k)$. "
            "$\\Lambda\\to0$ gives the GP posterior, $\\Lambda > \\kappa_{\\max}/\\sigma^2$ the prior GP.",

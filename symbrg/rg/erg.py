@@ -266,7 +266,7 @@ def toy_derivation() -> Derivation:
     :math:`dg/dD = -g^2`, and the exact Gaussian convolution that produces it."""
     g0 = sp.Symbol("g0", positive=True)
     Dv = sp.Symbol("D", nonnegative=True)
-    x = sp.Symbol("x", real=True)
+    x = symbol("x")
     g = toy_solution(g0, Dv)
     c = sp.log(1 + g0 * Dv) / 2
     dv = Derivation("Polchinski flow in zero dimensions",

@@ -36,6 +36,7 @@ import sympy as sp
 from symbrg.core.checks import finite_array, matching, nonnegative, psd_matrix
 from symbrg.core.derivation import Derivation, check_identity
 from symbrg.core.errors import InvalidArgument, NotPositiveDefinite, Unsupported
+from symbrg.core.symbols import symbol
 
 __all__ = ["GaussianState", "as_gaussian", "training_flow", "training_flow_derivation",
            "orthonormal_span"]
@@ -271,7 +272,7 @@ def training_flow_derivation() -> Derivation:
                                        Df / 2 * (sp.diff(logf, f, 2) + sp.diff(logf, f) ** 2), domain=dom_f),
            uses=("eq:train-heat",), cites=("BKS23",))
     phi = sp.Matrix(2, 3, sp.symbols("h_11 h_12 h_13 h_21 h_22 h_23", real=True))
-    s2 = sp.Symbol("sigma", positive=True) ** 2
+    s2 = symbol("sigma") ** 2
     gram = phi * phi.T
     gram_inv = gram.inv()
     # I^+ = sigma^2 Phi^T G^-2 Phi (G = Phi Phi^T, full row rank).  By associativity both the Penrose
