@@ -66,6 +66,7 @@ class Identity:
     justification: str
     evaluate: Callable[[dict], tuple[Any, Any]]
     region: str = "all"          # where p is drawn: all, stiff (p < k), sloppy (p > k)
+    cites: tuple[str, ...] = ()
     symbolic: Callable[[], bool] | None = None
     tolerance: float = 1e-18     # relative
 
@@ -87,7 +88,7 @@ class Certificate:
     def document(self) -> Derivation:
         """The derivation with a closing remark listing the mutations and what each falsified."""
         if self.mutations and not any(s.label == "rem:mutations" for s in self.derivation.steps):
-            lines = "; ".join(f"\\texttt{{{m['name']}}} ({m['description']}): falsifies "
+            lines = "; ".join(f"\\texttt{{{m['name']}}} (\\texttt{{\\detokenize{{{m['description']}}}}}): falsifies "
                               + (", ".join(m["falsified"]) or "NOTHING") for m in self.mutations)
             vac = (" Vacuous (falsified by no mutation): " + ", ".join(self.vacuous) + ".") if self.vacuous else ""
             self.derivation.step(sp.Eq(sp.Symbol(r"\#\,\mathrm{mutations\ refused}"),
@@ -210,7 +211,7 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
                  ev(w, Kz)),
         Identity("two-point", sp.Eq(sp.Function(r"V_\Lambda")(P), sp.Function("C_{k(\\Lambda)}")(P)),
                  "stiff-sector two-point function (BRG) = Polchinski covariance (ERG) at $k(\\Lambda)$",
-                 ev(V, C)),
+                 ev(V, C), cites=("HKMS2024", "Polchinski1984")),
         Identity("two-point-flow", sp.Eq(sp.Symbol(r"\Lambda\partial_\Lambda V_\Lambda(p)"),
                                          sp.Symbol(r"(\Lambda k'(\Lambda))\,\partial_kC_k(p)")),
                  "the flows of the two-point function as functions of $(p,\\Lambda)$: BRG differentiated in "
@@ -227,19 +228,19 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
                  "included) solves the ERG engine's Polchinski equation with the ERG covariance $C_{k(\\Lambda)}$, "
                  "RG time $\\ln\\Lambda$",
                  ev(generic(es.polchinski_residual(bs.dual_action(PHI), PHI, C, LAM)), sp.S.Zero),
-                 region="stiff" if compact else "all"),
+                 region="stiff" if compact else "all", cites=("Polchinski1984",)),
         Identity("wetterich-propagator", sp.Eq(sp.Symbol(r"S(p)-V_\Lambda(p)"),
                                                sp.Symbol(r"(\Gamma^{(2)}+R_{k(\Lambda)})^{-1}")),
                  "the field of the removed neurons is the Wetterich sector: its two-point function is the "
                  "IR-regulated propagator with the engine's $R_k = Zs^2r(z)$"
                  + (" (sharp: the $R_k\\to\\infty$ limit)" if regulator == "sharp" else ""),
-                 ev(bs.removed_variance(), es.wetterich_propagator(KCUT).subs(at))),
+                 ev(bs.removed_variance(), es.wetterich_propagator(KCUT).subs(at)), cites=("Wetterich1993", "Morris1994")),
         Identity("wetterich-vacuum", sp.Eq(sp.Symbol(r"-\Lambda\partial_\Lambda\tfrac12\ln(2\pi(S-V_\Lambda))"),
                                            sp.Symbol(r"(\Lambda k')\,\partial_k\Omega_k")),
                  "the free energy of the removed sector flows as the Wetterich vacuum term "
                  "$\\partial_k\\Omega_k = \\frac12\\partial_kR_k/(\\Gamma^{(2)}+R_k)$",
                  ev(generic(flow(bs.removed_free_energy())), generic(lam_dk * es.wetterich_vacuum_flow(KCUT).subs(at))),
-                 region="sloppy" if regulator == "sharp" else "all"),
+                 region="sloppy" if regulator == "sharp" else "all", cites=("Wetterich1993",)),
     ]
     if regulator == "sharp":  # the R_k -> oo limit has no vacuum flow off the shell: nothing to compare
         out = [i for i in out if i.name != "wetterich-vacuum"]
@@ -351,7 +352,8 @@ def certify(dim: Any = 3, regulator: str = "sharp", *, points: int = 4, mutate: 
                     "standard exponential one only at $m = 0$. Every identity is evaluated at random points "
                     "at 30 digits; every named mutation must falsify at least one.", name="cosnet-erg")
     for ident, ver in results:
-        dv.step(ident.statement, ident.justification.rstrip(".") + ".", f"eq:{ident.name}", verification=ver)
+        dv.step(ident.statement, ident.justification.rstrip(".") + ".", f"eq:{ident.name}", verification=ver,
+                cites=ident.cites)
     dv.step(sp.Eq(sp.Symbol(r"\sup_c|\mathbb E_x\cos^2(b\cdot x+c)-\tfrac12|/\tfrac12"),
                   sp.exp(-2 * P ** 2 * SX ** 2)),
             "assumption: broad inputs. For $x\\sim\\mathcal N(0,s_x^2)$ the Fisher of the neuron $(b, c)$ depends "

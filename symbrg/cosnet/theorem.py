@@ -272,7 +272,9 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     d = _dim(dim)
     if d != D:
         DIM.check("dim", d, cost="about 2 s")
-    return certify(d, regulator, points=points, mutate=mutate).document()
+    dv = certify(d, regulator, points=points, mutate=mutate).document()
+    dv.references.update(REFERENCES)
+    return dv
 
 
 def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int = 6,
