@@ -13,6 +13,7 @@ from symbrg.rg.erg import (  # noqa: F401
     gaussian_mode_flow, canonical, toy_solution, toy_derivation, gaussian_modes_derivation, wilson_shell,
     wilson_shell_derivation, polchinski_derivation, wetterich_lpa, wetterich_derivation, free_theory_derivation, REFERENCES,
 )
+from symbrg.rg.free_scalar import FreeScalar, radial_trace  # noqa: F401
 from symbrg.rg.lpa import (  # noqa: F401
     LPATruncation, FixedPoint, lpa_truncation, fixed_point, convergence_table, gaussian_fixed_point,
     polynomial_couplings, potential_flow, compare_regulators, dimensionless_flow, anomalous_dimension, lpa_derivation,
