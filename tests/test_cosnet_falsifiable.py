@@ -160,3 +160,42 @@ def test_brg_kernel_broad_limit_and_prescriptions():
         net.brg_kernel(X, None, LAM_, inputs=("uniform", 1.0))
     with pytest.raises(InvalidArgument, match="prescription"):
         net.brg_kernel(X, None, LAM_, prescription="jeffreys")
+
+
+# ---------------------------------------------------------------------------------- the ERG side alone
+def _free_scalar(name):
+    import sympy as sp
+    from symbrg.rg.free_scalar import FreeScalar
+    from symbrg.rg.regulators import regulator
+    p, m, k, R, s = sp.symbols("p m k R sigma", positive=True)
+    return FreeScalar((p ** 2 + m ** 2) / s ** 2, p, m ** 2, R, regulator(name)), (p, m, k, s)
+
+
+@pytest.mark.parametrize("name", ["litim", "exponential"])
+def test_spectrally_adjusted_regulator_is_standard_litim_not_exponential(name):
+    """R_k = Z(k^2+m^2) r((p^2+m^2)/(k^2+m^2)): Litim's for every m; the exponential's only at m = 0."""
+    fs, (p, m, k, s) = _free_scalar(name)
+    diff = fs.ir_regulator(k) - fs.standard_regulator(k)
+    rng = np.random.default_rng(1)
+    vals = [abs(float(diff.subs({p: a, m: b, k: c, s: 1.3})))
+            for a, b, c in rng.uniform([0.1, 0.2, 0.5], [3, 1.5, 3], size=(8, 3))]
+    massless = [abs(float(diff.subs({p: a, m: 0, k: c, s: 1.3}))) for a, c in rng.uniform([0.1, 0.5], [3, 3], (8, 2))]
+    assert max(massless) < 1e-14
+    assert (max(vals) < 1e-14) if name == "litim" else (min(vals) > 1e-6)
+
+
+def test_normalized_polchinski_equation_is_not_vacuous():
+    """The Wilsonian action with its vacuum term solves the normalized Polchinski equation; a wrong vacuum
+    term, or a covariance that is not the ERG one, does not."""
+    import sympy as sp
+    fs, (p, m, k, s) = _free_scalar("exponential")
+    phi = sp.Symbol("phi", real=True)
+    C = fs.covariance(k)
+    point = {p: 0.7, m: 0.4, k: 1.9, s: 1.1, phi: 0.8}
+    assert abs(float(fs.polchinski_residual(fs.wilsonian_action(phi, k), phi, C, k).subs(point))) < 1e-13
+    wrong_vacuum = phi ** 2 / (2 * C) + sp.log(C)
+    assert abs(float(fs.polchinski_residual(wrong_vacuum, phi, C, k).subs(point))) > 1e-3
+    other = fs.wilsonian_action(phi, k).subs(k, 2 * k)
+    assert abs(float(fs.polchinski_residual(other, phi, C, k).subs(point))) > 1e-3
+    with pytest.raises(InvalidArgument, match="regulator"):
+        type(fs)(fs.inverse_propagator, p, m ** 2, 4, "litim")
