@@ -64,7 +64,7 @@ def test_no_public_module_symbol_disagrees_with_the_registry() -> None:
     bad = [f"{m.__name__}.{attr} = {value!r} {value.assumptions0}"
            for m in _modules() for attr, value in vars(m).items()
            if not attr.startswith("_") and isinstance(value, sp.Symbol) and value.name in SYMBOLS
-           and value is not symbol(value.name)]
+           and value != symbol(value.name)]
     assert bad == []
 
 
