@@ -823,8 +823,7 @@ def to_python(d: Derivation) -> str:
     if "_erf(" in src:
         head.insert(-1, "from symbrg.core.special import numpy_erf as _erf")
     for cls in _numeric_functions(program):
-        head.insert(-1, f"from {cls.__module__} import {cls.__name__}")
-        head.insert(-1, f"_nf_{cls.__name__} = {cls.__name__}.numpy_impl")
+        head.insert(-1, f"from {cls.__module__} import {cls.__name__}")   # code calls Name.numpy_impl
     lines = []
     for line in head:
         lines += textwrap.wrap(line, 99, break_long_words=False, break_on_hyphens=False) or [""]
