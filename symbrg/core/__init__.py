@@ -1,5 +1,5 @@
-"""The core: errors and argument checks, work limits, the safe expression parser, special functions,
-the code generator and the derivation data model with its identity verifier.
+"""The core: errors and argument checks, work limits, the safe expression parser, the symbol registry,
+special functions, the code generator, the identity verifier and the derivation data model.
 
 Everything else in symbrg imports from here; nothing here imports from another symbrg subpackage.
 """
@@ -36,4 +36,7 @@ from symbrg.core.printing import (  # noqa: F401
 )
 from symbrg.core.special import (  # noqa: F401
     numpy_erf, NumericFunction, GramDet, ArcCosKernel, arccos_angular,
+)
+from symbrg.core.symbols import (  # noqa: F401
+    SYMBOLS, SymbolInfo, symbol, symbols,
 )
