@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -36,7 +37,7 @@ from symbrg.core import checks
 from symbrg.core.errors import InvalidArgument, UnknownName
 from symbrg.core.parsing import as_expression
 
-__all__ = ["Program", "Workspace", "lambdify", "BACKENDS", "is_numeric", "numpy_erf"]
+__all__ = ["BACKENDS", "Program", "Workspace", "is_numeric", "lambdify", "numpy_erf"]
 
 BACKENDS = ("numpy", "mpmath")
 
@@ -61,16 +62,16 @@ def is_numeric(e: sp.Basic) -> bool:
 class _NumPy(NumPyPrinter):
     """NumPy printer for generated programs (numeric nodes print themselves: ``_numpycode``)."""
 
-    def _print_erf(self, expr):  # noqa: N802 - NumPy has no erf
+    def _print_erf(self, expr):
         return f"_erf({self._print(expr.args[0])})"
 
-    def _print_Max(self, expr):  # noqa: N802 - elementwise, broadcasting
+    def _print_Max(self, expr):
         return _fold("numpy.maximum", [self._print(a) for a in expr.args])
 
-    def _print_Min(self, expr):  # noqa: N802
+    def _print_Min(self, expr):
         return _fold("numpy.minimum", [self._print(a) for a in expr.args])
 
-    def _print_Heaviside(self, expr):  # noqa: N802 - Θ(0) as the expression says (default 1/2)
+    def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
         return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(h0))})"
 
@@ -78,18 +79,18 @@ class _NumPy(NumPyPrinter):
 class _Mpmath(MpmathPrinter):
     """mpmath printer for generated programs (numeric nodes print themselves: ``_mpmathcode``)."""
 
-    def _print_Heaviside(self, expr):  # noqa: N802
+    def _print_Heaviside(self, expr):
         h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
         x = self._print(expr.args[0])
         return f"(mpmath.mpf(1) if {x} > 0 else (mpmath.mpf(0) if {x} < 0 else {self._print(h0)}))"
 
-    def _print_Max(self, expr):  # noqa: N802
+    def _print_Max(self, expr):
         return f"max({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_Min(self, expr):  # noqa: N802
+    def _print_Min(self, expr):
         return f"min({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_sign(self, expr):  # noqa: N802
+    def _print_sign(self, expr):
         return f"mpmath.sign({self._print(expr.args[0])})"
 
 
@@ -165,7 +166,7 @@ class Program:
         rows = [f"{sp.latex(s)} &= {sp.latex(e)}" for s, e in self.assignments]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
-    def subs(self, values: "dict[sp.Symbol | str, sp.Expr | float]") -> "Program":
+    def subs(self, values: dict[sp.Symbol | str, sp.Expr | float]) -> Program:
         """Substitute values for inputs everywhere (inputs that receive a value are dropped).
 
         Keys are inputs given as symbols or names, matched by name (:meth:`input_symbols`); values
@@ -182,7 +183,7 @@ class Program:
                        tuple(o.xreplace(vals) for o in self.outputs), self.name)
 
     def partition(self, row: Sequence[sp.Symbol], col: Sequence[sp.Symbol],
-                  pair: Sequence[sp.Symbol]) -> tuple["Program", "Program", "Program"]:
+                  pair: Sequence[sp.Symbol]) -> tuple[Program, Program, Program]:
         r"""Split a two-point program into per-row, per-column and per-pair stages.
 
         Inputs not listed in ``row``, ``col`` or ``pair`` are constants (hyperparameters) and are
@@ -202,7 +203,7 @@ class Program:
             self._cache[key] = self._partition(set(row), set(col), set(pair))
         return self._cache[key]
 
-    def _partition(self, row: set, col: set, pair: set) -> tuple["Program", "Program", "Program"]:
+    def _partition(self, row: set, col: set, pair: set) -> tuple[Program, Program, Program]:
         const = [i for i in self.inputs if i not in row | col | pair]
         klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
                                                 {"p"} if i in pair else set()) for i in self.inputs}
@@ -264,7 +265,7 @@ class Program:
 
     # ---------------------------------------------------------- differentiation
     def input_symbols(self, argument: str,
-                      given: "sp.Symbol | str | Iterable[sp.Symbol | str]") -> tuple[sp.Symbol, ...]:
+                      given: sp.Symbol | str | Iterable[sp.Symbol | str]) -> tuple[sp.Symbol, ...]:
         """The inputs meant by ``given`` (symbols or names), matched by name, not by sympy identity.
 
         A user's ``Symbol('sigma_w')`` differs from the program's ``Symbol('sigma_w', nonnegative=True)``;
@@ -273,7 +274,7 @@ class Program:
         """
         return checks.resolve_symbols(argument, given, self.inputs, what="the program's symbols")
 
-    def diff(self, wrt: "sp.Symbol | str", name: str | None = None) -> "Program":
+    def diff(self, wrt: sp.Symbol | str, name: str | None = None) -> Program:
         r"""Forward-mode derivative of every output with respect to the input ``wrt`` (a symbol or
         its name, matched by name: :meth:`input_symbols`).
 
@@ -454,7 +455,7 @@ class Workspace:
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
         self._buffers: dict[tuple[Any, Any], np.ndarray] = {}
         self._views: dict[tuple[Any, Any], np.ndarray] = {}
-        self._children: dict[Any, "Workspace"] = {}
+        self._children: dict[Any, Workspace] = {}
         self._shape: tuple[int, ...] = ()
         self.shape = shape
 
@@ -482,7 +483,7 @@ class Workspace:
             view = self._views[slot] = buf[:size].reshape(self._shape)
         return view
 
-    def child(self, key: Any) -> "Workspace":
+    def child(self, key: Any) -> Workspace:
         """A nested workspace of the same shape, for a callee's own temporaries."""
         ws = self._children.get(key)
         if ws is None:
@@ -642,7 +643,7 @@ def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
         repl, reduced = se.cse([se.sympify(e) for e in exprs])
         back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
         red = [sp.sympify(r) for r in reduced]
-        kinds = lambda es: sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))  # noqa: E731
+        kinds = lambda es: sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))
         if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
             raise TypeError("function atoms changed in the round trip")
         rename = {a: sp.Symbol(f"t{next(counter)}") for a, _ in back}
@@ -704,7 +705,7 @@ def _with_dps(fn: Callable, dps: int | None) -> Callable:
     return at_precision
 
 
-def lambdify(exprs: "sp.Expr | Sequence[sp.Expr]", symbols: Iterable[sp.Symbol],
+def lambdify(exprs: sp.Expr | Sequence[sp.Expr], symbols: Iterable[sp.Symbol],
              backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
     """Compile plain expression(s) of ``symbols`` (CSE, NumericFunction aware).
 

@@ -21,8 +21,8 @@ worst error against the tolerance, and whether the identity is verified.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 
 import mpmath
 import sympy as sp
@@ -30,7 +30,7 @@ import sympy as sp
 from symbrg.core.errors import InvalidArgument
 from symbrg.core.parsing import as_expression
 
-__all__ = ["Verification", "verify", "check_identity", "residual", "generic_functions", "simplifies_to_zero"]
+__all__ = ["Verification", "check_identity", "generic_functions", "residual", "simplifies_to_zero", "verify"]
 
 Domain = Mapping[sp.Symbol, "tuple[float, float]"]
 
@@ -84,7 +84,7 @@ class Verification:
 def residual(lhs: object, rhs: object = None) -> sp.Expr:
     """:math:`r = \\mathrm{lhs} - \\mathrm{rhs}` (``lhs.lhs - lhs.rhs`` for an ``Eq``; ``rhs`` None: 0)."""
     if isinstance(lhs, sp.Equality):
-        lhs, rhs = lhs.lhs, lhs.rhs
+        lhs, rhs = lhs.args
     return as_expression(lhs, "lhs") - as_expression(rhs if rhs is not None else 0, "rhs")
 
 
@@ -111,7 +111,7 @@ def simplifies_to_zero(r: sp.Expr) -> bool:
     """The default symbolic test: ``sympy.simplify(r.doit()) == 0`` (False when simplification fails)."""
     try:
         return sp.simplify(r.doit()) == 0
-    except Exception:  # simplification is a heuristic; the numeric check still stands
+    except Exception:  # noqa: BLE001 - simplification is a heuristic; the numeric check still stands
         return False
 
 
@@ -153,7 +153,7 @@ def verify(lhs: object, rhs: object = None, *, domain: Domain | None = None, poi
                 worst = max(worst, err) if mpmath.isfinite(err) else mpmath.inf   # NaN fails too
                 try:
                     scale_worst = max(scale_worst, abs(mpmath.mpmathify(g(*args))))
-                except Exception:
+                except Exception:  # noqa: BLE001 - the magnitude is a scale only: 1 when it fails
                     scale_worst = max(scale_worst, mpmath.mpf(1))
                 n += 1
     tol = tolerance if tolerance is not None else float(10.0 ** (-(dps - 8)) * max(1.0, float(scale_worst)))

@@ -44,7 +44,7 @@ import sympy as sp
 
 from symbrg.core.codegen import Program, Workspace, numpy_erf
 
-__all__ = ["numpy_erf", "NumericFunction", "Implementations", "GramDet", "ArcCosKernel", "arccos_angular"]
+__all__ = ["ArcCosKernel", "GramDet", "Implementations", "NumericFunction", "arccos_angular", "numpy_erf"]
 
 
 class Implementations:
@@ -293,7 +293,7 @@ class ArcCosKernel(NumericFunction):
         return sp.expand(cls.normalization(m, n) * q11 ** sp.Rational(m, 2) * q22 ** sp.Rational(n, 2) * ang)
 
     @classmethod
-    def _numpy_parts(cls, m: int, n: int) -> "_ArcCosParts":
+    def _numpy_parts(cls, m: int, n: int) -> _ArcCosParts:
         key = (m, n)
         if key in _ARCCOS_CACHE:
             return _ARCCOS_CACHE[key]

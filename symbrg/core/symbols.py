@@ -15,14 +15,14 @@ import their symbols from here (``D = symbol("d")``).  An unknown name is refuse
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import sympy as sp
 
 from symbrg.core.errors import UnknownName
 
-__all__ = ["SymbolInfo", "SYMBOLS", "symbol", "symbols"]
+__all__ = ["SYMBOLS", "SymbolInfo", "symbol", "symbols"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ _TABLE: tuple[tuple[str, str, tuple, str], ...] = (
     ("m", "m", _POS, "mass"),
     ("m2", "m^{2}", _POS, "squared mass m^2"),
     ("k", "k", _POS, "momentum scale of coarse graining (ERG scale, cos-net momentum cutoff)"),
-    ("Lambda", r"\Lambda", _POS, "cutoff scale: the BRG information cutoff (a Fisher eigenvalue) and "
-                                 "the running scale of Polchinski's flow, which the theorem identifies"),
+    ("Lambda", r"\Lambda", _POS, ("cutoff scale: the BRG information cutoff (a Fisher eigenvalue) and "
+                                  "the running scale of Polchinski's flow, which the theorem identifies")),
     ("R", "R", _POS, "UV radius: the radius of the cos-net's frequency ball, Wilson's UV cutoff"),
     ("sigma", r"\sigma", _POS, "field normalization (G = sigma^2/(p^2+m^2)); BRG prior scale"),
     ("phi", r"\phi", _REAL, "field value"),
@@ -58,8 +58,8 @@ _TABLE: tuple[tuple[str, str, tuple, str], ...] = (
     ("eta", r"\eta", _NONE, "anomalous dimension"),
     ("w", "w", _NONE, "threshold-function argument w = U''/(Z k^2), the dimensionless mass"),
     ("y", "y", _POS, "argument y = p^2/k^2 of an IR regulator shape r(y)"),
-    ("z", "z", _NONNEG, "argument z = p^2/k^2 of a UV cutoff function K(z) (spectrally adjusted: "
-                        "(p^2+m^2)/(k^2+m^2))"),
+    ("z", "z", _NONNEG, ("argument z = p^2/k^2 of a UV cutoff function K(z) (spectrally adjusted: "
+                         "(p^2+m^2)/(k^2+m^2))")),
     # -- networks and kernels
     ("x", "x", _REAL, "pre-activation (an activation's argument)"),
     ("c", "c", _REAL, "correlation of two pre-activations; the cos-net neuron's phase"),
