@@ -15,7 +15,8 @@ Front door (each name is loaded from its module on first use)::
     symbrg.scalar_theory, symbrg.regulator, symbrg.wetterich_lpa       exact RG (symbrg.rg.erg, symbrg.rg.regulators)
     symbrg.generalized_cosnet, symbrg.cosnet_erg_certificate           the cos-net theorem (symbrg.cosnet.theory, symbrg.cosnet.theorem)
     symbrg.ensembles.networks, symbrg.train, symbrg.preset, symbrg.run_shell_experiment   ensembles (symbrg.ensembles.networks, ...)
-    symbrg.Derivation, symbrg.check_identity                           derivations (symbrg.core.derivation)
+    symbrg.Derivation                                                  derivations (symbrg.core.derivation)
+    symbrg.check_identity, symbrg.verify, symbrg.symbol                the identity verifier, the symbol registry (symbrg.core)
 """
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ _LAZY = {
     "kernels.architecture": ("mlp", "serial", "Dense", "Nonlinearity", "Architecture"),
     "gaussian.expectations": ("expectation", "register_activation"),
     "core.codegen": ("Program",),
-    "core.derivation": ("Derivation", "check_identity"),
+    "core.derivation": ("Derivation",),
+    "core.identities": ("check_identity", "verify", "Verification"),
+    "core.symbols": ("symbol",),
     "information.fisher": ("gaussian_regression", "gaussian_family", "gaussian_process", "exponential_family",
                "fisher_dense", "fisher_diagonal", "shell_split", "jeffreys_prior"),
     "rg.brg": ("coarse_grain", "nngp_flow", "predictive_flow"),
