@@ -16,7 +16,8 @@ Defining equations (one datum :math:`y = f(x) + \epsilon`, :math:`\epsilon\sim\m
            V_\Lambda(p) = w\big(I(p),\Lambda\big)\,S(p),
 
 the stiff-sector ("removed" prescription: :math:`a\to\sqrt w\,a`) variance of the field mode
-:math:`p`, with :math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\rho_1(p)s(p)^2` the network's spectral density.
+:math:`p` (the paper's prior-resampling prescription gives :math:`S(p)`: the same stiff field plus an
+independent field of the resampled neurons, :meth:`BRGSide.prior_variance`), with :math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\rho_1(p)s(p)^2` the network's spectral density.
 Its normalized dual action per mode is :math:`S^{\rm BRG}_\Lambda = \phi^2/(2V_\Lambda) + \tfrac12\ln(2\pi V_\Lambda)`
 (field-independent part included) and its removed sector carries :math:`S - V_\Lambda`.
 """
@@ -95,6 +96,16 @@ class BRGSide:
     def variance(self, cutoff: Any = LAM) -> sp.Expr:
         r""":math:`V_\Lambda(p) = w\,S(p)`: the stiff-sector two-point function of the mode :math:`p`."""
         return self.weight(cutoff) * self.spectral_density
+
+    def prior_variance(self, cutoff: Any = LAM) -> sp.Expr:
+        r"""The mode's variance under the paper's prescription (sloppy weights resampled from the prior), from
+        the BRG engine's :func:`~symbrg.rg.brg.coarse_grain_modes` with the untrained network
+        (:math:`\pi_* =` prior): the stiff field plus an independent field of the resampled neurons."""
+        if self.keep_all:
+            return self.spectral_density
+        mode = brg.coarse_grain_modes([self.fisher], cutoff, [0], [self.spectral_density], [0],
+                                      [self.spectral_density], prescription="prior", regulator=self.profile)[0]
+        return 1 / mode.precision
 
     def removed_variance(self, cutoff: Any = LAM) -> sp.Expr:
         r""":math:`S(p) - V_\Lambda(p)`: the two-point function of the field of the removed neurons."""

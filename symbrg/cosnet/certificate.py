@@ -241,6 +241,12 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
                  "$\\partial_k\\Omega_k = \\frac12\\partial_kR_k/(\\Gamma^{(2)}+R_k)$",
                  ev(generic(flow(bs.removed_free_energy())), generic(lam_dk * es.wetterich_vacuum_flow(KCUT).subs(at))),
                  region="sloppy" if regulator == "sharp" else "all", cites=("Wetterich1993",)),
+        Identity("prior-split", sp.Eq(sp.Symbol(r"V^{\rm prior}_\Lambda(p)"),
+                                      sp.Symbol(r"C_{k(\Lambda)}(p) + (\Gamma^{(2)}+R_{k(\Lambda)})^{-1}(p)")),
+                 "the paper's prescription (sloppy weights resampled from the prior; BRG engine, untrained network) "
+                 "is the Wilsonian split: the low-mode theory plus an independent high-mode field, whose "
+                 "propagators (Polchinski, Wetterich) add up to the full one",
+                 ev(bs.prior_variance(), C + es.wetterich_propagator(KCUT).subs(at))),
     ]
     if regulator == "sharp":  # the R_k -> oo limit has no vacuum flow off the shell: nothing to compare
         out = [i for i in out if i.name != "wetterich-vacuum"]
