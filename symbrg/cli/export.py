@@ -1,6 +1,7 @@
 """``symbrg export``: write the derivations library (or one derivation) as documents.
 
-Job: the command-line face of :mod:`symbrg.documents.library`.  ``--all DIR`` regenerates every document;
+Job: the command-line face of :mod:`symbrg.documents.library`.  ``--all DIR`` regenerates every document
+(LaTeX: with ``references.bib``, the references table that resolves every ``\\cite``);
 ``NAME`` prints or writes one; ``--list`` names them; ``--check DIR`` reports stale files.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from symbrg.core import checks
 from symbrg.documents import library
 from symbrg.core.errors import InvalidArgument, UnknownName
 from symbrg.core.printing import FORMATS, render
+from symbrg.core.references import to_bibtex
 
 EPILOG = """examples:
   symbrg export --list
@@ -78,6 +80,9 @@ def _check(directory: str, fmt: str) -> int:
         path = root / (name + library.EXTENSIONS[fmt])
         if not path.exists() or path.read_text() != library.render_entry(name, fmt):
             stale.append(str(path))
+    bib = root / library.BIBFILE
+    if fmt == "latex" and (not bib.exists() or bib.read_text() != to_bibtex()):
+        stale.append(str(bib))
     for p in stale:
         print(f"out of date: {p}")
     print(f"{len(library.names()) - len(stale)} up to date, {len(stale)} out of date")

@@ -7,7 +7,13 @@ Job: hold what an engine derived so that it can be read, checked and cited.  A d
 
 where every statement is a sympy relation (or expression) and every verification is one of
 ``symbolic`` (the difference simplifies to 0), ``numeric`` (mpmath at N random points, worst error
-recorded) or ``assumed``.  Printers (:mod:`symbrg.core.printing`) are views of this one object.
+recorded) or ``assumed``.  A derivation may state theorems (:class:`Theorem`: a statement, its
+assumptions and the steps that prove it).  Citations are keys of the one references table
+(:mod:`symbrg.core.references`); an unknown key is refused when the step is added.
+
+Printers (:mod:`symbrg.core.printing`) are views of this one object.  This module does not import
+them: the printing module registers its printer classes with :func:`register_printer`, and
+``to_latex()`` and friends look them up by format.
 
 Verifications come from the one identity verifier, :mod:`symbrg.core.identities` (re-exported here:
 :class:`Verification`, :func:`check_identity`): simplification to zero *and* evaluation at random
@@ -16,11 +22,33 @@ points with mpmath at ``dps`` digits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from symbrg.core.identities import Verification, check_identity
+from symbrg.core.references import canonical, canonical_cites
 
-__all__ = ["Verification", "Step", "Derivation", "check_identity"]
+__all__ = ["Verification", "Step", "Theorem", "Derivation", "check_identity", "register_printer"]
+
+
+class _Printer(Protocol):
+    def doprint(self, node: Any) -> str: ...
+
+
+#: Printer class per format, filled by :mod:`symbrg.core.printing` when it is imported (always, by
+#: ``symbrg.core``'s ``__init__``).
+_PRINTERS: dict[str, Any] = {}
+
+
+def register_printer(fmt: str, printer: type) -> None:
+    """Register the printer class of a format (called by :mod:`symbrg.core.printing`)."""
+    _PRINTERS[fmt] = printer
+
+
+def _printer(fmt: str, **settings: Any) -> _Printer:
+    if fmt not in _PRINTERS:
+        from symbrg.core.errors import Unsupported
+        raise Unsupported("format", f"no printer registered for {fmt!r} (import symbrg.core.printing)")
+    return _PRINTERS[fmt](**settings)
 
 
 @dataclass(frozen=True)
@@ -46,11 +74,30 @@ class Step:
         return self.statement if isinstance(self.statement, tuple) else (self.statement,)
 
 
+@dataclass(frozen=True)
+class Theorem:
+    r"""A theorem stated by a derivation: "Assume (i) ..., (ii) ....  Then ``statement``."
+
+    statement: the claim, prose with inline LaTeX between ``$``.
+    assumptions: the hypotheses, each LaTeX math or words.
+    label: a ``\label`` for ``\ref`` (``thm:...``); title: an optional name printed in brackets.
+    proof: labels of the verified steps that prove it (printed as a proof by those identities).
+    """
+    statement: str
+    assumptions: tuple[str, ...] = ()
+    label: str = "thm:main"
+    title: str = ""
+    proof: tuple[str, ...] = ()
+
+
 @dataclass
 class Derivation:
-    """An ordered list of steps with a title, an introduction and a bibliography.
+    r"""An ordered list of steps with a title, an introduction and a bibliography.
 
-    ``references`` maps a citation key to its bibliographic text.  Build with :meth:`step`.
+    Citations are keys of :data:`symbrg.core.references.REFERENCES` (``cites=`` of a step,
+    ``\cite{key}`` in the prose); the printers list the cited works from that one table.
+    ``references`` is kept for callers that still register texts: the texts are not printed.
+    Build with :meth:`step` and :meth:`theorem`.
     ``name`` is the file stem in the ``derivations/`` library; ``program`` optionally holds the
     :class:`symbrg.core.codegen.Program` of the result (``render(d, "python")`` prints it).
     """
@@ -60,6 +107,7 @@ class Derivation:
     references: dict[str, str] = field(default_factory=dict)
     name: str = ""
     program: Any = None
+    theorems: list[Theorem] = field(default_factory=list)
 
     def step(self, statement: Any, justification: str = "", label: str = "", *,
              verification: Verification | None = None, uses: Sequence[str] = (),
@@ -72,15 +120,27 @@ class Derivation:
         missing = [u for u in uses if u not in known]
         if missing:
             raise ValueError(f"step {label!r} uses unknown earlier step(s) {missing}")
+        cites = tuple(dict.fromkeys(canonical(c, "cites") for c in cites))
+        justification = canonical_cites(justification, "justification")
         s = Step(statement, justification, label, verification or Verification(), tuple(uses),
-                 tuple(cites), tuple(assumptions))
+                 cites, tuple(assumptions))
         self.steps.append(s)
         return s
 
-    def cite(self, key: str, text: str) -> str:
-        """Register a bibliography entry and return its key (for ``cites=``)."""
-        self.references[key] = text
-        return key
+    def cite(self, key: str, text: str = "") -> str:
+        """The table's key for ``key`` (for ``cites=``); an unknown key is refused.  ``text`` is
+        ignored: the references table (:mod:`symbrg.core.references`) holds every work once."""
+        return canonical(key, "key")
+
+    def theorem(self, statement: str, assumptions: Sequence[str] = (), label: str = "thm:main", *,
+                title: str = "", proof: Sequence[str] = ()) -> Theorem:
+        """State a theorem (printed before the steps) and return it; ``proof`` names the labels of
+        the steps that prove it (they may be added later; the printers check them)."""
+        if any(t.label == label for t in self.theorems):
+            raise ValueError(f"duplicate theorem label {label!r}")
+        t = Theorem(canonical_cites(statement, "statement"), tuple(assumptions), label, title, tuple(proof))
+        self.theorems.append(t)
+        return t
 
     @property
     def result(self) -> Step:
@@ -90,7 +150,9 @@ class Derivation:
         return self.steps[-1]
 
     def extend(self, other: "Derivation") -> None:
-        """Append another derivation's steps and references (labels must stay unique)."""
+        """Append another derivation's theorems, steps and references (labels must stay unique)."""
+        for t in other.theorems:
+            self.theorem(t.statement, t.assumptions, t.label, title=t.title, proof=t.proof)
         for s in other.steps:
             self.step(s.statement, s.justification, s.label, verification=s.verification,
                       uses=s.uses, cites=s.cites, assumptions=s.assumptions)
@@ -109,28 +171,23 @@ class Derivation:
 
     def to_text(self) -> str:
         """Plain-text view (sympy's ``sstr`` of each statement)."""
-        from symbrg.core.printing import to_text
-        return to_text(self)
+        return _printer("text").doprint(self)
 
     def to_latex(self, standalone: bool = True) -> str:
         """LaTeX view; ``standalone`` gives a whole compilable document."""
-        from symbrg.core.printing import to_latex
-        return to_latex(self, standalone=standalone)
+        return _printer("latex", standalone=standalone).doprint(self)
 
     def to_markdown(self) -> str:
         """Markdown view with MathJax-ready ``$$`` blocks."""
-        from symbrg.core.printing import to_markdown
-        return to_markdown(self)
+        return _printer("markdown").doprint(self)
 
     def to_python(self) -> str:
         """NumPy source of the result (via :mod:`symbrg.core.codegen`)."""
-        from symbrg.core.printing import to_python
-        return to_python(self)
+        return _printer("python").doprint(self)
 
     def _repr_latex_(self) -> str:
         """Jupyter: the numbered equations, for MathJax."""
-        from symbrg.core.printing import to_jupyter_latex
-        return to_jupyter_latex(self)
+        return _printer("jupyter").doprint(self)
 
     def _repr_markdown_(self) -> str:
         """Jupyter: the whole document (prose, equations, status, references)."""

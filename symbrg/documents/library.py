@@ -27,14 +27,17 @@ from typing import Any, Callable, Mapping
 from symbrg.core import checks
 from symbrg.core.derivation import Derivation
 from symbrg.core.errors import InvalidArgument, OutputExists, Unsupported
+from symbrg.core.references import to_bibtex
 from symbrg.core.symbols import symbol
 from symbrg.gaussian.activations import DOCUMENTED
 
-__all__ = ["Entry", "LIBRARY", "EXTENSIONS", "available", "names", "build", "kernel_map",
+__all__ = ["Entry", "LIBRARY", "EXTENSIONS", "BIBFILE", "available", "names", "build", "kernel_map",
            "render_entry", "write_library"]
 
 #: File extension per export format.
 EXTENSIONS = {"latex": ".tex", "markdown": ".md"}
+#: The BibTeX database written next to LaTeX documents (``\bibliography{references}``).
+BIBFILE = "references.bib"
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,7 @@ def render_entry(name: str, fmt: str = "latex") -> str:
 def write_library(directory: str | Path, fmt: str = "latex", *, force: bool = False,
                   only: list[str] | None = None, argument: str = "DIR") -> list[tuple[Path, str]]:
     """Regenerate the library into ``directory``; returns ``(path, "written"|"unchanged")``.
+    LaTeX documents come with :data:`BIBFILE`, the references table as BibTeX.
 
     Everything is rendered first; then, unless ``force``, any existing file whose content would
     change is refused with :class:`~symbrg.core.errors.OutputExists` before a single file is written.
@@ -369,6 +373,8 @@ def write_library(directory: str | Path, fmt: str = "latex", *, force: bool = Fa
     if not os.access(root, os.W_OK | os.X_OK):
         raise InvalidArgument(argument, f"cannot write in the folder {root}")
     docs = [(root / (n + EXTENSIONS[fmt]), render_entry(n, fmt)) for n in wanted]
+    if fmt == "latex":        # the documents' \cite keys, resolved by BibTeX
+        docs.append((root / BIBFILE, to_bibtex()))
     changed = [(p, t) for p, t in docs if not p.exists() or p.read_text() != t]
     clash = [p for p, _ in changed if p.exists()]
     if clash and not force:

@@ -34,6 +34,7 @@ from typing import Any
 
 import sympy as sp
 
+from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.checks import integer, resolve_symbols
 from symbrg.core.derivation import Derivation, check_identity
 from symbrg.core.identities import Verification, verify
@@ -60,15 +61,8 @@ P2 = symbol("p2")
 M2 = symbol("m2")
 RHO = symbol("rho")
 
-REFERENCES = {
-    "Polchinski1984": "J. Polchinski, Renormalization and effective Lagrangians, Nucl. Phys. B 231 (1984) 269.",
-    "Wetterich1993": "C. Wetterich, Exact evolution equation for the effective potential, Phys. Lett. B 301 (1993) 90.",
-    "Litim2001": "D. F. Litim, Optimized renormalization group flows, Phys. Rev. D 64 (2001) 105007, hep-th/0103195.",
-    "Litim2002": "D. F. Litim, Critical exponents from optimised renormalisation group flows, Nucl. Phys. B 631 (2002) 128.",
-    "BTW2002": "J. Berges, N. Tetradis, C. Wetterich, Non-perturbative renormalization flow in quantum field theory and statistical physics, Phys. Rep. 363 (2002) 223.",
-    "WegnerHoughton1973": "F. J. Wegner, A. Houghton, Renormalization group equation for critical phenomena, Phys. Rev. A 8 (1973) 401.",
-    "Morris1994": "T. R. Morris, The exact renormalization group and approximate solutions, Int. J. Mod. Phys. A 9 (1994) 2411.",
-}
+#: The one references table (cited by key: ``cites=("Polchinski1984",)``).
+REFERENCES = _REFERENCES
 
 
 def dimension(d: Any) -> sp.Expr:
@@ -272,7 +266,6 @@ def toy_derivation() -> Derivation:
     dv = Derivation("Polchinski flow in zero dimensions",
                     "One real variable: the interaction $I = g\\phi^2/2 + c$ diffuses with variance "
                     "$D = C_{\\Lambda_0} - C_\\Lambda$.", name="toy")
-    dv.references.update(REFERENCES)
     dv.step(sp.Eq(sp.Function("g")(Dv), g), "solution of the flow with $g(0) = g_0$", "eq:toy-g",
             verification=check_identity(sp.diff(g, Dv), -g ** 2, domain={g0: (0.1, 3), Dv: (0, 3)}))
     # heat equation d/dD e^{-I} = 1/2 d^2/dphi^2 e^{-I}  (D increases as Lambda decreases)
@@ -318,7 +311,6 @@ def gaussian_modes_derivation(reg: "str | Regulator | None" = None, modes: int =
     cov = [Kf(p / LAMBDA ** 2) / Ginv.subs(P2, p) for p in ps]
     dv = Derivation(f"Polchinski flow of a Gaussian theory, mode by mode ({name})",
                     "Finite-mode truncation; each mode diffuses independently.", name="gauss")
-    dv.references.update(REFERENCES)
     dv.step(tuple(sp.Eq(sp.Symbol(f"C_{i + 1}"), c if reg is None else c.subs(Kf, sp.Lambda(zz, Kexpr)))
                   for i, c in enumerate(cov)),
             "cut-off covariances $C_\\Lambda(p) = K(p^2/\\Lambda^2)/G^{-1}(p^2)$"
@@ -370,7 +362,6 @@ def wilson_shell_derivation(d: Any = D) -> Derivation:
     dv = Derivation("Wilson momentum-shell flow of the free scalar",
                     "Integrate out $k<|p|<R$ (the action on $|p|<k$ is unchanged up to a constant), "
                     "then rescale $p = (k/R)p'$, $\\tilde\\phi(p) = \\zeta\\tilde\\phi'(p')$.", name="wilson")
-    dv.references.update(REFERENCES)
     # integrand after rescaling: measure (k/R)^d, field zeta^2, kinetic (k/R)^2 p'^2
     density = (k / R) ** d * zeta2 * ((k / R) ** 2 * p ** 2 + m2) / (2 * sig2)
     dv.step(sp.Eq(sp.Symbol("s'(p')"), density), "rescaled action density per mode", "eq:wilson-rescaled")
@@ -406,7 +397,6 @@ def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_
     dv = Derivation(f"Polchinski flow with the {R.name} cutoff",
                     "UV-regularised Gaussian measure $d\\mu_{C_\\Lambda}$, "
                     "$S_\\Lambda = \\frac12\\phi C_\\Lambda^{-1}\\phi + I_\\Lambda$.", name="polchinski")
-    dv.references.update(REFERENCES)
     C = R.covariance(P2, LAMBDA, Ginv)
     dv.step(sp.Eq(sp.Function("C_Lambda")(P2), C), f"cut-off covariance with $K(z) = {sp.latex(R.K())}$",
             "eq:pol-cov", assumptions=(f"d = {sp.latex(d)}",))
@@ -520,7 +510,6 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
     dv = Derivation(f"Wetterich flow in the {'LPA' + chr(39) if prime else 'LPA'} with the {R.name} regulator",
                     "Effective average action $\\Gamma_k = \\int d^dx\\,[\\frac{Z_k}{2}(\\partial\\phi)^2 + "
                     "U_k(\\phi)]$, $t = \\ln k$, $\\eta = -\\partial_t\\ln Z_k$.", name="wetterich")
-    dv.references.update(REFERENCES)
     Gamma = sp.Function("Gamma_k")
     t = sp.Symbol("t")
     G2 = sp.Symbol("Gamma_k^(2)")
@@ -591,7 +580,6 @@ def free_theory_derivation(reg: "str | Regulator" = "litim", d: Any = D) -> Deri
     t = sp.Symbol("t")
     dv = Derivation(f"The free scalar under the exact RG ({R.name})",
                     "$U_k = \\frac12 m^2\\phi^2 + U_k(0)$, $Z_k = 1$.", name="free")
-    dv.references.update(REFERENCES)
     U = M2 * PHI ** 2 / 2
     rhs = wetterich_lpa(U, R, d)
     dv.step(sp.Eq(sp.Derivative(sp.Function("U_k")(PHI), t), rhs),

@@ -703,8 +703,6 @@ def lpa_derivation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
                     f"$d = {sp.latex(tr.d)}$",
                     "Hat variables $\\hat\\rho = \\tilde\\rho/v_d$, $\\hat u = u/v_d$; "
                     "expansion around the minimum $\\kappa$.", name="lpa")
-    from symbrg.rg.erg import REFERENCES
-    dv.references.update(REFERENCES)
     flow, ver = dimensionless_flow(R, tr.d, ETA if anomalous else 0)
     dv.step(sp.Eq(sp.Derivative(sp.Function("u")(RHO), sp.Symbol("t")), flow),
             "dimensionless LPA flow", "eq:lpa-flow", verification=ver, cites=("BTW2002",))
