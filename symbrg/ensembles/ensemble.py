@@ -24,8 +24,9 @@ deviation, in units of the standard error, and leave the tolerance to the caller
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -61,19 +61,21 @@ import sys
 import time
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from symbrg.core import checks
-from symbrg.ensembles.ensemble import percentile_bootstrap
-from symbrg.core.errors import InvalidArgument, OutputExists, Unsupported, UnknownName
-from symbrg.information.fisher import fisher_diagonal, shell_split
+from symbrg.core.errors import InvalidArgument, OutputExists, UnknownName, Unsupported
 from symbrg.core.limits import Limit
+from symbrg.ensembles.ensemble import percentile_bootstrap
 from symbrg.ensembles.networks import Ensemble, Network, network
+from symbrg.ensembles.plots import plot_results
 from symbrg.ensembles.training import OPTIMIZERS, readout_design, train
+from symbrg.information.fisher import fisher_diagonal, shell_split
 
 __all__ = ["ShellExperiment", "PRESETS", "PAPER_LAMBDAS", "preset", "run_shell_experiment",
            "critical_cutoff", "shell_statistics", "renormalize", "make_data", "member_data",
@@ -299,9 +301,10 @@ def _init_members(cfg: ShellExperiment, net: Network, rngs: list[np.random.Gener
         if cfg.cosnet_radius > 0:   # generalized cos-net: frequencies uniform in the ball B_R
             from symbrg.cosnet.theory import generalized_cosnet, sample_frequencies
             d, n = net.widths[0], net.widths[1]
-            b = sample_frequencies(generalized_cosnet(d, cfg.cosnet_radius, cfg.cosnet_mass), (1, n), rng)
+            cos_net = generalized_cosnet(d, cfg.cosnet_radius, cfg.cosnet_mass)
+            b = sample_frequencies(cos_net, (1, n), rng)
             ens.weights[0] = (b / net.weight_scale(0)).astype(net.dtype)
-            ens.gains[0] = 1.0 / np.sqrt(np.sum(b ** 2, -1) + cfg.cosnet_mass ** 2)
+            ens.gains[0] = np.array(cos_net.neuron_scales(b))   # s(|b|) = 1/sqrt(|b|^2 + m^2)
         parts.append(ens)
     stack = lambda arrays: None if arrays[0] is None else np.concatenate(arrays)  # noqa: E731
     return Ensemble(*([stack(layer) for layer in zip(*(getattr(e, f) for e in parts))]
@@ -591,7 +594,12 @@ def _kernel_comparison(cfg: ShellExperiment, kern: np.ndarray) -> dict:
     r"""Empirical 2-point function of the shell-removed prior ensemble against the coarse-grained
     free propagator :math:`G_{k(\Lambda)}(r)` of :mod:`symbrg.cosnet.theory` (diagonal Fisher with unit noise
     and mean reduction: :math:`I(p) = 1/(2(p^2+m^2))`, i.e. T = N = 1 there)."""
-    from symbrg.cosnet.theory import coarse_grained_kernel, free_propagator, information_cutoff, momentum_cutoff
+    from symbrg.cosnet.theory import (
+        coarse_grained_kernel,
+        free_propagator,
+        information_cutoff,
+        momentum_cutoff,
+    )
     d, R, m = cfg.widths[0], cfg.cosnet_radius, cfg.cosnet_mass
     r = np.asarray(cfg.kernel_separations, dtype=float)
     top = information_cutoff(0.0, m)
@@ -890,171 +898,3 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
         log(f"[shell] median test MSE {results['mse_trained_median']:.4g} trained -> "
             f"{results['mse_median'][-1]:.4g} at Λ = {cfg.lambdas[-1]:g}; {summary(results)}")
     return results
-
-
-# -------------------------------------------------------------------------------------- figures
-def plot_results(results: dict, spectra: dict, out_dir: str | Path) -> list[Path]:
-    """Four PNG figures (matplotlib, Agg; nothing is written when matplotlib is missing): median and
-    mean test MSE vs Λ with their bootstrap bands, Λ_C with its interval (and the grid-edge note),
-    the Fisher spectrum, output histograms at the test point with Gaussian fits, and the
-    predictive variance vs Λ."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is optional
-        return []
-    out_dir = Path(out_dir)
-    lam = np.asarray(results["lambdas"])
-    n_keep = results["members_kept"]
-    title = f"{results['preset']} preset, {n_keep} members"
-    written = []
-
-    def save(fig, name):
-        path = out_dir / name
-        fig.tight_layout()
-        with checks.atomic_write(path, force=True, mode="wb") as fh:
-            fig.savefig(fh, format="png", dpi=130)
-        plt.close(fig)
-        written.append(path)
-
-    # 1. test MSE vs cutoff: median and mean with bootstrap intervals, Λ_C and its interval
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    ax.fill_between(lam, results["mse_q16"], results["mse_q84"], color="0.6", alpha=0.18,
-                    label="members, 16-84% quantiles")
-    conf = f"{results['confidence']:.0%}"
-    for key, color, marker in (("median", "C0", "o"), ("mean", "C1", "s")):
-        ci = np.asarray(results[f"mse_{key}_ci"])
-        ax.fill_between(lam, ci[:, 0], ci[:, 1], color=color, alpha=0.3)
-        ax.plot(lam, results[f"mse_{key}"], marker + "-", color=color, ms=3.5,
-                label=f"{key} test MSE, {conf} bootstrap band")
-    trained = results["mse_trained_median" if results["lambda_c_statistic"] == "median" else "mse_trained"]
-    ax.axhline(trained, color="k", ls="--", lw=1, label=f"trained {results['lambda_c_statistic']} (no RG)")
-    lam_c, (c_lo, c_hi) = results["lambda_c"], results["lambda_c_ci"]
-    if c_lo is not None:
-        ax.axvspan(c_lo, c_hi if c_hi is not None else lam[-1], color="C3", alpha=0.12,
-                   label=fr"$\Lambda_C$ {conf} interval")
-    if lam_c is not None:
-        ax.axvline(lam_c, color="C3", ls="-", lw=2.5,
-                   label=fr"$\Lambda_C$ = {lam_c:.3g} ({results['lambda_c_statistic']}, rtol {results['rtol']:g})")
-    if results["lambda_c_at_grid_edge"]:
-        ax.text(0.5, 0.02, "Λ_C at the grid edge: " + results["lambda_c_note"], transform=ax.transAxes,
-                ha="center", va="bottom", fontsize=7, color="C3", wrap=True,
-                bbox=dict(boxstyle="round", fc="white", ec="C3", alpha=0.9))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"Fisher cutoff $\Lambda$")
-    ax.set_ylabel("test MSE")
-    ax.set_title(f"Information-shell RG: test loss ({title})", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3, which="both", lw=0.5)
-    save(fig, "mse_vs_lambda.png")
-
-    # 2. Fisher spectrum: counts per member on shared logarithmic bins
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    diag = np.asarray(spectra["fisher_diagonal"], dtype=float)
-    eig = np.asarray(spectra["fisher_eigenvalues"], dtype=float)
-    eig = eig[eig > 1e-12 * max(eig.max(initial=0), 1e-300)]
-    pos = diag[diag > 0]
-    both = np.concatenate([pos, eig])
-    if both.size:
-        bins = np.geomspace(max(both.min(), 1e-12 * both.max()), both.max() * 1.01, 60)
-        ax.hist(np.clip(pos, bins[0], None), bins=bins, color="C0", alpha=0.6,
-                weights=np.full(pos.size, diag.shape[0] and 1.0 / diag.shape[0]),
-                label=fr"diagonal entries $I_{{AA}}$ ({np.mean(diag == 0):.0%} are exactly 0)")
-        if eig.size:
-            members_eig = max(1, np.asarray(spectra["fisher_eigenvalues"]).shape[0])
-            ax.hist(np.clip(eig, bins[0], None), bins=bins, color="C1", alpha=0.6,
-                    weights=np.full(eig.size, 1.0 / members_eig), label="nonzero eigenvalues of $I$")
-    for v in lam:
-        ax.axvline(v, color="0.55", lw=0.6, ls=":", zorder=0)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"Fisher sensitivity $\lambda$ (dotted: the cutoffs $\Lambda$)")
-    ax.set_ylabel("count per member")
-    ax.set_title(f"Fisher spectrum, {results['config']['fisher_set']} Fisher inputs ({title})",
-                 fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
-    save(fig, "fisher_spectrum.png")
-
-    # 3. histograms of the outputs at the test point, per cutoff
-    outs = np.asarray(results["outputs_at_test_point"], dtype=float)   # (n_lam + 1, M)
-    picks = [0] + list(np.unique(np.linspace(1, lam.size, 11).round().astype(int)))
-    cols = 4
-    rows = math.ceil(len(picks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows), squeeze=False)
-    y_star = results.get("y_test_point")
-    for ax, k in zip(axes.ravel(), picks):
-        vals = outs[k][np.isfinite(outs[k])]
-        mu, sd = float(np.mean(vals)), float(np.std(vals, ddof=1)) if vals.size > 1 else 0.0
-        lo, hi = np.quantile(vals, [0.005, 0.995])
-        if y_star is not None:
-            lo, hi = min(lo, y_star), max(hi, y_star)
-        span = max(hi - lo, 1e-9)
-        lo, hi = lo - 0.1 * span, hi + 0.1 * span
-        grid = np.linspace(lo, hi, 300)
-        ax.hist(np.clip(vals, lo, hi), bins=25, range=(lo, hi), density=True, color="C0", alpha=0.55)
-        if sd > 0:
-            ax.plot(grid, np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)),
-                    color="C3", lw=1.3)
-        if y_star is not None:
-            ax.axvline(y_star, color="k", ls="--", lw=1)
-        label = "trained" if k == 0 else fr"$\Lambda$ = {lam[k - 1]:g}"
-        ax.set_title(f"{label}: μ={mu:.3g}, σ={sd:.3g}", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_yticks([])
-    for ax in axes.ravel()[len(picks):]:
-        ax.axis("off")
-    fig.suptitle(f"Ensemble outputs at test point {results['test_point']} with Gaussian fits "
-                 f"(dashed: target; {title})", fontsize=10)
-    save(fig, "outputs_at_test_point.png")
-
-    # 4. predictive variance vs cutoff
-    fig, ax1 = plt.subplots(figsize=(6.4, 4.2))
-    ax1.plot(lam, results["predictive_variance"], "o-", ms=3.5, color="C2",
-             label="predictive variance (mean over test points)")
-    ax1.axhline(results["predictive_variance_trained"], color="C2", ls="--", lw=1, label="trained")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel(r"Fisher cutoff $\Lambda$")
-    ax1.set_ylabel("predictive variance", color="C2")
-    ax2 = ax1.twinx()
-    ax2.plot(lam, results["fraction_resampled"], "s-", ms=3, color="C4", alpha=0.8,
-             label="fraction of parameters sloppy")
-    ax2.set_ylim(-0.02, 1.02)
-    ax2.set_ylabel("fraction sloppy", color="C4")
-    lines = ax1.get_legend_handles_labels()
-    more = ax2.get_legend_handles_labels()
-    ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
-    ax1.grid(alpha=0.3, which="both", lw=0.5)
-    ax1.set_title(f"Predictive variance under coarse graining ({title})", fontsize=10)
-    save(fig, "predictive_variance.png")
-
-    # 5. cos-net: the shell-removed prior ensemble's 2-point function vs the coarse-grained propagator
-    if "kernel_empirical" in results:
-        k = np.array([np.nan if v is None else v for v in results["momentum_cutoff"]], dtype=float)
-        emp, se = np.asarray(results["kernel_empirical"]), np.asarray(results["kernel_stderr"])
-        pred = np.asarray(results["kernel_predicted"])
-        fig, ax = plt.subplots(figsize=(8.0, 4.2))
-        for j, r in enumerate(results["kernel_separations"]):
-            ax.plot(lam, pred[:, j], "-", color=f"C{j}", lw=1.3)
-            ax.errorbar(lam, emp[:, j], yerr=2 * se[:, j], fmt="o", ms=3, color=f"C{j}", capsize=2,
-                        label=f"|x - y| = {r:g}")
-        ax.set_xscale("log")
-        ax.set_xlabel(r"Fisher cutoff $\Lambda$")
-        ax.set_ylabel(r"$\langle f(x) f(y)\rangle$ after removing the sloppy shell")
-        top = ax.secondary_xaxis("top", functions=(lambda v: v, lambda v: v))
-        labels: dict[str, int] = {}
-        for i in range(len(lam)):
-            if np.isfinite(k[i]):
-                labels.setdefault(f"{k[i]:.2g}", i)
-        ticks = sorted(labels.values())[::2]
-        top.set_xticks(lam[ticks])
-        top.set_xticklabels([f"{k[i]:.2g}" for i in ticks], fontsize=7)
-        top.set_xlabel(r"momentum cutoff $k(\Lambda)$ ($I(k) = \Lambda$)", fontsize=8)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=8,
-                  title="points: ensemble\n±2 s.e.; lines:\n" r"$G_{k(\Lambda)}(|x-y|)$")
-        ax.grid(alpha=0.3, lw=0.5)
-        ax.set_title(f"Information shells are momentum shells ({title})", fontsize=10)
-        save(fig, "kernel_flow.png")
-    return written

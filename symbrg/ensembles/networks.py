@@ -27,14 +27,15 @@ Parameters are flattened, per member, layer by layer as ``W^{(0)}`` (row-major, 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from symbrg.core import checks
-from symbrg.gaussian.activations import Activation, activation
 from symbrg.core.errors import InvalidArgument, ShapeMismatch
+from symbrg.gaussian.activations import Activation, activation
 
 __all__ = ["Network", "Ensemble", "network", "PARAMETERIZATIONS"]
 

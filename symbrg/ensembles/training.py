@@ -20,8 +20,9 @@ SGD its iterates stay in :math:`\theta_0 + \mathrm{span}\,\Phi^\top`:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
