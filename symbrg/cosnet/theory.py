@@ -263,6 +263,26 @@ class CosNet:
         r""":math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\frac{\rho(p)}{\mathcal N}s(p)^2` as defined (unsimplified;
         :math:`\mathcal N = \int d^db\,\rho` by integration)."""
         d = self.dim
+    # ---- the neuron ----------------------------------------------------------------------------
+    @cached_property
+    def _readout_scale_numeric(self) -> Callable[[np.ndarray], Any]:
+        return codegen.lambdify(self.readout_scale, [P], "numpy")
+
+    def neuron_scales(self, b: np.ndarray) -> np.ndarray:
+        r"""The readout scales :math:`s(|b|)` of neurons with frequencies ``b`` (rows, shape (..., d)): shape (...)."""
+        b = np.asarray(b, dtype=float)
+        return np.broadcast_to(np.asarray(self._readout_scale_numeric(np.linalg.norm(b, axis=-1)), float),
+                               b.shape[:-1])
+
+    def neurons(self, b: np.ndarray, c: np.ndarray, X: np.ndarray) -> np.ndarray:
+        r"""The cos-net neurons :math:`s(|b_i|)\cos(b_i\cdot x + c_i)` (the one place they are written).
+
+        b: frequencies, shape (..., d); c: phases, shape (...); X: inputs in rows, shape (n, d).
+        Returns shape (..., n)."""
+        b = np.asarray(b, dtype=float)
+        feats = np.cos(np.einsum("...d,nd->...n", b, X) + np.asarray(c, dtype=float)[..., None])
+        return self.neuron_scales(b)[..., None] * feats
+
         return (2 * sp.pi) ** d * sp.S(self.sigma_a) ** 2 / 2 * self.frequencies.density \
             / self.frequencies.normalization(d) * self.readout_scale ** 2
 
@@ -891,7 +911,6 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
         raise InvalidArgument("X", f"inputs must have {d} columns, got {X.shape[1]}")
     choice("regulator", regulator, REGULATOR_NAMES)
     rng = np.random.default_rng(integer("seed", seed, minimum=0))
-    scale = codegen.lambdify(net.readout_scale, [P], "numpy")
     sa, sb = float(net.sigma_a), float(net.sigma_bias)
     lam = None
     if cutoff is not None:
@@ -914,13 +933,11 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
         ph = rng.uniform(-np.pi, np.pi, size=(mb, width))
         a = rng.normal(0.0, sa, size=(mb, width))
         bias = rng.normal(0.0, sb, size=(mb, 1)) if sb > 0 else 0.0
-        s = np.broadcast_to(np.asarray(scale(np.linalg.norm(b, axis=-1)), float), (mb, width))
-        w = a * s
+        w = a
         if lam is not None:
             fb = np.broadcast_to(np.asarray(fisher_of_p(np.linalg.norm(b, axis=-1)), float), (mb, width))
             w = w * np.sqrt(shell_weights(fb.ravel(), lam, regulator).reshape(fb.shape))
             if fish is not None:
                 fish[start:start + mb] = fb
-        feats = np.cos(np.einsum("mwd,nd->mwn", b, X) + ph[..., None])
-        out[start:start + mb] = np.einsum("mw,mwn->mn", w, feats) / math.sqrt(width) + bias
+        out[start:start + mb] = np.einsum("mw,mwn->mn", w, net.neurons(b, ph, X)) / math.sqrt(width) + bias
     return (out, fish) if return_fisher else out
