@@ -67,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  symbrg derive nngp --activation relu --depth 3\n"
                "  symbrg derive ntk --activation erf --depth 2 --format latex\n")
     for topic in TOPICS:
-        try:
-            module = importlib.import_module(f"{__name__}.{topic}")
-        except ModuleNotFoundError as exc:  # a topic not yet built is simply absent
-            if exc.name != f"{__name__}.{topic}":
-                raise
-            continue
-        module.register(commands, derive)
+        importlib.import_module(f"{__name__}.{topic}").register(commands, derive)
     return parser
 
 

@@ -111,10 +111,8 @@ def _nngp_mode_numpy(prescription: str) -> Callable:
 
 # --------------------------------------------------------------------------- regulators / weights
 def _erg_regulator(regulator: Any):
-    try:
-        from symbrg.rg.regulators import Regulator, regulator as make
-    except ImportError:  # pragma: no cover - the exact-RG engine ships with the package
-        raise Unsupported("regulator", "smooth shells need symbrg.rg.regulators; use the sharp shell") from None
+    from symbrg.rg.regulators import Regulator
+    from symbrg.rg.regulators import regulator as make
     return regulator if isinstance(regulator, Regulator) else make(regulator)
 
 
@@ -752,19 +750,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                    "$\\lambda_k$ the eigenvalues of the kernel operator $K(X,X)/T$.", name="brg")
     d.references.update(_REFS)
     if kernel:
-        try:
-            from symbrg.kernels.architecture import mlp
-        except ImportError:  # pragma: no cover - the kernel engine is part of the package
-            mlp = None
-        kd = None
-        if mlp is not None:
-            try:
-                kd = mlp(activation, L, sigma_w, sigma_b).derivation("nngp")
-            except ImportError:  # pragma: no cover - a kernel-engine dependency still missing
-                kd = None
-        if kd is not None:
-            d.extend(kd)
-        kernel = kd is not None
+        from symbrg.kernels.architecture import mlp
+        d.extend(mlp(activation, L, sigma_w, sigma_b).derivation("nngp"))
     d.step(sp.Eq(sp.Function("K")(x, xp), sp.Symbol(f"K^{{({L})}}_{{12}}")),
            f"The NNGP kernel of the depth-{L} {activation} network: the output of the layer recursion "
            "(symbrg.mlp(...).nngp), for any pair of inputs.", "eq:brg-kernel",
