@@ -537,7 +537,8 @@ def _assumptions(d: Derivation) -> list[tuple[str, list[int]]]:
 def _citation_order(d: Derivation) -> list[str]:
     """Cited keys (of the references table) in order of first citation (``\\cite{}`` in the prose,
     then ``cites=``); an unknown key is refused."""
-    keys = cited_keys(d.introduction) + [k for s in d.steps for k in cited_keys(s.justification) + list(s.cites)]
+    keys = cited_keys(d.introduction) + [k for t in d.theorems for k in cited_keys(t.statement)]
+    keys += [k for s in d.steps for k in cited_keys(s.justification) + list(s.cites)]
     return list(dict.fromkeys(canonical(k) for k in keys))
 
 
@@ -629,6 +630,11 @@ class Printer:
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
         self.number: dict[str, int] = {}      # step label -> equation number, set per derivation
+        self.citations: list[str] = []        # cited keys in order (numbered from 1), per derivation
+
+    def begin(self, d: Derivation) -> None:
+        """Per-derivation state: equation numbers and the order of citations."""
+        self.number, self.citations = _number(d), _citation_order(d)
 
     def doprint(self, node: Any) -> str:
         for cls in type(node).__mro__:
@@ -649,11 +655,10 @@ class Printer:
 
     def _references(self, d: Derivation) -> list[Reference]:
         """The works the derivation cites, in order of first citation (numbered from 1)."""
-        return [reference(k) for k in _citation_order(d)]
+        return [reference(k) for k in self.citations]
 
-    def _cite(self, key: str, d: Derivation) -> str:
-        order = _citation_order(d)
-        return f"[{order.index(canonical(key)) + 1}]"
+    def _cite(self, key: str) -> str:
+        return f"[{self.citations.index(canonical(key)) + 1}]"
 
 
 class LatexPrinter(Printer):
@@ -679,7 +684,7 @@ class LatexPrinter(Printer):
         out = [f"\\begin{{theorem}}{head}\\label{{{_label(t.label)}}}"]
         if t.assumptions:
             out.append("Assume\n\\begin{enumerate}")
-            out += [f"  \\item {_tex_text(_math_assumption(a))};" for a in t.assumptions]
+            out += [f"  \\item {_tex_text(a)};" for a in t.assumptions]
             out.append("\\end{enumerate}\nThen " + _tex_text(t.statement))
         else:
             out.append(_tex_text(t.statement))
@@ -687,7 +692,7 @@ class LatexPrinter(Printer):
         if t.proof:
             refs = _join_words([f"\\eqref{{{_label(u)}}}" for u in t.proof])
             out.append(f"\\noindent\\emph{{Proof.}} By the verified identities {refs} of "
-                       f"Section~\\ref{{{_label('sec:' + t.label)}}}. \\hfill$\\square$\n")
+                       f"Section~\\ref{{{_label('sec:' + t.label)}}}. \\hfill$\\square$")
         return "\n".join(out) + "\n"
 
     def _print_Step(self, s: Step) -> str:
@@ -709,7 +714,7 @@ class LatexPrinter(Printer):
 
     def body(self, d: Derivation) -> str:
         """One appendix section: introduction, theorems, assumptions, steps, verification table."""
-        self.number = _number(d)
+        self.begin(d)
         out: list[str] = [_BODY_MACROS]
         anchor = _label("app:" + (d.name or "derivation"))
         out.append(f"\\section{{{_tex_text(d.title)}}}\\label{{{anchor}}}")
@@ -760,7 +765,7 @@ class LatexPrinter(Printer):
         if not self.standalone:
             return body
         preamble = PREAMBLE + (THEOREM_PREAMBLE if d.theorems else "")
-        bib = BIBLIOGRAPHY if _citation_order(d) else ""
+        bib = BIBLIOGRAPHY if self.citations else ""
         return preamble + "\n\\begin{document}\n\\appendix\n" + body + bib + "\\end{document}\n"
 
 
@@ -784,24 +789,25 @@ class MarkdownPrinter(Printer):
     def _print_Verification(self, v: Verification) -> str:
         return f"*{status_text(v, 'markdown')}*"
 
-    def _prose(self, text: str, d: Derivation) -> str:
-        return _md_refs(text, self.number, lambda k: self._cite(k, d))
+    def _prose(self, text: str) -> str:
+        return _md_refs(text, self.number, self._cite)
 
     def _print_Theorem(self, t: Theorem) -> str:
         head = "**Theorem.**" + (f" *({t.title})*" if t.title else "")
-        body = t.statement
+        body = self._prose(t.statement)
         if t.assumptions:
-            body = "Assume " + "; ".join(f"({i}) {_math_assumption(a)}" for i, a in
+            body = "Assume " + "; ".join(f"({i}) {self._prose(a)}" for i, a in
                                          enumerate(t.assumptions, 1)) + ". Then " + body
         proof = ("\n\n*Proof.* By the verified identities " + _join_words(
             [f"({self.number[u]})" for u in t.proof]) + " below. ∎") if t.proof else ""
         return f"{head} {body}{proof}"
 
     def _print_Derivation(self, d: Derivation) -> str:
-        self.number = number = _number(d)
+        self.begin(d)
+        number = self.number
         out = [f"# {d.title}"]
         if d.introduction:
-            out.append(self._prose(d.introduction.strip(), d))
+            out.append(self._prose(d.introduction.strip()))
         out += [self.doprint(t) for t in d.theorems]
         assumptions = _assumptions(d)
         if assumptions:
@@ -810,11 +816,11 @@ class MarkdownPrinter(Printer):
                 for a, steps in assumptions))
         out.append("## Proof" if any(t.proof for t in d.theorems) else "## Derivation")
         for n, s in enumerate(d.steps, 1):
-            words = [self._prose(_sentence(s.justification), d)]
+            words = [self._prose(_sentence(s.justification))]
             if s.uses:
                 words.append("Uses " + _join_words([f"({number[u]})" for u in s.uses]) + ".")
             if s.cites:
-                words.append("See " + _join_words([self._cite(c, d) for c in s.cites]) + ".")
+                words.append("See " + _join_words([self._cite(c) for c in s.cites]) + ".")
             if s.assumptions:
                 words.append("Assumes " + _join_words([_math_assumption(a) for a in s.assumptions]) + ".")
             out.append(f"**Step {n}.** " + " ".join(w for w in words if w))
@@ -840,8 +846,9 @@ class TextPrinter(Printer):
 
     def _print_Theorem(self, t: Theorem) -> str:
         lines = ["Theorem." + (f" ({t.title})" if t.title else "")]
-        lines += [f"  Assume ({i}) {a}" for i, a in enumerate(t.assumptions, 1)]
-        lines += textwrap.wrap(("Then " if t.assumptions else "") + t.statement, 78,
+        lines += ["  Assume:"] * bool(t.assumptions) + [f"  ({i}) {_md_refs(a, self.number, self._cite)}"
+                                                          for i, a in enumerate(t.assumptions, 1)]
+        lines += textwrap.wrap(("Then " if t.assumptions else "") + _md_refs(t.statement, self.number, self._cite), 78,
                                initial_indent="  ", subsequent_indent="  ",
                                break_long_words=False, break_on_hyphens=False)
         if t.proof:
@@ -850,10 +857,11 @@ class TextPrinter(Printer):
         return "\n".join(lines)
 
     def _print_Derivation(self, d: Derivation) -> str:
-        self.number = number = _number(d)
+        self.begin(d)
+        number = self.number
         wrap = textwrap.TextWrapper(width=78, initial_indent="    ", subsequent_indent="    ",
                                     break_long_words=False, break_on_hyphens=False)
-        cite = lambda k: self._cite(k, d)  # noqa: E731
+        cite = self._cite
         lines = [d.title, "=" * len(d.title)]
         if d.introduction:
             lines += [""] + textwrap.wrap(_md_refs(d.introduction.strip(), number, cite), 78,

@@ -52,6 +52,7 @@ from symbrg.cosnet.theory import (D, DATA_DENSITY, KCUT, LAM, M, N, NOISE, P, PH
                      SX, T, _dim, cos2_gaussian_input, generalized_cosnet, momentum_cutoff_expr,
                      posterior_mass2_expr, propagator_cosnet, sphere_area)
 from symbrg.core.derivation import Derivation, Verification
+from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.identities import simplifies_to_zero, verify
 from symbrg.core.symbols import symbol, symbols
 from symbrg.core.limits import Limit
@@ -79,16 +80,8 @@ DOMAIN = {T: (50, 100), N: (1, 2), NOISE: (0.5, 1), M: (0.1, 1), LAM: (0.5, 2), 
 #: A domain that straddles the shell (p below and above k) for the shell identities.
 WIDE = {**DOMAIN, P: (0.1, 30)}
 
-REFERENCES = {
-    "HKMS2024": "J. N. Howard, M. Klinger, A. Maiti, A. G. Stapleton, Bayesian RG flow in neural network "
-                "field theories, SciPost Phys. Core 8, 027 (2025), arXiv:2405.17538.",
-    "BKS2023": "D. S. Berman, M. S. Klinger, A. G. Stapleton, Bayesian renormalization, Mach. Learn.: "
-               "Sci. Technol. 4, 045011 (2023), arXiv:2305.10491.",
-    "Halverson2021": "J. Halverson, Building quantum field theories out of neurons, arXiv:2112.04527.",
-    "DHMSS2023": "M. Demirtas, J. Halverson, A. Maiti, M. D. Schwartz, K. Stoner, Neural network field "
-                 "theories: non-Gaussianity, actions, and locality, arXiv:2307.03223.",
-    **erg.REFERENCES,
-}
+#: The one references table (cited by key).
+REFERENCES = _REFERENCES
 
 
 # ------------------------------------------------------------------------------ step functions
@@ -273,8 +266,37 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
     if d != D:
         DIM.check("dim", d, cost="about 2 s")
     dv = certify(d, regulator, points=points, mutate=mutate).document()
-    dv.references.update(REFERENCES)
+    _state_theorem(dv, regulator)
     return dv
+
+
+#: The identities of the certificate that prove the theorem (the remarks are not part of the proof).
+_PROOF = ("eq:cutoff-map", "eq:spectral", "eq:shell", "eq:two-point", "eq:two-point-flow",
+          "eq:vacuum-flow", "eq:polchinski", "eq:wetterich-propagator", "eq:prior-split",
+          "eq:coincident-flow", "eq:engine")
+
+
+def _state_theorem(dv: Derivation, regulator: str) -> None:
+    r"""The certificate's claim as a theorem with its assumptions, proved by its verified identities."""
+    labels = {s.label for s in dv.steps}
+    dv.theorem(
+        "Bayesian RG coarse graining of the network at information cutoff $\\Lambda$ (readout weights "
+        "with Fisher information below $\\Lambda$ removed) is the exact RG of the free scalar field of "
+        "its dual action at momentum scale $k(\\Lambda)$, $k(\\Lambda)^2 = T/(2N\\sigma_\\epsilon^2"
+        "\\Lambda) - m^2$: the stiff sector's two-point function is the Polchinski covariance with "
+        f"the {regulator} cutoff function of the kinetic eigenvalue, $K((p^2+m^2)/(k^2+m^2))$, its "
+        "dual action solves the Polchinski equation including the vacuum term, and the removed "
+        "neurons carry the Wetterich sector \\cite{HKMS2024,Polchinski1984,Wetterich1993}.",
+        ("the generalized cos-net architecture $f(x) = \\beta + N^{-1/2}\\sum_i a_i s(|b_i|)\\cos(b_i"
+         "\\cdot x + c_i)$ with $b_i$ uniform in the ball $|b| < R$, $s(p) = (p^2+m^2)^{-1/2}$, "
+         "uniform phases $c_i$ and Gaussian readout weights $a_i$",
+         "infinite width, $N \\to \\infty$ (the field is Gaussian)",
+         "broad inputs: the readout Fisher is phase-averaged, $\\mathbb E_x[\\cos^2(b\\cdot x + c)] = "
+         "\\tfrac12$ (the violation for Gaussian inputs is reported in the proof)",
+         "the removed (stiff-marginal) prescription: the readout weights of the sloppy neurons are set "
+         "to zero; resampling them from the prior adds an independent high-mode field"),
+        "thm:cosnet-brg-erg", title="BRG = ERG for the generalized cos-net",
+        proof=tuple(p for p in _PROOF if p in labels))
 
 
 def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int = 6,
@@ -296,7 +318,6 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
                     "$R$ the UV cutoff, $\\sigma^2$ the field normalization, $T$ data with noise "
                     "$\\sigma_\\epsilon$, width $N$, information cutoff $\\Lambda$.",
                     name="cosnet-erg")
-    dv.references.update(REFERENCES)
 
     def add(statement: Any, justification: str, label: str, **kw: Any) -> None:
         dv.step(statement, justification.rstrip() + ("" if justification.rstrip().endswith(".") else "."), label, **kw)

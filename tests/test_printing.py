@@ -1,0 +1,162 @@
+"""The printer hierarchy (dispatch on the node's MRO, new node types), the one references table
+(BibTeX resolves every citation of the library, the paper once with its four authors, no
+``thebibliography``), the theorem node in every format and the cos-net document's theorem."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from symbrg.core import printing
+from symbrg.core.derivation import Derivation, Step, Theorem, Verification
+from symbrg.core.errors import UnknownName
+from symbrg.core.references import ALIASES, REFERENCES, canonical, reference, to_bibtex
+
+ROOT = Path(__file__).resolve().parents[1]
+DERIVATIONS = ROOT / "derivations"
+a, b = sp.symbols("a b", positive=True)
+
+
+def small() -> Derivation:
+    d = Derivation("Small", "After \\cite{HKMS24}.", name="small")
+    d.theorem("$a = a$ for every $a$ \\cite{Polchinski1984}.", ("$a > 0$", "broad inputs"), "thm:small",
+              title="Reflexivity", proof=("eq:s1",))
+    d.step(sp.Eq(a, a), "Trivial.", "eq:s1", cites=("BKS23",))
+    return d
+
+
+# ------------------------------------------------------------------------------------ dispatch
+def test_dispatch_walks_the_mro():
+    class MyStep(Step):
+        pass
+    s = MyStep(sp.Eq(a, b), "why", "eq:x")
+    p = printing.TextPrinter()
+    p.number = {"eq:x": 1}
+    assert p.doprint(Verification()) == printing.TextPrinter().doprint(Verification())
+    assert printing.LatexPrinter().doprint(sp.sqrt(a)) == "\\sqrt{a}"          # sympy's printer
+    assert printing.TextPrinter().doprint(a ** 2) == "a**2"
+    latex = printing.LatexPrinter()
+    latex.number = {"eq:x": 1}
+    assert latex.doprint(s) == latex.doprint(Step(sp.Eq(a, b), "why", "eq:x"))   # the parent's method
+    with pytest.raises(Exception, match="cannot print a object"):
+        printing.TextPrinter().doprint(object())
+
+
+def test_a_new_node_type_adds_a_printer_method():
+    @dataclass(frozen=True)
+    class Remark:
+        text: str
+
+    class RemarkPrinter(printing.MarkdownPrinter):
+        def _print_Remark(self, r: Remark) -> str:  # noqa: N802
+            return f"> {r.text}"
+    assert RemarkPrinter().doprint(Remark("note")) == "> note"
+    assert RemarkPrinter().doprint(small()) == small().to_markdown()   # everything else inherited
+
+
+def test_model_does_not_import_the_printers():
+    src = (ROOT / "symbrg/core/derivation.py").read_text()
+    assert "symbrg.core.printing" not in re.sub(r'""".*?"""|#.*', "", src, flags=re.S).replace(
+        "(import symbrg.core.printing)", "")
+    out = subprocess.run(["python", "/work/shared/tools/import_cycles.py", str(ROOT / "symbrg")],
+                         capture_output=True, text=True) if Path("/work/shared/tools/import_cycles.py").exists() \
+        else None
+    if out is not None:
+        assert "symbrg.core.printing" not in out.stdout
+
+
+def test_render_and_methods_agree():
+    d = small()
+    assert printing.render(d, "latex") == d.to_latex() == printing.to_latex(d)
+    assert printing.render(d, "markdown") == d.to_markdown()
+    assert printing.render(d, "text") == d.to_text()
+    assert d._repr_latex_().startswith("\\begin{gather*}")
+
+
+# ---------------------------------------------------------------------------------- references
+def test_the_paper_is_one_entry_with_its_four_authors():
+    paper = reference("HKMS24")
+    assert paper is reference("hkms2024") is REFERENCES["HKMS2024"]
+    assert paper.authors == ("Jessica N. Howard", "Marc S. Klinger", "Anindita Maiti", "Alexander G. Stapleton")
+    assert paper.arxiv == "2405.17538" and paper.year == 2025 and "SciPost" in paper.journal
+    bib = to_bibtex()
+    assert bib.count("2405.17538") == 2 and bib.count("@article{HKMS2024,") == 1   # eprint + note
+    assert all(canonical(k) == v for k, v in ALIASES.items())
+    with pytest.raises(UnknownName, match="cites"):
+        canonical("Knuth1984")
+
+
+def test_unknown_keys_are_refused_when_a_step_is_added():
+    d = Derivation("t")
+    with pytest.raises(UnknownName):
+        d.step(sp.Eq(a, a), cites=("nobody",))
+    with pytest.raises(UnknownName):
+        d.theorem("see \\cite{nobody}")
+    assert d.step(sp.Eq(a, a), cites=("BKS23", "BKS2023")).cites == ("BKS2023",)
+
+
+def test_markdown_and_text_number_the_references_from_the_table():
+    md, txt = small().to_markdown(), small().to_text()
+    assert "1. J. N. Howard, M. S. Klinger, A. Maiti, A. G. Stapleton" in md
+    assert "After [1]." in md and "See [3]." in md
+    assert "[2] J. Polchinski" in txt and "[3] D. S. Berman" in txt
+
+
+# ------------------------------------------------------------------------------------- theorem
+def test_theorem_in_every_format():
+    d = small()
+    tex = d.to_latex()
+    assert "\\newtheorem{theorem}" in tex and "\\usepackage{amsthm}" in tex
+    assert "\\begin{theorem}[Reflexivity]\\label{thm:small}" in tex and "\\item broad inputs;" in tex
+    assert "The result of this appendix is Theorem~\\ref{thm:small}." in tex
+    assert "**Theorem.** *(Reflexivity)* Assume (1) $a > 0$; (2) broad inputs. Then" in d.to_markdown()
+    assert "Theorem. (Reflexivity)" in d.to_text() and "(2) broad inputs" in d.to_text()
+    plain = Derivation("No theorem")
+    plain.step(sp.Eq(a, a), label="eq:p")
+    assert "amsthm" not in plain.to_latex() and "bibliography" not in plain.to_latex()
+    assert isinstance(d.theorems[0], Theorem)
+
+
+# -------------------------------------------------------------------------- the library (files)
+def test_library_has_no_thebibliography_and_the_bib_resolves_every_cite():
+    docs = sorted(DERIVATIONS.glob("*.tex"))
+    assert docs and (DERIVATIONS / "references.bib").exists()
+    bib = (DERIVATIONS / "references.bib").read_text()
+    assert bib == to_bibtex()
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, re.M))
+    for tex in docs:
+        text = tex.read_text()
+        assert "thebibliography" not in text, tex.name
+        cited = {k.strip() for g in re.findall(r"\\cite\{([^}]*)\}", text) for k in g.split(",")}
+        assert cited <= keys, (tex.name, cited - keys)
+        assert ("\\bibliography{references}" in text) == bool(cited), tex.name
+
+
+def test_cosnet_document_states_the_theorem():
+    for name in ("cosnet-theorem", "cosnet-theorem-any-d", "cosnet-theorem-smooth"):
+        text = (DERIVATIONS / f"{name}.tex").read_text()
+        assert "\\begin{theorem}" in text and "\\end{theorem}" in text
+        assert "The result of this appendix is Theorem~\\ref{thm:cosnet-brg-erg}." in text
+        for words in ("generalized cos-net", "infinite width", "broad inputs", "removed (stiff-marginal)"):
+            assert words in text
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("bibtex") is None,
+                    reason="pdflatex/bibtex are not installed")
+def test_bibtex_resolves_the_theorem_document(tmp_path):
+    tex = tmp_path / "small.tex"
+    tex.write_text(small().to_latex())
+    (tmp_path / "references.bib").write_text(to_bibtex())
+    run = lambda *cmd: subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)  # noqa: E731
+    run("pdflatex", "-interaction=nonstopmode", "small.tex")
+    bt = run("bibtex", "small")
+    assert bt.returncode == 0 and "Warning" not in bt.stdout, bt.stdout
+    run("pdflatex", "-interaction=nonstopmode", "small.tex")
+    last = run("pdflatex", "-interaction=nonstopmode", "small.tex")
+    log = (tmp_path / "small.log").read_text(errors="replace")
+    assert last.returncode == 0 and "undefined" not in log
