@@ -6,10 +6,10 @@ import json
 
 import sympy as sp
 
+from symbrg.cli import command_group
 from symbrg.core.checks import positive
 from symbrg.core.errors import InvalidArgument
 from symbrg.core.parsing import parse_expression
-from symbrg.cli import command_group
 from symbrg.core.printing import FORMATS, render
 
 ERG_EPILOG = """examples:
@@ -58,11 +58,11 @@ def _fp_dict(fp) -> dict:
 
 
 def run_lpa(ns: argparse.Namespace) -> int:
-    from symbrg.rg.lpa import convergence_table, fixed_point, lpa_truncation
     from symbrg.core.checks import choice, integer
+    from symbrg.rg.lpa import convergence_table, fixed_point, lpa_truncation
     from symbrg.rg.regulators import regulator, working_precision
     R = regulator(ns.regulator)
-    working_precision("dps", ns.dps, R.name == "sharp" or R.inner is not None)  # before any work
+    working_precision("dps", ns.dps, R.has_closed_form)  # before any work
     d = parse_dimension(ns.dim)
     order = integer("order", ns.order, minimum=1)
     choice("truncation", ns.truncation, ("lpa", "lpa'"))
@@ -90,7 +90,7 @@ def run_lpa(ns: argparse.Namespace) -> int:
             print(f"{r.order:5d} {r.nu:12.7f} {om}" + (f" {r.eta:10.6f}" if prime else ""))
         return 0
     for k, v in fp.couplings.items():
-        print(f"  {str(k):10s} = {v:.12g}")
+        print(f"  {k!s:10s} = {v:.12g}")
     if prime:
         print(f"  eta        = {fp.eta:.10g}")
     print(f"  nu         = {fp.nu:.10g}")
@@ -136,10 +136,11 @@ def run_gaussian(ns: argparse.Namespace) -> int:
 
 def run_threshold(ns: argparse.Namespace) -> int:
     import mpmath
+
     from symbrg.core.checks import scalar
     from symbrg.rg.regulators import W, regulator, working_precision
     R = regulator(ns.regulator)
-    working_precision("dps", ns.dps, R.name == "sharp" or R.inner is not None)
+    working_precision("dps", ns.dps, R.has_closed_form)
     if ns.w is not None:
         R.check_mass("w", ns.w)
     d = parse_dimension(ns.dim)
@@ -154,8 +155,7 @@ def run_threshold(ns: argparse.Namespace) -> int:
 
 
 def run_derive(ns: argparse.Namespace) -> int:
-    from symbrg.rg import erg
-    from symbrg.rg import lpa
+    from symbrg.rg import erg, lpa
     d = parse_dimension(ns.dim)
     if ns.what == "wetterich":
         dv = erg.wetterich_derivation(ns.regulator, d, truncation=ns.truncation)

@@ -33,9 +33,10 @@ values come from closed forms (Litim, sharp) or mpmath quadrature.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mpmath
 import sympy as sp
@@ -43,11 +44,22 @@ from sympy.polys.rings import ring
 
 from symbrg.core.checks import choice, integer, positive, resolve_symbols, scalar
 from symbrg.core.derivation import Derivation, Verification, check_identity
-from symbrg.core.symbols import symbol
 from symbrg.core.errors import ConvergenceError, InvalidArgument, OutOfRange, Unsupported
 from symbrg.core.limits import Limit
-from symbrg.rg.regulators import D, ETA, W, Regulator, _duration, loop_volume, regulator, working_precision
 from symbrg.core.parsing import as_expression
+from symbrg.core.symbols import symbol
+from symbrg.rg.erg import anomalous_dimension, dimensionless_flow
+from symbrg.rg.regulators import (
+    ETA,
+    D,
+    Regulator,
+    W,
+    _duration,
+    dimension,
+    loop_volume,
+    regulator,
+    working_precision,
+)
 
 __all__ = ["LPATruncation", "FixedPoint", "lpa_truncation", "fixed_point", "convergence_table",
            "gaussian_fixed_point", "polynomial_couplings", "potential_flow", "compare_regulators", "dimensionless_flow", "anomalous_dimension",
@@ -61,66 +73,6 @@ RHO = symbol("rho")
 #: Truncation order n (phi^(2n)).  Measured (Litim, d = 3, 30 digits): 1.1 s at n = 8, 8 s at 12,
 #: 125 s at 16 (the symbolic beta functions and the Newton Jacobian grow about as 2^n).
 ORDER = Limit("lpa_order", 16, "truncation order n (phi^(2n)) of the LPA")
-
-
-def _dim(d: Any) -> sp.Expr:
-    from symbrg.rg.erg import dimension
-    return dimension(d)
-
-
-# ============================================================================ symbolic flows
-def dimensionless_flow(reg: "str | Regulator", d: Any = D, eta: Any = 0) -> tuple[sp.Expr, Verification]:
-    r"""The dimensionless LPA flow :math:`\partial_t u = -d u + (d-2+\eta)\tilde\rho u' +
-    v_d\ell^d_0(u' + 2\tilde\rho u'';\eta)` with the regulator's threshold function, and a
-    verification (for an abstract :math:`\ell_0` and a generic quartic u) that it is the
-    dimensionful flow :math:`\partial_t U = v_d k^d\ell_0(U''/Z_kk^2)` after
-    :math:`U = k^d u(\tilde\rho)`, :math:`\tilde\rho = Z_k k^{2-d}\phi^2/2`, :math:`Z_k = k^{-\eta}`."""
-    R = regulator(reg)
-    d = _dim(d)
-    eta = as_expression(eta, "eta")
-    u = sp.Function("u")
-    up, upp = sp.diff(u(RHO), RHO), sp.diff(u(RHO), RHO, 2)
-    ell = sp.Function("ell_0")
-    flow = -d * u(RHO) + (d - 2 + eta) * RHO * up + loop_volume(d) * ell(up + 2 * RHO * upp)
-    # check on a generic quartic u: U = k^d u(rho_t), rho_t = Z k^(2-d) phi^2/2, Z = k^(-eta),
-    # d/dt U at fixed phi (u's own t-dependence given by the claimed flow) = v_d k^d ell(U''/Z k^2)
-    t, phi, wv = sp.Symbol("t", real=True), sp.Symbol("phi", positive=True), sp.Symbol("w")
-    a = sp.symbols("a1:5")
-    upoly = sum(ai * RHO ** (i + 1) for i, ai in enumerate(a))
-    k = sp.exp(t)
-    Zk = k ** (-eta)
-    rho_t = Zk * k ** (2 - d) * phi ** 2 / 2
-    claimed = flow.subs(u(RHO), upoly).doit()
-    lhs = sp.diff(k ** d * upoly.subs(RHO, rho_t), t) + k ** d * claimed.subs(RHO, rho_t)
-    rhs = loop_volume(d) * k ** d * ell(sp.diff(k ** d * upoly.subs(RHO, rho_t), phi, 2) / (Zk * k ** 2))
-    res = (lhs - rhs).replace(ell, lambda arg: ell(sp.expand(sp.powsimp(sp.expand(arg), force=True))))
-    res = sp.expand(sp.powsimp(sp.expand(res), force=True))
-    from symbrg.rg.erg import _verify
-    if d.free_symbols:
-        res = res.subs(d, sp.Rational(7, 2))
-    ver = _verify(res, res.subs(ell, sp.Lambda(wv, 1 / (1 + wv))).subs(ETA, sp.Rational(1, 10)))
-    return flow.replace(ell, lambda arg: R.threshold(0, d, eta, arg)), ver
-
-
-def anomalous_dimension(reg: "str | Regulator", d: Any = D) -> tuple[sp.Expr, Verification]:
-    r""":math:`\eta` of the LPA' at the minimum :math:`\tilde\rho = \kappa` (dimensionless, not hat):
-    :math:`\eta = v_d\,u_{\phi\phi\phi}^2\,m^d(w_0;\eta)`, :math:`u_{\phi\phi\phi}^2 =
-    2\kappa(3\lambda + 2\kappa\lambda_3)^2`, :math:`w_0 = 2\kappa\lambda`, solved for :math:`\eta`
-    (m is linear in :math:`\eta`).  Closed form for Litim-type regulators, else in terms of
-    :math:`M_a, M_b`."""
-    R = regulator(reg)
-    d = _dim(d)
-    kap, lam, lam3 = sp.symbols("kappa lambda lambda_3", positive=True)
-    w0 = 2 * kap * lam
-    s = 2 * kap * (3 * lam + 2 * kap * lam3) ** 2
-    m = R.anomalous_threshold(d, ETA, w0)
-    if m is None:
-        Ma, Mb = sp.symbols("M_a M_b")
-        m = Ma - ETA * Mb
-    sol = sp.solve(sp.Eq(ETA, loop_volume(d) * s * m), ETA)[0]
-    ver = check_identity(sol - loop_volume(d) * s * m.subs(ETA, sol), 0,
-                         domain={kap: (0.01, 1), lam: (0.1, 2), lam3: (0.1, 2), D: (2, 4)}, points=6)
-    return sp.simplify(sol), ver
 
 
 # ============================================================================ truncation
@@ -243,7 +195,7 @@ def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: Any, anomalous: b
     T: list = []
     S: list = []
     M = [mpmath.mpf(0)] * 4
-    closed = R.name == "sharp" or R.inner is not None
+    closed = R.has_closed_form
     if closed:
         fn = _closed_threshold_fn(R, d, jmax, anomalous)
         vals = fn(w0)
@@ -406,7 +358,7 @@ def lpa_truncation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
     ``N > 1``: the O(N) model, :math:`\rho = \phi_a\phi_a/2`, adding N - 1 Goldstone modes of
     mass :math:`\hat u'` to the flow, :math:`+(N-1)\,\ell^{d\,\prime}_0(\hat u')\,\hat u''`."""
     R = regulator(reg)
-    d = _dim(d)
+    d = dimension(d)
     order = integer("order", order, minimum=1)
     ORDER.check("order", order, cost=_duration(125 * 2.0 ** min(order - 16, 900)) + " with Litim, more with "
                                      "quadrature regulators")
@@ -420,7 +372,7 @@ def lpa_truncation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
     if anomalous:
         if expansion != "minimum":
             raise Unsupported("expansion", "LPA' defines eta at the minimum: use expansion='minimum'")
-        if R.name == "sharp":
+        if R.is_sharp:
             raise Unsupported("regulator", "the sharp cutoff gives no eta (non-analytic in p)")
     cs, T, S, G, w0, poly = _series_G(order, expansion, d, anomalous, N)
     return LPATruncation(R, d, order, expansion, anomalous, cs, T, S, G, w0, poly, N)
@@ -517,7 +469,7 @@ def fixed_point(tr: LPATruncation, guess: Sequence[Any] | None = None, *, dps: i
     or quadrature) from ``guess`` (default: the order-2 Wilson-Fisher point continued with zeros),
     then linearize.  Raises :class:`~symbrg.core.errors.ConvergenceError` when Newton fails.
     ``dps``: working digits, at least :data:`symbrg.rg.regulators.MIN_DPS` (15), within the ``erg_dps`` limit."""
-    dps = working_precision("dps", dps, tr.regulator.name == "sharp" or tr.regulator.inner is not None)
+    dps = working_precision("dps", dps, tr.regulator.has_closed_form)
     if tol is not None:
         positive("tol", tol)
     for v in guess or ():
@@ -570,7 +522,7 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
     orders = [integer("order", o, minimum=2) for o in orders]
     if not orders:
         raise InvalidArgument("orders", "give at least one order")
-    working_precision("dps", dps, R.name == "sharp" or R.inner is not None)
+    working_precision("dps", dps, R.has_closed_form)
     out = []
     c = None
     for n in range(2, max(orders) + 1):
@@ -591,7 +543,7 @@ def compare_regulators(regs: Sequence[str] = ("litim", "exponential", "sharp"), 
     out = []
     for name in regs:
         R = regulator(name)
-        if anomalous and R.name == "sharp":
+        if anomalous and R.is_sharp:
             continue
         out.append(convergence_table(R, d, [order], anomalous=anomalous, dps=dps, N=N)[0])
     return out

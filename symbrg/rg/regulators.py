@@ -59,23 +59,25 @@ Quadrature sees the a.e. derivative of r (user shapes with kinks are fine; jumps
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import numpy as np
 import sympy as sp
 
-from symbrg.core.checks import integer, positive, resolve_symbols, scalar
-from symbrg.core.errors import InvalidArgument, OutOfRange, Unsupported, UnknownName
+from symbrg.core.checks import integer, resolve_symbols, scalar
+from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, UnknownName, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
 
-__all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "regulator", "REGULATORS", "ThresholdFunction",
-           "loop_volume", "angular_factor"]
+__all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "Sharp", "Litim", "Exponential", "Power", "CutoffRegulator",
+           "ShapeRegulator", "regulator", "REGULATORS", "ThresholdFunction", "loop_volume", "angular_factor",
+           "dimension", "drop_deltas", "ae_derivative", "threshold_integrand"]
 
 #: :math:`z = p^2/\Lambda^2`, the argument of the UV cutoff function K.
 Z = symbol("z")
@@ -151,16 +153,53 @@ def angular_factor(d: Any) -> sp.Expr:
     return sp.simplify(d * loop_volume(d) / 2)
 
 
-_CLOSED_CACHE: dict = {}  # (inner shape, n, d) -> closed-form threshold function
-_NODE_CACHE: dict = {}    # (regulator, d, precision) -> quadrature nodes with regulator data
-
-
-def _dimension(d: Any) -> sp.Expr:
-    """A positive dimension: a number > 0 or a symbol (assumed positive)."""
+def dimension(d: Any) -> sp.Expr:
+    """A Euclidean dimension: a number > 0 (returned as an exact sympy number) or a sympy expression
+    with free symbols (kept; the package's :data:`D` is positive).  Text is read by the safe parser."""
+    if isinstance(d, str):                       # text is read by the safe parser, never sympified
+        d = as_expression(d, "d")
     if isinstance(d, sp.Basic) and d.free_symbols:
         return d
-    positive("d", d)
-    return sp.nsimplify(d) if not isinstance(d, sp.Basic) else d
+    try:
+        x = sp.nsimplify(d)
+    except (sp.SympifyError, TypeError, ValueError):
+        raise InvalidArgument("d", f"expected a number or a sympy symbol, got {d!r}") from None
+    if not x.is_real or not x.is_finite:
+        raise InvalidArgument("d", f"expected a finite real dimension, got {d!r}")
+    if x <= 0:
+        raise NotPositive("d", f"the dimension must be > 0, got {d}")
+    return x
+
+
+def drop_deltas(expr: sp.Expr) -> sp.Expr:
+    r"""``expr`` off the support of its Dirac deltas (every ``DiracDelta`` term, derivatives included,
+    set to 0): what an almost-everywhere identity or a quadrature sees.  Kinks
+    (:math:`(1-z)\delta(1-z)`) vanish exactly; true jumps are handled by the closed forms."""
+    return expr.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if expr.has(sp.DiracDelta) else expr
+
+
+def ae_derivative(expr: sp.Expr, var: sp.Symbol, n: int = 1) -> sp.Expr:
+    r"""The almost-everywhere derivative :math:`d^n f/d x^n` (steps differentiate to 0), i.e.
+    :func:`drop_deltas` of the distributional derivative."""
+    return drop_deltas(sp.diff(expr, var, n))
+
+
+def threshold_integrand(r: sp.Expr, numerator: sp.Expr, n: Any, d: Any, w: Any) -> sp.Expr:
+    r"""The one threshold integrand :math:`\frac d2\,y^{d/2-1}\,N(y)/(y + r(y) + w)^{n+1}` in :data:`Y`,
+    for the numerators :math:`N = r - y r' - \tfrac\eta2 r` (:math:`\ell^d_n`), :math:`r - y r'`
+    (:math:`A^d_n`) and :math:`r/2` (:math:`B^d_n`)."""
+    return d / 2 * Y ** (d / 2 - 1) * numerator / (Y + r + w) ** (n + 1)
+
+
+def anomalous_integrand(r: sp.Expr, rho: sp.Expr, d: Any, w: Any) -> sp.Expr:
+    r"""The integrand :math:`-y^{d/2} P'\,\partial_y[\rho/(P+w)^2]/(P+w)^2`, :math:`P = y + r`, of the
+    anomalous-dimension threshold functions (:math:`\rho = 2(r - y r') - \eta r`, or its parts)."""
+    P = Y + r
+    return -Y ** (d / 2) * sp.diff(P, Y) / (P + w) ** 2 * sp.diff(rho / (P + w) ** 2, Y)
+
+
+_CLOSED_CACHE: dict = {}  # (inner shape, n, d) -> closed-form threshold function
+_NODE_CACHE: dict = {}    # (regulator, d, precision) -> quadrature nodes with regulator data
 
 
 class ThresholdFunction(NumericFunction):
@@ -201,6 +240,9 @@ class ThresholdFunction(NumericFunction):
 class Regulator:
     r"""A momentum cutoff, as UV cutoff function :math:`K(z)` and as IR regulator :math:`r(y)`.
 
+    The base class of the families :class:`Sharp`, :class:`Litim`, :class:`Exponential`,
+    :class:`Power`, :class:`CutoffRegulator` (a user's :math:`K`) and :class:`ShapeRegulator` (a
+    user's :math:`r`); family-specific behaviour (closed forms, the pole) lives in the subclass.
     ``cutoff_function`` is :math:`K` in :data:`Z`; ``shape`` is :math:`r` in :data:`Y` (``None`` for
     the sharp cutoff, whose :math:`r` is infinite below :math:`y = 1`); ``inner`` is the branch of
     :math:`r` on :math:`y<1` when :math:`r` vanishes for :math:`y \ge 1` (compact support: closed
@@ -211,6 +253,15 @@ class Regulator:
     shape: sp.Expr | None
     inner: sp.Expr | None = None
     description: str = field(default="", compare=False)
+
+    #: True only for the sharp (Wegner-Houghton) cutoff: :math:`r = \infty` below the cutoff, no
+    #: derivative expansion (no LPA', no finite :math:`R_k`).
+    is_sharp = False
+
+    @property
+    def has_closed_form(self) -> bool:
+        """True when the threshold functions have closed forms (any d): compact shapes and sharp."""
+        return self.inner is not None
 
     # ---------------------------------------------------------------- Polchinski side (UV cutoff)
     def K(self, z: Any = Z) -> sp.Expr:
@@ -263,15 +314,14 @@ class Regulator:
         n = integer("n", n, minimum=0)
         THRESHOLD_N.check("n", n, cost="minutes of symbolic integration" if self.inner is not None
                           else f"{n + 1} powers per quadrature node")
-        d = _dimension(d)
+        d = dimension(d)
         scalar("eta", eta)  # finite and real; the value itself is kept (an exact 0 stays exact)
         eta = as_expression(eta, "eta")
         self.check_mass("w", w)
-        if self.name == "sharp":
-            if eta != 0:
-                raise Unsupported("eta", "the sharp cutoff has no derivative expansion (eta must be 0)")
-            ell = -d / 2 * sp.log(1 + W) if n == 0 else d / (2 * n * (1 + W) ** n)
-            return ell.subs(W, w)
+        return self._threshold(n, d, eta, w)
+
+    def _threshold(self, n: int, d: sp.Expr, eta: sp.Expr, w: Any) -> sp.Expr:
+        """:meth:`threshold` on checked arguments (overridden by :class:`Sharp`)."""
         if self.inner is not None:
             return self._closed_threshold(n, d).subs({ETA: eta, W: w})
         return self.threshold_part("A", n, d, w) - eta * self.threshold_part("B", n, d, w)
@@ -286,11 +336,6 @@ class Regulator:
         :math:`-b\,(b-1)^{1/b - 1}` for b > 1 and 0 for b < 1 (:math:`P \to 0` at y = 0).  Other
         regulators: the minimum of P on a logarithmic grid of y in [1e-8, 1e4], refined twice.
         """
-        if self.name in ("sharp", "litim", "exponential"):
-            return -1.0
-        if self.name.startswith("power:"):
-            b = float(sp.Rational(self.name.split(":", 1)[1]))
-            return -1.0 if b == 1 else (0.0 if b < 1 else -b * (b - 1) ** (1 / b - 1))
         P = self._node_functions
         lo, hi = -8.0, 4.0
         best = math.inf
@@ -333,24 +378,19 @@ class Regulator:
         """Integrated once with the symbolic dimension :data:`D` (> 0), then evaluated at d."""
         key = (self.inner, n)
         if key not in _CLOSED_CACHE:
-            y = Y
             r = self.inner
-            integrand = D / 2 * y ** (D / 2 - 1) * (r - y * sp.diff(r, y) - ETA * r / 2) \
-                / (y + r + W) ** (n + 1)
+            integrand = threshold_integrand(r, r - Y * sp.diff(r, Y) - ETA * r / 2, n, D, W)
             val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
-                               (y, 0, 1), conds="none")
+                               (Y, 0, 1), conds="none")
             _CLOSED_CACHE[key] = sp.factor(sp.simplify(val))
         return _CLOSED_CACHE[key].subs(D, d)
 
     def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
         r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
         :meth:`anomalous_threshold_value`).  The sharp cutoff raises :class:`Unsupported`."""
-        if self.name == "sharp":
-            raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
-                                           "eta (LPA') is undefined")
         if self.inner is None:
             return None
-        d = _dimension(d)
+        d = dimension(d)
         key = ("m", self.inner)
         if key not in _CLOSED_CACHE:
             _CLOSED_CACHE[key] = self._closed_anomalous()
@@ -364,8 +404,7 @@ class Regulator:
         rho = 2 * (r - Y * sp.diff(r, Y)) - ETA * r
         # smooth part on y < 1 (P' may vanish there), plus the jump of rho/(P+w)^2 at y = 1
         # (rho -> 0 above): a delta that meets the jump of P' (from P'(1-) to 1), weight 1/2 each.
-        bulk = -sp.integrate(sp.simplify(Y ** (d / 2) * sp.diff(P, Y) / (P + W) ** 2
-                                         * sp.diff(rho / (P + W) ** 2, Y)), (Y, 0, 1), conds="none")
+        bulk = -sp.integrate(sp.simplify(-anomalous_integrand(r, rho, d, W)), (Y, 0, 1), conds="none")
         P1 = P.subs(Y, 1)
         jump = -(0 - (rho / (P + W) ** 2).subs(Y, 1))          # value above minus below, negated
         p_avg = (sp.diff(P, Y).subs(Y, 1) + 1) / 2
@@ -387,20 +426,17 @@ class Regulator:
     def _integrands(self) -> dict[str, Callable[..., Any]]:
         from symbrg.core.codegen import lambdify
         r = self.r()
-        P = Y + r
         n, d, w = sp.symbols("n d w")
-        base = {"A": (r - Y * sp.diff(r, Y)), "B": r / 2}
-        exprs = {k: d / 2 * Y ** (d / 2 - 1) * v / (P + w) ** (n + 1) for k, v in base.items()}
+        exprs = {k: threshold_integrand(r, v, n, d, w) for k, v in (("A", r - Y * sp.diff(r, Y)), ("B", r / 2))}
         for k, rho in (("Ma", 2 * (r - Y * sp.diff(r, Y))), ("Mb", r)):
-            exprs[k] = -Y ** (d / 2) * sp.diff(P, Y) / (P + w) ** 2 * sp.diff(rho / (P + w) ** 2, Y)
+            exprs[k] = anomalous_integrand(r, rho, d, w)
         # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
         # P' at one point are handled in the closed forms only (compact shapes)
-        return {k: lambdify(e.replace(sp.DiracDelta, lambda *a: sp.Integer(0)), (Y, n, d, w), "mpmath")
-                for k, e in exprs.items()}
+        return {k: lambdify(drop_deltas(e), (Y, n, d, w), "mpmath") for k, e in exprs.items()}
 
     def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
-        if self.name == "sharp":
-            raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+        """One threshold integral (``part`` in A, B, Ma, Mb) by adaptive mpmath quadrature (a check
+        on :meth:`threshold_batch`)."""
         f = self._integrands[part]
         return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
 
@@ -411,7 +447,7 @@ class Regulator:
         r = self.r()
         a = r - Y * sp.diff(r, Y)
         exprs = [Y + r, a, r / 2, 1 + sp.diff(r, Y), sp.diff(a, Y), sp.diff(r, Y)]
-        return lambdify([e.replace(sp.DiracDelta, lambda *x: sp.Integer(0)) for e in exprs], [Y], "mpmath")
+        return lambdify([drop_deltas(e) for e in exprs], [Y], "mpmath")
 
     def _nodes(self, d: Any) -> tuple:
         r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
@@ -473,8 +509,6 @@ class Regulator:
         ``M = [M_a, M_b, M_a', M_b']`` (the anomalous-dimension functions and their w-derivatives;
         empty lists otherwise).  The regulator must be a.e. smooth (kinks and jumps are handled in
         the closed forms only)."""
-        if self.name == "sharp":
-            raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
         P, ma, mb, c1a, c2a, c1b, c2b = self._nodes(mpmath.mpf(d))
         w = mpmath.mpf(w)
         q = [1 / (p + w) for p in P]
@@ -499,7 +533,7 @@ class Regulator:
         r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
         _ambient_precision()
         self.check_mass("w", w)
-        expr = self.threshold(n, _dimension(d), eta, W)
+        expr = self.threshold(n, dimension(d), eta, W)
         return mpmath.mpf(sp.N(expr.subs(W, sp.Float(w, mpmath.mp.dps + 5)), mpmath.mp.dps + 5))
 
     def __str__(self) -> str:
@@ -513,6 +547,110 @@ _CUTOFF_FUNCTIONS = {**DEFAULT_FUNCTIONS, "theta": DEFAULT_FUNCTIONS["Heaviside"
                      "Theta": DEFAULT_FUNCTIONS["Heaviside"]}
 
 
+# ============================================================================ the families
+class Sharp(Regulator):
+    r"""The sharp cutoff (Wegner-Houghton), :math:`K(z) = \Theta(1 - z)`, :math:`r = \infty\cdot\Theta(1 - y)`:
+    closed-form thresholds :math:`\ell^d_0 = -\tfrac d2\ln(1 + w)`, :math:`\ell^d_n = \tfrac{d}{2n}(1+w)^{-n}`
+    (:math:`\eta = 0` only: no derivative expansion), pole :math:`w_* = -1`."""
+    is_sharp = True
+
+    def __init__(self) -> None:
+        super().__init__("sharp", sp.Heaviside(1 - Z), None, None, "sharp cutoff (Wegner-Houghton)")
+
+    @property
+    def has_closed_form(self) -> bool:
+        return True
+
+    @cached_property
+    def pole(self) -> float:
+        return -1.0
+
+    def r(self, y: Any = Y) -> sp.Expr:
+        raise Unsupported("regulator", "'sharp' has no finite IR regulator R_k "
+                                       "(r = oo below the cutoff); use its threshold functions")
+
+    def _threshold(self, n: int, d: sp.Expr, eta: sp.Expr, w: Any) -> sp.Expr:
+        if eta != 0:
+            raise Unsupported("eta", "the sharp cutoff has no derivative expansion (eta must be 0)")
+        ell = -d / 2 * sp.log(1 + W) if n == 0 else d / (2 * n * (1 + W) ** n)
+        return ell.subs(W, w)
+
+    def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
+        raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
+                                       "eta (LPA') is undefined")
+
+    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
+        raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+
+    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
+        raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
+
+
+class Litim(Regulator):
+    r"""Litim's optimized cutoff (hep-th/0005245), :math:`K(z) = (1 - z)\Theta(1 - z)`,
+    :math:`r(y) = (1 - y)\Theta(1 - y)`: compact, so :math:`\ell^d_n = (1 - \eta/(d+2))/(1+w)^{n+1}` in
+    closed form for any d; pole :math:`w_* = -1`."""
+
+    def __init__(self) -> None:
+        super().__init__("litim", (1 - Z) * sp.Heaviside(1 - Z), (1 - Y) * sp.Heaviside(1 - Y), 1 - Y,
+                         "Litim optimized cutoff")
+
+    @cached_property
+    def pole(self) -> float:
+        return -1.0
+
+
+class Exponential(Regulator):
+    r"""The exponential cutoff :math:`K(z) = e^{-z}`, :math:`r(y) = y/(e^y - 1)`; thresholds by
+    quadrature; pole :math:`w_* = -1` (:math:`P = y\,e^y/(e^y-1) \to 1` at y = 0)."""
+
+    def __init__(self) -> None:
+        super().__init__("exponential", sp.exp(-Z), Y / (sp.exp(Y) - 1), None, "exponential cutoff")
+
+    @cached_property
+    def pole(self) -> float:
+        return -1.0
+
+
+class Power(Regulator):
+    r"""The power-law cutoff :math:`K(z) = 1/(1 + z^b)`, :math:`r(y) = y^{1-b}`, :math:`0 < b \le`
+    :data:`MAX_POWER` (an exact number; b -> oo is :class:`Sharp`).  Pole: :math:`-1` at b = 1,
+    :math:`-b\,(b-1)^{1/b-1}` for b > 1, 0 for b < 1."""
+
+    def __init__(self, b: Any) -> None:
+        b = _power(b) if isinstance(b, str) else _power_value(b)
+        super().__init__(f"power:{b}", 1 / (1 + Z ** b), Y ** (1 - b), None, "power-law cutoff")
+        object.__setattr__(self, "b", b)
+
+    @cached_property
+    def pole(self) -> float:
+        b = float(self.b)
+        return -1.0 if b == 1 else (0.0 if b < 1 else -b * (b - 1) ** (1 / b - 1))
+
+
+class CutoffRegulator(Regulator):
+    r"""A user's UV cutoff function :math:`K(z)` (sympy in :data:`Z`, or text in ``z`` read by the safe
+    parser), with :math:`r(y) = y K(y)/(1 - K(y))` derived; :math:`K(0) = 1`, :math:`K(\infty) = 0` are
+    checked where sympy can decide.  The pole is found numerically (:attr:`Regulator.pole`)."""
+
+    def __init__(self, K: Any, name: str | None = None, *, argument: str = "K") -> None:
+        K = _parse_expr(K, Z, argument) if isinstance(K, str) else _in_variable(argument, K, Z)
+        shape = sp.simplify(Y * K.subs(Z, Y) / (1 - K.subs(Z, Y)))
+        super().__init__(name or "K:" + sp.sstr(K), K, shape, None, "")
+        _check_cutoff(self, argument)
+
+
+class ShapeRegulator(Regulator):
+    r"""A user's IR regulator shape :math:`r(y)` (sympy in :data:`Y`, or text in ``y``), with
+    :math:`K(z) = r/(y + r)|_{y=z}` derived and checked like :class:`CutoffRegulator`."""
+
+    def __init__(self, r: Any, name: str | None = None, *, argument: str = "r") -> None:
+        r = _parse_expr(r, Y, argument) if isinstance(r, str) else _in_variable(argument, r, Y)
+        K = sp.simplify((r / (Y + r)).subs(Y, Z))
+        super().__init__(name or "r:" + sp.sstr(r), K, r, None, "")
+        _check_cutoff(self, argument)
+
+
 def _parse_expr(text: str, var: sp.Symbol, argument: str) -> sp.Expr:
     """A user cutoff K(z) or shape r(y) in the one variable ``var`` (safe parser, no Python run)."""
     return parse_expression(text, argument, symbols={var.name: var}, functions=_CUTOFF_FUNCTIONS)
@@ -520,23 +658,19 @@ def _parse_expr(text: str, var: sp.Symbol, argument: str) -> sp.Expr:
 
 def _power(text: str) -> sp.Rational:
     """The exponent b of ``power:b``: an exact number in (0, MAX_POWER]."""
-    b = parse_number(text, "regulator")
-    if not (b.is_positive and b <= MAX_POWER):
+    return _power_value(parse_number(text, "regulator"), text)
+
+
+def _power_value(b: Any, text: Any = None) -> sp.Rational:
+    """Check an exponent b in (0, MAX_POWER] (exact: floats become their nearest rational)."""
+    try:
+        b = b if isinstance(b, sp.Basic) else sp.nsimplify(b, rational=True)
+    except (sp.SympifyError, TypeError, ValueError):
+        raise InvalidArgument("regulator", f"power:b needs a number b, got {b!r}") from None
+    if not (b.is_positive and b.is_finite and b <= MAX_POWER):
         raise OutOfRange("regulator", f"power:b needs 0 < b <= {MAX_POWER} (use 'sharp' for b -> oo), "
-                                      f"got {text!r}")
+                                      f"got {text if text is not None else b!r}")
     return b
-
-
-def _from_cutoff(name: str, K: sp.Expr, description: str = "") -> Regulator:
-    K = as_expression(K, "K")
-    shape = sp.simplify(Y * K.subs(Z, Y) / (1 - K.subs(Z, Y)))
-    return Regulator(name, K, shape, None, description)
-
-
-def _from_shape(name: str, r: sp.Expr, description: str = "") -> Regulator:
-    r = as_expression(r, "r")
-    K = sp.simplify((r / (Y + r)).subs(Y, Z))
-    return Regulator(name, K, r, None, description)
 
 
 def _check_cutoff(reg: Regulator, argument: str) -> Regulator:
@@ -550,42 +684,41 @@ def _check_cutoff(reg: Regulator, argument: str) -> Regulator:
     return reg
 
 
-def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None) -> Regulator:
-    r"""The regulator named ``spec`` (module table), or one built from a user function.
+#: The named families: name (and aliases) -> constructor.
+_NAMED: dict[str, Callable[[], Regulator]] = {"sharp": Sharp, "litim": Litim, "optimized": Litim,
+                                              "optimised": Litim, "exponential": Exponential}
 
-    ``regulator("litim")``, ``regulator("power:4")``, ``regulator("K:exp(-z**2)")``,
-    ``regulator("r:(1-y)**2*Heaviside(1-y)")``, ``regulator(K=sp.exp(-Z**2))`` or
-    ``regulator(r=...)`` (a sympy expression in :data:`Z` resp. :data:`Y`, or text in ``z`` resp.
-    ``y``).  Text is read by :mod:`symbrg.core.parsing`, never evaluated as Python.  Unknown names raise
-    :class:`~symbrg.core.errors.UnknownName` naming ``regulator``.
+
+def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None) -> Regulator:
+    r"""The one parser of regulators at the API boundary: the :class:`Regulator` named ``spec``
+    (module table), or one built from a user function; a :class:`Regulator` passes through.
+
+    ``regulator("litim")`` is :class:`Litim`, ``regulator("power:4")`` is ``Power(4)``,
+    ``regulator("K:exp(-z**2)")`` a :class:`CutoffRegulator`, ``regulator("r:(1-y)**2*Heaviside(1-y)")`` a
+    :class:`ShapeRegulator`; ``regulator(K=sp.exp(-Z**2))`` or ``regulator(r=...)`` (a sympy expression
+    in :data:`Z` resp. :data:`Y`, or text in ``z`` resp. ``y``).  Text is read by
+    :mod:`symbrg.core.parsing`, never evaluated as Python.  Unknown names raise
+    :class:`~symbrg.core.errors.UnknownName` naming ``regulator`` and listing the choices.
     """
     if isinstance(spec, Regulator):
         return spec
-    if K is not None and r is not None or (K is not None or r is not None) and spec != "litim":
+    if (K is not None and r is not None) or ((K is not None or r is not None) and spec != "litim"):
         raise InvalidArgument("K" if K is not None else "r", "give one of a regulator name, K= or r=")
     if K is not None:
-        K = _parse_expr(K, Z, "K") if isinstance(K, str) else _in_variable("K", K, Z)
-        return _check_cutoff(_from_cutoff("K:" + sp.sstr(K), K), "K")
+        return CutoffRegulator(K)
     if r is not None:
-        r = _parse_expr(r, Y, "r") if isinstance(r, str) else _in_variable("r", r, Y)
-        return _check_cutoff(_from_shape("r:" + sp.sstr(r), r), "r")
+        return ShapeRegulator(r)
     if not isinstance(spec, str):
         raise InvalidArgument("regulator", f"expected a name or a Regulator, got {spec!r}")
     name = spec.strip()
     key, _, arg = name.partition(":")
     key = key.strip().lower() if key.strip() not in ("K", "r") else key.strip()
-    if key == "sharp" and not arg:
-        return Regulator("sharp", sp.Heaviside(1 - Z), None, None, "sharp cutoff (Wegner-Houghton)")
-    if key in ("litim", "optimized", "optimised") and not arg:
-        return Regulator("litim", (1 - Z) * sp.Heaviside(1 - Z), (1 - Y) * sp.Heaviside(1 - Y), 1 - Y,
-                         "Litim optimized cutoff")
-    if key == "exponential" and not arg:
-        return Regulator("exponential", sp.exp(-Z), Y / (sp.exp(Y) - 1), None, "exponential cutoff")
+    if key in _NAMED and not arg:
+        return _NAMED[key]()
     if key == "power":
-        b = _power(arg)
-        return Regulator(f"power:{b}", 1 / (1 + Z ** b), Y ** (1 - b), None, "power-law cutoff")
+        return Power(arg)
     if key == "K" and arg:
-        return _check_cutoff(_from_cutoff(name, _parse_expr(arg, Z, "regulator")), "regulator")
+        return CutoffRegulator(arg, name, argument="regulator")
     if key == "r" and arg:
-        return _check_cutoff(_from_shape(name, _parse_expr(arg, Y, "regulator")), "regulator")
+        return ShapeRegulator(arg, name, argument="regulator")
     raise UnknownName("regulator", f"unknown regulator {spec!r}; choose one of {', '.join(REGULATORS)}")
