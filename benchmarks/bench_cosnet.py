@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             refused = sum(1 for m in cert.mutations if m["falsified"])
             ok = ok and cert.verified
             print(f"{d:>2} {reg:<12} {len(cert.identities):>10} {f'{refused}/{len(cert.mutations)}':>17} "
-                  f"{str(cert.verified):>8} {dt:8.2f}", flush=True)
+                  f"{cert.verified!s:>8} {dt:8.2f}", flush=True)
     total = time.perf_counter() - total_start
     n = len(dims) * len(regs)
     t = time.perf_counter()

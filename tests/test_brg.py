@@ -4,14 +4,33 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from symbrg.rg import brg
-from symbrg.rg.brg import (coarse_grain, coarse_grain_modes, commuting_diagram, nngp_flow, predictive_flow,
-                        sample_coarse_grained, shell_moments, shell_weight, weights, wilsonian_ridge)
 from symbrg.cli import main
-from symbrg.core.errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinite, ShapeMismatch,
-                           SymbrgError, UnknownName, Unsupported)
+from symbrg.core.errors import (
+    InvalidArgument,
+    NonFinite,
+    NotPositive,
+    NotPositiveDefinite,
+    ShapeMismatch,
+    SymbrgError,
+    UnknownName,
+    Unsupported,
+)
+from symbrg.rg import brg
+from symbrg.rg.brg import (
+    coarse_grain,
+    coarse_grain_modes,
+    commuting_diagram,
+    nngp_flow,
+    predictive_flow,
+    sample_coarse_grained,
+    shell_moments,
+    shell_weight,
+    weights,
+    wilsonian_ridge,
+)
 from symbrg.rg.posterior import GaussianState, training_flow, training_flow_derivation
 
 SETTINGS = settings(max_examples=30, deadline=None)

@@ -5,7 +5,8 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from symbrg.core import errors
 from symbrg.core.codegen import Program, Workspace, lambdify
@@ -93,6 +94,7 @@ def test_printing_views():
 
 def test_erf_without_scipy_handles_scalars_and_arrays(monkeypatch):
     import builtins
+
     from symbrg.core.special import numpy_erf
     real = builtins.__import__
 
@@ -138,6 +140,7 @@ def test_inplace_compilation_matches_the_plain_one(rows, cols, sv):
 
 def test_inplace_warm_call_allocates_nothing_of_array_size():
     import tracemalloc
+
     from symbrg.kernels.architecture import S11, S12, S22, mlp
     arch = mlp("relu", 4, 1.4, 0.1)
     row, col, pair = arch.nngp_program.partition([S11], [S22], [S12])

@@ -9,12 +9,13 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from symbrg.cosnet import theory as cn
-from symbrg.cosnet import theorem as th
 from symbrg.cli import main
 from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, UnknownName, Unsupported
+from symbrg.cosnet import theorem as th
+from symbrg.cosnet import theory as cn
 
 SETTINGS = settings(max_examples=25, deadline=None)
 SE = 5.0  # Monte-Carlo tolerance in standard errors

@@ -122,7 +122,8 @@ def _held_out(x: float, y: float, sx: float | None) -> float:
     else:  # where the stiff phase set becomes empty / everything: max_c and min_c of the Fisher cross Lambda
         edges = []
         for sgn in (1, -1):
-            g = lambda b: T_ / (b * b + M_ ** 2) * (mpmath.mpf(1) / 2 + sgn * mpmath.exp(-2 * b * b * sx * sx) / 2) - LAM_
+            def g(b, sgn=sgn):
+                return T_ / (b * b + M_ ** 2) * (mpmath.mpf(1) / 2 + sgn * mpmath.exp(-2 * b * b * sx * sx) / 2) - LAM_
             grid = [R_ * j / 400 for j in range(1, 401)]
             for b0, b1 in zip(grid, grid[1:]):
                 if g(b0) * g(b1) < 0:
@@ -165,6 +166,7 @@ def test_brg_kernel_broad_limit_and_prescriptions():
 # ---------------------------------------------------------------------------------- the ERG side alone
 def _free_scalar(name):
     import sympy as sp
+
     from symbrg.rg.free_scalar import FreeScalar
     from symbrg.rg.regulators import regulator
     p, m, k, R, s = sp.symbols("p m k R sigma", positive=True)

@@ -6,14 +6,13 @@ import json
 import mpmath
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from symbrg.rg import erg
-
-from symbrg.rg import lpa
 from symbrg.cli import main
-from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, Unsupported, UnknownName
-from symbrg.rg.regulators import D, ETA, W, Y, Z, regulator
+from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, UnknownName, Unsupported
+from symbrg.rg import erg, lpa
+from symbrg.rg.regulators import ETA, D, W, Y, Z, regulator
 
 LAM = erg.LAMBDA
 

@@ -9,8 +9,15 @@ import pytest
 
 from symbrg.cli import main
 from symbrg.core.errors import InvalidArgument, NonFinite, NotPositive, OutOfRange, OutputExists, UnknownName
-from symbrg.ensembles.experiment import (PAPER_LAMBDAS, critical_cutoff, fisher_split, make_data, preset,
-                               renormalize, run_shell_experiment)
+from symbrg.ensembles.experiment import (
+    PAPER_LAMBDAS,
+    critical_cutoff,
+    fisher_split,
+    make_data,
+    preset,
+    renormalize,
+    run_shell_experiment,
+)
 
 QUIET = dict(progress=lambda line: None)
 SMALL = dict(widths=(2, 10, 10, 500, 1), sigma_w=(2 ** 0.5, 10 ** 0.5, 10 ** 0.5, 500 ** 0.5),

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbrg.core import printing as export
-
-from symbrg.documents import library
 from symbrg.cli import main
+from symbrg.core import printing as export
 from symbrg.core.derivation import Derivation, Verification, check_identity
 from symbrg.core.references import to_bibtex
+from symbrg.documents import library
 
 ROOT = Path(__file__).resolve().parents[1]
 DERIVATIONS = ROOT / "derivations"

@@ -9,17 +9,32 @@ import numpy as np
 import pytest
 import sympy as sp
 import sympy.stats as st
-from hypothesis import given, settings, strategies as hs
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
-from symbrg.core import codegen
-
-from symbrg.core import errors
 from symbrg.cli import main
-from symbrg.information.fisher import (check_kl_curvature, check_reparametrization, check_score_identity,
-                           exponential_family, gaussian_family, gaussian_process, gaussian_regression,
-                           gp_fisher, jeffreys_prior, network_fisher)
-from symbrg.information.spectrum import (fisher_dense, fisher_diagonal, kernel_operator_spectrum, mercer_features,
-                             readout_fisher_spectrum, readout_jacobian, shell_split)
+from symbrg.core import codegen, errors
+from symbrg.information.fisher import (
+    check_kl_curvature,
+    check_reparametrization,
+    check_score_identity,
+    exponential_family,
+    gaussian_family,
+    gaussian_process,
+    gaussian_regression,
+    gp_fisher,
+    jeffreys_prior,
+    network_fisher,
+)
+from symbrg.information.spectrum import (
+    fisher_dense,
+    fisher_diagonal,
+    kernel_operator_spectrum,
+    mercer_features,
+    readout_fisher_spectrum,
+    readout_jacobian,
+    shell_split,
+)
 
 SETTINGS = settings(max_examples=25, deadline=None)
 mu, a, b, c = sp.symbols("mu a b c", real=True)

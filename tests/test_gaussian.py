@@ -14,13 +14,14 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from symbrg.gaussian.activations import X, activation
 from symbrg.core.derivation import check_identity
 from symbrg.core.errors import InvalidArgument, NotPositive, UnknownName, Unsupported
-from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation, expectation_derivation, explicit
 from symbrg.core.special import ArcCosKernel
+from symbrg.gaussian.activations import X, activation
+from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation, expectation_derivation, explicit
 
 CLOSED = ["relu", "leaky_relu:0.2", "abrelu:-0.5,2", "abs", "rectified:0", "rectified:1", "rectified:2",
           "rectified:3", "rectified:4", "step", "sign", "identity", "affine:2,-1", "monomial:5", "monomial:6",

@@ -4,11 +4,12 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from symbrg.core import errors
-from symbrg.kernels.architecture import Dense, Nonlinearity, S12, mlp, serial
 from symbrg.ensembles.networks import network
+from symbrg.kernels.architecture import S12, Dense, Nonlinearity, mlp, serial
 
 RNG = np.random.default_rng(1234)
 X = RNG.normal(size=(6, 3))

@@ -1,13 +1,13 @@
 """Finite-width ensembles: gradients vs finite differences, training, statistics vs the engines."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from symbrg.ensembles import ensemble as E
 from symbrg.core.errors import InvalidArgument, NonFinite, NotPositive, OutOfRange, UnknownName
+from symbrg.ensembles import ensemble as E
 from symbrg.ensembles.networks import network
 from symbrg.ensembles.training import readout_design, train
 

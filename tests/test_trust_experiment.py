@@ -10,11 +10,25 @@ import numpy as np
 import pytest
 
 from symbrg.cli import main
-from symbrg.ensembles.ensemble import percentile_bootstrap
-from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, TooExpensive, Unsupported, UnknownName
-from symbrg.ensembles.experiment import (check_cost, estimate_cost, member_data, preset, run_shell_experiment,
-                               shell_statistics, summary)
+from symbrg.core.errors import (
+    InvalidArgument,
+    NotPositive,
+    OutOfRange,
+    TooExpensive,
+    UnknownName,
+    Unsupported,
+)
 from symbrg.core.limits import lifted
+from symbrg.ensembles.ensemble import percentile_bootstrap
+from symbrg.ensembles.experiment import (
+    check_cost,
+    estimate_cost,
+    member_data,
+    preset,
+    run_shell_experiment,
+    shell_statistics,
+    summary,
+)
 from symbrg.ensembles.networks import network
 from symbrg.ensembles.training import train
 

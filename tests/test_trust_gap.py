@@ -1,15 +1,16 @@
 """Issue 12, near-parallel inputs: the gap (distance and Gram determinant of the pair) is carried
 through every layer, so float64 NNGP and NTK agree with the 50-digit path as c -> 1."""
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from symbrg.gaussian.activations import activation
 from symbrg.core.codegen import lambdify
+from symbrg.gaussian.activations import activation
 from symbrg.gaussian.expectations import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map
 from symbrg.kernels.architecture import _pair_gap, mlp
 
@@ -24,7 +25,7 @@ TOLERANCE = {"gelu": 1e-11}
 MAX_DEPTH = {"rectified:2": 4, "exp:1,0.5": 2}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _arch(act: str, depth: int):
     return mlp(act, depth, 1.0, 0.5)          # sigma_w, sigma_b are passed per example through params=
 

@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbrg.core import checks
-
-from symbrg.core import errors
-
-from symbrg.core import limits
 from symbrg.cli import main
+from symbrg.core import checks, errors, limits
 from symbrg.core.codegen import Program
 from symbrg.kernels.architecture import Dense, Nonlinearity, mlp, serial
 
@@ -232,6 +228,7 @@ def test_threads_must_be_a_positive_integer(threads):
 
 def test_cli_checks_output_size_and_free_disk_before_creating_the_file(tmp_path, capsys, monkeypatch):
     import shutil
+
     from symbrg.cli import kernel as cli_kernel
     np.save(tmp_path / "X.npy", X)
     args = ["kernel", "--x", str(tmp_path / "X.npy"), "--out", str(tmp_path / "sub" / "K.npy")]

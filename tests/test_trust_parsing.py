@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from symbrg.core import limits
-from symbrg.gaussian.activations import activation
-from symbrg.rg.brg import shell_weight
 from symbrg.cli import main
 from symbrg.cli.erg import parse_dimension
+from symbrg.core import limits
 from symbrg.core.derivation import check_identity
 from symbrg.core.errors import InvalidArgument, TooExpensive
-from symbrg.core.parsing import (MAX_BITS, MAX_DEPTH, as_expression, parse_expression, parse_list,
-                            parse_number)
+from symbrg.core.parsing import MAX_BITS, MAX_DEPTH, as_expression, parse_expression, parse_list, parse_number
+from symbrg.gaussian.activations import activation
+from symbrg.rg.brg import shell_weight
 from symbrg.rg.regulators import angular_factor, loop_volume, regulator
 
 x, y = sp.symbols("x y", real=True)
@@ -40,7 +40,7 @@ def _payloads(canary: Path) -> list[str]:
         touch, f"x + {touch}", f"exp({touch})", "().__class__", "().__class__.__bases__[0].__subclasses__()",
         "x.__class__", "__builtins__", "__import__", "_x", "x.subs(x, 1)", "x._sympy_()",
         f"(lambda: {touch})()", "lambda x: x", f"[{touch} for _ in (1,)]", "[c for c in ()]",
-        "{1: 2}", "'x'", '"x"', "'\\x5f\\x5f'", "b'x'", "f'{x}'", f"getattr(x, 'subs')",
+        "{1: 2}", "'x'", '"x"', "'\\x5f\\x5f'", "b'x'", "f'{x}'", "getattr(x, 'subs')",
         f"exec(\"{touch}\")", f"eval(\"{touch}\")", "Symbol('x')", "Lambda(x, x)", "x[0]", "x;y",
         "x\ny", "x\r\ny", "`x`", "(y := 1)", "x if y else 1", "x == y", "x and y", "not x", "x @ y",
         "x % y", "x // y", "x & y", "~x", "x, y = 1, 2", "open('/etc/passwd')", "x # comment",

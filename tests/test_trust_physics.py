@@ -6,16 +6,19 @@ import mpmath
 import pytest
 import sympy as sp
 
-from symbrg.rg import erg
-
-from symbrg.core import limits
-
-from symbrg.rg import lpa
-from symbrg.core.checks import resolve_symbols
 from symbrg.cli import main
+from symbrg.core import limits
+from symbrg.core.checks import resolve_symbols
 from symbrg.core.errors import InvalidArgument, OutOfRange, TooExpensive, UnknownName
-from symbrg.information.fisher import (check_kl_curvature, gaussian_family, gaussian_process, gaussian_regression,
-                           gp_fisher, jeffreys_prior)
+from symbrg.information.fisher import (
+    check_kl_curvature,
+    gaussian_family,
+    gaussian_process,
+    gaussian_regression,
+    gp_fisher,
+    jeffreys_prior,
+)
+from symbrg.rg import erg, lpa
 from symbrg.rg.regulators import regulator
 
 a, b, x = sp.symbols("a b x", real=True)
@@ -193,8 +196,9 @@ def test_symbolic_gp_fisher_bounded_and_numeric_path_named():
 
 def test_sampling_and_shell_weight_domains():
     import numpy as np
-    from symbrg.rg import brg
+
     from symbrg.cosnet.theory import theory as cosnet
+    from symbrg.rg import brg
     net = cosnet.generalized_cosnet(2, 3, 1)
     X = np.ones((2, 2))
     with pytest.raises(TooExpensive) as exc:

@@ -20,12 +20,12 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from types import FrameType
-from typing import Sequence
 
 from symbrg.core import checks
-from symbrg.core.limits import ENV, lifted, parse_overrides, registry
 from symbrg.core.errors import SymbrgError, UnknownName
+from symbrg.core.limits import ENV, lifted, parse_overrides, registry
 
 TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export", "limits")
 

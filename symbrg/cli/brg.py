@@ -26,8 +26,8 @@ PARTS = ("nngp", "shell", "training", "all")
 
 
 def _derivation(ns: argparse.Namespace):
-    from symbrg.rg.brg import information_shell_derivation, nngp_brg_derivation
     from symbrg.core.checks import choice
+    from symbrg.rg.brg import information_shell_derivation, nngp_brg_derivation
     from symbrg.rg.posterior import training_flow_derivation
     choice("part", ns.part, PARTS)
     reg = None if ns.regulator == "sharp" else ns.regulator

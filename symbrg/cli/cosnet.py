@@ -36,7 +36,7 @@ def _certificate(ns: argparse.Namespace):
     from symbrg.core.checks import choice
     from symbrg.cosnet.certificate import certify
     from symbrg.cosnet.theorem import DIM
-    from symbrg.cosnet.theory import D, REGULATOR_NAMES, _dim
+    from symbrg.cosnet.theory import REGULATOR_NAMES, D, _dim
     choice("regulator", ns.regulator, REGULATOR_NAMES)
     d = _dim(ns.dim)
     if d != D:

@@ -18,15 +18,17 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from symbrg.core import checks
-
-from symbrg.documents import library
 from symbrg.core.derivation import Derivation
 from symbrg.core.errors import OutputExists
+from symbrg.documents import library
+
+if TYPE_CHECKING:
+    import sympy as sp
 
 EPILOG = """examples:
   symbrg demo                      # the tour; LaTeX goes to a fresh temporary folder
@@ -61,8 +63,8 @@ def ensemble_check(inputs: np.ndarray, members: int, width: int, *, seed: int = 
     from the sample) and ``ok`` (every entry within :data:`STANDARD_ERRORS` standard errors).
     """
     from symbrg.ensembles.ensemble import Comparison, nngp_comparison
-    from symbrg.kernels.architecture import mlp
     from symbrg.ensembles.networks import network
+    from symbrg.kernels.architecture import mlp
     x = checks.finite_array("inputs", inputs, ndim=2)
     width = checks.integer("width", width, minimum=1)
     net = network((x.shape[1],) + (width,) * DEPTH + (1,), ACTIVATION, sigma_w=SIGMA_W,
@@ -97,6 +99,7 @@ def per_layer_map() -> "sp.Equality":
     \mathbb E[\varphi(u)\varphi(v)]`, the expectation written out by the Gaussian-expectation
     engine at :math:`(q_{11}, q_{12}, q_{22}) = (K^{(l)}_{11}, K^{(l)}_{12}, K^{(l)}_{22})`."""
     import sympy as sp
+
     from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
     from symbrg.kernels.architecture import mlp
     arch = mlp(ACTIVATION, DEPTH, SIGMA_W, SIGMA_B)
@@ -110,6 +113,7 @@ def per_layer_map() -> "sp.Equality":
 
 def _kernel_part(out: Path, force: bool) -> Path:
     import sympy as sp
+
     from symbrg.core.printing import display
     from symbrg.kernels.architecture import mlp
     _say(f"[1/5] Kernel: the NNGP of a depth-{DEPTH} ReLU network (sigma_w = {SIGMA_W}, "

@@ -10,11 +10,10 @@ import argparse
 import sys
 
 from symbrg.core import checks
-
-from symbrg.documents import library
 from symbrg.core.errors import InvalidArgument, UnknownName
 from symbrg.core.printing import FORMATS, render
 from symbrg.core.references import to_bibtex
+from symbrg.documents import library
 
 EPILOG = """examples:
   symbrg export --list

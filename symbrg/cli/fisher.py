@@ -128,8 +128,8 @@ def _derive(ns: argparse.Namespace):
 
 
 def _handler(ns: argparse.Namespace) -> int:
-    from symbrg.information import fisher
     from symbrg.core.printing import render
+    from symbrg.information import fisher
     metric = _derive(ns)
     d = metric.derivation
     if ns.jeffreys:

@@ -5,38 +5,94 @@ Everything else in symbrg imports from here; nothing here imports from another s
 """
 
 from symbrg.core.checks import (  # noqa: F401
-    scalar, positive, nonnegative, in_range, integer, finite_array,
-    matching, choice, psd_matrix, atomic_write, remove_temporaries, umask,
+    atomic_write,
+    choice,
+    finite_array,
+    in_range,
+    integer,
+    matching,
+    nonnegative,
+    positive,
+    psd_matrix,
+    remove_temporaries,
     resolve_symbols,
+    scalar,
+    umask,
 )
 from symbrg.core.codegen import (  # noqa: F401
-    Program, Workspace, lambdify, BACKENDS,
+    BACKENDS,
+    Program,
+    Workspace,
+    lambdify,
 )
 from symbrg.core.derivation import (  # noqa: F401
-    Step, Derivation,
-)
-from symbrg.core.identities import (  # noqa: F401
-    Verification, verify, check_identity,
+    Derivation,
+    Step,
 )
 from symbrg.core.errors import (  # noqa: F401
-    SymbrgError, InvalidArgument, NotPositive, OutOfRange, NonFinite, ShapeMismatch,
-    UnknownName, NotPositiveDefinite, Unsupported, TooExpensive, ConvergenceError, OutputExists,
+    ConvergenceError,
+    InvalidArgument,
+    NonFinite,
+    NotPositive,
+    NotPositiveDefinite,
+    OutOfRange,
+    OutputExists,
+    ShapeMismatch,
+    SymbrgError,
+    TooExpensive,
+    UnknownName,
+    Unsupported,
+)
+from symbrg.core.identities import (  # noqa: F401
+    Verification,
+    check_identity,
+    verify,
 )
 from symbrg.core.limits import (  # noqa: F401
-    Limit, lifted, current, registry, parse_overrides, format_number,
     ENV,
+    Limit,
+    current,
+    format_number,
+    lifted,
+    parse_overrides,
+    registry,
 )
 from symbrg.core.parsing import (  # noqa: F401
-    Function, DEFAULT_FUNCTIONS, EXPRESSION, MAX_DEPTH, MAX_BITS, ROOT_BITS,
-    parse_expression, parse_number, parse_list, as_expression,
+    DEFAULT_FUNCTIONS,
+    EXPRESSION,
+    MAX_BITS,
+    MAX_DEPTH,
+    ROOT_BITS,
+    Function,
+    as_expression,
+    parse_expression,
+    parse_list,
+    parse_number,
 )
 from symbrg.core.printing import (  # noqa: F401
-    FORMATS, LINE_WIDTH, render, to_text, to_latex, to_markdown,
-    to_jupyter_latex, to_python, latex_width, equation_rows, display, status_text,
+    FORMATS,
+    LINE_WIDTH,
+    display,
+    equation_rows,
+    latex_width,
+    render,
+    status_text,
+    to_jupyter_latex,
+    to_latex,
+    to_markdown,
+    to_python,
+    to_text,
 )
 from symbrg.core.special import (  # noqa: F401
-    numpy_erf, NumericFunction, GramDet, ArcCosKernel, arccos_angular,
+    ArcCosKernel,
+    GramDet,
+    NumericFunction,
+    arccos_angular,
+    numpy_erf,
 )
 from symbrg.core.symbols import (  # noqa: F401
-    SYMBOLS, SymbolInfo, symbol, symbols,
+    SYMBOLS,
+    SymbolInfo,
+    symbol,
+    symbols,
 )

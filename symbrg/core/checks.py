@@ -18,15 +18,25 @@ import secrets
 import socket
 import stat
 import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any
 
 import numpy as np
 import sympy as sp
 
-from symbrg.core.errors import (InvalidArgument, NonFinite, NotPositive, NotPositiveDefinite, OutOfRange,
-                     OutputExists, ShapeMismatch, SymbrgError, UnknownName)
+from symbrg.core.errors import (
+    InvalidArgument,
+    NonFinite,
+    NotPositive,
+    NotPositiveDefinite,
+    OutOfRange,
+    OutputExists,
+    ShapeMismatch,
+    SymbrgError,
+    UnknownName,
+)
 
 __all__ = ["scalar", "positive", "nonnegative", "in_range", "integer", "finite_array", "matching",
            "choice", "psd_matrix", "output_target", "atomic_write", "remove_temporaries", "umask", "resolve_symbols"]

@@ -643,7 +643,8 @@ def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
         repl, reduced = se.cse([se.sympify(e) for e in exprs])
         back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
         red = [sp.sympify(r) for r in reduced]
-        kinds = lambda es: sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))
+        def kinds(es: list[Any]) -> list[str]:
+            return sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))
         if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
             raise TypeError("function atoms changed in the round trip")
         rename = {a: sp.Symbol(f"t{next(counter)}") for a, _ in back}

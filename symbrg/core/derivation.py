@@ -21,8 +21,9 @@ points with mpmath at ``dps`` digits.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from symbrg.core.identities import Verification, check_identity
 from symbrg.core.references import canonical, canonical_cites

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import contextvars
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from types import MappingProxyType
 
 from symbrg.core.errors import InvalidArgument, TooExpensive
 
@@ -33,7 +34,8 @@ __all__ = ["Limit", "lifted", "current", "registry", "parse_overrides", "format_
 ENV = "SYMBRG_LIMITS"
 
 _REGISTRY: dict[str, "Limit"] = {}
-_OVERRIDES: contextvars.ContextVar[Mapping[str, float]] = contextvars.ContextVar("symbrg_limits", default={})
+_OVERRIDES: contextvars.ContextVar[Mapping[str, float]] = contextvars.ContextVar(
+    "symbrg_limits", default=MappingProxyType({}))
 
 
 def parse_overrides(text: str, argument: str = "limit") -> dict[str, float]:

@@ -37,9 +37,10 @@ import functools
 import math
 import operator
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 
 import sympy as sp
 
@@ -120,7 +121,7 @@ def _tokens(text: str, fail: Callable[[int, str], InvalidArgument]) -> list[_Tok
         if m is None:
             ch = text[pos]
             if not ch.isascii():
-                raise fail(pos + 1, f"non-ASCII character {ascii(ch)} (only ASCII letters, "
+                raise fail(pos + 1, f"non-ASCII character {ch!a} (only ASCII letters, "
                                     "digits and + - * / ^ ( ) , are allowed)")
             raise fail(pos + 1, f"unexpected {ch!r}" + (f" ({_HINTS[ch]})" if ch in _HINTS else ""))
         if m.lastgroup != "space":

@@ -14,8 +14,8 @@ step is added (:meth:`symbrg.core.derivation.Derivation.step`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from symbrg.core.errors import UnknownName
 

@@ -32,7 +32,7 @@ import sympy as sp
 
 from symbrg.core.checks import choice, positive
 from symbrg.core.errors import InvalidArgument
-from symbrg.cosnet.theory import LAM, NOISE, N, P, PHASE, T, CosNet, cos2_gaussian_input
+from symbrg.cosnet.theory import LAM, NOISE, PHASE, CosNet, N, P, T, cos2_gaussian_input
 from symbrg.rg import brg
 
 __all__ = ["MUTABLE", "readout_fisher", "BRGSide", "engine_stiff_variances"]

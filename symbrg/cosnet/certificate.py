@@ -19,9 +19,10 @@ make the certificate fail; an identity that no mutation falsifies is reported as
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import sympy as sp
@@ -29,8 +30,24 @@ import sympy as sp
 from symbrg.core.checks import choice, integer
 from symbrg.core.derivation import Derivation, Verification
 from symbrg.cosnet.brg_side import BRGSide, engine_stiff_variances
-from symbrg.cosnet.theory import (D, LAM, KCUT, M, N, NOISE, P, R, REGULATOR_NAMES, SIGMA, SX, T, _dim,
-                                  generalized_cosnet, propagator_cosnet, sphere_area)
+from symbrg.cosnet.theory import (
+    KCUT,
+    LAM,
+    NOISE,
+    REGULATOR_NAMES,
+    SIGMA,
+    SX,
+    D,
+    M,
+    N,
+    P,
+    R,
+    T,
+    _dim,
+    generalized_cosnet,
+    propagator_cosnet,
+    sphere_area,
+)
 from symbrg.rg.free_scalar import FreeScalar, radial_trace
 from symbrg.rg.regulators import regulator as erg_regulator
 

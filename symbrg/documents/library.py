@@ -20,9 +20,10 @@ import functools
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from symbrg.core import checks
 from symbrg.core.derivation import Derivation
@@ -30,6 +31,9 @@ from symbrg.core.errors import InvalidArgument, OutputExists, Unsupported
 from symbrg.core.references import to_bibtex
 from symbrg.core.symbols import symbol
 from symbrg.gaussian.activations import DOCUMENTED
+
+if TYPE_CHECKING:
+    import sympy as sp
 
 __all__ = ["Entry", "LIBRARY", "EXTENSIONS", "BIBFILE", "available", "names", "build", "kernel_map",
            "render_entry", "write_library"]
@@ -85,7 +89,7 @@ def kernel_map(activation: str, kind: str = "nngp", depth: int = 1) -> Derivatio
     from symbrg.kernels.architecture import mlp
     arch = mlp(activation, depth, 1.0, 1.0)
     base = arch.derivation(kind)
-    act = [lay.activation for lay in arch.layers if hasattr(lay, "activation")][0]
+    act = next(lay.activation for lay in arch.layers if hasattr(lay, "activation"))
     readable = next((r for spec, _, r in KERNEL_FAMILIES if spec == activation), act.name)
     checks.integer("depth", depth, minimum=1)
     title = f"{kind.upper()} per-layer map of a {readable} network"
@@ -128,7 +132,9 @@ def _without_nodes(expr: "sp.Expr") -> "sp.Expr":
 def _node_check(node: Any, closed: Any) -> Any:
     """Spot check of an expression with numeric nodes against its closed form (mpmath, 30 digits)."""
     import random
+
     import mpmath
+
     from symbrg.core.codegen import lambdify
     from symbrg.core.derivation import Verification
     from symbrg.gaussian.expectations import Q11, Q12, Q22
@@ -146,15 +152,17 @@ def _node_check(node: Any, closed: Any) -> Any:
                         tolerance=float(mpmath.mpf(10) ** -22 * scale))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _quadrature_errors(spec: str) -> tuple[float, float, float]:
     """Worst errors of the closed form against 1-D quadrature on the diagonal and at q12 = 0,
     and the tolerance (cached per activation: the NNGP and NTK documents share them)."""
     import random
+
     import mpmath
-    import sympy as sp
-    from symbrg.gaussian.activations import X, activation as make
+
     from symbrg.core.codegen import lambdify
+    from symbrg.gaussian.activations import X
+    from symbrg.gaussian.activations import activation as make
     from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
     act = make(spec)
     closed = _without_nodes(expectation(act).explicit())
@@ -182,8 +190,9 @@ def _quadrature_errors(spec: str) -> tuple[float, float, float]:
 def _continuous_at_zero(act: Any) -> bool:
     """Price's theorem with the a.e. derivative needs a continuous activation (not step, sign)."""
     import mpmath
-    from symbrg.gaussian.activations import X
+
     from symbrg.core.codegen import lambdify
+    from symbrg.gaussian.activations import X
     phi = lambdify(act.expr, [X], "mpmath", dps=30)
     with mpmath.workdps(30):
         return bool(abs(phi(mpmath.mpf("-1e-20")) - phi(mpmath.mpf("1e-20"))) < 1e-10)
@@ -192,7 +201,9 @@ def _continuous_at_zero(act: Any) -> bool:
 def _kernel_checks(act: Any, kind: str, rule_label: str) -> list[tuple]:
     """(label, statement, justification, Verification) of the independent kernel checks."""
     import dataclasses
+
     import sympy as sp
+
     from symbrg.core.derivation import Verification, check_identity
     from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
     e = expectation(act)
@@ -253,6 +264,7 @@ def fisher_normal() -> Derivation:
     r"""Fisher metric of :math:`\mathcal N(\mu, v)` in :math:`(\mu, v)`:
     :math:`\operatorname{diag}(1/v, 1/(2v^2))`."""
     import sympy as sp
+
     from symbrg.information.fisher import gaussian_family
     mu, v = sp.Symbol("mu", real=True), sp.Symbol("v", positive=True)
     return gaussian_family([mu], [[v]], [mu, v], name="normal").derivation
@@ -261,6 +273,7 @@ def fisher_normal() -> Derivation:
 def fisher_neuron() -> Derivation:
     r"""Fisher metric of one tanh neuron :math:`y = a\tanh(b x) + \varepsilon` on three inputs."""
     import sympy as sp
+
     from symbrg.information.fisher import gaussian_regression
     a, b, x = sp.symbols("a b x", real=True)
     return gaussian_regression(a * sp.tanh(b * x), [a, b], x, sigma=symbol("sigma"),
@@ -270,6 +283,7 @@ def fisher_neuron() -> Derivation:
 def fisher_bernoulli() -> Derivation:
     r"""Fisher metric of the Bernoulli family in its mean :math:`p`: :math:`1/(p(1-p))`."""
     import sympy as sp
+
     from symbrg.information.fisher import exponential_family
     eta, p = sp.Symbol("eta", real=True), symbol("p")
     return exponential_family(sp.log(1 + sp.exp(eta)), [eta], parameters=[p],

@@ -4,10 +4,30 @@ registry (:func:`register_activation` adds one; plugins use the entry-point grou
 """
 
 from symbrg.gaussian.activations import (  # noqa: F401
-    X, Activation, activation, REGISTRY, DOCUMENTED, ENTRY_POINT_GROUP, names, numpy_erf, DEGREE,
+    DEGREE,
+    DOCUMENTED,
+    ENTRY_POINT_GROUP,
+    REGISTRY,
+    Activation,
+    X,
+    activation,
+    names,
+    numpy_erf,
 )
 from symbrg.gaussian.expectations import (  # noqa: F401
-    Q11, Q12, Q22, QD, QE, QH,
-    Expectation, expectation, expectation_derivation, explicit, METHODS, moment,
-    with_gap, gap_map, register_activation,
+    METHODS,
+    Q11,
+    Q12,
+    Q22,
+    QD,
+    QE,
+    QH,
+    Expectation,
+    expectation,
+    expectation_derivation,
+    explicit,
+    gap_map,
+    moment,
+    register_activation,
+    with_gap,
 )

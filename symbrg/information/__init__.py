@@ -3,11 +3,30 @@ information-shell splits.  Depends on core, gaussian and kernels.
 """
 
 from symbrg.information.fisher import (  # noqa: F401
-    FisherMetric, JeffreysPrior, gaussian_family, gaussian_regression, gaussian_process, exponential_family,
-    network_expression, network_fisher, gp_fisher, jeffreys_prior, gaussian_expectation, check_reparametrization,
-    check_kl_curvature, check_score_identity, fisher_dense, fisher_diagonal, shell_split, ShellSplit,
-    readout_jacobian, kernel_operator_spectrum, readout_fisher_spectrum, mercer_features,
+    FisherMetric,
+    JeffreysPrior,
+    ShellSplit,
+    check_kl_curvature,
+    check_reparametrization,
+    check_score_identity,
+    exponential_family,
+    fisher_dense,
+    fisher_diagonal,
+    gaussian_expectation,
+    gaussian_family,
+    gaussian_process,
+    gaussian_regression,
+    gp_fisher,
+    jeffreys_prior,
+    kernel_operator_spectrum,
+    mercer_features,
+    network_expression,
+    network_fisher,
+    readout_fisher_spectrum,
+    readout_jacobian,
+    shell_split,
 )
 from symbrg.information.spectrum import (  # noqa: F401
-    REDUCTIONS, CRITERIA,
+    CRITERIA,
+    REDUCTIONS,
 )

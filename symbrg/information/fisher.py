@@ -30,22 +30,39 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from symbrg.core import codegen
-from symbrg.core.checks import finite_array, matching, nonnegative, positive, psd_matrix, resolve_symbols, scalar
+from symbrg.core.checks import (
+    finite_array,
+    matching,
+    nonnegative,
+    positive,
+    psd_matrix,
+    resolve_symbols,
+    scalar,
+)
 from symbrg.core.derivation import Derivation, Verification, check_identity
 from symbrg.core.errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
-from symbrg.information.spectrum import (ShellSplit, fisher_dense, fisher_diagonal, kernel_operator_spectrum,  # noqa: F401
-                       mercer_features, readout_fisher_spectrum, readout_jacobian, shell_split)
+from symbrg.information.spectrum import (  # noqa: F401
+    ShellSplit,
+    fisher_dense,
+    fisher_diagonal,
+    kernel_operator_spectrum,
+    mercer_features,
+    readout_fisher_spectrum,
+    readout_jacobian,
+    shell_split,
+)
 
 __all__ = ["FisherMetric", "JeffreysPrior", "gaussian_family", "gaussian_regression", "gaussian_process",
            "exponential_family", "network_expression", "network_fisher", "gp_fisher", "jeffreys_prior",
@@ -159,7 +176,7 @@ def _gaussian_kl(mu0: sp.Matrix, S0: sp.Matrix, mu1: sp.Matrix, S1: sp.Matrix) -
     return ((S1inv * S0).trace() + (d.T * S1inv * d)[0, 0] - S0.shape[0] + sp.log(S1.det(method="berkowitz") / S0.det(method="berkowitz"))) / 2
 
 
-@lru_cache(maxsize=None)
+@cache
 def _matchings(idx: tuple[int, ...]) -> tuple[tuple[tuple[int, int], ...], ...]:
     """All perfect matchings of the index list (Isserlis/Wick pairings)."""
     if not idx:
@@ -277,7 +294,7 @@ class FisherMetric:
 
 # ------------------------------------------------------------------------ Gaussian families
 def _as_column(name: str, v: Any) -> sp.Matrix:
-    m = sp.Matrix(v) if not isinstance(v, sp.MatrixBase) else sp.Matrix(v)
+    m = sp.Matrix(v)
     if m.shape[1] != 1 and m.shape[0] == 1:
         m = m.T
     if m.shape[1] != 1:
@@ -300,7 +317,7 @@ def _numerically_zero(e: sp.Expr, points: int = 3) -> bool:
 
 
 def _checked_cov(cov: Any, n: int) -> sp.Matrix:
-    S = sp.Matrix(cov) if not isinstance(cov, sp.MatrixBase) else sp.Matrix(cov)
+    S = sp.Matrix(cov)
     if S.shape[0] != S.shape[1]:
         raise ShapeMismatch("covariance", f"must be square, got shape {S.shape}")
     matching("covariance", S.shape[0], n, "size (the length of mean)")
@@ -390,7 +407,7 @@ def _moment_check(matrix: sp.Matrix, integrand: Callable[[int, int], sp.Expr], y
     if len(ys) == 1:
         exp_ = {(a, b): _expect_over_gaussian(integrand(a, b), ys, mu, S) for a, b in pairs}
         if max(sp.count_ops(e) for e in exp_.values()) < _SIMPLIFY_OPS:
-            dom = _domain(tuple((matrix.free_symbols | set().union(*(e.free_symbols for e in exp_.values())))))
+            dom = _domain(tuple(matrix.free_symbols | set().union(*(e.free_symbols for e in exp_.values()))))
             checks = [check_identity(matrix[a, b], exp_[(a, b)], domain=dom, points=points, dps=dps)
                       for a, b in pairs]
             worst = max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
@@ -568,8 +585,8 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> tuple[sp.Matrix, s
         K = sp.Matrix(kernel)
         return K, K.free_symbols
     if hasattr(kernel, "nngp_program"):  # a symbrg.kernels.architecture.Architecture
-        from symbrg.kernels.architecture import S11, S12, S22
         from symbrg.core.special import NumericFunction
+        from symbrg.kernels.architecture import S11, S12, S22
         k = kernel.expand("nngp").replace(  # closed forms where the special function has one
             lambda e: isinstance(e, NumericFunction) and hasattr(type(e), "explicit"),
             lambda e: type(e).explicit(*e.args))

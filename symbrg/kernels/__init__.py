@@ -4,6 +4,13 @@ Depends on :mod:`symbrg.core` and :mod:`symbrg.gaussian`.
 """
 
 from symbrg.kernels.architecture import (  # noqa: F401
-    Dense, Nonlinearity, Architecture, serial, mlp, S11,
-    S12, S22, DIM,
+    DIM,
+    S11,
+    S12,
+    S22,
+    Architecture,
+    Dense,
+    Nonlinearity,
+    mlp,
+    serial,
 )

@@ -53,23 +53,26 @@ import fractions
 import math
 import operator
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from symbrg.core import checks
-from symbrg.gaussian.activations import X as _X, Activation, activation as _activation
 from symbrg.core.codegen import Program, Workspace
 from symbrg.core.derivation import Derivation
-from symbrg.core.special import GramDet
 from symbrg.core.errors import InvalidArgument, NotPositive
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
+from symbrg.core.special import GramDet
 from symbrg.core.symbols import symbol, symbols
+from symbrg.gaussian.activations import Activation
+from symbrg.gaussian.activations import X as _X
+from symbrg.gaussian.activations import activation as _activation
 
 __all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
 
@@ -470,7 +473,7 @@ class Architecture:
         d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {self.name}", name=f"{kind}-{self.name}",
                        introduction=_INTRO[kind], references=dict(_REFS))
         seen = set()
-        for layer, which, e in self.rules:
+        for _layer, which, e in self.rules:
             if kind == "nngp" and which == "ntk":
                 continue
             if (which, e.rule) in seen:

@@ -52,14 +52,23 @@ and the scalar ridge is the shell with :math:`w_k = \sigma^2/(\sigma^2 + c)` on 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable, Sequence
+from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from symbrg.core.checks import choice, finite_array, matching, nonnegative, positive, psd_matrix, resolve_symbols
+from symbrg.core.checks import (
+    choice,
+    finite_array,
+    matching,
+    nonnegative,
+    positive,
+    psd_matrix,
+    resolve_symbols,
+)
 from symbrg.core.derivation import Derivation, check_identity
 from symbrg.core.errors import InvalidArgument, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
@@ -101,7 +110,7 @@ def _nngp_mode(prescription: str) -> tuple[sp.Expr, sp.Expr]:
     return sp.factor(sp.simplify(h / p)), sp.factor(sp.simplify(1 / p))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _nngp_mode_numpy(prescription: str) -> Callable:
     from symbrg.core.codegen import lambdify
     mean, var = _nngp_mode(prescription)

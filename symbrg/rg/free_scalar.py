@@ -24,8 +24,9 @@ flows by :math:`\partial_kE_k = \frac12\partial_kC_k/C_k`; the effective average
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import sympy as sp
