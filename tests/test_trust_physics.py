@@ -197,7 +197,7 @@ def test_symbolic_gp_fisher_bounded_and_numeric_path_named():
 def test_sampling_and_shell_weight_domains():
     import numpy as np
 
-    from symbrg.cosnet.theory import theory as cosnet
+    from symbrg.cosnet import theory as cosnet
     from symbrg.rg import brg
     net = cosnet.generalized_cosnet(2, 3, 1)
     X = np.ones((2, 2))
@@ -218,7 +218,7 @@ def test_sampling_and_shell_weight_domains():
 
 
 def test_cosnet_momentum_symbol_by_name():
-    from symbrg.cosnet.theory import theory as cosnet
+    from symbrg.cosnet import theory as cosnet
     p = sp.Symbol("p")                                          # not cosnet.P (positive)
     fr = cosnet.radial_frequencies(p ** 2, 2)
     assert fr.density == cosnet.P ** 2
