@@ -405,6 +405,10 @@ def register(act: Activation, *, replace: bool = False) -> Activation:
     form is first used (so an :class:`Activation` from a plugin is checked too)."""
     if not isinstance(act, Activation):
         raise InvalidArgument("activation", f"expected an Activation, got {type(act).__name__}")
+    if not act.expr.free_symbols <= {X}:
+        raise InvalidArgument("activation", f"{act.name!r}: an Activation is written in "
+                                            "symbrg.gaussian.activations.X, got free symbols "
+                                            f"{sorted(map(str, act.expr.free_symbols))}")
     key = new_name(act.name, replace=replace)
     if key != act.name:
         act = dataclasses.replace(act, name=key)

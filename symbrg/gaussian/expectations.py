@@ -48,6 +48,7 @@ a 50-digit mpmath evaluation of the same expression to 1e-12 relative (tested, i
 """
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -1325,5 +1326,8 @@ def _forget(name: str) -> None:
         return
     for cache in (_expectation, _compiled, gap_map, _checked):
         cache.cache_clear()
-    for key in stale:
-        _NODE_REGISTRY[(key[0], ("retired", len(_NODE_REGISTRY)))] = _NODE_REGISTRY.pop(key)
+    for key in stale:     # a retired key is unique, so the count per prefix (the next index) never drops
+        _NODE_REGISTRY[(key[0], ("retired", next(_RETIRED)) + key[1:])] = _NODE_REGISTRY.pop(key)
+
+
+_RETIRED = itertools.count()
