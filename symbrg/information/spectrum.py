@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -40,12 +41,35 @@ import numpy as np
 from symbrg.core.checks import choice, finite_array, matching, nonnegative, positive, psd_matrix
 from symbrg.core.errors import NonFinite, NotPositiveDefinite, ShapeMismatch
 
-__all__ = ["REDUCTIONS", "CRITERIA", "fisher_dense", "fisher_diagonal", "ShellSplit", "shell_split",
+__all__ = ["REDUCTIONS", "CRITERIA", "Choice", "SplitCriterion", "fisher_dense", "fisher_diagonal", "ShellSplit", "shell_split",
            "readout_jacobian", "kernel_operator_spectrum", "readout_fisher_spectrum",
            "mercer_features"]
 
 REDUCTIONS = ("mean", "sum")
-CRITERIA = ("eigen", "diagonal")
+
+
+class Choice(StrEnum):
+    """A closed set of named options, parsed once at the API boundary by :meth:`parse` (members
+    compare equal to their names, so ``SplitCriterion.EIGEN == "eigen"``)."""
+
+    @classmethod
+    def parse(cls, value: "str | Choice", argument: str, allowed: Iterable["Choice"] | None = None) -> Any:
+        """The member named ``value`` (a member passes through); otherwise
+        :class:`~symbrg.core.errors.UnknownName` naming ``argument`` and listing the (``allowed``) choices."""
+        options = list(cls) if allowed is None else list(allowed)
+        if isinstance(value, cls) and value in options:
+            return value
+        return cls(choice(argument, value, [str(o) for o in options]))
+
+
+class SplitCriterion(Choice):
+    r"""What the information-shell split compares with :math:`\Lambda`: the eigenvalues of :math:`I`
+    (``EIGEN``, basis independent) or its diagonal entries :math:`I_{AA}` (``DIAGONAL``, the paper's numerics)."""
+    EIGEN = "eigen"
+    DIAGONAL = "diagonal"
+
+
+CRITERIA = tuple(SplitCriterion)
 
 
 # ------------------------------------------------------------------------------------- Jacobians
@@ -134,12 +158,12 @@ def fisher_diagonal(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> 
 class ShellSplit:
     r"""The information-shell split :math:`\lambda < \Lambda` (sloppy) / :math:`\lambda \ge \Lambda` (stiff).
 
-    criterion: ``"eigen"`` or ``"diagonal"``.  cutoff: :math:`\Lambda`.
+    criterion: a :class:`SplitCriterion`.  cutoff: :math:`\Lambda`.
     sensitivities: ``(..., P)``, the eigenvalues (ascending) or the diagonal entries :math:`I_{AA}`.
     eigenvectors: ``(..., P, P)``, columns :math:`v_k` with :math:`I v_k = \lambda_k G v_k` and
     :math:`V^\top G V = 1` (``None`` for the diagonal criterion).  metric: :math:`G` or ``None`` (1).
     """
-    criterion: str
+    criterion: SplitCriterion
     cutoff: float
     sensitivities: np.ndarray
     eigenvectors: np.ndarray | None = None
@@ -188,7 +212,7 @@ def _is_matrix_batch(F: np.ndarray) -> bool:
     return F.ndim >= 2 and F.shape[-1] == F.shape[-2] and np.allclose(F, np.swapaxes(F, -1, -2))
 
 
-def shell_split(fisher: Any, cutoff: float, criterion: str = "eigen", *, metric: Any = None,
+def shell_split(fisher: Any, cutoff: float, criterion: "SplitCriterion | str" = SplitCriterion.EIGEN, *, metric: Any = None,
                 layout: str = "auto") -> ShellSplit:
     r"""Split parameter space at the cutoff :math:`\Lambda` (Eq. (53) of arXiv:2405.17538).
 
@@ -208,12 +232,12 @@ def shell_split(fisher: Any, cutoff: float, criterion: str = "eigen", *, metric:
     :class:`~symbrg.core.errors.NotPositiveDefinite`.
     """
     cutoff = nonnegative("cutoff", cutoff)
-    choice("criterion", criterion, CRITERIA)
+    criterion = SplitCriterion.parse(criterion, "criterion")
     choice("layout", layout, ("auto", "matrix", "diagonal"))
     F = finite_array("fisher", fisher, ndim=(1, 2, 3))
-    as_matrix = F.ndim >= 2 and (layout == "matrix" or (layout == "auto" and (criterion == "eigen" or
+    as_matrix = F.ndim >= 2 and (layout == "matrix" or (layout == "auto" and (criterion is SplitCriterion.EIGEN or
                                                                                _is_matrix_batch(F))))
-    if criterion == "diagonal":
+    if criterion is SplitCriterion.DIAGONAL:
         if layout == "matrix" and not (F.ndim >= 2 and F.shape[-1] == F.shape[-2]):
             raise ShapeMismatch("fisher", f"expected square matrices, got shape {F.shape}")
         diag = np.diagonal(F, axis1=-2, axis2=-1).copy() if as_matrix else F
@@ -221,7 +245,7 @@ def shell_split(fisher: Any, cutoff: float, criterion: str = "eigen", *, metric:
             raise ShapeMismatch("metric", "a metric applies only to criterion='eigen'")
         if np.any(diag < 0):
             raise NotPositiveDefinite("fisher", "diagonal entries of a Fisher matrix must be >= 0")
-        return ShellSplit("diagonal", cutoff, diag)
+        return ShellSplit(SplitCriterion.DIAGONAL, cutoff, diag)
     if F.ndim < 2 or F.shape[-1] != F.shape[-2]:
         raise ShapeMismatch("fisher", f"criterion='eigen' needs square matrices, got shape {F.shape}")
     F = 0.5 * (F + np.swapaxes(F, -1, -2))
@@ -237,10 +261,11 @@ def shell_split(fisher: Any, cutoff: float, criterion: str = "eigen", *, metric:
         V = np.matmul(Linv.T, U)
     top = np.max(np.abs(lam), axis=-1, keepdims=True)
     tol = 10 * F.shape[-1] * np.finfo(float).eps * top * (1.0 if G is None else np.linalg.cond(G))
+    tol = np.maximum(tol, np.finfo(float).tiny)  # subnormal eigenvalues are round-off, whatever their sign
     if np.any(lam < -tol):
         raise NotPositiveDefinite("fisher", f"has a negative eigenvalue ({float(lam.min()):.3g})")
     lam = np.where(np.abs(lam) <= tol, 0.0, lam)
-    return ShellSplit("eigen", cutoff, lam, V, G)
+    return ShellSplit(SplitCriterion.EIGEN, cutoff, lam, V, G)
 
 
 # ------------------------------------------------------------------------ infinite-width link

@@ -74,15 +74,35 @@ from symbrg.core.errors import InvalidArgument, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.symbols import symbol, symbols
+from symbrg.information.spectrum import CRITERIA, Choice, SplitCriterion, shell_split
 from symbrg.rg.posterior import GaussianState, as_gaussian, orthonormal_span
+from symbrg.rg.regulators import Regulator, Sharp
+from symbrg.rg.regulators import regulator as _regulator
 
-__all__ = ["PRESCRIPTIONS", "CRITERIA", "shell_weight", "weights", "CoarseGrained", "coarse_grain",
+__all__ = ["Prescription", "PRESCRIPTIONS", "SplitCriterion", "CRITERIA", "shell_weight", "weights", "CoarseGrained", "coarse_grain",
            "sample_coarse_grained", "ModeShell", "coarse_grain_modes", "shell_moments",
            "PredictiveFlow", "predictive_flow", "nngp_flow", "wilsonian_ridge", "commuting_diagram",
            "induced_action_modes", "information_shell_derivation", "nngp_brg_derivation"]
 
-PRESCRIPTIONS = ("prior", "jeffreys")
-CRITERIA = ("eigen", "diagonal")
+
+
+class Prescription(Choice):
+    r"""What coarse graining does with the sloppy directions: re-draw them from the prior
+    (``PRIOR``, the paper's :math:`\pi_\Lambda`, what numerical experiments do), give them the flat
+    Jeffreys prior (``JEFFREYS``), or set them to zero (``REMOVED``, the stiff marginal: the
+    Wilsonian low-mode theory, see :mod:`symbrg.cosnet`).  Parse text once with :meth:`Choice.parse`."""
+    PRIOR = "prior"
+    JEFFREYS = "jeffreys"
+    REMOVED = "removed"
+
+
+#: The prescriptions of the Gaussian engines of this module.
+PRESCRIPTIONS = (Prescription.PRIOR, Prescription.JEFFREYS)
+
+
+def _prescription(value: "Prescription | str") -> Prescription:
+    """Parse a prescription of this module's engines (``prior`` or ``jeffreys``)."""
+    return Prescription.parse(value, "prescription", PRESCRIPTIONS)
 
 #: Symbols of the mode-wise formulas.
 LAM, CUT = symbols("lambda_k Lambda")
@@ -100,18 +120,18 @@ def _tempered(p0: Any, h0: Any, ps: Any, hs: Any, w: Any) -> tuple[sp.Expr, sp.E
     return p0 + w * (ps - p0), h0 + w * (hs - h0)
 
 
-def _nngp_mode(prescription: str) -> tuple[sp.Expr, sp.Expr]:
+def _nngp_mode(prescription: Prescription) -> tuple[sp.Expr, sp.Expr]:
     r"""Mean and variance of the kernel mode :math:`f_k = e_k^{\mathsf T}f(X)` at weight :math:`w`.
 
     Prior :math:`\mathcal N(0, \kappa)`, likelihood :math:`y_k \sim \mathcal N(f_k, \sigma^2)`.
     """
-    p0, h0 = (1 / KAPPA, 0) if prescription == "prior" else (0, 0)
+    p0, h0 = (1 / KAPPA, 0) if prescription is Prescription.PRIOR else (0, 0)
     p, h = _tempered(p0, h0, 1 / KAPPA + 1 / SIGMA2, YK / SIGMA2, W)
     return sp.factor(sp.simplify(h / p)), sp.factor(sp.simplify(1 / p))
 
 
 @cache
-def _nngp_mode_numpy(prescription: str) -> Callable:
+def _nngp_mode_numpy(prescription: Prescription) -> Callable:
     from symbrg.core.codegen import lambdify
     mean, var = _nngp_mode(prescription)
     reduction = sp.factor(sp.simplify(KAPPA - var))
@@ -119,28 +139,29 @@ def _nngp_mode_numpy(prescription: str) -> Callable:
 
 
 # --------------------------------------------------------------------------- regulators / weights
-def _erg_regulator(regulator: Any):
-    from symbrg.rg.regulators import Regulator
-    from symbrg.rg.regulators import regulator as make
-    return regulator if isinstance(regulator, Regulator) else make(regulator)
+def _shell(regulator: "Regulator | str | None") -> Regulator:
+    """The shell's regulator, parsed once (``None`` is the sharp shell)."""
+    return Sharp() if regulator is None else _regulator(regulator)
 
 
-def shell_weight(fisher_eigenvalue: Any, cutoff: Any, regulator: Any = None) -> sp.Expr:
+def shell_weight(fisher_eigenvalue: Any, cutoff: Any, regulator: "Regulator | str | None" = None) -> sp.Expr:
     r"""The information-shell weight :math:`w(\lambda, \Lambda)` (1 = kept/stiff, 0 = coarse-grained).
 
-    ``regulator=None`` or ``"sharp"``: :math:`\Theta(\lambda - \Lambda)` with :math:`\Theta(0)=1`
-    (Eq. (53): :math:`\lambda \ge \Lambda` is stiff).  Otherwise :math:`K(\Lambda/\lambda)` with
-    :math:`K` the UV cutoff function of the :mod:`symbrg.rg.regulators` regulator of that name.
+    ``regulator=None`` or :class:`~symbrg.rg.regulators.Sharp`: :math:`\Theta(\lambda - \Lambda)` with
+    :math:`\Theta(0)=1` (Eq. (53): :math:`\lambda \ge \Lambda` is stiff).  Otherwise
+    :math:`K(\Lambda/\lambda)` with :math:`K` the UV cutoff function of the regulator (an object, or a
+    name parsed by :func:`~symbrg.rg.regulators.regulator`).
     """
     lam, cut = as_expression(fisher_eigenvalue, "fisher_eigenvalue"), as_expression(cutoff, "cutoff")
     nonnegative("fisher_eigenvalue", lam)  # NaN, inf and provably negative values are refused
     nonnegative("cutoff", cut)
-    if regulator is None or regulator == "sharp":
+    R = _shell(regulator)
+    if R.is_sharp:
         return sp.Heaviside(lam - cut, 1)
-    return _erg_regulator(regulator).K(cut / lam)
+    return R.K(cut / lam)
 
 
-def weights(fisher_eigenvalues: Any, cutoff: float, regulator: Any = None) -> np.ndarray:
+def weights(fisher_eigenvalues: Any, cutoff: float, regulator: "Regulator | str | None" = None) -> np.ndarray:
     r"""NumPy weights :math:`w_k` for an array of Fisher eigenvalues (compiled from :func:`shell_weight`).
 
     Conventions at the edges: :math:`\lambda_k \le 0` (Fisher null directions) has :math:`w = 0`
@@ -148,11 +169,12 @@ def weights(fisher_eigenvalues: Any, cutoff: float, regulator: Any = None) -> np
     """
     lam = finite_array("fisher_eigenvalues", fisher_eigenvalues, ndim=1, nonempty=False)
     cut = nonnegative("cutoff", cutoff)
-    if regulator is None or regulator == "sharp":
+    R = _shell(regulator)
+    if R.is_sharp:
         return (lam >= cut).astype(float)
     if cut == 0.0:
         return np.ones_like(lam)
-    fn = _weight_numpy(_erg_regulator(regulator).name if isinstance(regulator, str) else regulator)
+    fn = _weight_numpy(R)
     out = np.zeros_like(lam)
     pos = lam > 0
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -163,7 +185,7 @@ def weights(fisher_eigenvalues: Any, cutoff: float, regulator: Any = None) -> np
 
 
 @lru_cache(maxsize=32)
-def _weight_numpy(regulator: Any) -> Callable:
+def _weight_numpy(regulator: Regulator) -> Callable:
     from symbrg.core.codegen import lambdify
     return lambdify(shell_weight(LAM, CUT, regulator), [LAM, CUT])
 
@@ -181,8 +203,8 @@ class CoarseGrained(GaussianState):
     basis: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cutoff: float = 0.0
-    prescription: str = "prior"
-    criterion: str = "eigen"
+    prescription: Prescription = Prescription.PRIOR
+    criterion: SplitCriterion = SplitCriterion.EIGEN
 
     @property
     def stiff(self) -> np.ndarray:
@@ -195,11 +217,11 @@ class CoarseGrained(GaussianState):
         return GaussianState(self.mean, self.covariance, self.flat)
 
 
-def _split(fisher: Any, cutoff: float, criterion: str, metric: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split(fisher: Any, cutoff: float, criterion: SplitCriterion,
+           metric: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sensitivities, V, V^{-1}) from :func:`symbrg.information.spectrum.shell_split`."""
-    from symbrg.information.spectrum import shell_split
     f = finite_array("fisher", fisher, ndim=2)
-    if criterion == "eigen":
+    if criterion is SplitCriterion.EIGEN:
         psd_matrix("fisher", f)
     sp_ = shell_split(f, cutoff, criterion, metric=metric, layout="matrix")
     p = f.shape[0]
@@ -211,8 +233,9 @@ def _split(fisher: Any, cutoff: float, criterion: str, metric: Any) -> tuple[np.
 
 
 def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = None,
-                 prescription: str = "prior", criterion: str = "eigen", regulator: Any = None,
-                 metric: Any = None) -> CoarseGrained:
+                 prescription: Prescription | str = Prescription.PRIOR,
+                 criterion: SplitCriterion | str = SplitCriterion.EIGEN,
+                 regulator: Regulator | str | None = None, metric: Any = None) -> CoarseGrained:
     r"""Information-shell coarse graining :math:`\pi_* \mapsto \pi_\Lambda` (Eqs. (53)-(54)).
 
     posterior: the trained :math:`\pi_* = \mathcal N(\mu_*, C_*)` (a :class:`GaussianState` or a
@@ -233,12 +256,13 @@ def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = Non
     """
     post = as_gaussian(posterior, "posterior")
     cut = nonnegative("cutoff", cutoff)
-    choice("prescription", prescription, PRESCRIPTIONS)
-    choice("criterion", criterion, CRITERIA)
+    prescription = _prescription(prescription)
+    criterion = SplitCriterion.parse(criterion, "criterion")
+    R = _shell(regulator)
     f = finite_array("fisher", fisher, ndim=2)
     matching("fisher", f.shape[0], post.dim, "size")
     lam, v, vinv = _split(f, cut, criterion, metric)
-    if prescription == "prior":
+    if prescription is Prescription.PRIOR:
         if prior is None:
             raise InvalidArgument("prior", "is required for prescription='prior'")
         pri = as_gaussian(prior, "prior")
@@ -247,10 +271,10 @@ def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = Non
             raise Unsupported("prior", "must be proper for prescription='prior'")
     else:
         pri = None
-    w = weights(lam, cut, regulator)
+    w = weights(lam, cut, R)
     common = dict(sensitivities=lam, basis=v, weights=w, cutoff=cut, prescription=prescription,
                   criterion=criterion)
-    if regulator is None or regulator == "sharp":
+    if R.is_sharp:
         state = _sharp(post, pri, v, vinv, w.astype(bool))
     else:
         state = _smooth(post, pri, v, vinv, w)
@@ -299,7 +323,8 @@ def _sym(m: np.ndarray) -> np.ndarray:
 
 
 def sample_coarse_grained(posterior: Any, prior: Any, fisher: Any, cutoff: float, n: int,
-                          rng: Any = None, *, criterion: str = "eigen", metric: Any = None) -> np.ndarray:
+                          rng: Any = None, *, criterion: SplitCriterion | str = SplitCriterion.EIGEN,
+                          metric: Any = None) -> np.ndarray:
     r"""Monte Carlo of the numerical experiments' procedure: keep the stiff coordinates of a draw
     :math:`\theta_* \sim \pi_*`, re-draw the sloppy ones from the prior:
     :math:`\theta_\Lambda = V[S V^{-1}\theta_* + (1-S)V^{-1}\theta_0]`.  Returns ``(n, P)``.
@@ -309,7 +334,7 @@ def sample_coarse_grained(posterior: Any, prior: Any, fisher: Any, cutoff: float
     """
     post, pri = as_gaussian(posterior, "posterior"), as_gaussian(prior, "prior")
     cut = nonnegative("cutoff", cutoff)
-    lam, v, vinv = _split(fisher, cut, criterion, metric)
+    lam, v, vinv = _split(fisher, cut, SplitCriterion.parse(criterion, "criterion"), metric)
     rng = np.random.default_rng(rng)
     s = (lam >= cut).astype(float)
     a, b = post.sample(n, rng) @ vinv.T, pri.sample(n, rng) @ vinv.T
@@ -347,8 +372,9 @@ class ModeShell:
 
 def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_mean: Sequence[Any],
                        trained_variance: Sequence[Any], prior_mean: Sequence[Any] | None = None,
-                       prior_variance: Sequence[Any] | None = None, *, prescription: str = "prior",
-                       regulator: Any = None) -> list[ModeShell]:
+                       prior_variance: Sequence[Any] | None = None, *,
+                       prescription: Prescription | str = Prescription.PRIOR,
+                       regulator: Regulator | str | None = None) -> list[ModeShell]:
     r"""Symbolic :math:`\pi_\Lambda` mode by mode, in a Fisher eigenbasis where :math:`\pi_*` and the
     prior factorize (the conjugate case: e.g. a readout with an isotropic prior).
 
@@ -359,14 +385,15 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
     For the sharp shell this is Eq. (54) exactly: stiff modes keep :math:`\pi_*`, sloppy modes take
     the prior (or become flat).
     """
-    choice("prescription", prescription, PRESCRIPTIONS)
+    prescription = _prescription(prescription)
+    regulator = _shell(regulator)
     lam = list(fisher_eigenvalues)
     n = len(lam)
     if n == 0:
         raise ShapeMismatch("fisher_eigenvalues", "must not be empty")
     for name, seq in (("trained_mean", trained_mean), ("trained_variance", trained_variance)):
         matching(name, len(seq), n)
-    if prescription == "prior":
+    if prescription is Prescription.PRIOR:
         if prior_variance is None:
             raise InvalidArgument("prior_variance", "is required for prescription='prior'")
         matching("prior_variance", len(prior_variance), n)
@@ -378,7 +405,7 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
         w = shell_weight(lam[k], cut, regulator)
         ps = 1 / as_expression(trained_variance[k], "trained_variance")
         hs = as_expression(trained_mean[k], "trained_mean") * ps
-        if prescription == "prior":
+        if prescription is Prescription.PRIOR:
             p0 = 1 / as_expression(prior_variance[k], "prior_variance")
             h0 = as_expression(pm[k], "prior_mean") * p0
         else:
@@ -452,7 +479,8 @@ class PredictiveFlow(GaussianState):
 
 
 def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, k_zx: Any = None,
-                    k_zz: Any = None, prescription: str = "prior", regulator: Any = None,
+                    k_zz: Any = None, prescription: Prescription | str = Prescription.PRIOR,
+                    regulator: Regulator | str | None = None,
                     observations: float = 1.0, rtol: float = 1e-10) -> PredictiveFlow:
     r"""BRG flow of the GP posterior from Gram matrices (any kernel: NNGP of any depth/activation).
 
@@ -478,7 +506,8 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     matching("y", yy.shape[0], t)
     s2 = positive("noise_variance", noise_variance)
     cut = nonnegative("cutoff", cutoff)
-    choice("prescription", prescription, PRESCRIPTIONS)
+    prescription = _prescription(prescription)
+    regulator = _shell(regulator)
     if k_zx is None:
         if k_zz is not None:
             raise ShapeMismatch("k_zx", "is required when k_zz is given")
@@ -499,7 +528,7 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     w = weights(kap / s2, cut, regulator)
     psi = (kzx @ e) / kap
     fn = _nngp_mode_numpy(prescription)
-    if prescription == "prior":
+    if prescription is Prescription.PRIOR:
         mk, vk, red = (np.broadcast_to(a, kap.shape) for a in fn(kap, yk, np.sqrt(s2), w))
         mean = psi @ mk
         cov = kzz - (psi * red) @ psi.T
@@ -593,8 +622,9 @@ def wilsonian_ridge(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
 
 
 def commuting_diagram(features_x: Any, features_z: Any, y: Any, noise_variance: float, cutoff: float, *,
-                      prior_variance: float = 1.0, prescription: str = "prior", regulator: Any = None,
-                      criterion: str = "eigen") -> dict[str, Any]:
+                      prior_variance: float = 1.0, prescription: Prescription | str = Prescription.PRIOR,
+                      regulator: Regulator | str | None = None,
+                      criterion: SplitCriterion | str = SplitCriterion.EIGEN) -> dict[str, Any]:
     r"""Fig. 2 of arXiv:2405.17538 for a finite-width readout :math:`f(x) = h(x)\cdot w/\sqrt N`,
     :math:`w \sim \mathcal N(0, s^2 1)`: coarse-grain in parameter space then map to the field
     theory, versus map first (:math:`K = s^2 h h^{\mathsf T}/N`) then apply the induced flow.
@@ -619,7 +649,8 @@ def commuting_diagram(features_x: Any, features_z: Any, y: Any, noise_variance: 
     post = GaussianState(cov @ (jx.T @ yy) / s2, _sym(cov))
     prior = GaussianState(np.zeros(n), v0 * np.eye(n))
     fisher = v0 * jx.T @ jx / s2
-    cg = coarse_grain(post, fisher, cutoff, prior=prior if prescription == "prior" else None,
+    prescription = _prescription(prescription)
+    cg = coarse_grain(post, fisher, cutoff, prior=prior if prescription is Prescription.PRIOR else None,
                       prescription=prescription, criterion=criterion, regulator=regulator)
     path_a = cg.state.pushforward(jz)
     path_b = predictive_flow(v0 * jx @ jx.T, yy, s2, cutoff, k_zx=v0 * jz @ jx.T, k_zz=v0 * jz @ jz.T,
@@ -639,7 +670,7 @@ def induced_action_modes(n_modes: int = 1, regulator: Any = "power:4") -> tuple[
     :math:`\phi_k = e_k^{\mathsf T}\phi(X)`, with :math:`m_k, v_k` the prior-prescription mode formulas
     at :math:`w_k = K(\Lambda\sigma^2/\kappa_k)`.  Returns ``(S, phi_symbols, {"kappa": [...], "y": [...]})``.
     """
-    mean, var = _nngp_mode("prior")
+    mean, var = _nngp_mode(Prescription.PRIOR)
     phis = sp.symbols(f"phi_1:{n_modes + 1}", real=True)
     kaps = sp.symbols(f"kappa_1:{n_modes + 1}", positive=True)
     ys = sp.symbols(f"y_1:{n_modes + 1}", real=True)
@@ -712,8 +743,8 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
            "$p = 0$: a flat factor, reported as such, never a proper law.", "eq:shell-jeffreys",
            verification=check_identity(hj / pj, mu_s, domain={mu_s: (-2, 2)}), uses=("eq:shell-natural",),
            cites=("HKMS24",))
-    if regulator is not None and regulator != "sharp":
-        reg = _erg_regulator(regulator)
+    reg = _shell(regulator)
+    if not reg.is_sharp:
         wl = shell_weight(LAM, CUT, reg)
         d.step(sp.Eq(sp.Symbol("w"), wl), f"Smooth shell with the {reg.name} regulator: "
                "$w = K(\\Lambda/\\lambda)$, the same cutoff function $K$ as the exact RG.",
@@ -778,7 +809,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "\\Phi^{\\mathsf T}e_k$. So Fisher eigenvalues are $T\\lambda_k/\\sigma^2$.", "eq:brg-fisher",
            verification=check_identity(lhs, rhs, domain={t: (-2, 2)}), uses=("eq:brg-kernel",),
            cites=("HKMS24",))
-    mean_p, var_p = _nngp_mode("prior")
+    mean_p, var_p = _nngp_mode(Prescription.PRIOR)
     m_star, v_star = mean_p.subs(W, 1), var_p.subs(W, 1)
     d.step((sp.Eq(sp.Symbol("m^*_k"), m_star), sp.Eq(sp.Symbol("v^*_k"), v_star)),
            "Trained mode $f_k = e_k^{\\mathsf T}f(X)$: prior $\\mathcal N(0,\\kappa_k)$, likelihood "
@@ -808,7 +839,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "eq:brg-predictive", verification=check_identity(red, W * KAPPA ** 2 / (SIGMA2 + W * KAPPA),
                                                             domain={W: (0, 1)}),
            uses=("eq:brg-mode",))
-    if regulator is not None and regulator != "sharp":
+    if not _shell(regulator).is_sharp:
         dm, dv = (_off_support(sp.diff(e.subs(W, wk), CUT)) for e in (mean_p, var_p))
         chain = _off_support(sp.diff(wk, CUT))
         d.step((sp.Eq(sp.Derivative(sp.Function("m_k")(CUT), CUT), sp.simplify(dm)),
