@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from symbrg.core import checks
 from symbrg.core.errors import SymbrgError, UnknownName
@@ -39,7 +40,7 @@ EPILOG = """examples:
 class _Parser(argparse.ArgumentParser):
     """argparse with exit status 2 and a one-line message for usage errors."""
 
-    def error(self, message: str) -> None:  # pragma: no cover - exercised through the CLI tests
+    def error(self, message: str) -> NoReturn:  # pragma: no cover - exercised through the CLI tests
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

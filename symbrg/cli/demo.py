@@ -88,7 +88,7 @@ def _statement_text(d: Derivation, labels: tuple[str, ...] = (), limit: int = 6)
     import sympy as sp
     known = {st.label for st in d.steps}
     steps = [d[label] for label in labels if label in known] or [d.result]
-    lines = []
+    lines: list[str] = []
     for st in [x for step in steps for x in step.statements][:limit]:
         lines += (st if isinstance(st, str) else sp.sstr(st)).splitlines()
     return lines

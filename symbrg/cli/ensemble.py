@@ -42,7 +42,8 @@ def run_shell(ns: argparse.Namespace) -> int:
         res = run_shell_experiment(cfg, ns.out, resume=ns.resume, force=ns.force,
                                    figures=not ns.no_figures)
     except SymbrgError as exc:
-        exc.argument = OPTIONS.get(exc.argument, exc.argument)
+        if exc.argument is not None:
+            exc.argument = OPTIONS.get(exc.argument, exc.argument)
         raise
     print(f"{res['preset']}: {res['members_kept']}/{res['members']} members, trained test MSE "
           f"median {res['mse_trained_median']:.4g}, mean {res['mse_trained']:.4g}; {summary(res)}; "

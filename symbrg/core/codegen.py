@@ -530,7 +530,7 @@ class _Lowering:
         if not self.is_array(e):
             self.emit(f"{target} = {self.printer.doprint(e)}")
             return
-        buf, temps = self.slot(), []
+        buf, temps = self.slot(), list[str]()
         self.into(e, buf, temps)
         for t in temps:
             self.release(t)
@@ -543,7 +543,7 @@ class _Lowering:
         if e.is_Symbol or not self.is_array(e):
             _collect(e, self.impls, "numpy")
             return self.printer.doprint(e)
-        buf, temps = self.slot(), []
+        buf, temps = self.slot(), list[str]()
         self.into(e, buf, temps)
         return buf
 
@@ -596,9 +596,9 @@ class _Lowering:
             else:
                 self.emit(f"numpy.power({base}, {p(k)}, out={out})")
         elif is_numeric(e):
-            args = ", ".join(self.operand(a, None, temps) for a in e.args)
+            call = ", ".join(self.operand(a, None, temps) for a in e.args)
             self.impls[_impl_name(e) + "_into"] = type(e).numpy_into
-            self.emit(f"{_impl_name(e)}_into({out}, _scratch, {args})")
+            self.emit(f"{_impl_name(e)}_into({out}, _scratch, {call})")
         elif e.func in _UFUNCS and len(e.args) >= 1:
             args = [self.operand(a, None if k else out, temps) for k, a in enumerate(e.args)]
             acc = args[0]
@@ -608,9 +608,9 @@ class _Lowering:
                 self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, {a}, out={out})")
                 acc = out
         elif isinstance(e, sp.Function):               # other functions: printed call, lowered arguments
-            args = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args
-                    if isinstance(a, sp.Expr) and self.is_array(a) and not a.is_Symbol}
-            self.emit(f"{out}[...] = {p(e.xreplace(args))}")
+            lowered = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args
+                       if isinstance(a, sp.Expr) and self.is_array(a) and not a.is_Symbol}
+            self.emit(f"{out}[...] = {p(e.xreplace(lowered))}")
         else:                                          # anything else (Piecewise, ...): printed whole
             self.emit(f"{out}[...] = {p(e)}")
 

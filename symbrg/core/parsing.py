@@ -124,8 +124,9 @@ def _tokens(text: str, fail: Callable[[int, str], InvalidArgument]) -> list[_Tok
                 raise fail(pos + 1, f"non-ASCII character {ch!a} (only ASCII letters, "
                                     "digits and + - * / ^ ( ) , are allowed)")
             raise fail(pos + 1, f"unexpected {ch!r}" + (f" ({_HINTS[ch]})" if ch in _HINTS else ""))
-        if m.lastgroup != "space":
-            out.append(_Token(m.lastgroup, m.group(), pos + 1))
+        kind = m.lastgroup   # every alternative of _TOKEN is a named group
+        if kind is not None and kind != "space":
+            out.append(_Token(kind, m.group(), pos + 1))
         pos = m.end()
     out.append(_Token("end", "", len(text) + 1))
     return out
@@ -264,7 +265,9 @@ class _Parser:
 
     # ---------------------------------------------------------------- leaves and nodes
     def number(self, tok: _Token) -> sp.Rational:
-        whole, frac, exp = _NUMBER.fullmatch(tok.text).groups()
+        m = _NUMBER.fullmatch(tok.text)
+        assert m is not None, "the tokenizer only yields numbers that match _NUMBER"
+        whole, frac, exp = m.groups()
         digits = len(whole) + len(frac)
         if digits * _BITS_PER_DIGIT > MAX_BITS or len(exp or "") > 8 or \
                 (digits + abs(int(exp or 0) - len(frac))) * _BITS_PER_DIGIT > MAX_BITS:

@@ -68,7 +68,7 @@ class Comparison:
 def infinite_width(net: Network):
     """The :mod:`symbrg.kernels.architecture` architecture with the same layers, σ's and parameterization."""
     from symbrg.kernels.architecture import Dense, Nonlinearity, serial
-    layers = []
+    layers: list[Dense | Nonlinearity] = []
     for l in range(net.depth + 1):
         sb = net.sigma_b[l] if net.bias else 0.0
         layers.append(Dense(net.sigma_w[l], sb, net.parameterization, net.widths[l + 1]))
@@ -184,13 +184,9 @@ def four_point_scaling(make_net: Callable[[int], Network], widths: Sequence[int]
     x = checks.finite_array("x", x, ndim=2)
     ns = [checks.integer("width", n, minimum=1) for n in widths]
     ss = np.random.SeedSequence(seed if isinstance(seed, int) else None)
-    vals, errs = [], []
-    for n, child in zip(ns, ss.spawn(len(ns))):
-        f = _init_outputs(make_net(n), x, members, child, block)
-        v, e = connected_four_point(f, index)
-        vals.append(v)
-        errs.append(e)
-    vals, errs = np.array(vals), np.array(errs)
+    pairs = [connected_four_point(_init_outputs(make_net(n), x, members, child, block), index)
+             for n, child in zip(ns, ss.spawn(len(ns)))]
+    vals, errs = np.array([v for v, _ in pairs]), np.array([e for _, e in pairs])
     ln, lv = np.log(ns), np.log(np.abs(vals))
     w = (np.abs(vals) / errs) ** 2
     A = np.stack([np.ones_like(ln), ln], axis=1)

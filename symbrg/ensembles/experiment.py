@@ -213,7 +213,7 @@ def _paper(**kw) -> ShellExperiment:
 def _cosnet(**kw) -> ShellExperiment:
     radius, width = 6.0, 1000
     lambdas = tuple(float(v) for v in np.geomspace(2e-3, 2.0, 19))
-    base = dict(name="cosnet", target="cosnet", input_mean=(0.0,), input_std=2.0, n_train=100,
+    base: dict[str, Any] = dict(name="cosnet", target="cosnet", input_mean=(0.0,), input_std=2.0, n_train=100,
                 n_test=200, fisher_set=200, widths=(1, width, 1), activations=("cosnet",),
                 sigma_w=(1.0, _cosnet_sigma_w(1, radius)), parameterization="standard",
                 cosnet_radius=radius, cosnet_mass=0.8, kernel_separations=(0.0, 0.25, 0.5, 1.0, 2.0), lr=2e-3, epochs=200, batch_size=1,
@@ -319,6 +319,13 @@ class _Split:
     sensitivities: np.ndarray           # (M, P) diagonal entries, or (M, r) eigenvalues
     basis: np.ndarray | None = None     # (M, r, P) orthonormal rows, whitened coordinates
 
+    @property
+    def eigenbasis(self) -> np.ndarray:
+        """The stiff basis of an eigen split (the diagonal split has none)."""
+        if self.basis is None:
+            raise Unsupported("criterion", f"the {self.criterion} split has no eigenbasis")
+        return self.basis
+
 
 def _gram_eigen(white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""Nonzero spectrum of :math:`W^\top W` and its orthonormal eigenvectors (rows), for W (M, n, P),
@@ -358,8 +365,8 @@ def renormalize(theta: np.ndarray, split: _Split, cutoff: float, xi: np.ndarray,
         sloppy = shell_split(split.sensitivities, cutoff, "diagonal", layout="diagonal").sloppy
         return np.where(sloppy, xi, theta), sloppy.mean(axis=1)
     stiff = (split.sensitivities >= cutoff).astype(theta.dtype)          # (M, r)
-    coeff = np.einsum("mrp,mp->mr", split.basis, (theta - xi) / prior_std) * stiff
-    out = xi + prior_std * np.einsum("mrp,mr->mp", split.basis, coeff)
+    coeff = np.einsum("mrp,mp->mr", split.eigenbasis, (theta - xi) / prior_std) * stiff
+    out = xi + prior_std * np.einsum("mrp,mr->mp", split.eigenbasis, coeff)
     return out, 1.0 - stiff.sum(axis=1) / theta.shape[1]
 
 
@@ -370,7 +377,7 @@ def _marginal_variance(phi: np.ndarray, split: _Split, cutoff: float, prior_std:
     if split.criterion == "diagonal":
         return np.einsum("mtp,mp->mt", white ** 2, (split.sensitivities < cutoff).astype(phi.dtype))
     stiff = (split.sensitivities >= cutoff).astype(phi.dtype)
-    proj = np.einsum("mrp,mtp->mtr", split.basis, white)
+    proj = np.einsum("mrp,mtp->mtr", split.eigenbasis, white)
     return np.sum(white ** 2, -1) - np.einsum("mtr,mr->mt", proj ** 2, stiff)
 
 
@@ -409,7 +416,7 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
             xi = prior_draw()
         noise = xi if cfg.mode == "resample" else np.zeros_like(theta)
         thetas[k], frac[k] = renormalize(theta, split, float(cutoff), noise, prior_std)
-        if cfg.mode == "marginalize":
+        if phi_probe is not None and cfg.mode == "marginalize":
             within[k] = _marginal_variance(phi_probe, split, float(cutoff), prior_std)
 
     def predict(x: np.ndarray, phi: np.ndarray | None) -> np.ndarray:
@@ -473,7 +480,7 @@ def critical_cutoff(lambdas: Sequence[float], curve: Sequence[float], trained: f
     return value if math.isfinite(value) else None
 
 
-def grid_edge_note(lambdas: Sequence[float], lambda_c: float | None) -> str | None:
+def grid_edge_note(lambdas: Sequence[float] | np.ndarray, lambda_c: float | None) -> str | None:
     r"""Why :math:`\Lambda_C` is not bracketed by the cutoff grid, or None when it is (the departure
     then lies between the grid value before :math:`\Lambda_C` and :math:`\Lambda_C`)."""
     lo, hi = float(lambdas[0]), float(lambdas[-1])

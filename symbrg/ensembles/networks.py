@@ -198,7 +198,8 @@ class Network:
         """Outputs f(x), shape (M, P, d_out), for inputs x of shape (P, d_in) (shared by all
         members) or (M, P, d_in).  With ``cache`` also return ``(zs, hs)`` for :meth:`backward`."""
         h = self._inputs(x)
-        zs, hs = [], [h]
+        zs: list[np.ndarray] = []
+        hs = [h]
         for l in range(self.depth + 1):
             z = self._layer(ens, l, h)
             if l == self.depth:

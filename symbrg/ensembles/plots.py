@@ -50,6 +50,13 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     return _pyplot().subplots(figsize=figsize)[1] if ax is None else ax
 
 
+def _figure(ax: Axes) -> Figure:
+    """The figure ``ax`` belongs to (the root figure when ``ax`` sits in a subfigure)."""
+    from matplotlib.figure import Figure
+    fig = ax.figure
+    return fig if isinstance(fig, Figure) else fig.figure
+
+
 def _title(results: Results) -> str:
     return f"{results['preset']} preset, {results['members_kept']} members"
 
@@ -88,7 +95,7 @@ def plot_mse(results: Results, *, ax: Axes | None = None) -> Figure:
     ax.set_title(f"Information-shell RG: test loss ({_title(results)})", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3, which="both", lw=0.5)
-    return ax.figure
+    return _figure(ax)
 
 
 def plot_fisher_spectrum(results: Results, spectra: Results, *, ax: Axes | None = None) -> Figure:
@@ -101,7 +108,7 @@ def plot_fisher_spectrum(results: Results, spectra: Results, *, ax: Axes | None 
     pos = diag[diag > 0]
     both = np.concatenate([pos, eig])
     if both.size:
-        bins = np.geomspace(max(both.min(), 1e-12 * both.max()), both.max() * 1.01, 60)
+        bins = np.geomspace(max(both.min(), 1e-12 * both.max()), both.max() * 1.01, 60).tolist()
         ax.hist(np.clip(pos, bins[0], None), bins=bins, color="C0", alpha=0.6,
                 weights=np.full(pos.size, diag.shape[0] and 1.0 / diag.shape[0]),
                 label=fr"diagonal entries $I_{{AA}}$ ({np.mean(diag == 0):.0%} are exactly 0)")
@@ -118,7 +125,7 @@ def plot_fisher_spectrum(results: Results, spectra: Results, *, ax: Axes | None 
     ax.set_title(f"Fisher spectrum, {results['config']['fisher_set']} Fisher inputs ({_title(results)})",
                  fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
-    return ax.figure
+    return _figure(ax)
 
 
 def _output_picks(n_lambdas: int) -> list[int]:
@@ -192,7 +199,7 @@ def plot_predictive_variance(results: Results, *, ax: Axes | None = None) -> Fig
     ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
     ax1.grid(alpha=0.3, which="both", lw=0.5)
     ax1.set_title(f"Predictive variance under coarse graining ({_title(results)})", fontsize=10)
-    return ax1.figure
+    return _figure(ax1)
 
 
 def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
@@ -226,7 +233,7 @@ def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
               title="points: ensemble\n±2 s.e.; lines:\n" r"$G_{k(\Lambda)}(|x-y|)$")
     ax.grid(alpha=0.3, lw=0.5)
     ax.set_title(f"Information shells are momentum shells ({_title(results)})", fontsize=10)
-    return ax.figure
+    return _figure(ax)
 
 
 def plot_results(results: Results, spectra: Results, out_dir: str | Path) -> list[Path]:

@@ -211,9 +211,11 @@ def _train_readout(net, ens, x, y, *, lr, epochs, optimizer, batch_size, shuffle
 
     record(0)
     if dual and not shuffle:   # fixed order: one epoch is one affine map of the dual variables
-        a = _sweeps(gram, f0 - y, a, lr, d_out, batch_size, epochs, record_every,
-                    lambda e, a_: (records.append(mse(f0 + np.matmul(gram, a_), y)), when.append(e)),
-                    progress)
+        def record_dual(e: int, a_: np.ndarray) -> None:
+            records.append(mse(f0 + np.matmul(gram, a_), y))
+            when.append(e)
+
+        a = _sweeps(gram, f0 - y, a, lr, d_out, batch_size, epochs, record_every, record_dual, progress)
         epochs = 0
     for epoch in range(1, epochs + 1):
         for b in _batches(p, batch_size, shuffle, rng):
