@@ -31,12 +31,20 @@ Names and conventions (parameters after a colon, comma separated; defaults in br
 ``tanh``, ``softplus``,  no closed form: the engine uses a Hermite/Mehler series or quadrature
 ``sigmoid``, ``swish``
 =======================  ===============================================================
+
+One place decides an activation.  A built-in is one builder below (its expression, its family tag
+for the engine's closed forms; the NumPy forward pass is compiled from the expression), listed in
+:data:`REGISTRY`, with a kernel-map document if it is in :data:`DOCUMENTED`.  A user's activation is
+added by :func:`symbrg.register_activation` (``name``, a sympy ``Lambda``, optional checked closed
+forms ``nngp``/``ntk`` of :math:`(k_{11}, k_{22}, k_{12})`) and is then resolved by name like a
+built-in everywhere (kernels, the CLI, finite-width networks).  Third-party packages register through
+the entry-point group ``symbrg.activations`` (an :class:`Activation`, or a callable that calls
+``register_activation``), loaded on the first lookup of an unknown name.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
