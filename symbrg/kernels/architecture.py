@@ -471,7 +471,7 @@ class Architecture:
         checks.choice("kind", kind, ("nngp", "ntk"))
         prog = self.ntk_program if kind == "ntk" else self.nngp_program
         d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {self.name}", name=f"{kind}-{self.name}",
-                       introduction=_INTRO[kind], references=dict(_REFS))
+                       introduction=_INTRO[kind])
         seen = set()
         for _layer, which, e in self.rules:
             if kind == "nngp" and which == "ntk":
@@ -908,9 +908,4 @@ _INTRO = {
     "ntk": ("The neural tangent kernel (NTK) in the NTK parameterization obeys "
             "$\\Theta^{l+1}=K^{l+1}+\\sigma_w^2\\,\\mathbb{E}[\\varphi'(u)\\varphi'(v)]\\,\\Theta^{l}$, "
             "computed alongside the NNGP."),
-}
-_REFS = {
-    "lee2018": "J. Lee et al., Deep Neural Networks as Gaussian Processes, ICLR (2018), arXiv:1711.00165.",
-    "jacot2018": "A. Jacot, F. Gabriel, C. Hongler, Neural Tangent Kernel, NeurIPS (2018), arXiv:1806.07572.",
-    "cho2009": "Y. Cho, L. K. Saul, Kernel Methods for Deep Learning, NeurIPS (2009).",
 }

@@ -197,8 +197,6 @@ def training_flow_derivation() -> Derivation:
                    "$\\mathcal N(m_0, q_0^{-1})$; in the Fisher eigenbasis every mode flows "
                    "independently, so the scalar mode carries the whole statement ($\\lambda$ is its "
                    "Fisher eigenvalue). $\\tau = 1/T$ is the diffusion time.", name="train")
-    d.references["BKS23"] = "D. S. Berman, M. S. Klinger, A. G. Stapleton, Bayesian renormalization, MLST 4 (2023) 045011, arXiv:2305.10491"
-    d.references["BK24"] = "D. S. Berman, M. S. Klinger, The inverse of exact renormalization group flows as statistical inference, Entropy 26 (2024) 389, arXiv:2212.11379"
     Q = q0 + T * lam
     mu = (q0 * m0 + T * lam * th) / Q
     QT, muT = sp.Function("Q")(T), sp.Function(r"\mu")(T)
