@@ -29,8 +29,9 @@ def _derivation(ns: argparse.Namespace):
     from symbrg.core.checks import choice
     from symbrg.rg.brg import information_shell_derivation, nngp_brg_derivation
     from symbrg.rg.posterior import training_flow_derivation
+    from symbrg.rg.regulators import regulator
     choice("part", ns.part, PARTS)
-    reg = None if ns.regulator == "sharp" else ns.regulator
+    reg = regulator(ns.regulator)  # parsed once, at the boundary (UnknownName lists the choices)
     if ns.part == "shell":
         return information_shell_derivation(reg)
     if ns.part == "training":

@@ -37,11 +37,13 @@ def _certificate(ns: argparse.Namespace):
     from symbrg.cosnet.certificate import certify
     from symbrg.cosnet.theorem import DIM
     from symbrg.cosnet.theory import REGULATOR_NAMES, D, _dim
-    choice("regulator", ns.regulator, REGULATOR_NAMES)
+    from symbrg.rg.regulators import regulator
+    reg = regulator(ns.regulator)  # parsed once, at the boundary
+    choice("regulator", reg.name, REGULATOR_NAMES)
     d = _dim(ns.dim)
     if d != D:
         DIM.check("dim", d, cost="about 2 s")
-    return certify(d, ns.regulator, points=ns.points, mutate=getattr(ns, "mutate", None))
+    return certify(d, reg, points=ns.points, mutate=getattr(ns, "mutate", None))
 
 
 def _prove(ns: argparse.Namespace) -> int:

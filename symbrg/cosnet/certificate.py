@@ -49,6 +49,7 @@ from symbrg.cosnet.theory import (
     sphere_area,
 )
 from symbrg.rg.free_scalar import FreeScalar, radial_trace
+from symbrg.rg.regulators import Exponential, Litim, Regulator, Sharp
 from symbrg.rg.regulators import regulator as erg_regulator
 
 __all__ = ["MUTATIONS", "Identity", "Certificate", "certify", "k_of_lambda", "broad_input_violation"]
@@ -67,7 +68,7 @@ MUTATIONS: dict[str, str] = {
     "no-shell": "the coarse graining keeps every neuron (w = 1)",
     "mass-dropped-map": "the certificate's map uses k(Lambda)^2 = c/Lambda (the mass dropped)",
 }
-_SWAP = {"sharp": "litim", "litim": "exponential", "exponential": "litim"}
+_SWAP: dict[type[Regulator], type[Regulator]] = {Sharp: Litim, Litim: Exponential, Exponential: Litim}
 
 
 def k_of_lambda(mass_dropped: bool = False) -> sp.Expr:
@@ -175,15 +176,14 @@ def _cancels(a: sp.Expr, b: sp.Expr) -> bool:
 
 # ------------------------------------------------------------------------------------ the identities
 @lru_cache(maxsize=64)
-def _sides(d: Any, regulator: str, mutation: str | None) -> tuple[BRGSide, FreeScalar, sp.Expr]:
-    reg = erg_regulator(regulator)
+def _sides(d: Any, reg: Regulator, mutation: str | None) -> tuple[BRGSide, FreeScalar, sp.Expr]:
     net = generalized_cosnet(d, R, M, SIGMA)
     act = net.dual_action()
     erg_side = FreeScalar(act.inverse_propagator, P, act.mass2, act.cutoff, reg)
-    profile = None if regulator == "sharp" else reg
+    profile = None if reg.is_sharp else reg
     brg_side = BRGSide(net, profile)
     if mutation == "swap-regulator":
-        brg_side = replace(brg_side, profile=erg_regulator(_SWAP[regulator]))
+        brg_side = replace(brg_side, profile=_SWAP[type(reg)]())
     elif mutation == "flat-fisher":
         brg_side = replace(brg_side, net=propagator_cosnet(d, R, M, SIGMA))
     elif mutation == "wrong-variance":
@@ -193,7 +193,7 @@ def _sides(d: Any, regulator: str, mutation: str | None) -> tuple[BRGSide, FreeS
     return brg_side, erg_side, k_of_lambda(mutation == "mass-dropped-map")
 
 
-def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
+def _identities(d: Any, regulator: Regulator, mutation: str | None) -> list[Identity]:
     bs, es, kl = _sides(d, regulator, mutation)
     lam_dk = LAM * sp.diff(kl, LAM)            # Lambda dk/dLambda along the map
     at = {KCUT: kl}
@@ -211,7 +211,7 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
     def generic(expr: sp.Expr) -> sp.Expr:  # delta functions vanish at random (generic) points
         return expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
 
-    compact = regulator in ("sharp", "litim")
+    compact = regulator.has_closed_form
     out = [
         Identity("cutoff-map", sp.Eq(sp.Symbol(r"I(p)/\Lambda"), (KCUT ** 2 + M ** 2) / (P ** 2 + M ** 2)),
                  "the readout Fisher derived from the likelihood, divided by the cutoff, is the inverse ratio "
@@ -250,14 +250,14 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
                                                sp.Symbol(r"(\Gamma^{(2)}+R_{k(\Lambda)})^{-1}")),
                  "the field of the removed neurons is the Wetterich sector: its two-point function is the "
                  "IR-regulated propagator with the engine's $R_k = Zs^2r(z)$"
-                 + (" (sharp: the $R_k\\to\\infty$ limit)" if regulator == "sharp" else ""),
+                 + (" (sharp: the $R_k\\to\\infty$ limit)" if regulator.is_sharp else ""),
                  ev(bs.removed_variance(), es.wetterich_propagator(KCUT).subs(at)), cites=("Wetterich1993", "Morris1994")),
         Identity("wetterich-vacuum", sp.Eq(sp.Symbol(r"-\Lambda\partial_\Lambda\tfrac12\ln(2\pi(S-V_\Lambda))"),
                                            sp.Symbol(r"(\Lambda k')\,\partial_k\Omega_k")),
                  "the free energy of the removed sector flows as the Wetterich vacuum term "
                  "$\\partial_k\\Omega_k = \\frac12\\partial_kR_k/(\\Gamma^{(2)}+R_k)$",
                  ev(generic(flow(bs.removed_free_energy())), generic(lam_dk * es.wetterich_vacuum_flow(KCUT).subs(at))),
-                 region="sloppy" if regulator == "sharp" else "all", cites=("Wetterich1993",)),
+                 region="sloppy" if regulator.is_sharp else "all", cites=("Wetterich1993",)),
         Identity("prior-split", sp.Eq(sp.Symbol(r"V^{\rm prior}_\Lambda(p)"),
                                       sp.Symbol(r"C_{k(\Lambda)}(p) + (\Gamma^{(2)}+R_{k(\Lambda)})^{-1}(p)")),
                  "the paper's prescription (sloppy weights resampled from the prior; BRG engine, untrained network) "
@@ -265,7 +265,7 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
                  "propagators (Polchinski, Wetterich) add up to the full one",
                  ev(bs.prior_variance(), C + es.wetterich_propagator(KCUT).subs(at))),
     ]
-    if regulator == "sharp":  # the R_k -> oo limit has no vacuum flow off the shell: nothing to compare
+    if regulator.is_sharp:  # the R_k -> oo limit has no vacuum flow off the shell: nothing to compare
         out = [i for i in out if i.name != "wetterich-vacuum"]
     measure = sphere_area(D) / (2 * sp.pi) ** D
 
@@ -291,7 +291,7 @@ def _identities(d: Any, regulator: str, mutation: str | None) -> list[Identity]:
                         "in $\\Lambda$) flows by the trace of the ERG flow of the covariance (delta functions of "
                         "compact cutoffs integrated exactly; central difference in $\\Lambda$, relative tolerance "
                         "1e-15)", coincident, tolerance=1e-15))
-    if regulator == "sharp":
+    if regulator.is_sharp:
         def engine(v: dict) -> tuple[Any, Any]:
             nums = {s: float(x) for s, x in v.items() if s not in (P, PHI, D)}
             kv = float(kl.subs(v))
@@ -345,14 +345,16 @@ def _quad(expr: sp.Expr, upper: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------ driver
-def certify(dim: Any = 3, regulator: str = "sharp", *, points: int = 4, mutate: str | None = None,
+def certify(dim: Any = 3, regulator: Regulator | str = "sharp", *, points: int = 4, mutate: str | None = None,
             mutations: bool = True, seed: int = 0) -> Certificate:
     r"""Build and check the certificate for dimension ``dim`` (an integer >= 1, or ``"d"``: traces are then
-    checked at d = 1..4) and a ``regulator`` (sharp, litim, exponential).  ``mutate``: run one named
+    checked at d = 1..4) and a ``regulator`` (:class:`~symbrg.rg.regulators.Sharp`, ``Litim`` or
+    ``Exponential``, or its name).  ``mutate``: run one named
     mutation (:data:`MUTATIONS`) instead (its certificate must not verify); ``mutations``: run all of them
     and record which identities each falsifies."""
     d = _dim(dim)
-    choice("regulator", regulator, REGULATOR_NAMES)
+    regulator = erg_regulator(regulator)
+    choice("regulator", regulator.name, REGULATOR_NAMES)
     points = integer("points", points, minimum=1, maximum=200)
     if mutate is not None:
         choice("mutate", mutate, MUTATIONS)
