@@ -683,11 +683,6 @@ def induced_action_modes(n_modes: int = 1, regulator: Any = "power:4") -> tuple[
 
 
 # --------------------------------------------------------------------------- derivations
-_REFS = {
-    "HKMS24": "H. Howard, M. S. Klinger, A. Maiti, A. G. Stapleton, Bayesian RG flow in neural network field theories, SciPost Phys. Core 8 (2025) 027, arXiv:2405.17538",
-    "HJMR24": "J. N. Howard, R. Jefferson, A. Maiti, Z. Ringel, Wilsonian renormalization of neural network Gaussian processes, arXiv:2405.06008",
-    "BKS23": "D. S. Berman, M. S. Klinger, A. G. Stapleton, Bayesian renormalization, MLST 4 (2023) 045011, arXiv:2305.10491",
-}
 
 
 def _off_support(expr: sp.Expr) -> sp.Expr:
@@ -703,7 +698,6 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
                    "$\\mathcal N(\\mu_*, 1/p_*)$ and prior $\\mathcal N(m_0, 1/p_0)$; natural parameters "
                    "$p$ (precision) and $h = p\\mu$. A mode is stiff when $\\lambda \\ge \\Lambda$.",
                    name="shell")
-    d.references.update(_REFS)
     mu_s, m0 = sp.symbols("mu_* m_0", real=True)
     ps, p0 = sp.symbols("p_* p_0", positive=True)
     theta = sp.Heaviside(LAM - CUT, 1)
@@ -788,7 +782,6 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                    "graining of its readout, in parameters whitened by the readout prior, acts mode by "
                    "mode on the eigenmodes $K(X,X) e_k = \\kappa_k e_k$; $\\kappa_k = T\\lambda_k$ with "
                    "$\\lambda_k$ the eigenvalues of the kernel operator $K(X,X)/T$.", name="brg")
-    d.references.update(_REFS)
     if kernel:
         from symbrg.kernels.architecture import mlp
         d.extend(mlp(activation, L, sigma_w, sigma_b).derivation("nngp"))
