@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbrg.core.errors import InvalidArgument, OutOfRange, Unsupported, UnknownName
+from symbrg.core.errors import InvalidArgument, OutOfRange, UnknownName, Unsupported
 from symbrg.information.spectrum import SplitCriterion, shell_split
 from symbrg.rg.brg import Prescription, coarse_grain, shell_weight, weights
 from symbrg.rg.regulators import (
-    Y,
-    Z,
     CutoffRegulator,
     Exponential,
     Litim,
@@ -24,6 +22,8 @@ from symbrg.rg.regulators import (
     Regulator,
     ShapeRegulator,
     Sharp,
+    Y,
+    Z,
     ae_derivative,
     dimension,
     drop_deltas,
