@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -48,9 +48,16 @@ __all__ = ["REDUCTIONS", "CRITERIA", "Choice", "SplitCriterion", "fisher_dense",
 REDUCTIONS = ("mean", "sum")
 
 
-class Choice(StrEnum):
+class Choice(str, Enum):
     """A closed set of named options, parsed once at the API boundary by :meth:`parse` (members
-    compare equal to their names, so ``SplitCriterion.EIGEN == "eigen"``)."""
+    compare equal to their names, so ``SplitCriterion.EIGEN == "eigen"``, and print as them; the
+    ``str`` mixin rather than ``enum.StrEnum``, which needs Python 3.11)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
     @classmethod
     def parse(cls, value: "str | Choice", argument: str, allowed: Iterable["Choice"] | None = None) -> Any:
