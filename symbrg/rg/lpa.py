@@ -535,7 +535,7 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
     return out
 
 
-def compare_regulators(regs: Sequence[str] = ("litim", "exponential", "sharp"), d: Any = 3, order: int = 8,
+def compare_regulators(regs: Sequence[Regulator | str] = ("litim", "exponential", "sharp"), d: Any = 3, order: int = 8,
                        *, anomalous: bool = False, N: int = 1, dps: int = 20) -> list[FixedPoint]:
     r"""The Wilson-Fisher fixed point at one order for several regulators (each continued in the
     order from 2), to compare the regulator dependence of :math:`\nu`, :math:`\omega` (and
