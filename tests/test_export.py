@@ -235,7 +235,7 @@ def small_library(monkeypatch):
 
 # ---------------------------------------------------------------------------- compile check
 def _compile(tex: Path, workdir: Path) -> list[str]:
-    """pdflatex (with BibTeX and two more passes when the document cites); return the problems
+    """pdflatex twice (BibTeX and a third pass when the document cites); return the problems
     (errors, overfull boxes wider than OVERFULL_PT, unresolved citations or references)."""
     def pdflatex() -> subprocess.CompletedProcess:
         return subprocess.run(["pdflatex", "-draftmode", "-interaction=nonstopmode", "-halt-on-error",
@@ -249,6 +249,7 @@ def _compile(tex: Path, workdir: Path) -> list[str]:
         bt = subprocess.run(["bibtex", tex.stem], cwd=workdir, capture_output=True, text=True, timeout=60)
         problems += [line for line in bt.stdout.splitlines() if "Warning" in line or "error" in line]
         pdflatex()
+    if not run.returncode:        # one more pass resolves \ref and \eqref (and, after BibTeX, \cite)
         run = pdflatex()
     log = (workdir / (tex.stem + ".log")).read_text(errors="replace")
     problems += [line for line in log.splitlines() if line.startswith("!")

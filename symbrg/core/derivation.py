@@ -97,7 +97,6 @@ class Derivation:
 
     Citations are keys of :data:`symbrg.core.references.REFERENCES` (``cites=`` of a step,
     ``\cite{key}`` in the prose); the printers list the cited works from that one table.
-    ``references`` is kept for callers that still register texts: the texts are not printed.
     Build with :meth:`step` and :meth:`theorem`.
     ``name`` is the file stem in the ``derivations/`` library; ``program`` optionally holds the
     :class:`symbrg.core.codegen.Program` of the result (``render(d, "python")`` prints it).
@@ -105,7 +104,6 @@ class Derivation:
     title: str
     introduction: str = ""
     steps: list[Step] = field(default_factory=list)
-    references: dict[str, str] = field(default_factory=dict)
     name: str = ""
     program: Any = None
     theorems: list[Theorem] = field(default_factory=list)
@@ -151,13 +149,12 @@ class Derivation:
         return self.steps[-1]
 
     def extend(self, other: "Derivation") -> None:
-        """Append another derivation's theorems, steps and references (labels must stay unique)."""
+        """Append another derivation's theorems and steps (labels must stay unique)."""
         for t in other.theorems:
             self.theorem(t.statement, t.assumptions, t.label, title=t.title, proof=t.proof)
         for s in other.steps:
             self.step(s.statement, s.justification, s.label, verification=s.verification,
                       uses=s.uses, cites=s.cites, assumptions=s.assumptions)
-        self.references.update(other.references)
 
     @property
     def verified(self) -> bool:

@@ -94,8 +94,7 @@ def kernel_map(activation: str, kind: str = "nngp", depth: int = 1) -> Derivatio
     checks.integer("depth", depth, minimum=1)
     title = f"{kind.upper()} per-layer map of a {readable} network"
     title += f", depth {depth}" if depth > 1 else ""
-    d = Derivation(title, base.introduction,
-                   references=dict(base.references), name=base.name)
+    d = Derivation(title, base.introduction, name=base.name)
     # the engine's expectation steps (with the covariance conventions), then the independent
     # checks of the first one, then every other step (the kernel program) in the engine's order
     rules = [st for st in base.steps if "-rule-" in st.label] or base.steps[:1]
