@@ -148,8 +148,9 @@ def finite_array(name: str, value: Any, ndim: int | Iterable[int] | None = None,
     return arr
 
 
-def matching(name: str, actual: int, expected: int, what: str = "length") -> None:
-    """Raise :class:`ShapeMismatch` unless ``actual == expected``."""
+def matching(name: str, actual: int | tuple[int, ...], expected: int | tuple[int, ...],
+             what: str = "length") -> None:
+    """Raise :class:`ShapeMismatch` unless ``actual == expected`` (lengths or shapes)."""
     if actual != expected:
         raise ShapeMismatch(name, f"{what} {actual} does not match the expected {expected}")
 

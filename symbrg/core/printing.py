@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -81,6 +82,16 @@ def _latex(expr: Any) -> str:
 # Width estimation
 # --------------------------------------------------------------------------------------------
 
+_CONTROL = re.compile(r"\\([A-Za-z]+|.?)", re.DOTALL)
+
+
+def _control_sequence(s: str, i: int) -> re.Match[str]:
+    """The TeX control sequence at ``s[i] == "\\"``: a command name, one character, or nothing at the end."""
+    m = _CONTROL.match(s, i)
+    assert m is not None, "the pattern matches any backslash"
+    return m
+
+
 _ZERO = {"left", "right", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr", "big", "Big",
          "displaystyle", "textstyle", "limits", "nolimits", "!", "label", "nonumber", "notag"}
 _SPACE = {",": 0.3, ":": 0.4, ";": 0.5, "quad": 1.8, "qquad": 3.6, " ": 0.4}
@@ -117,7 +128,7 @@ def _group(s: str, i: int) -> tuple[str, int]:
             j += 1
         return s[i + 1:], len(s)
     if s[i] == "\\":
-        m = re.match(r"\\([A-Za-z]+|.)", s[i:])
+        m = _control_sequence(s, i)
         return m.group(0), i + len(m.group(0))
     return s[i], i + 1
 
@@ -141,7 +152,7 @@ def latex_width(tex: str) -> float:
     while i < len(s):
         c = s[i]
         if c == "\\":
-            m = re.match(r"\\([A-Za-z]+|.)", s[i:])
+            m = _control_sequence(s, i)
             name = m.group(1)
             i += len(m.group(0))
             if name in _ZERO:
@@ -371,8 +382,8 @@ _RELATIONS = {sp.Equality: "=", sp.Unequality: "\\neq", sp.LessThan: "\\le", sp.
 def _statement_rows(st: Any, width: float) -> list[tuple[str, str]]:
     """Rows ``(left, right)`` aligned at the relation; continuation rows have an empty left."""
     if isinstance(st, str):
-        left, _, right = st.partition("&")
-        return [(left, right)] if right or "&" in st else [("", st)]
+        head, _, tail = st.partition("&")
+        return [(head, tail)] if tail or "&" in st else [("", st)]
     rel = _RELATIONS.get(type(st))
     if rel is None:
         return [("", line if k == 0 else "\\quad " + line)

@@ -52,7 +52,7 @@ class Implementations:
     code (sympy's ``_imp_`` protocol).  ``numpy_impl`` / ``mpmath_impl`` are the class's; calling the object
     evaluates with mpmath when an argument is an mpmath number, else with NumPy."""
 
-    def __init__(self, cls: type) -> None:
+    def __init__(self, cls: type[NumericFunction]) -> None:
         self.cls = cls
 
     def numpy_impl(self, *args: Any) -> np.ndarray:
@@ -83,11 +83,13 @@ class NumericFunction(sp.Function):
         cls._imp_ = Implementations(cls)
 
     @classmethod
-    def numpy_impl(cls, *args: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def numpy_impl(cls, *args: Any, **kwargs: Any) -> np.ndarray:  # pragma: no cover - abstract
+        """The NumPy implementation (a subclass fixes the arguments)."""
         raise NotImplementedError(cls.__name__)
 
     @classmethod
-    def mpmath_impl(cls, *args: Any) -> Any:  # pragma: no cover - abstract
+    def mpmath_impl(cls, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
+        """The mpmath implementation (a subclass fixes the arguments)."""
         raise NotImplementedError(cls.__name__)
 
     @classmethod
@@ -154,7 +156,7 @@ def _blockwise(kernel: Any, *arrays: Any) -> np.ndarray:
     """Apply ``kernel`` (flat float64 arrays -> flat array) over the broadcast of ``arrays`` in
     cache-sized blocks (``numpy.nditer``, buffered): the many temporaries of an error-free
     transformation cost no page faults, and a row/column-broadcast input is never materialized."""
-    it = np.nditer([*arrays, None], flags=["external_loop", "buffered", "zerosize_ok", "refs_ok"],
+    it = np.nditer([*arrays, None], flags=["external_loop", "buffered", "zerosize_ok", "refs_ok"],  # type: ignore[call-overload]  # numpy's stubs take no None operand (the allocated output)
                    op_flags=[["readonly"]] * len(arrays) + [["writeonly", "allocate"]],
                    op_dtypes=["float64"] * (len(arrays) + 1), casting="same_kind", buffersize=_CHUNK)
     with it:
@@ -234,7 +236,7 @@ def _sin_over_t_power(m: int, terms: int) -> list:
     base = [Fraction((-1) ** k, factorial(2 * k + 1)) for k in range(terms)]
     out = [Fraction(1)] + [Fraction(0)] * (terms - 1)
     for _ in range(m):
-        out = [sum(out[i] * base[k - i] for i in range(k + 1)) for k in range(terms)]
+        out = [sum((out[i] * base[k - i] for i in range(k + 1)), Fraction(0)) for k in range(terms)]
     return out
 
 
@@ -492,7 +494,7 @@ def _arccos_sensitive(m: int, n: int) -> bool:
     return _ARCCOS_CACHE[key]
 
 
-def _arccos_careful(m: int, n: int, parts: tuple, q11: np.ndarray, q12: np.ndarray,
+def _arccos_careful(m: int, n: int, parts: _ArcCosParts, q11: np.ndarray, q12: np.ndarray,
                     q22: np.ndarray, det: np.ndarray | None = None) -> np.ndarray:
     r"""The angular integral of :class:`ArcCosKernel` to full relative accuracy in the float64 inputs:
     :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram determinant

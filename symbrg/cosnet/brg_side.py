@@ -23,6 +23,7 @@ Its normalized dual action per mode is :math:`S^{\rm BRG}_\Lambda = \phi^2/(2V_\
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -125,7 +126,7 @@ class BRGSide:
         return -sp.log(2 * sp.pi * self.removed_variance(cutoff)) / 2
 
 
-def engine_stiff_variances(side: BRGSide, momenta: np.ndarray, cutoff: float, values: dict) -> np.ndarray:
+def engine_stiff_variances(side: BRGSide, momenta: Sequence[float] | np.ndarray, cutoff: float, values: dict) -> np.ndarray:
     r"""The same stiff variances from the numeric engine :func:`symbrg.rg.brg.coarse_grain`: neurons with
     the given momenta, untrained (:math:`\pi_* =` the readout prior, scaled to the spectral density),
     diagonal readout Fisher, sharp shell; the removed prescription is the engine's prior prescription

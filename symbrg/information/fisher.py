@@ -409,7 +409,7 @@ def _moment_check(matrix: sp.Matrix, integrand: Callable[[int, int], sp.Expr], y
     free = sorted((matrix.free_symbols | mu.free_symbols | S.free_symbols
                    | set().union(*(e.free_symbols for e in integrands.values()))) - set(ys), key=str)
     dom = _domain(tuple(free))
-    worst, scale = 0.0, 1.0
+    max_error, scale = 0.0, 1.0
     for _ in range(points):
         at = {sym: sp.Float(sp.Rational(round(rng.uniform(*dom[sym]) * 1000), 1000), dps + 10) for sym in free}
         m_at, S_at = mu.xreplace(at), S.xreplace(at)
@@ -417,9 +417,9 @@ def _moment_check(matrix: sp.Matrix, integrand: Callable[[int, int], sp.Expr], y
             value = _expect_over_gaussian(integrands[(a, b)].xreplace(at), ys, m_at, S_at)
             target = matrix[a, b].xreplace(at)
             err = abs(sp.N(value - target, dps))
-            worst = max(worst, float(err))
+            max_error = max(max_error, float(err))
             scale = max(scale, abs(float(sp.N(target, 15))))
-    return Verification(kind="numeric", points=points, dps=dps, max_abs_error=worst,
+    return Verification(kind="numeric", points=points, dps=dps, max_abs_error=max_error,
                         tolerance=float(10.0 ** (-(dps - 8)) * scale))
 
 

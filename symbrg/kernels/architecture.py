@@ -452,7 +452,8 @@ class Architecture:
         copied into ``out``), the zero ones by :func:`_zero_point_kernel`, exactly, where the
         ordinary closed forms and series would divide 0 by 0."""
         same = x2 is None
-        x2 = x1 if same else x2
+        if x2 is None:
+            x2 = x1
         d = x1.shape[1]
         res = out if out is not None else np.empty((len(x1), len(x2)),
                                                    dtype=float if precision is None else object)
@@ -592,7 +593,8 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
       reason the diagonal is not simplified symbolically, e.g. to :math:`J_1(q,q,q) = q/2`).
     """
     same = x2 is None
-    x2 = x1 if same else x2
+    if x2 is None:
+        x2 = x1
     d = x1.shape[1]
     prog, gaps = _with_input_gap(prog)
     row, col, pair = prog.partition([S11], [S22], [S12, SR, SW])
@@ -772,7 +774,7 @@ def _zero_variance(layers: tuple, x: np.ndarray) -> np.ndarray:
             break
         if lay.sigma_b != 0:
             return none
-    return ~x.any(axis=1)
+    return np.asarray(~x.any(axis=1))
 
 
 def _zero_point_kernel(layers: tuple, which: int, s: np.ndarray, d: int, digits: int | None) -> np.ndarray:
