@@ -29,4 +29,6 @@ from symbrg.information.fisher import (  # noqa: F401
 from symbrg.information.spectrum import (  # noqa: F401
     CRITERIA,
     REDUCTIONS,
+    Choice,
+    SplitCriterion,
 )

@@ -236,8 +236,177 @@ class ThresholdFunction(NumericFunction):
         return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
 
+class _UVCutoff:
+    r"""The Polchinski side of a regulator: the UV cutoff function :math:`K(z)` and the cut-off
+    covariance :math:`C_\Lambda = K(p^2/\Lambda^2)\,G` (needs ``cutoff_function``)."""
+    cutoff_function: sp.Expr
+
+    def K(self, z: Any = Z) -> sp.Expr:
+        r""":math:`K(z)`, the UV cutoff function at :math:`z = p^2/\Lambda^2`."""
+        return self.cutoff_function.subs(Z, z)
+
+    def dK(self, z: Any = Z) -> sp.Expr:
+        r""":math:`K'(z) = dK/dz` (a ``DiracDelta`` for the sharp and Litim cutoffs)."""
+        return sp.diff(self.cutoff_function, Z).subs(Z, z)
+
+    def cutoff(self, p2: Any, scale: Any) -> sp.Expr:
+        r""":math:`K(p^2/\Lambda^2)` with ``scale`` = :math:`\Lambda`."""
+        return self.K(as_expression(p2, "p2") / as_expression(scale, "scale") ** 2)
+
+    def covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+        r""":math:`C_\Lambda(p) = K(p^2/\Lambda^2)/G^{-1}(p^2)`, the Polchinski (UV-cut) propagator."""
+        return self.cutoff(p2, scale) / as_expression(inverse_propagator, "inverse_propagator")
+
+    def scale_derivative_covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+        r""":math:`\Lambda\partial_\Lambda C_\Lambda(p) = -2 z K'(z)\,G(p^2)`, :math:`z = p^2/\Lambda^2`."""
+        z = as_expression(p2, "p2") / as_expression(scale, "scale") ** 2
+        return -2 * z * self.dK(z) / as_expression(inverse_propagator, "inverse_propagator")
+
+
+class _IRRegulator:
+    r"""The Wetterich side of a regulator: the shape :math:`r(y)` and :math:`R_k = Z_k k^2 r(p^2/k^2)`
+    (needs ``shape`` and ``name``)."""
+    name: str
+    shape: sp.Expr | None
+
+    def r(self, y: Any = Y) -> sp.Expr:
+        r""":math:`r(y)`, the dimensionless regulator shape, :math:`R_k = Z k^2 r(p^2/k^2)`."""
+        if self.shape is None:
+            raise Unsupported("regulator", f"{self.name!r} has no finite IR regulator R_k "
+                                           "(r = oo below the cutoff); use its threshold functions")
+        return self.shape.subs(Y, y)
+
+    def R(self, p2: Any, k: Any, Zk: Any = 1) -> sp.Expr:
+        r""":math:`R_k(p^2) = Z_k\,k^2\,r(p^2/k^2)`."""
+        k = as_expression(k, "k")
+        return as_expression(Zk, "Zk") * k ** 2 * self.r(as_expression(p2, "p2") / k ** 2)
+
+    def dt_R(self, p2: Any, k: Any, Zk: Any = 1, eta: Any = 0) -> sp.Expr:
+        r""":math:`\partial_t R_k = Z_k k^2 [2(r - y r') - \eta\, r]`, :math:`t = \ln k`,
+        :math:`\eta = -\partial_t \ln Z_k`."""
+        k = as_expression(k, "k")
+        rr = self.r()
+        expr = 2 * (rr - Y * sp.diff(rr, Y)) - as_expression(eta, "eta") * rr
+        return as_expression(Zk, "Zk") * k ** 2 * expr.subs(Y, as_expression(p2, "p2") / k ** 2)
+
+
+class _Quadrature:
+    r"""Quadrature of the threshold functions of an a.e. smooth shape :math:`r(y)` (needs ``r()``,
+    ``name``, ``shape``): one fixed tanh-sinh rule per (regulator, d, precision), all
+    :math:`A_j, B_j, M_a, M_b` and their w-derivatives at a given w in one pass."""
+    name: str
+    shape: sp.Expr | None
+
+    @cached_property
+    def _integrands(self) -> dict[str, Callable[..., Any]]:
+        from symbrg.core.codegen import lambdify
+        r = self.r()
+        n, d, w = sp.symbols("n d w")
+        exprs = {k: threshold_integrand(r, v, n, d, w) for k, v in (("A", r - Y * sp.diff(r, Y)), ("B", r / 2))}
+        for k, rho in (("Ma", 2 * (r - Y * sp.diff(r, Y))), ("Mb", r)):
+            exprs[k] = anomalous_integrand(r, rho, d, w)
+        # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
+        # P' at one point are handled in the closed forms only (compact shapes)
+        return {k: lambdify(drop_deltas(e), (Y, n, d, w), "mpmath") for k, e in exprs.items()}
+
+    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
+        """One threshold integral (``part`` in A, B, Ma, Mb) by adaptive mpmath quadrature (a check
+        on :meth:`threshold_batch`)."""
+        f = self._integrands[part]
+        return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
+
+    @cached_property
+    def _node_functions(self) -> Callable[..., Any]:
+        """y -> (P, r - y r', r/2, P', r - y r' derivative, r') compiled once (mpmath)."""
+        from symbrg.core.codegen import lambdify
+        r = self.r()
+        a = r - Y * sp.diff(r, Y)
+        exprs = [Y + r, a, r / 2, 1 + sp.diff(r, Y), sp.diff(a, Y), sp.diff(r, Y)]
+        return lambdify([drop_deltas(e) for e in exprs], [Y], "mpmath")
+
+    def _nodes(self, d: Any) -> tuple:
+        r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
+        degree doubling until :math:`A^d_1(1)` is stable at the working precision.  Returns per-node
+        lists ``(P, ma, mb, c1a, c2a, c1b, c2b)``: :math:`P = y + r`, the weights times the
+        numerators of A and B, and of the :math:`M_a, M_b` integrands (cached per d and precision)."""
+        from mpmath.calculus.quadrature import TanhSinh
+        prec = mpmath.mp.prec
+        key = (self.name, sp.sstr(self.shape), str(d), prec)
+        if key in _NODE_CACHE:
+            return _NODE_CACHE[key]
+        ts = TanhSinh(mpmath.mp)
+        fn = self._node_functions
+        d = mpmath.mpf(d)
+        half = d / 2
+
+        def build(m: int) -> tuple:
+            cols: tuple = tuple([] for _ in range(7))
+            scale = mpmath.mpf(2) ** (-m)
+            for a, b, tail in ((0, 1, False), (1, 4, False), (4, 16, False), (0, 1, True)):
+                for k in range(1, m + 1):
+                    for x, wt in ts.get_nodes(mpmath.mpf(a), mpmath.mpf(b), k, prec):
+                        if x == 0:
+                            continue
+                        y, jac = (16 / x, 16 / x ** 2) if tail else (x, 1)
+                        try:  # cancellations in r - y r' near y = 0 cost ~2 |log2 y| bits
+                            with mpmath.workprec(prec + 40 + 3 * abs(int(mpmath.mag(y)))):
+                                P, A, B, dP, dA, dr = fn(y)
+                        except (ZeroDivisionError, OverflowError):
+                            continue
+                        wy = wt * scale * jac
+                        meas = wy * half * y ** (half - 1)
+                        yd = wy * y ** half * dP
+                        # M = -∫ y^{d/2} P' [rho'/(P+w)^4 - 2 rho P'/(P+w)^5], rho = 2a or 2b
+                        for col, v in zip(cols, (P, meas * A, meas * B, -yd * 2 * dA, 2 * yd * 2 * A * dP,
+                                                 -yd * dr, 2 * yd * 2 * B * dP)):
+                            col.append(v)
+            return cols
+
+        def a1(cols: tuple) -> Any:
+            return mpmath.fdot(cols[1], [1 / (P + 1) ** 2 for P in cols[0]])
+
+        m, cols = 3, build(3)
+        prev = a1(cols)
+        while m < 9:
+            m += 1
+            cand = build(m)
+            val = a1(cand)
+            cols, done = cand, abs(val - prev) <= mpmath.mpf(2) ** (-prec + 12) * (1 + abs(val))
+            prev = val
+            if done:
+                break
+        _NODE_CACHE[key] = cols
+        return cols
+
+    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
+        r"""All quadrature threshold numbers at one w from one fixed rule (mpmath, working precision):
+        ``A = [A_0..A_jmax]``, and with ``anomalous`` also ``B = [B_0..B_jmax]`` and
+        ``M = [M_a, M_b, M_a', M_b']`` (the anomalous-dimension functions and their w-derivatives;
+        empty lists otherwise).  The regulator must be a.e. smooth (kinks and jumps are handled in
+        the closed forms only)."""
+        P, ma, mb, c1a, c2a, c1b, c2b = self._nodes(mpmath.mpf(d))
+        w = mpmath.mpf(w)
+        q = [1 / (p + w) for p in P]
+        qp = q
+        A, B = [], []
+        for _ in range(jmax + 1):
+            A.append(mpmath.fdot(ma, qp))
+            if anomalous:
+                B.append(mpmath.fdot(mb, qp))
+            qp = [x * y for x, y in zip(qp, q)]
+        if not anomalous:
+            return A, B, []
+        q4 = [x ** 4 for x in q]
+        q5 = [x * y for x, y in zip(q4, q)]
+        q6 = [x * y for x, y in zip(q5, q)]
+        M = [mpmath.fdot(c1a, q4) + mpmath.fdot(c2a, q5), mpmath.fdot(c1b, q4) + mpmath.fdot(c2b, q5),
+             -4 * mpmath.fdot(c1a, q5) - 5 * mpmath.fdot(c2a, q6),
+             -4 * mpmath.fdot(c1b, q5) - 5 * mpmath.fdot(c2b, q6)]
+        return A, B, M
+
+
 @dataclass(frozen=True)
-class Regulator:
+class Regulator(_UVCutoff, _IRRegulator, _Quadrature):
     r"""A momentum cutoff, as UV cutoff function :math:`K(z)` and as IR regulator :math:`r(y)`.
 
     The base class of the families :class:`Sharp`, :class:`Litim`, :class:`Exponential`,
@@ -262,49 +431,6 @@ class Regulator:
     def has_closed_form(self) -> bool:
         """True when the threshold functions have closed forms (any d): compact shapes and sharp."""
         return self.inner is not None
-
-    # ---------------------------------------------------------------- Polchinski side (UV cutoff)
-    def K(self, z: Any = Z) -> sp.Expr:
-        r""":math:`K(z)`, the UV cutoff function at :math:`z = p^2/\Lambda^2`."""
-        return self.cutoff_function.subs(Z, z)
-
-    def dK(self, z: Any = Z) -> sp.Expr:
-        r""":math:`K'(z) = dK/dz` (a ``DiracDelta`` for the sharp and Litim cutoffs)."""
-        return sp.diff(self.cutoff_function, Z).subs(Z, z)
-
-    def cutoff(self, p2: Any, scale: Any) -> sp.Expr:
-        r""":math:`K(p^2/\Lambda^2)` with ``scale`` = :math:`\Lambda`."""
-        return self.K(as_expression(p2, "p2") / as_expression(scale, "scale") ** 2)
-
-    def covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
-        r""":math:`C_\Lambda(p) = K(p^2/\Lambda^2)/G^{-1}(p^2)`, the Polchinski (UV-cut) propagator."""
-        return self.cutoff(p2, scale) / as_expression(inverse_propagator, "inverse_propagator")
-
-    def scale_derivative_covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
-        r""":math:`\Lambda\partial_\Lambda C_\Lambda(p) = -2 z K'(z)\,G(p^2)`, :math:`z = p^2/\Lambda^2`."""
-        z = as_expression(p2, "p2") / as_expression(scale, "scale") ** 2
-        return -2 * z * self.dK(z) / as_expression(inverse_propagator, "inverse_propagator")
-
-    # ---------------------------------------------------------------- Wetterich side (IR regulator)
-    def r(self, y: Any = Y) -> sp.Expr:
-        r""":math:`r(y)`, the dimensionless regulator shape, :math:`R_k = Z k^2 r(p^2/k^2)`."""
-        if self.shape is None:
-            raise Unsupported("regulator", f"{self.name!r} has no finite IR regulator R_k "
-                                           "(r = oo below the cutoff); use its threshold functions")
-        return self.shape.subs(Y, y)
-
-    def R(self, p2: Any, k: Any, Zk: Any = 1) -> sp.Expr:
-        r""":math:`R_k(p^2) = Z_k\,k^2\,r(p^2/k^2)`."""
-        k = as_expression(k, "k")
-        return as_expression(Zk, "Zk") * k ** 2 * self.r(as_expression(p2, "p2") / k ** 2)
-
-    def dt_R(self, p2: Any, k: Any, Zk: Any = 1, eta: Any = 0) -> sp.Expr:
-        r""":math:`\partial_t R_k = Z_k k^2 [2(r - y r') - \eta\, r]`, :math:`t = \ln k`,
-        :math:`\eta = -\partial_t \ln Z_k`."""
-        k = as_expression(k, "k")
-        rr = self.r()
-        expr = 2 * (rr - Y * sp.diff(rr, Y)) - as_expression(eta, "eta") * rr
-        return as_expression(Zk, "Zk") * k ** 2 * expr.subs(Y, as_expression(p2, "p2") / k ** 2)
 
     # ---------------------------------------------------------------- threshold functions
     def threshold(self, n: int, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr:
@@ -420,114 +546,6 @@ class Regulator:
             return mpmath.mpf(sp.N(closed.subs({ETA: eta, W: w}), mpmath.mp.dps))
         _, _, M = self.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), 0, anomalous=True)
         return M[0] - eta * M[1]
-
-    # ---------------------------------------------------------------- quadrature
-    @cached_property
-    def _integrands(self) -> dict[str, Callable[..., Any]]:
-        from symbrg.core.codegen import lambdify
-        r = self.r()
-        n, d, w = sp.symbols("n d w")
-        exprs = {k: threshold_integrand(r, v, n, d, w) for k, v in (("A", r - Y * sp.diff(r, Y)), ("B", r / 2))}
-        for k, rho in (("Ma", 2 * (r - Y * sp.diff(r, Y))), ("Mb", r)):
-            exprs[k] = anomalous_integrand(r, rho, d, w)
-        # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
-        # P' at one point are handled in the closed forms only (compact shapes)
-        return {k: lambdify(drop_deltas(e), (Y, n, d, w), "mpmath") for k, e in exprs.items()}
-
-    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
-        """One threshold integral (``part`` in A, B, Ma, Mb) by adaptive mpmath quadrature (a check
-        on :meth:`threshold_batch`)."""
-        f = self._integrands[part]
-        return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
-
-    @cached_property
-    def _node_functions(self) -> Callable[..., Any]:
-        """y -> (P, r - y r', r/2, P', r - y r' derivative, r') compiled once (mpmath)."""
-        from symbrg.core.codegen import lambdify
-        r = self.r()
-        a = r - Y * sp.diff(r, Y)
-        exprs = [Y + r, a, r / 2, 1 + sp.diff(r, Y), sp.diff(a, Y), sp.diff(r, Y)]
-        return lambdify([drop_deltas(e) for e in exprs], [Y], "mpmath")
-
-    def _nodes(self, d: Any) -> tuple:
-        r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
-        degree doubling until :math:`A^d_1(1)` is stable at the working precision.  Returns per-node
-        lists ``(P, ma, mb, c1a, c2a, c1b, c2b)``: :math:`P = y + r`, the weights times the
-        numerators of A and B, and of the :math:`M_a, M_b` integrands (cached per d and precision)."""
-        from mpmath.calculus.quadrature import TanhSinh
-        prec = mpmath.mp.prec
-        key = (self.name, sp.sstr(self.shape), str(d), prec)
-        if key in _NODE_CACHE:
-            return _NODE_CACHE[key]
-        ts = TanhSinh(mpmath.mp)
-        fn = self._node_functions
-        d = mpmath.mpf(d)
-        half = d / 2
-
-        def build(m: int) -> tuple:
-            cols: tuple = tuple([] for _ in range(7))
-            scale = mpmath.mpf(2) ** (-m)
-            for a, b, tail in ((0, 1, False), (1, 4, False), (4, 16, False), (0, 1, True)):
-                for k in range(1, m + 1):
-                    for x, wt in ts.get_nodes(mpmath.mpf(a), mpmath.mpf(b), k, prec):
-                        if x == 0:
-                            continue
-                        y, jac = (16 / x, 16 / x ** 2) if tail else (x, 1)
-                        try:  # cancellations in r - y r' near y = 0 cost ~2 |log2 y| bits
-                            with mpmath.workprec(prec + 40 + 3 * abs(int(mpmath.mag(y)))):
-                                P, A, B, dP, dA, dr = fn(y)
-                        except (ZeroDivisionError, OverflowError):
-                            continue
-                        wy = wt * scale * jac
-                        meas = wy * half * y ** (half - 1)
-                        yd = wy * y ** half * dP
-                        # M = -∫ y^{d/2} P' [rho'/(P+w)^4 - 2 rho P'/(P+w)^5], rho = 2a or 2b
-                        for col, v in zip(cols, (P, meas * A, meas * B, -yd * 2 * dA, 2 * yd * 2 * A * dP,
-                                                 -yd * dr, 2 * yd * 2 * B * dP)):
-                            col.append(v)
-            return cols
-
-        def a1(cols: tuple) -> Any:
-            return mpmath.fdot(cols[1], [1 / (P + 1) ** 2 for P in cols[0]])
-
-        m, cols = 3, build(3)
-        prev = a1(cols)
-        while m < 9:
-            m += 1
-            cand = build(m)
-            val = a1(cand)
-            cols, done = cand, abs(val - prev) <= mpmath.mpf(2) ** (-prec + 12) * (1 + abs(val))
-            prev = val
-            if done:
-                break
-        _NODE_CACHE[key] = cols
-        return cols
-
-    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
-        r"""All quadrature threshold numbers at one w from one fixed rule (mpmath, working precision):
-        ``A = [A_0..A_jmax]``, and with ``anomalous`` also ``B = [B_0..B_jmax]`` and
-        ``M = [M_a, M_b, M_a', M_b']`` (the anomalous-dimension functions and their w-derivatives;
-        empty lists otherwise).  The regulator must be a.e. smooth (kinks and jumps are handled in
-        the closed forms only)."""
-        P, ma, mb, c1a, c2a, c1b, c2b = self._nodes(mpmath.mpf(d))
-        w = mpmath.mpf(w)
-        q = [1 / (p + w) for p in P]
-        qp = q
-        A, B = [], []
-        for _ in range(jmax + 1):
-            A.append(mpmath.fdot(ma, qp))
-            if anomalous:
-                B.append(mpmath.fdot(mb, qp))
-            qp = [x * y for x, y in zip(qp, q)]
-        if not anomalous:
-            return A, B, []
-        q4 = [x ** 4 for x in q]
-        q5 = [x * y for x, y in zip(q4, q)]
-        q6 = [x * y for x, y in zip(q5, q)]
-        M = [mpmath.fdot(c1a, q4) + mpmath.fdot(c2a, q5), mpmath.fdot(c1b, q4) + mpmath.fdot(c2b, q5),
-             -4 * mpmath.fdot(c1a, q5) - 5 * mpmath.fdot(c2a, q6),
-             -4 * mpmath.fdot(c1b, q5) - 5 * mpmath.fdot(c2b, q6)]
-        return A, B, M
 
     def threshold_value(self, n: int, d: Any, w: Any, eta: Any = 0) -> Any:
         r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
