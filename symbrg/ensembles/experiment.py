@@ -76,6 +76,7 @@ from symbrg.ensembles.networks import Ensemble, Network, network
 from symbrg.ensembles.plots import plot_results
 from symbrg.ensembles.training import OPTIMIZERS, readout_design, train
 from symbrg.information.fisher import fisher_diagonal, shell_split
+from symbrg.information.spectrum import SplitCriterion
 
 __all__ = ["ShellExperiment", "PRESETS", "PAPER_LAMBDAS", "preset", "run_shell_experiment",
            "critical_cutoff", "shell_statistics", "renormalize", "make_data", "member_data",
@@ -87,7 +88,7 @@ PAPER_LAMBDAS = (1e-4, 5e-3, 7.5e-3, 1e-2, 5e-2, 7.5e-2, 0.1, 0.5, 0.75, 1.0, 5.
 MODES = ("resample", "zero", "marginalize")
 #: Members per block whose full Fisher eigenvalues are kept for the spectrum figure.
 SPECTRUM_MEMBERS = 4
-CRITERIA = ("diagonal", "eigen")
+CRITERIA = (SplitCriterion.DIAGONAL, SplitCriterion.EIGEN)
 TARGETS = ("quadratic", "cosnet")
 DATA = ("fresh", "shared")
 STATISTICS = ("median", "mean")
@@ -128,7 +129,7 @@ class ShellExperiment:
     readout_only: bool = True
     # renormalization
     lambdas: tuple = PAPER_LAMBDAS
-    criterion: str = "diagonal"
+    criterion: SplitCriterion | str = SplitCriterion.DIAGONAL  # parsed once by validate()
     mode: str = "resample"
     cumulative: bool = True
     rtol: float = 0.05
@@ -168,7 +169,7 @@ class ShellExperiment:
         lam = checks.finite_array("lambdas", self.lambdas, ndim=1)
         if np.any(lam <= 0) or np.any(np.diff(lam) <= 0):
             raise InvalidArgument("lambdas", "the cutoff grid must be positive and strictly increasing")
-        checks.choice("criterion", self.criterion, CRITERIA)
+        object.__setattr__(self, "criterion", SplitCriterion.parse(self.criterion, "criterion", CRITERIA))
         checks.choice("mode", self.mode, MODES)
         if self.mode == "marginalize" and not self.readout_only:
             raise Unsupported("mode", "'marginalize' is exact (and implemented) for the readout only")
@@ -315,7 +316,7 @@ def _init_members(cfg: ShellExperiment, net: Network, rngs: list[np.random.Gener
 @dataclass
 class _Split:
     """Per-member sensitivities and (eigen) the whitened stiff basis."""
-    criterion: str
+    criterion: SplitCriterion
     sensitivities: np.ndarray           # (M, P) diagonal entries, or (M, r) eigenvalues
     basis: np.ndarray | None = None     # (M, r, P) orthonormal rows, whitened coordinates
 
@@ -345,24 +346,24 @@ def _gram_eigen(white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(keep, lam, 0.0), basis * keep[..., None]
 
 
-def fisher_split(jac: np.ndarray, prior_std: np.ndarray, criterion: str) -> _Split:
+def fisher_split(jac: np.ndarray, prior_std: np.ndarray, criterion: SplitCriterion | str) -> _Split:
     r"""Fisher sensitivities from per-sample Jacobians ``jac`` (M, n, k, P), unit noise, mean over
     the n Fisher inputs: the diagonal :math:`I_{AA}`, or the nonzero eigenvalues of the prior-whitened
     Fisher :math:`\sigma I \sigma = W^\top W`, :math:`W = J\sigma/\sqrt n`, with its eigenvectors."""
-    if criterion == "diagonal":
-        return _Split("diagonal", fisher_diagonal(jac, 1.0, "mean"))
+    if SplitCriterion.parse(criterion, "criterion") is SplitCriterion.DIAGONAL:
+        return _Split(SplitCriterion.DIAGONAL, fisher_diagonal(jac, 1.0, "mean"))
     m, n = jac.shape[:2]
     white = (jac * prior_std).reshape(m, -1, jac.shape[-1]) / math.sqrt(n)
     lam, basis = _gram_eigen(white)
-    return _Split("eigen", lam, basis)
+    return _Split(SplitCriterion.EIGEN, lam, basis)
 
 
 def renormalize(theta: np.ndarray, split: _Split, cutoff: float, xi: np.ndarray,
                 prior_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r""":math:`\theta_\Lambda = \xi + \Pi_>(\Lambda)(\theta_* - \xi)` for every member, and the fraction
     of parameter-space dimensions that are sloppy.  theta, xi: (M, P)."""
-    if split.criterion == "diagonal":
-        sloppy = shell_split(split.sensitivities, cutoff, "diagonal", layout="diagonal").sloppy
+    if split.criterion is SplitCriterion.DIAGONAL:
+        sloppy = shell_split(split.sensitivities, cutoff, SplitCriterion.DIAGONAL, layout="diagonal").sloppy
         return np.where(sloppy, xi, theta), sloppy.mean(axis=1)
     stiff = (split.sensitivities >= cutoff).astype(theta.dtype)          # (M, r)
     coeff = np.einsum("mrp,mp->mr", split.eigenbasis, (theta - xi) / prior_std) * stiff
@@ -374,7 +375,7 @@ def _marginal_variance(phi: np.ndarray, split: _Split, cutoff: float, prior_std:
     r"""Per-member variance :math:`\mathrm{Var}_\xi f(x) = |\Pi_< \sigma\phi(x)|^2` of a linear readout
     with the sloppy part drawn from the prior; phi (M, T, P) -> (M, T)."""
     white = phi * prior_std
-    if split.criterion == "diagonal":
+    if split.criterion is SplitCriterion.DIAGONAL:
         return np.einsum("mtp,mp->mt", white ** 2, (split.sensitivities < cutoff).astype(phi.dtype))
     stiff = (split.sensitivities >= cutoff).astype(phi.dtype)
     proj = np.einsum("mrp,mtp->mtr", split.eigenbasis, white)
@@ -446,7 +447,7 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
     with np.errstate(over="ignore", invalid="ignore"):
         test_mse = np.mean((preds_own - own["y_test"]) ** 2, axis=-1)   # (n_lam + 1, M)
     test_mse[:, ~finite] = np.inf
-    if split.criterion == "diagonal":   # the eigenvalues only feed the spectrum figure: few members
+    if split.criterion is SplitCriterion.DIAGONAL:   # the eigenvalues only feed the spectrum figure: few members
         diag = split.sensitivities
         few = jac[:SPECTRUM_MEMBERS].reshape(min(count, SPECTRUM_MEMBERS), -1, jac.shape[-1])
         small = np.matmul(few, np.swapaxes(few, 1, 2)) if few.shape[1] <= few.shape[2] else \
@@ -676,7 +677,7 @@ def estimate_cost(cfg: ShellExperiment) -> Cost:
     dual = cfg.readout_only and cfg.optimizer == "sgd" and n_tr < p
     steps = cfg.epochs * math.ceil(n_tr / (cfg.batch_size or n_tr))
     rank = min(n_f, p)
-    eigen = cfg.criterion == "eigen"
+    eigen = cfg.criterion == SplitCriterion.EIGEN
     # memory (float64 elements) of one block, then of the collected results
     train_mem = (n_tr * p + 6 * n_tr * n_tr if dual else n_tr * p + 3 * p if cfg.readout_only
                  else 3 * (cfg.batch_size or n_tr) * sum(w[1:-1]) + 3 * p)
@@ -828,7 +829,7 @@ def summary(results: dict) -> str:
 def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
                          resume: bool = False, force: bool = False, figures: bool = True,
                          progress: Callable[[str], None] | None = None,
-                         stop_after: int | None = None) -> dict:
+                         stop_after: int | None = None) -> dict[str, Any]:
     """Run (or resume) the experiment; with ``out`` write ``config.json``, ``blocks/*.npz`` as
     member blocks finish, ``results.json`` (updated after every block) and the figures.
 

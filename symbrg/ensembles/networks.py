@@ -35,6 +35,7 @@ import numpy as np
 
 from symbrg.core import checks
 from symbrg.core.errors import InvalidArgument, ShapeMismatch
+from symbrg.core.types import DTypeLike
 from symbrg.gaussian.activations import Activation, activation
 
 __all__ = ["Network", "Ensemble", "network", "PARAMETERIZATIONS"]
@@ -283,7 +284,7 @@ def _per_layer(name: str, value: Any, count: int, check) -> tuple[float, ...]:
 
 def network(widths: Sequence[int], activation_: "str | Activation | Sequence" = "relu", *,
             sigma_w: "float | Sequence[float]" = 1.0, sigma_b: "float | Sequence[float]" = 0.0,
-            parameterization: str = "ntk", bias: bool = True, dtype: Any = "float64") -> Network:
+            parameterization: str = "ntk", bias: bool = True, dtype: DTypeLike = "float64") -> Network:
     r"""Build a :class:`Network` with widths ``(d_in, n_0, ..., n_{L-1}, d_out)``.
 
     ``activation_`` is one activation spec for every hidden layer, or one per hidden layer.

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from symbrg.core import checks
+from symbrg.core.types import ArrayLike
 from symbrg.ensembles.networks import Ensemble, Network
 
 __all__ = ["train", "Training", "OPTIMIZERS", "mse"]
@@ -89,7 +89,7 @@ def _batches(p: int, batch_size: int | None, shuffle: bool, rng: np.random.Gener
     return [order[i:i + b] for i in range(0, p, b)]
 
 
-def train(net: Network, ens: Ensemble, x: Any, y: Any, *, lr: float, epochs: int,
+def train(net: Network, ens: Ensemble, x: ArrayLike, y: ArrayLike, *, lr: float, epochs: int,
           optimizer: str = "sgd", batch_size: int | None = None, readout_only: bool = False,
           shuffle: bool = False, seed: "int | np.random.Generator | None" = None,
           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

@@ -70,6 +70,7 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.special import GramDet
 from symbrg.core.symbols import symbol, symbols
+from symbrg.core.types import ArrayLike, Number
 from symbrg.gaussian.activations import Activation
 from symbrg.gaussian.activations import X as _X
 from symbrg.gaussian.activations import activation as _activation
@@ -378,7 +379,7 @@ class Architecture:
         MP_WORK.check(argument, units, cost=f"about {_duration(units * _SECONDS_PER_MP_UNIT)}")
         return int(n1 * n2 * (240 + 0.84 * precision))
 
-    def nngp(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
+    def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
              block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
         ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
@@ -389,7 +390,7 @@ class Architecture:
         matrix larger than memory streams to disk tile by tile."""
         return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads, out)
 
-    def ntk(self, x1: Any, x2: Any = None, *, precision: int | None = None, params: dict | None = None,
+    def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
         return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads, out)
@@ -879,7 +880,7 @@ def serial(*layers: Layer, name: str = "network") -> Architecture:
     return Architecture(tuple(layers), name=name)
 
 
-def mlp(activation: Any, depth: int, sigma_w: Any = 1.0, sigma_b: Any = 0.0,
+def mlp(activation: str | Activation | sp.Lambda, depth: int, sigma_w: Number = 1.0, sigma_b: Number = 0.0,
         parameterization: str = "ntk", *, width: int = 1, tol: float = 1e-10,
         method: str = "auto") -> Architecture:
     r"""``depth`` hidden layers of Dense(σ_w, σ_b) + activation, followed by a Dense readout.
