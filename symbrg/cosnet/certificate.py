@@ -222,7 +222,7 @@ def _identities(d: Any, regulator: Regulator, mutation: str | None) -> list[Iden
                  "the network's spectral density (readout prior as used by the BRG side) is the propagator "
                  "of the free scalar of the full network's dual action",
                  ev(bs.spectral_density, G), symbolic=lambda: _cancels(bs.spectral_density, G)),
-        Identity("shell", sp.Eq(sp.Symbol(r"w(I(p),\Lambda)"), sp.Symbol(r"K((p^2+m^2)/(k(\Lambda)^2+m^2))")),
+        Identity("shell", sp.Eq(sp.Symbol(r"w(I(p),\Lambda)"), sp.Symbol(r"K\big((p^{2}+m^{2})/(k(\Lambda)^{2}+m^{2})\big)")),
                  "the BRG engine's shell weight (profile passed in as data) is the ERG cutoff function of the "
                  "kinetic eigenvalue: the one-parameter family of regulators matched term by term",
                  ev(w, Kz)),
