@@ -56,7 +56,7 @@ from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.identities import simplifies_to_zero, verify
 from symbrg.core.symbols import symbol, symbols
 from symbrg.core.limits import Limit
-from symbrg.rg.regulators import angular_factor, regulator as erg_regulator
+from symbrg.rg.regulators import Regulator, angular_factor, regulator as erg_regulator
 from symbrg.core.parsing import as_expression
 
 __all__ = ["cosnet_erg_certificate", "identity_table", "normalize_steps", "FISHER_SCALE", "DOMAIN",
@@ -249,8 +249,8 @@ def _erg_covariance(reg: str) -> sp.Expr:
     return erg_regulator(reg).covariance(P ** 2 + M ** 2, sp.sqrt(_scale2()), 1 / _propagator())
 
 
-def _compact(reg: str) -> bool:
-    return reg in ("sharp", "litim")
+def _compact(reg: Regulator | str) -> bool:
+    return erg_regulator(reg).has_closed_form
 
 
 # ------------------------------------------------------------------------------ the certificate
@@ -384,7 +384,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
     add(sp.Eq(sp.Symbol(r"w(I(p),\Lambda)"), reg.K((P ** 2 + M ** 2) / (KCUT ** 2 + M ** 2))),
             "the BRG shell weight (sharp $\\Theta(I-\\Lambda)$, smooth $K(\\Lambda/I)$) is the ERG cutoff "
             "function of the kinetic eigenvalue, $K((p^2+m^2)/(k^2+m^2))$ at $k = k(\\Lambda)$"
-            + ("; sharp: $\\Theta(k^2-p^2)$ for every $m$" if regulator == "sharp" else ""),
+            + ("; sharp: $\\Theta(k^2-p^2)$ for every $m$" if reg.is_sharp else ""),
             "eq:shell", verification=_verify(w, Kz, domain=WIDE, **ver), uses=("eq:k-of-lambda",))
     add(sp.Eq(sp.Symbol(r"z|_{m=0}"), P ** 2 / KCUT ** 2),
             "massless case: the argument is the standard $p^2/k^2$", "eq:massless",
@@ -407,7 +407,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
             verification=_verify(Vb, C, domain=WIDE, **ver), uses=("eq:shell", "eq:dual"),
             cites=("HKMS2024", "Polchinski1984"))
     # Eq. (54) for the sharp shell, from the BRG engine's spectral projectors (two modes)
-    if regulator == "sharp":
+    if reg.is_sharp:
         p1, p2 = sp.symbols("p_1 p_2", positive=True)
         Vs = [G.subs(P, q) for q in (p1, p2)]
         _, cov = brg.shell_moments([I.subs(P, q) for q in (p1, p2)], sp.eye(2), LAM, sp.zeros(2, 1),
@@ -472,7 +472,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
             "$(d+2)\\Lambda\\partial_\\Lambda\\ell \\to (d+2)/2$ for $k\\gg m$", "eq:exponents-lambda",
             verification=_verify(LAM * sp.diff(ell_lam, LAM), cF / (2 * (cF - LAM * M ** 2)), **ver),
             uses=("eq:exponents", "eq:k-of-lambda"))
-    if regulator == "sharp":
+    if reg.is_sharp:
         sloppy = (1 - Kz) * G
         how = "Sharp cutoff: $R_k = \\infty$ on the stiff modes (Wegner-Houghton), the sloppy propagator is $(1-K)G$"
     else:
@@ -483,7 +483,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
             "stiff (Polchinski) + sloppy (Wetterich) propagators = the UV theory. " + how, "eq:wetterich",
             verification=_verify(C + sloppy, G, domain=WIDE, **ver), uses=("eq:propagator",),
             cites=("Wetterich1993", "Morris1994"))
-    if regulator != "sharp":
+    if not reg.is_sharp:
         Rk = reg.R(P ** 2 + M ** 2, sp.sqrt(s2), 1 / SIGMA ** 2)
         vac = LAM * sp.diff(Rk, LAM) / (1 / G + Rk)
         free_energy = -LAM * sp.diff(sp.log(1 - Kz), LAM)
@@ -550,7 +550,7 @@ def _trace_flow(d: Any, regulator: str, Vb: sp.Expr, kernel: sp.Expr) -> tuple[s
         var = sp.integrate(integrand, (P, 0, k)) if d != D else sp.Integral(integrand, (P, 0, k))
         lhs = sp.simplify((LAM * sp.diff(measure * var, LAM)).subs(at_k))
         ker = normalize_steps(sp.simplify(kernel.subs(at_k)))
-        if regulator == "sharp":
+        if erg_regulator(regulator).is_sharp:
             rhs = measure * _delta_integral(P ** (d - 1) * ker, P)
         else:
             ker = _drop_null_deltas(ker).replace(sp.Heaviside, lambda *a: sp.S.One)

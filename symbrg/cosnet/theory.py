@@ -119,9 +119,10 @@ def uv_cutoff_function(name: str) -> sp.Expr:
     :math:`R_k = (k^2-p^2)\Theta(k^2-p^2)`, since :math:`p^2K/(1-K) = R_k`); exponential: :math:`e^{-z}`
     (partner of :math:`R_k = p^2/(e^{p^2/k^2}-1)`).  The source of truth is :mod:`symbrg.rg.regulators`.
     """
-    choice("regulator", name, REGULATOR_NAMES)
     from symbrg.rg.regulators import regulator as _erg_regulator
-    return _erg_regulator(name).K(_X)
+    R = _erg_regulator(name)  # an object passes through; a name is parsed once
+    choice("regulator", R.name, REGULATOR_NAMES)
+    return R.K(_X)
 
 
 def ball_volume(dim: Any, radius: Any = R) -> sp.Expr:
@@ -439,7 +440,8 @@ m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
             if arr.shape[1] != d:
                 raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
         lam = nonnegative("cutoff", cutoff)
-        choice("prescription", prescription, ("removed", "prior"))
+        from symbrg.rg.brg import Prescription
+        prescription = Prescription.parse(prescription, "prescription", (Prescription.REMOVED, Prescription.PRIOR))
         if inputs == "broad":
             sx = None
         elif isinstance(inputs, tuple) and len(inputs) == 2 and inputs[0] == "gaussian":
@@ -459,7 +461,7 @@ m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
             return 2 * q - 1, (np.zeros_like(q) if sx is None else np.exp(-2 * p ** 2 * sx ** 2))
 
         def alpha(p: float) -> float:
-            if prescription == "prior":
+            if prescription is Prescription.PRIOR:
                 return math.pi
             u, g = level(np.asarray(p, float))
             if u >= g:
@@ -468,7 +470,7 @@ m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
                 return math.pi
             return float(np.arccos(u / g))
         breaks: tuple[float, ...] = ()
-        if prescription == "removed":
+        if prescription is Prescription.REMOVED:
             breaks = tuple(sorted(set(_level_crossings(lambda p: np.subtract(*level(p)), upper, geometric=True))
                                   | set(_level_crossings(lambda p: np.add(*level(p)), upper, geometric=True))))
 
@@ -479,12 +481,12 @@ m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
         for i, x in enumerate(A):
             for j, y in enumerate(B):
                 rm, rp = float(np.linalg.norm(x - y)), float(np.linalg.norm(x + y))
-                key = (rm, rp if sx is not None and prescription == "removed" else 0.0)
+                key = (rm, rp if sx is not None and prescription is Prescription.REMOVED else 0.0)
                 if key not in cache:
                     def f(p: float) -> float:
                         al = alpha(p)
                         val = al * float(_angular_numpy(p * rm, d))
-                        if sx is not None and prescription == "removed":
+                        if sx is not None and prescription is Prescription.REMOVED:
                             val += math.sin(al) * float(_angular_numpy(p * rp, d))
                         return p ** (d - 1) * float(dens(p)) * val / math.pi
                     cache[key] = measure * radial(f)
@@ -743,11 +745,13 @@ def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
     reg = None
     kv, upper, breaks = 0.0, Rv, ()
     if k is not None:
-        reg = choice("regulator", regulator, REGULATOR_NAMES)
+        from symbrg.rg.regulators import regulator as _erg_regulator
+        R = _erg_regulator(regulator)
+        reg = choice("regulator", R.name, REGULATOR_NAMES)
         kv = float(nonnegative("k", k))
         if kv == 0:
             return np.zeros(r.shape) if precision is None else [mpmath.mpf(0)] * r.size
-        upper = min(Rv, kv) if reg in ("sharp", "litim") else Rv
+        upper = min(Rv, kv) if R.has_closed_form else Rv
         breaks = (kv,)
     if precision is None:
         fn = _compiled_integrand(d, reg, "numpy")
@@ -814,7 +818,7 @@ def information_shell(regulator: str = "sharp") -> sp.Expr:
     (:func:`symbrg.rg.brg.shell_weight`).
     """
     from symbrg.rg.brg import shell_weight
-    choice("regulator", regulator, REGULATOR_NAMES)
+    uv_cutoff_function(regulator)  # a Regulator or a name, parsed once; one of REGULATOR_NAMES
     return shell_weight(sp.Symbol("lambda", positive=True), LAM, regulator)
 
 
@@ -909,7 +913,7 @@ def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 
     X = X[:, None] if X.ndim == 1 else X
     if X.shape[1] != d:
         raise InvalidArgument("X", f"inputs must have {d} columns, got {X.shape[1]}")
-    choice("regulator", regulator, REGULATOR_NAMES)
+    uv_cutoff_function(regulator)  # a Regulator or a name, parsed once; one of REGULATOR_NAMES
     rng = np.random.default_rng(integer("seed", seed, minimum=0))
     sa, sb = float(net.sigma_a), float(net.sigma_bias)
     lam = None
