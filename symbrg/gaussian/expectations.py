@@ -51,19 +51,20 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from functools import cache, lru_cache
+from typing import Any, NamedTuple
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from symbrg.core import checks
-from symbrg.gaussian.activations import X, Activation, activation, names, new_name, register
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 from symbrg.core.symbols import symbol, symbols
+from symbrg.gaussian.activations import Activation, X, activation, names, new_name, register
 
 __all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
            "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map",
@@ -110,6 +111,13 @@ class Expectation:
     g: Activation | None = field(default=None, compare=False)
     derivative: bool = False
 
+    @property
+    def pair(self) -> tuple[Activation, Activation]:
+        """The activations ``(f, g)`` (set on every expectation the engine builds)."""
+        if self.f is None or self.g is None:
+            raise Unsupported("expectation", "this expectation was built without its activations")
+        return self.f, self.g
+
     def compile(self, backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
         """``fn(q11, q12, q22)`` through :func:`symbrg.core.codegen.lambdify`."""
         from symbrg.core.codegen import lambdify
@@ -129,8 +137,9 @@ class Expectation:
             return self.explicit()
         if self.method == "series":
             n = sp.Symbol("n", integer=True, nonnegative=True)
-            A = _hermite_coefficient_class(self.f, int(self.derivative))
-            B = _hermite_coefficient_class(self.g, int(self.derivative))
+            f, g = self.pair
+            A = _hermite_coefficient_class(f, int(self.derivative))
+            B = _hermite_coefficient_class(g, int(self.derivative))
             rho = Q12 / (sp.sqrt(Q11) * sp.sqrt(Q22))
             return sp.Sum(A(n, Q11) * B(n, Q22) * rho ** n, (n, 0, self.order))
         return self.expr
@@ -155,7 +164,7 @@ def explicit(expr: sp.Expr) -> sp.Expr:
 def _atoms(act: Activation) -> list[tuple[sp.Expr, tuple]] | None:
     """``[(coefficient, atom), ...]`` with ``sum(coeff * atom(x)) == act(x)``; None if generic."""
     fam, p = act.family, act.params
-    table = {
+    table: dict[str, Callable[[], list[tuple[Any, tuple]]]] = {
         "abrelu": lambda: [(p[0], ("poly", 1)), (p[1] - p[0], ("rect", 1))],   # a x + (b-a) relu
         "rectified": lambda: [(sp.Integer(1), ("rect", int(p[0])))],
         "sign": lambda: [(sp.Integer(1), ("sign",))],
@@ -324,7 +333,7 @@ def _merge(atoms: list[tuple[sp.Expr, tuple]]) -> list[tuple[sp.Expr, tuple]]:
 def _derivative_atoms(atoms: list[tuple[sp.Expr, tuple]]) -> list[tuple[sp.Expr, tuple]] | None:
     """The a.e. derivative as atoms (jumps of step/sign dropped); None if some atom's derivative
     is not an atom (then Price's theorem on the closed form is used instead)."""
-    out = []
+    out: list[tuple[sp.Expr, tuple]] = []
     for c, a in atoms:
         kind = a[0]
         if kind in ("poly", "rect"):
@@ -409,7 +418,7 @@ class GapMap(NamedTuple):
     gap: sp.Expr         # E[phi(u)^2] E[phi(v)^2] - E[phi(u) phi(v)]^2, in Q11, Q22, QH
 
 
-@lru_cache(maxsize=None)
+@cache
 def gap_map(act: Activation) -> GapMap | None:
     r"""The accurate gap update of a positively homogeneous activation of degree n (ReLU, leaky
     ReLU, abs, :math:`x^n\Theta(x)`, step, sign, monomials), in :math:`a = \sqrt{q_{11}}`,
@@ -447,7 +456,7 @@ def gap_map(act: Activation) -> GapMap | None:
     return GapMap(H(QD, Q12, QE / scale), distance, scale ** 2 * QH * (2 * G0 - QH))
 
 
-def _angular_gap_class(act: Activation, expr: sp.Expr) -> type | None:
+def _angular_gap_class(act: Activation, expr: sp.Expr) -> type[NumericFunction] | None:
     r"""The node :math:`H` of :func:`gap_map` for ``act``, whose :math:`E[\varphi(u)\varphi(v)]` is
     ``expr``; None when :math:`G(\theta)` is not a polynomial in :math:`\sin\theta, \cos\theta,
     \theta` (no series)."""
@@ -569,7 +578,7 @@ def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr,
 # Numerical nodes: Hermite coefficients, their Parseval tails, and 2-D quadrature.
 # ---------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _gauss_hermite(degree: int) -> tuple[np.ndarray, np.ndarray]:
     """Probabilists' Gauss–Hermite nodes and weights normalized to the N(0, 1) density.
 
@@ -593,7 +602,7 @@ def _gauss_hermite(degree: int) -> tuple[np.ndarray, np.ndarray]:
     return z, w / w.sum()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hermite_table(n_max: int, degree: int) -> np.ndarray:
     r"""Normalized :math:`h_n(z) = He_n(z)/\sqrt{n!}` at the GH nodes, times the weights: (n_max+1, degree).
 
@@ -693,7 +702,7 @@ def _mp_coefficients(comp: "_Compiled", q: Any, n: int) -> tuple[list, Any]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(act: Activation, derivative: int) -> "_Compiled":
     return _Compiled(act, int(derivative))
 
@@ -759,7 +768,7 @@ def _coefficient_rows(comp: _Compiled, uq: np.ndarray) -> tuple[np.ndarray, np.n
     return out
 
 
-def _hermite_coefficient_class(act: Activation, derivative: int) -> type:
+def _hermite_coefficient_class(act: Activation, derivative: int) -> type[NumericFunction]:
     derivative = int(derivative)
     return _node_class("HermiteCoefficient", ("HermiteCoefficient", act.name, act.family, derivative),
                        lambda: _build_coefficient(act, derivative))
@@ -863,7 +872,7 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
         order = min(d for d in degrees if d is not None)
         expr = sp.Add(*[A(n, Q11) * B(n, Q22) * rho ** n for n in range(order + 1)])
         return Expectation(expr, "series", "mehler", order=order, bound=0.0, bound_expr=sp.Integer(0),
-                           variance_range=tuple(map(float, variance_range)), f=f, g=g, derivative=derivative)
+                           variance_range=(float(variance_range[0]), float(variance_range[1])), f=f, g=g, derivative=derivative)
     grid = np.geomspace(variance_range[0], variance_range[1], 9)
     cf, cg = _compiled(f, derivative), _compiled(g, derivative)
     tf = _tails(cf, grid).max(axis=0)
@@ -893,7 +902,7 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
     TA, TB = _hermite_tail_class(f, derivative), _hermite_tail_class(g, derivative)
     bound_expr = sp.sqrt(TA(order, Q11) * TB(order, Q22))
     return Expectation(expr, "series", "mehler", order=order, bound=float(bound[order]),
-                       bound_expr=bound_expr, variance_range=tuple(map(float, variance_range)), f=f, g=g,
+                       bound_expr=bound_expr, variance_range=(float(variance_range[0]), float(variance_range[1])), f=f, g=g,
                        derivative=derivative)
 
 
@@ -926,12 +935,12 @@ _GAUSS_CUT = 10.0     # |z| <= 10: the standard normal mass beyond is 1.5e-23
 _PANELS = 4           # Gauss-Legendre panels on each side of a split point
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gauss_legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(degree)
 
 
-def _quadrature_class(f: Activation, g: Activation, derivative: Any, degree: int) -> type:
+def _quadrature_class(f: Activation, g: Activation, derivative: Any, degree: int) -> type[NumericFunction]:
     r"""A node for :math:`E[h(u,v)]`, :math:`u = \sqrt{q_{11}}z_1`, :math:`v = \alpha z_1 + \beta z_2`,
     :math:`\alpha = q_{12}/\sqrt{q_{11}}`, :math:`\beta = \sqrt{\Delta/q_{11}}`.
 
@@ -1086,9 +1095,9 @@ def _expectation(f: Activation, g: Activation, derivative: bool, tol: float, met
                                         f"{g.name}{chr(39) * derivative}(v)]; use method='auto', 'series' "
                                         "or 'quadrature'")
     if method in ("auto", "series") and not (f.random_phase or g.random_phase):
-        out = _series(f, g, derivative, tol, variance_range, forced=(method == "series"))
-        if out is not None:
-            return out
+        series = _series(f, g, derivative, tol, variance_range, forced=(method == "series"))
+        if series is not None:
+            return series
     if method == "series":
         raise Unsupported("method", "the uniform-phase cosine has no Mehler series in this engine (the phase "
                                     "couples u and v); use 'exact' or 'quadrature'")
@@ -1108,7 +1117,7 @@ def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, *
     closed form, against Price's theorem :math:`\partial_{q_{12}}E[fg] = E[f'g']`."""
     from symbrg.core.derivation import Derivation, Verification, check_identity
     e = expectation(f, g, derivative=derivative, **kwargs)
-    fa, ga = e.f, e.g
+    fa, ga = e.pair
     prime = "'" if derivative else ""
     tag = f"{_tex_name(fa.name)}-{_tex_name(ga.name)}{'-prime' if derivative else ''}".replace(":", "")
     d = Derivation(f"Gaussian expectation E[{fa.name}{prime}(u) {ga.name}{prime}(v)]",
@@ -1216,6 +1225,8 @@ def _check_closed_form(act: Activation, derivative: bool) -> None:
     :data:`_CHECK_POINTS` and a few seeded random ones."""
     argument = "ntk" if derivative else "nngp"
     lam = act.ntk if derivative else act.nngp
+    if lam is None:
+        raise InvalidArgument("ntk" if derivative else "nngp", f"{act.name!r} carries no closed form to check")
     rng = np.random.default_rng(20240527)
     pts = list(_CHECK_POINTS) + [(float(a), float(b), float(c)) for a, b, c in
                                  zip(rng.uniform(0.2, 3.0, _CHECK_RANDOM), rng.uniform(0.2, 3.0, _CHECK_RANDOM),
@@ -1241,12 +1252,14 @@ def _check_closed_form(act: Activation, derivative: bool) -> None:
                                                 f"quadrature gives {r:.12g} (tolerance {_CHECK_TOL:g} x {s:.3g})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _checked(act: Activation, derivative: bool) -> sp.Expr:
     """The supplied closed form of ``act`` in Q11, Q12, Q22, checked once (also for activations that
     reach the registry from a plugin without :func:`register_activation`)."""
     _check_closed_form(act, derivative)
     lam = act.ntk if derivative else act.nngp
+    if lam is None:
+        raise InvalidArgument("ntk" if derivative else "nngp", f"{act.name!r} carries no closed form to check")
     return lam(Q11, Q22, Q12)
 
 
@@ -1316,8 +1329,8 @@ def _forget(name: str) -> None:
     stale = [k for k in _NODE_REGISTRY if name in k[1:]]
     if not stale and name not in names():
         return
-    for cache in (_expectation, _compiled, gap_map, _checked):
-        cache.cache_clear()
+    for cached in (_expectation, _compiled, gap_map, _checked):
+        cached.cache_clear()
     for key in stale:     # a retired key is unique, so the count per prefix (the next index) never drops
         _NODE_REGISTRY[(key[0], ("retired", next(_RETIRED)) + key[1:])] = _NODE_REGISTRY.pop(key)
 
