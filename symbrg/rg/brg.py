@@ -257,11 +257,11 @@ def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = Non
     post = as_gaussian(posterior, "posterior")
     cut = nonnegative("cutoff", cutoff)
     prescription = _prescription(prescription)
-    criterion = SplitCriterion.parse(criterion, "criterion")
+    split_by: SplitCriterion = SplitCriterion.parse(criterion, "criterion")
     R = _shell(regulator)
     f = finite_array("fisher", fisher, ndim=2)
     matching("fisher", f.shape[0], post.dim, "size")
-    lam, v, vinv = _split(f, cut, criterion, metric)
+    lam, v, vinv = _split(f, cut, split_by, metric)
     if prescription is Prescription.PRIOR:
         if prior is None:
             raise InvalidArgument("prior", "is required for prescription='prior'")
@@ -273,7 +273,7 @@ def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = Non
         pri = None
     w = weights(lam, cut, R)
     common = dict(sensitivities=lam, basis=v, weights=w, cutoff=cut, prescription=prescription,
-                  criterion=criterion)
+                  criterion=split_by)
     if R.is_sharp:
         state = _sharp(post, pri, v, vinv, w.astype(bool))
     else:
@@ -393,10 +393,12 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
         raise ShapeMismatch("fisher_eigenvalues", "must not be empty")
     for name, seq in (("trained_mean", trained_mean), ("trained_variance", trained_variance)):
         matching(name, len(seq), n)
+    pv: list[Any] = []
     if prescription is Prescription.PRIOR:
         if prior_variance is None:
             raise InvalidArgument("prior_variance", "is required for prescription='prior'")
-        matching("prior_variance", len(prior_variance), n)
+        pv = list(prior_variance)
+        matching("prior_variance", len(pv), n)
         pm = list(prior_mean) if prior_mean is not None else [0] * n
         matching("prior_mean", len(pm), n)
     cut = nonnegative("cutoff", as_expression(cutoff, "cutoff")) if not isinstance(cutoff, sp.Basic) else cutoff
@@ -406,7 +408,7 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
         ps = 1 / as_expression(trained_variance[k], "trained_variance")
         hs = as_expression(trained_mean[k], "trained_mean") * ps
         if prescription is Prescription.PRIOR:
-            p0 = 1 / as_expression(prior_variance[k], "prior_variance")
+            p0 = 1 / as_expression(pv[k], "prior_variance")
             h0 = as_expression(pm[k], "prior_mean") * p0
         else:
             p0 = h0 = sp.Integer(0)

@@ -290,12 +290,10 @@ class _IRRegulator:
         return as_expression(Zk, "Zk") * k ** 2 * expr.subs(Y, as_expression(p2, "p2") / k ** 2)
 
 
-class _Quadrature:
+class _Quadrature(_IRRegulator):
     r"""Quadrature of the threshold functions of an a.e. smooth shape :math:`r(y)` (needs ``r()``,
     ``name``, ``shape``): one fixed tanh-sinh rule per (regulator, d, precision), all
     :math:`A_j, B_j, M_a, M_b` and their w-derivatives at a given w in one pass."""
-    name: str
-    shape: sp.Expr | None
 
     @cached_property
     def _integrands(self) -> dict[str, Callable[..., Any]]:
@@ -406,7 +404,7 @@ class _Quadrature:
 
 
 @dataclass(frozen=True)
-class Regulator(_UVCutoff, _IRRegulator, _Quadrature):
+class Regulator(_UVCutoff, _Quadrature):
     r"""A momentum cutoff, as UV cutoff function :math:`K(z)` and as IR regulator :math:`r(y)`.
 
     The base class of the families :class:`Sharp`, :class:`Litim`, :class:`Exponential`,
@@ -634,6 +632,7 @@ class Power(Regulator):
     r"""The power-law cutoff :math:`K(z) = 1/(1 + z^b)`, :math:`r(y) = y^{1-b}`, :math:`0 < b \le`
     :data:`MAX_POWER` (an exact number; b -> oo is :class:`Sharp`).  Pole: :math:`-1` at b = 1,
     :math:`-b\,(b-1)^{1/b-1}` for b > 1, 0 for b < 1."""
+    b: sp.Rational
 
     def __init__(self, b: Any) -> None:
         b = _power(b) if isinstance(b, str) else _power_value(b)
