@@ -68,7 +68,7 @@ MUTATIONS: dict[str, str] = {
     "no-shell": "the coarse graining keeps every neuron (w = 1)",
     "mass-dropped-map": "the certificate's map uses k(Lambda)^2 = c/Lambda (the mass dropped)",
 }
-_SWAP: dict[type[Regulator], type[Regulator]] = {Sharp: Litim, Litim: Exponential, Exponential: Litim}
+_SWAP: dict[type[Regulator], Callable[[], Regulator]] = {Sharp: Litim, Litim: Exponential, Exponential: Litim}
 
 
 def k_of_lambda(mass_dropped: bool = False) -> sp.Expr:

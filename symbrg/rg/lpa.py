@@ -225,6 +225,8 @@ def _closed_threshold_fn(R: Regulator, d: sp.Expr, jmax: int, anomalous: bool) -
             B = -sp.diff(ell, ETA)
             exprs += [sp.diff(B, W, j) for j in range(1, jmax + 1)]
             m = R.anomalous_threshold(d, ETA, W)
+            if m is None:
+                raise Unsupported("regulator", f"{R.name}: no closed-form anomalous threshold function")
             Ma, Mb = m.subs(ETA, 0), -sp.diff(m, ETA)
             exprs += [Ma, Mb, sp.diff(Ma, W), sp.diff(Mb, W)]
         f = lambdify(exprs, [W], "mpmath")
@@ -527,7 +529,7 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
     c = None
     for n in range(2, max(orders) + 1):
         tr = lpa_truncation(R, d, n, anomalous=anomalous, N=N)
-        guess = None if c is None else list(c.values()) + [0.0]
+        guess: list[Any] | None = None if c is None else [*c.values(), 0.0]
         fp = fixed_point(tr, guess, dps=dps)
         c = fp.couplings
         if n in orders:
