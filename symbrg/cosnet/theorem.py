@@ -321,7 +321,7 @@ def _vacuous_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int 
 
     def add(statement: Any, justification: str, label: str, **kw: Any) -> None:
         dv.step(statement, justification.rstrip() + ("" if justification.rstrip().endswith(".") else "."), label, **kw)
-    ver = dict(points=points, dps=dps)
+    ver: dict[str, Any] = dict(points=points, dps=dps)
     net = generalized_cosnet(d, R, M, SIGMA)
     G = _propagator()
     cF = FISHER_SCALE
