@@ -258,12 +258,6 @@ class CosNet:
         positive("sigma_a", self.sigma_a)
         nonnegative("sigma_bias", self.sigma_bias)
 
-    # ---- function space ------------------------------------------------------------------------
-    @cached_property
-    def spectral_density_definition(self) -> sp.Expr:
-        r""":math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\frac{\rho(p)}{\mathcal N}s(p)^2` as defined (unsimplified;
-        :math:`\mathcal N = \int d^db\,\rho` by integration)."""
-        d = self.dim
     # ---- the neuron ----------------------------------------------------------------------------
     @cached_property
     def _readout_scale_numeric(self) -> Callable[[np.ndarray], Any]:
@@ -284,6 +278,12 @@ class CosNet:
         feats = np.cos(np.einsum("...d,nd->...n", b, X) + np.asarray(c, dtype=float)[..., None])
         return self.neuron_scales(b)[..., None] * feats
 
+    # ---- function space ------------------------------------------------------------------------
+    @cached_property
+    def spectral_density_definition(self) -> sp.Expr:
+        r""":math:`S(p) = (2\pi)^d\frac{\sigma_a^2}{2}\frac{\rho(p)}{\mathcal N}s(p)^2` as defined (unsimplified;
+        :math:`\mathcal N = \int d^db\,\rho` by integration)."""
+        d = self.dim
         return (2 * sp.pi) ** d * sp.S(self.sigma_a) ** 2 / 2 * self.frequencies.density \
             / self.frequencies.normalization(d) * self.readout_scale ** 2
 
