@@ -56,9 +56,10 @@ Conventions (the paper's are not known; these are derived and tested here):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from typing import Any, Callable
+from functools import cache, cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 import mpmath
 import numpy as np
@@ -68,9 +69,12 @@ from symbrg.core import codegen
 from symbrg.core.checks import choice, finite_array, integer, nonnegative, positive, resolve_symbols
 from symbrg.core.errors import InvalidArgument, OutOfRange, Unsupported
 from symbrg.core.limits import Limit
-from symbrg.core.special import NumericFunction
 from symbrg.core.parsing import as_expression
+from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
+
+if TYPE_CHECKING:
+    from symbrg.core.derivation import Derivation
 
 __all__ = [
     "P", "R", "M", "SIGMA", "D", "LAM", "KCUT", "T", "N", "NOISE", "SX", "PHASE", "DIST",
@@ -164,6 +168,16 @@ class FrequencyDensity:
     density: sp.Expr
     radius: sp.Expr = sp.oo
     gaussian_variance: sp.Expr | None = None
+
+    @property
+    def integration_limit(self) -> float:
+        """Upper limit of the radial momentum integrals: the radius, or 14 standard deviations of a
+        Gaussian density."""
+        if self.radius != sp.oo:
+            return float(self.radius)
+        if self.gaussian_variance is None:
+            raise Unsupported("frequencies", "an unbounded frequency density must be Gaussian")
+        return 14.0 * math.sqrt(float(self.gaussian_variance))
 
     def normalization(self, dim: Any) -> sp.Expr:
         r""":math:`\mathcal N = \int d^db\,\rho(|b|) = S_{d-1}\int_0^{R}p^{d-1}\rho(p)\,dp`."""
@@ -324,7 +338,7 @@ class CosNet:
             P ** (d - 1) * angular_average(P * r, d) * self.spectral_density, (P, 0, fr.radius))
 
     # ---- Fisher geometry -----------------------------------------------------------------------
-    @lru_cache(maxsize=None)
+    @cache  # noqa: B019 - CosNet is frozen and hashable; a few instances live for the whole run
     def fisher_readout(self, inputs: str = "broad", phase_average: bool = True) -> sp.Expr:
         r"""Diagonal readout Fisher :math:`I_{a_ia_i} = \frac{T}{N\sigma_\epsilon^2}s(p)^2\,\mathbb E_x[\cos^2(b\cdot x+c)]`.
 
@@ -388,9 +402,10 @@ class CosNet:
         fr = self.frequencies
         if cutoff is None and fr.gaussian_variance is not None and sp.simplify(self.readout_scale - 1) == 0:
             return codegen.lambdify(self.kernel_expr(DIST), [DIST], "numpy")(r) + 0 * r
-        upper = float(fr.radius) if fr.radius != sp.oo else 14.0 * math.sqrt(float(fr.gaussian_variance))
+        upper = fr.integration_limit
         f = codegen.lambdify(radial_integrand(d, self.spectral_density), [P, DIST], "numpy")
-        weight, breaks = None, ()
+        weight = None
+        breaks: tuple[float, ...] = ()
         if cutoff is not None:
             from symbrg.rg.brg import weights as shell_weights
             lam = float(positive("cutoff", cutoff))
@@ -450,7 +465,7 @@ m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
             raise InvalidArgument("inputs", f"expected 'broad' or ('gaussian', s_x), got {inputs!r}")
         scale = positive("observations", observations) / (positive("width", width) * positive("noise", noise) ** 2)
         fr = self.frequencies
-        upper = float(fr.radius) if fr.radius != sp.oo else 14.0 * math.sqrt(float(fr.gaussian_variance))
+        upper = fr.integration_limit
         dens = codegen.lambdify(self.spectral_density, [P], "numpy")
         s2 = codegen.lambdify(self.readout_scale ** 2, [P], "numpy")
         measure = float(sphere_area(d) / (2 * sp.pi) ** d)
@@ -538,7 +553,7 @@ def halverson_cosnet(dim: int, sigma_w0: Any = 1, sigma_w1: Any = 1, sigma_b1: A
                   sp.nsimplify(sigma_b1), name="cosnet")
 
 
-@lru_cache(maxsize=None)
+@cache
 def cos2_gaussian_input() -> sp.Expr:
     r""":math:`\mathbb E_{x\sim\mathcal N(0,s_x^2\mathbb 1_d)}[\cos^2(b\cdot x+c)] = \tfrac12+\tfrac12\cos(2c)e^{-2p^2s_x^2}`.
 
@@ -596,7 +611,7 @@ def continuum_propagator_expr(dim: Any, r: sp.Expr = DIST, *, m: sp.Expr = M, si
     return sp.simplify(expr.rewrite(sp.exp)) if d != D and nu.is_integer is False else expr
 
 
-def _angular_numpy(x: np.ndarray, dim: int) -> np.ndarray:
+def _angular_numpy(x: float | np.ndarray, dim: int) -> np.ndarray:
     """:math:`\\Omega_d(x)` in float64 (scipy's Bessel J when importable, else angle quadrature)."""
     x = np.asarray(x, dtype=float)
     if dim == 1:
@@ -670,7 +685,7 @@ def _radial_quadrature(r: np.ndarray, upper: float, f: Callable[[np.ndarray, np.
     x, w = np.polynomial.legendre.leggauss(64)
     total = np.zeros(r.shape)
     for lo, hi in zip(edges[:-1], edges[1:]):
-        panels = max(1, int(math.ceil((hi - lo) * (rmax + 1.0) / 4.0)))
+        panels = max(1, math.ceil((hi - lo) * (rmax + 1.0) / 4.0))
         a = lo + (hi - lo) * np.arange(panels) / panels
         h = (hi - lo) / panels
         p = (a[:, None] + (x[None, :] + 1) * h / 2).ravel()
@@ -743,15 +758,16 @@ def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
     if np.any(r < 0):
         raise InvalidArgument("r", "distances must be >= 0")
     reg = None
-    kv, upper, breaks = 0.0, Rv, ()
+    kv, upper = 0.0, Rv
+    breaks: tuple[float, ...] = ()
     if k is not None:
         from symbrg.rg.regulators import regulator as _erg_regulator
-        R = _erg_regulator(regulator)
-        reg = choice("regulator", R.name, REGULATOR_NAMES)
+        shell = _erg_regulator(regulator)
+        reg = choice("regulator", shell.name, REGULATOR_NAMES)
         kv = float(nonnegative("k", k))
         if kv == 0:
             return np.zeros(r.shape) if precision is None else [mpmath.mpf(0)] * r.size
-        upper = min(Rv, kv) if R.has_closed_form else Rv
+        upper = min(Rv, kv) if shell.has_closed_form else Rv
         breaks = (kv,)
     if precision is None:
         fn = _compiled_integrand(d, reg, "numpy")
@@ -769,7 +785,7 @@ def _observation(T_: Any, N_: Any, noise: Any) -> tuple[float, float, float]:
     return float(positive("T", T_)), float(positive("width", N_)), float(positive("noise", noise))
 
 
-@lru_cache(maxsize=None)
+@cache
 def momentum_cutoff_expr() -> sp.Expr:
     r""":math:`k(\Lambda)^2`, solved symbolically from :math:`I(k) = \Lambda` with the generalized cos-net's
     phase-averaged readout Fisher: :math:`k^2 = \frac{T}{2N\sigma_\epsilon^2\Lambda}-m^2`."""
@@ -779,7 +795,7 @@ def momentum_cutoff_expr() -> sp.Expr:
     return sp.simplify(sol[0])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cutoff_maps() -> tuple[Callable[..., Any], Callable[..., Any]]:
     r"""Compiled :math:`I(p; m, T, N, \sigma_\epsilon)` and :math:`k^2(\Lambda; m, T, N, \sigma_\epsilon)`."""
     args = [M, _T_SYMBOL, N, NOISE]
