@@ -54,7 +54,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import mpmath
 import numpy as np
@@ -65,6 +65,13 @@ from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 from symbrg.core.symbols import symbol, symbols
 from symbrg.gaussian.activations import Activation, X, activation, names, new_name, register
+
+if TYPE_CHECKING:
+    from symbrg.core.derivation import Derivation
+
+#: What names an activation: a registered name or spec (``"relu"``, ``"erf:1,2,0"``), an
+#: :class:`Activation`, or a sympy ``Lambda`` of one variable.
+ActivationSpec: TypeAlias = "str | Activation | sp.Lambda"
 
 __all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
            "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map",
@@ -1054,7 +1061,7 @@ def _build_quadrature(f: Activation, g: Activation, derivative: tuple[int, int],
 # The public entry point.
 # ---------------------------------------------------------------------------------------------
 
-def expectation(f: Any, g: Any = None, *, derivative: bool = False, tol: float = 1e-10, method: str = "auto",
+def expectation(f: ActivationSpec, g: ActivationSpec | None = None, *, derivative: bool = False, tol: float = 1e-10, method: str = "auto",
                 variance_range: tuple[float, float] = (1e-2, 4.0), degree: int = 20) -> Expectation:
     r""":math:`E[f(u)g(v)]` (or :math:`E[f'(u)g'(v)]` with ``derivative``) for
     :math:`(u,v)\sim N(0,[[q_{11},q_{12}],[q_{12},q_{22}]])`, as an expression in Q11, Q12, Q22.
@@ -1110,7 +1117,8 @@ _CITES = {"arccos": "ChoSaul2009", "erf": "Williams1997", "gelu": "Tsuchida2020"
           "price": "Price1958"}   # keys of symbrg.core.references
 
 
-def expectation_derivation(f: Any, g: Any = None, *, derivative: bool = False, **kwargs: Any):
+def expectation_derivation(f: ActivationSpec, g: ActivationSpec | None = None, *, derivative: bool = False,
+                           **kwargs: Any) -> Derivation:
     r"""A :class:`symbrg.core.derivation.Derivation` of :math:`E[f(u)g(v)]` (or of the derivative kernel):
     the definition, the rule and its closed form (or the series/quadrature it rests on), verified
     numerically against the split Gauss–Legendre quadrature and, for the derivative kernel of a
