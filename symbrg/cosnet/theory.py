@@ -72,6 +72,7 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
+from symbrg.core.types import Number
 
 if TYPE_CHECKING:
     from symbrg.core.derivation import Derivation
@@ -525,7 +526,8 @@ def angular_average(x: sp.Expr, dim: Any) -> sp.Expr:
     return sp.gamma(sp.S(dim) / 2) * (2 / x) ** nu * sp.besselj(nu, x)
 
 
-def generalized_cosnet(dim: Any, R: Any, m: Any, sigma: Any = 1, sigma_bias: Any = 0) -> CosNet:
+def generalized_cosnet(dim: int | sp.Symbol | str, R: Number, m: Number, sigma: Number = 1,
+                       sigma_bias: Number = 0) -> CosNet:
     r"""The generalized cos-net whose kernel is :math:`\sigma^2 G_R` (module docstring):
     :math:`b\sim U(B_R)`, :math:`s = (b^2+m^2)^{-1/2}`, :math:`\sigma_a^2 = 2\sigma^2\mathrm{vol}(B_R)/(2\pi)^d`."""
     d = _dim(dim)
