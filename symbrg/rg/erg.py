@@ -41,6 +41,7 @@ from symbrg.core.identities import Verification, verify
 from symbrg.core.parsing import as_expression
 from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.symbols import symbol
+from symbrg.core.types import ExprLike
 from symbrg.rg.regulators import (
     ETA,
     D,
@@ -116,8 +117,8 @@ def _named(argument: str, value: Any) -> sp.Expr:
     return expr.xreplace(dict(zip(resolve_symbols(argument, [c.name for c in own], expr.free_symbols), own)))
 
 
-def scalar_theory(d: Any = D, potential: Any = None, inverse_propagator: Any = None, *,
-                  Z: Any = 1, N: int = 1, name: str = "scalar") -> ScalarTheory:
+def scalar_theory(d: ExprLike = D, potential: ExprLike | None = None,
+                  inverse_propagator: ExprLike | None = None, *, Z: ExprLike = 1, N: int = 1, name: str = "scalar") -> ScalarTheory:
     r"""Build a :class:`ScalarTheory`; default potential :math:`\tfrac12 m^2\phi^2` (the free theory)
     and inverse propagator :math:`Z p^2 + U''(0)`.  Symbols are matched by name: a user's ``phi``,
     ``rho``, ``p2``, ``m2`` are :data:`PHI`, :data:`RHO`, :data:`P2`, :data:`M2`."""

@@ -74,6 +74,7 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
+from symbrg.core.types import ExprLike
 
 __all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "Sharp", "Litim", "Exponential", "Power", "CutoffRegulator",
            "ShapeRegulator", "regulator", "REGULATORS", "ThresholdFunction", "loop_volume", "angular_factor",
@@ -706,7 +707,7 @@ _NAMED: dict[str, Callable[[], Regulator]] = {"sharp": Sharp, "litim": Litim, "o
                                               "optimised": Litim, "exponential": Exponential}
 
 
-def regulator(spec: "str | Regulator" = "litim", *, K: Any = None, r: Any = None) -> Regulator:
+def regulator(spec: str | Regulator = "litim", *, K: ExprLike | None = None, r: ExprLike | None = None) -> Regulator:
     r"""The one parser of regulators at the API boundary: the :class:`Regulator` named ``spec``
     (module table), or one built from a user function; a :class:`Regulator` passes through.
 
