@@ -644,7 +644,7 @@ def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
         back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
         red = [sp.sympify(r) for r in reduced]
         def kinds(es: list[Any]) -> list[str]:
-            return sorted(type(f).__name__ for e in es for f in sp.sympify(e).atoms(sp.Function))
+            return sorted(type(f).__name__ for e in es if isinstance(e, sp.Basic) for f in e.atoms(sp.Function))
         if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
             raise TypeError("function atoms changed in the round trip")
         rename = {a: sp.Symbol(f"t{next(counter)}") for a, _ in back}
