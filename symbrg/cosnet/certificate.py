@@ -203,7 +203,7 @@ def _identities(d: Any, regulator: Regulator, mutation: str | None) -> list[Iden
     G = 1 / es.inverse_propagator
 
     def ev(lhs: sp.Expr, rhs: sp.Expr) -> Callable[[dict], tuple[Any, Any]]:
-        return _compiled(sp.sympify(lhs), sp.sympify(rhs))
+        return _compiled(sp.sympify(lhs, strict=True), sp.sympify(rhs, strict=True))
 
     def flow(expr: sp.Expr) -> sp.Expr:
         return LAM * sp.diff(expr, LAM)
