@@ -39,7 +39,7 @@ branch; their numeric check evaluates the original expression.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import sympy as sp
@@ -225,7 +225,7 @@ def _merge(*vs: Verification) -> Verification:
 
 
 # ------------------------------------------------------------------------------ the ingredients
-@lru_cache(maxsize=None)
+@cache
 def _fisher() -> sp.Expr:
     return generalized_cosnet(1, R, M, SIGMA).fisher_readout()
 
