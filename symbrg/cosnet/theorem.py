@@ -44,20 +44,39 @@ from typing import Any
 
 import sympy as sp
 
-from symbrg.rg import brg
-
-from symbrg.rg import erg
 from symbrg.core.checks import choice, integer
-from symbrg.cosnet.theory import (D, DATA_DENSITY, KCUT, LAM, M, N, NOISE, P, PHASE, R, REGULATOR_NAMES, SIGMA,
-                     SX, T, _dim, cos2_gaussian_input, generalized_cosnet, momentum_cutoff_expr,
-                     posterior_mass2_expr, propagator_cosnet, sphere_area)
 from symbrg.core.derivation import Derivation, Verification
-from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.identities import simplifies_to_zero, verify
-from symbrg.core.symbols import symbol, symbols
 from symbrg.core.limits import Limit
-from symbrg.rg.regulators import Regulator, angular_factor, regulator as erg_regulator
 from symbrg.core.parsing import as_expression
+from symbrg.core.references import REFERENCES as _REFERENCES
+from symbrg.core.symbols import symbol, symbols
+from symbrg.cosnet.theory import (
+    DATA_DENSITY,
+    KCUT,
+    LAM,
+    NOISE,
+    PHASE,
+    REGULATOR_NAMES,
+    SIGMA,
+    SX,
+    D,
+    M,
+    N,
+    P,
+    R,
+    T,
+    _dim,
+    cos2_gaussian_input,
+    generalized_cosnet,
+    momentum_cutoff_expr,
+    posterior_mass2_expr,
+    propagator_cosnet,
+    sphere_area,
+)
+from symbrg.rg import brg, erg
+from symbrg.rg.regulators import Regulator, angular_factor
+from symbrg.rg.regulators import regulator as erg_regulator
 
 __all__ = ["cosnet_erg_certificate", "identity_table", "normalize_steps", "FISHER_SCALE", "DOMAIN",
            "REFERENCES"]
