@@ -47,12 +47,12 @@ import sympy as sp
 from symbrg.core.checks import choice, integer
 from symbrg.core.derivation import Derivation, Verification
 from symbrg.core.identities import simplifies_to_zero, verify
-from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.symbols import symbol, symbols
 from symbrg.cosnet.theory import (
     DATA_DENSITY,
+    DIM,
     KCUT,
     LAM,
     NOISE,
@@ -90,7 +90,6 @@ VOLUME = symbol("V")
 
 #: Dimension of the certificate: the closed forms carry Gamma(d/2), pi^(d/2) and p^(d-1) exactly.
 #: Measured (sharp, 2 points): 2.5 s at d = 40, 43 s at 100, 6 min at 1000 (about 0.4 s per dimension).
-DIM = Limit("cosnet_dim", 100, "dimension of the cos-net certificate")
 
 #: Where identities are spot-checked: :math:`k(\Lambda)\in(2.3, 14) < R` and :math:`p < k` (stiff modes).
 DOMAIN = {T: (50, 100), N: (1, 2), NOISE: (0.5, 1), M: (0.1, 1), LAM: (0.5, 2), R: (15, 20),

@@ -140,6 +140,10 @@ def sphere_area(dim: Any) -> sp.Expr:
     return 2 * sp.pi ** (sp.S(dim) / 2) / sp.gamma(sp.S(dim) / 2)
 
 
+#: The dimension of a cos-net theory: its certificate and its d-dimensional frequency integrals grow with d.
+DIM = Limit("cosnet_dim", 100, "dimension of a cos-net theory (its certificate and frequency integrals)")
+
+
 def _dim(dim: Any) -> Any:
     if isinstance(dim, sp.Symbol) or (isinstance(dim, str) and dim.strip() == "d"):
         return D
@@ -148,7 +152,9 @@ def _dim(dim: Any) -> Any:
             dim = int(dim)
         except ValueError:
             raise InvalidArgument("dim", f"expected an integer >= 1 or 'd', got {dim!r}") from None
-    return integer("dim", dim, minimum=1)
+    d = integer("dim", dim, minimum=1)
+    DIM.check("dim", d, cost=f"about {max(0.45 * d, 3):.3g} s per certificate, d-dimensional quadratures")
+    return d
 
 
 def _mass(m: Any) -> Any:
