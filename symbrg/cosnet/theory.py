@@ -388,6 +388,19 @@ class CosNet:
         return dv
 
     # ---- numbers -------------------------------------------------------------------------------
+    def _input_pair(self, X1: np.ndarray, X2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The two input sets as (n, dim) float arrays (a 1-D array is n points in one dimension);
+        ``X2=None`` is ``X1``."""
+        d = int(self.dim)
+        A = finite_array("X1", X1, ndim=(1, 2))
+        A = A[:, None] if A.ndim == 1 else A
+        B = A if X2 is None else finite_array("X2", X2, ndim=(1, 2))
+        B = B[:, None] if B.ndim == 1 else B
+        for name, arr in (("X1", A), ("X2", B)):
+            if arr.shape[1] != d:
+                raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
+        return A, B
+
     def kernel(self, X1: Any, X2: Any = None, *, cutoff: float | None = None, regulator: str = "sharp",
                T: float = 1.0, noise: float = 1.0, width: float = 1.0) -> np.ndarray:
         r"""The Gram matrix :math:`K(x_i - y_j)` in float64, or with ``cutoff`` :math:`\Lambda` the
@@ -397,13 +410,7 @@ class CosNet:
         (Gaussian densities: exact closed form without a cutoff, else truncated at 14 standard deviations).
         """
         d = int(self.dim)
-        A = finite_array("X1", X1, ndim=(1, 2))
-        A = A[:, None] if A.ndim == 1 else A
-        B = A if X2 is None else finite_array("X2", X2, ndim=(1, 2))
-        B = B[:, None] if B.ndim == 1 else B
-        for name, arr in (("X1", A), ("X2", B)):
-            if arr.shape[1] != d:
-                raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
+        A, B = self._input_pair(X1, X2)
         r = np.sqrt(np.maximum(((A[:, None, :] - B[None, :, :]) ** 2).sum(-1), 0.0))
         bias = float(self.sigma_bias) ** 2
         fr = self.frequencies
@@ -454,13 +461,7 @@ m stiff}\cos(b\cdot x+c)\cos(b\cdot y+c)` is
         """
         from scipy.integrate import quad
         d = int(self.dim)
-        A = finite_array("X1", X1, ndim=(1, 2))
-        A = A[:, None] if A.ndim == 1 else A
-        B = A if X2 is None else finite_array("X2", X2, ndim=(1, 2))
-        B = B[:, None] if B.ndim == 1 else B
-        for name, arr in (("X1", A), ("X2", B)):
-            if arr.shape[1] != d:
-                raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
+        A, B = self._input_pair(X1, X2)
         lam = nonnegative("cutoff", cutoff)
         from symbrg.rg.brg import Prescription
         prescription = Prescription.parse(prescription, "prescription", (Prescription.REMOVED, Prescription.PRIOR))
