@@ -34,6 +34,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
 from symbrg.core import checks
+from symbrg.core.calculus import ae_derivative
 from symbrg.core.errors import InvalidArgument, UnknownName
 from symbrg.core.parsing import as_expression
 
@@ -289,17 +290,17 @@ class Program:
         assigns = list(self.assignments)
         extra: list[tuple[sp.Symbol, sp.Expr]] = []
         for s, e in self.assignments:
-            d = _ae_diff(e, wrt)
+            d = ae_derivative(e, wrt)
             for a in e.free_symbols & tangents.keys():
-                d += _ae_diff(e, a) * tangents[a]
+                d += ae_derivative(e, a) * tangents[a]
             t = sp.Symbol(f"\\dot{{{s.name}}}" if "\\" not in s.name else f"d({s.name})", real=True)
             tangents[s] = t
             extra.append((t, d))
         outs = []
         for o in self.outputs:
-            d = _ae_diff(o, wrt)
+            d = ae_derivative(o, wrt)
             for a in o.free_symbols & tangents.keys():
-                d += _ae_diff(o, a) * tangents[a]
+                d += ae_derivative(o, a) * tangents[a]
             outs.append(d)
         merged = [x for pair in zip(assigns, extra) for x in pair]
         return Program(self.inputs, tuple(merged), tuple(outs), name or f"d_{self.name}")
@@ -680,12 +681,6 @@ def _with_liveness(body: list[tuple[str, str, set[str]]], returned: set[str], fr
             if dead:
                 out.append(f"    del {', '.join(dead)}")
     return out
-
-
-def _ae_diff(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
-    """Almost-everywhere derivative: Dirac deltas from step functions are dropped."""
-    d = sp.diff(expr, x)
-    return d.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if d.has(sp.DiracDelta) else d
 
 
 def _collect(expr: sp.Expr, impls: dict, backend: str) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import mpmath
 import sympy as sp
 
+from symbrg.core.calculus import drop_deltas
 from symbrg.core.errors import InvalidArgument
 from symbrg.core.parsing import as_expression
 
@@ -102,9 +103,7 @@ def generic_functions(expr: sp.Expr) -> sp.Expr:
 
 
 def _numeric_form(r: sp.Expr) -> sp.Expr:
-    if r.has(sp.DiracDelta):       # a random point is off a delta's support almost surely
-        r = r.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
-    return generic_functions(r)
+    return generic_functions(drop_deltas(r))   # a random point is off a delta's support almost surely
 
 
 def simplifies_to_zero(r: sp.Expr) -> bool:

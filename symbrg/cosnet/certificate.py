@@ -27,6 +27,7 @@ from typing import Any
 import mpmath
 import sympy as sp
 
+from symbrg.core.calculus import drop_deltas
 from symbrg.core.checks import choice, integer
 from symbrg.core.derivation import Derivation, Verification
 from symbrg.cosnet.brg_side import BRGSide, engine_stiff_variances
@@ -209,7 +210,7 @@ def _identities(d: Any, regulator: Regulator, mutation: str | None) -> list[Iden
         return LAM * sp.diff(expr, LAM)
 
     def generic(expr: sp.Expr) -> sp.Expr:  # delta functions vanish at random (generic) points
-        return expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+        return drop_deltas(expr)
 
     compact = regulator.has_closed_form
     out = [

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from symbrg.core.calculus import ae_derivative
 from symbrg.core.checks import integer
 from symbrg.core.errors import InvalidArgument, NotPositive, SymbrgError, UnknownName
 from symbrg.core.limits import Limit
@@ -124,7 +125,7 @@ class Activation:
     @property
     def derivative_expr(self) -> sp.Expr:
         r""":math:`\varphi'(x)`, with :math:`\Theta'(x) = 0` away from the origin (a.e. derivative)."""
-        return sp.diff(self.expr, X).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+        return ae_derivative(self.expr, X)
 
     def derivative(self, x: Any, phase: Any = None) -> np.ndarray:
         """Evaluate :math:`\\varphi'` on an array (NumPy)."""

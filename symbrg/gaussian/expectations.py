@@ -61,6 +61,7 @@ import numpy as np
 import sympy as sp
 
 from symbrg.core import checks
+from symbrg.core.calculus import ae_derivative
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 from symbrg.core.symbols import symbol, symbols
@@ -722,7 +723,7 @@ class _Compiled:
         self.act, self.derivative = act, int(derivative)
         expr = act.expr
         for _ in range(int(derivative)):      # a.e. derivatives: Dirac deltas of jumps dropped
-            expr = sp.diff(expr, X).replace(sp.DiracDelta, lambda *a: sp.Integer(0))
+            expr = ae_derivative(expr, X)
         self.expr = expr
         self.numpy = lambdify(expr, [X], backend="numpy")
         self.mpmath = lambdify(expr, [X], backend="mpmath")

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from symbrg.core.calculus import drop_deltas
 from symbrg.core.checks import (
     choice,
     finite_array,
@@ -687,12 +688,6 @@ def induced_action_modes(n_modes: int = 1, regulator: Any = "power:4") -> tuple[
 # --------------------------------------------------------------------------- derivations
 
 
-def _off_support(expr: sp.Expr) -> sp.Expr:
-    """Drop ``DiracDelta`` terms.  For continuous cutoff functions (Litim's kink) they come as
-    :math:`(1-z)\\delta(1-z) = 0`; flows of the sharp shell (a true jump) are never formed this way."""
-    return expr.replace(sp.DiracDelta, lambda *args: sp.Integer(0))
-
-
 def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
     r"""Eqs. (53)-(54) for a Gaussian mode, sharp and smooth, with the flow equation in :math:`\Lambda`."""
     d = Derivation("Information-shell coarse graining of a Gaussian distribution",
@@ -746,14 +741,14 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
                "$w = K(\\Lambda/\\lambda)$, the same cutoff function $K$ as the exact RG.",
                "eq:shell-smooth", uses=("eq:shell-split",))
         pw = p.subs(W, wl)
-        flow = _off_support(sp.diff(pw, CUT))
+        flow = drop_deltas(sp.diff(pw, CUT))
         zz = sp.Symbol("z", positive=True)
         expected = (ps - p0) * sp.diff(reg.K(zz), zz).subs(zz, CUT / LAM) / LAM
         d.step(sp.Eq(sp.Derivative(sp.Function(r"p_\Lambda")(CUT), CUT), sp.simplify(flow)),
                "Flow equation: $\\partial_\\Lambda p_\\Lambda = (p_*-p_0)\\,K'(\\Lambda/\\lambda)/\\lambda$ "
                "(and likewise for $h$); information is removed monotonically, "
                "$\\partial_\\Lambda p_\\Lambda \\le 0$ when $K' \\le 0$.", "eq:shell-flow",
-               verification=check_identity(*(_off_support(e) for e in (flow, expected)),
+               verification=check_identity(*(drop_deltas(e) for e in (flow, expected)),
                                            domain={LAM: (0.2, 3), CUT: (0.2, 3)}),
                uses=("eq:shell-smooth",))
     return d
@@ -835,8 +830,8 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                                                             domain={W: (0, 1)}),
            uses=("eq:brg-mode",))
     if not _shell(regulator).is_sharp:
-        dm, dv = (_off_support(sp.diff(e.subs(W, wk), CUT)) for e in (mean_p, var_p))
-        chain = _off_support(sp.diff(wk, CUT))
+        dm, dv = (drop_deltas(sp.diff(e.subs(W, wk), CUT)) for e in (mean_p, var_p))
+        chain = drop_deltas(sp.diff(wk, CUT))
         d.step((sp.Eq(sp.Derivative(sp.Function("m_k")(CUT), CUT), sp.simplify(dm)),
                 sp.Eq(sp.Derivative(sp.Function("v_k")(CUT), CUT), sp.simplify(dv))),
                "The smooth flow equations in $\\Lambda$ (chain rule through $w_k(\\Lambda)$).",
@@ -849,7 +844,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
         sub = {syms["kappa"][0]: KAPPA, syms["y"][0]: YK, phis[0]: ph}
         S1 = S.subs(sub)
         dS = sp.diff(S1, ph)
-        pol = _off_support(-sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2)))
+        pol = drop_deltas(-sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2)))
         mf, vf = sp.Function("m_k")(CUT), sp.Function("v_k")(CUT)
         action = (ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2
         dom = {KAPPA: (0.2, 3), CUT: (0.2, 3), YK: (-2, 2), ph: (-2, 2)}
@@ -866,7 +861,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                "Its flow is a Polchinski equation with drift: $e^{-S_\\Lambda}$ diffuses with covariance "
                "rate $\\partial_\\Lambda v_k \\ge 0$ (UV $\\to$ IR) and drifts with "
                "$\\partial_\\Lambda m_k$.", "eq:brg-polchinski",
-               verification=check_identity(_off_support(sp.diff(S1, CUT)), pol, domain=dom),
+               verification=check_identity(drop_deltas(sp.diff(S1, CUT)), pol, domain=dom),
                uses=("eq:brg-action",), cites=("BKS23",))
     c = sp.Symbol("c", positive=True)
     m_ridge = KAPPA * YK / (KAPPA + SIGMA2 + c)

@@ -68,6 +68,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from symbrg.core.calculus import ae_derivative, drop_deltas
 from symbrg.core.checks import integer, resolve_symbols, scalar
 from symbrg.core.errors import InvalidArgument, NotPositive, OutOfRange, UnknownName, Unsupported
 from symbrg.core.limits import Limit
@@ -170,19 +171,6 @@ def dimension(d: Any) -> sp.Expr:
     if x <= 0:
         raise NotPositive("d", f"the dimension must be > 0, got {d}")
     return x
-
-
-def drop_deltas(expr: sp.Expr) -> sp.Expr:
-    r"""``expr`` off the support of its Dirac deltas (every ``DiracDelta`` term, derivatives included,
-    set to 0): what an almost-everywhere identity or a quadrature sees.  Kinks
-    (:math:`(1-z)\delta(1-z)`) vanish exactly; true jumps are handled by the closed forms."""
-    return expr.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if expr.has(sp.DiracDelta) else expr
-
-
-def ae_derivative(expr: sp.Expr, var: sp.Symbol, n: int = 1) -> sp.Expr:
-    r"""The almost-everywhere derivative :math:`d^n f/d x^n` (steps differentiate to 0), i.e.
-    :func:`drop_deltas` of the distributional derivative."""
-    return drop_deltas(sp.diff(expr, var, n))
 
 
 def threshold_integrand(r: sp.Expr, numerator: sp.Expr, n: Any, d: Any, w: Any) -> sp.Expr:
