@@ -25,6 +25,7 @@ import numpy as np
 from symbrg.core import checks
 from symbrg.core.derivation import Derivation
 from symbrg.core.errors import OutputExists
+from symbrg.core.references import to_bibtex
 from symbrg.documents import library
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def _planned(out: Path) -> list[Path]:
         pick = next((n for pre in prefixes for n in available if n.startswith(pre)), None)
         if pick:
             names.append(pick)
-    return [out / f"{n}.tex" for n in names]
+    return [out / f"{n}.tex" for n in names] + [out / library.BIBFILE]
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -214,7 +215,9 @@ def run(ns: argparse.Namespace) -> int:
     for k, (heading, prefixes, labels) in enumerate(LIBRARY_PARTS, 3):
         _say()
         written += _library_part(k, heading, prefixes, labels, out, ns.force) is not None
-    _say(f"\n{written} LaTeX document(s) in {out} (compile with pdflatex); "
+    with checks.atomic_write(out / library.BIBFILE, force=ns.force, argument="--out") as fh:
+        fh.write(to_bibtex())                            # resolves the documents' \cite keys
+    _say(f"\n{written} LaTeX document(s) and {library.BIBFILE} in {out} (pdflatex, bibtex, pdflatex); "
          f"tour took {time.perf_counter() - t0:.1f} s")
     return 0 if ok else 1
 
