@@ -152,9 +152,10 @@ def _check(ident: Identity, points: int, seed: int, dims: tuple[int, ...]) -> Ve
     worst, tol, ok = 0.0, 0.0, True
     for v in _points(points, ident.region, seed, dims):
         try:
-            lhs, rhs = (_number(x) for x in ident.evaluate(v))
-            err = abs(complex(lhs - rhs))
-            scale = abs(complex(lhs)) + abs(complex(rhs))
+            with mpmath.workdps(30):  # the stated precision, whatever the caller's global mpmath.mp.dps
+                lhs, rhs = (_number(x) for x in ident.evaluate(v))
+                err = abs(complex(lhs - rhs))
+                scale = abs(complex(lhs)) + abs(complex(rhs))
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             ok, err, scale = False, float("inf"), 1.0
         if err != err:  # nan
