@@ -73,3 +73,14 @@ def test_dimension_text_is_parsed_not_run(tmp_path: Path) -> None:
         dimension(f"__import__('os').system('touch {canary}')")
     assert not canary.exists()
     assert dimension("5/2") == Rational(5, 2)
+
+
+def test_sources_have_no_control_characters():
+    """A docstring written through an escaping layer once carried a TAB for ``\\t`` (``N\\to\\infty``), a
+    form feed for ``\\f`` and a newline for ``\\r``: no module may contain a control character."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if any(ord(ch) < 32 for ch in line):
+                bad.append(f"{path.relative_to(PACKAGE)}:{lineno}")
+    assert not bad, bad
