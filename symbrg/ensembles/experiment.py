@@ -184,6 +184,9 @@ class ShellExperiment:
             if self.cosnet_radius <= 0 or not self.readout_only:
                 raise Unsupported("kernel_separations", "the kernel comparison needs the cos-net "
                                                         "(cosnet_radius > 0) trained on the readout only")
+            if any(v != 0 for v in self.input_mean):
+                raise Unsupported("input_mean", "the kernel comparison's theory (CosNet.brg_kernel) takes "
+                                                "centred Gaussian inputs; set input_mean to zeros")
         checks.choice("statistic", self.statistic, STATISTICS)
         checks.integer("bootstrap", self.bootstrap, minimum=100)
         checks.in_range("confidence", self.confidence, 0.0, 1.0, closed=(False, False))
@@ -599,28 +602,47 @@ def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float,
 
 
 def _kernel_comparison(cfg: ShellExperiment, kern: np.ndarray) -> dict:
-    r"""Empirical 2-point function of the shell-removed prior ensemble against the coarse-grained
-    free propagator :math:`G_{k(\Lambda)}(r)` of :mod:`symbrg.cosnet.theory` (diagonal Fisher with unit noise
-    and mean reduction: :math:`I(p) = 1/(2(p^2+m^2))`, i.e. T = N = 1 there)."""
+    r"""Empirical 2-point function of the shell-removed prior ensemble against two predictions, at the
+    run's own kernel pairs :math:`(u_b, u_b + r\,e_0)`, averaged over the bases :math:`u_b`:
+
+    * ``kernel_predicted``: the exact :math:`N\to\infty` stiff-sector kernel for the run's inputs
+      :math:`x\sim\mathcal N(0, s_x^2\mathbb 1)` (:meth:`~symbrg.cosnet.theory.CosNet.brg_kernel`, phase-resolved
+      readout Fisher :math:`s(|b|)^2\,\mathbb E_x\cos^2(b\cdot x+c)`, unit noise, mean reduction: T = N = 1);
+    * ``kernel_predicted_broad_inputs``: the paper's idealisation :math:`\mathbb E_x\cos^2 = \frac12`, the
+      coarse-grained free propagator :math:`G_{k(\Lambda)}(r)`, which misses the IR (no neuron is stiff
+      beyond :math:`\Lambda = 1/(2m^2)`, while phase-aligned low frequencies still are).
+
+    ``kernel_z``: :math:`|\bar K - K_{\rm pred}|/\mathrm{s.e.}` at every cutoff and separation (0 where both
+    are exactly 0), and its maximum ``kernel_z_max``."""
     from symbrg.cosnet.theory import (
         coarse_grained_kernel,
         free_propagator,
+        generalized_cosnet,
         information_cutoff,
         momentum_cutoff,
     )
     d, R, m = cfg.widths[0], cfg.cosnet_radius, cfg.cosnet_mass
     r = np.asarray(cfg.kernel_separations, dtype=float)
     top = information_cutoff(0.0, m)
-    ks = [None] + [momentum_cutoff(lam, m) if lam <= top else 0.0 for lam in cfg.lambdas]
-    pred = [free_propagator(r, d, R, m) if k is None else coarse_grained_kernel(r, d, R, m, min(k, R))
-            for k in ks]
+    ks = [momentum_cutoff(lam, m) if lam <= top else 0.0 for lam in cfg.lambdas]
+    broad = [coarse_grained_kernel(r, d, R, m, min(k, R)) for k in ks]
+    x_kernel = make_data(cfg)["x_kernel"]
+    nb = cfg.kernel_bases
+    bases, shifted = np.repeat(x_kernel[:nb], r.size, axis=0), x_kernel[nb:]   # base-major, as measured
+    net = generalized_cosnet(d, R, m)
+    exact = np.array([net.brg_kernel(bases, shifted, lam, inputs=("gaussian", cfg.input_std), pairs=True)
+                      .reshape(nb, r.size).mean(axis=0) for lam in cfg.lambdas])
     mean = kern.mean(axis=1)
     se = kern.std(axis=1, ddof=1) / math.sqrt(kern.shape[1]) if kern.shape[1] > 1 else 0 * mean
-    return {"kernel_separations": r.tolist(), "momentum_cutoff": [None if k is None else float(min(k, R))
-                                                                  for k in ks][1:],
+    gap = np.abs(mean[1:] - exact)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(gap == 0, 0.0, gap / se[1:])
+    return {"kernel_separations": r.tolist(), "momentum_cutoff": [float(min(k, R)) for k in ks],
             "kernel_empirical": mean[1:].tolist(), "kernel_stderr": se[1:].tolist(),
-            "kernel_predicted": np.asarray(pred[1:]).tolist(),
-            "kernel_prior_empirical": mean[0].tolist(), "kernel_prior_predicted": np.asarray(pred[0]).tolist()}
+            "kernel_predicted": exact.tolist(), "kernel_predicted_broad_inputs": np.asarray(broad).tolist(),
+            "kernel_z": z.tolist(), "kernel_z_max": float(np.max(z, initial=0.0)),
+            "kernel_prior_empirical": mean[0].tolist(),
+            "kernel_prior_predicted": np.asarray(free_propagator(r, d, R, m)).tolist()}
 
 
 # ------------------------------------------------------------------------------------ the runner

@@ -204,7 +204,8 @@ def plot_predictive_variance(results: Results, *, ax: Axes | None = None) -> Fig
 
 def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
     r"""Cos-net runs: the shell-removed ensemble's two-point function :math:`\langle f(x)f(y)\rangle`
-    (±2 standard errors) against the coarse-grained propagator :math:`G_{k(\Lambda)}(|x-y|)`, with the
+    (±2 standard errors) against the exact stiff-sector kernel for the run's Gaussian inputs (solid,
+    ``CosNet.brg_kernel``) and the broad-input propagator :math:`G_{k(\Lambda)}(|x-y|)` (dashed), with the
     momentum cutoff :math:`k(\Lambda)`, :math:`I(k) = \Lambda`, on the top axis."""
     if "kernel_empirical" not in results:
         raise Unsupported("results", "no kernel comparison in these results (the cosnet preset has one)")
@@ -213,8 +214,10 @@ def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
     k = np.array([np.nan if v is None else v for v in results["momentum_cutoff"]], dtype=float)
     emp, se = np.asarray(results["kernel_empirical"]), np.asarray(results["kernel_stderr"])
     pred = np.asarray(results["kernel_predicted"])
+    broad = np.asarray(results.get("kernel_predicted_broad_inputs", np.full_like(pred, np.nan)))
     for j, r in enumerate(results["kernel_separations"]):
         ax.plot(lam, pred[:, j], "-", color=f"C{j}", lw=1.3)
+        ax.plot(lam, broad[:, j], "--", color=f"C{j}", lw=0.8, alpha=0.7)
         ax.errorbar(lam, emp[:, j], yerr=2 * se[:, j], fmt="o", ms=3, color=f"C{j}", capsize=2,
                     label=f"|x - y| = {r:g}")
     ax.set_xscale("log")
@@ -230,7 +233,8 @@ def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
     top.set_xticklabels([f"{k[i]:.2g}" for i in ticks], fontsize=7)
     top.set_xlabel(r"momentum cutoff $k(\Lambda)$ ($I(k) = \Lambda$)", fontsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title_fontsize=8,
-              title="points: ensemble\n±2 s.e.; lines:\n" r"$G_{k(\Lambda)}(|x-y|)$")
+              title="points: ensemble ±2 s.e.\nsolid: exact, Gaussian\ninputs (brg_kernel)\n"
+                    r"dashed: broad inputs, $G_{k(\Lambda)}$")
     ax.grid(alpha=0.3, lw=0.5)
     ax.set_title(f"Information shells are momentum shells ({_title(results)})", fontsize=10)
     return _figure(ax)
