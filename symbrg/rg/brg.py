@@ -722,7 +722,16 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
     d.step(sp.Eq(sp.Symbol(r"p_{\Lambda_1\Lambda_2}"), sp.expand(p12)),
            "Composition: coarse graining $\\pi_{\\Lambda_1}$ with weight $w_2$ is one step with weight "
            "$w_1w_2$; for the sharp shell $\\Theta(\\lambda-\\Lambda_1)\\Theta(\\lambda-\\Lambda_2) = "
-           "\\Theta(\\lambda - \\max(\\Lambda_1,\\Lambda_2))$, so the flow is a semigroup.",
+           "\\Theta(\\lambda - \\max(\\Lambda_1,\\Lambda_2))$, so coarse graining composes towards the IR: "
+           "$\\pi_{\\Lambda_2}\\circ\\pi_{\\Lambda_1} = \\pi_{\\Lambda_2}$ for $\\Lambda_2 \\ge \\Lambda_1$ "
+           "(a semigroup in $\\Lambda$, for any prior: the stiff modes at $\\Lambda_2$ are stiff at "
+           "$\\Lambda_1$, where they kept $\\pi_*$, and the sloppy ones take the prior's marginal). "
+           "It is idempotent and has no inverse: towards the UV ($\\Lambda_2 < \\Lambda_1$) it returns "
+           "$\\pi_{\\Lambda_1}$ when the prior factorizes over the Fisher eigenmodes (as here), and with a "
+           "prior correlated across the split at $\\Lambda_2$ neither $\\pi_{\\Lambda_1}$ nor "
+           "$\\pi_{\\Lambda_2}$ (the prior's correlations between the modes in $[\\Lambda_2,\\Lambda_1)$ "
+           "and those below $\\Lambda_2$ are dropped; tested with the numeric engine). Smooth shells "
+           "compose to the weight $w_1w_2$, in general not a shell of the same regulator.",
            "eq:shell-semigroup", verification=check_identity((p12 - p2) ** 2 + (h12 - h2) ** 2, 0,
                                                            domain={mu_s: (-2, 2), m0: (-2, 2), w1: (0, 1), w2: (0, 1)}),
            uses=("eq:shell-natural",))
