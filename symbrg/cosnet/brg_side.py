@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from symbrg.core.checks import choice, positive
+from symbrg.core.checks import choice, integer, positive
 from symbrg.core.errors import InvalidArgument
 from symbrg.cosnet.theory import LAM, NOISE, PHASE, CosNet, N, P, T, cos2_gaussian_input
 from symbrg.rg import brg
 
-__all__ = ["MUTABLE", "readout_fisher", "BRGSide", "engine_stiff_variances"]
+__all__ = ["MUTABLE", "readout_fisher", "BRGSide", "engine_stiff_variances", "engine_prior_split"]
 
 #: What a mutation may change on this side (the certificate names the mutations).
-MUTABLE = ("profile", "prior_factor", "keep_all")
+MUTABLE = ("profile", "prior_factor", "keep_all", "resample_from_posterior")
 
 _A, _Y, _THETA = sp.symbols("a y theta", real=True)
 
@@ -71,12 +71,15 @@ class BRGSide:
 
     net: the architecture; profile: the smooth shell profile (an object with ``K(z)``; ``None`` for the
     engine's sharp shell :math:`\Theta(\lambda-\Lambda)`); prior_factor: a factor on the readout prior
-    variance (1 for the network as defined); keep_all: skip the shell (every neuron kept).
+    variance (1 for the network as defined); keep_all: skip the shell (every neuron kept);
+    resample_from_posterior: the paper's prescription resamples sloppy weights from the trained
+    posterior's marginal instead of the prior (a mistake the certificate must catch).
     """
     net: CosNet
     profile: Any = None
     prior_factor: sp.Expr = sp.Integer(1)
     keep_all: bool = False
+    resample_from_posterior: bool = False
 
     @cached_property
     def fisher(self) -> sp.Expr:
@@ -144,3 +147,36 @@ def engine_stiff_variances(side: BRGSide, momenta: Sequence[float] | np.ndarray,
     cg = brg.coarse_grain((zero, np.diag(var)), np.diag(lam), cutoff, prior=(zero, np.zeros((n, n))),
                           criterion="diagonal")
     return np.diag(cg.covariance).copy()
+
+
+def engine_prior_split(side: BRGSide, momenta: Sequence[float], cutoff: float, values: dict, dim: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    r"""The paper's prescription applied by the numeric engine to a *trained* network: neurons with
+    frequencies :math:`b_j = p_j e_0` and phases :math:`c_j = 0.7j` (:meth:`CosNet.neurons`), readout prior
+    :math:`\mathcal N(0, \mathrm{diag}\,S(p_j))`, trained on eight inputs :math:`x_t\in[-2, 2]e_0` with targets
+    :math:`\sin x_t` and noise :math:`\sigma_\epsilon` (a conjugate posterior :math:`\pi_*` that correlates the
+    neurons), coarse-grained by :func:`symbrg.rg.brg.coarse_grain` (diagonal readout Fisher, sharp shell,
+    sloppy weights resampled from the prior), inputs of dimension ``dim``.  Returns ``(mean, covariance)``
+    of :math:`\pi_\Lambda` and of :math:`\pi_*`."""
+    p = np.asarray(momenta, float)
+    positive("cutoff", cutoff)
+    fis = sp.lambdify(P, side.fisher.subs(values), "numpy")
+    dens = sp.lambdify(P, side.spectral_density.subs(values), "numpy")
+    lam = np.broadcast_to(np.asarray(fis(p), float), p.shape)
+    var = np.broadcast_to(np.asarray(dens(p), float), p.shape)
+    d = integer("dim", dim, minimum=1)
+    b = np.zeros((p.size, d))
+    b[:, 0] = p
+    x = np.zeros((8, d))
+    x[:, 0] = np.linspace(-2.0, 2.0, 8)
+    phi = side.net.neurons(b, 0.7 * np.arange(p.size), x, values).T          # (data, neurons)
+    noise2 = float(values[NOISE]) ** 2
+    precision = np.diag(1 / var) + phi.T @ phi / noise2
+    cov = np.linalg.inv(precision)
+    mean = cov @ phi.T @ np.sin(x[:, 0]) / noise2
+    trained = (mean, 0.5 * (cov + cov.T))
+    if side.keep_all:
+        return mean, trained[1], mean, trained[1]
+    prior = trained if side.resample_from_posterior else (np.zeros(p.size), np.diag(var))
+    cg = brg.coarse_grain(trained, np.diag(lam), cutoff, prior=prior, prescription="prior", criterion="diagonal")
+    return cg.mean, cg.covariance, mean, trained[1]

@@ -221,7 +221,7 @@ def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: in
 #: The identities of the certificate that prove the theorem (the remarks are not part of the proof).
 _PROOF = ("eq:cutoff-map", "eq:spectral", "eq:shell", "eq:two-point", "eq:two-point-flow",
           "eq:vacuum-flow", "eq:polchinski", "eq:wetterich-propagator", "eq:prior-split",
-          "eq:coincident-flow", "eq:engine")
+          "eq:coincident-flow", "eq:engine", "eq:prior-split-trained")
 
 
 def _state_theorem(dv: Derivation, regulator: str) -> None:
@@ -242,7 +242,10 @@ def _state_theorem(dv: Derivation, regulator: str) -> None:
          "broad inputs: the readout Fisher is phase-averaged, $\\mathbb E_x[\\cos^2(b\\cdot x + c)] = "
          "\\tfrac12$ (the violation for Gaussian inputs is reported in the proof)",
          "the removed (stiff-marginal) prescription: the readout weights of the sloppy neurons are set "
-         "to zero; resampling them from the prior adds an independent high-mode field"),
+         "to zero; resampling them from the prior (the paper's prescription) adds an independent "
+         "high-mode field with the Wetterich propagator, the Wilsonian split (proved by "
+         "\\eqref{eq:prior-split} and, for a trained network and the sharp shell, "
+         "\\eqref{eq:prior-split-trained})"),
         "thm:cosnet-brg-erg", title="BRG = ERG for the generalized cos-net",
         proof=tuple(p for p in _PROOF if p in labels))
 

@@ -284,20 +284,22 @@ class CosNet:
     def _readout_scale_numeric(self) -> Callable[[np.ndarray], Any]:
         return codegen.lambdify(self.readout_scale, [P], "numpy")
 
-    def neuron_scales(self, b: np.ndarray) -> np.ndarray:
-        r"""The readout scales :math:`s(|b|)` of neurons with frequencies ``b`` (rows, shape (..., d)): shape (...)."""
+    def neuron_scales(self, b: np.ndarray, values: dict | None = None) -> np.ndarray:
+        r"""The readout scales :math:`s(|b|)` of neurons with frequencies ``b`` (rows, shape (..., d)): shape (...).
+        ``values``: numbers for the symbols of a symbolic network (e.g. the mass :math:`m`)."""
         b = np.asarray(b, dtype=float)
-        return np.broadcast_to(np.asarray(self._readout_scale_numeric(np.linalg.norm(b, axis=-1)), float),
-                               b.shape[:-1])
+        scale = (self._readout_scale_numeric if not values
+                 else codegen.lambdify(self.readout_scale.subs(values), [P], "numpy"))
+        return np.broadcast_to(np.asarray(scale(np.linalg.norm(b, axis=-1)), float), b.shape[:-1])
 
-    def neurons(self, b: np.ndarray, c: np.ndarray, X: np.ndarray) -> np.ndarray:
+    def neurons(self, b: np.ndarray, c: np.ndarray, X: np.ndarray, values: dict | None = None) -> np.ndarray:
         r"""The cos-net neurons :math:`s(|b_i|)\cos(b_i\cdot x + c_i)` (the one place they are written).
 
-        b: frequencies, shape (..., d); c: phases, shape (...); X: inputs in rows, shape (n, d).
-        Returns shape (..., n)."""
+        b: frequencies, shape (..., d); c: phases, shape (...); X: inputs in rows, shape (n, d);
+        values: numbers for the symbols of a symbolic network.  Returns shape (..., n)."""
         b = np.asarray(b, dtype=float)
         feats = np.cos(np.einsum("...d,nd->...n", b, X) + np.asarray(c, dtype=float)[..., None])
-        return self.neuron_scales(b)[..., None] * feats
+        return self.neuron_scales(b, values)[..., None] * feats
 
     # ---- function space ------------------------------------------------------------------------
     @cached_property
@@ -493,7 +495,7 @@ class CosNet:
             if prescription is Prescription.PRIOR:
                 return np.full(p.shape, math.pi)
             u, g = level(p)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 inner = np.arccos(np.clip(u / g, -1.0, 1.0))
             return np.where(u >= g, 0.0, np.where(u <= -g, math.pi, inner))
 
