@@ -54,7 +54,7 @@ def readout_fisher(net: CosNet, inputs: str = "broad") -> sp.Expr:
     :math:`T`.  Never taken from :meth:`CosNet.fisher_readout` (which the certificate checks against it).
     """
     choice("inputs", inputs, ("broad", "gaussian"))
-    loglik = -(_Y - _A * net.readout_scale * sp.cos(_THETA) / sp.sqrt(N)) ** 2 / (2 * NOISE ** 2)
+    loglik = -(_Y - _A * net.neuron(_THETA) / sp.sqrt(N)) ** 2 / (2 * NOISE ** 2)
     per_datum = sp.simplify(-sp.diff(loglik, _A, 2))
     cos2 = sp.cos(_THETA) ** 2
     coeff = sp.simplify(per_datum / cos2)

@@ -292,6 +292,10 @@ class CosNet:
                  else codegen.lambdify(self.readout_scale.subs(values), [P], "numpy"))
         return np.broadcast_to(np.asarray(scale(np.linalg.norm(b, axis=-1)), float), b.shape[:-1])
 
+    def neuron(self, theta: sp.Expr) -> sp.Expr:
+        r"""The neuron symbolically, :math:`s(p)\cos\theta` with :math:`\theta = b\cdot x + c` and :math:`p = |b|`."""
+        return self.readout_scale * sp.cos(theta)
+
     def neurons(self, b: np.ndarray, c: np.ndarray, X: np.ndarray, values: dict | None = None) -> np.ndarray:
         r"""The cos-net neurons :math:`s(|b_i|)\cos(b_i\cdot x + c_i)` (the one place they are written).
 
