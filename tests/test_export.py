@@ -214,6 +214,20 @@ def test_committed_library_is_up_to_date(tmp_path):
     assert not extra, "derivations/ holds files that are not in the library (or misses some)"
 
 
+def test_committed_documents_refer_only_to_their_own_labels():
+    """Every \\ref / \\eqref of a committed document names a \\label of that document: the static half
+    of the compile check, which runs without pdflatex (an assumption citing an identity that only
+    the sharp-shell certificate has once broke the smooth-regulator document)."""
+    dangling = {}
+    for tex in sorted(DERIVATIONS.glob("*.tex")):
+        text = tex.read_text()
+        labels = set(re.findall(r"\\label\{([^}]*)\}", text))
+        missing = sorted(set(re.findall(r"\\(?:eq)?ref\{([^}]*)\}", text)) - labels)
+        if missing:
+            dangling[tex.name] = missing
+    assert not dangling, dangling
+
+
 def test_library_entries_resolve_and_name_documents():
     from symbrg.core.errors import UnknownName
     with pytest.raises(UnknownName):

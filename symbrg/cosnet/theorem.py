@@ -244,8 +244,9 @@ def _state_theorem(dv: Derivation, regulator: str) -> None:
          "the removed (stiff-marginal) prescription: the readout weights of the sloppy neurons are set "
          "to zero; resampling them from the prior (the paper's prescription) adds an independent "
          "high-mode field with the Wetterich propagator, the Wilsonian split (proved by "
-         "\\eqref{eq:prior-split} and, for a trained network and the sharp shell, "
-         "\\eqref{eq:prior-split-trained})"),
+         "\\eqref{eq:prior-split}" + (" and, for a trained network and the sharp shell, "
+                                     "\\eqref{eq:prior-split-trained}" if "eq:prior-split-trained" in labels
+                                     else "; the trained-network check is made for the sharp shell") + ")"),
         "thm:cosnet-brg-erg", title="BRG = ERG for the generalized cos-net",
         proof=tuple(p for p in _PROOF if p in labels))
 
