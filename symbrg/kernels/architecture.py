@@ -53,27 +53,30 @@ import fractions
 import math
 import operator
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from symbrg.core import checks
-from symbrg.core.codegen import Program, Workspace
+from symbrg.core.codegen import Program, Workspace, lambdify
 from symbrg.core.derivation import Derivation
-from symbrg.core.errors import InvalidArgument, NotPositive
+from symbrg.core.errors import ConvergenceError, InvalidArgument, NotPositive
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.special import GramDet
 from symbrg.core.symbols import symbol, symbols
-from symbrg.core.types import ArrayLike, Number
+from symbrg.core.types import ArrayLike, NDArray, Number
 from symbrg.gaussian.activations import Activation
 from symbrg.gaussian.activations import X as _X
 from symbrg.gaussian.activations import activation as _activation
+
+if TYPE_CHECKING:
+    from symbrg.gaussian.expectations import Expectation
 
 __all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
 
@@ -103,6 +106,11 @@ _SECONDS_PER_LAYER = 0.018
 _SECONDS_PER_ENTRY_LAYER = 6.6e-8
 _SECONDS_PER_MP_UNIT = 7e-4
 
+#: Hyperparameter overrides of a Gram matrix: symbols or their names -> values.
+Params: TypeAlias = "Mapping[sp.Symbol | str, Number]"
+#: The rows of a Gram driver's input: (N, d) float64.
+Points: TypeAlias = "NDArray[np.float64]"
+
 
 # --------------------------------------------------------------------------- kernel state
 @dataclass(frozen=True)
@@ -127,11 +135,12 @@ class _Builder:
 
     def __init__(self) -> None:
         self.assignments: list[tuple[sp.Symbol, sp.Expr]] = []
-        self.rules: list[tuple[int, str, Any]] = []
+        self.rules: list[tuple[int, str, Expectation]] = []
         self.layer = 0
         self.params: dict[sp.Symbol, float | None] = {}
 
     def let(self, name: str, expr: sp.Expr, positive: bool = False) -> sp.Symbol:
+        """A new variable ``name := expr`` (an atom is returned as it is, unassigned)."""
         expr = as_expression(expr, "expr")
         if expr.is_Atom:
             return expr
@@ -139,7 +148,7 @@ class _Builder:
         self.assignments.append((sym, expr))
         return sym
 
-    def parameter(self, base: str, value: Any) -> sp.Expr:
+    def parameter(self, base: str, value: Number) -> sp.Expr:
         """A hyperparameter symbol; numbers become symbols with a stored value (one per value)."""
         if isinstance(value, sp.Basic) and value.free_symbols:
             for s in value.free_symbols:
@@ -167,8 +176,8 @@ class Dense:
     ``width`` is the layer's number of output units; it only matters for the NTK in the standard
     parameterization (the next layer's fan-in), as in neural-tangents' ``Dense(out_dim)``.
     """
-    sigma_w: Any = 1.0
-    sigma_b: Any = 0.0
+    sigma_w: Number = 1.0
+    sigma_b: Number = 0.0
     parameterization: str = "ntk"
     width: int = 1
 
@@ -179,6 +188,7 @@ class Dense:
         checks.integer("width", self.width, minimum=1)
 
     def kernel_map(self, k: _State, b: _Builder) -> _State:
+        """The state after this layer: K, the gap and (when tracked) Θ, as new variables of layer l."""
         sw = b.parameter("sigma_w", self.sigma_w)
         sb = b.parameter("sigma_b", self.sigma_b)
         l = b.layer
@@ -210,7 +220,7 @@ class Nonlinearity:
     (ReLU, leaky ReLU, abs, step, sign, :math:`x^n\Theta(x)`, monomials).  Other activations (erf,
     GELU, sin, exp, Gaussian: smooth at c = 1, so their own kernels need no gap; tanh and the other
     Mehler-series or quadrature ones) carry the plain :math:`E_{11}E_{22} - E_{12}^2`."""
-    activation: Any = "relu"
+    activation: Any = "relu"    # a name, an Activation or a sympy Lambda; an Activation once built
     tol: float = 1e-10
     method: str = "auto"
 
@@ -220,6 +230,7 @@ class Nonlinearity:
         checks.choice("method", self.method, ("auto", "exact", "series", "quadrature"))
 
     def kernel_map(self, k: _State, b: _Builder) -> _State:
+        """The state after this layer: the Gaussian expectations of K (and Θ), and the carried gap."""
         from symbrg.gaussian.expectations import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map, with_gap
         phi: Activation = self.activation
         l = b.layer
@@ -237,7 +248,6 @@ class Nonlinearity:
             dist = b.let(f"D^{{({l})}}_{{\\varphi}}", update.distance.xreplace({**sub, QH: h}))
             gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", update.gap.xreplace({**sub, QH: h}))
         else:
-            from symbrg.core.special import GramDet
             dist = b.let(f"D^{{({l})}}_{{\\varphi}}", sp.Max(m11 + m22 - 2 * m12, 0))
             gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", GramDet(m11, m12, m22))
         t12 = None
@@ -249,7 +259,11 @@ class Nonlinearity:
         return _State(m11, m22, m12, t12, k.fan_in, post=True, dist=dist, gap=gap)
 
 
-Layer = Any  # anything with kernel_map(_State, _Builder) -> _State
+class Layer(Protocol):
+    """Anything with a kernel map, such as :class:`Dense` and :class:`Nonlinearity`."""
+
+    def kernel_map(self, k: _State, b: _Builder) -> _State:
+        """The kernel state after the layer, its new variables recorded in ``b``."""
 
 
 # ------------------------------------------------------------------------- architecture
@@ -282,25 +296,10 @@ class Architecture:
 
     # ------------------------------------------------------------------ programs
     def _build(self, ntk: bool) -> tuple[Program, _Builder]:
+        """The NNGP (``ntk`` False) or NNGP+NTK program and its builder, built once."""
         key = ("program", ntk)
         if key not in self._cache:
-            b = _Builder()
-            # the input gap, written in s_11, s_22, s_12 (exact); the Gram drivers take r_12 and w_12
-            # as inputs instead (_with_input_gap), computed from x and x' without cancellation
-            b.assignments += [(SR, S11 + S22 - 2 * S12), (SW, GramDet(S11, S12, S22))]
-            k = _State(S11, S22, S12, sp.Integer(0) if ntk else None, DIM, post=True, dist=SR, gap=SW)
-            for layer in self.layers:
-                k = layer.kernel_map(k, b)
-            if k.post:
-                raise InvalidArgument("layers", "the network must end in a Dense readout layer")
-            outs = (k.q12, k.t12) if ntk else (k.q12,)
-            inputs = (S11, S22, S12) + tuple(sorted(b.params, key=str))
-            if ntk and any(getattr(lay, "parameterization", "ntk") == "standard" for lay in self.layers):
-                inputs += (DIM,)
-            prog = Program(inputs, tuple(b.assignments), outs, name=f"{self.name}_{'ntk' if ntk else 'nngp'}")
-            # only what the outputs use (e.g. no gap chain where no layer reads the gap)
-            prog = Program(inputs, tuple(prog._live_assignments()), outs, name=prog.name)
-            self._cache[key] = (prog, b)
+            self._cache[key] = _kernel_program(self.layers, self.name, ntk)
         return self._cache[key]
 
     @property
@@ -319,7 +318,7 @@ class Architecture:
         return dict(self._build(True)[1].params)
 
     @property
-    def rules(self) -> list[tuple[int, str, Any]]:
+    def rules(self) -> list[tuple[int, str, Expectation]]:
         """(layer, "nngp"|"ntk", :class:`symbrg.gaussian.expectations.Expectation`) for every expectation used."""
         return list(self._build(True)[1].rules)
 
@@ -331,31 +330,13 @@ class Architecture:
         return out[0] if kind == "nngp" else out[1]
 
     # ------------------------------------------------------------------ evaluation
-    def _param_args(self, prog: Program, params: "Mapping[sp.Symbol | str, float] | None", d: int) -> list:
+    def _param_args(self, prog: Program, params: Params | None, d: int) -> list[Any]:
         """The arguments of ``prog`` after s_11, s_22, s_12: the stored hyperparameter values,
         overridden by ``params`` (keys: symbols or names, matched by name; an unknown key is
         refused), then the input dimension ``d`` where the program takes it.  The values must make
         every sigma_w > 0 and every sigma_b >= 0."""
-        if params is not None and not isinstance(params, Mapping):
-            raise InvalidArgument("params", f"expected a dict of hyperparameter values, got {params!r}")
-        stored = self.values
-        keys = checks.resolve_symbols("params", list(params or {}), stored,
-                                      what="the network's hyperparameters")
-        given = {k: checks.scalar(f"params[{k.name}]", v) for k, v in zip(keys, (params or {}).values())}
-        for sym, v in given.items():
-            if stored[sym] is not None:                       # a number of a layer, made a symbol
-                check = checks.positive if sym.name.startswith("sigma_w") else checks.nonnegative
-                check(f"params[{sym.name}]", v)
-        vals = {**stored, **given}
-        missing = sorted(s.name for s, v in vals.items() if v is None)
-        if missing:
-            raise InvalidArgument("params", f"no value for the hyperparameter(s) {', '.join(missing)}")
-        for layer in self.layers:                             # user symbols: the layer's value
-            for attr, low in (("sigma_w", "> 0"), ("sigma_b", ">= 0")):
-                expr = getattr(layer, attr, None) if isinstance(layer, Dense) else None
-                value = expr.xreplace(vals) if isinstance(expr, sp.Basic) else None
-                if value is not None and not (value > 0 if attr == "sigma_w" else value >= 0):
-                    raise NotPositive("params", f"{attr} = {expr} must be {low}, got {value}")
+        vals = _hyperparameter_values(self.values, params)
+        _check_symbolic_sigmas(self.layers, vals)
         return [d if sym == DIM else vals[sym] for sym in prog.inputs[3:]]
 
     def check_gram(self, argument: str, n1: int, n2: int, *, symmetric: bool,
@@ -365,19 +346,7 @@ class Architecture:
         :data:`PRECISION` and :data:`MP_WORK` (mpmath at ``precision`` digits, at least 15).
         ``argument`` names the inputs in errors.  Returns the result's size in bytes (8 per
         float64 entry; about 0.42 per digit plus 120 per mpmath entry, twice while converting)."""
-        layers = max(1, self.depth)
-        if precision is None:
-            entries = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
-            threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                       else os.cpu_count() or 1)
-            seconds = entries * layers * _SECONDS_PER_ENTRY_LAYER / threads
-            GRAM_WORK.check(argument, entries * layers,
-                            cost=f"about {_duration(seconds)} for ReLU on {threads} thread(s)")
-            return 8 * n1 * n2
-        precision = _digits("precision", precision)
-        units = n1 * n2 * layers * _mp_scale(precision)
-        MP_WORK.check(argument, units, cost=f"about {_duration(units * _SECONDS_PER_MP_UNIT)}")
-        return int(n1 * n2 * (240 + 0.84 * precision))
+        return _check_gram_work(max(1, self.depth), argument, n1, n2, symmetric, precision)
 
     def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
              block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
@@ -388,129 +357,19 @@ class Architecture:
         beyond the output stays bounded (:func:`_gram_tiled`).  ``out``: a float64 array of shape
         (N1, N2) to fill and return instead of a new one, e.g. a ``numpy.memmap``, so that a Gram
         matrix larger than memory streams to disk tile by tile."""
-        return self._gram(self.nngp_program, 0, x1, x2, precision, params, block, threads, out)
+        return _GramJob(self, self.nngp_program, 0, precision, params, block, threads)(x1, x2, out)
 
     def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
-        return self._gram(self.ntk_program, 1, x1, x2, precision, params, block, threads, out)
-
-    def _gram(self, prog: Program, which: int, x1: Any, x2: Any, precision: int | None,
-              params: dict | None, block: int, threads: int | None, out: np.ndarray | None) -> np.ndarray:
-        x1 = checks.finite_array("x1", x1, ndim=(1, 2))
-        x1 = x1[:, None] if x1.ndim == 1 else x1
-        same = x2 is None
-        x2 = x1 if same else checks.finite_array("x2", x2, ndim=(1, 2))
-        x2 = x2[:, None] if x2.ndim == 1 else x2
-        checks.matching("x2", x2.shape[1], x1.shape[1], "input dimension")
-        d = x1.shape[1]
-        args = self._param_args(prog, params, d)
-        if threads is not None:
-            checks.integer("threads", threads, minimum=1)
-        size = self.check_gram("x1", x1.shape[0], x2.shape[0], symmetric=same and precision is None,
-                               precision=precision)
-        if out is None:
-            GRAM_BYTES.check("x1", size, cost=f"{size / 1e9:.3g} GB in memory; pass out= a numpy.memmap "
-                                              "to stream to disk")
-        layers = self._numeric_layers(dict(zip(prog.inputs[3:], args)))
-        zero1 = _zero_variance(layers, x1)
-        zero2 = zero1 if same else _zero_variance(layers, x2)
-        if zero1.any() or zero2.any():
-            return self._gram_degenerate(prog, which, x1, None if same else x2, zero1, zero2, layers,
-                                         precision, params, block, threads, out)
-        if precision is not None:
-            if out is not None:
-                raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
-                                             "mpmath values")
-            return _gram_mpmath(prog, which, x1, x2, args, precision)
-        checks.integer("block", block, minimum=1)
-        if out is None:
-            out = np.empty((x1.shape[0], x2.shape[0]))
-        elif not isinstance(out, np.ndarray) or out.dtype != np.float64 or not out.flags.writeable:
-            raise InvalidArgument("out", "must be a writable float64 NumPy array (or numpy.memmap)")
-        checks.matching("out", out.shape, (x1.shape[0], x2.shape[0]), "shape")
-        return _gram_tiled(prog, which, x1, x2 if not same else None, args, block, threads, out)
-
-    def _numeric_layers(self, vals: "Mapping[sp.Symbol, float]") -> tuple:
-        """The layers with every Dense's sigma_w, sigma_b replaced by its number under ``vals``
-        (the hyperparameter symbols' values, overrides included)."""
-        def number(layer: Dense, attr: str) -> float:
-            v = getattr(layer, attr)
-            if isinstance(v, sp.Basic):
-                return float(v.xreplace(vals))
-            sym = next(s for s, stored in self.values.items()
-                       if stored == float(v) and s.name.startswith(attr))
-            return float(vals[sym])
-        return tuple(dataclasses.replace(lay, sigma_w=number(lay, "sigma_w"), sigma_b=number(lay, "sigma_b"))
-                     if isinstance(lay, Dense) else lay for lay in self.layers)
-
-    def _gram_degenerate(self, prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None,
-                         zero1: np.ndarray, zero2: np.ndarray, layers: tuple, precision: int | None,
-                         params: dict | None, block: int, threads: int | None,
-                         out: np.ndarray | None) -> np.ndarray:
-        r"""A Gram matrix with zero-variance inputs (:math:`K^0(x,x) = 0`: x = 0 and no bias before
-        the first nonlinearity): the other rows and columns by the ordinary path (into memory, then
-        copied into ``out``), the zero ones by :func:`_zero_point_kernel`, exactly, where the
-        ordinary closed forms and series would divide 0 by 0."""
-        same = x2 is None
-        if x2 is None:
-            x2 = x1
-        d = x1.shape[1]
-        res = out if out is not None else np.empty((len(x1), len(x2)),
-                                                   dtype=float if precision is None else object)
-        keep1, keep2 = ~zero1, ~zero2
-        if keep1.any() and keep2.any():
-            res[np.ix_(keep1, keep2)] = self._gram(prog, which, x1[keep1], None if same else x2[keep2],
-                                                   precision, params, block, threads, None)
-        s1, s2 = (np.einsum("ij,ij->i", x, x) / d for x in (x1, x2))
-        res[zero1, :] = _zero_point_kernel(layers, which, s2, d, precision)[None, :]
-        res[:, zero2] = _zero_point_kernel(layers, which, s1, d, precision)[:, None]
-        return res
+        return _GramJob(self, self.ntk_program, 1, precision, params, block, threads)(x1, x2, out)
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
         """The per-layer maps as a :class:`~symbrg.core.derivation.Derivation` (``"nngp"`` or ``"ntk"``)."""
         checks.choice("kind", kind, ("nngp", "ntk"))
         prog = self.ntk_program if kind == "ntk" else self.nngp_program
-        d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {self.name}", name=f"{kind}-{self.name}",
-                       introduction=_INTRO[kind])
-        seen = set()
-        for _layer, which, e in self.rules:
-            if kind == "nngp" and which == "ntk":
-                continue
-            if (which, e.rule) in seen:
-                continue
-            seen.add((which, e.rule))
-            lhs = sp.Symbol(r"\mathbb{E}[\varphi'(u)\varphi'(v)]" if which == "ntk" else
-                            r"\mathbb{E}[\varphi(u)\varphi(v)]")
-            how = {"exact": "closed form", "series": f"Hermite/Mehler series to order {e.order} "
-                   f"(error bound {e.bound:.1e})" if e.bound is not None else "Hermite/Mehler series",
-                   "quadrature": f"composite Gauss-Legendre quadrature, {e.degree} nodes per panel"
-                   }.get(e.method, e.method)
-            d.step(sp.Eq(lhs, e.display, evaluate=False), f"Gaussian expectation for $\\varphi(x) = {self._phi_latex()}$, "
-                   f"$(u,v)\\sim\\mathcal{{N}}(0,[[q_{{11}},q_{{12}}],[q_{{12}},q_{{22}}]])$: {how} "
-                   f"(rule \\texttt{{{e.rule}}}).", label=f"eq:{kind}-rule-{which}-{len(seen)}",
-                   cites=("lee2018", "cho2009") if e.method == "exact" else ("lee2018",))
-        rows = tuple(sp.Eq(s, e) for s, e in prog.assignments)
-        gap = any(s in (SR, SW) for s, _ in prog.assignments)
-        d.step(rows, "Layer-by-layer kernel program (each line one assignment of the DAG; "
-               "$s_{11}=|x|^2/d$, $s_{22}=|x'|^2/d$, $s_{12}=x\\cdot x'/d$" + (
-                   "; $r_{12}=|x-x'|^2/d$ and $w_{12}=|x\\wedge x'|^2/d^2$, which the Gram matrices compute "
-                   "from $x, x'$ without cancellation; $\\Delta$ the gap $K_{11}K_{22}-K_{12}^2$, carried "
-                   "through the layers so that $1-c$ is not lost as $c\\to 1$" if gap else "") + ").",
-               label=f"eq:{kind}-program", cites=("jacot2018",) if kind == "ntk" else ("lee2018",))
-        return d
-
-    def _phi_latex(self) -> str:
-        acts = [lay.activation for lay in self.layers if isinstance(lay, Nonlinearity)]
-        return acts[0].latex() if acts else "x"
-
-    def _uniform(self) -> tuple[Dense, Nonlinearity]:
-        dense = [l for l in self.layers if isinstance(l, Dense)]
-        acts = [l for l in self.layers if isinstance(l, Nonlinearity)]
-        if not acts or len({(l.sigma_w, l.sigma_b) for l in dense}) != 1 or len({a.activation for a in acts}) != 1:
-            raise InvalidArgument("layers", "the deep-network analysis needs identical Dense+activation layers")
-        return dense[0], acts[0]
+        return _kernel_derivation(self.name, kind, prog, self.rules, _phi_latex(self.layers))
 
     def maps(self) -> dict[str, sp.Expr]:
         r"""Symbolic mean-field maps of a uniform network (Poole et al. 2016; Schoenholz et al. 2017):
@@ -522,17 +381,7 @@ class Architecture:
         correlation map at :math:`c=1`; :math:`\chi_1 = 1` is the order-to-chaos line).
         Expressions are in the symbols ``q``, ``c`` and the hyperparameter symbols.
         """
-        from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
-        dense, act = self._uniform()
-        b = _Builder()
-        sw, sb = b.parameter("sigma_w", dense.sigma_w), b.parameter("sigma_b", dense.sigma_b)
-        q, c = symbols("q c")
-        e = expectation(act.activation, tol=act.tol).expr
-        de = expectation(act.activation, derivative=True, tol=act.tol).expr
-        diag = {Q11: q, Q22: q, Q12: q}
-        return {"variance": sb**2 + sw**2 * e.xreplace(diag),
-                "correlation": (sb**2 + sw**2 * e.xreplace({Q11: q, Q22: q, Q12: c * q})) / q,
-                "chi1": sw**2 * de.xreplace(diag)}
+        return _mean_field_maps(*_uniform_layers(self.layers))
 
     def fixed_point(self, q0: float = 1.0, dps: int = 30) -> float:
         r"""The fixed point :math:`q^*` of the variance map :math:`q \mapsto V(q)`.
@@ -542,41 +391,219 @@ class Architecture:
         Raises :class:`~symbrg.core.errors.ConvergenceError` when the map has no finite attracting fixed
         point (e.g. :math:`\sigma_w^2 \ge 2` for ReLU without bias).
         """
-        from symbrg.core.codegen import lambdify
-        from symbrg.core.errors import ConvergenceError
         q0 = checks.positive("q0", q0)
         dps = _digits("dps", dps)
         q = symbol("q")
-        vmap = self.maps()["variance"].xreplace({s: v for s, v in self.values.items() if v is not None})
-        f64 = lambdify(vmap, [q])
-        x = float(q0)
-        for _ in range(100000):
-            with np.errstate(all="ignore"):  # divergence is detected below, not warned about
-                nx = float(f64(x))
-            if not math.isfinite(nx) or nx > 1e280:
-                raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
-            if abs(nx - x) <= 1e-15 * max(1.0, abs(nx)):
-                break
-            x = nx
-        else:
-            raise ConvergenceError("sigma_w", "the variance map did not settle after 100000 iterations")
-        exact = lambdify(vmap - q, [q], "mpmath", dps=dps)
-        with mpmath.workdps(dps):
-            try:
-                return float(mpmath.findroot(exact, (mpmath.mpf(nx), mpmath.mpf(nx) * (1 + 1e-9) + 1e-30)))
-            except (ValueError, ZeroDivisionError):  # the float64 iterate is as good as it gets
-                return nx
+        vmap = self._numeric_map("variance")
+        settled = _settled_iterate(lambdify(vmap, [q]), float(q0))
+        return _polished_root(lambdify(vmap - q, [q], "mpmath", dps=dps), settled, dps)
 
     def chi1(self, dps: int = 30) -> float:
         r""":math:`\chi_1 = \sigma_w^2\,\mathbb E[\varphi'(\sqrt{q^*} z)^2]` at the fixed point."""
-        from symbrg.core.codegen import lambdify
         dps = _digits("dps", dps)
         q = symbol("q")
-        expr = self.maps()["chi1"].xreplace({s: v for s, v in self.values.items() if v is not None})
+        expr = self._numeric_map("chi1")
         return float(lambdify(expr, [q], "mpmath", dps=dps)(self.fixed_point(dps=dps)))
 
+    def _numeric_map(self, name: str) -> sp.Expr:
+        """The mean-field map ``name`` with the stored hyperparameter values substituted."""
+        return self.maps()[name].xreplace({s: v for s, v in self.values.items() if v is not None})
 
-def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None, args: list,
+
+# ------------------------------------------------------------------ the kernel-program builder
+def _kernel_program(layers: tuple, name: str, ntk: bool) -> tuple[Program, _Builder]:
+    """The NNGP (or NNGP+NTK) program of ``layers``, with the builder holding its parameters and rules."""
+    b = _Builder()
+    # the input gap, written in s_11, s_22, s_12 (exact); the Gram drivers take r_12 and w_12
+    # as inputs instead (_with_input_gap), computed from x and x' without cancellation
+    b.assignments += [(SR, S11 + S22 - 2 * S12), (SW, GramDet(S11, S12, S22))]
+    k = _State(S11, S22, S12, sp.Integer(0) if ntk else None, DIM, post=True, dist=SR, gap=SW)
+    for layer in layers:
+        k = layer.kernel_map(k, b)
+    if k.post:
+        raise InvalidArgument("layers", "the network must end in a Dense readout layer")
+    outs = (k.q12, k.t12) if ntk else (k.q12,)
+    inputs = (S11, S22, S12) + tuple(sorted(b.params, key=str))
+    if ntk and any(getattr(lay, "parameterization", "ntk") == "standard" for lay in layers):
+        inputs += (DIM,)
+    prog = Program(inputs, tuple(b.assignments), outs, name=f"{name}_{'ntk' if ntk else 'nngp'}")
+    # only what the outputs use (e.g. no gap chain where no layer reads the gap)
+    return Program(inputs, tuple(prog._live_assignments()), outs, name=prog.name), b
+
+
+# ------------------------------------------------------------------ hyperparameter values
+def _hyperparameter_values(stored: dict[sp.Symbol, float | None],
+                           params: Params | None) -> dict[sp.Symbol, Any]:
+    """The stored values overridden by ``params``, checked (sigma_w > 0, sigma_b >= 0, none missing)."""
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidArgument("params", f"expected a dict of hyperparameter values, got {params!r}")
+    keys = checks.resolve_symbols("params", list(params or {}), stored,
+                                  what="the network's hyperparameters")
+    given = {k: checks.scalar(f"params[{k.name}]", v) for k, v in zip(keys, (params or {}).values())}
+    for sym, v in given.items():
+        if stored[sym] is not None:                       # a number of a layer, made a symbol
+            check = checks.positive if sym.name.startswith("sigma_w") else checks.nonnegative
+            check(f"params[{sym.name}]", v)
+    vals = {**stored, **given}
+    missing = sorted(s.name for s, v in vals.items() if v is None)
+    if missing:
+        raise InvalidArgument("params", f"no value for the hyperparameter(s) {', '.join(missing)}")
+    return vals
+
+
+def _check_symbolic_sigmas(layers: tuple, vals: Mapping[sp.Symbol, Any]) -> None:
+    """Refuse values that make a Dense layer's symbolic sigma_w <= 0 or sigma_b < 0."""
+    for layer in layers:                                  # user symbols: the layer's value
+        for attr, low in (("sigma_w", "> 0"), ("sigma_b", ">= 0")):
+            expr = getattr(layer, attr, None) if isinstance(layer, Dense) else None
+            value = expr.xreplace(vals) if isinstance(expr, sp.Basic) else None
+            if value is not None and not (value > 0 if attr == "sigma_w" else value >= 0):
+                raise NotPositive("params", f"{attr} = {expr} must be {low}, got {value}")
+
+
+def _numeric_layers(layers: tuple, stored: Mapping[sp.Symbol, float | None],
+                    vals: Mapping[sp.Symbol, Any]) -> tuple:
+    """The layers with every Dense's sigma_w, sigma_b replaced by its number under ``vals``
+    (the hyperparameter symbols' values, overrides included; ``stored``: the network's own)."""
+    def number(layer: Dense, attr: str) -> float:
+        v = getattr(layer, attr)
+        if isinstance(v, sp.Basic):
+            return float(v.xreplace(vals))
+        sym = next(s for s, value in stored.items() if value == float(v) and s.name.startswith(attr))
+        return float(vals[sym])
+    return tuple(dataclasses.replace(lay, sigma_w=number(lay, "sigma_w"), sigma_b=number(lay, "sigma_b"))
+                 if isinstance(lay, Dense) else lay for lay in layers)
+
+
+# ------------------------------------------------------------------ work bounds
+def _check_gram_work(layers: int, argument: str, n1: int, n2: int, symmetric: bool,
+                     precision: int | None) -> int:
+    """:meth:`Architecture.check_gram` for a network of ``layers`` hidden layers (at least 1)."""
+    if precision is None:
+        entries = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+        threads = _cores()
+        seconds = entries * layers * _SECONDS_PER_ENTRY_LAYER / threads
+        GRAM_WORK.check(argument, entries * layers,
+                        cost=f"about {_duration(seconds)} for ReLU on {threads} thread(s)")
+        return 8 * n1 * n2
+    precision = _digits("precision", precision)
+    units = n1 * n2 * layers * _mp_scale(precision)
+    MP_WORK.check(argument, units, cost=f"about {_duration(units * _SECONDS_PER_MP_UNIT)}")
+    return int(n1 * n2 * (240 + 0.84 * precision))
+
+
+def _cores() -> int:
+    """The number of cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _digits(argument: str, digits: int) -> int:
+    """An mpmath precision: an integer of at least 15 digits (below that float64 is as good) and
+    at most :data:`PRECISION`."""
+    digits = checks.integer(argument, digits, minimum=15)
+    PRECISION.check(argument, digits, cost=f"about {_duration(_SECONDS_PER_MP_UNIT * _mp_scale(digits))} "
+                                           "per Gram entry and layer")
+    return digits
+
+
+def _mp_scale(digits: int) -> float:
+    """Cost of one mpmath entry-layer at ``digits``, relative to <= 300 digits (measured)."""
+    return max(1.0, min(digits, 1e15) / 300) ** 1.8          # capped: any huge request is refused anyway
+
+
+def _duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"3.5 h"``, ``"2.1e+03 days"``: a rough time for a cost estimate."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.2g} s"
+
+
+# ------------------------------------------------------------------ Gram matrices
+@dataclass(frozen=True)
+class _GramJob:
+    """One Gram-matrix request (output ``which`` of ``prog``): checks it, then picks the driver."""
+    arch: Architecture
+    prog: Program
+    which: int
+    precision: int | None
+    params: Params | None
+    block: int
+    threads: int | None
+
+    def __call__(self, x1: ArrayLike, x2: ArrayLike | None, out: np.ndarray | None) -> np.ndarray:
+        """The Gram matrix of ``x1`` against ``x2`` (``None``: ``x1``, symmetric), into ``out`` if given."""
+        a1, a2, same = _gram_inputs(x1, x2)
+        args = self.arch._param_args(self.prog, self.params, a1.shape[1])
+        self._check_work(a1.shape[0], a2.shape[0], same, out)
+        layers = _numeric_layers(self.arch.layers, self.arch.values, dict(zip(self.prog.inputs[3:], args)))
+        zero1 = _zero_variance(layers, a1)
+        zero2 = zero1 if same else _zero_variance(layers, a2)
+        if zero1.any() or zero2.any():
+            return self._degenerate(a1, None if same else a2, zero1, zero2, layers, out)
+        if self.precision is not None:
+            if out is not None:
+                raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
+                                             "mpmath values")
+            return _gram_mpmath(self.prog, self.which, a1, a2, args, self.precision)
+        checks.integer("block", self.block, minimum=1)
+        out = _float_output(out, (a1.shape[0], a2.shape[0]))
+        return _gram_tiled(self.prog, self.which, a1, a2 if not same else None, args, self.block,
+                           self.threads, out)
+
+    def _check_work(self, n1: int, n2: int, same: bool, out: np.ndarray | None) -> None:
+        """Refuse a bad thread count, too much work, or (without ``out``) too large a result."""
+        if self.threads is not None:
+            checks.integer("threads", self.threads, minimum=1)
+        size = self.arch.check_gram("x1", n1, n2, symmetric=same and self.precision is None,
+                                    precision=self.precision)
+        if out is None:
+            GRAM_BYTES.check("x1", size, cost=f"{size / 1e9:.3g} GB in memory; pass out= a numpy.memmap "
+                                              "to stream to disk")
+
+    def _degenerate(self, x1: Points, x2: Points | None, zero1: NDArray[np.bool_], zero2: NDArray[np.bool_],
+                    layers: tuple, out: np.ndarray | None) -> np.ndarray:
+        r"""A Gram matrix with zero-variance inputs (:math:`K^0(x,x) = 0`: x = 0 and no bias before
+        the first nonlinearity): the other rows and columns by the ordinary path (into memory, then
+        copied into ``out``), the zero ones by :func:`_zero_point_kernel`, exactly, where the
+        ordinary closed forms and series would divide 0 by 0."""
+        same = x2 is None
+        if x2 is None:
+            x2 = x1
+        d = x1.shape[1]
+        res = out if out is not None else np.empty((len(x1), len(x2)),
+                                                   dtype=float if self.precision is None else object)
+        keep1, keep2 = ~zero1, ~zero2
+        if keep1.any() and keep2.any():
+            res[np.ix_(keep1, keep2)] = self(x1[keep1], None if same else x2[keep2], None)
+        s1, s2 = (np.einsum("ij,ij->i", x, x) / d for x in (x1, x2))
+        res[zero1, :] = _zero_point_kernel(layers, self.which, s2, d, self.precision)[None, :]
+        res[:, zero2] = _zero_point_kernel(layers, self.which, s1, d, self.precision)[:, None]
+        return res
+
+
+def _gram_inputs(x1: ArrayLike, x2: ArrayLike | None) -> tuple[Points, Points, bool]:
+    """The inputs as finite (N, d) arrays of one dimension d, and whether ``x2`` is ``x1`` (``None``)."""
+    a1 = checks.finite_array("x1", x1, ndim=(1, 2))
+    a1 = a1[:, None] if a1.ndim == 1 else a1
+    same = x2 is None
+    a2 = a1 if x2 is None else checks.finite_array("x2", x2, ndim=(1, 2))
+    a2 = a2[:, None] if a2.ndim == 1 else a2
+    checks.matching("x2", a2.shape[1], a1.shape[1], "input dimension")
+    return a1, a2, same
+
+
+def _float_output(out: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """``out`` checked to be a writable float64 array of ``shape``, or a new one."""
+    if out is None:
+        out = np.empty(shape)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float64 or not out.flags.writeable:
+        raise InvalidArgument("out", "must be a writable float64 NumPy array (or numpy.memmap)")
+    checks.matching("out", out.shape, shape, "shape")
+    return out
+
+
+def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: list[Any],
                 block: int, threads: int | None, out: np.ndarray) -> np.ndarray:
     r"""Float64 Gram matrix, written into ``out`` in tiles of about ``block`` entries, staged
     (:meth:`Program.partition`):
@@ -606,52 +633,86 @@ def _gram_tiled(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray | None
         cvals = _tuple(col.compile()(s2, *args))
     arrays = [S12] + ([SR, SW] if gaps else []) + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals)
                                                   if np.ndim(v)]
-    fpair = pair.compile_inplace(arrays)
-    n1, n2 = x1.shape[0], x2.shape[0]
+    tr, tc, tiles = _tile_grid(x1.shape[0], x2.shape[0], block, same)
+    tiler = _Tiles(pair.compile_inplace(arrays), which, x1, x2, s1, s2, args, rvals, cvals, gaps, same,
+                   tr, tc, out)
+    _share_out(tiler.work, tiles, threads)
+    if tiler.overflow:
+        raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
+    return out
+
+
+def _tile_grid(n1: int, n2: int, block: int, same: bool) -> tuple[int, int, list[tuple[int, int]]]:
+    """Tile height and width (about ``block`` entries) and the tiles' corners (``same``: on and above
+    the diagonal only)."""
     side = max(1, math.isqrt(block))
     tr = min(n1, side)
     tc = tr if same else min(n2, max(side, block // tr))
-    tiles = [(i, j) for i in range(0, n1, tr) for j in range(i if same else 0, n2, tc)]
-    overflow = []
+    return tr, tc, [(i, j) for i in range(0, n1, tr) for j in range(i if same else 0, n2, tc)]
 
-    def work(mine: list[tuple[int, int]]) -> None:
-        ws = Workspace()
-        with np.errstate(over="ignore", invalid="ignore"):  # per thread; non-finite tiles raise below
-            for i, j in mine:
-                tile(ws, i, j)
 
-    def tile(ws: Workspace, i: int, j: int) -> None:
-        i1, j1 = min(i + tr, n1), min(j + tc, n2)
-        ws.shape = (i1 - i, j1 - j)
-        s12 = np.matmul(x1[i:i1], x2[j:j1].T, out=ws("s12"))
-        s12 /= d
-        if same and i == j:
-            np.fill_diagonal(s12, s1[i:i1])
-        r12, w12 = _input_gap(x1[i:i1], x2[j:j1], s1[i:i1], s2[j:j1], s12, same and i == j, ws) if gaps \
-            else (0.0, 0.0)
-        res = fpair(s12, r12, w12, *args, *(v[i:i1, None] if np.ndim(v) else v for v in rvals),
-                    *(v[None, j:j1] if np.ndim(v) else v for v in cvals), ws)
-        res = res[which] if isinstance(res, tuple) else res
-        if not np.isfinite(res, out=ws("finite", bool)).all():
-            overflow.append((i, j))
-        out[i:i1, j:j1] = res
-        if same and i != j:
-            out[j:j1, i:i1] = res.T
-        elif same:                                  # mirror the upper triangle of the tile
-            np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = max(1, min(threads or cores, len(tiles)))
+def _share_out(work: Callable[[list[tuple[int, int]]], None], tiles: list[tuple[int, int]],
+               threads: int | None) -> None:
+    """Run ``work`` on the tiles, dealt round-robin to ``threads`` threads (default: the usable cores)."""
+    workers = max(1, min(threads or _cores(), len(tiles)))
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(work, [tiles[w::workers] for w in range(workers)]))
     else:
         work(tiles)
-    if overflow:
-        raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
-    return out
 
 
-def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args: list,
+@dataclass
+class _Tiles:
+    """The pair chain of a staged Gram program, evaluated tile by tile into ``out``."""
+    fpair: Callable[..., Any]
+    which: int
+    x1: Points
+    x2: Points
+    s1: NDArray[np.float64]
+    s2: NDArray[np.float64]
+    args: list[Any]
+    rvals: tuple[Any, ...]
+    cvals: tuple[Any, ...]
+    gaps: bool
+    same: bool
+    tr: int
+    tc: int
+    out: np.ndarray
+    overflow: list[tuple[int, int]] = field(default_factory=list)
+
+    def work(self, mine: list[tuple[int, int]]) -> None:
+        """One thread's share of the tiles, in a workspace of its own."""
+        ws = Workspace()
+        with np.errstate(over="ignore", invalid="ignore"):  # per thread; non-finite tiles raise below
+            for i, j in mine:
+                self.tile(ws, i, j)
+
+    def tile(self, ws: Workspace, i: int, j: int) -> None:
+        """The tile with corner (i, j), written (and mirrored when symmetric); overflow is recorded."""
+        x1, x2, s1, d = self.x1, self.x2, self.s1, self.x1.shape[1]
+        i1, j1 = min(i + self.tr, x1.shape[0]), min(j + self.tc, x2.shape[0])
+        ws.shape = (i1 - i, j1 - j)
+        s12 = np.matmul(x1[i:i1], x2[j:j1].T, out=ws("s12"))
+        s12 /= d
+        if self.same and i == j:
+            np.fill_diagonal(s12, s1[i:i1])
+        r12, w12 = _input_gap(x1[i:i1], x2[j:j1], s1[i:i1], self.s2[j:j1], s12, self.same and i == j, ws) \
+            if self.gaps else (0.0, 0.0)
+        res = self.fpair(s12, r12, w12, *self.args, *(v[i:i1, None] if np.ndim(v) else v for v in self.rvals),
+                         *(v[None, j:j1] if np.ndim(v) else v for v in self.cvals), ws)
+        res = res[self.which] if isinstance(res, tuple) else res
+        if not np.isfinite(res, out=ws("finite", bool)).all():
+            self.overflow.append((i, j))
+        out = self.out
+        out[i:i1, j:j1] = res
+        if self.same and i != j:
+            out[j:j1, i:i1] = res.T
+        elif self.same:                             # mirror the upper triangle of the tile
+            np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
+
+
+def _gram_mpmath(prog: Program, which: int, x1: Points, x2: Points, args: list[Any],
                  digits: int) -> np.ndarray:
     """Scalar mpmath evaluation, staged (:meth:`Program.partition`): the per-point chain (the
     diagonal K^l(x,x)) once per point, only the pair chain once per entry.  The input statistics
@@ -667,13 +728,13 @@ def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args
     with mpmath.workdps(work):
         d = x1.shape[1]
 
-        def stat(v: int, power: int) -> Any:               # v 2^(power scale) / d^(power/2), one rounding
+        def stat(v: int, power: int) -> mpmath.mpf:       # v 2^(power scale) / d^(power/2), one rounding
             return mpmath.ldexp(mpmath.mpf(v), power * scale) / mpmath.mpf(d) ** (power // 2)
         margs = [mpmath.mpf(a) if not isinstance(a, int) else a for a in args]
         rows = [_tuple(frow(stat(v, 2), *margs)) for v in n1]
         cols = [_tuple(fcol(stat(v, 2), *margs)) for v in n2]
 
-        def entry(i: int, j: int) -> Any:
+        def entry(i: int, j: int) -> mpmath.mpf:
             p = dot(i1[i], i2[j])
             gap = (stat(n1[i] + n2[j] - 2 * p, 2), stat(n1[i] * n2[j] - p * p, 4)) if gaps else (0, 0)
             r = fpair(stat(p, 2), *gap, *margs, *rows[i], *cols[j])
@@ -683,7 +744,8 @@ def _gram_mpmath(prog: Program, which: int, x1: np.ndarray, x2: np.ndarray, args
         return np.frompyfunc(lambda v: +v, 1, 1)(out)
 
 
-def _tuple(v: Any) -> tuple:
+def _tuple(v: Any) -> tuple[Any, ...]:
+    """A program's result as a tuple of its outputs (one output comes bare)."""
     return v if isinstance(v, tuple) else (v,)
 
 
@@ -699,8 +761,9 @@ def _with_input_gap(prog: Program) -> tuple[Program, bool]:
     return prog._cache[key]
 
 
-def _input_gap(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray, s12: np.ndarray,
-               diagonal: bool, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+def _input_gap(x: Points, y: Points, sx: NDArray[np.float64], sy: NDArray[np.float64],
+               s12: NDArray[np.float64], diagonal: bool,
+               ws: Workspace) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     r"""The input gap of a tile: :math:`r_{12} = |x-x'|^2/d` and :math:`w_{12} = |x\wedge x'|^2/d^2
     = s_{11}s_{22} - s_{12}^2`, into workspace buffers.
 
@@ -729,7 +792,7 @@ def _input_gap(x: np.ndarray, y: np.ndarray, sx: np.ndarray, sy: np.ndarray, s12
     return r, w
 
 
-def _pair_gap(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pair_gap(x: Points, y: Points) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     r"""(:math:`|x-y|^2`, :math:`|x\wedge y|^2`) for the rows of x and y (shape (k, d)), to a few ulp.
 
     :math:`x - y` by error-free sums (Knuth's two-sum); :math:`|x\wedge y|^2 = |x|^2|\rho|^2 -
@@ -756,7 +819,7 @@ def _pair_gap(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dist, wedge
 
 
-def _integer_rows(*xs: np.ndarray) -> tuple[list[list[list[int]]], int]:
+def _integer_rows(*xs: Points) -> tuple[list[list[list[int]]], int]:
     """The float64 arrays as Python integers on one binary scale: ``x = M 2^scale`` exactly."""
     finite = [v for x in xs for v in x.ravel().tolist() if v != 0.0]
     scale = min((math.frexp(v)[1] - 53 for v in finite), default=0)
@@ -764,7 +827,8 @@ def _integer_rows(*xs: np.ndarray) -> tuple[list[list[list[int]]], int]:
     return [[[as_int(v) for v in r] for r in x.tolist()] for x in xs], scale
 
 
-def _zero_variance(layers: tuple, x: np.ndarray) -> np.ndarray:
+# ------------------------------------------------------------------ zero-variance inputs
+def _zero_variance(layers: tuple, x: Points) -> NDArray[np.bool_]:
     """The rows of ``x`` whose first-layer variance is 0: x = 0 and no bias before the first
     nonlinearity (a random-phase activation averages its phase and has no such degeneracy)."""
     none = np.zeros(len(x), dtype=bool)
@@ -795,20 +859,8 @@ def _zero_point_kernel(layers: tuple, which: int, s: np.ndarray, d: int, digits:
     mp = digits is not None
     work = (digits or 15) + 5
 
-    def num(v: Any) -> Any:
-        if not mp:
-            return float(v)
-        return mpmath.mpmathify(sp.N(v, work)) if isinstance(v, sp.Basic) else mpmath.mpf(v)
-
-    def run(tail: tuple, fan_in: int, out: int, *xs: Any) -> np.ndarray:
-        arch = Architecture(tail)
-        prog = arch.ntk_program if out else arch.nngp_program
-        args = arch._param_args(prog, None, fan_in)
-        if not mp:
-            value = _tuple(prog.compile()(*xs, *args))[out]
-            return np.broadcast_to(np.asarray(value, float), np.shape(xs[1]))
-        fn = prog.compile("mpmath", dps=work)
-        return np.frompyfunc(lambda *v: _tuple(fn(*v, *args))[out], len(xs), 1)(*xs)
+    def num(v: Number) -> Any:
+        return _scalar(v, mp, work)
 
     with mpmath.workdps(work):
         b = np.frompyfunc(num, 1, 1)(s) if mp else s.astype(float)
@@ -816,20 +868,47 @@ def _zero_point_kernel(layers: tuple, which: int, s: np.ndarray, d: int, digits:
         for i, lay in enumerate(layers):
             dense = isinstance(lay, Dense)
             if (num(lay.sigma_b) ** 2 + num(lay.sigma_w) ** 2 * a if dense else a) > 0:
-                return _rounded(run(layers[i:], fan_in, which, a, b, c), digits)
+                return _rounded(_tail_kernel(layers[i:], fan_in, which, (a, b, c), mp, work), digits)
             if dense:
                 sw2, sb2 = num(lay.sigma_w) ** 2, num(lay.sigma_b) ** 2
                 a, b, c, fan_in = sb2 + sw2 * a, sb2 + sw2 * b, sb2 + sw2 * c, lay.width
                 continue
             phi0 = num(lay.activation.expr.subs(_X, 0))
-            pos = np.array([v > 0 for v in b.flat], dtype=bool).reshape(b.shape)
-            square, mean = np.full(b.shape, phi0 ** 2, dtype=b.dtype), np.full(b.shape, phi0, dtype=b.dtype)
-            if pos.any():
-                square[pos] = run((lay, Dense(1.0, 0.0)), fan_in, 0, b[pos], b[pos], b[pos])
-                if phi0 != 0:
-                    mean[pos] = [_gaussian_mean(lay.activation, v, mp) for v in b[pos]]
-            a, b, c = phi0 ** 2, square, phi0 * mean
+            a, b, c = phi0 ** 2, *_zero_point_moments(lay, phi0, b, fan_in, mp, work)
         return _rounded(c, digits)
+
+
+def _zero_point_moments(lay: Nonlinearity, phi0: Any, b: np.ndarray, fan_in: int, mp: bool,
+                        work: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""After a nonlinearity, at the zero point: :math:`E[\varphi(v)^2]` of the other input (variance
+    ``b``) and the cross term :math:`\varphi(0)E[\varphi(v)]`."""
+    pos = np.array([v > 0 for v in b.flat], dtype=bool).reshape(b.shape)
+    square, mean = np.full(b.shape, phi0 ** 2, dtype=b.dtype), np.full(b.shape, phi0, dtype=b.dtype)
+    if pos.any():
+        square[pos] = _tail_kernel((lay, Dense(1.0, 0.0)), fan_in, 0, (b[pos], b[pos], b[pos]), mp, work)
+        if phi0 != 0:
+            mean[pos] = [_gaussian_mean(lay.activation, v, mp) for v in b[pos]]
+    return square, phi0 * mean
+
+
+def _scalar(v: Number, mp: bool, work: int) -> Any:
+    """``v`` as a float64, or (``mp``) as an mpmath number at ``work`` digits."""
+    if not mp:
+        return float(v)
+    return mpmath.mpmathify(sp.N(v, work)) if isinstance(v, sp.Basic) else mpmath.mpf(v)
+
+
+def _tail_kernel(tail: tuple, fan_in: int, out: int, xs: tuple[Any, ...], mp: bool, work: int) -> np.ndarray:
+    """Output ``out`` of the program of the layers ``tail`` at the input statistics ``xs`` (s_11,
+    s_22, s_12), with fan-in ``fan_in``: float64, or mpmath at ``work`` digits."""
+    arch = Architecture(tail)
+    prog = arch.ntk_program if out else arch.nngp_program
+    args = arch._param_args(prog, None, fan_in)
+    if not mp:
+        value = _tuple(prog.compile()(*xs, *args))[out]
+        return np.broadcast_to(np.asarray(value, float), np.shape(xs[1]))
+    fn = prog.compile("mpmath", dps=work)
+    return np.frompyfunc(lambda *v: _tuple(fn(*v, *args))[out], len(xs), 1)(*xs)
 
 
 def _gaussian_mean(act: Activation, q: Any, mp: bool) -> Any:
@@ -851,28 +930,112 @@ def _rounded(v: np.ndarray, digits: int | None) -> np.ndarray:
         return np.frompyfunc(lambda x: +x, 1, 1)(v)
 
 
-def _digits(argument: str, digits: int) -> int:
-    """An mpmath precision: an integer of at least 15 digits (below that float64 is as good) and
-    at most :data:`PRECISION`."""
-    digits = checks.integer(argument, digits, minimum=15)
-    PRECISION.check(argument, digits, cost=f"about {_duration(_SECONDS_PER_MP_UNIT * _mp_scale(digits))} "
-                                           "per Gram entry and layer")
-    return digits
+# ------------------------------------------------------------------ derivation documents
+def _kernel_derivation(name: str, kind: str, prog: Program, rules: list[tuple[int, str, Expectation]],
+                       phi: str) -> Derivation:
+    """The document of network ``name``'s ``kind`` kernel: each expectation rule once, then ``prog``."""
+    d = Derivation(f"{'NTK' if kind == 'ntk' else 'NNGP'} of {name}", name=f"{kind}-{name}",
+                   introduction=_INTRO[kind])
+    seen = set()
+    for _layer, which, e in rules:
+        if kind == "nngp" and which == "ntk":
+            continue
+        if (which, e.rule) in seen:
+            continue
+        seen.add((which, e.rule))
+        _expectation_step(d, kind, which, e, phi, len(seen))
+    _program_step(d, kind, prog)
+    return d
 
 
-def _mp_scale(digits: int) -> float:
-    """Cost of one mpmath entry-layer at ``digits``, relative to <= 300 digits (measured)."""
-    return max(1.0, min(digits, 1e15) / 300) ** 1.8          # capped: any huge request is refused anyway
+def _expectation_step(d: Derivation, kind: str, which: str, e: Expectation, phi: str, number: int) -> None:
+    """The step stating the Gaussian expectation ``e`` (of φ, or of φ' for ``which == "ntk"``)."""
+    lhs = sp.Symbol(r"\mathbb{E}[\varphi'(u)\varphi'(v)]" if which == "ntk" else
+                    r"\mathbb{E}[\varphi(u)\varphi(v)]")
+    d.step(sp.Eq(lhs, e.display, evaluate=False), f"Gaussian expectation for $\\varphi(x) = {phi}$, "
+           f"$(u,v)\\sim\\mathcal{{N}}(0,[[q_{{11}},q_{{12}}],[q_{{12}},q_{{22}}]])$: {_how(e)} "
+           f"(rule \\texttt{{{e.rule}}}).", label=f"eq:{kind}-rule-{which}-{number}",
+           cites=("lee2018", "cho2009") if e.method == "exact" else ("lee2018",))
 
 
-def _duration(seconds: float) -> str:
-    """``"40 s"``, ``"12 min"``, ``"3.5 h"``, ``"2.1e+03 days"``: a rough time for a cost estimate."""
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.2g} s"
+def _how(e: Expectation) -> str:
+    """How the expectation was computed, in words: closed form, series (order, bound) or quadrature."""
+    if e.method == "exact":
+        return "closed form"
+    if e.method == "series":
+        if e.bound is None:
+            return "Hermite/Mehler series"
+        return f"Hermite/Mehler series to order {e.order} (error bound {e.bound:.1e})"
+    if e.method == "quadrature":
+        return f"composite Gauss-Legendre quadrature, {e.degree} nodes per panel"
+    return e.method
 
 
+def _program_step(d: Derivation, kind: str, prog: Program) -> None:
+    """The step listing the kernel program's assignments (and, if it carries one, the gap)."""
+    rows = tuple(sp.Eq(s, e) for s, e in prog.assignments)
+    gap = any(s in (SR, SW) for s, _ in prog.assignments)
+    d.step(rows, "Layer-by-layer kernel program (each line one assignment of the DAG; "
+           "$s_{11}=|x|^2/d$, $s_{22}=|x'|^2/d$, $s_{12}=x\\cdot x'/d$" + (
+               "; $r_{12}=|x-x'|^2/d$ and $w_{12}=|x\\wedge x'|^2/d^2$, which the Gram matrices compute "
+               "from $x, x'$ without cancellation; $\\Delta$ the gap $K_{11}K_{22}-K_{12}^2$, carried "
+               "through the layers so that $1-c$ is not lost as $c\\to 1$" if gap else "") + ").",
+           label=f"eq:{kind}-program", cites=("jacot2018",) if kind == "ntk" else ("lee2018",))
+
+
+def _phi_latex(layers: tuple) -> str:
+    """The LaTeX of the first activation of ``layers`` (``x`` when there is none)."""
+    acts = [lay.activation for lay in layers if isinstance(lay, Nonlinearity)]
+    return acts[0].latex() if acts else "x"
+
+
+# ------------------------------------------------------------------ mean-field analysis
+def _uniform_layers(layers: tuple) -> tuple[Dense, Nonlinearity]:
+    """The one Dense and the one activation of a uniform stack, or an error."""
+    dense = [l for l in layers if isinstance(l, Dense)]
+    acts = [l for l in layers if isinstance(l, Nonlinearity)]
+    if not acts or len({(l.sigma_w, l.sigma_b) for l in dense}) != 1 or len({a.activation for a in acts}) != 1:
+        raise InvalidArgument("layers", "the deep-network analysis needs identical Dense+activation layers")
+    return dense[0], acts[0]
+
+
+def _mean_field_maps(dense: Dense, act: Nonlinearity) -> dict[str, sp.Expr]:
+    """:meth:`Architecture.maps` of the uniform layers ``dense`` and ``act``."""
+    from symbrg.gaussian.expectations import Q11, Q12, Q22, expectation
+    b = _Builder()
+    sw, sb = b.parameter("sigma_w", dense.sigma_w), b.parameter("sigma_b", dense.sigma_b)
+    q, c = symbols("q c")
+    e = expectation(act.activation, tol=act.tol).expr
+    de = expectation(act.activation, derivative=True, tol=act.tol).expr
+    diag = {Q11: q, Q22: q, Q12: q}
+    return {"variance": sb**2 + sw**2 * e.xreplace(diag),
+            "correlation": (sb**2 + sw**2 * e.xreplace({Q11: q, Q22: q, Q12: c * q})) / q,
+            "chi1": sw**2 * de.xreplace(diag)}
+
+
+def _settled_iterate(f: Callable[[float], Any], x: float) -> float:
+    """Iterate the float64 map ``f`` from ``x`` until it settles; an error if it diverges or never does."""
+    for _ in range(100000):
+        with np.errstate(all="ignore"):  # divergence is detected below, not warned about
+            nx = float(f(x))
+        if not math.isfinite(nx) or nx > 1e280:
+            raise ConvergenceError("sigma_w", "the variance map diverges: no finite fixed point")
+        if abs(nx - x) <= 1e-15 * max(1.0, abs(nx)):
+            return nx
+        x = nx
+    raise ConvergenceError("sigma_w", "the variance map did not settle after 100000 iterations")
+
+
+def _polished_root(g: Callable[[Any], Any], x: float, dps: int) -> float:
+    """The root of ``g`` near ``x`` by mpmath's secant method at ``dps`` digits (else ``x`` itself)."""
+    with mpmath.workdps(dps):
+        try:
+            return float(mpmath.findroot(g, (mpmath.mpf(x), mpmath.mpf(x) * (1 + 1e-9) + 1e-30)))
+        except (ValueError, ZeroDivisionError):  # the float64 iterate is as good as it gets
+            return x
+
+
+# ------------------------------------------------------------------ composition
 def serial(*layers: Layer, name: str = "network") -> Architecture:
     """Compose layers in order (input first).  The last layer must be a :class:`Dense` readout."""
     if not layers:
@@ -897,7 +1060,7 @@ def mlp(activation: str | Activation | sp.Lambda, depth: int, sigma_w: Number = 
     checks.choice("parameterization", parameterization, PARAMETERIZATIONS)
     act = Nonlinearity(activation, tol=tol, method=method)
     dense = Dense(sigma_w, sigma_b, parameterization, width)
-    layers: list = []
+    layers: list[Layer] = []
     for _ in range(depth):
         layers += [dense, act]
     layers.append(dense)
