@@ -77,6 +77,19 @@ def test_verification_status_can_fail():
     assert export.status_text(good).startswith("Verified")
 
 
+@pytest.mark.parametrize("error, shown", [(float("inf"), "\\infty"), (float("nan"), "\\mathrm{NaN}")])
+def test_failed_check_with_non_finite_error_prints(error, shown):
+    """An evaluation that overflowed (error inf) or was undefined (NaN) is reported, not raised."""
+    bad = Verification(kind="numeric", points=3, dps=30, max_abs_error=error, tolerance=1e-20)
+    assert not bad.verified
+    assert export.status_text(bad).startswith("NOT verified") and shown in export.status_text(bad)
+    assert shown.lstrip("\\").replace("mathrm{", "").rstrip("}").replace("infty", "inf") \
+        in export.status_text(bad, "text")
+    d = Derivation("t")
+    d.step(sp.Eq(a, b), verification=bad)
+    assert shown in d.to_latex()
+
+
 def test_extend_keeps_references():
     d1, d2 = Derivation("one"), Derivation("two")
     key = d2.cite("hkms2024")                    # an older spelling: the table's key is returned

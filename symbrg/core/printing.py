@@ -452,17 +452,23 @@ def _display(rows: list[tuple[str, str]]) -> str:
 # Shared text helpers
 # --------------------------------------------------------------------------------------------
 
-def _decade(x: float) -> str:
-    """An upper bound 10^k on a non-negative error (``0`` stays ``0``)."""
-    if not x:
+def _error_bound(err: float | None) -> str:
+    """A verification error as LaTeX math: ``0``, an upper bound ``\\le 10^{k}``, or ``\\infty`` /
+    NaN for an evaluation that overflowed or was undefined (a failed check prints, never raises)."""
+    if not err:
         return "0"
-    return str(math.ceil(math.log10(x) - 1e-9))
+    if math.isnan(err):
+        return "\\mathrm{NaN}"
+    if math.isinf(err):
+        return "\\infty"
+    return f"\\le 10^{{{math.ceil(math.log10(err) - 1e-9)}}}"
 
 
 def status_text(v: Verification, fmt: str = "latex") -> str:
     """One sentence on how a step was established, in ``latex``, ``markdown`` or ``text``."""
-    math_ = (lambda s: f"${s}$") if fmt != "text" else (lambda s: s.replace("\\le ", "<= ")
-                                                        .replace("^{", "^").replace("}", ""))
+    math_ = (lambda s: f"${s}$") if fmt != "text" else (
+        lambda s: s.replace("\\le ", "<= ").replace("\\infty", "inf").replace("\\mathrm{NaN}", "NaN")
+        .replace("^{", "^").replace("}", ""))
     parts = []
     if v.kind == "assumed":
         return "Assumed (definition or cited result)." + (f" {v.note}" if getattr(v, "note", "") else "")
@@ -471,9 +477,8 @@ def status_text(v: Verification, fmt: str = "latex") -> str:
     elif v.kind in ("symbolic", "both"):
         parts.append("symbolic simplification inconclusive")
     if v.points:
-        err = v.max_abs_error or 0.0
-        bound = "0" if not err else f"\\le 10^{{{_decade(err)}}}"
-        parts.append(f"{v.points} random points at {v.dps} digits, max error {math_(bound)}")
+        parts.append(f"{v.points} random points at {v.dps} digits, max error "
+                     f"{math_(_error_bound(v.max_abs_error))}")
     note = getattr(v, "note", "")
     if note:
         parts.append(note)
@@ -765,8 +770,7 @@ class LatexPrinter(Printer):
             for s in d.steps:
                 v = s.verification
                 pts = f"{v.points} ({v.dps})" if v.points else "--"
-                err = ("$0$" if not v.max_abs_error else f"$\\le 10^{{{_decade(v.max_abs_error)}}}$") \
-                    if v.points else "--"
+                err = f"${_error_bound(v.max_abs_error)}$" if v.points else "--"
                 out.append(f"\\eqref{{{_label(s.label)}}} & {_status_word(v)} & {pts} & {err} \\\\")
             out.append("\\end{longtable}\n")
         return "\n".join(out) + "\n"
