@@ -112,7 +112,9 @@ def test_unknown_citation_keys_are_refused():
 def test_text_view():
     t = sample().to_text()
     assert t.startswith("A sample derivation\n===")
-    assert "(1) Eq(f, a*x + b)" in t and "Uses (1)." in t
+    assert "(1) f = a⋅x + b" in t and "Uses (1)." in t                   # sympy's unicode pretty form
+    assert "α₁" in t and "b ≥ 0" in t and "$" not in t and "\\" not in t   # LaTeX prose read as unicode
+    assert "(3) P = a**6 + 6*a**5*b" in t and max(map(len, t.splitlines()[:-3])) <= 80   # too wide: linear
     assert "[1] J. Polchinski, Renormalization" in t and "[2] J. N. Howard" in t
     assert "See [1] and [2]." in t
     assert "Verified: the difference simplifies to zero" in t
@@ -239,6 +241,14 @@ def test_committed_documents_refer_only_to_their_own_labels():
         if missing:
             dangling[tex.name] = missing
     assert not dangling, dangling
+
+
+def test_committed_documents_have_no_doubled_backslash_before_a_command():
+    """``\\\\mathrm`` (an escaped backslash written twice into a raw string) is a line break followed
+    by text in LaTeX: no error, a wrong equation.  No committed document may contain one."""
+    found = {tex.name: m.group(0) for tex in sorted(DERIVATIONS.glob("*.tex"))
+             for m in [re.search(r".{0,20}\\\\[A-Za-z]+", tex.read_text())] if m}
+    assert not found, found
 
 
 def test_library_entries_resolve_and_name_documents():

@@ -39,7 +39,7 @@ def test_dispatch_walks_the_mro():
     p.number = {"eq:x": 1}
     assert p.doprint(Verification()) == printing.TextPrinter().doprint(Verification())
     assert printing.LatexPrinter().doprint(sp.sqrt(a)) == "\\sqrt{a}"          # sympy's printer
-    assert printing.TextPrinter().doprint(a ** 2) == "a**2"
+    assert printing.TextPrinter().doprint(a ** 2) == sp.pretty(a ** 2, use_unicode=True)   # 2-D unicode
     latex = printing.LatexPrinter()
     latex.number = {"eq:x": 1}
     assert latex.doprint(s) == latex.doprint(Step(sp.Eq(a, b), "why", "eq:x"))   # the parent's method
@@ -160,3 +160,20 @@ def test_bibtex_resolves_the_theorem_document(tmp_path):
     last = run("pdflatex", "-interaction=nonstopmode", "small.tex")
     log = (tmp_path / "small.log").read_text(errors="replace")
     assert last.returncode == 0 and "undefined" not in log
+
+
+@pytest.mark.parametrize("tex, text", [
+    (r"\sigma_{w}^{2}", "σ_w²"), (r"K^{(0)}_{11}", "K⁽⁰⁾₁₁"), (r"\mathbb{E}[\varphi(u)]", "𝔼[φ(u)]"),
+    (r"\frac{T}{2N\Lambda} - m^2", "(T)/(2NΛ) - m²"), (r"x\sim\mathcal{N}(0,1)", "x∼𝒩(0,1)"),
+    (r"w^{\mathrm{ridge}}_k", "w^(ridge)ₖ"), (r"\left(a\,b\right)", "(a b)")])
+def test_text_views_read_latex_as_unicode(tex, text):
+    assert printing.tex_to_unicode(tex) == text
+
+
+def test_text_view_of_latex_named_symbols_and_concise_reprs():
+    k = sp.Symbol("K^{(1)}_{12}")
+    assert printing.pretty(sp.Eq(k, a ** 2)) == sp.pretty(sp.Eq(sp.Symbol("K⁽¹⁾₁₂"), a ** 2), use_unicode=True)
+    d = small()
+    assert repr(d).startswith("<Derivation ") and "steps" in repr(d) and len(repr(d)) < 120
+    assert str(d) == d.to_text()
+    assert repr(Verification()).startswith("<Verification (assumed)")

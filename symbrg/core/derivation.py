@@ -167,8 +167,16 @@ class Derivation:
                 return s
         raise KeyError(label)
 
+    def __repr__(self) -> str:
+        status = "verified" if self.verified else "NOT verified"
+        return (f"<Derivation {self.name or self.title!r}: {len(self.steps)} steps, "
+                f"{len(self.theorems)} theorem(s), {status}>")
+
+    def __str__(self) -> str:
+        return self.to_text()
+
     def to_text(self) -> str:
-        """Plain-text view (sympy's ``sstr`` of each statement)."""
+        """Plain unicode text view (sympy's pretty form of each statement, LaTeX prose as unicode)."""
         return _printer("text").doprint(self)
 
     def to_latex(self, standalone: bool = True) -> str:

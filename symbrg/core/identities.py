@@ -69,6 +69,9 @@ class Verification:
             return self.points > 0 and self.numeric_ok
         return self.symbolic_zero and self.points > 0 and self.numeric_ok
 
+    def __repr__(self) -> str:
+        return f"<Verification ({self.kind}) {self.describe()}>"
+
     def describe(self) -> str:
         """One line for documents: what was checked and how well."""
         parts = []

@@ -42,6 +42,8 @@ from typing import Any
 import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter as _SympyLatexPrinter
+from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.stringpict import prettyForm
 
 from symbrg.core.derivation import Derivation, Step, Theorem, Verification, register_printer
 from symbrg.core.references import Reference, canonical, canonical_cites, cited_keys, reference
@@ -617,6 +619,94 @@ BIBLIOGRAPHY = "\\bibliographystyle{unsrt}\n\\bibliography{references}\n"
 
 
 # --------------------------------------------------------------------------------------------
+# LaTeX as unicode text (the text views)
+# --------------------------------------------------------------------------------------------
+
+#: Columns of a statement in the text views (after the four-column step indent).
+TEXT_WIDTH = 74
+#: LaTeX commands as unicode: the inverse of :data:`_UNICODE`, and the few more the engines write.
+_TEX_UNICODE = {**{v.lstrip("\\"): k for k, v in _UNICODE.items() if v.startswith("\\")},
+                "epsilon": "ϵ", "varepsilon": "ε", "varphi": "φ", "phi": "ϕ", "ell": "ℓ",
+                "leq": "≤", "geq": "≥", "mapsto": "↦", "top": "ᵀ", "nabla": "∇", "wedge": "∧", "otimes": "⊗",
+                "langle": "⟨", "rangle": "⟩", "ldots": "…", "dots": "…", "cdots": "⋯", "quad": "  ",
+                "qquad": "    ", "surd": "√", "hbar": "ℏ", "prime": "′", "equiv": "≡", "lesssim": "≲"}
+_SCRIPTS = {"^": dict(zip("0123456789+-=()nijklT", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱʲᵏˡᵀ")),
+            "_": dict(zip("0123456789+-=()aeijklmnoprstx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑᵢⱼₖₗₘₙₒₚᵣₛₜₓ"))}
+_ALPHABETS = {"mathbb": dict(zip("ERNZCQP1", "𝔼ℝℕℤℂℚℙ𝟙")), "mathcal": dict(zip("NOJLDFKS", "𝒩𝒪𝒥ℒ𝒟ℱ𝒦𝒮"))}
+
+
+def tex_to_unicode(tex: str) -> str:
+    r"""LaTeX math as plain unicode text for the text views: ``\sigma_{w}^{2}`` → ``σ_w²``,
+    ``K^{(0)}_{11}`` → ``K⁽⁰⁾₁₁``, ``\mathbb{E}`` → ``𝔼``, ``\frac{a}{b}`` → ``(a)/(b)``; scripts
+    without unicode glyphs stay as ``^(...)`` / ``_...``; unknown commands lose their backslash."""
+    out, i = [], 0
+    while i < len(tex):
+        ch = tex[i]
+        if ch == "\\" and i + 1 < len(tex):
+            m = _control_sequence(tex, i)
+            name, i = m.group(0)[1:], m.end()
+            if name in _ALPHABETS or name in ("mathrm", "text", "mathit", "operatorname", "mathbf",
+                                               "textrm", "boldsymbol", "texttt"):
+                arg, i = _group(tex, i)
+                inner = tex_to_unicode(arg)
+                out.append("".join(_ALPHABETS.get(name, {}).get(c, c) for c in inner))
+            elif name in ("frac", "dfrac", "tfrac"):
+                num, i = _group(tex, i)
+                den, i = _group(tex, i)
+                out.append(f"({tex_to_unicode(num)})/({tex_to_unicode(den)})")
+            elif name == "sqrt":
+                arg, i = _group(tex, i)
+                out.append(f"√({tex_to_unicode(arg)})")
+            elif name in _SPACE:
+                out.append(" ")
+            elif name not in _ZERO:
+                out.append(_TEX_UNICODE.get(name, name))
+        elif ch in "^_":
+            arg, i = _group(tex, i + 1)
+            text = tex_to_unicode(arg)
+            table = _SCRIPTS[ch]
+            if text and all(c in table for c in text):
+                out.append("".join(table[c] for c in text))
+            else:
+                out.append(ch + (text if len(text) == 1 else f"({text})" if ch == "^" else text))
+        elif ch in "{}":
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _tex_prose(text: str) -> str:
+    """Prose whose ``$...$`` math becomes unicode text."""
+    return re.sub(r"\$([^$]+)\$", lambda m: tex_to_unicode(m.group(1)), text)
+
+
+class _UnicodePrettyPrinter(PrettyPrinter):
+    """sympy's unicode pretty printer, reading symbols named in LaTeX (``K^{(0)}_{11}``) as unicode."""
+
+    def _print_Symbol(self, e: sp.Symbol, bold_name: bool = False) -> prettyForm:  # noqa: N802
+        if any(c in e.name for c in "\\{}"):
+            return prettyForm(tex_to_unicode(e.name))
+        return super()._print_Symbol(e, bold_name)
+
+
+def pretty(expr: sp.Basic, width: int = TEXT_WIDTH) -> str:
+    """A sympy expression as 2-D unicode text (sympy's pretty printer; LaTeX-named symbols as unicode);
+    one too wide for ``width`` columns as one line of ``sstr`` text in unicode, wrapped."""
+    text = _UnicodePrettyPrinter({"use_unicode": True, "wrap_line": False}).doprint(expr)
+    if max(map(len, text.splitlines()), default=0) <= width:
+        return text
+    rename = {s: sp.Symbol(tex_to_unicode(s.name)) for s in expr.free_symbols
+              if isinstance(s, sp.Symbol) and any(c in s.name for c in "\\{}")}
+    expr = expr.xreplace(rename)
+    op = {"==": "=", "!=": "≠", "<=": "≤", ">=": "≥"}.get(getattr(expr, "rel_op", ""), getattr(expr, "rel_op", ""))
+    line = (f"{sp.sstr(expr.lhs)} {op} {sp.sstr(expr.rhs)}" if isinstance(expr, sp.Rel)
+            else sp.sstr(expr))
+    return "\n".join(textwrap.wrap(line, width, break_long_words=False, subsequent_indent="  "))
+
+
+# --------------------------------------------------------------------------------------------
 # Markdown and text prose
 # --------------------------------------------------------------------------------------------
 
@@ -849,21 +939,24 @@ class MarkdownPrinter(Printer):
 
 
 class TextPrinter(Printer):
-    """Plain text: numbered one-line statements (sympy ``sstr``), justification, status; a numbered
-    reference list."""
+    """Plain unicode text: numbered statements in sympy's 2-D pretty form (symbols named in LaTeX and
+    the prose's ``$...$`` math read as unicode), justification, status; a numbered reference list."""
     format = "text"
 
     def _print_Basic(self, expr: sp.Basic) -> str:
-        return sp.sstr(expr)
+        return pretty(expr)
 
     def _print_Verification(self, v: Verification) -> str:
         return status_text(v, "text")
 
+    def _prose(self, text: str) -> str:
+        return _tex_prose(_md_refs(text, self.number, self._cite))
+
     def _print_Theorem(self, t: Theorem) -> str:
         lines = ["Theorem." + (f" ({t.title})" if t.title else "")]
-        lines += ["  Assume:"] * bool(t.assumptions) + [f"  ({i}) {_md_refs(a, self.number, self._cite)}"
+        lines += ["  Assume:"] * bool(t.assumptions) + [f"  ({i}) {self._prose(a)}"
                                                           for i, a in enumerate(t.assumptions, 1)]
-        lines += textwrap.wrap(("Then " if t.assumptions else "") + _md_refs(t.statement, self.number, self._cite), 78,
+        lines += textwrap.wrap(("Then " if t.assumptions else "") + self._prose(t.statement), 78,
                                initial_indent="  ", subsequent_indent="  ",
                                break_long_words=False, break_on_hyphens=False)
         if t.proof:
@@ -871,37 +964,39 @@ class TextPrinter(Printer):
                 [f"({self.number[u]})" for u in t.proof]) + " below.")
         return "\n".join(lines)
 
+    def _step(self, n: int, s: Step, wrap: textwrap.TextWrapper) -> list[str]:
+        """Step ``n``: its statements (a multi-line pretty form indented under its number), the
+        justification with its uses and citations, and how it was verified."""
+        lines = []
+        for k, st in enumerate(s.statements):
+            for j, row in enumerate(self.doprint(st).splitlines()):
+                lines.append((f"({n}) " if k == 0 and j == 0 else "    ") + row)
+        words = [self._prose(_sentence(s.justification))]
+        if s.uses:
+            words.append("Uses " + _join_words([f"({self.number[u]})" for u in s.uses]) + ".")
+        if s.cites:
+            words.append("See " + _join_words([self._cite(c) for c in s.cites]) + ".")
+        text = " ".join(w for w in words if w)
+        return lines + (wrap.wrap(text) if text else []) + wrap.wrap(self.doprint(s.verification))
+
     def _print_Derivation(self, d: Derivation) -> str:
         self.begin(d)
-        number = self.number
         wrap = textwrap.TextWrapper(width=78, initial_indent="    ", subsequent_indent="    ",
                                     break_long_words=False, break_on_hyphens=False)
-        cite = self._cite
         lines = [d.title, "=" * len(d.title)]
         if d.introduction:
-            lines += [""] + textwrap.wrap(_md_refs(d.introduction.strip(), number, cite), 78,
+            lines += [""] + textwrap.wrap(self._prose(d.introduction.strip()), 78,
                                           break_long_words=False, break_on_hyphens=False)
         for t in d.theorems:
             lines += ["", self.doprint(t)]
         assumptions = _assumptions(d)
         if assumptions:
             lines += ["", "Assumptions:"]
-            lines += [f"  - {a} (used in " + ", ".join(f"({n})" for n in steps) + ")"
+            lines += [f"  - {_tex_prose(_math_assumption(a))} (used in " + ", ".join(f"({n})" for n in steps) + ")"
                       for a, steps in assumptions]
         lines.append("")
         for n, s in enumerate(d.steps, 1):
-            for k, st in enumerate(s.statements):
-                text = self.doprint(st)
-                lines.append(f"({n}) {text}" if k == 0 else f"    {text}")
-            words = [_md_refs(_sentence(s.justification), number, cite)]
-            if s.uses:
-                words.append("Uses " + _join_words([f"({number[u]})" for u in s.uses]) + ".")
-            if s.cites:
-                words.append("See " + _join_words([cite(c) for c in s.cites]) + ".")
-            text = " ".join(w for w in words if w)
-            if text:
-                lines += wrap.wrap(text)
-            lines += wrap.wrap(self.doprint(s.verification))
+            lines += self._step(n, s, wrap)
         refs = self._references(d)
         if refs:
             lines += ["", "References:"] + [f"  [{k}] {self.doprint(r)}" for k, r in enumerate(refs, 1)]
