@@ -26,13 +26,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 import sympy as sp
 
 from symbrg.core.checks import choice, integer, positive
 from symbrg.core.errors import InvalidArgument
+from symbrg.core.types import NDArray, Number
 from symbrg.cosnet.theory import LAM, NOISE, PHASE, CosNet, N, P, T, cos2_gaussian_input
 from symbrg.rg import brg
 
@@ -42,6 +43,14 @@ __all__ = ["MUTABLE", "readout_fisher", "BRGSide", "engine_stiff_variances", "en
 MUTABLE = ("profile", "prior_factor", "keep_all", "resample_from_posterior")
 
 _A, _Y, _THETA = sp.symbols("a y theta", real=True)
+
+#: A smooth shell profile, as the BRG engine's :func:`~symbrg.rg.brg.shell_weight` takes it (an object with
+#: ``K(z)``): named through the engine, so that this side imports nothing from the ERG modules.
+ShellProfile: TypeAlias = "brg.Regulator"
+#: Numbers for the symbols of the network (e.g. ``{M: 0.5, T: 80.0, ...}``).
+Values: TypeAlias = "dict[sp.Symbol, float]"
+#: A float64 array.
+FloatArray: TypeAlias = "NDArray[np.float64]"
 
 
 def readout_fisher(net: CosNet, inputs: str = "broad") -> sp.Expr:
@@ -76,7 +85,7 @@ class BRGSide:
     posterior's marginal instead of the prior (a mistake the certificate must catch).
     """
     net: CosNet
-    profile: Any = None
+    profile: ShellProfile | None = None
     prior_factor: sp.Expr = sp.Integer(1)
     keep_all: bool = False
     resample_from_posterior: bool = False
@@ -91,17 +100,17 @@ class BRGSide:
         r""":math:`S(p)` with the readout prior variance as used (times ``prior_factor``)."""
         return self.net.spectral_density * self.prior_factor
 
-    def weight(self, cutoff: Any = LAM) -> sp.Expr:
+    def weight(self, cutoff: Number = LAM) -> sp.Expr:
         r"""The BRG engine's shell weight :math:`w(I(p),\Lambda)` (1 when ``keep_all``)."""
         if self.keep_all:
             return sp.Integer(1)
         return brg.shell_weight(self.fisher, cutoff, self.profile)
 
-    def variance(self, cutoff: Any = LAM) -> sp.Expr:
+    def variance(self, cutoff: Number = LAM) -> sp.Expr:
         r""":math:`V_\Lambda(p) = w\,S(p)`: the stiff-sector two-point function of the mode :math:`p`."""
         return self.weight(cutoff) * self.spectral_density
 
-    def prior_variance(self, cutoff: Any = LAM) -> sp.Expr:
+    def prior_variance(self, cutoff: Number = LAM) -> sp.Expr:
         r"""The mode's variance under the paper's prescription (sloppy weights resampled from the prior), from
         the BRG engine's :func:`~symbrg.rg.brg.coarse_grain_modes` with the untrained network
         (:math:`\pi_* =` prior): the stiff field plus an independent field of the resampled neurons."""
@@ -111,25 +120,26 @@ class BRGSide:
                                       [self.spectral_density], prescription="prior", regulator=self.profile)[0]
         return 1 / mode.precision
 
-    def removed_variance(self, cutoff: Any = LAM) -> sp.Expr:
+    def removed_variance(self, cutoff: Number = LAM) -> sp.Expr:
         r""":math:`S(p) - V_\Lambda(p)`: the two-point function of the field of the removed neurons."""
         return (1 - self.weight(cutoff)) * self.spectral_density
 
-    def dual_action(self, phi: sp.Symbol, cutoff: Any = LAM) -> sp.Expr:
+    def dual_action(self, phi: sp.Symbol, cutoff: Number = LAM) -> sp.Expr:
         r""":math:`\phi^2/(2V_\Lambda) + \frac12\ln(2\pi V_\Lambda)`: minus the log-density of the stiff mode."""
         v = self.variance(cutoff)
         return phi ** 2 / (2 * v) + sp.log(2 * sp.pi * v) / 2
 
-    def vacuum_energy(self, cutoff: Any = LAM) -> sp.Expr:
+    def vacuum_energy(self, cutoff: Number = LAM) -> sp.Expr:
         r""":math:`\frac12\ln(2\pi V_\Lambda(p))`, the field-independent part of :meth:`dual_action`."""
         return sp.log(2 * sp.pi * self.variance(cutoff)) / 2
 
-    def removed_free_energy(self, cutoff: Any = LAM) -> sp.Expr:
+    def removed_free_energy(self, cutoff: Number = LAM) -> sp.Expr:
         r""":math:`-\frac12\ln(2\pi(S - V_\Lambda))`: the free energy of the removed sector of the mode."""
         return -sp.log(2 * sp.pi * self.removed_variance(cutoff)) / 2
 
 
-def engine_stiff_variances(side: BRGSide, momenta: Sequence[float] | np.ndarray, cutoff: float, values: dict) -> np.ndarray:
+def engine_stiff_variances(side: BRGSide, momenta: Sequence[float] | FloatArray, cutoff: float,
+                           values: Values) -> FloatArray:
     r"""The same stiff variances from the numeric engine :func:`symbrg.rg.brg.coarse_grain`: neurons with
     the given momenta, untrained (:math:`\pi_* =` the readout prior, scaled to the spectral density),
     diagonal readout Fisher, sharp shell; the removed prescription is the engine's prior prescription
@@ -149,8 +159,8 @@ def engine_stiff_variances(side: BRGSide, momenta: Sequence[float] | np.ndarray,
     return np.diag(cg.covariance).copy()
 
 
-def engine_prior_split(side: BRGSide, momenta: Sequence[float], cutoff: float, values: dict, dim: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def engine_prior_split(side: BRGSide, momenta: Sequence[float], cutoff: float, values: Values, dim: int
+                       ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     r"""The paper's prescription applied by the numeric engine to a *trained* network: neurons with
     frequencies :math:`b_j = p_j e_0` and phases :math:`c_j = 0.7j` (:meth:`CosNet.neurons`), readout prior
     :math:`\mathcal N(0, \mathrm{diag}\,S(p_j))`, trained on eight inputs :math:`x_t\in[-2, 2]e_0` with targets

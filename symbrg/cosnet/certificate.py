@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import TypeAlias, TypedDict
 
 import mpmath
 import numpy as np
@@ -41,6 +41,8 @@ from symbrg.cosnet.theory import (
     SIGMA,
     SX,
     D,
+    Dim,
+    DimLike,
     M,
     N,
     P,
@@ -55,9 +57,16 @@ from symbrg.rg.free_scalar import FreeScalar, radial_trace
 from symbrg.rg.regulators import Exponential, Litim, Regulator, Sharp
 from symbrg.rg.regulators import regulator as erg_regulator
 
-__all__ = ["MUTATIONS", "Identity", "Certificate", "certify", "k_of_lambda", "broad_input_violation"]
+__all__ = ["MUTATIONS", "Identity", "IdentityRow", "MutationRow", "Certificate", "certify", "k_of_lambda",
+           "broad_input_violation"]
 
 PHI = sp.Symbol("phi", real=True)
+#: A random parameter point: 40-digit numbers for the symbols, the (integer) dimension for :data:`D`.
+Point: TypeAlias = "dict[sp.Symbol, sp.Expr | int]"
+#: One side of a compared identity at a point: a sympy number, or an mpmath number (real or complex).
+Value: TypeAlias = "sp.Expr | mpmath.mpf | mpmath.mpc"
+#: An identity's evaluator: (BRG side, ERG side) at a point.
+Evaluator: TypeAlias = "Callable[[Point], tuple[Value, Value]]"
 #: :math:`c = T/(2N\sigma_\epsilon^2)`.
 FISHER_SCALE = T / (2 * N * NOISE ** 2)
 
@@ -88,21 +97,39 @@ def k_of_lambda(mass_dropped: bool = False) -> sp.Expr:
 class Identity:
     """One compared statement: ``lhs`` (BRG side) = ``rhs`` (ERG side), evaluated by ``evaluate``."""
     name: str
-    statement: Any
+    statement: sp.Eq
     justification: str
-    evaluate: Callable[[dict], tuple[Any, Any]]
+    evaluate: Evaluator
     region: str = "all"          # where p is drawn: all, stiff (p < k), sloppy (p > k)
     cites: tuple[str, ...] = ()
     symbolic: Callable[[], bool] | None = None
     tolerance: float = 1e-18     # relative
 
 
+class IdentityRow(TypedDict):
+    """One row of the identity table (:func:`_row`)."""
+    name: str
+    symbolic_zero: bool
+    max_abs_numeric: float | None
+    verified: bool
+    points: int
+    dps: int
+
+
+class MutationRow(TypedDict):
+    """One row of the mutation table: the mutation, and the identities it falsified."""
+    name: str
+    description: str
+    verified: bool
+    falsified: list[str]
+
+
 @dataclass
 class Certificate:
     """The certificate: the derivation document, the identity table, the mutation table."""
     derivation: Derivation
-    identities: list[dict]
-    mutations: list[dict] = field(default_factory=list)
+    identities: list[IdentityRow]
+    mutations: list[MutationRow] = field(default_factory=list)
     mutated: str | None = None
 
     @property
@@ -135,12 +162,12 @@ class Certificate:
 _BASE = {T: (50, 100), N: (1, 2), NOISE: (0.5, 1), M: (0.1, 1), R: (15, 20), SIGMA: (0.5, 2), PHI: (-2, 2)}
 
 
-def _points(n: int, region: str, seed: int, dims: tuple[int, ...]) -> list[dict]:
+def _points(n: int, region: str, seed: int, dims: tuple[int, ...]) -> list[Point]:
     """Random parameter points; :math:`\\Lambda` from a momentum cutoff :math:`k\\in(1, R/2)`, p by region."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        v = {s: sp.Float(rng.uniform(*b), 40) for s, b in _BASE.items()}
+        v: Point = {s: sp.Float(rng.uniform(*b), 40) for s, b in _BASE.items()}
         k = sp.Float(rng.uniform(1, float(v[R]) / 2), 40)
         v[LAM] = (FISHER_SCALE / (k ** 2 + M ** 2)).subs(v)
         where = region if region != "all" else ("stiff" if i % 2 == 0 else "sloppy")
@@ -151,7 +178,8 @@ def _points(n: int, region: str, seed: int, dims: tuple[int, ...]) -> list[dict]
     return out
 
 
-def _number(x: Any) -> Any:
+def _number(x: Value) -> mpmath.mpf | mpmath.mpc:
+    """``x`` as an mpmath number (sympy numbers at 30 digits)."""
     return x if isinstance(x, (mpmath.mpf, mpmath.mpc)) else mpmath.mpmathify(sp.N(x, 30))
 
 
@@ -185,7 +213,7 @@ def _cancels(a: sp.Expr, b: sp.Expr) -> bool:
 
 # ------------------------------------------------------------------------------------ the identities
 @lru_cache(maxsize=64)
-def _sides(d: Any, reg: Regulator, mutation: str | None) -> tuple[BRGSide, FreeScalar, sp.Expr]:
+def _sides(d: Dim, reg: Regulator, mutation: str | None) -> tuple[BRGSide, FreeScalar, sp.Expr]:
     net = generalized_cosnet(d, R, M, SIGMA)
     act = net.dual_action()
     erg_side = FreeScalar(act.inverse_propagator, P, act.mass2, act.cutoff, reg)
@@ -204,150 +232,236 @@ def _sides(d: Any, reg: Regulator, mutation: str | None) -> tuple[BRGSide, FreeS
     return brg_side, erg_side, k_of_lambda(mutation == "mass-dropped-map")
 
 
-def _identities(d: Any, regulator: Regulator, mutation: str | None) -> list[Identity]:
+@dataclass(frozen=True)
+class _Pair:
+    r"""The two sides at one (d, regulator, mutation) and what the identities compare: ``k`` is
+    :math:`k(\Lambda)` along the (possibly mutated) map, ``lam_dk`` :math:`\Lambda\,dk/d\Lambda`, ``at`` the
+    substitution :math:`k\to k(\Lambda)`; ``V`` the BRG stiff variance, ``w`` the BRG shell weight; ``C`` the
+    ERG covariance at :math:`k(\Lambda)`, ``Kz`` the ERG cutoff function of the kinetic eigenvalue there and
+    ``G`` the ERG propagator."""
+    bs: BRGSide
+    es: FreeScalar
+    regulator: Regulator
+    k: sp.Expr
+    lam_dk: sp.Expr
+    at: dict[sp.Symbol, sp.Expr]
+    V: sp.Expr
+    C: sp.Expr
+    w: sp.Expr
+    Kz: sp.Expr
+    G: sp.Expr
+
+
+def _pair(d: Dim, regulator: Regulator, mutation: str | None) -> _Pair:
+    """The two sides (:func:`_sides`) and the quantities built from them, once per certificate."""
     bs, es, kl = _sides(d, regulator, mutation)
-    lam_dk = LAM * sp.diff(kl, LAM)            # Lambda dk/dLambda along the map
     at = {KCUT: kl}
-    V, C = bs.variance(), es.covariance(KCUT).subs(at)
-    w = bs.weight()
-    Kz = es.regulator.K(es.kinetic() / es.scale2(KCUT)).subs(at)
-    G = 1 / es.inverse_propagator
+    return _Pair(bs, es, regulator, kl, LAM * sp.diff(kl, LAM), at, bs.variance(), es.covariance(KCUT).subs(at),
+                 bs.weight(), es.regulator.K(es.kinetic() / es.scale2(KCUT)).subs(at), 1 / es.inverse_propagator)
 
-    def ev(lhs: sp.Expr, rhs: sp.Expr) -> Callable[[dict], tuple[Any, Any]]:
-        return _compiled(sp.sympify(lhs, strict=True), sp.sympify(rhs, strict=True))
 
-    def flow(expr: sp.Expr) -> sp.Expr:
-        return LAM * sp.diff(expr, LAM)
+def _ev(lhs: sp.Expr, rhs: sp.Expr) -> Evaluator:
+    """The compiled evaluator of ``lhs`` (BRG side) and ``rhs`` (ERG side)."""
+    return _compiled(sp.sympify(lhs, strict=True), sp.sympify(rhs, strict=True))
 
-    def generic(expr: sp.Expr) -> sp.Expr:  # delta functions vanish at random (generic) points
-        return drop_deltas(expr)
 
-    compact = regulator.has_closed_form
-    out = [
+def _flow(expr: sp.Expr) -> sp.Expr:
+    r""":math:`\Lambda\partial_\Lambda` of ``expr``."""
+    return LAM * sp.diff(expr, LAM)
+
+
+def _generic(expr: sp.Expr) -> sp.Expr:
+    """``expr`` at generic points: delta functions vanish at random points."""
+    return drop_deltas(expr)
+
+
+def _cutoff_identities(c: _Pair) -> list[Identity]:
+    """The map between the sides: information shells are momentum shells, spectral density = propagator,
+    shell weight = cutoff function."""
+    bs, es = c.bs, c.es
+    return [
         Identity("cutoff-map", sp.Eq(sp.Symbol(r"I(p)/\Lambda"), (KCUT ** 2 + M ** 2) / (P ** 2 + M ** 2)),
                  "the readout Fisher derived from the likelihood, divided by the cutoff, is the inverse ratio "
                  "of kinetic eigenvalues at $k = k(\\Lambda)$: information shells are momentum shells",
-                 ev(bs.fisher / LAM, es.scale2(KCUT).subs(at) / es.kinetic()),
-                 symbolic=lambda: _cancels(bs.fisher / LAM, es.scale2(KCUT).subs(at) / es.kinetic())),
+                 _ev(bs.fisher / LAM, es.scale2(KCUT).subs(c.at) / es.kinetic()),
+                 symbolic=lambda: _cancels(bs.fisher / LAM, es.scale2(KCUT).subs(c.at) / es.kinetic())),
         Identity("spectral", sp.Eq(sp.Function("S")(P), 1 / sp.Function(r"\Gamma^{(2)}")(P)),
                  "the network's spectral density (readout prior as used by the BRG side) is the propagator "
                  "of the free scalar of the full network's dual action",
-                 ev(bs.spectral_density, G), symbolic=lambda: _cancels(bs.spectral_density, G)),
+                 _ev(bs.spectral_density, c.G), symbolic=lambda: _cancels(bs.spectral_density, c.G)),
         Identity("shell", sp.Eq(sp.Symbol(r"w(I(p),\Lambda)"), sp.Symbol(r"K\big((p^{2}+m^{2})/(k(\Lambda)^{2}+m^{2})\big)")),
                  "the BRG engine's shell weight (profile passed in as data) is the ERG cutoff function of the "
                  "kinetic eigenvalue: the one-parameter family of regulators matched term by term",
-                 ev(w, Kz)),
+                 _ev(c.w, c.Kz)),
+    ]
+
+
+def _two_point_identities(c: _Pair) -> list[Identity]:
+    """The stiff sector's two-point function, its flow and its vacuum energy's flow (Polchinski side)."""
+    return [
         Identity("two-point", sp.Eq(sp.Function(r"V_\Lambda")(P), sp.Function("C_{k(\\Lambda)}")(P)),
                  "stiff-sector two-point function (BRG) = Polchinski covariance (ERG) at $k(\\Lambda)$",
-                 ev(V, C), cites=("HKMS2024", "Polchinski1984")),
+                 _ev(c.V, c.C), cites=("HKMS2024", "Polchinski1984")),
         Identity("two-point-flow", sp.Eq(sp.Symbol(r"\Lambda\partial_\Lambda V_\Lambda(p)"),
                                          sp.Symbol(r"(\Lambda k'(\Lambda))\,\partial_kC_k(p)")),
                  "the flows of the two-point function as functions of $(p,\\Lambda)$: BRG differentiated in "
                  "$\\Lambda$, ERG from the engine's $s\\partial_s C$ (at generic $p$)",
-                 ev(generic(flow(V)), generic(lam_dk * es.covariance_flow(KCUT).subs(at)))),
+                 _ev(_generic(_flow(c.V)), _generic(c.lam_dk * c.es.covariance_flow(KCUT).subs(c.at)))),
         Identity("vacuum-flow", sp.Eq(sp.Symbol(r"\Lambda\partial_\Lambda\,\tfrac12\ln(2\pi V_\Lambda)"),
                                       sp.Symbol(r"(\Lambda k')\,\partial_kE_k")),
                  "the vacuum energy of the stiff mode's normalized dual action flows as the field-independent "
                  "part of the normalized Polchinski equation, $\\partial_kE_k = \\frac12\\partial_kC_k/C_k$",
-                 ev(generic(flow(bs.vacuum_energy())), generic(lam_dk * es.vacuum_flow(KCUT).subs(at))),
-                 region="stiff" if compact else "all"),
+                 _ev(_generic(_flow(c.bs.vacuum_energy())), _generic(c.lam_dk * c.es.vacuum_flow(KCUT).subs(c.at))),
+                 region="stiff" if c.regulator.has_closed_form else "all"),
+    ]
+
+
+def _flow_equation_identities(c: _Pair) -> list[Identity]:
+    """Polchinski's equation for the stiff sector; the removed sector as the Wetterich sector (its vacuum
+    flow only for a smooth shell: the sharp :math:`R_k\\to\\infty` limit has none off the shell)."""
+    bs, es, sharp = c.bs, c.es, c.regulator.is_sharp
+    out = [
         Identity("polchinski", sp.Eq(sp.Symbol(r"\mathcal P[S^{\rm BRG}_\Lambda; C_{k(\Lambda)}]"), 0),
                  "the BRG dual action $\\phi^2/(2V_\\Lambda)+\\frac12\\ln(2\\pi V_\\Lambda)$ (field-independent part "
                  "included) solves the ERG engine's Polchinski equation with the ERG covariance $C_{k(\\Lambda)}$, "
                  "RG time $\\ln\\Lambda$",
-                 ev(generic(es.polchinski_residual(bs.dual_action(PHI), PHI, C, LAM)), sp.S.Zero),
-                 region="stiff" if compact else "all", cites=("Polchinski1984",)),
+                 _ev(_generic(es.polchinski_residual(bs.dual_action(PHI), PHI, c.C, LAM)), sp.S.Zero),
+                 region="stiff" if c.regulator.has_closed_form else "all", cites=("Polchinski1984",)),
         Identity("wetterich-propagator", sp.Eq(sp.Symbol(r"S(p)-V_\Lambda(p)"),
                                                sp.Symbol(r"(\Gamma^{(2)}+R_{k(\Lambda)})^{-1}")),
                  "the field of the removed neurons is the Wetterich sector: its two-point function is the "
                  "IR-regulated propagator with the engine's $R_k = Zs^2r(z)$"
-                 + (" (sharp: the $R_k\\to\\infty$ limit)" if regulator.is_sharp else ""),
-                 ev(bs.removed_variance(), es.wetterich_propagator(KCUT).subs(at)), cites=("Wetterich1993", "Morris1994")),
-        Identity("wetterich-vacuum", sp.Eq(sp.Symbol(r"-\Lambda\partial_\Lambda\tfrac12\ln(2\pi(S-V_\Lambda))"),
-                                           sp.Symbol(r"(\Lambda k')\,\partial_k\Omega_k")),
-                 "the free energy of the removed sector flows as the Wetterich vacuum term "
-                 "$\\partial_k\\Omega_k = \\frac12\\partial_kR_k/(\\Gamma^{(2)}+R_k)$",
-                 ev(generic(flow(bs.removed_free_energy())), generic(lam_dk * es.wetterich_vacuum_flow(KCUT).subs(at))),
-                 region="sloppy" if regulator.is_sharp else "all", cites=("Wetterich1993",)),
-        Identity("prior-split", sp.Eq(sp.Symbol(r"V^{\rm prior}_\Lambda(p)"),
-                                      sp.Symbol(r"C_{k(\Lambda)}(p) + (\Gamma^{(2)}+R_{k(\Lambda)})^{-1}(p)")),
-                 "the paper's prescription (sloppy weights resampled from the prior; BRG engine, untrained network) "
-                 "is the Wilsonian split: the low-mode theory plus an independent high-mode field, whose "
-                 "propagators (Polchinski, Wetterich) add up to the full one",
-                 ev(bs.prior_variance(), C + es.wetterich_propagator(KCUT).subs(at))),
+                 + (" (sharp: the $R_k\\to\\infty$ limit)" if sharp else ""),
+                 _ev(bs.removed_variance(), es.wetterich_propagator(KCUT).subs(c.at)),
+                 cites=("Wetterich1993", "Morris1994")),
     ]
-    if regulator.is_sharp:  # the R_k -> oo limit has no vacuum flow off the shell: nothing to compare
-        out = [i for i in out if i.name != "wetterich-vacuum"]
+    if not sharp:
+        out.append(Identity(
+            "wetterich-vacuum", sp.Eq(sp.Symbol(r"-\Lambda\partial_\Lambda\tfrac12\ln(2\pi(S-V_\Lambda))"),
+                                      sp.Symbol(r"(\Lambda k')\,\partial_k\Omega_k")),
+            "the free energy of the removed sector flows as the Wetterich vacuum term "
+            "$\\partial_k\\Omega_k = \\frac12\\partial_kR_k/(\\Gamma^{(2)}+R_k)$",
+            _ev(_generic(_flow(bs.removed_free_energy())), _generic(c.lam_dk * es.wetterich_vacuum_flow(KCUT).subs(c.at))),
+            region="all", cites=("Wetterich1993",)))
+    return out
+
+
+def _prior_split_identity(c: _Pair) -> Identity:
+    """The paper's prior-resampling prescription is the Wilsonian split (untrained network)."""
+    return Identity("prior-split", sp.Eq(sp.Symbol(r"V^{\rm prior}_\Lambda(p)"),
+                                         sp.Symbol(r"C_{k(\Lambda)}(p) + (\Gamma^{(2)}+R_{k(\Lambda)})^{-1}(p)")),
+                    "the paper's prescription (sloppy weights resampled from the prior; BRG engine, untrained "
+                    "network) is the Wilsonian split: the low-mode theory plus an independent high-mode field, whose "
+                    "propagators (Polchinski, Wetterich) add up to the full one",
+                    _ev(c.bs.prior_variance(), c.C + c.es.wetterich_propagator(KCUT).subs(c.at)))
+
+
+def _coincident_evaluator(c: _Pair) -> Evaluator:
+    r"""(BRG, ERG) flow of the coincident kernel at a point: a central difference in :math:`\Lambda` of the
+    BRG side's :math:`d`-dimensional trace against the ERG engine's radial trace of :math:`\partial_kC_k`."""
     measure = sphere_area(D) / (2 * sp.pi) ** D
 
-    def coincident(v: dict) -> tuple[Any, Any]:
+    def coincident(v: Point) -> tuple[Value, Value]:
         dim = int(v[D])
         nums = {s: x for s, x in v.items() if s not in (P, LAM, PHI, D)}
-        Vn = V.subs(nums).subs(D, dim)
+        Vn = c.V.subs(nums).subs(D, dim)
         meas = mpmath.mpf(sp.N(measure.subs(D, dim), 40))
         upper = nums[R]
 
-        def kernel(lam: Any) -> Any:
+        def kernel(lam: mpmath.mpf) -> mpmath.mpf:
             return meas * _quad(Vn.subs(LAM, sp.Float(lam, 45)) * P ** (dim - 1), upper)
         with mpmath.workdps(40):
             lam0, h = mpmath.mpf(v[LAM]), mpmath.mpf("1e-10")
             lhs = lam0 * (kernel(lam0 + h) - kernel(lam0 - h)) / (2 * h)
-        kv = kl.subs(nums).subs(LAM, v[LAM])
-        rhs = lam_dk.subs(nums).subs(LAM, v[LAM]) * radial_trace(
-            es.covariance_flow(KCUT).subs(nums).subs(KCUT, kv), P, dim, upper)
+        kv = c.k.subs(nums).subs(LAM, v[LAM])
+        rhs = c.lam_dk.subs(nums).subs(LAM, v[LAM]) * radial_trace(
+            c.es.covariance_flow(KCUT).subs(nums).subs(KCUT, kv), P, dim, upper)
         return lhs, rhs
-    out.append(Identity("coincident-flow", sp.Eq(sp.Symbol(r"\Lambda\partial_\Lambda\langle\phi(x)^2\rangle_\Lambda"),
-                                                 sp.Symbol(r"(\Lambda k')\int\frac{d^dp}{(2\pi)^d}\partial_kC_k(p)")),
-                        "in $d$ dimensions the coincident kernel of the coarse-grained network (BRG, differentiated "
-                        "in $\\Lambda$) flows by the trace of the ERG flow of the covariance (delta functions of "
-                        "compact cutoffs integrated exactly; central difference in $\\Lambda$, relative tolerance "
-                        "1e-15)", coincident, tolerance=1e-15))
-    if regulator.is_sharp:
-        def engine(v: dict) -> tuple[Any, Any]:
-            nums = {s: float(x) for s, x in v.items() if s not in (P, PHI, D)}
-            kv = float(kl.subs(v))
-            momenta = [0.3 * kv, 0.7 * kv, 0.99 * kv, 1.01 * kv, 1.5 * kv, 0.9 * nums[R]]
-            got = engine_stiff_variances(bs, momenta, nums[LAM], {s: x for s, x in nums.items() if s != LAM})
-            Cn = C.subs({s: x for s, x in v.items() if s is not P})
-            want = [float(Cn.subs(P, q)) for q in momenta]
-            top = max(want)
-            return sp.Float(top + sum(abs(g - x) for g, x in zip(got, want)), 30), sp.Float(top, 30)
-        out.append(Identity("engine", sp.Eq(sp.Symbol(r"\mathrm{diag}\,C^{\rm coarse\_grain}_\Lambda"),
-                                            sp.Symbol(r"C_{k(\Lambda)}(p_j)")),
-                            "the numeric engine (symbrg.rg.brg.coarse_grain, diagonal Fisher, point-mass prior: "
-                            "the removed prescription) on six neurons straddling the shell gives the ERG "
-                            "covariances (float64, relative tolerance 1e-12)", engine, tolerance=1e-12))
-        high = es.wetterich_propagator(KCUT).subs(at)
+    return coincident
 
-        def split(v: dict) -> tuple[Any, Any]:
-            nums = {s: float(x) for s, x in v.items() if s not in (P, PHI, D)}
-            kv = float(kl.subs(v))
-            momenta = [0.3 * kv, 0.7 * kv, 0.99 * kv, 1.01 * kv, 1.5 * kv, 0.9 * nums[R]]
-            mean, cov, mean_star, cov_star = engine_prior_split(
-                bs, momenta, nums[LAM], {s: x for s, x in nums.items() if s != LAM}, int(v[D]))
-            low = np.array([q < kv for q in momenta])          # the ERG side's low modes, p < k
-            hn = high.subs({s: x for s, x in v.items() if s is not P})
-            want_cov = np.diag([0.0 if lo else float(hn.subs(P, q)) for q, lo in zip(momenta, low)])
-            want_cov[np.ix_(low, low)] = cov_star[np.ix_(low, low)]
-            want_mean = np.where(low, mean_star, 0.0)
-            top = float(np.max(np.abs(want_cov)))
-            gap = float(np.abs(cov - want_cov).sum() + np.abs(mean - want_mean).sum())
-            return sp.Float(top + gap, 30), sp.Float(top, 30)
-        out.append(Identity("prior-split-trained", sp.Eq(sp.Symbol(r"\pi^{\rm prior}_\Lambda[\pi_*]"),
-                                                         sp.Symbol(r"\pi_*|_{p<k}\otimes\mathcal N(0,(\Gamma^{(2)}+R_k)^{-1})")),
-                            "the paper's prescription on a trained network (the numeric engine, six neurons "
-                            "straddling the shell, a posterior that correlates them) is the Wilsonian split: the "
-                            "trained low modes $p<k(\\Lambda)$ unchanged, and an independent high-mode field (zero "
-                            "cross-covariance, zero mean) with the Wetterich propagator; with the untrained network "
-                            "this is \\eqref{eq:prior-split} (float64, relative tolerance 1e-12)", split,
-                            tolerance=1e-12))
+
+def _coincident_identity(c: _Pair) -> Identity:
+    """The coincident kernel's flow in :math:`d` dimensions (BRG) = the trace of the ERG covariance flow."""
+    return Identity("coincident-flow", sp.Eq(sp.Symbol(r"\Lambda\partial_\Lambda\langle\phi(x)^2\rangle_\Lambda"),
+                                             sp.Symbol(r"(\Lambda k')\int\frac{d^dp}{(2\pi)^d}\partial_kC_k(p)")),
+                    "in $d$ dimensions the coincident kernel of the coarse-grained network (BRG, differentiated "
+                    "in $\\Lambda$) flows by the trace of the ERG flow of the covariance (delta functions of "
+                    "compact cutoffs integrated exactly; central difference in $\\Lambda$, relative tolerance "
+                    "1e-15)", _coincident_evaluator(c), tolerance=1e-15)
+
+
+def _straddling(v: Point, k: sp.Expr) -> tuple[dict[sp.Symbol, float], float, list[float]]:
+    """Float values of the point's parameters, :math:`k(\\Lambda)` there, and six momenta straddling the shell."""
+    nums = {s: float(x) for s, x in v.items() if s not in (P, PHI, D)}
+    kv = float(k.subs(v))
+    return nums, kv, [0.3 * kv, 0.7 * kv, 0.99 * kv, 1.01 * kv, 1.5 * kv, 0.9 * nums[R]]
+
+
+def _engine_evaluator(c: _Pair) -> Evaluator:
+    """(``top + gap``, ``top``): the numeric engine's stiff variances against the ERG covariances."""
+    def engine(v: Point) -> tuple[Value, Value]:
+        nums, _, momenta = _straddling(v, c.k)
+        got = engine_stiff_variances(c.bs, momenta, nums[LAM], {s: x for s, x in nums.items() if s != LAM})
+        Cn = c.C.subs({s: x for s, x in v.items() if s is not P})
+        want = [float(Cn.subs(P, q)) for q in momenta]
+        top = max(want)
+        return sp.Float(top + sum(abs(g - x) for g, x in zip(got, want)), 30), sp.Float(top, 30)
+    return engine
+
+
+def _split_evaluator(c: _Pair) -> Evaluator:
+    """(``top + gap``, ``top``): the numeric engine's prior prescription on a trained network against the
+    trained low modes and the Wetterich propagator of the high ones."""
+    high = c.es.wetterich_propagator(KCUT).subs(c.at)
+
+    def split(v: Point) -> tuple[Value, Value]:
+        nums, kv, momenta = _straddling(v, c.k)
+        mean, cov, mean_star, cov_star = engine_prior_split(
+            c.bs, momenta, nums[LAM], {s: x for s, x in nums.items() if s != LAM}, int(v[D]))
+        low = np.array([q < kv for q in momenta])          # the ERG side's low modes, p < k
+        hn = high.subs({s: x for s, x in v.items() if s is not P})
+        want_cov = np.diag([0.0 if lo else float(hn.subs(P, q)) for q, lo in zip(momenta, low)])
+        want_cov[np.ix_(low, low)] = cov_star[np.ix_(low, low)]
+        want_mean = np.where(low, mean_star, 0.0)
+        top = float(np.max(np.abs(want_cov)))
+        gap = float(np.abs(cov - want_cov).sum() + np.abs(mean - want_mean).sum())
+        return sp.Float(top + gap, 30), sp.Float(top, 30)
+    return split
+
+
+def _engine_identities(c: _Pair) -> list[Identity]:
+    """The numeric BRG engine (sharp shell only): removed prescription, and the prior one on a trained net."""
+    return [
+        Identity("engine", sp.Eq(sp.Symbol(r"\mathrm{diag}\,C^{\rm coarse\_grain}_\Lambda"),
+                                 sp.Symbol(r"C_{k(\Lambda)}(p_j)")),
+                 "the numeric engine (symbrg.rg.brg.coarse_grain, diagonal Fisher, point-mass prior: "
+                 "the removed prescription) on six neurons straddling the shell gives the ERG "
+                 "covariances (float64, relative tolerance 1e-12)", _engine_evaluator(c), tolerance=1e-12),
+        Identity("prior-split-trained", sp.Eq(sp.Symbol(r"\pi^{\rm prior}_\Lambda[\pi_*]"),
+                                              sp.Symbol(r"\pi_*|_{p<k}\otimes\mathcal N(0,(\Gamma^{(2)}+R_k)^{-1})")),
+                 "the paper's prescription on a trained network (the numeric engine, six neurons "
+                 "straddling the shell, a posterior that correlates them) is the Wilsonian split: the "
+                 "trained low modes $p<k(\\Lambda)$ unchanged, and an independent high-mode field (zero "
+                 "cross-covariance, zero mean) with the Wetterich propagator; with the untrained network "
+                 "this is \\eqref{eq:prior-split} (float64, relative tolerance 1e-12)", _split_evaluator(c),
+                 tolerance=1e-12),
+    ]
+
+
+def _identities(d: Dim, regulator: Regulator, mutation: str | None) -> list[Identity]:
+    """Every compared identity, in the order of the derivation document (the engine's last, sharp shell only)."""
+    c = _pair(d, regulator, mutation)
+    out = [*_cutoff_identities(c), *_two_point_identities(c), *_flow_equation_identities(c),
+           _prior_split_identity(c), _coincident_identity(c)]
+    if regulator.is_sharp:
+        out += _engine_identities(c)
     return out
 
 
 _ARGS = (T, N, NOISE, M, R, SIGMA, PHI, LAM, P)
 
 
-def _mp(expr: sp.Expr) -> Callable[..., Any]:
+def _mp(expr: sp.Expr) -> Callable[..., Value]:
     """An mpmath function of :data:`_ARGS`; steps as ``Piecewise`` (``Heaviside(0)`` is never sampled)."""
     pw = expr.replace(sp.Heaviside, lambda *a: sp.Piecewise((1, a[0] > 0), (0, True)))
     if pw.has(sp.zoo, sp.nan, sp.oo, -sp.oo):  # e.g. 1/(1 - Theta) of a mutated side: evaluate by substitution
@@ -356,17 +470,17 @@ def _mp(expr: sp.Expr) -> Callable[..., Any]:
 
 
 @lru_cache(maxsize=512)
-def _compiled(lhs: sp.Expr, rhs: sp.Expr) -> Callable[[dict], tuple[Any, Any]]:
+def _compiled(lhs: sp.Expr, rhs: sp.Expr) -> Evaluator:
     f, g = _mp(lhs), _mp(rhs)
 
-    def evaluate(v: dict) -> tuple[Any, Any]:
+    def evaluate(v: Point) -> tuple[Value, Value]:
         with mpmath.workdps(30):
             args = [mpmath.mpf(v[s]) for s in _ARGS]
             return f(*args), g(*args)
     return evaluate
 
 
-def _quad(expr: sp.Expr, upper: Any) -> Any:
+def _quad(expr: sp.Expr, upper: sp.Expr) -> mpmath.mpf:
     """:math:`\\int_0^R` of an expression in :data:`P` with steps as breakpoints (BRG side's quadrature)."""
     breaks = set()
     for step in expr.atoms(sp.Heaviside):
@@ -380,7 +494,7 @@ def _quad(expr: sp.Expr, upper: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------ driver
-def certify(dim: Any = 3, regulator: Regulator | str = "sharp", *, points: int = 4, mutate: str | None = None,
+def certify(dim: DimLike = 3, regulator: Regulator | str = "sharp", *, points: int = 4, mutate: str | None = None,
             mutations: bool = True, seed: int = 0) -> Certificate:
     r"""Build and check the certificate for dimension ``dim`` (an integer >= 1, or ``"d"``: traces are then
     checked at d = 1..4) and a ``regulator`` (:class:`~symbrg.rg.regulators.Sharp`, ``Litim`` or
@@ -397,13 +511,23 @@ def certify(dim: Any = 3, regulator: Regulator | str = "sharp", *, points: int =
             raise Unsupported("mutate", f"{mutate!r} mutates the prescription on a trained network, which the "
                                         "engine defines for the sharp shell only")
     dims = (1, 2, 3, 4) if d == D else (int(d),)
-    dn = "d" if d == D else str(d)
 
     def run(mutation: str | None) -> list[tuple[Identity, Verification]]:
         ids = _identities(d, regulator, mutation)
         return [(i, _check(i, points if i.name != "coincident-flow" else max(2, min(points, len(dims) * 2)),
                            seed, dims)) for i in ids]
     results = run(mutate)
+    cert = Certificate(_document(d, regulator, mutate, results), [_row(i.name, v) for i, v in results],
+                       mutated=mutate)
+    if mutate is None and mutations:
+        cert.mutations.extend(_mutation_rows(run, regulator))
+    return cert
+
+
+def _document(d: Dim, regulator: Regulator, mutate: str | None,
+              results: list[tuple[Identity, Verification]]) -> Derivation:
+    """The derivation: the two sides and the map, one step per checked identity, the broad-input remark."""
+    dn = "d" if d == D else str(d)
     dv = Derivation(f"BRG coarse graining of the generalized cos-net is the exact RG of a free scalar "
                     f"(d = {dn}, {regulator} shell)" + (f" [mutation: {mutate}]" if mutate else ""),
                     "Two sides that share only the architecture: the BRG side (readout Fisher from the "
@@ -417,6 +541,12 @@ def certify(dim: Any = 3, regulator: Regulator | str = "sharp", *, points: int =
     for ident, ver in results:
         dv.step(ident.statement, ident.justification.rstrip(".") + ".", f"eq:{ident.name}", verification=ver,
                 cites=ident.cites)
+    _broad_input_remark(dv)
+    return dv
+
+
+def _broad_input_remark(dv: Derivation) -> None:
+    """The assumption of broad inputs, with its measured violation for Gaussian inputs."""
     dv.step(sp.Eq(sp.Symbol(r"\sup_c|\mathbb E_x\cos^2(b\cdot x+c)-\tfrac12|/\tfrac12"),
                   sp.exp(-2 * P ** 2 * SX ** 2)),
             "assumption: broad inputs. For $x\\sim\\mathcal N(0,s_x^2)$ the Fisher of the neuron $(b, c)$ depends "
@@ -425,17 +555,19 @@ def certify(dim: Any = 3, regulator: Regulator | str = "sharp", *, points: int =
             "the broad-input one by " + ", ".join(f"{v:.1e} at $s_x = {s:g}$" for s, v in broad_input_violation())
             + " (about $2\\times10^{-4}/s_x$ for large $s_x$: the low frequencies always feel the phase).",
             "rem:broad-inputs")
-    rows = [_row(i.name, v) for i, v in results]
-    cert = Certificate(dv, rows, mutated=mutate)
-    if mutate is None and mutations:
-        for name, desc in MUTATIONS.items():
-            if name in SHARP_ONLY and not regulator.is_sharp:
-                continue
-            mres = run(name)
-            falsified = [i.name for i, v in mres if not v.verified]
-            cert.mutations.append({"name": name, "description": desc,
-                                   "verified": not falsified, "falsified": falsified})
-    return cert
+
+
+def _mutation_rows(run: Callable[[str | None], list[tuple[Identity, Verification]]],
+                   regulator: Regulator) -> list[MutationRow]:
+    """Run every named mutation (those defined for the shell) and record which identities each falsifies."""
+    rows: list[MutationRow] = []
+    for name, desc in MUTATIONS.items():
+        if name in SHARP_ONLY and not regulator.is_sharp:
+            continue
+        mres = run(name)
+        falsified = [i.name for i, v in mres if not v.verified]
+        rows.append({"name": name, "description": desc, "verified": not falsified, "falsified": falsified})
+    return rows
 
 
 @lru_cache(maxsize=1)
@@ -448,6 +580,6 @@ def broad_input_violation(widths: tuple[float, ...] = (0.5, 1.0, 2.0, 8.0, 40.0)
                                   - broad).max())) for s in widths)
 
 
-def _row(name: str, v: Verification) -> dict:
+def _row(name: str, v: Verification) -> IdentityRow:
     return {"name": name, "symbolic_zero": v.symbolic_zero, "max_abs_numeric": v.max_abs_error,
             "verified": v.verified, "points": v.points, "dps": v.dps}

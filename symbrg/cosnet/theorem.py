@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
@@ -28,6 +28,7 @@ from symbrg.core.identities import simplifies_to_zero, verify
 from symbrg.core.parsing import as_expression
 from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.symbols import symbol, symbols
+from symbrg.core.types import ExprLike
 from symbrg.cosnet.theory import (
     DATA_DENSITY,
     DIM,
@@ -38,6 +39,7 @@ from symbrg.cosnet.theory import (
     SIGMA,
     SX,
     D,
+    DimLike,
     M,
     N,
     P,
@@ -47,6 +49,9 @@ from symbrg.cosnet.theory import (
     generalized_cosnet,
 )
 from symbrg.rg import erg
+
+if TYPE_CHECKING:
+    from symbrg.cosnet.certificate import IdentityRow
 
 __all__ = ["cosnet_erg_certificate", "identity_table", "normalize_steps", "FISHER_SCALE", "DOMAIN",
            "REFERENCES"]
@@ -155,7 +160,7 @@ def _cancel(expr: sp.Expr) -> sp.Expr:
         return expr
 
 
-def _verify(lhs: Any, rhs: Any = 0, *, domain: dict | None = None, points: int = 6, dps: int = 30,
+def _verify(lhs: ExprLike, rhs: ExprLike = 0, *, domain: dict | None = None, points: int = 6, dps: int = 30,
             stiff_only: bool = False) -> Verification:
     """check_identity, made able to decide step functions and integrals (module docstring).
 
@@ -202,7 +207,7 @@ def _fisher() -> sp.Expr:
 
 
 # ------------------------------------------------------------------------------ the certificate
-def cosnet_erg_certificate(dim: Any = 3, regulator: str = "sharp", *, points: int = 4,
+def cosnet_erg_certificate(dim: DimLike = 3, regulator: str = "sharp", *, points: int = 4,
                            mutate: str | None = None) -> Derivation:
     r"""The falsifiable proof certificate (:func:`symbrg.cosnet.certificate.certify`) for dimension ``dim``
     (an integer >= 1 or ``"d"``) and a regulator (``sharp``, ``litim``, ``exponential``), as a
@@ -251,7 +256,7 @@ def _state_theorem(dv: Derivation, regulator: str) -> None:
         proof=tuple(p for p in _PROOF if p in labels))
 
 
-def identity_table(dv: Derivation) -> list[dict[str, Any]]:
+def identity_table(dv: Derivation) -> list[IdentityRow]:
     """One row per checked identity: ``name``, ``symbolic_zero``, ``max_abs_numeric``, ``verified``, ``points``."""
     return [{"name": s.label.removeprefix("eq:"), "symbolic_zero": s.verification.symbolic_zero,
              "max_abs_numeric": s.verification.max_abs_error, "verified": s.verification.verified,

@@ -57,9 +57,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 import mpmath
 import numpy as np
@@ -72,9 +72,11 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
-from symbrg.core.types import Number
+from symbrg.core.types import ArrayLike, ExprLike, NDArray, Number
 
 if TYPE_CHECKING:
+    from sympy.printing.latex import LatexPrinter
+
     from symbrg.core.derivation import Derivation
 
 __all__ = [
@@ -86,8 +88,17 @@ __all__ = [
     "free_propagator", "coarse_grained_kernel", "continuum_propagator_expr",
     "momentum_cutoff", "information_cutoff", "momentum_cutoff_expr", "information_shell",
     "parametrization_caveat", "posterior_mass2", "posterior_mass2_expr", "DATA_DENSITY",
-    "sample_cosnet", "sample_frequencies",
+    "sample_cosnet", "sample_frequencies", "Dim", "DimLike", "Inputs",
 ]
+
+#: The dimension of a cos-net theory once parsed (:func:`_dim`): an integer >= 1, or the symbol :data:`D`.
+Dim: TypeAlias = "int | sp.Symbol"
+#: A dimension as a caller may give it: a :data:`Dim`, or text (an integer, or ``"d"`` for :data:`D`).
+DimLike: TypeAlias = "int | sp.Symbol | str"
+#: The input distribution of :meth:`CosNet.brg_kernel`: ``"broad"``, or ``("gaussian", s_x)``.
+Inputs: TypeAlias = "str | tuple[str, Number]"
+#: A float64 array (kernels, Gram matrices, quadrature nodes and weights).
+FloatArray: TypeAlias = "NDArray[np.float64]"
 
 # --------------------------------------------------------------------------------------------------
 # Symbols (one set, shared with symbrg.cosnet.theorem)
@@ -130,12 +141,12 @@ def uv_cutoff_function(name: str) -> sp.Expr:
     return R.K(_X)
 
 
-def ball_volume(dim: Any, radius: Any = R) -> sp.Expr:
+def ball_volume(dim: Dim, radius: Number = R) -> sp.Expr:
     r""":math:`\mathrm{vol}(B_R) = \pi^{d/2}R^d/\Gamma(d/2+1)` (d an integer or a symbol)."""
     return sp.pi ** (sp.S(dim) / 2) * radius ** dim / sp.gamma(sp.S(dim) / 2 + 1)
 
 
-def sphere_area(dim: Any) -> sp.Expr:
+def sphere_area(dim: Dim) -> sp.Expr:
     r""":math:`S_{d-1} = 2\pi^{d/2}/\Gamma(d/2)`, the area of the unit sphere in :math:`\mathbb R^d`."""
     return 2 * sp.pi ** (sp.S(dim) / 2) / sp.gamma(sp.S(dim) / 2)
 
@@ -144,7 +155,7 @@ def sphere_area(dim: Any) -> sp.Expr:
 DIM = Limit("cosnet_dim", 100, "dimension of a cos-net theory (its certificate and frequency integrals)")
 
 
-def _dim(dim: Any) -> Any:
+def _dim(dim: DimLike) -> Dim:
     if isinstance(dim, sp.Symbol) or (isinstance(dim, str) and dim.strip() == "d"):
         return D
     if isinstance(dim, str):
@@ -157,7 +168,7 @@ def _dim(dim: Any) -> Any:
     return d
 
 
-def _mass(m: Any) -> Any:
+def _mass(m: Number) -> Number:
     return nonnegative("m", m)
 
 
@@ -186,7 +197,7 @@ class FrequencyDensity:
             raise Unsupported("frequencies", "an unbounded frequency density must be Gaussian")
         return 14.0 * math.sqrt(float(self.gaussian_variance))
 
-    def normalization(self, dim: Any) -> sp.Expr:
+    def normalization(self, dim: Dim) -> sp.Expr:
         r""":math:`\mathcal N = \int d^db\,\rho(|b|) = S_{d-1}\int_0^{R}p^{d-1}\rho(p)\,dp`."""
         if self.gaussian_variance is not None:
             return (2 * sp.pi * self.gaussian_variance) ** (sp.S(dim) / 2) * \
@@ -198,24 +209,24 @@ class FrequencyDensity:
         return sphere_area(dim) * (radial if val.has(sp.Integral) else sp.simplify(val))
 
 
-def gaussian_frequencies(sigma_w: Any, dim: Any) -> FrequencyDensity:
+def gaussian_frequencies(sigma_w: Number, dim: Dim) -> FrequencyDensity:
     r""":math:`b\sim\mathcal N(0, (\sigma_w^2/d)\mathbb 1_d)` (the neural-tangents / Halverson convention)."""
     var = sp.nsimplify(positive("sigma_w", sigma_w)) ** 2 / sp.S(dim)
     return FrequencyDensity("gaussian", sp.exp(-P ** 2 / (2 * var)), sp.oo, var)
 
 
-def ball_frequencies(radius: Any) -> FrequencyDensity:
+def ball_frequencies(radius: Number) -> FrequencyDensity:
     """:math:`b` uniform in the ball of radius ``radius``."""
     return FrequencyDensity("ball", sp.Integer(1), sp.nsimplify(positive("R", radius)))
 
 
-def propagator_frequencies(radius: Any, m: Any) -> FrequencyDensity:
+def propagator_frequencies(radius: Number, m: Number) -> FrequencyDensity:
     r""":math:`\rho(b)\propto 1/(b^2+m^2)` on the ball of radius ``radius``."""
     m = sp.nsimplify(_mass(m))
     return FrequencyDensity("propagator", 1 / (P ** 2 + m ** 2), sp.nsimplify(positive("R", radius)))
 
 
-def radial_frequencies(density: sp.Expr, radius: Any, name: str = "radial") -> FrequencyDensity:
+def radial_frequencies(density: sp.Expr, radius: Number, name: str = "radial") -> FrequencyDensity:
     r"""A user radial density :math:`\rho(p)` (sympy expression in :data:`P`, >= 0) on the ball of
     radius ``radius`` (finite: sampling tabulates its radial CDF)."""
     expr = _in_momentum("density", density)
@@ -225,7 +236,7 @@ def radial_frequencies(density: sp.Expr, radius: Any, name: str = "radial") -> F
     return FrequencyDensity(name, expr, sp.nsimplify(positive("radius", radius)))
 
 
-def _in_momentum(argument: str, value: Any) -> sp.Expr:
+def _in_momentum(argument: str, value: ExprLike) -> sp.Expr:
     """A user function of the momentum: its symbol named ``p`` (any assumptions) becomes :data:`P`
     (text is refused)."""
     if isinstance(value, str):
@@ -266,11 +277,11 @@ class CosNet:
     :class:`FrequencyDensity`; readout_scale: :math:`s(p)` (sympy in :data:`P`, default 1);
     sigma_a: readout-weight standard deviation; sigma_bias: readout-bias standard deviation.
     """
-    dim: Any
+    dim: Dim
     frequencies: FrequencyDensity
     readout_scale: sp.Expr = sp.Integer(1)
-    sigma_a: Any = sp.Integer(1)
-    sigma_bias: Any = sp.Integer(0)
+    sigma_a: Number = sp.Integer(1)
+    sigma_bias: Number = sp.Integer(0)
     name: str = "cosnet"
 
     def __post_init__(self) -> None:
@@ -281,7 +292,7 @@ class CosNet:
 
     # ---- the neuron ----------------------------------------------------------------------------
     @cached_property
-    def _readout_scale_numeric(self) -> Callable[[np.ndarray], Any]:
+    def _readout_scale_numeric(self) -> Callable[[FloatArray], ArrayLike]:
         return codegen.lambdify(self.readout_scale, [P], "numpy")
 
     def neuron_scales(self, b: np.ndarray, values: dict | None = None) -> np.ndarray:
@@ -394,7 +405,7 @@ class CosNet:
         return dv
 
     # ---- numbers -------------------------------------------------------------------------------
-    def _input_pair(self, X1: np.ndarray, X2: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _input_pair(self, X1: ArrayLike, X2: ArrayLike | None) -> tuple[FloatArray, FloatArray]:
         """The two input sets as (n, dim) float arrays (a 1-D array is n points in one dimension);
         ``X2=None`` is ``X1``."""
         d = int(self.dim)
@@ -407,8 +418,8 @@ class CosNet:
                 raise InvalidArgument(name, f"inputs must have {d} columns, got {arr.shape[1]}")
         return A, B
 
-    def kernel(self, X1: Any, X2: Any = None, *, cutoff: float | None = None, regulator: str = "sharp",
-               T: float = 1.0, noise: float = 1.0, width: float = 1.0) -> np.ndarray:
+    def kernel(self, X1: ArrayLike, X2: ArrayLike | None = None, *, cutoff: float | None = None, regulator: str = "sharp",
+               T: float = 1.0, noise: float = 1.0, width: float = 1.0) -> FloatArray:
         r"""The Gram matrix :math:`K(x_i - y_j)` in float64, or with ``cutoff`` :math:`\Lambda` the
         coarse-grained kernel :math:`\sigma_\beta^2 + \int\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}w(I(p),\Lambda)S(p)`
         (stiff sector; BRG shell weight :math:`w`, phase-averaged readout Fisher with ``T`` data, noise
@@ -441,9 +452,9 @@ class CosNet:
         flat, inverse = np.unique(r, return_inverse=True)
         return bias + _radial_quadrature(flat, upper, f, breaks, weight)[inverse].reshape(r.shape)
 
-    def brg_kernel(self, X1: Any, X2: Any = None, cutoff: float = 0.0, *, inputs: Any = "broad",
-                   observations: float = 1.0, noise: float = 1.0, width: float = 1.0,
-                   prescription: str = "removed", pairs: bool = False) -> np.ndarray:
+    def brg_kernel(self, X1: ArrayLike, X2: ArrayLike | None = None, cutoff: float = 0.0, *,
+                   inputs: Inputs = "broad", observations: float = 1.0, noise: float = 1.0, width: float = 1.0,
+                   prescription: str = "removed", pairs: bool = False) -> FloatArray:
         r"""The :math:`N\to\infty` kernel of the stiff sector at information cutoff :math:`\Lambda` (sharp shell),
         with the *phase-resolved* readout Fisher
         :math:`I(b,c) = \frac{T}{N\sigma_\epsilon^2}s(|b|)^2\,\mathbb E_x[\cos^2(b\cdot x+c)]`.
@@ -466,11 +477,41 @@ class CosNet:
         :math:`a = \pm1` (cosine-mapped panels, so the :math:`\sqrt{}` behaviour of :math:`\alpha` there costs no
         accuracy), vectorized over distances in blocks; agrees with adaptive mpmath quadrature to about 1e-12.
         """
-        d = int(self.dim)
         A, B = self._input_pair(X1, X2)
+        shell = _StiffShell.parse(cutoff, inputs, observations, noise, width, prescription)  # argument checks
+        quad = _StiffQuadrature.setup(self, shell)                                           # quadrature setup
+        diff, summ = _pair_offsets(A, B, pairs)                                              # evaluation
+        out = quad.radial(np.sqrt((diff ** 2).sum(-1)), lambda a: a)
+        if shell.sx is not None and shell.removed:
+            out = out + quad.radial(np.sqrt((summ ** 2).sum(-1)), np.sin)
+        return float(self.sigma_bias) ** 2 + out
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def sample(self, X: ArrayLike, members: int, width: int, seed: int = 0,
+               **kw: Any) -> FloatArray | tuple[FloatArray, FloatArray | None]:
+        """Shorthand for :func:`sample_cosnet` (``self`` as the architecture)."""
+        # kw: Any, because the keywords are heterogeneous (cutoff, T, ... floats; regulator str; block int;
+        # return_fisher bool), each checked by sample_cosnet.
+        return sample_cosnet(self, X, members, width, seed=seed, **kw)
+
+
+@dataclass(frozen=True)
+class _StiffShell:
+    r"""The checked arguments of :meth:`CosNet.brg_kernel`: the cutoff :math:`\Lambda`, the Fisher scale
+    :math:`T/(N\sigma_\epsilon^2)`, the Gaussian input width :math:`s_x` (``None``: broad inputs) and whether
+    the prescription is ``"removed"`` (else ``"prior"``)."""
+    lam: Number
+    scale: Number
+    sx: Number | None
+    removed: bool
+
+    @staticmethod
+    def parse(cutoff: float, inputs: Inputs, observations: float, noise: float, width: float,
+              prescription: str) -> _StiffShell:
+        """Check the arguments in the order :meth:`CosNet.brg_kernel` documents them."""
         lam = nonnegative("cutoff", cutoff)
         from symbrg.rg.brg import Prescription
-        prescription = Prescription.parse(prescription, "prescription", (Prescription.REMOVED, Prescription.PRIOR))
+        parsed = Prescription.parse(prescription, "prescription", (Prescription.REMOVED, Prescription.PRIOR))
         if inputs == "broad":
             sx = None
         elif isinstance(inputs, tuple) and len(inputs) == 2 and inputs[0] == "gaussian":
@@ -478,56 +519,74 @@ class CosNet:
         else:
             raise InvalidArgument("inputs", f"expected 'broad' or ('gaussian', s_x), got {inputs!r}")
         scale = positive("observations", observations) / (positive("width", width) * positive("noise", noise) ** 2)
-        fr = self.frequencies
-        upper = fr.integration_limit
-        dens = codegen.lambdify(self.spectral_density, [P], "numpy")
-        s2 = codegen.lambdify(self.readout_scale ** 2, [P], "numpy")
-        measure = float(sphere_area(d) / (2 * sp.pi) ** d)
-
-        def level(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """(2q - 1, g): the neuron is stiff iff g cos 2c >= 2q - 1."""
-            q = lam / (scale * np.broadcast_to(np.asarray(s2(p), float), np.shape(p)))
-            return 2 * q - 1, (np.zeros_like(q) if sx is None else np.exp(-2 * p ** 2 * sx ** 2))
-
-        breaks: tuple[float, ...] = ()
-        if prescription is Prescription.REMOVED:
-            breaks = tuple(sorted(set(_level_crossings(lambda p: np.subtract(*level(p)), upper, geometric=True))
-                                  | set(_level_crossings(lambda p: np.add(*level(p)), upper, geometric=True))))
-
-        def alpha(p: np.ndarray) -> np.ndarray:
-            """Phase measure of the stiff neurons at |b| = p: arccos(clip((2q - 1)/g)) (pi: all stiff)."""
-            if prescription is Prescription.PRIOR:
-                return np.full(p.shape, math.pi)
-            u, g = level(p)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                inner = np.arccos(np.clip(u / g, -1.0, 1.0))
-            return np.where(u >= g, 0.0, np.where(u <= -g, math.pi, inner))
-
-        def radial(r: np.ndarray, phase: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-            def weight(p: np.ndarray) -> np.ndarray:
-                return p ** (d - 1) * np.broadcast_to(np.asarray(dens(p), float), p.shape) * phase(alpha(p)) / math.pi
-            flat, inverse = np.unique(r, return_inverse=True)
-            values = _radial_quadrature(flat, upper, lambda p, q: _angular_numpy(p * q, d), breaks, weight,
-                                        sqrt_ends=True)
-            return measure * values[inverse].reshape(r.shape)
-        if pairs:
-            if A.shape != B.shape:
-                raise ShapeMismatch("X2", f"pairs=True needs X1 and X2 of one shape, got {A.shape} and {B.shape}")
-            diff, summ = A - B, A + B
-        else:
-            diff, summ = A[:, None, :] - B[None, :, :], A[:, None, :] + B[None, :, :]
-        out = radial(np.sqrt((diff ** 2).sum(-1)), lambda a: a)
-        if sx is not None and prescription is Prescription.REMOVED:
-            out = out + radial(np.sqrt((summ ** 2).sum(-1)), np.sin)
-        return float(self.sigma_bias) ** 2 + out
-
-    # ---- sampling ------------------------------------------------------------------------------
-    def sample(self, X: Any, members: int, width: int, seed: int = 0, **kw: Any) -> np.ndarray:
-        """Shorthand for :func:`sample_cosnet` (``self`` as the architecture)."""
-        return sample_cosnet(self, X, members, width, seed=seed, **kw)
+        return _StiffShell(lam, scale, sx, parsed is Prescription.REMOVED)
 
 
-def angular_average(x: sp.Expr, dim: Any) -> sp.Expr:
+@dataclass(frozen=True)
+class _StiffQuadrature:
+    r"""The radial quadrature of :meth:`CosNet.brg_kernel`: compiled :math:`S(p)` and :math:`s(p)^2`, the
+    measure :math:`S_{d-1}/(2\pi)^d`, and panel edges at the kinks :math:`a(p) = \pm1` of the stiff phase
+    measure (``"removed"`` prescription only)."""
+    shell: _StiffShell
+    dim: int
+    upper: float
+    density: Callable[[FloatArray], ArrayLike]
+    scale2: Callable[[FloatArray], ArrayLike]
+    measure: float
+    breaks: tuple[float, ...] = ()
+
+    @classmethod
+    def setup(cls, net: CosNet, shell: _StiffShell) -> _StiffQuadrature:
+        """Compile the network's functions and locate the kinks."""
+        d = int(net.dim)
+        quad = cls(shell, d, net.frequencies.integration_limit,
+                   codegen.lambdify(net.spectral_density, [P], "numpy"),
+                   codegen.lambdify(net.readout_scale ** 2, [P], "numpy"), float(sphere_area(d) / (2 * sp.pi) ** d))
+        if not shell.removed:
+            return quad
+        kinks = (set(_level_crossings(lambda p: np.subtract(*quad.level(p)), quad.upper, geometric=True))
+                 | set(_level_crossings(lambda p: np.add(*quad.level(p)), quad.upper, geometric=True)))
+        return replace(quad, breaks=tuple(sorted(kinks)))
+
+    def level(self, p: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(2q - 1, g): the neuron is stiff iff g cos 2c >= 2q - 1."""
+        sh = self.shell
+        q = sh.lam / (sh.scale * np.broadcast_to(np.asarray(self.scale2(p), float), np.shape(p)))
+        return 2 * q - 1, (np.zeros_like(q) if sh.sx is None else np.exp(-2 * p ** 2 * sh.sx ** 2))
+
+    def alpha(self, p: FloatArray) -> FloatArray:
+        """Phase measure of the stiff neurons at |b| = p: arccos(clip((2q - 1)/g)) (pi: all stiff)."""
+        if not self.shell.removed:
+            return np.full(p.shape, math.pi)
+        u, g = self.level(p)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            inner = np.arccos(np.clip(u / g, -1.0, 1.0))
+        return np.where(u >= g, 0.0, np.where(u <= -g, math.pi, inner))
+
+    def radial(self, r: FloatArray, phase: Callable[[FloatArray], FloatArray]) -> FloatArray:
+        r""":math:`\frac{S_{d-1}}{(2\pi)^d}\int_0^{\rm upper}p^{d-1}S(p)\,\frac{{\rm phase}(\alpha(p))}{\pi}
+        \Omega_d(pr)\,dp` at the distances ``r`` (any shape)."""
+        d = self.dim
+
+        def weight(p: FloatArray) -> FloatArray:
+            dens = np.broadcast_to(np.asarray(self.density(p), float), p.shape)
+            return p ** (d - 1) * dens * phase(self.alpha(p)) / math.pi
+        flat, inverse = np.unique(r, return_inverse=True)
+        values = _radial_quadrature(flat, self.upper, lambda p, q: _angular_numpy(p * q, d), self.breaks, weight,
+                                    sqrt_ends=True)
+        return self.measure * values[inverse].reshape(r.shape)
+
+
+def _pair_offsets(A: FloatArray, B: FloatArray, pairs: bool) -> tuple[FloatArray, FloatArray]:
+    """``(x - y, x + y)`` for every pair of rows (``pairs``: row by row, one shape)."""
+    if pairs:
+        if A.shape != B.shape:
+            raise ShapeMismatch("X2", f"pairs=True needs X1 and X2 of one shape, got {A.shape} and {B.shape}")
+        return A - B, A + B
+    return A[:, None, :] - B[None, :, :], A[:, None, :] + B[None, :, :]
+
+
+def angular_average(x: sp.Expr, dim: Dim) -> sp.Expr:
     r""":math:`\Omega_d(x) = \langle e^{i x\,\hat n\cdot\hat e}\rangle_{\hat n\in S^{d-1}} = \Gamma(d/2)(2/x)^{d/2-1}J_{d/2-1}(x)`
     (d = 1: :math:`\cos x`; d = 3: :math:`\sin x / x`)."""
     if dim == 1:
@@ -550,7 +609,7 @@ def generalized_cosnet(dim: int | sp.Symbol | str, R: Number, m: Number, sigma: 
                   name="generalized-cosnet")
 
 
-def propagator_cosnet(dim: Any, R: Any, m: Any, sigma: Any = 1) -> CosNet:
+def propagator_cosnet(dim: DimLike, R: Number, m: Number, sigma: Number = 1) -> CosNet:
     r"""The propagator-weighted variant: :math:`\rho\propto(b^2+m^2)^{-1}` on :math:`B_R`, no readout scale,
     :math:`\sigma_a^2 = 2\sigma^2\mathcal N_R/(2\pi)^d`: kernel :math:`\sigma^2G_R` again, Fisher flat in :math:`|b|`."""
     d = _dim(dim)
@@ -560,7 +619,7 @@ def propagator_cosnet(dim: Any, R: Any, m: Any, sigma: Any = 1) -> CosNet:
     return CosNet(d, fr, sp.Integer(1), sigma_a, 0, name="propagator-cosnet")
 
 
-def halverson_cosnet(dim: int, sigma_w0: Any = 1, sigma_w1: Any = 1, sigma_b1: Any = 0) -> CosNet:
+def halverson_cosnet(dim: int, sigma_w0: Number = 1, sigma_w1: Number = 1, sigma_b1: Number = 0) -> CosNet:
     r"""The cos-net of Halverson et al.: :math:`K = \sigma_{b_1}^2 + \frac{\sigma_{W_1}^2}{2}e^{-\sigma_{W_0}^2r^2/(2d)}`."""
     d = _dim(dim)
     return CosNet(d, gaussian_frequencies(sigma_w0, d), sp.Integer(1), sp.nsimplify(sigma_w1),
@@ -584,7 +643,7 @@ def cos2_gaussian_input() -> sp.Expr:
 
 # --------------------------------------------------------------------------------------------------
 # The free propagator with a UV cutoff, and the coarse-grained (regulated) propagator
-def free_propagator_expr(dim: Any, r: sp.Expr = DIST, *, cutoff: sp.Expr = R, m: sp.Expr = M,
+def free_propagator_expr(dim: DimLike, r: sp.Expr = DIST, *, cutoff: sp.Expr = R, m: sp.Expr = M,
                          sigma: sp.Expr = SIGMA) -> sp.Expr:
     r""":math:`\sigma^2G_R(r) = \sigma^2\int_{|p|<R}\frac{d^dp}{(2\pi)^d}\frac{e^{ip\cdot\Delta}}{p^2+m^2}` in closed form where one exists.
 
@@ -615,7 +674,7 @@ def free_propagator_expr(dim: Any, r: sp.Expr = DIST, *, cutoff: sp.Expr = R, m:
         P ** (d - 1) * angular_average(P * r, d) / (P ** 2 + m ** 2), (P, 0, cutoff))
 
 
-def continuum_propagator_expr(dim: Any, r: sp.Expr = DIST, *, m: sp.Expr = M, sigma: sp.Expr = SIGMA) -> sp.Expr:
+def continuum_propagator_expr(dim: DimLike, r: sp.Expr = DIST, *, m: sp.Expr = M, sigma: sp.Expr = SIGMA) -> sp.Expr:
     r"""The :math:`R\to\infty` limit, :math:`\sigma^2G_\infty(r) = \sigma^2(2\pi)^{-d/2}(m/r)^{d/2-1}K_{d/2-1}(mr)`
     (d = 1: :math:`e^{-mr}/2m`; d = 2: :math:`K_0(mr)/2\pi`; d = 3: :math:`e^{-mr}/4\pi r`); the finite-R
     propagator approaches it with an oscillating tail of order :math:`1/(R\,r^{(d-1)/2})`."""
@@ -654,18 +713,18 @@ class AngularAverage(NumericFunction):
     nargs = 2
 
     @classmethod
-    def numpy_impl(cls, d: Any, x: Any) -> np.ndarray:
+    def numpy_impl(cls, d: int | float, x: float | FloatArray) -> FloatArray:
         return _angular_numpy(x, int(d))
 
     @classmethod
-    def mpmath_impl(cls, d: Any, x: Any) -> Any:
+    def mpmath_impl(cls, d: int | mpmath.mpf, x: float | mpmath.mpf) -> mpmath.mpf:
         x = mpmath.mpf(x)
         if x == 0:
             return mpmath.mpf(1)
         nu = mpmath.mpf(d) / 2 - 1
         return mpmath.gamma(mpmath.mpf(d) / 2) * (2 / x) ** nu * mpmath.besselj(nu, x)
 
-    def _latex(self, printer: Any, exp: Any = None) -> str:
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         d, x = (printer._print(a) for a in self.args)
         body = rf"\Omega_{{{d}}}\left({x}\right)"
         return body if exp is None else rf"{body}^{{{exp}}}"
@@ -683,7 +742,7 @@ def radial_integrand(dim: int, spectral: sp.Expr | None = None, regulator: str |
 
 
 @lru_cache(maxsize=64)
-def _compiled_integrand(dim: int, regulator: str | None, backend: str) -> Callable[..., Any]:
+def _compiled_integrand(dim: int, regulator: str | None, backend: str) -> Callable[..., FloatArray | mpmath.mpf]:
     return codegen.lambdify(radial_integrand(dim, None, regulator), [P, DIST, M, KCUT, SIGMA], backend)
 
 
@@ -739,7 +798,8 @@ def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: 
     return tuple(sorted(float(x) for x in (*((lo + hi) / 2), *exact)))
 
 
-def _radial_mpmath(r: Any, upper: Any, f: Callable[[Any, Any], Any], breaks: tuple = ()) -> Any:
+def _radial_mpmath(r: float | mpmath.mpf, upper: mpmath.mpf, f: Callable[[mpmath.mpf, mpmath.mpf], mpmath.mpf],
+                   breaks: tuple[float, ...] = ()) -> mpmath.mpf:
     """The same radial integral by mpmath quadrature at the working precision (split into
     half-periods of the oscillation and at ``breaks``)."""
     r = mpmath.mpf(r)
@@ -750,22 +810,34 @@ def _radial_mpmath(r: Any, upper: Any, f: Callable[[Any, Any], Any], breaks: tup
     return mpmath.quad(lambda p: f(p, r), pts)
 
 
-def _check_dim_R_m(dim: Any, R_: Any, m: Any) -> tuple[int, float, float]:
+def _check_dim_R_m(dim: int, R_: Number, m: Number) -> tuple[int, float, float]:
     d = integer("dim", dim, minimum=1)
     return d, float(positive("R", R_)), float(_mass(m))
 
 
-def free_propagator(r: Any, dim: int, R: float, m: float, sigma: float = 1.0, *,
-                    precision: int | None = None) -> Any:
+@overload
+def free_propagator(r: ArrayLike, dim: int, R: float, m: float, sigma: float = 1.0, *,
+                    precision: None = None) -> FloatArray: ...
+@overload
+def free_propagator(r: ArrayLike, dim: int, R: float, m: float, sigma: float = 1.0, *,
+                    precision: int) -> list[mpmath.mpf]: ...
+def free_propagator(r: ArrayLike, dim: int, R: float, m: float, sigma: float = 1.0, *,
+                    precision: int | None = None) -> FloatArray | list[mpmath.mpf]:
     r""":math:`\sigma^2G_R(r)` numerically, vectorized over ``r`` (float64 by Gauss-Legendre), or with
     ``precision=digits`` by mpmath quadrature (a list of mpf); both compiled from
     :func:`radial_integrand`.  :math:`m = 0` needs :math:`d\ge3`."""
     return coarse_grained_kernel(r, dim, R, m, None, sigma=sigma, precision=precision)
 
 
-def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
+@overload
+def coarse_grained_kernel(r: ArrayLike, dim: int, R: float, m: float, k: float | None, regulator: str = "sharp",
+                          sigma: float = 1.0, *, precision: None = None) -> FloatArray: ...
+@overload
+def coarse_grained_kernel(r: ArrayLike, dim: int, R: float, m: float, k: float | None, regulator: str = "sharp",
+                          sigma: float = 1.0, *, precision: int) -> list[mpmath.mpf]: ...
+def coarse_grained_kernel(r: ArrayLike, dim: int, R: float, m: float, k: float | None,
                           regulator: str = "sharp", sigma: float = 1.0, *,
-                          precision: int | None = None) -> Any:
+                          precision: int | None = None) -> FloatArray | list[mpmath.mpf]:
     r"""The coarse-grained kernel :math:`\sigma^2\int_{|p|<R}\frac{d^dp}{(2\pi)^d}e^{ip\cdot\Delta}\frac{K_{\rm reg}(z)}{p^2+m^2}`,
     :math:`z = (p^2+m^2)/(k^2+m^2)` (module docstring; :math:`z = p^2/k^2` for :math:`m = 0`).
 
@@ -804,7 +876,7 @@ def coarse_grained_kernel(r: Any, dim: int, R: float, m: float, k: float | None,
 
 # --------------------------------------------------------------------------------------------------
 # Information cutoff <-> momentum cutoff (generalized cos-net)
-def _observation(T_: Any, N_: Any, noise: Any) -> tuple[float, float, float]:
+def _observation(T_: Number, N_: Number, noise: Number) -> tuple[float, float, float]:
     return float(positive("T", T_)), float(positive("width", N_)), float(positive("noise", noise))
 
 
@@ -819,14 +891,14 @@ def momentum_cutoff_expr() -> sp.Expr:
 
 
 @cache
-def _cutoff_maps() -> tuple[Callable[..., Any], Callable[..., Any]]:
+def _cutoff_maps() -> tuple[Callable[..., FloatArray], Callable[..., FloatArray]]:
     r"""Compiled :math:`I(p; m, T, N, \sigma_\epsilon)` and :math:`k^2(\Lambda; m, T, N, \sigma_\epsilon)`."""
     args = [M, _T_SYMBOL, N, NOISE]
     return (codegen.lambdify(generalized_cosnet(1, R, M).fisher_readout(), [P, *args], "numpy"),
             codegen.lambdify(momentum_cutoff_expr(), [LAM, *args], "numpy"))
 
 
-def information_cutoff(k: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: Any = 1.0) -> float:
+def information_cutoff(k: Number, m: Number, T: Number = 1.0, width: Number = 1.0, noise: Number = 1.0) -> float:
     r""":math:`\Lambda(k) = I(k) = \frac{T}{2N\sigma_\epsilon^2(k^2+m^2)}`, the Fisher value of the neuron at
     momentum k (:meth:`CosNet.fisher_readout`, compiled)."""
     kv, mv = float(nonnegative("k", k)), float(_mass(m))
@@ -835,7 +907,7 @@ def information_cutoff(k: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: An
     return float(_cutoff_maps()[0](kv, mv, *_observation(T, width, noise)))
 
 
-def momentum_cutoff(lam: Any, m: Any, T: Any = 1.0, width: Any = 1.0, noise: Any = 1.0) -> float:
+def momentum_cutoff(lam: Number, m: Number, T: Number = 1.0, width: Number = 1.0, noise: Number = 1.0) -> float:
     r""":math:`k(\Lambda) = \sqrt{T/(2N\sigma_\epsilon^2\Lambda)-m^2}` (:func:`momentum_cutoff_expr`, compiled);
     ``lam`` must lie in :math:`(0, I(0)]`, :math:`I(0)` the stiffest neuron's Fisher."""
     lv = float(positive("lam", lam))
@@ -861,7 +933,7 @@ def information_shell(regulator: str = "sharp") -> sp.Expr:
     return shell_weight(sp.Symbol("lambda", positive=True), LAM, regulator)
 
 
-def parametrization_caveat(dim: Any = 1) -> dict[str, sp.Expr]:
+def parametrization_caveat(dim: DimLike = 1) -> dict[str, sp.Expr]:
     r"""The caveat, explicitly: same field theory, different Fisher geometry.
 
     Returns the spectral densities :math:`S(p)` of :func:`generalized_cosnet` and
@@ -888,7 +960,7 @@ def posterior_mass2_expr() -> sp.Expr:
     return sp.simplify(ginv.coeff(q, 0) / ginv.coeff(q, 1))
 
 
-def posterior_mass2(m: Any, sigma: Any, data_density: Any, noise: Any) -> float:
+def posterior_mass2(m: Number, sigma: Number, data_density: Number, noise: Number) -> float:
     r"""Training as a mass shift, numerically: :math:`m_*^2 = m^2 + \sigma^2 n/\sigma_\epsilon^2` for data
     of uniform number density :math:`n` and noise :math:`\sigma_\epsilon` (:func:`posterior_mass2_expr`)."""
     fn = codegen.lambdify(posterior_mass2_expr(), [M, SIGMA, DATA_DENSITY, NOISE], "numpy")
@@ -930,10 +1002,20 @@ def sample_frequencies(net: CosNet, shape: tuple[int, ...], rng: np.random.Gener
     return direction * radius[..., None]
 
 
-def sample_cosnet(net: CosNet, X: Any, members: int, width: int, *, seed: int = 0,
+@overload
+def sample_cosnet(net: CosNet, X: ArrayLike, members: int, width: int, *, seed: int = 0,
                   cutoff: float | None = None, regulator: str = "sharp", T: float = 1.0,
                   noise: float = 1.0, fisher_width: float | None = None,
-                  block: int = 2 ** 20, return_fisher: bool = False) -> Any:
+                  block: int = 2 ** 20, return_fisher: Literal[False] = False) -> FloatArray: ...
+@overload
+def sample_cosnet(net: CosNet, X: ArrayLike, members: int, width: int, *, seed: int = 0,
+                  cutoff: float | None = None, regulator: str = "sharp", T: float = 1.0,
+                  noise: float = 1.0, fisher_width: float | None = None,
+                  block: int = 2 ** 20, return_fisher: bool) -> FloatArray | tuple[FloatArray, FloatArray | None]: ...
+def sample_cosnet(net: CosNet, X: ArrayLike, members: int, width: int, *, seed: int = 0,
+                  cutoff: float | None = None, regulator: str = "sharp", T: float = 1.0,
+                  noise: float = 1.0, fisher_width: float | None = None,
+                  block: int = 2 ** 20, return_fisher: bool = False) -> FloatArray | tuple[FloatArray, FloatArray | None]:
     r"""Outputs :math:`f(X)` of ``members`` independent cos-nets of width ``width``, shape (members, n).
 
     Vectorized over members and neurons (blocks of members bound memory to about ``block`` floats);
