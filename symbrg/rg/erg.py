@@ -29,8 +29,9 @@ local potential approximation with the threshold functions of :mod:`symbrg.rg.re
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 import sympy as sp
 
@@ -41,7 +42,7 @@ from symbrg.core.identities import Verification, verify
 from symbrg.core.parsing import as_expression
 from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.symbols import symbol
-from symbrg.core.types import ExprLike
+from symbrg.core.types import ExprLike, Number
 from symbrg.rg.regulators import (
     ETA,
     D,
@@ -77,6 +78,11 @@ RHO = symbol("rho")
 #: The one references table (cited by key: ``cites=("Polchinski1984",)``).
 REFERENCES = _REFERENCES
 
+#: The field modes of a finite-mode truncation: one symbol or name, or several.
+_Fields: TypeAlias = "sp.Symbol | str | Iterable[sp.Symbol | str]"
+#: The covariances :math:`C_i(\Lambda)` of the modes: one expression, or a list/tuple with one per mode.
+_Covariances: TypeAlias = "ExprLike | list[ExprLike] | tuple[ExprLike, ...]"
+
 
 @dataclass(frozen=True)
 class ScalarTheory:
@@ -105,7 +111,7 @@ class ScalarTheory:
         return sp.diff(self.potential, PHI, 2).subs(PHI, 0)
 
 
-def _named(argument: str, value: Any) -> sp.Expr:
+def _named(argument: str, value: ExprLike) -> sp.Expr:
     """A user expression with its symbols named like this module's (``phi``, ``rho``, ``p2``, ``m2``,
     ``k``, ``Lambda``) replaced by them, whatever assumptions the user gave them (a user's
     ``Symbol('phi')`` would otherwise be a constant to :data:`PHI`); text is refused."""
@@ -132,7 +138,7 @@ def scalar_theory(d: ExprLike = D, potential: ExprLike | None = None,
 
 
 # ============================================================================ Polchinski
-def _fields(fields: Any, *exprs: Any) -> list[sp.Symbol]:
+def _fields(fields: _Fields, *exprs: ExprLike) -> list[sp.Symbol]:
     """The field modes (symbols or names) matched by name against the symbols of ``exprs``."""
     fs = [fields] if isinstance(fields, (sp.Symbol, str)) else list(fields)
     if not fs:
@@ -140,12 +146,13 @@ def _fields(fields: Any, *exprs: Any) -> list[sp.Symbol]:
     return list(resolve_symbols("fields", fs, set().union(*(as_expression(e, "e").free_symbols for e in exprs))))
 
 
-def _scale(scale: Any, *exprs: Any) -> sp.Symbol:
+def _scale(scale: sp.Symbol | str, *exprs: ExprLike) -> sp.Symbol:
     """The RG scale (a symbol or a name) matched by name against the symbols of ``exprs``."""
     return resolve_symbols("scale", scale, set().union(*(as_expression(e, "e").free_symbols for e in exprs)))[0]
 
 
-def _covariances(covariance: Any, n: int) -> list[sp.Expr]:
+def _covariances(covariance: _Covariances, n: int) -> list[sp.Expr]:
+    """The covariances, one per field mode (a single expression for one mode)."""
     cs = [as_expression(covariance, "covariance")] if not isinstance(covariance, (list, tuple)) else \
         [as_expression(c, "c") for c in covariance]
     if len(cs) != n:
@@ -153,7 +160,7 @@ def _covariances(covariance: Any, n: int) -> list[sp.Expr]:
     return cs
 
 
-def polchinski_rhs(interaction: Any, fields: Any, covariance: Any, scale: sp.Symbol) -> sp.Expr:
+def polchinski_rhs(interaction: ExprLike, fields: _Fields, covariance: _Covariances, scale: sp.Symbol) -> sp.Expr:
     r"""Right side of the Polchinski equation for the interaction part,
     :math:`\tfrac12\sum_i\Lambda\partial_\Lambda C_i[(\partial_i I)^2 - \partial_i^2 I]`
     (``scale`` is :math:`\Lambda`; ``covariance`` the :math:`C_i(\Lambda)`, one per mode)."""
@@ -165,7 +172,7 @@ def polchinski_rhs(interaction: Any, fields: Any, covariance: Any, scale: sp.Sym
                 for f, c in zip(fs, cs)), sp.Integer(0))
 
 
-def polchinski_residual(action: Any, fields: Any, covariance: Any, scale: sp.Symbol, *,
+def polchinski_residual(action: ExprLike, fields: _Fields, covariance: _Covariances, scale: sp.Symbol, *,
                         part: str = "full") -> sp.Expr:
     r"""LHS - RHS of the Polchinski equation; 0 (after simplification) exactly on a solution.
 
@@ -191,7 +198,7 @@ def polchinski_residual(action: Any, fields: Any, covariance: Any, scale: sp.Sym
     return scale * sp.diff(S, scale) - rhs
 
 
-def heat_equation_residual(interaction: Any, fields: Any, covariance: Any, scale: sp.Symbol) -> sp.Expr:
+def heat_equation_residual(interaction: ExprLike, fields: _Fields, covariance: _Covariances, scale: sp.Symbol) -> sp.Expr:
     r""":math:`e^{I}\,\big[-\Lambda\partial_\Lambda e^{-I} - \tfrac12\sum_i\Lambda\partial_\Lambda C_i\,
     \partial_i^2 e^{-I}\big]`: the heat-equation form of the Polchinski flow (0 on a solution)."""
     fs = _fields(fields, interaction)
@@ -203,8 +210,8 @@ def heat_equation_residual(interaction: Any, fields: Any, covariance: Any, scale
     return sp.expand(sp.powsimp(res * sp.exp(as_expression(interaction, "interaction"))))
 
 
-def gaussian_mode_residual(covariance: Any, scale: sp.Symbol, *, variance: Any = None,
-                           precision: Any = None, vacuum: Any = 0, field: sp.Symbol = PHI) -> sp.Expr:
+def gaussian_mode_residual(covariance: ExprLike, scale: sp.Symbol, *, variance: ExprLike | None = None,
+                           precision: ExprLike | None = None, vacuum: ExprLike = 0, field: sp.Symbol = PHI) -> sp.Expr:
     r"""Polchinski residual of the one-mode Gaussian action :math:`S = \tfrac12\phi^2/V + c`.
 
     Give the mode's ``variance`` :math:`V(\Lambda)` or its ``precision`` :math:`1/V`, the Polchinski
@@ -222,7 +229,7 @@ def gaussian_mode_residual(covariance: Any, scale: sp.Symbol, *, variance: Any =
     return canonical(polchinski_residual(S, [field], [covariance], scale, part="full"))
 
 
-def canonical(expr: Any) -> sp.Expr:
+def canonical(expr: ExprLike) -> sp.Expr:
     r"""A canonical rational form in which an algebraic identity collapses to 0: undefined functions,
     derivatives, ``Subs``, ``Heaviside`` and ``DiracDelta`` become independent variables, then
     ``cancel``.  (Distributional identities such as :math:`x\,\delta(x) = 0` are not applied.)"""
@@ -234,7 +241,7 @@ def canonical(expr: Any) -> sp.Expr:
     return sp.cancel(sp.together(expr.xreplace(rep))).xreplace(back)
 
 
-def gaussian_mode_flow(g0: Any, covariance: Any, covariance0: Any) -> tuple[sp.Expr, sp.Expr]:
+def gaussian_mode_flow(g0: ExprLike, covariance: ExprLike, covariance0: ExprLike) -> tuple[sp.Expr, sp.Expr]:
     r"""Exact Polchinski solution for a quadratic interaction :math:`I = \tfrac12 g\phi^2 + c`:
     :math:`g(\Lambda) = g_0/(1 + g_0(C_{\Lambda_0} - C_\Lambda))` and
     :math:`c(\Lambda) = \tfrac12\ln(1 + g_0(C_{\Lambda_0} - C_\Lambda))` (with :math:`c(\Lambda_0)=0`).
@@ -244,7 +251,7 @@ def gaussian_mode_flow(g0: Any, covariance: Any, covariance0: Any) -> tuple[sp.E
     return g0 / den, sp.log(den) / 2
 
 
-def toy_solution(g0: Any = sp.Symbol("g0", positive=True), D_: Any = sp.Symbol("D", nonnegative=True)) -> sp.Expr:
+def toy_solution(g0: Number = sp.Symbol("g0", positive=True), D_: Number = sp.Symbol("D", nonnegative=True)) -> sp.Expr:
     r"""The 0-d Polchinski toy: :math:`S = g\phi^2/2` diffused by a covariance D gives
     :math:`g(D) = g_0/(1 + g_0 D)` (the case :math:`C_{\Lambda_0} - C_\Lambda = D` of
     :func:`gaussian_mode_flow`)."""
@@ -284,7 +291,7 @@ def toy_derivation() -> Derivation:
 
 
 def gaussian_modes_derivation(reg: "str | Regulator | None" = None, modes: int = 2,
-                              inverse_propagator: Any = None) -> Derivation:
+                              inverse_propagator: ExprLike | None = None) -> Derivation:
     r"""Mode-by-mode exact check of the Polchinski flow for a Gaussian theory.
 
     Modes :math:`\phi_i` with momenta :math:`p_i^2`, covariance :math:`C_i = K(p_i^2/\Lambda^2)/
@@ -335,8 +342,8 @@ def gaussian_modes_derivation(reg: "str | Regulator | None" = None, modes: int =
 
 
 # ============================================================================ Wilson shell
-def wilson_shell(m2: Any = M2, R: Any = symbol("R"), k: Any = K_SCALE,
-                 d: Any = D) -> dict[str, sp.Expr]:
+def wilson_shell(m2: Number = M2, R: Number = symbol("R"), k: Number = K_SCALE,
+                 d: ExprLike = D) -> dict[str, sp.Expr]:
     r"""Wilson momentum-shell RG of the free scalar with cutoff R, lowered to k, then rescaled
     (:math:`p = (k/R)p'`, :math:`\tilde\phi(p) = \zeta\tilde\phi'(p')`).
 
@@ -348,7 +355,7 @@ def wilson_shell(m2: Any = M2, R: Any = symbol("R"), k: Any = K_SCALE,
             "ell": sp.log(R / k)}
 
 
-def wilson_shell_derivation(d: Any = D) -> Derivation:
+def wilson_shell_derivation(d: ExprLike = D) -> Derivation:
     r"""Derivation of :math:`dm^2/d\ell = 2m^2`, :math:`\zeta^2 = (R/k)^{d+2}` for the free scalar."""
     d = dimension(d)
     R = symbol("R")
@@ -380,7 +387,7 @@ def wilson_shell_derivation(d: Any = D) -> Derivation:
     return dv
 
 
-def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_propagator: Any = None,
+def polchinski_derivation(reg: "str | Regulator" = "litim", d: ExprLike = D, inverse_propagator: ExprLike | None = None,
                           modes: int = 2) -> Derivation:
     r"""The Polchinski flow for a regulator: cut-off covariance, interaction and full-action forms,
     their equivalence and the heat-equation form (checked on a generic quartic action in a
@@ -393,6 +400,16 @@ def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_
     dv = Derivation(f"Polchinski flow with the {R.name} cutoff",
                     "UV-regularised Gaussian measure $d\\mu_{C_\\Lambda}$, "
                     "$S_\\Lambda = \\frac12\\phi C_\\Lambda^{-1}\\phi + I_\\Lambda$.", name="polchinski")
+    _covariance_steps(dv, R, d, Ginv)
+    _flow_form_steps(dv, modes)
+    dv.extend(gaussian_modes_derivation(R, modes, Ginv))
+    dv.extend(toy_derivation())
+    dv.extend(wilson_shell_derivation(d))
+    return dv
+
+
+def _covariance_steps(dv: Derivation, R: Regulator, d: sp.Expr, Ginv: sp.Expr) -> None:
+    r"""Steps of :func:`polchinski_derivation`: the cut-off covariance and its scale derivative."""
     C = R.covariance(P2, LAMBDA, Ginv)
     dv.step(sp.Eq(sp.Function("C_Lambda")(P2), C), f"cut-off covariance with $K(z) = {sp.latex(R.K())}$",
             "eq:pol-cov", assumptions=(f"d = {sp.latex(d)}",))
@@ -401,6 +418,11 @@ def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_
             "scale derivative, $\\Lambda\\partial_\\Lambda C = -2zK'(z)G$", "eq:pol-dcov",
             verification=check_identity(drop_deltas(LAMBDA * sp.diff(C, LAMBDA) - dC), 0),
             uses=("eq:pol-cov",))
+
+
+def _flow_form_steps(dv: Derivation, modes: int) -> None:
+    r"""Steps of :func:`polchinski_derivation`: the interaction, full-action and heat-equation forms of
+    the flow, checked on a generic quartic action in a ``modes``-mode truncation."""
     # generic quartic test action in a finite-mode truncation, arbitrary Lambda dependence
     fs = sp.symbols(f"phi_1:{modes + 1}", real=True)
     cs = [sp.Function(f"C_{i + 1}")(LAMBDA) for i in range(modes)]
@@ -433,10 +455,6 @@ def polchinski_derivation(reg: "str | Regulator" = "litim", d: Any = D, inverse_
             "heat-equation form: $e^{-I}$ diffuses (residual equals the interaction residual)",
             "eq:pol-heat", verification=_verify(sp.expand(heat - inter)),
             uses=("eq:pol-int",))
-    dv.extend(gaussian_modes_derivation(R, modes, Ginv))
-    dv.extend(toy_derivation())
-    dv.extend(wilson_shell_derivation(d))
-    return dv
 
 
 def _is_zero(expr: sp.Expr) -> bool:
@@ -456,15 +474,16 @@ def _verify(residual: sp.Expr, numeric: sp.Expr | None = None, points: int = 6) 
 
 
 # ============================================================================ Wetterich
-def _field_potential(potential: Any) -> sp.Expr:
+def _field_potential(potential: ExprLike) -> sp.Expr:
+    """The potential as a function of the field :data:`PHI` (a potential in :data:`RHO` is rewritten)."""
     U = _named("potential", potential)
     if RHO in U.free_symbols:
         U = U.subs(RHO, PHI ** 2 / 2)
     return U
 
 
-def wetterich_lpa(potential: Any, reg: "str | Regulator" = "litim", d: Any = D, *, k: sp.Symbol = K_SCALE,
-                  Zk: Any = 1, eta: Any = 0) -> sp.Expr:
+def wetterich_lpa(potential: ExprLike | ScalarTheory, reg: "str | Regulator" = "litim", d: ExprLike = D, *,
+                  k: sp.Symbol = K_SCALE, Zk: ExprLike = 1, eta: Number = 0) -> sp.Expr:
     r"""Right side of the LPA (LPA' with ``Zk``, ``eta``) Wetterich flow of the dimensionful potential,
 
     .. math:: \partial_t U_k(\phi) = v_d\,k^d\,\big[\ell^d_0\big(U_k''/(Z_k k^2);\eta\big)
@@ -487,7 +506,7 @@ def wetterich_lpa(potential: Any, reg: "str | Regulator" = "litim", d: Any = D, 
     return flow
 
 
-def dimensionless_flow(reg: "str | Regulator", d: Any = D, eta: Any = 0) -> tuple[sp.Expr, Verification]:
+def dimensionless_flow(reg: "str | Regulator", d: ExprLike = D, eta: ExprLike = 0) -> tuple[sp.Expr, Verification]:
     r"""The dimensionless LPA flow :math:`\partial_t u = -d u + (d-2+\eta)\tilde\rho u' +
     v_d\ell^d_0(u' + 2\tilde\rho u'';\eta)` with the regulator's threshold function, and a
     verification (for an abstract :math:`\ell_0` and a generic quartic u) that it is the
@@ -519,7 +538,7 @@ def dimensionless_flow(reg: "str | Regulator", d: Any = D, eta: Any = 0) -> tupl
     return flow.replace(ell, lambda arg: R.threshold(0, d, eta, arg)), ver
 
 
-def anomalous_dimension(reg: "str | Regulator", d: Any = D) -> tuple[sp.Expr, Verification]:
+def anomalous_dimension(reg: "str | Regulator", d: ExprLike = D) -> tuple[sp.Expr, Verification]:
     r""":math:`\eta` of the LPA' at the minimum :math:`\tilde\rho = \kappa` (dimensionless, not hat):
     :math:`\eta = v_d\,u_{\phi\phi\phi}^2\,m^d(w_0;\eta)`, :math:`u_{\phi\phi\phi}^2 =
     2\kappa(3\lambda + 2\kappa\lambda_3)^2`, :math:`w_0 = 2\kappa\lambda`, solved for :math:`\eta`
@@ -540,7 +559,7 @@ def anomalous_dimension(reg: "str | Regulator", d: Any = D) -> tuple[sp.Expr, Ve
     return sp.simplify(sol), ver
 
 
-def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, truncation: str = "lpa") -> Derivation:
+def wetterich_derivation(reg: "str | Regulator" = "litim", d: ExprLike = D, *, truncation: str = "lpa") -> Derivation:
     r"""The Wetterich flow in the LPA (``truncation="lpa"``) or LPA' (``"lpa'"``) for a regulator:
     the exact equation, the regulator and its scale derivative, the LPA flow with the threshold
     function (checked against the loop integral), the dimensionless flow of
@@ -557,6 +576,14 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
     dv = Derivation(f"Wetterich flow in the {'LPA' + chr(39) if prime else 'LPA'} with the {R.name} regulator",
                     "Effective average action $\\Gamma_k = \\int d^dx\\,[\\frac{Z_k}{2}(\\partial\\phi)^2 + "
                     "U_k(\\phi)]$, $t = \\ln k$, $\\eta = -\\partial_t\\ln Z_k$.", name="wetterich")
+    _exact_steps(dv, R)
+    _lpa_steps(dv, R, d, eta, prime)
+    return dv
+
+
+def _exact_steps(dv: Derivation, R: Regulator) -> None:
+    r"""Steps of :func:`wetterich_derivation`: the Wetterich equation and (finite :math:`R_k`) the IR
+    regulator dual to the cutoff function."""
     Gamma = sp.Function("Gamma_k")
     t = sp.Symbol("t")
     G2 = sp.Symbol("Gamma_k^(2)")
@@ -572,6 +599,13 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
                     (1 / (Zs * P2 + R.R(P2, K_SCALE, Zs)) - (1 - R.cutoff(P2, K_SCALE)) / (Zs * P2))
                     .replace(sp.Heaviside, lambda *a: sp.Integer(1)), 0, domain={P2: (0.01, 0.9)}),
                 uses=("eq:wet-exact",))
+
+
+def _lpa_steps(dv: Derivation, R: Regulator, d: sp.Expr, eta: sp.Expr, prime: bool) -> None:
+    r"""Steps of :func:`wetterich_derivation`: the LPA flow with the threshold function, the
+    dimensionless flow and (``prime``) the anomalous dimension."""
+    t = sp.Symbol("t")
+    Zs = sp.Symbol("Z_k", positive=True)
     U2 = sp.Symbol("U_k''")
     wexpr = U2 / (Zs * K_SCALE ** 2)
     flow = loop_volume(d) * K_SCALE ** d * R.threshold(0, d, eta, wexpr)
@@ -589,10 +623,9 @@ def wetterich_derivation(reg: "str | Regulator" = "litim", d: Any = D, *, trunca
                 "$\\partial_t\\Gamma^{(2)}_k(p)$ at the minimum $\\tilde\\rho_0 = \\kappa$ "
                 "($\\lambda = u''(\\kappa)$, $\\lambda_3 = u'''(\\kappa)$)", "eq:wet-eta",
                 uses=("eq:wet-dimless",), verification=ver)
-    return dv
 
 
-def _check_lpa_integral(R: Regulator, d: sp.Expr, eta: sp.Expr):
+def _check_lpa_integral(R: Regulator, d: sp.Expr, eta: sp.Expr) -> Verification:
     r"""Check :math:`\tfrac12\int_q \partial_tR_k/(Z q^2 + R_k + U'') = v_d k^d\ell_0` by mpmath
     quadrature of the loop integral (d = 3 when d is symbolic, :math:`\eta = 1/10` when symbolic)
     at two values of w.  The sharp cutoff (no finite R_k) is marked assumed (Wegner-Houghton)."""
@@ -617,7 +650,7 @@ def _check_lpa_integral(R: Regulator, d: sp.Expr, eta: sp.Expr):
 
 
 
-def free_theory_derivation(reg: "str | Regulator" = "litim", d: Any = D) -> Derivation:
+def free_theory_derivation(reg: "str | Regulator" = "litim", d: ExprLike = D) -> Derivation:
     r"""The free theory :math:`U = \tfrac12 m^2\phi^2`: no flow of :math:`m^2` and :math:`Z` in
     dimensionful units (only the vacuum term flows), :math:`\partial_t\tilde m^2 = -2\tilde m^2`
     for :math:`\tilde m^2 = m^2/k^2`, and per mode the Wetterich vacuum flow equals the Polchinski

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import mpmath
 import sympy as sp
@@ -34,6 +33,7 @@ import sympy as sp
 from symbrg.core.checks import integer
 from symbrg.core.errors import InvalidArgument
 from symbrg.core.parsing import as_expression
+from symbrg.core.types import ExprLike, Number
 from symbrg.rg import erg
 from symbrg.rg.regulators import Regulator, angular_factor
 
@@ -60,7 +60,7 @@ class FreeScalar:
         """The kinetic eigenvalue :math:`p^2+m^2`."""
         return self.momentum ** 2 + self.mass2
 
-    def scale2(self, k: Any) -> sp.Expr:
+    def scale2(self, k: ExprLike) -> sp.Expr:
         """:math:`s^2 = k^2+m^2`, the cutoff on the kinetic eigenvalue."""
         return as_expression(k, "k") ** 2 + self.mass2
 
@@ -73,7 +73,7 @@ class FreeScalar:
         return z
 
     # ------------------------------------------------------------------ Polchinski side
-    def covariance(self, k: Any) -> sp.Expr:
+    def covariance(self, k: ExprLike) -> sp.Expr:
         r""":math:`C_k(p) = K((p^2+m^2)/s^2)/\Gamma^{(2)}(p)` (the engine's UV-cut propagator at scale :math:`s`)."""
         return self.regulator.covariance(self.kinetic(), sp.sqrt(self.scale2(k)), self.inverse_propagator)
 
@@ -82,7 +82,7 @@ class FreeScalar:
         s2 = self.scale2(k)
         return k / s2 * self.regulator.scale_derivative_covariance(self.kinetic(), sp.sqrt(s2), self.inverse_propagator)
 
-    def wilsonian_action(self, field: sp.Symbol, k: Any) -> sp.Expr:
+    def wilsonian_action(self, field: sp.Symbol, k: ExprLike) -> sp.Expr:
         r"""Normalized Wilsonian action of the mode: :math:`\phi^2/(2C_k) + \frac12\ln(2\pi C_k)`."""
         c = self.covariance(k)
         return field ** 2 / (2 * c) + sp.log(2 * sp.pi * c) / 2
@@ -96,19 +96,19 @@ class FreeScalar:
         return rhs.subs(phi, 0)
 
     # ------------------------------------------------------------------ Wetterich side
-    def ir_regulator(self, k: Any) -> sp.Expr | None:
+    def ir_regulator(self, k: ExprLike) -> sp.Expr | None:
         r""":math:`R_k(p) = Z s^2 r((p^2+m^2)/s^2)` from the engine's shape; ``None`` for the sharp cutoff."""
         if self.regulator.shape is None:
             return None
         return self.regulator.R(self.kinetic(), sp.sqrt(self.scale2(k)), self.Z)
 
-    def standard_regulator(self, k: Any) -> sp.Expr | None:
+    def standard_regulator(self, k: ExprLike) -> sp.Expr | None:
         r"""The standard :math:`R_k(p) = Zk^2r(p^2/k^2)` (for comparison; ``None`` for the sharp cutoff)."""
         if self.regulator.shape is None:
             return None
         return self.regulator.R(self.momentum ** 2, k, self.Z)
 
-    def wetterich_propagator(self, k: Any) -> sp.Expr:
+    def wetterich_propagator(self, k: ExprLike) -> sp.Expr:
         r""":math:`(\Gamma^{(2)}+R_k)^{-1}`; sharp: the :math:`R_k\to\infty` limit :math:`(1-K)/\Gamma^{(2)}`."""
         Rk = self.ir_regulator(k)
         if Rk is None:
@@ -127,7 +127,7 @@ class FreeScalar:
         dR = k / s2 * self.regulator.dt_R(self.kinetic(), sp.sqrt(s2), self.Z)
         return dR / (2 * (self.inverse_propagator + self.ir_regulator(k)))
 
-    def polchinski_residual(self, action: Any, field: sp.Symbol, covariance: Any, scale: sp.Symbol) -> sp.Expr:
+    def polchinski_residual(self, action: ExprLike, field: sp.Symbol, covariance: ExprLike, scale: sp.Symbol) -> sp.Expr:
         r"""Residual of the normalized Polchinski equation for a one-mode ``action`` (field-independent part
         included) with ``covariance`` a function of ``scale``: the engine's full-action residual
         (:func:`symbrg.rg.erg.polchinski_residual`) of :math:`S - \frac12\ln(2\pi C)`."""
@@ -136,7 +136,8 @@ class FreeScalar:
                                        [field], [c], scale, part="full")
 
 
-def _roots(h: sp.Expr, var: sp.Symbol, upper: Any) -> list:
+def _roots(h: sp.Expr, var: sp.Symbol, upper: Number) -> list[sp.Expr]:
+    """The real roots of h in (0, upper), as 40-digit sympy floats."""
     out = []
     for r in sp.solve(h, var):
         rv = complex(sp.N(r, 30))
@@ -145,7 +146,7 @@ def _roots(h: sp.Expr, var: sp.Symbol, upper: Any) -> list:
     return out
 
 
-def radial_trace(expr: Any, var: sp.Symbol, dim: int, upper: Any, dps: int = 30) -> Any:
+def radial_trace(expr: ExprLike, var: sp.Symbol, dim: int, upper: Number, dps: int = 30) -> mpmath.mpf:
     r""":math:`\int_{|p|<R}\frac{d^dp}{(2\pi)^d}f(|p|) = 2\,a_d\int_0^R p^{d-1}f\,dp` (:math:`a_d` the engine's
     angular factor) for ``expr`` numeric except in ``var``, at ``dps`` digits.  Terms
     :math:`g(p)\,\delta(h(p))` contribute :math:`\sum_{h(p_0)=0}g(p_0)p_0^{d-1}/|h'(p_0)|`; step functions
@@ -163,7 +164,7 @@ def radial_trace(expr: Any, var: sp.Symbol, dim: int, upper: Any, dps: int = 30)
                 total += mpmath.mpf(sp.N(coeff.subs(var, r0) / abs(sp.diff(h, var).subs(var, r0)), dps + 10))
         for step in f.atoms(sp.Heaviside):
             breaks.update(_roots(step.args[0], var, upper))
-        g: Callable = sp.lambdify(var, f.replace(sp.Heaviside, lambda *a: sp.Piecewise((1, a[0] > 0), (0, True))),
+        g: Callable[[mpmath.mpf], mpmath.mpf] = sp.lambdify(var, f.replace(sp.Heaviside, lambda *a: sp.Piecewise((1, a[0] > 0), (0, True))),
                                   "mpmath")
         nodes = [mpmath.mpf(0)] + sorted(mpmath.mpf(b) for b in breaks) + [mpmath.mpf(sp.N(upper, dps + 10))]
         total += mpmath.quad(g, nodes)

@@ -36,11 +36,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TypeAlias, cast
 
 import mpmath
 import sympy as sp
-from sympy.polys.rings import ring
+from sympy.polys.rings import PolyElement, PolyRing, ring
 
 from symbrg.core.checks import choice, integer, positive, resolve_symbols, scalar
 from symbrg.core.derivation import Derivation, Verification, check_identity
@@ -48,6 +48,7 @@ from symbrg.core.errors import ConvergenceError, InvalidArgument, OutOfRange, Un
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.symbols import symbol
+from symbrg.core.types import ExprLike
 from symbrg.rg.erg import anomalous_dimension, dimensionless_flow
 from symbrg.rg.regulators import (
     ETA,
@@ -74,6 +75,11 @@ RHO = symbol("rho")
 #: 125 s at 16 (the symbolic beta functions and the Newton Jacobian grow about as 2^n).
 ORDER = Limit("lpa_order", 16, "truncation order n (phi^(2n)) of the LPA")
 
+#: A real number of the numerics: a Python number or an mpmath ``mpf`` at the working precision.
+_Real: TypeAlias = "int | float | mpmath.mpf"
+#: Threshold numbers at one w: ``T_1..``, ``S_1..`` (LPA') and ``[M_a, M_b, M_a', M_b']``.
+_Thresholds: TypeAlias = "tuple[list[mpmath.mpf], list[mpmath.mpf], list[mpmath.mpf]]"
+
 
 # ============================================================================ truncation
 @dataclass
@@ -94,11 +100,11 @@ class LPATruncation:
     S: tuple
     G: tuple
     w0: sp.Expr
-    _poly: Any = field(repr=False, default=None)
+    _poly: _SparsePolys | None = field(repr=False, default=None)
     N: int = 1
 
     @cached_property
-    def _goldstone(self) -> list:
+    def _goldstone(self) -> list[mpmath.mpf]:
         """Goldstone thresholds F^(j)(0), j = 1..n (minimum expansion, N > 1), at this precision."""
         return _threshold_values(self.regulator, self.d, self.order, mpmath.mpf(0), False)[0]
 
@@ -128,7 +134,7 @@ class LPATruncation:
         return s * Ma / (1 + s * Mb)
 
     # ------------------------------------------------------------------ numerics
-    def evaluate(self, values: Sequence[Any]) -> tuple[Any, Any, Any]:
+    def evaluate(self, values: Sequence[_Real]) -> tuple[mpmath.matrix, mpmath.matrix, mpmath.mpf]:
         r"""(G, total Jacobian dG/dc, eta) at coupling values, as mpmath objects.
 
         The polynomials :math:`G_j` and :math:`\partial G_j/\partial c_k + (\sum_m
@@ -139,24 +145,11 @@ class LPATruncation:
         n = len(c)
         w0 = self._w0_value(c)
         T, S, M = self._thresholds(w0)
-        eta = mpmath.mpf(0)
-        deta = [mpmath.mpf(0)] * n
-        if self.anomalous:
-            kap, l2 = c[0], c[1]
-            l3 = c[2] if n >= 3 else mpmath.mpf(0)
-            s = 2 * kap * (3 * l2 + 2 * kap * l3) ** 2
-            ds = [2 * (3 * l2 + 2 * kap * l3) ** 2 + 8 * kap * l3 * (3 * l2 + 2 * kap * l3),
-                  12 * kap * (3 * l2 + 2 * kap * l3)] + \
-                 ([8 * kap ** 2 * (3 * l2 + 2 * kap * l3)] if n >= 3 else []) + [mpmath.mpf(0)] * max(0, n - 3)
-            dw = [2 * l2, 2 * kap] + [mpmath.mpf(0)] * (n - 2)
-            den = 1 + s * M[1]
-            eta = s * M[0] / den
-            deta = [((M[0] * ds[k] + s * M[2] * dw[k]) * den - s * M[0] * (M[1] * ds[k] + s * M[3] * dw[k]))
-                    / den ** 2 for k in range(n)]
+        eta, deta = _eta_gradient(c, M) if self.anomalous else (mpmath.mpf(0), [mpmath.mpf(0)] * n)
         point = c + list(T) + list(S) + ([eta] if self.anomalous else [])
         if self.N > 1 and self.expansion == "minimum":
             point += list(self._goldstone)
-        vals = self._poly.evaluate(point)
+        vals = cast(_SparsePolys, self._poly).evaluate(point)  # None only if built by hand
         G = mpmath.matrix(vals[:n])
         J = mpmath.matrix(n, n)
         for i in range(n):
@@ -165,14 +158,15 @@ class LPATruncation:
                 J[i, j] = vals[n + i * n + j] + e_i * deta[j]
         return G, J, eta
 
-    def _thresholds(self, w0: Any) -> tuple[list, list, list]:
+    def _thresholds(self, w0: mpmath.mpf) -> _Thresholds:
         """Numbers T_1.., S_1.., (Ma, Mb, Ma', Mb') at w0 (closed form or quadrature)."""
         return _threshold_values(self.regulator, self.d, len(self.T), w0, self.anomalous)
 
-    def _w0_value(self, c: Sequence[Any]) -> Any:
+    def _w0_value(self, c: Sequence[mpmath.mpf]) -> mpmath.mpf:
+        """The expansion point w0 of the thresholds: 2 kappa lambda_2 (minimum) or lambda_1 (zero)."""
         return 2 * c[0] * c[1] if self.expansion == "minimum" else c[0]
 
-    def stability_matrix(self, values: Sequence[Any]) -> Any:
+    def stability_matrix(self, values: Sequence[_Real]) -> mpmath.matrix:
         r""":math:`\partial\beta_i/\partial g_j` at a fixed point (where :math:`G = 0`)."""
         G, J, _ = self.evaluate(values)
         n = len(values)
@@ -190,7 +184,25 @@ class LPATruncation:
         return M
 
 
-def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: Any, anomalous: bool):
+def _eta_gradient(c: list[mpmath.mpf], M: list[mpmath.mpf]) -> tuple[mpmath.mpf, list[mpmath.mpf]]:
+    r"""LPA' :math:`\eta = sM_a/(1 + sM_b)`, :math:`s = 2\kappa(3\lambda_2 + 2\kappa\lambda_3)^2`, and its
+    gradient in the couplings c (through s and through :math:`w_0 = 2\kappa\lambda_2` in M)."""
+    n = len(c)
+    kap, l2 = c[0], c[1]
+    l3 = c[2] if n >= 3 else mpmath.mpf(0)
+    s = 2 * kap * (3 * l2 + 2 * kap * l3) ** 2
+    ds = [2 * (3 * l2 + 2 * kap * l3) ** 2 + 8 * kap * l3 * (3 * l2 + 2 * kap * l3),
+          12 * kap * (3 * l2 + 2 * kap * l3)] + \
+         ([8 * kap ** 2 * (3 * l2 + 2 * kap * l3)] if n >= 3 else []) + [mpmath.mpf(0)] * max(0, n - 3)
+    dw = [2 * l2, 2 * kap] + [mpmath.mpf(0)] * (n - 2)
+    den = 1 + s * M[1]
+    eta = s * M[0] / den
+    deta = [((M[0] * ds[k] + s * M[2] * dw[k]) * den - s * M[0] * (M[1] * ds[k] + s * M[3] * dw[k]))
+            / den ** 2 for k in range(n)]
+    return eta, deta
+
+
+def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: _Real, anomalous: bool) -> _Thresholds:
     """T_j = d^j A_0/dw^j (j = 1..jmax), S_j likewise for B_0, and [Ma, Mb, Ma', Mb'] at w0."""
     T: list = []
     S: list = []
@@ -211,10 +223,12 @@ def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: Any, anomalous: b
     return T, S, (list(M) if anomalous else [mpmath.mpf(0)] * 4)
 
 
-_CLOSED_CACHE: dict = {}
+_CLOSED_CACHE: dict[tuple[Regulator, sp.Expr, int, bool], Callable[..., list[mpmath.mpf]]] = {}
 
 
-def _closed_threshold_fn(R: Regulator, d: sp.Expr, jmax: int, anomalous: bool) -> Callable[[Any], list]:
+def _closed_threshold_fn(R: Regulator, d: sp.Expr, jmax: int,
+                        anomalous: bool) -> Callable[[_Real], list[mpmath.mpf]]:
+    """w -> the closed-form numbers of :func:`_threshold_values` ([T.., S.., M..]), compiled once."""
     key = (R, d, jmax, anomalous)
     if key not in _CLOSED_CACHE:
         from symbrg.core.codegen import lambdify
@@ -234,8 +248,40 @@ def _closed_threshold_fn(R: Regulator, d: sp.Expr, jmax: int, anomalous: bool) -
     return _CLOSED_CACHE[key]
 
 
-def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool, N: int = 1):
-    """Ring computation of G_j (polynomial in x, couplings, T, S, eta, Goldstone TG[, d])."""
+@dataclass
+class _LPARing:
+    """The polynomial ring of the LPA projections: generators ``x`` (the field offset), the couplings,
+    the threshold derivatives T (and S, eta for LPA'), the Goldstone thresholds TG and a symbolic d."""
+    order: int
+    anomalous: bool
+    gens: list[str]
+    cnames: list[str]
+    tnames: list[str]
+    snames: list[str]
+    gnames: list[str]
+    dsym: list[str]
+    ring: PolyRing
+    x: PolyElement
+    cs: list[PolyElement]
+    Ts: list[PolyElement]
+    Ss: list[PolyElement]
+    eta: PolyElement
+    TGs: list[PolyElement]
+    dd: PolyElement
+
+    @property
+    def nvars(self) -> int:
+        """Generators after x (the variables of :class:`_SparsePolys`), without a symbolic d."""
+        return len(self.cnames) + len(self.tnames) + len(self.snames) + (1 if self.anomalous else 0) \
+            + len(self.gnames)
+
+    def trunc(self, p: PolyElement) -> PolyElement:
+        """``p`` without the terms of degree >= order in x."""
+        return self.ring({m: c for m, c in p.terms() if m[0] < self.order})
+
+
+def _lpa_ring(order: int, expansion: str, d: sp.Expr, anomalous: bool, N: int) -> _LPARing:
+    """The ring of :func:`_series_G` and its generators, split by role."""
     n = order
     cnames = (["kappa"] + [f"lambda_{i}" for i in range(2, n + 1)]) if expansion == "minimum" \
         else [f"lambda_{i}" for i in range(1, n + 1)]
@@ -246,66 +292,76 @@ def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool, N: int = 
     dsym = [str(d)] if d.free_symbols else []
     gens = ["x"] + cnames + tnames + snames + extra + gnames + dsym
     Rg, *G = ring(",".join(gens), sp.QQ)  # noqa: N806
-    x = G[0]
-    cs = G[1:1 + len(cnames)]
-    Ts = G[1 + len(cnames):1 + len(cnames) + len(tnames)]
-    Ss = G[1 + len(cnames) + len(tnames):1 + len(cnames) + len(tnames) + len(snames)]
-    eta = G[1 + len(cnames) + len(tnames) + len(snames)] if anomalous else Rg(0)
-    TGs = G[1 + len(cnames) + len(tnames) + len(snames) + len(extra):
-            1 + len(cnames) + len(tnames) + len(snames) + len(extra) + len(gnames)]
-    dd = G[-1] if dsym else Rg(sp.Rational(d))
+    i_t = 1 + len(cnames)
+    i_s = i_t + len(tnames)
+    i_e = i_s + len(snames)
+    i_g = i_e + len(extra)
+    return _LPARing(order, anomalous, gens, cnames, tnames, snames, gnames, dsym, Rg, G[0], G[1:i_t],
+                    G[i_t:i_s], G[i_s:i_e], G[i_e] if anomalous else Rg(0), G[i_g:i_g + len(gnames)],
+                    G[-1] if dsym else Rg(sp.Rational(d)))
 
-    def trunc(p: Any) -> Any:
-        return Rg({m: c for m, c in p.terms() if m[0] < n})
 
+def _taylor(rg: _LPARing, coefs: Sequence[PolyElement], delta: PolyElement) -> PolyElement:
+    r""":math:`\sum_m c_m\,\delta^m/m!`, m = 0..order-1, truncated in x."""
+    out = rg.ring(0)
+    power = rg.ring(1)
+    for m in range(0, rg.order):
+        out += coefs[m] * power * sp.Rational(1, math.factorial(m))
+        power = rg.trunc(power * delta)
+    return out
+
+
+def _flow_polynomial(rg: _LPARing, expansion: str, N: int) -> tuple[PolyElement, PolyElement]:
+    r"""The flow of :math:`\hat u'` at :math:`\hat\rho = \kappa + x` (or x), truncated in x, and
+    :math:`w_0` (module docstring)."""
+    n, x, cs, Ts, Ss, eta = rg.order, rg.x, rg.cs, rg.Ts, rg.Ss, rg.eta
     if expansion == "minimum":
         kap, lams = cs[0], cs[1:]
         up = sum((lams[i - 2] * x ** (i - 1) * sp.Rational(1, math.factorial(i - 1))
-                  for i in range(2, n + 1)), Rg(0))
+                  for i in range(2, n + 1)), rg.ring(0))
         rho = kap + x
     else:
         up = sum((cs[i - 1] * x ** (i - 1) * sp.Rational(1, math.factorial(i - 1))
-                  for i in range(1, n + 1)), Rg(0))
+                  for i in range(1, n + 1)), rg.ring(0))
         rho = x
     upp, uppp = up.diff(x), up.diff(x).diff(x)
     w = up + 2 * rho * upp
-    w0 = Rg({m: c for m, c in w.terms() if m[0] == 0})
-    delta = w - w0
+    w0 = rg.ring({m: c for m, c in w.terms() if m[0] == 0})
     wp = 3 * upp + 2 * rho * uppp
-    Fp = Rg(0)
-    power = Rg(1)
-    for m in range(0, n):
-        coef = Ts[m] - (eta * Ss[m] if anomalous else 0)
-        Fp += coef * power * sp.Rational(1, math.factorial(m))
-        power = trunc(power * delta)
-    Gx = trunc((eta - 2) * up + (dd - 2 + eta) * rho * upp + trunc(Fp * wp))
+    ell = [Ts[m] - (eta * Ss[m] if rg.anomalous else 0) for m in range(n)]
+    Fp = _taylor(rg, ell, w - w0)
+    Gx = rg.trunc((eta - 2) * up + (rg.dd - 2 + eta) * rho * upp + rg.trunc(Fp * wp))
     if N > 1:  # N - 1 Goldstone modes of mass u' (at the minimum: massless, constant thresholds)
-        wG0 = Rg({m: c for m, c in up.terms() if m[0] == 0})
-        dG = up - wG0
-        FpG, power = Rg(0), Rg(1)
-        for m in range(0, n):
-            coef = TGs[m] if gnames else (Ts[m] - (eta * Ss[m] if anomalous else 0))
-            FpG += coef * power * sp.Rational(1, math.factorial(m))
-            power = trunc(power * dG)
-        Gx = trunc(Gx + (N - 1) * trunc(FpG * upp))
+        wG0 = rg.ring({m: c for m, c in up.terms() if m[0] == 0})
+        FpG = _taylor(rg, rg.TGs if rg.gnames else ell, up - wG0)
+        Gx = rg.trunc(Gx + (N - 1) * rg.trunc(FpG * upp))
+    return Gx, w0
+
+
+def _series_G(order: int, expansion: str, d: sp.Expr, anomalous: bool,
+              N: int = 1) -> tuple[tuple[sp.Symbol, ...], tuple[sp.Symbol, ...], tuple[sp.Symbol, ...],
+                                   tuple[sp.Expr, ...], sp.Expr, _SparsePolys]:
+    """Ring computation of G_j (polynomial in x, couplings, T, S, eta, Goldstone TG[, d])."""
+    rg = _lpa_ring(order, expansion, d, anomalous, N)
+    Gx, w0 = _flow_polynomial(rg, expansion, N)
     coeffs = []
-    for j in range(n):
-        cj = Rg({(0,) + m[1:]: c for m, c in Gx.terms() if m[0] == j}) * math.factorial(j)
+    for j in range(order):
+        cj = rg.ring({(0,) + m[1:]: c for m, c in Gx.terms() if m[0] == j}) * math.factorial(j)
         coeffs.append(cj)
     # total Jacobian in the ring: explicit + threshold chain through w0 (+ eta part kept apart)
-    chain_T = [sum((g.diff(Ts[m]) * Ts[m + 1] for m in range(len(Ts) - 1)), Rg(0)) +
-               sum((g.diff(Ss[m]) * Ss[m + 1] for m in range(len(Ss) - 1)), Rg(0)) for g in coeffs]
-    jac = [g.diff(ck) + ch * w0.diff(ck) for g, ch in zip(coeffs, chain_T) for ck in cs]
-    extra_polys = [g.diff(eta) for g in coeffs] if anomalous else []
-    nvars = len(cnames) + len(tnames) + len(snames) + len(extra) + len(gnames)
-    evaluator = _SparsePolys(coeffs + jac + extra_polys, nvars)
-    symbols = [sp.Symbol("kappa", positive=True) if s_ == "kappa" else sp.Symbol(s_) for s_ in cnames]
-    sym_map = dict(zip(gens, [sp.Symbol("x")] + symbols + [sp.Symbol(t) for t in tnames]
-                       + [sp.Symbol(s_) for s_ in snames] + ([ETA] if anomalous else [])
-                       + [sp.Symbol(g_) for g_ in gnames] + ([d] if dsym else [])))
-    exprs = tuple(c.as_expr(*[sym_map[g] for g in gens]) for c in coeffs)
-    w0e = w0.as_expr(*[sym_map[g] for g in gens])
-    return tuple(symbols), tuple(sp.Symbol(t) for t in tnames), tuple(sp.Symbol(s_) for s_ in snames), \
+    Ts, Ss = rg.Ts, rg.Ss
+    chain_T = [sum((g.diff(Ts[m]) * Ts[m + 1] for m in range(len(Ts) - 1)), rg.ring(0)) +
+               sum((g.diff(Ss[m]) * Ss[m + 1] for m in range(len(Ss) - 1)), rg.ring(0)) for g in coeffs]
+    jac = [g.diff(ck) + ch * w0.diff(ck) for g, ch in zip(coeffs, chain_T) for ck in rg.cs]
+    extra_polys = [g.diff(rg.eta) for g in coeffs] if anomalous else []
+    evaluator = _SparsePolys(coeffs + jac + extra_polys, rg.nvars)
+    symbols = [sp.Symbol("kappa", positive=True) if s_ == "kappa" else sp.Symbol(s_) for s_ in rg.cnames]
+    sym_map = dict(zip(rg.gens, [sp.Symbol("x")] + symbols + [sp.Symbol(t) for t in rg.tnames]
+                       + [sp.Symbol(s_) for s_ in rg.snames] + ([ETA] if anomalous else [])
+                       + [sp.Symbol(g_) for g_ in rg.gnames] + ([d] if rg.dsym else [])))
+    exprs = tuple(c.as_expr(*[sym_map[g] for g in rg.gens]) for c in coeffs)
+    w0e = w0.as_expr(*[sym_map[g] for g in rg.gens])
+    return tuple(symbols), tuple(sp.Symbol(t) for t in rg.tnames), tuple(sp.Symbol(s_) for s_ in rg.snames), \
         exprs, w0e, evaluator
 
 
@@ -315,7 +371,7 @@ class _SparsePolys:
     Variables are the ring generators after x (which no projection contains); a symbolic d stays
     a generator and is not supported numerically."""
 
-    def __init__(self, polys: Sequence[Any], nvars: int):
+    def __init__(self, polys: Sequence[PolyElement], nvars: int):
         self.nvars = nvars
         self.terms = [[(m[1:1 + nvars], c) for m, c in p.terms()] for p in polys]
         self.maxdeg = [0] * nvars
@@ -326,7 +382,8 @@ class _SparsePolys:
                         self.maxdeg[i] = e
         self._coeff_cache: dict = {}
 
-    def _coeffs(self) -> list:
+    def _coeffs(self) -> list[list[tuple[tuple[tuple[int, int], ...], mpmath.mpf]]]:
+        """The terms as (((variable, exponent), ...), coefficient) at the working precision (cached)."""
         key = mpmath.mp.prec
         if key not in self._coeff_cache:
             self._coeff_cache[key] = [[(tuple((i, e) for i, e in enumerate(m) if e),
@@ -334,7 +391,8 @@ class _SparsePolys:
                                       for ts in self.terms]
         return self._coeff_cache[key]
 
-    def evaluate(self, point: Sequence[Any]) -> list:
+    def evaluate(self, point: Sequence[mpmath.mpf]) -> list[mpmath.mpf]:
+        """The values of all polynomials at ``point`` (one value per variable)."""
         pw = []
         for v, md in zip(point, self.maxdeg):
             row = [mpmath.mpf(1)]
@@ -352,7 +410,7 @@ class _SparsePolys:
         return out
 
 
-def lpa_truncation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6, *,
+def lpa_truncation(reg: "str | Regulator" = "litim", d: ExprLike = 3, order: int = 6, *,
                    expansion: str = "minimum", anomalous: bool = False, N: int = 1) -> LPATruncation:
     r"""Derive the polynomial truncation of order ``order`` (:math:`\phi^{2n}`) of the LPA
     (``anomalous=True``: LPA') flow for a regulator in d dimensions (module docstring).
@@ -386,7 +444,7 @@ class FixedPoint:
     r"""A fixed point of a truncation: coupling values, :math:`\eta`, the critical exponents
     :math:`\theta_i` (descending real parts), :math:`\nu = 1/\theta_1` and :math:`\omega`."""
     regulator: str
-    d: Any
+    d: sp.Expr
     order: int
     expansion: str
     anomalous: bool
@@ -418,7 +476,7 @@ def _initial_guess(tr: LPATruncation) -> list:
     dd = mpmath.mpf(sp.N(tr.d, 30))
     TG1 = tr._goldstone[0] if tr.N > 1 else 0
 
-    def g1(w: Any) -> tuple:
+    def g1(w: mpmath.mpf) -> tuple[mpmath.mpf, mpmath.mpf, mpmath.mpf]:
         T, _, _ = _threshold_values(tr.regulator, tr.d, 1, w, False)
         kap = -(3 * T[0] + (tr.N - 1) * TG1) / (dd - 2)
         lam = w / (2 * kap)
@@ -436,7 +494,9 @@ def _initial_guess(tr: LPATruncation) -> list:
     raise ConvergenceError("guess", "no Wilson-Fisher fixed point found at order 2")
 
 
-def _newton(tr: LPATruncation, c0: Sequence[Any], tol: Any, maxiter: int = 60) -> tuple[list, Any, int]:
+def _newton(tr: LPATruncation, c0: Sequence[_Real], tol: mpmath.mpf,
+            maxiter: int = 60) -> tuple[list[mpmath.mpf], mpmath.mpf, int]:
+    """Damped Newton on G = 0 from c0: (couplings, |G|, steps)."""
     c = mpmath.matrix([mpmath.mpf(v) for v in c0])
     G, J, _ = tr.evaluate(list(c))
     norm = mpmath.norm(G)
@@ -465,7 +525,7 @@ def _newton(tr: LPATruncation, c0: Sequence[Any], tol: Any, maxiter: int = 60) -
     raise ConvergenceError("maxiter", f"no convergence after {maxiter} Newton steps (|G| = {float(norm):.3g})")
 
 
-def fixed_point(tr: LPATruncation, guess: Sequence[Any] | None = None, *, dps: int = 30,
+def fixed_point(tr: LPATruncation, guess: Sequence[_Real] | None = None, *, dps: int = 30,
                 tol: float | None = None) -> FixedPoint:
     r"""Solve :math:`G_j = 0` by damped Newton (exact symbolic Jacobian, thresholds by closed form
     or quadrature) from ``guess`` (default: the order-2 Wilson-Fisher point continued with zeros),
@@ -517,7 +577,7 @@ def _continued_guess(tr: LPATruncation, dps: int) -> list:
     return list(c)
 
 
-def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequence[int] = range(2, 11),
+def convergence_table(reg: "str | Regulator" = "litim", d: ExprLike = 3, orders: Sequence[int] = range(2, 11),
                       *, anomalous: bool = False, dps: int = 30, N: int = 1) -> list[FixedPoint]:
     r"""Fixed points and exponents for each order, continued from order to order."""
     R = regulator(reg)
@@ -529,7 +589,7 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
     c = None
     for n in range(2, max(orders) + 1):
         tr = lpa_truncation(R, d, n, anomalous=anomalous, N=N)
-        guess: list[Any] | None = None if c is None else [*c.values(), 0.0]
+        guess: list[_Real] | None = None if c is None else [*c.values(), 0.0]
         fp = fixed_point(tr, guess, dps=dps)
         c = fp.couplings
         if n in orders:
@@ -537,7 +597,7 @@ def convergence_table(reg: "str | Regulator" = "litim", d: Any = 3, orders: Sequ
     return out
 
 
-def compare_regulators(regs: Sequence[Regulator | str] = ("litim", "exponential", "sharp"), d: Any = 3, order: int = 8,
+def compare_regulators(regs: Sequence[Regulator | str] = ("litim", "exponential", "sharp"), d: ExprLike = 3, order: int = 8,
                        *, anomalous: bool = False, N: int = 1, dps: int = 20) -> list[FixedPoint]:
     r"""The Wilson-Fisher fixed point at one order for several regulators (each continued in the
     order from 2), to compare the regulator dependence of :math:`\nu`, :math:`\omega` (and
@@ -551,7 +611,7 @@ def compare_regulators(regs: Sequence[Regulator | str] = ("litim", "exponential"
     return out
 
 
-def gaussian_fixed_point(reg: "str | Regulator" = "litim", d: Any = D, order: int = 6, N: int = 1) -> dict:
+def gaussian_fixed_point(reg: "str | Regulator" = "litim", d: ExprLike = D, order: int = 6, N: int = 1) -> dict:
     r"""The Gaussian fixed point :math:`\hat u' = 0` in the expansion around zero field: the
     stability matrix is triangular, with exponents :math:`\theta_j = 2 - (d-2)j = d - (j+1)(d-2)`
     (:math:`\phi^{2(j+1)}`, j = 0..n-1), so :math:`\nu = 1/2` and :math:`\eta = 0`; d may be symbolic.
@@ -579,7 +639,7 @@ def gaussian_fixed_point(reg: "str | Regulator" = "litim", d: Any = D, order: in
 
 
 # ============================================================================ user potentials
-def _in_field(potential: Any, field: sp.Symbol | str | None) -> tuple[sp.Expr, sp.Symbol]:
+def _in_field(potential: ExprLike, field: sp.Symbol | str | None) -> tuple[sp.Expr, sp.Symbol]:
     r"""The potential as an expression in the real field ``phi`` (or ``field``): its symbols are
     matched by name, so a user's ``Symbol('phi')`` or ``Symbol('rho')`` (any assumptions) is the
     field resp. :math:`\rho = \phi^2/2`; a potential with neither is refused naming ``field``."""
@@ -597,7 +657,7 @@ def _in_field(potential: Any, field: sp.Symbol | str | None) -> tuple[sp.Expr, s
     return U, phi
 
 
-def polynomial_couplings(potential: Any, order: int, *, field: sp.Symbol | None = None) -> dict:
+def polynomial_couplings(potential: ExprLike, order: int, *, field: sp.Symbol | None = None) -> dict:
     r"""Couplings of the expansion around zero, :math:`\lambda_i = \partial^i_\rho U|_0`,
     :math:`\rho = \phi^2/2`, of a Z2-even polynomial potential of degree :math:`\le 2\,` ``order``.
     A non-polynomial potential raises :class:`~symbrg.core.errors.Unsupported` naming ``potential``."""
@@ -614,7 +674,7 @@ def polynomial_couplings(potential: Any, order: int, *, field: sp.Symbol | None 
     return {f"lambda_{i}": sp.diff(Ur, RHO, i).subs(RHO, 0) for i in range(1, order + 1)}
 
 
-def potential_flow(potential: Any, reg: "str | Regulator" = "litim", d: Any = 3, order: int | None = None,
+def potential_flow(potential: ExprLike, reg: "str | Regulator" = "litim", d: ExprLike = 3, order: int | None = None,
                    *, N: int = 1, dps: int = 30) -> dict:
     r"""Beta functions of the zero-field couplings :math:`\lambda_i = \partial^i_{\tilde\rho} u|_0`
     of a dimensionless Z2 polynomial potential :math:`u(\tilde\phi)` in the LPA truncation of order
@@ -644,7 +704,7 @@ def potential_flow(potential: Any, reg: "str | Regulator" = "litim", d: Any = 3,
 
 
 # ============================================================================ derivation
-def lpa_derivation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6, *,
+def lpa_derivation(reg: "str | Regulator" = "litim", d: ExprLike = 3, order: int = 6, *,
                    anomalous: bool = False, dps: int = 30, N: int = 1) -> Derivation:
     r"""Derivation of the LPA (LPA') fixed point at order n: dimensionless flow, flow of
     :math:`\hat u'`, ansatz, projected beta functions (checked against direct differentiation of
@@ -666,7 +726,31 @@ def lpa_derivation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
              sp.Integer(0))
     dv.step(sp.Eq(sp.Function("\\hat u'")(kap + x), up), "polynomial ansatz around the minimum",
             "eq:lpa-ansatz", uses=("eq:lpa-flow",))
-    # check the projection: direct differentiation of the flow for the ansatz with a closed form
+    jcheck, ver_b = _projection_check(R, tr, anomalous)
+    betas = tr.betas
+    dv.step(tuple(sp.Eq(sp.Symbol(f"beta_{c}"), b) for c, b in zip(tr.couplings, betas)),
+            f"beta functions; $T_j = \\partial^j_w A^d_0(w_0)$, $w_0 = 2\\kappa\\lambda_2$ "
+            f"(projection $G_{jcheck}$ checked against direct differentiation with the Litim "
+            f"threshold function)", "eq:lpa-beta", uses=("eq:lpa-ansatz",), verification=ver_b)
+    vals = tuple(sp.Eq(c, sp.Float(v, 12)) for c, v in fp.couplings.items())
+    dv.step(vals + ((sp.Eq(ETA, sp.Float(fp.eta, 12)),) if anomalous else ()),
+            f"fixed point by Newton's method ({fp.iterations} steps)", "eq:lpa-fp", uses=("eq:lpa-beta",),
+            verification=Verification("numeric", False, 1, dps, fp.residual, 10.0 ** (-(dps - 10))))
+    nu, omega = sp.Symbol("nu"), sp.Symbol("omega")
+    lams, err = _eigenvalue_check(tr, fp, dps)
+    dv.step((sp.Eq(nu, sp.Float(fp.nu, 10)), sp.Eq(omega, sp.Float(fp.omega or float("nan"), 10))),
+            "$\\nu = 1/\\theta_1$, $\\omega$ = smallest positive eigenvalue of $\\partial\\beta/\\partial g$ "
+            "(checked: $\\det(\\partial\\beta/\\partial g - \\lambda) = 0$ at $\\lambda = -1/\\nu, \\omega$)",
+            "eq:lpa-exponents", uses=("eq:lpa-fp",), cites=("Litim2002",),
+            verification=Verification("numeric", False, len(lams), dps, float(err), 1e-12))
+    return dv
+
+
+def _projection_check(R: Regulator, tr: LPATruncation, anomalous: bool) -> tuple[int, Verification]:
+    """Check the projection :math:`G_j` (j = min(order - 1, 3)) against direct differentiation of the
+    flow for the ansatz, with the closed-form Litim threshold function: (j, verification)."""
+    order = tr.order
+    x = sp.Symbol("x")
     Rc = regulator("litim")
     tr_c = tr if R.inner is not None and not anomalous else lpa_truncation(Rc, tr.d, order)
     ellp = sp.diff(Rc.threshold(0, tr.d, 0, W), W)
@@ -682,26 +766,16 @@ def lpa_derivation(reg: "str | Regulator" = "litim", d: Any = 3, order: int = 6,
     jcheck = min(order - 1, 3)
     direct = sp.diff(G, x, jcheck).subs(x, 0)
     dom = {c: (0.05, 0.5) for c in tr_c.couplings}
-    ver_b = check_identity(direct, tr_c.G[jcheck].subs(Tsub), domain=dom, points=6, simplify=False)
-    betas = tr.betas
-    dv.step(tuple(sp.Eq(sp.Symbol(f"beta_{c}"), b) for c, b in zip(tr.couplings, betas)),
-            f"beta functions; $T_j = \\partial^j_w A^d_0(w_0)$, $w_0 = 2\\kappa\\lambda_2$ "
-            f"(projection $G_{jcheck}$ checked against direct differentiation with the Litim "
-            f"threshold function)", "eq:lpa-beta", uses=("eq:lpa-ansatz",), verification=ver_b)
-    vals = tuple(sp.Eq(c, sp.Float(v, 12)) for c, v in fp.couplings.items())
-    dv.step(vals + ((sp.Eq(ETA, sp.Float(fp.eta, 12)),) if anomalous else ()),
-            f"fixed point by Newton's method ({fp.iterations} steps)", "eq:lpa-fp", uses=("eq:lpa-beta",),
-            verification=Verification("numeric", False, 1, dps, fp.residual, 10.0 ** (-(dps - 10))))
-    nu, omega = sp.Symbol("nu"), sp.Symbol("omega")
-    # independent check of the eigenvalues: det(M - lambda) / |M|^n at lambda = -1/nu and omega
+    return jcheck, check_identity(direct, tr_c.G[jcheck].subs(Tsub), domain=dom, points=6, simplify=False)
+
+
+def _eigenvalue_check(tr: LPATruncation, fp: FixedPoint, dps: int) -> tuple[list[mpmath.mpf], mpmath.mpf]:
+    r"""Independent check of the exponents: :math:`\det(M - \lambda)/|M|^n` at :math:`\lambda = -1/\nu`
+    and :math:`\omega`, M the stability matrix at the fixed point: (the lambdas, the largest value)."""
+    order = tr.order
     with mpmath.workdps(dps):
         M = tr.stability_matrix(list(fp.couplings.values()))
         scale = max(1, mpmath.mnorm(M, 1)) ** order
         lams = [-1 / mpmath.mpf(fp.nu)] + ([mpmath.mpf(fp.omega)] if fp.omega is not None else [])
         err = max(abs(mpmath.det(M - lam * mpmath.eye(order))) / scale for lam in lams)
-    dv.step((sp.Eq(nu, sp.Float(fp.nu, 10)), sp.Eq(omega, sp.Float(fp.omega or float("nan"), 10))),
-            "$\\nu = 1/\\theta_1$, $\\omega$ = smallest positive eigenvalue of $\\partial\\beta/\\partial g$ "
-            "(checked: $\\det(\\partial\\beta/\\partial g - \\lambda) = 0$ at $\\lambda = -1/\\nu, \\omega$)",
-            "eq:lpa-exponents", uses=("eq:lpa-fp",), cites=("Litim2002",),
-            verification=Verification("numeric", False, len(lams), dps, float(err), 1e-12))
-    return dv
+    return lams, err

@@ -59,14 +59,15 @@ Quadrature sees the a.e. derivative of r (user shapes with kinks are fine; jumps
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import mpmath
 import numpy as np
 import sympy as sp
+from mpmath.calculus.quadrature import TanhSinh
 
 from symbrg.core.calculus import ae_derivative, drop_deltas
 from symbrg.core.checks import integer, resolve_symbols, scalar
@@ -75,7 +76,10 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
-from symbrg.core.types import ExprLike
+from symbrg.core.types import ArrayLike, ExprLike, NDArray, Number
+
+if TYPE_CHECKING:
+    from sympy.printing.latex import LatexPrinter
 
 __all__ = ["Z", "Y", "W", "ETA", "D", "Regulator", "Sharp", "Litim", "Exponential", "Power", "CutoffRegulator",
            "ShapeRegulator", "regulator", "REGULATORS", "ThresholdFunction", "loop_volume", "angular_factor",
@@ -105,8 +109,17 @@ DPS = Limit("erg_dps", 1000, "working digits of the exact-RG numerics (LPA fixed
 #: (Litim: 1.2 s at n = 100, minutes at 1000), quadrature evaluates n + 1 powers at every node.
 THRESHOLD_N = Limit("threshold_n", 200, "index n of a threshold function")
 
+#: A real number of the numerics: a Python number or an mpmath ``mpf`` at the working precision.
+_Real: TypeAlias = "int | float | mpmath.mpf"
+#: A dimensionless mass w: a :data:`_Real` or a sympy expression (a number, or symbolic).
+_Mass: TypeAlias = "int | float | mpmath.mpf | sp.Expr"
+#: The columns ``(P, ma, mb, c1a, c2a, c1b, c2b)`` of the fixed quadrature rule, one entry per node.
+_Columns: TypeAlias = "tuple[list[mpmath.mpf], ...]"
+#: A shape's compiled node map y -> (P, r - y r', r/2, P', (r - y r')', r') (mpmath numbers).
+_NodeFunctions: TypeAlias = "Callable[[mpmath.mpf], tuple[mpmath.mpf, ...]]"
 
-def working_precision(argument: str, dps: Any, closed_form: bool = True) -> int:
+
+def working_precision(argument: str, dps: int, closed_form: bool = True) -> int:
     """Check a working precision in decimal digits: an integer >= :data:`MIN_DPS` within the
     :data:`DPS` limit (the cost estimate grows as dps^2 for closed forms, dps^1.6 with quadrature)."""
     dps = integer(argument, dps, minimum=MIN_DPS)
@@ -123,7 +136,7 @@ def _duration(seconds: float) -> str:
     return f"about {seconds:.2g} s"
 
 
-def _in_variable(argument: str, value: Any, var: sp.Symbol) -> sp.Expr:
+def _in_variable(argument: str, value: Number, var: sp.Symbol) -> sp.Expr:
     """A user cutoff function K(z) or shape r(y) given as a sympy expression: its symbol named like
     ``var`` (any assumptions) is ``var``; any other symbol is refused (it would make K constant)."""
     expr = as_expression(value, "value")
@@ -142,20 +155,20 @@ def _ambient_precision() -> None:
                                 "are needed (use mpmath.workdps)")
 
 
-def loop_volume(d: Any) -> sp.Expr:
+def loop_volume(d: ExprLike) -> sp.Expr:
     r""":math:`v_d = [(4\pi)^{d/2}\Gamma(d/2+1)]^{-1}`, so that :math:`\int_{|q|<k}\frac{d^dq}{(2\pi)^d} = v_d k^d`."""
     d = as_expression(d, "d", symbols={"d": D})
     return 1 / ((4 * sp.pi) ** (d / 2) * sp.gamma(d / 2 + 1))
 
 
-def angular_factor(d: Any) -> sp.Expr:
+def angular_factor(d: ExprLike) -> sp.Expr:
     r""":math:`\int\frac{d^dq}{(2\pi)^d} f(q^2) = \frac{d\,v_d}{2}\,k^d\int_0^\infty dy\,y^{d/2-1} f(k^2 y)`:
     returns :math:`d\,v_d/2 = [(4\pi)^{d/2}\Gamma(d/2)]^{-1}`."""
     d = as_expression(d, "d", symbols={"d": D})
     return sp.simplify(d * loop_volume(d) / 2)
 
 
-def dimension(d: Any) -> sp.Expr:
+def dimension(d: ExprLike) -> sp.Expr:
     """A Euclidean dimension: a number > 0 (returned as an exact sympy number) or a sympy expression
     with free symbols (kept; the package's :data:`D` is positive).  Text is read by the safe parser."""
     if isinstance(d, str):                       # text is read by the safe parser, never sympified
@@ -173,22 +186,72 @@ def dimension(d: Any) -> sp.Expr:
     return x
 
 
-def threshold_integrand(r: sp.Expr, numerator: sp.Expr, n: Any, d: Any, w: Any) -> sp.Expr:
-    r"""The one threshold integrand :math:`\frac d2\,y^{d/2-1}\,N(y)/(y + r(y) + w)^{n+1}` in :data:`Y`,
+def threshold_integrand(r: sp.Expr, numerator: sp.Expr, n: Number, d: Number, w: Number) -> sp.Expr:
+    r"""The threshold integrand :math:`\frac d2\,y^{d/2-1}\,N(y)/(y + r(y) + w)^{n+1}` in :data:`Y`,
     for the numerators :math:`N = r - y r' - \tfrac\eta2 r` (:math:`\ell^d_n`), :math:`r - y r'`
     (:math:`A^d_n`) and :math:`r/2` (:math:`B^d_n`)."""
     return d / 2 * Y ** (d / 2 - 1) * numerator / (Y + r + w) ** (n + 1)
 
 
-def anomalous_integrand(r: sp.Expr, rho: sp.Expr, d: Any, w: Any) -> sp.Expr:
+def anomalous_integrand(r: sp.Expr, rho: sp.Expr, d: Number, w: Number) -> sp.Expr:
     r"""The integrand :math:`-y^{d/2} P'\,\partial_y[\rho/(P+w)^2]/(P+w)^2`, :math:`P = y + r`, of the
     anomalous-dimension threshold functions (:math:`\rho = 2(r - y r') - \eta r`, or its parts)."""
     P = Y + r
     return -Y ** (d / 2) * sp.diff(P, Y) / (P + w) ** 2 * sp.diff(rho / (P + w) ** 2, Y)
 
 
-_CLOSED_CACHE: dict = {}  # (inner shape, n, d) -> closed-form threshold function
-_NODE_CACHE: dict = {}    # (regulator, d, precision) -> quadrature nodes with regulator data
+#: The parts of :meth:`_Shape.integrand` that are anomalous-dimension integrands (the others are
+#: :func:`threshold_integrand` s).
+_ANOMALOUS_PARTS = ("Ma", "Mb", "m")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    r"""A regulator shape :math:`r(y)` in :data:`Y` and its derivatives: :math:`r'`,
+    :math:`a = r - y r'`, :math:`P = y + r`, :math:`P' = 1 + r'`; the numerators of the threshold
+    parts and (:meth:`integrand`) the one builder of their integrands."""
+    r: sp.Expr
+
+    @property
+    def dr(self) -> sp.Expr:
+        """:math:`r'(y)`."""
+        return sp.diff(self.r, Y)
+
+    @property
+    def a(self) -> sp.Expr:
+        """:math:`a = r - y r'` (the numerator of :math:`A^d_n`)."""
+        return self.r - Y * self.dr
+
+    @property
+    def P(self) -> sp.Expr:
+        """:math:`P = y + r`, the regulated kinetic term."""
+        return Y + self.r
+
+    @property
+    def dP(self) -> sp.Expr:
+        """:math:`P' = 1 + r'`."""
+        return 1 + self.dr
+
+    def numerator(self, part: str, eta: Number = ETA) -> sp.Expr:
+        r"""The numerator of ``part``: ``A`` :math:`a`, ``B`` :math:`r/2`, ``ell`` :math:`a - \eta r/2`
+        (of :math:`\ell^d_n`); ``Ma`` :math:`2a`, ``Mb`` :math:`r`, ``m`` :math:`\rho = 2a - \eta r` (of
+        :math:`m^d`; :math:`\rho/k^2` is also :math:`\partial_t R_k`)."""
+        table = {"A": lambda: self.a, "B": lambda: self.r / 2, "ell": lambda: self.a - eta * self.r / 2,
+                 "Ma": lambda: 2 * self.a, "Mb": lambda: self.r, "m": lambda: 2 * self.a - eta * self.r}
+        return table[part]()
+
+    def integrand(self, part: str, n: Number, d: Number, w: Number, eta: Number = ETA) -> sp.Expr:
+        r"""The one builder of threshold integrands (quadrature and closed forms): the
+        :func:`threshold_integrand` of ``part`` (``A``, ``B``, ``ell``) with index n, or the
+        :func:`anomalous_integrand` of ``part`` (``Ma``, ``Mb``, ``m``; n unused)."""
+        numerator = self.numerator(part, eta)
+        if part in _ANOMALOUS_PARTS:
+            return anomalous_integrand(self.r, numerator, d, w)
+        return threshold_integrand(self.r, numerator, n, d, w)
+
+
+_CLOSED_CACHE: dict[tuple[object, ...], sp.Expr] = {}  # (inner shape, n) or ("m", inner) -> closed form
+_NODE_CACHE: dict[tuple[str, str, str, int], _Columns] = {}  # (regulator, shape, d, prec) -> rule columns
 
 
 class ThresholdFunction(NumericFunction):
@@ -210,16 +273,16 @@ class ThresholdFunction(NumericFunction):
         return -(n + 1) * type(self)(n + 1, d, w)
 
     @classmethod
-    def mpmath_impl(cls, n: Any, d: Any, w: Any) -> Any:
+    def mpmath_impl(cls, n: _Real, d: _Real, w: _Real) -> mpmath.mpf:
         A, B, _ = cls.regulator.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), int(n), cls.part == "B")
         return (A if cls.part == "A" else B)[int(n)]
 
     @classmethod
-    def numpy_impl(cls, n: Any, d: Any, w: Any) -> np.ndarray:
+    def numpy_impl(cls, n: ArrayLike, d: ArrayLike, w: ArrayLike) -> NDArray[np.float64]:
         f = np.frompyfunc(lambda a, b, c: float(cls.mpmath_impl(a, b, c)), 3, 1)
         return np.asarray(f(n, d, w), dtype=float)
 
-    def _latex(self, printer: Any, exp: Any = None) -> str:
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         n, d, w = (printer._print(a) for a in self.args)
         body = rf"{self.part}^{{{d}}}_{{{n}}}\!\left({w}\right)"
         return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
@@ -230,23 +293,23 @@ class _UVCutoff:
     covariance :math:`C_\Lambda = K(p^2/\Lambda^2)\,G` (needs ``cutoff_function``)."""
     cutoff_function: sp.Expr
 
-    def K(self, z: Any = Z) -> sp.Expr:
+    def K(self, z: Number = Z) -> sp.Expr:
         r""":math:`K(z)`, the UV cutoff function at :math:`z = p^2/\Lambda^2`."""
         return self.cutoff_function.subs(Z, z)
 
-    def dK(self, z: Any = Z) -> sp.Expr:
+    def dK(self, z: Number = Z) -> sp.Expr:
         r""":math:`K'(z) = dK/dz` (a ``DiracDelta`` for the sharp and Litim cutoffs)."""
         return sp.diff(self.cutoff_function, Z).subs(Z, z)
 
-    def cutoff(self, p2: Any, scale: Any) -> sp.Expr:
+    def cutoff(self, p2: ExprLike, scale: ExprLike) -> sp.Expr:
         r""":math:`K(p^2/\Lambda^2)` with ``scale`` = :math:`\Lambda`."""
         return self.K(as_expression(p2, "p2") / as_expression(scale, "scale") ** 2)
 
-    def covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+    def covariance(self, p2: ExprLike, scale: ExprLike, inverse_propagator: ExprLike) -> sp.Expr:
         r""":math:`C_\Lambda(p) = K(p^2/\Lambda^2)/G^{-1}(p^2)`, the Polchinski (UV-cut) propagator."""
         return self.cutoff(p2, scale) / as_expression(inverse_propagator, "inverse_propagator")
 
-    def scale_derivative_covariance(self, p2: Any, scale: Any, inverse_propagator: Any) -> sp.Expr:
+    def scale_derivative_covariance(self, p2: ExprLike, scale: ExprLike, inverse_propagator: ExprLike) -> sp.Expr:
         r""":math:`\Lambda\partial_\Lambda C_\Lambda(p) = -2 z K'(z)\,G(p^2)`, :math:`z = p^2/\Lambda^2`."""
         z = as_expression(p2, "p2") / as_expression(scale, "scale") ** 2
         return -2 * z * self.dK(z) / as_expression(inverse_propagator, "inverse_propagator")
@@ -258,142 +321,280 @@ class _IRRegulator:
     name: str
     shape: sp.Expr | None
 
-    def r(self, y: Any = Y) -> sp.Expr:
+    def r(self, y: Number = Y) -> sp.Expr:
         r""":math:`r(y)`, the dimensionless regulator shape, :math:`R_k = Z k^2 r(p^2/k^2)`."""
         if self.shape is None:
             raise Unsupported("regulator", f"{self.name!r} has no finite IR regulator R_k "
                                            "(r = oo below the cutoff); use its threshold functions")
         return self.shape.subs(Y, y)
 
-    def R(self, p2: Any, k: Any, Zk: Any = 1) -> sp.Expr:
+    def R(self, p2: ExprLike, k: ExprLike, Zk: ExprLike = 1) -> sp.Expr:
         r""":math:`R_k(p^2) = Z_k\,k^2\,r(p^2/k^2)`."""
         k = as_expression(k, "k")
         return as_expression(Zk, "Zk") * k ** 2 * self.r(as_expression(p2, "p2") / k ** 2)
 
-    def dt_R(self, p2: Any, k: Any, Zk: Any = 1, eta: Any = 0) -> sp.Expr:
+    def dt_R(self, p2: ExprLike, k: ExprLike, Zk: ExprLike = 1, eta: ExprLike = 0) -> sp.Expr:
         r""":math:`\partial_t R_k = Z_k k^2 [2(r - y r') - \eta\, r]`, :math:`t = \ln k`,
         :math:`\eta = -\partial_t \ln Z_k`."""
         k = as_expression(k, "k")
-        rr = self.r()
-        expr = 2 * (rr - Y * sp.diff(rr, Y)) - as_expression(eta, "eta") * rr
+        expr = _Shape(self.r()).numerator("m", as_expression(eta, "eta"))
         return as_expression(Zk, "Zk") * k ** 2 * expr.subs(Y, as_expression(p2, "p2") / k ** 2)
 
 
-class _Quadrature(_IRRegulator):
-    r"""Quadrature of the threshold functions of an a.e. smooth shape :math:`r(y)` (needs ``r()``,
-    ``name``, ``shape``): one fixed tanh-sinh rule per (regulator, d, precision), all
-    :math:`A_j, B_j, M_a, M_b` and their w-derivatives at a given w in one pass."""
+# ============================================================================ quadrature
+#: The panels of the fixed rule: [0,1], [1,4], [4,16] and the tail [16, oo) mapped by y = 16/t, t in (0,1].
+_PANELS = ((0, 1, False), (1, 4, False), (4, 16, False), (0, 1, True))
+
+
+def _rule_nodes(ts: TanhSinh, m: int, prec: int) -> Iterator[tuple[mpmath.mpf, mpmath.mpf]]:
+    """(y, weight) of the tanh-sinh rule of degree m on the :data:`_PANELS` (weights include the
+    degree's 2^-m and the Jacobian of the tail map)."""
+    scale = mpmath.mpf(2) ** (-m)
+    for a, b, tail in _PANELS:
+        for k in range(1, m + 1):
+            for x, wt in ts.get_nodes(mpmath.mpf(a), mpmath.mpf(b), k, prec):
+                if x == 0:
+                    continue
+                y, jac = (16 / x, 16 / x ** 2) if tail else (x, 1)
+                yield y, wt * scale * jac
+
+
+def _node_row(fn: _NodeFunctions, y: mpmath.mpf, wy: mpmath.mpf, half: mpmath.mpf,
+              prec: int) -> tuple[mpmath.mpf, ...] | None:
+    """One node's entries ``(P, ma, mb, c1a, c2a, c1b, c2b)`` of :meth:`_QuadratureRule._nodes`
+    (``None`` where the shape cannot be evaluated)."""
+    try:  # cancellations in r - y r' near y = 0 cost ~2 |log2 y| bits
+        with mpmath.workprec(prec + 40 + 3 * abs(int(mpmath.mag(y)))):
+            P, A, B, dP, dA, dr = fn(y)
+    except (ZeroDivisionError, OverflowError):
+        return None
+    meas = wy * half * y ** (half - 1)
+    yd = wy * y ** half * dP
+    # M = -∫ y^{d/2} P' [rho'/(P+w)^4 - 2 rho P'/(P+w)^5], rho = 2a or 2b
+    return P, meas * A, meas * B, -yd * 2 * dA, 2 * yd * 2 * A * dP, -yd * dr, 2 * yd * 2 * B * dP
+
+
+def _rule_columns(ts: TanhSinh, fn: _NodeFunctions, half: mpmath.mpf, m: int, prec: int) -> _Columns:
+    """The columns of :meth:`_QuadratureRule._nodes` for the rule of degree m."""
+    cols: _Columns = tuple([] for _ in range(7))
+    for y, wy in _rule_nodes(ts, m, prec):
+        row = _node_row(fn, y, wy, half, prec)
+        if row is not None:
+            for col, v in zip(cols, row):
+                col.append(v)
+    return cols
+
+
+def _converged_rule(fn: _NodeFunctions, d: mpmath.mpf, prec: int) -> _Columns:
+    r"""Double the degree (from 3, at most 9) until :math:`A^d_1(1)` is stable at ``prec`` bits."""
+    ts = TanhSinh(mpmath.mp)
+    half = d / 2
+
+    def a1(cols: _Columns) -> mpmath.mpf:
+        return mpmath.fdot(cols[1], [1 / (P + 1) ** 2 for P in cols[0]])
+
+    m, cols = 3, _rule_columns(ts, fn, half, 3, prec)
+    prev = a1(cols)
+    while m < 9:
+        m += 1
+        cand = _rule_columns(ts, fn, half, m, prec)
+        val = a1(cand)
+        cols, done = cand, abs(val - prev) <= mpmath.mpf(2) ** (-prec + 12) * (1 + abs(val))
+        prev = val
+        if done:
+            break
+    return cols
+
+
+def _power_sums(cols: _Columns, q: list[mpmath.mpf], jmax: int,
+                anomalous: bool) -> tuple[list[mpmath.mpf], list[mpmath.mpf]]:
+    """``A_j = sum ma q^(j+1)`` (and ``B_j`` with ``anomalous``), j = 0..jmax."""
+    _, ma, mb = cols[:3]
+    qp = q
+    A, B = [], []
+    for _ in range(jmax + 1):
+        A.append(mpmath.fdot(ma, qp))
+        if anomalous:
+            B.append(mpmath.fdot(mb, qp))
+        qp = [x * y for x, y in zip(qp, q)]
+    return A, B
+
+
+def _anomalous_sums(cols: _Columns, q: list[mpmath.mpf]) -> list[mpmath.mpf]:
+    """``[M_a, M_b, M_a', M_b']`` from the columns and ``q = 1/(P + w)``."""
+    c1a, c2a, c1b, c2b = cols[3:]
+    q4 = [x ** 4 for x in q]
+    q5 = [x * y for x, y in zip(q4, q)]
+    q6 = [x * y for x, y in zip(q5, q)]
+    return [mpmath.fdot(c1a, q4) + mpmath.fdot(c2a, q5), mpmath.fdot(c1b, q4) + mpmath.fdot(c2b, q5),
+            -4 * mpmath.fdot(c1a, q5) - 5 * mpmath.fdot(c2a, q6),
+            -4 * mpmath.fdot(c1b, q5) - 5 * mpmath.fdot(c2b, q6)]
+
+
+class _QuadratureRule(_IRRegulator):
+    r"""The fixed quadrature rule of an a.e. smooth shape :math:`r(y)` (needs ``r()``, ``name``,
+    ``shape``): one tanh-sinh rule per (regulator, d, precision), all :math:`A_j, B_j, M_a, M_b` and
+    their w-derivatives at a given w in one pass."""
 
     @cached_property
-    def _integrands(self) -> dict[str, Callable[..., Any]]:
-        from symbrg.core.codegen import lambdify
-        r = self.r()
-        n, d, w = sp.symbols("n d w")
-        exprs = {k: threshold_integrand(r, v, n, d, w) for k, v in (("A", r - Y * sp.diff(r, Y)), ("B", r / 2))}
-        for k, rho in (("Ma", 2 * (r - Y * sp.diff(r, Y))), ("Mb", r)):
-            exprs[k] = anomalous_integrand(r, rho, d, w)
-        # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
-        # P' at one point are handled in the closed forms only (compact shapes)
-        return {k: lambdify(drop_deltas(e), (Y, n, d, w), "mpmath") for k, e in exprs.items()}
-
-    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
-        """One threshold integral (``part`` in A, B, Ma, Mb) by adaptive mpmath quadrature (a check
-        on :meth:`threshold_batch`)."""
-        f = self._integrands[part]
-        return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
-
-    @cached_property
-    def _node_functions(self) -> Callable[..., Any]:
+    def _node_functions(self) -> _NodeFunctions:
         """y -> (P, r - y r', r/2, P', r - y r' derivative, r') compiled once (mpmath)."""
         from symbrg.core.codegen import lambdify
-        r = self.r()
-        a = r - Y * sp.diff(r, Y)
-        exprs = [Y + r, a, r / 2, 1 + sp.diff(r, Y), sp.diff(a, Y), sp.diff(r, Y)]
+        s = _Shape(self.r())
+        exprs = [s.P, s.a, s.numerator("B"), s.dP, sp.diff(s.a, Y), s.dr]
         return lambdify([drop_deltas(e) for e in exprs], [Y], "mpmath")
 
-    def _nodes(self, d: Any) -> tuple:
+    def _nodes(self, d: _Real) -> _Columns:
         r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
         degree doubling until :math:`A^d_1(1)` is stable at the working precision.  Returns per-node
         lists ``(P, ma, mb, c1a, c2a, c1b, c2b)``: :math:`P = y + r`, the weights times the
         numerators of A and B, and of the :math:`M_a, M_b` integrands (cached per d and precision)."""
-        from mpmath.calculus.quadrature import TanhSinh
         prec = mpmath.mp.prec
         key = (self.name, sp.sstr(self.shape), str(d), prec)
-        if key in _NODE_CACHE:
-            return _NODE_CACHE[key]
-        ts = TanhSinh(mpmath.mp)
-        fn = self._node_functions
-        d = mpmath.mpf(d)
-        half = d / 2
+        if key not in _NODE_CACHE:
+            _NODE_CACHE[key] = _converged_rule(self._node_functions, mpmath.mpf(d), prec)
+        return _NODE_CACHE[key]
 
-        def build(m: int) -> tuple:
-            cols: tuple = tuple([] for _ in range(7))
-            scale = mpmath.mpf(2) ** (-m)
-            for a, b, tail in ((0, 1, False), (1, 4, False), (4, 16, False), (0, 1, True)):
-                for k in range(1, m + 1):
-                    for x, wt in ts.get_nodes(mpmath.mpf(a), mpmath.mpf(b), k, prec):
-                        if x == 0:
-                            continue
-                        y, jac = (16 / x, 16 / x ** 2) if tail else (x, 1)
-                        try:  # cancellations in r - y r' near y = 0 cost ~2 |log2 y| bits
-                            with mpmath.workprec(prec + 40 + 3 * abs(int(mpmath.mag(y)))):
-                                P, A, B, dP, dA, dr = fn(y)
-                        except (ZeroDivisionError, OverflowError):
-                            continue
-                        wy = wt * scale * jac
-                        meas = wy * half * y ** (half - 1)
-                        yd = wy * y ** half * dP
-                        # M = -∫ y^{d/2} P' [rho'/(P+w)^4 - 2 rho P'/(P+w)^5], rho = 2a or 2b
-                        for col, v in zip(cols, (P, meas * A, meas * B, -yd * 2 * dA, 2 * yd * 2 * A * dP,
-                                                 -yd * dr, 2 * yd * 2 * B * dP)):
-                            col.append(v)
-            return cols
-
-        def a1(cols: tuple) -> Any:
-            return mpmath.fdot(cols[1], [1 / (P + 1) ** 2 for P in cols[0]])
-
-        m, cols = 3, build(3)
-        prev = a1(cols)
-        while m < 9:
-            m += 1
-            cand = build(m)
-            val = a1(cand)
-            cols, done = cand, abs(val - prev) <= mpmath.mpf(2) ** (-prec + 12) * (1 + abs(val))
-            prev = val
-            if done:
-                break
-        _NODE_CACHE[key] = cols
-        return cols
-
-    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
+    def threshold_batch(self, d: _Real, w: _Real, jmax: int,
+                        anomalous: bool = False) -> tuple[list[mpmath.mpf], list[mpmath.mpf], list[mpmath.mpf]]:
         r"""All quadrature threshold numbers at one w from one fixed rule (mpmath, working precision):
         ``A = [A_0..A_jmax]``, and with ``anomalous`` also ``B = [B_0..B_jmax]`` and
         ``M = [M_a, M_b, M_a', M_b']`` (the anomalous-dimension functions and their w-derivatives;
         empty lists otherwise).  The regulator must be a.e. smooth (kinks and jumps are handled in
         the closed forms only)."""
-        P, ma, mb, c1a, c2a, c1b, c2b = self._nodes(mpmath.mpf(d))
+        cols = self._nodes(mpmath.mpf(d))
         w = mpmath.mpf(w)
-        q = [1 / (p + w) for p in P]
-        qp = q
-        A, B = [], []
-        for _ in range(jmax + 1):
-            A.append(mpmath.fdot(ma, qp))
-            if anomalous:
-                B.append(mpmath.fdot(mb, qp))
-            qp = [x * y for x, y in zip(qp, q)]
-        if not anomalous:
-            return A, B, []
-        q4 = [x ** 4 for x in q]
-        q5 = [x * y for x, y in zip(q4, q)]
-        q6 = [x * y for x, y in zip(q5, q)]
-        M = [mpmath.fdot(c1a, q4) + mpmath.fdot(c2a, q5), mpmath.fdot(c1b, q4) + mpmath.fdot(c2b, q5),
-             -4 * mpmath.fdot(c1a, q5) - 5 * mpmath.fdot(c2a, q6),
-             -4 * mpmath.fdot(c1b, q5) - 5 * mpmath.fdot(c2b, q6)]
-        return A, B, M
+        q = [1 / (p + w) for p in cols[0]]
+        A, B = _power_sums(cols, q, jmax, anomalous)
+        return (A, B, _anomalous_sums(cols, q)) if anomalous else (A, B, [])
+
+
+def _log_grid_minimum(P: _NodeFunctions) -> float:
+    """The minimum of the first entry of ``P(y)`` on a logarithmic grid of y in [1e-8, 1e4] (401
+    points), refined twice around the smallest value."""
+    lo, hi = -8.0, 4.0
+    best = math.inf
+    for _ in range(3):
+        grid = np.linspace(lo, hi, 401)
+        vals = [_real_or_inf(P, t) for t in grid]
+        i = int(np.argmin(vals))
+        best = min(best, vals[i])
+        step = grid[1] - grid[0]
+        lo, hi = grid[max(i - 1, 0)] - step, grid[min(i + 1, 400)] + step
+    return best
+
+
+def _real_or_inf(P: _NodeFunctions, t: float) -> float:
+    """The real part of the first entry of ``P(10^t)`` as a float (inf where it cannot be evaluated)."""
+    try:
+        return float(mpmath.re(P(mpmath.mpf(10) ** t)[0]))
+    except (ZeroDivisionError, OverflowError, ValueError, TypeError):
+        return math.inf
+
+
+class _ThresholdDomain(_QuadratureRule):
+    r"""The domain :math:`w > w_*` of the threshold functions (needs ``_node_functions``)."""
+
+    @cached_property
+    def pole(self) -> float:
+        r"""The edge :math:`w_*` of the domain :math:`w > w_*` of the threshold functions.
+
+        :math:`\ell^d_n(w)` integrates :math:`(P(y) + w)^{-(n+1)}` with :math:`P = y + r(y) = y/(1 - K(y))`,
+        so it has a pole (a log branch point for sharp :math:`\ell_0`) at :math:`w_* = -\min_{y>0} P`:
+        :math:`-1` for sharp, Litim and exponential; for ``power:b``, :math:`-1` at b = 1,
+        :math:`-b\,(b-1)^{1/b - 1}` for b > 1 and 0 for b < 1 (:math:`P \to 0` at y = 0).  Other
+        regulators: the minimum of P on a logarithmic grid of y in [1e-8, 1e4], refined twice.
+        """
+        return -_log_grid_minimum(self._node_functions)
+
+    def check_mass(self, argument: str, w: _Mass) -> _Mass:
+        """A numeric w must lie in the domain ``w > pole`` of the threshold functions (symbols pass)."""
+        if isinstance(w, sp.Basic) and w.free_symbols:
+            return w
+        x = scalar(argument, w)
+        if not x > self.pole:
+            raise OutOfRange(argument, f"the {self.name} threshold functions need w > {self.pole:.6g} "
+                                       f"(pole of 1/(y + r(y) + w)^(n+1)), got {x:g}")
+        return w
+
+
+class _QuadratureThresholds(_IRRegulator):
+    r"""The threshold functions by quadrature, symbolically: :math:`A^d_n, B^d_n` as
+    :class:`ThresholdFunction` s, and adaptive mpmath quadrature of each part (a check)."""
+
+    @cached_property
+    def _integrands(self) -> dict[str, Callable[..., mpmath.mpf]]:
+        """(y, n, d, w) -> the integrand of A, B, Ma, Mb (:meth:`_Shape.integrand`), compiled (mpmath)."""
+        from symbrg.core.codegen import lambdify
+        shape = _Shape(self.r())
+        n, d, w = sp.symbols("n d w")
+        exprs = {k: shape.integrand(k, n, d, w) for k in ("A", "B", "Ma", "Mb")}
+        # quadrature sees the a.e. derivative: kinks of r integrate to nothing; jumps of r' or of
+        # P' at one point are handled in the closed forms only (compact shapes)
+        return {k: lambdify(drop_deltas(e), (Y, n, d, w), "mpmath") for k, e in exprs.items()}
+
+    def _quad(self, part: str, n: int, d: _Real, w: _Real) -> mpmath.mpf:
+        """One threshold integral (``part`` in A, B, Ma, Mb) by adaptive mpmath quadrature (a check
+        on :meth:`threshold_batch`)."""
+        f = self._integrands[part]
+        return mpmath.quad(lambda y: f(y, n, d, w), [0, 1, 4, 16, mpmath.inf])
+
+    def threshold_part(self, part: str, n: int, d: Number = D, w: Number = W) -> sp.Expr:
+        r""":math:`A^d_n(w)` or :math:`B^d_n(w)` (``part``), as a quadrature-backed function."""
+        cls = self._threshold_classes[part]
+        return cls(sp.Integer(n), as_expression(d, "d"), as_expression(w, "w"))
+
+    @cached_property
+    def _threshold_classes(self) -> dict[str, type[ThresholdFunction]]:
+        """The :class:`ThresholdFunction` subclasses A_<name>, B_<name> bound to this regulator."""
+        tag = "".join(ch if ch.isalnum() else "_" for ch in self.name)
+        return {p: type(f"{p}_{tag}", (ThresholdFunction,), {"regulator": self, "part": p})
+                for p in ("A", "B")}
+
+
+class _ClosedForms:
+    r"""Closed-form threshold functions of a compact shape (needs ``inner``, the branch of r on
+    y < 1), integrated once with the symbolic dimension :data:`D` and cached per shape."""
+    inner: sp.Expr | None
+
+    def _closed_threshold(self, n: int, d: sp.Expr) -> sp.Expr:
+        """Integrated once with the symbolic dimension :data:`D` (> 0), then evaluated at d."""
+        key = (self.inner, n)
+        if key not in _CLOSED_CACHE:
+            integrand = _Shape(self.inner).integrand("ell", n, D, W)
+            val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
+                               (Y, 0, 1), conds="none")
+            _CLOSED_CACHE[key] = sp.factor(sp.simplify(val))
+        return _CLOSED_CACHE[key].subs(D, d)
+
+    def anomalous_threshold(self, d: ExprLike = D, eta: Number = 0, w: Number = W) -> sp.Expr | None:
+        r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
+        :meth:`anomalous_threshold_value`).  The sharp cutoff raises :class:`Unsupported`."""
+        if self.inner is None:
+            return None
+        d = dimension(d)
+        key = ("m", self.inner)
+        if key not in _CLOSED_CACHE:
+            _CLOSED_CACHE[key] = self._closed_anomalous()
+        return _CLOSED_CACHE[key].subs(D, d).subs({ETA: eta, W: w})
+
+    def _closed_anomalous(self) -> sp.Expr:
+        r""":math:`m^d(w;\eta)` for a compact shape, integrated with the symbolic dimension D."""
+        shape = _Shape(self.inner)
+        P = shape.P
+        rho = shape.numerator("m")
+        # smooth part on y < 1 (P' may vanish there), plus the jump of rho/(P+w)^2 at y = 1
+        # (rho -> 0 above): a delta that meets the jump of P' (from P'(1-) to 1), weight 1/2 each.
+        bulk = -sp.integrate(sp.simplify(-shape.integrand("m", 0, D, W)), (Y, 0, 1), conds="none")
+        P1 = P.subs(Y, 1)
+        jump = -(0 - (rho / (P + W) ** 2).subs(Y, 1))          # value above minus below, negated
+        p_avg = (sp.diff(P, Y).subs(Y, 1) + 1) / 2
+        val = bulk + jump * p_avg / (P1 + W) ** 2
+        return sp.factor(sp.simplify(val))
 
 
 @dataclass(frozen=True)
-class Regulator(_UVCutoff, _Quadrature):
+class Regulator(_UVCutoff, _ClosedForms, _QuadratureThresholds, _ThresholdDomain):
     r"""A momentum cutoff, as UV cutoff function :math:`K(z)` and as IR regulator :math:`r(y)`.
 
     The base class of the families :class:`Sharp`, :class:`Litim`, :class:`Exponential`,
@@ -402,7 +603,9 @@ class Regulator(_UVCutoff, _Quadrature):
     ``cutoff_function`` is :math:`K` in :data:`Z`; ``shape`` is :math:`r` in :data:`Y` (``None`` for
     the sharp cutoff, whose :math:`r` is infinite below :math:`y = 1`); ``inner`` is the branch of
     :math:`r` on :math:`y<1` when :math:`r` vanishes for :math:`y \ge 1` (compact support: closed
-    forms with symbolic d).
+    forms with symbolic d).  The pieces: :class:`_UVCutoff` (K, C_Lambda), :class:`_IRRegulator`
+    (r, R_k), :class:`_ClosedForms`, :class:`_QuadratureThresholds` (A, B as functions),
+    :class:`_QuadratureRule` (the fixed rule) and :class:`_ThresholdDomain` (the pole).
     """
     name: str
     cutoff_function: sp.Expr
@@ -419,8 +622,7 @@ class Regulator(_UVCutoff, _Quadrature):
         """True when the threshold functions have closed forms (any d): compact shapes and sharp."""
         return self.inner is not None
 
-    # ---------------------------------------------------------------- threshold functions
-    def threshold(self, n: int, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr:
+    def threshold(self, n: int, d: ExprLike = D, eta: Number = 0, w: Number = W) -> sp.Expr:
         r""":math:`\ell^d_n(w;\eta)` (module docstring): a closed form for sharp, Litim and compact
         shapes (any d, symbolic allowed), otherwise :math:`A^d_n(w) - \eta B^d_n(w)` with
         quadrature-backed :class:`ThresholdFunction` s."""
@@ -433,98 +635,13 @@ class Regulator(_UVCutoff, _Quadrature):
         self.check_mass("w", w)
         return self._threshold(n, d, eta, w)
 
-    def _threshold(self, n: int, d: sp.Expr, eta: sp.Expr, w: Any) -> sp.Expr:
+    def _threshold(self, n: int, d: sp.Expr, eta: sp.Expr, w: Number) -> sp.Expr:
         """:meth:`threshold` on checked arguments (overridden by :class:`Sharp`)."""
         if self.inner is not None:
             return self._closed_threshold(n, d).subs({ETA: eta, W: w})
         return self.threshold_part("A", n, d, w) - eta * self.threshold_part("B", n, d, w)
 
-    @cached_property
-    def pole(self) -> float:
-        r"""The edge :math:`w_*` of the domain :math:`w > w_*` of the threshold functions.
-
-        :math:`\ell^d_n(w)` integrates :math:`(P(y) + w)^{-(n+1)}` with :math:`P = y + r(y) = y/(1 - K(y))`,
-        so it has a pole (a log branch point for sharp :math:`\ell_0`) at :math:`w_* = -\min_{y>0} P`:
-        :math:`-1` for sharp, Litim and exponential; for ``power:b``, :math:`-1` at b = 1,
-        :math:`-b\,(b-1)^{1/b - 1}` for b > 1 and 0 for b < 1 (:math:`P \to 0` at y = 0).  Other
-        regulators: the minimum of P on a logarithmic grid of y in [1e-8, 1e4], refined twice.
-        """
-        P = self._node_functions
-        lo, hi = -8.0, 4.0
-        best = math.inf
-        for _ in range(3):
-            grid = np.linspace(lo, hi, 401)
-            vals = []
-            for t in grid:
-                try:
-                    vals.append(float(mpmath.re(P(mpmath.mpf(10) ** t)[0])))
-                except (ZeroDivisionError, OverflowError, ValueError, TypeError):
-                    vals.append(math.inf)
-            i = int(np.argmin(vals))
-            best = min(best, vals[i])
-            step = grid[1] - grid[0]
-            lo, hi = grid[max(i - 1, 0)] - step, grid[min(i + 1, 400)] + step
-        return -best
-
-    def check_mass(self, argument: str, w: Any) -> Any:
-        """A numeric w must lie in the domain ``w > pole`` of the threshold functions (symbols pass)."""
-        if isinstance(w, sp.Basic) and w.free_symbols:
-            return w
-        x = scalar(argument, w)
-        if not x > self.pole:
-            raise OutOfRange(argument, f"the {self.name} threshold functions need w > {self.pole:.6g} "
-                                       f"(pole of 1/(y + r(y) + w)^(n+1)), got {x:g}")
-        return w
-
-    def threshold_part(self, part: str, n: int, d: Any = D, w: Any = W) -> sp.Expr:
-        r""":math:`A^d_n(w)` or :math:`B^d_n(w)` (``part``), as a quadrature-backed function."""
-        cls = self._threshold_classes[part]
-        return cls(sp.Integer(n), as_expression(d, "d"), as_expression(w, "w"))
-
-    @cached_property
-    def _threshold_classes(self) -> dict[str, type]:
-        tag = "".join(ch if ch.isalnum() else "_" for ch in self.name)
-        return {p: type(f"{p}_{tag}", (ThresholdFunction,), {"regulator": self, "part": p})
-                for p in ("A", "B")}
-
-    def _closed_threshold(self, n: int, d: sp.Expr) -> sp.Expr:
-        """Integrated once with the symbolic dimension :data:`D` (> 0), then evaluated at d."""
-        key = (self.inner, n)
-        if key not in _CLOSED_CACHE:
-            r = self.inner
-            integrand = threshold_integrand(r, r - Y * sp.diff(r, Y) - ETA * r / 2, n, D, W)
-            val = sp.integrate(sp.expand(sp.numer(sp.together(integrand))) / sp.denom(sp.together(integrand)),
-                               (Y, 0, 1), conds="none")
-            _CLOSED_CACHE[key] = sp.factor(sp.simplify(val))
-        return _CLOSED_CACHE[key].subs(D, d)
-
-    def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
-        r""":math:`m^d(w;\eta)` in closed form (Litim and compact shapes), else ``None`` (then use
-        :meth:`anomalous_threshold_value`).  The sharp cutoff raises :class:`Unsupported`."""
-        if self.inner is None:
-            return None
-        d = dimension(d)
-        key = ("m", self.inner)
-        if key not in _CLOSED_CACHE:
-            _CLOSED_CACHE[key] = self._closed_anomalous()
-        return _CLOSED_CACHE[key].subs(D, d).subs({ETA: eta, W: w})
-
-    def _closed_anomalous(self) -> sp.Expr:
-        r""":math:`m^d(w;\eta)` for a compact shape, integrated with the symbolic dimension D."""
-        d = D
-        r = self.inner
-        P = Y + r
-        rho = 2 * (r - Y * sp.diff(r, Y)) - ETA * r
-        # smooth part on y < 1 (P' may vanish there), plus the jump of rho/(P+w)^2 at y = 1
-        # (rho -> 0 above): a delta that meets the jump of P' (from P'(1-) to 1), weight 1/2 each.
-        bulk = -sp.integrate(sp.simplify(-anomalous_integrand(r, rho, d, W)), (Y, 0, 1), conds="none")
-        P1 = P.subs(Y, 1)
-        jump = -(0 - (rho / (P + W) ** 2).subs(Y, 1))          # value above minus below, negated
-        p_avg = (sp.diff(P, Y).subs(Y, 1) + 1) / 2
-        val = bulk + jump * p_avg / (P1 + W) ** 2
-        return sp.factor(sp.simplify(val))
-
-    def anomalous_threshold_value(self, d: float, w: float, eta: float = 0.0) -> Any:
+    def anomalous_threshold_value(self, d: float, w: float, eta: float = 0.0) -> mpmath.mpf:
         r""":math:`m^d(w;\eta)` as an mpmath number (closed form when there is one, else quadrature)."""
         _ambient_precision()
         self.check_mass("w", w)
@@ -534,7 +651,7 @@ class Regulator(_UVCutoff, _Quadrature):
         _, _, M = self.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), 0, anomalous=True)
         return M[0] - eta * M[1]
 
-    def threshold_value(self, n: int, d: Any, w: Any, eta: Any = 0) -> Any:
+    def threshold_value(self, n: int, d: ExprLike, w: _Real, eta: Number = 0) -> mpmath.mpf:
         r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
         _ambient_precision()
         self.check_mass("w", w)
@@ -570,24 +687,25 @@ class Sharp(Regulator):
     def pole(self) -> float:
         return -1.0
 
-    def r(self, y: Any = Y) -> sp.Expr:
+    def r(self, y: Number = Y) -> sp.Expr:
         raise Unsupported("regulator", "'sharp' has no finite IR regulator R_k "
                                        "(r = oo below the cutoff); use its threshold functions")
 
-    def _threshold(self, n: int, d: sp.Expr, eta: sp.Expr, w: Any) -> sp.Expr:
+    def _threshold(self, n: int, d: sp.Expr, eta: sp.Expr, w: Number) -> sp.Expr:
         if eta != 0:
             raise Unsupported("eta", "the sharp cutoff has no derivative expansion (eta must be 0)")
         ell = -d / 2 * sp.log(1 + W) if n == 0 else d / (2 * n * (1 + W) ** n)
         return ell.subs(W, w)
 
-    def anomalous_threshold(self, d: Any = D, eta: Any = 0, w: Any = W) -> sp.Expr | None:
+    def anomalous_threshold(self, d: ExprLike = D, eta: Number = 0, w: Number = W) -> sp.Expr | None:
         raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
                                        "eta (LPA') is undefined")
 
-    def threshold_batch(self, d: Any, w: Any, jmax: int, anomalous: bool = False) -> tuple[list, list, list]:
+    def threshold_batch(self, d: _Real, w: _Real, jmax: int,
+                        anomalous: bool = False) -> tuple[list[mpmath.mpf], list[mpmath.mpf], list[mpmath.mpf]]:
         raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
 
-    def _quad(self, part: str, n: int, d: Any, w: Any) -> Any:
+    def _quad(self, part: str, n: int, d: _Real, w: _Real) -> mpmath.mpf:
         raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
 
 
@@ -623,7 +741,7 @@ class Power(Regulator):
     :math:`-b\,(b-1)^{1/b-1}` for b > 1, 0 for b < 1."""
     b: sp.Rational
 
-    def __init__(self, b: Any) -> None:
+    def __init__(self, b: Number | str) -> None:
         b = _power(b) if isinstance(b, str) else _power_value(b)
         super().__init__(f"power:{b}", 1 / (1 + Z ** b), Y ** (1 - b), None, "power-law cutoff")
         object.__setattr__(self, "b", b)
@@ -639,7 +757,7 @@ class CutoffRegulator(Regulator):
     parser), with :math:`r(y) = y K(y)/(1 - K(y))` derived; :math:`K(0) = 1`, :math:`K(\infty) = 0` are
     checked where sympy can decide.  The pole is found numerically (:attr:`Regulator.pole`)."""
 
-    def __init__(self, K: Any, name: str | None = None, *, argument: str = "K") -> None:
+    def __init__(self, K: ExprLike, name: str | None = None, *, argument: str = "K") -> None:
         K = _parse_expr(K, Z, argument) if isinstance(K, str) else _in_variable(argument, K, Z)
         shape = sp.simplify(Y * K.subs(Z, Y) / (1 - K.subs(Z, Y)))
         super().__init__(name or "K:" + sp.sstr(K), K, shape, None, "")
@@ -650,7 +768,7 @@ class ShapeRegulator(Regulator):
     r"""A user's IR regulator shape :math:`r(y)` (sympy in :data:`Y`, or text in ``y``), with
     :math:`K(z) = r/(y + r)|_{y=z}` derived and checked like :class:`CutoffRegulator`."""
 
-    def __init__(self, r: Any, name: str | None = None, *, argument: str = "r") -> None:
+    def __init__(self, r: ExprLike, name: str | None = None, *, argument: str = "r") -> None:
         r = _parse_expr(r, Y, argument) if isinstance(r, str) else _in_variable(argument, r, Y)
         K = sp.simplify((r / (Y + r)).subs(Y, Z))
         super().__init__(name or "r:" + sp.sstr(r), K, r, None, "")
@@ -667,7 +785,7 @@ def _power(text: str) -> sp.Rational:
     return _power_value(parse_number(text, "regulator"), text)
 
 
-def _power_value(b: Any, text: Any = None) -> sp.Rational:
+def _power_value(b: Number, text: str | None = None) -> sp.Rational:
     """Check an exponent b in (0, MAX_POWER] (exact: floats become their nearest rational)."""
     try:
         b = b if isinstance(b, sp.Basic) else sp.nsimplify(b, rational=True)
@@ -716,6 +834,12 @@ def regulator(spec: str | Regulator = "litim", *, K: ExprLike | None = None, r: 
         return ShapeRegulator(r)
     if not isinstance(spec, str):
         raise InvalidArgument("regulator", f"expected a name or a Regulator, got {spec!r}")
+    return _from_name(spec)
+
+
+def _from_name(spec: str) -> Regulator:
+    """The regulator named by ``spec`` (module table): a family name or alias, ``power:b``,
+    ``K:<expr in z>`` or ``r:<expr in y>``; anything else raises :class:`UnknownName`."""
     name = spec.strip()
     key, _, arg = name.partition(":")
     key = key.strip().lower() if key.strip() not in ("K", "r") else key.strip()
