@@ -519,7 +519,7 @@ def test_cli_derive_brg(capsys):
 def test_cli_derive_brg_with_kernel_recursion(capsys):
     assert main(["derive", "brg", "--activation", "relu", "--depth", "1", "--regulator", "sharp"]) == 0
     out = capsys.readouterr().out
-    assert "K^{(1)}_{12}" in out and "NOT verified" not in out
+    assert "K⁽¹⁾₁₂" in out and "NOT verified" not in out
 
 
 def test_cli_bad_input(capsys):

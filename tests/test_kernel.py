@@ -300,7 +300,7 @@ def test_out_fills_a_memmap_and_is_validated(tmp_path):
     assert info.value.argument == "out"
 
 
-@pytest.mark.parametrize("fmt,needle", [("text", "K^{(3)}_{12}"), ("latex", "\\begin{"),
+@pytest.mark.parametrize("fmt,needle", [("text", "K⁽³⁾₁₂"), ("latex", "\\begin{"),
                                         ("markdown", "$$"), ("python", "def _program")])
 def test_cli_derive_nngp_formats(capsys, fmt, needle):
     from symbrg.cli import main

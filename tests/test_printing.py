@@ -164,7 +164,7 @@ def test_bibtex_resolves_the_theorem_document(tmp_path):
 
 @pytest.mark.parametrize("tex, text", [
     (r"\sigma_{w}^{2}", "σ_w²"), (r"K^{(0)}_{11}", "K⁽⁰⁾₁₁"), (r"\mathbb{E}[\varphi(u)]", "𝔼[φ(u)]"),
-    (r"\frac{T}{2N\Lambda} - m^2", "(T)/(2NΛ) - m²"), (r"x\sim\mathcal{N}(0,1)", "x∼𝒩(0,1)"),
+    (r"\frac{T}{2N\Lambda} - m^2", "T/(2NΛ) - m²"), (r"\partial_b\log p", "∂_b log p"), (r"x\sim\mathcal{N}(0,1)", "x∼𝒩(0,1)"),
     (r"w^{\mathrm{ridge}}_k", "w^(ridge)ₖ"), (r"\left(a\,b\right)", "(a b)")])
 def test_text_views_read_latex_as_unicode(tex, text):
     assert printing.tex_to_unicode(tex) == text

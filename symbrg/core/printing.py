@@ -653,12 +653,16 @@ def tex_to_unicode(tex: str) -> str:
             elif name in ("frac", "dfrac", "tfrac"):
                 num, i = _group(tex, i)
                 den, i = _group(tex, i)
-                out.append(f"({tex_to_unicode(num)})/({tex_to_unicode(den)})")
+                num, den = tex_to_unicode(num), tex_to_unicode(den)
+                out.append("/".join(t if re.fullmatch(r"\d+|\w", t) else f"({t})" for t in (num, den)))
             elif name == "sqrt":
                 arg, i = _group(tex, i)
                 out.append(f"√({tex_to_unicode(arg)})")
             elif name in _SPACE:
                 out.append(" ")
+            elif name in _NAMED:
+                gap = i < len(tex) and tex[i] not in " (^_{[,"
+                out.append(("" if not out or out[-1].endswith((" ", "(")) else " ") + name + " " * gap)
             elif name not in _ZERO:
                 out.append(_TEX_UNICODE.get(name, name))
         elif ch in "^_":
