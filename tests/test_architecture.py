@@ -17,6 +17,7 @@ PACKAGE = Path(symbrg.__file__).parent
 LAYERS = ["core", "gaussian", "kernels", "information", "rg", "cosnet", "ensembles", "documents", "cli"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["documents"] = RANK["ensembles"]          # side by side on top of the engines
+RANK["interop"] = RANK["ensembles"]            # bridges to other frameworks, beside the ensembles
 
 
 def _layer(module: str) -> str | None:

@@ -65,14 +65,29 @@ from symbrg.core.calculus import ae_derivative
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 from symbrg.core.symbols import symbol, symbols
+from symbrg.core.types import ArrayLike, Number
 from symbrg.gaussian.activations import Activation, X, activation, names, new_name, register
 
 if TYPE_CHECKING:
+    from sympy.printing.latex import LatexPrinter
+
+    from symbrg.core.codegen import Workspace
     from symbrg.core.derivation import Derivation
 
 #: What names an activation: a registered name or spec (``"relu"``, ``"erf:1,2,0"``), an
 #: :class:`Activation`, or a sympy ``Lambda`` of one variable.
 ActivationSpec: TypeAlias = "str | Activation | sp.Lambda"
+#: A real argument of an mpmath implementation: an ``mpf`` (or a Python number, converted on entry).
+MpReal: TypeAlias = "mpmath.mpf | float"
+#: Derivative orders of a kernel: one for both activations (an int or a bool), or a pair ``(k_f, k_g)``.
+Orders: TypeAlias = "int | tuple[int, int]"
+#: A closed form supplied with a registered activation: a sympy ``Lambda`` of :math:`(k_{11}, k_{22},
+#: k_{12})` or a callable of those three symbols returning a sympy expression.
+ClosedForm: TypeAlias = "sp.Lambda | Callable[[sp.Symbol, sp.Symbol, sp.Symbol], sp.Expr]"
+#: The NumPy integrand h(u, v) of a quadrature node.
+_NumpyIntegrand: TypeAlias = "Callable[[np.ndarray, np.ndarray], np.ndarray]"
+#: The mpmath integrand h(u, v) of a quadrature node.
+_MpmathIntegrand: TypeAlias = "Callable[[mpmath.mpf, mpmath.mpf], mpmath.mpf]"
 
 __all__ = ["Q11", "Q12", "Q22", "QD", "QE", "QH", "Expectation", "expectation",
            "expectation_derivation", "explicit", "METHODS", "moment", "with_gap", "gap_map",
@@ -126,7 +141,8 @@ class Expectation:
             raise Unsupported("expectation", "this expectation was built without its activations")
         return self.f, self.g
 
-    def compile(self, backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
+    def compile(self, backend: str = "numpy", dps: int | None = None
+                ) -> Callable[..., np.ndarray | mpmath.mpf]:
         """``fn(q11, q12, q22)`` through :func:`symbrg.core.codegen.lambdify`."""
         from symbrg.core.codegen import lambdify
         return lambdify(self.expr, _SYMS, backend=backend, dps=dps)
@@ -172,7 +188,7 @@ def explicit(expr: sp.Expr) -> sp.Expr:
 def _atoms(act: Activation) -> list[tuple[sp.Expr, tuple]] | None:
     """``[(coefficient, atom), ...]`` with ``sum(coeff * atom(x)) == act(x)``; None if generic."""
     fam, p = act.family, act.params
-    table: dict[str, Callable[[], list[tuple[Any, tuple]]]] = {
+    table: dict[str, Callable[[], list[tuple[Number, tuple]]]] = {
         "abrelu": lambda: [(p[0], ("poly", 1)), (p[1] - p[0], ("rect", 1))],   # a x + (b-a) relu
         "rectified": lambda: [(sp.Integer(1), ("rect", int(p[0])))],
         "sign": lambda: [(sp.Integer(1), ("sign",))],
@@ -274,8 +290,6 @@ def _swap(expr: sp.Expr) -> sp.Expr:
 def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
     """E[a(u) b(v)] for two atoms, with the rule's name; None when no closed form is known."""
     ka, kb = a[0], b[0]
-    det = GramDet(Q11, Q12, Q22)       # where sqrt(det) or its relative accuracy matters
-    plain = Q11 * Q22 - Q12 ** 2       # where det is only added to terms >= 1: rounding is harmless
     if ka == "poly" and kb == "poly":
         return _wick(a[1], b[1]), "wick"
     if ka == "poly":
@@ -285,35 +299,50 @@ def _pair(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
         return (_swap(out[0]), out[1]) if out else None
     if (ka == "cosu") != (kb == "cosu"):
         return sp.Integer(0), "phase-average"
+    if ka in ("rect", "sign") and kb in ("rect", "sign"):
+        return _pair_arccos(a, b)
+    return _pair_family(a, b) if ka == kb else None
+
+
+def _pair_arccos(a: tuple, b: tuple) -> tuple[sp.Expr, str]:
+    """E[a(u) b(v)] for rectified monomials and sign: the arc-cosine kernels (sign = 2 Theta - 1)."""
+    ka, kb = a[0], b[0]
     if ka == "rect" and kb == "rect":
         m, n = a[1], b[1]
         return ArcCosKernel(m, n, Q11, Q12, Q22), (f"arccos-J{m}" if m == n else f"arccos-J{m},{n}")
     if ka == "sign" and kb == "sign":
+        det = GramDet(Q11, Q12, Q22)       # where sqrt(det) or its relative accuracy matters
         return 2 / sp.pi * sp.atan2(Q12, sp.sqrt(det)), "sign-arcsin"
-    if {ka, kb} == {"sign", "rect"}:    # sign = 2 Theta - 1
-        if ka == "sign":
-            return 2 * ArcCosKernel(0, b[1], Q11, Q12, Q22) - moment(0, b, Q22), f"arccos-J0,{b[1]}"
-        return 2 * ArcCosKernel(a[1], 0, Q11, Q12, Q22) - moment(0, a, Q11), f"arccos-J{a[1]},0"
-    if ka == kb == "erf":
+    if ka == "sign":
+        return 2 * ArcCosKernel(0, b[1], Q11, Q12, Q22) - moment(0, b, Q22), f"arccos-J0,{b[1]}"
+    return 2 * ArcCosKernel(a[1], 0, Q11, Q12, Q22) - moment(0, a, Q11), f"arccos-J{a[1]},0"
+
+
+def _pair_family(a: tuple, b: tuple) -> tuple[sp.Expr, str] | None:
+    """E[a(u) b(v)] for two atoms of one smooth family (erf, Gaussian, exp, sin, uniform-phase cosine,
+    GELU), at any scales and phases; None for another family."""
+    kind = a[0]
+    plain = Q11 * Q22 - Q12 ** 2       # where det is only added to terms >= 1: rounding is harmless
+    if kind == "erf":
         b1, b2 = a[1], b[1]
         den = sp.sqrt(1 + 2 * b1 ** 2 * Q11 + 2 * b2 ** 2 * Q22 + 4 * b1 ** 2 * b2 ** 2 * plain)
         return 2 / sp.pi * sp.atan(2 * b1 * b2 * Q12 / den), "erf-arcsin"
-    if ka == kb == "gauss":
+    if kind == "gauss":
         b1, b2 = a[1], b[1]
         return 1 / sp.sqrt(1 + 2 * b1 * Q11 + 2 * b2 * Q22 + 4 * b1 * b2 * plain), "gaussian-det"
-    if ka == kb == "exp":
+    if kind == "exp":
         b1, b2 = a[1], b[1]
         return sp.exp((b1 ** 2 * Q11 + b2 ** 2 * Q22) / 2 + b1 * b2 * Q12), "exp-mgf"
-    if ka == kb == "sin":
+    if kind == "sin":
         (b1, c1), (b2, c2) = a[1:], b[1:]
         return (sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22) / 2)
                 * (sp.sin(c1) * sp.sin(c2) * sp.cosh(b1 * b2 * Q12)
                    + sp.cos(c1) * sp.cos(c2) * sp.sinh(b1 * b2 * Q12)),
                 "sin-phase")
-    if ka == kb == "cosu":
+    if kind == "cosu":
         b1, b2 = a[1], b[1]
         return sp.exp(-(b1 ** 2 * Q11 + b2 ** 2 * Q22 - 2 * b1 * b2 * Q12) / 2) / 2, "cosnet-uniform-phase"
-    if ka == kb == "gelu":   # Tsuchida et al. arXiv:2002.08517 (as in neural-tangents); tested vs quadrature
+    if kind == "gelu":   # Tsuchida et al. arXiv:2002.08517 (as in neural-tangents); tested vs quadrature
         D = sp.sqrt(1 + Q11 + Q22 + plain)   # = sqrt((1+q11)(1+q22) - q12^2), without cancellation
         return (Q12 / 4 + ((Q12 ** 2 + Q11 * Q22 * D ** 2) / ((1 + Q11) * (1 + Q22) * D)
                            + Q12 * sp.atan(Q12 / D)) / (2 * sp.pi)), "gelu-arctan"
@@ -493,39 +522,16 @@ def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr,
                        closed: tuple[sp.Expr, sp.Symbol]) -> type:
     N = _GAP_TERMS
     with mpmath.workdps(40):               # Taylor coefficients of G(0) - G(theta), to 40 digits
-        fact = [mpmath.factorial(k) for k in range(N)]
-        sin = [mpmath.mpf(0) if k % 2 == 0 else (-1) ** (k // 2) / fact[k] for k in range(N)]
-        cos = [(-1) ** (k // 2) / fact[k] if k % 2 == 0 else mpmath.mpf(0) for k in range(N)]
-
-        def times(p: list, q: list) -> list:
-            return [mpmath.fsum(p[i] * q[k - i] for i in range(k + 1)) for k in range(N)]
-        series = [mpmath.mpf(0)] * N
-        for (i, j, k), coeff in zip(poly.monoms(), poly.coeffs()):
-            term = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (N - 1)
-            for _ in range(i):
-                term = times(term, sin)
-            for _ in range(j):
-                term = times(term, cos)
-            c = mpmath.mpf(sp.N(coeff, 45))
-            for d in range(N - k):
-                series[d + k] -= c * term[d]
-        series[0] += mpmath.mpf(sp.N(g0, 45))
+        series = _gap_taylor(poly, g0)
         low = next(k for k in range(1, N) if abs(series[k]) > 1e-30)    # H ~ theta^low at 0
-        # switch: above it G(0) - G(theta) cancels by less than _GAP_CANCELLATION
         T = closed[1]
         H = sp.lambdify(T, closed[0], modules="mpmath")
-        grid = [k / 64 for k in range(1, 97)]                            # up to 1.5 < pi/2
-        ok = [abs(g0) <= _GAP_CANCELLATION * abs(H(t)) for t in grid]
-        switch = next((t for i, t in enumerate(grid) if all(ok[i:])), grid[-1])
+        switch = _gap_switch(H, g0)
         tail = [abs(c) * mpmath.mpf(switch) ** k for k, c in enumerate(series)]
         keep = max(k for k in range(N) if tail[k] >= 1e-18 * abs(H(switch))) + 1
         coeffs = np.array([float(c) for c in series[low:keep]][::-1])
-    tan2, G0 = math.tan(switch) ** 2, float(g0)
-    h_switch = 1.01 * float(H(switch))       # a margin for the rounding of G(0) - g near the switch
-    g0_mp = lru_cache(maxsize=8)(lambda prec: mpmath.mpf(sp.N(g0, prec_to_dps(prec) + 10)))
-    label = _tex_name(act.name)
 
-    class AngularGap(NumericFunction):
+    class AngularGap(_AngularGap):
         __doc__ = (rf"H = G(0) - G(theta) of {act.name}, G(theta) = E[phi(z1) phi(z2)] at unit variances and "
                    "correlation cos(theta), from (Delta, q12, g): theta = atan2(sqrt(Delta), q12) and "
                    "g = G(theta) "
@@ -534,52 +540,105 @@ def _build_angular_gap(act: Activation, poly: sp.Poly, g0: sp.Expr,
                    "closed form in theta with guard digits for that cancellation.")
         nargs = 3
 
-        @classmethod
-        def numpy_impl(cls, det: Any, q12: Any, g: Any) -> np.ndarray:
-            from symbrg.core.codegen import Workspace
-            det, q12, g = (np.asarray(a, dtype=float) for a in (det, q12, g))
-            out = np.empty(np.broadcast_shapes(det.shape, q12.shape, g.shape))
-            cls.numpy_into(out, Workspace(out.shape), det, q12, g)
-            return out
-
-        @classmethod
-        def numpy_into(cls, out: np.ndarray, work: Any, det: Any, q12: Any, g: Any) -> None:
-            np.subtract(G0, g, out=out)
-            near = np.less(out, h_switch, out=work("near", bool))    # candidates: H small ...
-            if np.count_nonzero(near):
-                d, q = (np.broadcast_to(a, out.shape)[near] for a in (det, q12))
-                d = np.maximum(d, 0.0)
-                keep = (q > 0) & (d < tan2 * q * q)                   # ... and theta < switch
-                t = np.arctan2(np.sqrt(d[keep]), q[keep])
-                h = out[near]
-                h[keep] = t ** low * np.polyval(coeffs, t)
-                out[near] = h
-
-        @classmethod
-        def mpmath_impl(cls, det: Any, q12: Any, g: Any) -> Any:
-            det, q12 = max(mpmath.mpf(det), 0), mpmath.mpf(q12)
-            if not (q12 > 0 and det < tan2 * q12 * q12):
-                return g0_mp(mpmath.mp.prec) - mpmath.mpf(g)   # loses at most 5 bits (the guard digits)
-            theta = mpmath.atan2(mpmath.sqrt(det), q12)
-            if theta == 0:
-                return mpmath.mpf(0)
-            guard = 20 + int(low * max(0.0, -math.log2(float(theta))))   # H cancels like theta^low
-            with mpmath.workprec(mpmath.mp.prec + guard):
-                value = H(theta)
-            return +value
-
-        def fdiff(self, argindex: int = 1) -> sp.Expr:
-            """H = G(0) - g: (Delta, q12) only say where to sum the series."""
-            return sp.Integer(-1) if argindex == 3 else sp.Integer(0)
-
-        def _latex(self, printer: Any, exp: Any = None) -> str:
-            args = ", ".join(printer._print(a) for a in self.args)
-            body = rf"H_{{\mathrm{{{label}}}}}\!\left({args}\right)"
-            return body if exp is None else rf"{body}^{{{exp}}}"
-
-    AngularGap.g0 = g0
-    AngularGap.switch = switch
+    AngularGap.g0, AngularGap.switch = g0, switch
+    AngularGap._gap_G0, AngularGap._gap_tan2 = float(g0), math.tan(switch) ** 2
+    # a margin for the rounding of G(0) - g near the switch
+    AngularGap._gap_h_switch = 1.01 * float(H(switch))
+    AngularGap._gap_low, AngularGap._gap_coeffs, AngularGap._gap_H = low, coeffs, H
+    AngularGap._gap_g0_mp = lru_cache(maxsize=8)(lambda prec: mpmath.mpf(sp.N(g0, prec_to_dps(prec) + 10)))
+    AngularGap._gap_label = _tex_name(act.name)
     return AngularGap
+
+
+def _gap_taylor(poly: sp.Poly, g0: sp.Expr) -> list[mpmath.mpf]:
+    r"""Taylor coefficients of :math:`G(0) - G(\theta)` in :math:`\theta` (:data:`_GAP_TERMS` of them) at the
+    working precision, for :math:`G` the polynomial ``poly`` in :math:`\sin\theta, \cos\theta, \theta`."""
+    N = _GAP_TERMS
+    fact = [mpmath.factorial(k) for k in range(N)]
+    sin = [mpmath.mpf(0) if k % 2 == 0 else (-1) ** (k // 2) / fact[k] for k in range(N)]
+    cos = [(-1) ** (k // 2) / fact[k] if k % 2 == 0 else mpmath.mpf(0) for k in range(N)]
+
+    def times(p: list[mpmath.mpf], q: list[mpmath.mpf]) -> list[mpmath.mpf]:
+        return [mpmath.fsum(p[i] * q[k - i] for i in range(k + 1)) for k in range(N)]
+    series = [mpmath.mpf(0)] * N
+    for (i, j, k), coeff in zip(poly.monoms(), poly.coeffs()):
+        term = [mpmath.mpf(1)] + [mpmath.mpf(0)] * (N - 1)
+        for _ in range(i):
+            term = times(term, sin)
+        for _ in range(j):
+            term = times(term, cos)
+        c = mpmath.mpf(sp.N(coeff, 45))
+        for d in range(N - k):
+            series[d + k] -= c * term[d]
+    series[0] += mpmath.mpf(sp.N(g0, 45))
+    return series
+
+
+def _gap_switch(H: Callable[[float], mpmath.mpf], g0: sp.Expr) -> float:
+    """The angle above which :math:`G(0) - G(\\theta)` cancels by less than :data:`_GAP_CANCELLATION`."""
+    grid = [k / 64 for k in range(1, 97)]                            # up to 1.5 < pi/2
+    ok = [abs(g0) <= _GAP_CANCELLATION * abs(H(t)) for t in grid]
+    return next((t for i, t in enumerate(grid) if all(ok[i:])), grid[-1])
+
+
+class _AngularGap(NumericFunction):
+    """The node :math:`H` of :func:`gap_map`, one subclass per activation (:func:`_build_angular_gap`
+    sets ``g0``, ``switch`` and the ``_gap_*`` attributes: :math:`G(0)`, :math:`\\tan^2` of the switch
+    angle, :math:`H` there, the order and coefficients of the Taylor branch, the closed form, :math:`G(0)`
+    at a precision, and the LaTeX label)."""
+    g0: sp.Expr
+    switch: float
+    _gap_G0: float
+    _gap_tan2: float
+    _gap_h_switch: float
+    _gap_low: int
+    _gap_coeffs: np.ndarray
+    _gap_H: Callable[[mpmath.mpf], mpmath.mpf]
+    _gap_g0_mp: Callable[[int], mpmath.mpf]
+    _gap_label: str
+
+    @classmethod
+    def numpy_impl(cls, det: ArrayLike, q12: ArrayLike, g: ArrayLike) -> np.ndarray:
+        from symbrg.core.codegen import Workspace
+        det, q12, g = (np.asarray(a, dtype=float) for a in (det, q12, g))
+        out = np.empty(np.broadcast_shapes(det.shape, q12.shape, g.shape))
+        cls.numpy_into(out, Workspace(out.shape), det, q12, g)
+        return out
+
+    @classmethod
+    def numpy_into(cls, out: np.ndarray, work: Workspace, det: ArrayLike, q12: ArrayLike, g: ArrayLike) -> None:
+        np.subtract(cls._gap_G0, g, out=out)
+        near = np.less(out, cls._gap_h_switch, out=work("near", bool))    # candidates: H small ...
+        if np.count_nonzero(near):
+            d, q = (np.broadcast_to(a, out.shape)[near] for a in (det, q12))
+            d = np.maximum(d, 0.0)
+            keep = (q > 0) & (d < cls._gap_tan2 * q * q)                   # ... and theta < switch
+            t = np.arctan2(np.sqrt(d[keep]), q[keep])
+            h = out[near]
+            h[keep] = t ** cls._gap_low * np.polyval(cls._gap_coeffs, t)
+            out[near] = h
+
+    @classmethod
+    def mpmath_impl(cls, det: MpReal, q12: MpReal, g: MpReal) -> mpmath.mpf:
+        det, q12 = max(mpmath.mpf(det), 0), mpmath.mpf(q12)
+        if not (q12 > 0 and det < cls._gap_tan2 * q12 * q12):
+            return cls._gap_g0_mp(mpmath.mp.prec) - mpmath.mpf(g)   # loses at most 5 bits (the guard digits)
+        theta = mpmath.atan2(mpmath.sqrt(det), q12)
+        if theta == 0:
+            return mpmath.mpf(0)
+        guard = 20 + int(cls._gap_low * max(0.0, -math.log2(float(theta))))   # H cancels like theta^low
+        with mpmath.workprec(mpmath.mp.prec + guard):
+            value = cls._gap_H(theta)
+        return +value
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        """H = G(0) - g: (Delta, q12) only say where to sum the series."""
+        return sp.Integer(-1) if argindex == 3 else sp.Integer(0)
+
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
+        args = ", ".join(printer._print(a) for a in self.args)
+        body = rf"H_{{\mathrm{{{self._gap_label}}}}}\!\left({args}\right)"
+        return body if exp is None else rf"{body}^{{{exp}}}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,7 +722,7 @@ def _mp_rule(dps: int, width: str) -> tuple[list, list]:
 _MP_COEFFICIENT_DPS = 30   # a series truncated at tol >= 1e-15 gains nothing from more digits in a_n
 
 
-def _mp_coefficients(comp: "_Compiled", q: Any, n: int) -> tuple[list, Any]:
+def _mp_coefficients(comp: "_Compiled", q: mpmath.mpf, n: int) -> tuple[list[mpmath.mpf], mpmath.mpf]:
     r"""(:math:`a_0..a_N(q)`, :math:`E[f(\sqrt q z)^2]`) at working precision, N >= n, cached per (q, dps).
 
     One composite Gauss–Legendre rule (:func:`_mp_rule`, panel width :math:`1/\max(1,\sqrt q)`, so
@@ -684,7 +743,7 @@ def _mp_coefficients(comp: "_Compiled", q: Any, n: int) -> tuple[list, Any]:
     with mpmath.workdps(dps + 10):
         bits = mpmath.mp.prec + 40
 
-        def fixed(x: Any) -> int:
+        def fixed(x: mpmath.mpf) -> int:
             return int(mpmath.ldexp(x, bits))
 
         root = mpmath.sqrt(q)
@@ -754,7 +813,7 @@ _N_MAX = 400              # largest Mehler order the engine will use
 _HERMITE_DEGREE = 960     # GH nodes for a_n(q), n <= _N_MAX: products f*h_n stay well resolved
 
 
-def _unique_eval(q: np.ndarray, rows: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _unique_eval(q: ArrayLike, rows: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Evaluate a per-variance function once per distinct value (Gram matrices repeat variances)."""
     q = np.asarray(q, dtype=float)
     uq, inv = np.unique(q.ravel(), return_inverse=True)
@@ -804,15 +863,15 @@ def _build_coefficient(act: Activation, derivative: int) -> type:
             return (sp.sqrt(n + 1) * B(n + 1, q) + down) / (2 * sp.sqrt(q))
 
         @classmethod
-        def numpy_impl(cls, n: Any, q: Any) -> np.ndarray:
+        def numpy_impl(cls, n: Number, q: ArrayLike) -> np.ndarray:
             n = int(n)
             return _unique_eval(q, lambda uq: _coefficient_rows(comp, uq)[0][:, n])
 
         @classmethod
-        def mpmath_impl(cls, n: Any, q: Any) -> Any:
+        def mpmath_impl(cls, n: Number, q: MpReal) -> mpmath.mpf:
             return _mp_coefficients(comp, mpmath.mpf(q), int(n))[0][int(n)]
 
-        def _latex(self, printer: Any, exp: Any = None) -> str:
+        def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
             n, q = (printer._print(a) for a in self.args)
             body = rf"a^{{{label}}}_{{{n}}}\!\left({q}\right)"
             return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
@@ -834,15 +893,15 @@ def _build_tail(act: Activation, derivative: int) -> type:
         nargs = 2
 
         @classmethod
-        def numpy_impl(cls, n: Any, q: Any) -> np.ndarray:
+        def numpy_impl(cls, n: Number, q: ArrayLike) -> np.ndarray:
             return _unique_eval(q, lambda uq: _tails(comp, uq)[:, int(n)])
 
         @classmethod
-        def mpmath_impl(cls, n: Any, q: Any) -> Any:
+        def mpmath_impl(cls, n: Number, q: MpReal) -> mpmath.mpf:
             a, total = _mp_coefficients(comp, mpmath.mpf(q), int(n))
             return max(total - mpmath.fsum(a[k] ** 2 for k in range(int(n) + 1)), mpmath.mpf(0))
 
-        def _latex(self, printer: Any, exp: Any = None) -> str:
+        def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
             body = rf"T_{{{printer._print(self.args[0])}}}\!\left({printer._print(self.args[1])}\right)"
             return body if exp is None else rf"{body}^{{{exp}}}"
 
@@ -914,14 +973,15 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
                        derivative=derivative)
 
 
-def _orders(derivative: Any) -> tuple[int, int]:
+def _orders(derivative: Orders) -> tuple[int, int]:
     """Derivative orders (k_f, k_g) from an int (the same for both) or a pair."""
     if isinstance(derivative, tuple):
         return int(derivative[0]), int(derivative[1])
     return int(derivative), int(derivative)
 
 
-def _integrand(f: Activation, g: Activation, derivative: Any) -> tuple[Callable, Callable, bool]:
+def _integrand(f: Activation, g: Activation, derivative: Orders
+               ) -> tuple[_NumpyIntegrand, _MpmathIntegrand, bool]:
     """(numpy h(u, v), mpmath h(u, v), has_kinks) with E = E[h(u, v)], h = f^(kf)(u) g^(kg)(v)."""
     kf, kg = _orders(derivative)
     if f.random_phase or g.random_phase:
@@ -948,7 +1008,7 @@ def _gauss_legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(degree)
 
 
-def _quadrature_class(f: Activation, g: Activation, derivative: Any, degree: int) -> type[NumericFunction]:
+def _quadrature_class(f: Activation, g: Activation, derivative: Orders, degree: int) -> type[NumericFunction]:
     r"""A node for :math:`E[h(u,v)]`, :math:`u = \sqrt{q_{11}}z_1`, :math:`v = \alpha z_1 + \beta z_2`,
     :math:`\alpha = q_{12}/\sqrt{q_{11}}`, :math:`\beta = \sqrt{\Delta/q_{11}}`.
 
@@ -972,90 +1032,114 @@ def _build_quadrature(f: Activation, g: Activation, derivative: tuple[int, int],
     # composite rule: _PANELS panels of `degree` Gauss-Legendre nodes on each of [-L, a] and [a, L]
     t = (np.arange(_PANELS)[:, None] + (x[None, :] + 1) / 2).ravel() / _PANELS       # in (0, 1)
     wt = np.tile(wx / (2 * _PANELS), _PANELS)
-
-    def split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nodes and Gaussian-weighted weights on [-L, a] U [a, L], a of any shape (last axis: nodes)."""
-        L = _GAUSS_CUT
-        z = np.concatenate([-L + (a + L) * t, a + (L - a) * t], axis=-1)
-        w = np.concatenate([(a + L) * wt, (L - a) * wt], axis=-1)
-        return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-
-    z1, w1 = split(np.zeros(1))
+    z1, w1 = _split_rule(np.zeros(1), t, wt)
     fn, gn = (rf"\varphi{chr(39) * k}_{{\mathrm{{{_tex_name(a.name)}}}}}"
               for a, k in zip((f, g), derivative))
-    label = rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]"
 
-    def inner_nodes(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z2 nodes/weights per (entry, z1), split where v = alpha z1 + beta z2 crosses 0."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            k = np.where(beta[:, None] > 0, -alpha[:, None] * z1[None, :] / beta[:, None], np.inf)
-        k = np.clip(np.nan_to_num(k, nan=0.0), -_GAUSS_CUT, _GAUSS_CUT)[..., None]
-        return split(k)
-
-    class Quadrature(NumericFunction):
+    class Quadrature(_GaussianQuadrature):
         __doc__ = (f"E[{f.name}{chr(39) * derivative[0]}(u) {g.name}{chr(39) * derivative[1]}(v)] by "
                    f"quadrature of degree {degree}: NumPy composite Gauss–Legendre split at the kinks, "
                    "mpmath nested mpmath.quad split at the kinks.")
         nargs = 3
 
-        def fdiff(self, argindex: int = 1) -> sp.Expr:
-            r"""Price's theorem: :math:`\partial_{q_{12}}E[f g] = E[f' g']`,
-            :math:`\partial_{q_{11}}E[f g] = \tfrac12 E[f'' g]` (and likewise in q22).  The
-            variance rule needs second derivatives, which for activations with kinks are
-            distributions: refused there rather than silently dropped."""
-            kf, kg = derivative
-            if argindex == 2:
-                return _quadrature_class(f, g, (kf + 1, kg + 1), degree)(*self.args)
-            if kinks:
-                raise Unsupported("argindex", f"E[{f.name} {g.name}] by quadrature is differentiable in "
-                                              "q12 only: its activations have kinks")
-            step = (kf + 2, kg) if argindex == 1 else (kf, kg + 2)
-            return _quadrature_class(f, g, step, degree)(*self.args) / 2
-
-        @classmethod
-        def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:
-            q11, q12, q22 = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(q11, q12, q22))
-            shape = q11.shape
-            q11, q12, q22 = q11.ravel(), q12.ravel(), q22.ravel()
-            det = GramDet.numpy_impl(q11, q12, q22)
-            r1 = np.sqrt(q11)
-            alpha, beta = q12 / r1, np.sqrt(det / q11)
-            out = np.empty(q11.shape)
-            block = max(1, 2 ** 21 // (z1.size * z1.size))        # bounded memory (~16 MB) per block
-            for s in range(0, q11.size, block):
-                sl = slice(s, s + block)
-                z2, w2 = inner_nodes(alpha[sl], beta[sl])
-                u = r1[sl, None, None] * z1[None, :, None]
-                v = alpha[sl, None, None] * z1[None, :, None] + beta[sl, None, None] * z2
-                inner = np.sum(h_np(u, v) * w2, axis=-1)
-                out[sl] = inner @ w1
-            return out.reshape(shape)
-
-        @classmethod
-        def mpmath_impl(cls, q11: Any, q12: Any, q22: Any) -> Any:
-            q11, q12, q22 = (mpmath.mpf(a) for a in (q11, q12, q22))
-            det = GramDet.mpmath_impl(q11, q12, q22)
-            r1 = mpmath.sqrt(q11)
-            alpha, beta = q12 / r1, mpmath.sqrt(det / q11)
-            L = mpmath.sqrt(2 * mpmath.log(10) * (mpmath.mp.dps + 8))
-
-            def inner(z1: Any) -> Any:
-                u = r1 * z1
-                if beta == 0:
-                    return h_mp(u, alpha * z1)
-                k = -alpha * z1 / beta
-                pts = [-L, k, L] if (kinks and -L < k < L) else [-L, L]
-                return mpmath.quad(lambda z2: h_mp(u, alpha * z1 + beta * z2) * mpmath.npdf(z2), pts,
-                                   method="gauss-legendre")
-
-            return mpmath.quad(lambda z1: inner(z1) * mpmath.npdf(z1), [-L, 0, L], method="gauss-legendre")
-
-        def _latex(self, printer: Any, exp: Any = None) -> str:
-            args = ", ".join(printer._print(a) for a in self.args)
-            body = rf"{label}_{{\mathrm{{quad}}{degree}}}\!\left({args}\right)"
-            return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
-
+    Quadrature._quad_pair, Quadrature._quad_orders, Quadrature._quad_degree = (f, g), derivative, degree
+    Quadrature._quad_h_np, Quadrature._quad_h_mp, Quadrature._quad_kinks = h_np, h_mp, kinks
+    Quadrature._quad_rule, Quadrature._quad_outer = (t, wt), (z1, w1)
+    Quadrature._quad_label = rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]"
     return Quadrature
+
+
+def _split_rule(a: np.ndarray, t: np.ndarray, wt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and Gaussian-weighted weights on [-L, a] U [a, L], a of any shape (last axis: nodes), from
+    the composite rule ``(t, wt)`` on (0, 1)."""
+    L = _GAUSS_CUT
+    z = np.concatenate([-L + (a + L) * t, a + (L - a) * t], axis=-1)
+    w = np.concatenate([(a + L) * wt, (L - a) * wt], axis=-1)
+    return z, w * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+
+class _GaussianQuadrature(NumericFunction):
+    """The quadrature node of :func:`_quadrature_class`, one subclass per (f, g, orders, degree);
+    :func:`_build_quadrature` sets the ``_quad_*`` attributes: the activations, derivative orders and
+    degree, the integrands and whether they have kinks, the composite rule on (0, 1), the outer nodes
+    and weights, and the LaTeX label."""
+    _quad_pair: tuple[Activation, Activation]
+    _quad_orders: tuple[int, int]
+    _quad_degree: int
+    _quad_h_np: _NumpyIntegrand
+    _quad_h_mp: _MpmathIntegrand
+    _quad_kinks: bool
+    _quad_rule: tuple[np.ndarray, np.ndarray]
+    _quad_outer: tuple[np.ndarray, np.ndarray]
+    _quad_label: str
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        r"""Price's theorem: :math:`\partial_{q_{12}}E[f g] = E[f' g']`,
+        :math:`\partial_{q_{11}}E[f g] = \tfrac12 E[f'' g]` (and likewise in q22).  The
+        variance rule needs second derivatives, which for activations with kinks are
+        distributions: refused there rather than silently dropped."""
+        (f, g), (kf, kg), degree = self._quad_pair, self._quad_orders, self._quad_degree
+        if argindex == 2:
+            return _quadrature_class(f, g, (kf + 1, kg + 1), degree)(*self.args)
+        if self._quad_kinks:
+            raise Unsupported("argindex", f"E[{f.name} {g.name}] by quadrature is differentiable in "
+                                          "q12 only: its activations have kinks")
+        step = (kf + 2, kg) if argindex == 1 else (kf, kg + 2)
+        return _quadrature_class(f, g, step, degree)(*self.args) / 2
+
+    @classmethod
+    def _inner_nodes(cls, alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """z2 nodes/weights per (entry, z1), split where v = alpha z1 + beta z2 crosses 0."""
+        z1 = cls._quad_outer[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(beta[:, None] > 0, -alpha[:, None] * z1[None, :] / beta[:, None], np.inf)
+        k = np.clip(np.nan_to_num(k, nan=0.0), -_GAUSS_CUT, _GAUSS_CUT)[..., None]
+        return _split_rule(k, *cls._quad_rule)
+
+    @classmethod
+    def numpy_impl(cls, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike) -> np.ndarray:
+        q11, q12, q22 = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(q11, q12, q22))
+        shape = q11.shape
+        q11, q12, q22 = q11.ravel(), q12.ravel(), q22.ravel()
+        det = GramDet.numpy_impl(q11, q12, q22)
+        r1 = np.sqrt(q11)
+        alpha, beta = q12 / r1, np.sqrt(det / q11)
+        out = np.empty(q11.shape)
+        z1, w1 = cls._quad_outer
+        block = max(1, 2 ** 21 // (z1.size * z1.size))        # bounded memory (~16 MB) per block
+        for s in range(0, q11.size, block):
+            sl = slice(s, s + block)
+            z2, w2 = cls._inner_nodes(alpha[sl], beta[sl])
+            u = r1[sl, None, None] * z1[None, :, None]
+            v = alpha[sl, None, None] * z1[None, :, None] + beta[sl, None, None] * z2
+            inner = np.sum(cls._quad_h_np(u, v) * w2, axis=-1)
+            out[sl] = inner @ w1
+        return out.reshape(shape)
+
+    @classmethod
+    def mpmath_impl(cls, q11: MpReal, q12: MpReal, q22: MpReal) -> mpmath.mpf:
+        q11, q12, q22 = (mpmath.mpf(a) for a in (q11, q12, q22))
+        det = GramDet.mpmath_impl(q11, q12, q22)
+        r1 = mpmath.sqrt(q11)
+        alpha, beta = q12 / r1, mpmath.sqrt(det / q11)
+        L = mpmath.sqrt(2 * mpmath.log(10) * (mpmath.mp.dps + 8))
+        h_mp, kinks = cls._quad_h_mp, cls._quad_kinks
+
+        def inner(z1: mpmath.mpf) -> mpmath.mpf:
+            u = r1 * z1
+            if beta == 0:
+                return h_mp(u, alpha * z1)
+            k = -alpha * z1 / beta
+            pts = [-L, k, L] if (kinks and -L < k < L) else [-L, L]
+            return mpmath.quad(lambda z2: h_mp(u, alpha * z1 + beta * z2) * mpmath.npdf(z2), pts,
+                               method="gauss-legendre")
+
+        return mpmath.quad(lambda z1: inner(z1) * mpmath.npdf(z1), [-L, 0, L], method="gauss-legendre")
+
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
+        args = ", ".join(printer._print(a) for a in self.args)
+        body = rf"{self._quad_label}_{{\mathrm{{quad}}{self._quad_degree}}}\!\left({args}\right)"
+        return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1119,12 +1203,12 @@ _CITES = {"arccos": "ChoSaul2009", "erf": "Williams1997", "gelu": "Tsuchida2020"
 
 
 def expectation_derivation(f: ActivationSpec, g: ActivationSpec | None = None, *, derivative: bool = False,
-                           **kwargs: Any) -> Derivation:
+                           **kwargs: Any) -> Derivation:  # Any: the options of expectation(), of several types
     r"""A :class:`symbrg.core.derivation.Derivation` of :math:`E[f(u)g(v)]` (or of the derivative kernel):
     the definition, the rule and its closed form (or the series/quadrature it rests on), verified
     numerically against the split Gauss–Legendre quadrature and, for the derivative kernel of a
     closed form, against Price's theorem :math:`\partial_{q_{12}}E[fg] = E[f'g']`."""
-    from symbrg.core.derivation import Derivation, Verification, check_identity
+    from symbrg.core.derivation import Derivation
     e = expectation(f, g, derivative=derivative, **kwargs)
     fa, ga = e.pair
     prime = "'" if derivative else ""
@@ -1144,25 +1228,9 @@ def expectation_derivation(f: ActivationSpec, g: ActivationSpec | None = None, *
            f"eq:{d.name}-def", assumptions=(r"q_{11} > 0", r"q_{22} > 0", r"q_{12}^2 \le q_{11} q_{22}"))
     cites = tuple(_CITES[k] for k in _CITES if k in e.rule or (k == "price" and derivative))
     if e.method == "exact":
-        q = expectation(fa, ga, derivative=derivative, method="quadrature", degree=24)
-        pts = [(1.3, -0.4 * math.sqrt(1.3 * 0.7), 0.7), (0.5, 0.45, 2.0), (2.0, -1.9, 1.9)]
-        ex, qu = e.compile(), q.compile()
-        errs = [abs(float(ex(*p)) - float(qu(*p))) for p in pts]
-        scale = max(1.0, *(abs(float(ex(*p))) for p in pts))
-        ver = Verification(kind="numeric", points=len(pts), dps=16, max_abs_error=max(errs),
-                           tolerance=1e-9 * scale, note="against 2-D composite Gauss-Legendre quadrature")
-        d.step(sp.Eq(E, e.explicit(), evaluate=False), f"closed form by the rule(s) {e.rule}",
-               f"eq:{d.name}-result", verification=ver, uses=(f"eq:{d.name}-def",), cites=cites)
-        jumps = any(_has_jumps(a) for a in (fa, ga))
-        if derivative and not jumps:    # with jumps Price's theorem adds delta terms the a.e. kernel omits
-            base = expectation(fa, ga)
-            if base.method == "exact":
-                ver = check_identity(sp.diff(base.explicit(), Q12), e.explicit(),
-                                     domain={Q11: (1.0, 2.0), Q22: (1.0, 2.0), Q12: (-0.9, 0.9)}, points=6,
-                                     dps=30, simplify=False)
-                d.step(sp.Eq(E, sp.Derivative(sp.Symbol(r"\mathbb{E}[f g]"), Q12), evaluate=False),
-                       "Price's theorem", f"eq:{d.name}-price", verification=ver,
-                       cites=(_CITES["price"],))
+        _exact_result_step(d, e, E, cites)
+        if derivative and not any(_has_jumps(a) for a in (fa, ga)):
+            _price_step(d, e, E)    # with jumps Price's theorem adds delta terms the a.e. kernel omits
     elif e.method == "series":
         d.step(sp.Eq(E, e.display, evaluate=False),
                f"Mehler series truncated at order {e.order}; Parseval bound {e.bound:.2e} on variances "
@@ -1172,6 +1240,36 @@ def expectation_derivation(f: ActivationSpec, g: ActivationSpec | None = None, *
                f"2-D composite Gauss-Legendre quadrature, {e.degree} nodes per panel", f"eq:{d.name}-result",
                uses=(f"eq:{d.name}-def",))
     return d
+
+
+def _exact_result_step(d: Derivation, e: Expectation, E: sp.Symbol, cites: tuple[str, ...]) -> None:
+    """The closed form, verified against the split Gauss-Legendre quadrature at three covariances."""
+    from symbrg.core.derivation import Verification
+    fa, ga = e.pair
+    q = expectation(fa, ga, derivative=e.derivative, method="quadrature", degree=24)
+    pts = [(1.3, -0.4 * math.sqrt(1.3 * 0.7), 0.7), (0.5, 0.45, 2.0), (2.0, -1.9, 1.9)]
+    ex, qu = e.compile(), q.compile()
+    errs = [abs(float(ex(*p)) - float(qu(*p))) for p in pts]
+    scale = max(1.0, *(abs(float(ex(*p))) for p in pts))
+    ver = Verification(kind="numeric", points=len(pts), dps=16, max_abs_error=max(errs),
+                       tolerance=1e-9 * scale, note="against 2-D composite Gauss-Legendre quadrature")
+    d.step(sp.Eq(E, e.explicit(), evaluate=False), f"closed form by the rule(s) {e.rule}",
+           f"eq:{d.name}-result", verification=ver, uses=(f"eq:{d.name}-def",), cites=cites)
+
+
+def _price_step(d: Derivation, e: Expectation, E: sp.Symbol) -> None:
+    r"""Price's theorem :math:`\partial_{q_{12}}E[fg] = E[f'g']` against the closed derivative kernel ``e``
+    (when :math:`E[fg]` itself has a closed form)."""
+    from symbrg.core.derivation import check_identity
+    fa, ga = e.pair
+    base = expectation(fa, ga)
+    if base.method == "exact":
+        ver = check_identity(sp.diff(base.explicit(), Q12), e.explicit(),
+                             domain={Q11: (1.0, 2.0), Q22: (1.0, 2.0), Q12: (-0.9, 0.9)}, points=6,
+                             dps=30, simplify=False)
+        d.step(sp.Eq(E, sp.Derivative(sp.Symbol(r"\mathbb{E}[f g]"), Q12), evaluate=False),
+               "Price's theorem", f"eq:{d.name}-price", verification=ver,
+               cites=(_CITES["price"],))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1197,7 +1295,7 @@ def _has_jumps(act: Activation) -> bool:
     return any(atom in _JUMPS for _, atom in _merge(atoms))
 
 
-def _closed_form(fn: Any, argument: str) -> sp.Lambda | None:
+def _closed_form(fn: ClosedForm | None, argument: str) -> sp.Lambda | None:
     """``fn`` (a sympy ``Lambda`` of three variables or a callable returning a sympy expression) as
     ``Lambda((k11, k22, k12), expr)``; None stays None.  Text is refused (it is never parsed here)."""
     if fn is None:
@@ -1281,7 +1379,7 @@ def _registered(f: Activation, g: Activation, derivative: bool) -> tuple[sp.Expr
     return _checked(f, derivative), "registered"
 
 
-def register_activation(name: str, phi: sp.Lambda, *, nngp: Any = None, ntk: Any = None,
+def register_activation(name: str, phi: sp.Lambda, *, nngp: ClosedForm | None = None, ntk: ClosedForm | None = None,
                         replace: bool = False) -> Activation:
     r"""Register the activation :math:`\varphi` = ``phi`` under ``name``, usable everywhere a
     built-in name is (``mlp(name, ...)``, Gram matrices, ``symbrg derive nngp --activation name``,

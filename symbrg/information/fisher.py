@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypeAlias, cast
 
 import mpmath
 import numpy as np
@@ -53,6 +53,7 @@ from symbrg.core.derivation import Derivation, Verification, check_identity
 from symbrg.core.errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
+from symbrg.core.types import ArrayLike, ExprLike, Number
 from symbrg.information.spectrum import (  # noqa: F401
     ShellSplit,
     fisher_dense,
@@ -63,6 +64,10 @@ from symbrg.information.spectrum import (  # noqa: F401
     readout_jacobian,
     shell_split,
 )
+
+if TYPE_CHECKING:
+    from symbrg.gaussian.activations import Activation
+    from symbrg.kernels.architecture import Architecture
 
 __all__ = ["FisherMetric", "JeffreysPrior", "gaussian_family", "gaussian_regression", "gaussian_process",
            "exponential_family", "network_expression", "network_fisher", "gp_fisher", "jeffreys_prior",
@@ -78,6 +83,27 @@ GP_OPS = Limit("gp_fisher_ops", 2_000_000, "estimated operations of a symbolic G
                                             "(the numeric symbrg.information.fisher.gp_fisher takes any number of points)")
 _SIMPLIFY_OPS = 400  # entries with more operations are only cancelled, not fully simplified
 
+#: Symbols given as themselves or by name: one, or several in order.
+SymbolsLike: TypeAlias = "sp.Symbol | str | Iterable[sp.Symbol | str]"
+#: Whatever may carry free symbols: an expression, a matrix, or a collection (mapping keys and
+#: values included) of such; anything else carries none.
+_Symbolic: TypeAlias = "sp.Basic | sp.MatrixBase | Iterable[object]"
+#: A sympy or a NumPy matrix: :func:`_gaussian_metric` is one formula for both.
+_Mat: TypeAlias = "sp.MatrixBase | np.ndarray"
+#: A vector of expressions: a column or row Matrix, or a sequence of entries.
+VectorLike: TypeAlias = "sp.MatrixBase | Sequence[Number] | Sequence[Sequence[Number]]"
+#: A square matrix of expressions: a Matrix or its rows.
+MatrixLike: TypeAlias = "sp.MatrixBase | Sequence[Sequence[Number]]"
+#: One input point: a number (scalar input) or a tuple of numbers (vector input).
+Point: TypeAlias = "Number | Sequence[Number]"
+#: A finite data set of inputs (``None``: average over a distribution instead).
+Data: TypeAlias = "Sequence[Point] | None"
+#: An input distribution: a ``sympy.stats`` random variable, or one per input symbol.
+Distribution: TypeAlias = "sp.Basic | Mapping[sp.Symbol, sp.Basic] | None"
+#: A GP kernel: an expression in an input pair, a ready Gram Matrix, a callable of the points, or an
+#: architecture from :func:`symbrg.mlp`.
+KernelLike: TypeAlias = "sp.Expr | sp.MatrixBase | Architecture | Callable[[list[Point]], MatrixLike]"
+
 
 # ----------------------------------------------------------------------------------- helpers
 def _tidy(e: sp.Expr, simplify: bool = True) -> sp.Expr:
@@ -88,7 +114,7 @@ def _tidy(e: sp.Expr, simplify: bool = True) -> sp.Expr:
     return sp.simplify(e)
 
 
-def _expression(argument: str, value: Any) -> sp.Expr:
+def _expression(argument: str, value: Number) -> sp.Expr:
     """A sympy expression (or number) given in Python; text is refused, never evaluated (parse it
     with :mod:`symbrg.core.parsing` first)."""
     if isinstance(value, str):
@@ -100,13 +126,13 @@ def _expression(argument: str, value: Any) -> sp.Expr:
         raise InvalidArgument(argument, f"expected a sympy expression, got {type(value).__name__}") from None
 
 
-def _eq(name: str, rhs: Any) -> sp.Equality:
+def _eq(name: str, rhs: "sp.Expr | sp.MatrixBase") -> sp.Equality:
     """``name = rhs`` as an unevaluated equation (matrices included)."""
     rhs = sp.ImmutableMatrix(rhs) if isinstance(rhs, sp.MatrixBase) else rhs
     return sp.Eq(sp.Symbol(name), rhs, evaluate=False)
 
 
-def _params(parameters: Any, *exprs: Any, argument: str = "parameters") -> tuple[sp.Symbol, ...]:
+def _params(parameters: SymbolsLike, *exprs: _Symbolic, argument: str = "parameters") -> tuple[sp.Symbol, ...]:
     """The parameters (symbols or names) as the symbols of ``exprs`` that carry those names
     (:func:`~symbrg.core.checks.resolve_symbols`): a user's ``Symbol('a', positive=True)`` means the
     model's ``a`` whatever its assumptions; a name the model does not contain is refused."""
@@ -119,7 +145,7 @@ def _params(parameters: Any, *exprs: Any, argument: str = "parameters") -> tuple
     return ps
 
 
-def _free(*exprs: Any) -> set[sp.Symbol]:
+def _free(*exprs: _Symbolic) -> set[sp.Symbol]:
     """Free symbols of expressions, matrices and mappings (their keys and values)."""
     out: set[sp.Symbol] = set()
     for e in exprs:
@@ -132,7 +158,7 @@ def _free(*exprs: Any) -> set[sp.Symbol]:
     return out
 
 
-def _keyed(argument: str, values: Mapping, *exprs: Any) -> dict:
+def _keyed(argument: str, values: Mapping, *exprs: _Symbolic) -> dict:
     """A substitution dict whose keys (symbols or names) are matched by name against ``exprs``."""
     return dict(zip(resolve_symbols(argument, list(values), _free(*exprs)), values.values()))
 
@@ -142,8 +168,8 @@ def _domain(ps: Sequence[sp.Symbol]) -> dict[sp.Symbol, tuple[float, float]]:
     return {p: (0.3, 2.0) if p.is_positive or p.is_nonnegative else (-1.5, 1.5) for p in ps}
 
 
-def _gaussian_metric(dmu: Sequence[Any], dcov: Sequence[Any], solve: Callable[[Any], Any],
-                     trace: Callable[[Any], Any]) -> list[list[Any]]:
+def _gaussian_metric(dmu: Sequence[_Mat], dcov: Sequence[_Mat], solve: Callable[[_Mat], _Mat],
+                     trace: Callable[[_Mat], Number]) -> list[list[Number]]:
     r"""The one formula :math:`\partial_a\mu^\top\Sigma^{-1}\partial_b\mu + \frac12\mathrm{tr}(\Sigma^{-1}
     \partial_a\Sigma\Sigma^{-1}\partial_b\Sigma)`, for sympy Matrices and NumPy arrays alike.
 
@@ -152,7 +178,7 @@ def _gaussian_metric(dmu: Sequence[Any], dcov: Sequence[Any], solve: Callable[[A
     m = [solve(v) for v in dmu]
     A = [solve(s) for s in dcov]
     P = len(dmu)
-    out = [[None] * P for _ in range(P)]
+    out: list[list[Number]] = [[0] * P for _ in range(P)]
     for a in range(P):
         for b in range(a, P):
             out[a][b] = out[b][a] = (dmu[a].T @ m[b])[0, 0] + trace(A[a] @ A[b]) / 2
@@ -221,7 +247,7 @@ class FisherMetric:
     rebuild: Callable[[Mapping, Sequence[sp.Symbol]], "FisherMetric"] | None = field(default=None,
                                                                                      repr=False)
 
-    def __getitem__(self, key: Any) -> sp.Expr:
+    def __getitem__(self, key: "int | slice | tuple[int | slice, int | slice]") -> sp.Expr:
         return self.matrix[key]
 
     @property
@@ -232,7 +258,7 @@ class FisherMetric:
         r""":math:`\det I`, simplified."""
         return _tidy(self.matrix.det())
 
-    def compile(self, backend: str = "numpy") -> Callable[..., np.ndarray]:
+    def compile(self, backend: str = "numpy") -> Callable[..., "np.ndarray | mpmath.matrix"]:
         r"""Compile :math:`I(\theta)` with :mod:`symbrg.core.codegen`: ``fn(*theta)`` returns ``(..., P, P)``.
 
         Arguments broadcast (pass arrays of shape ``(members,)`` for an ensemble).  Free symbols
@@ -245,7 +271,7 @@ class FisherMetric:
         pairs = [(a, b) for a in range(P) for b in range(a, P)]
         fn = codegen.lambdify([self.matrix[a, b] for a, b in pairs], self.parameters, backend)
 
-        def fisher(*theta: Any) -> Any:
+        def fisher(*theta: "ArrayLike | mpmath.mpf") -> "np.ndarray | mpmath.matrix":
             matching("theta", len(theta), P, "number of arguments (the parameters)")
             if backend == "numpy":  # real, finite values only (a complex cast would drop the imaginary part)
                 theta = tuple(finite_array(str(p), t, nonempty=False) for p, t in zip(self.parameters, theta))
@@ -283,7 +309,7 @@ class FisherMetric:
 
 
 # ------------------------------------------------------------------------ Gaussian families
-def _as_column(name: str, v: Any) -> sp.Matrix:
+def _as_column(name: str, v: VectorLike) -> sp.Matrix:
     m = sp.Matrix(v)
     if m.shape[1] != 1 and m.shape[0] == 1:
         m = m.T
@@ -306,7 +332,7 @@ def _numerically_zero(e: sp.Expr, points: int = 3) -> bool:
     return True
 
 
-def _checked_cov(cov: Any, n: int) -> sp.Matrix:
+def _checked_cov(cov: MatrixLike, n: int) -> sp.Matrix:
     S = sp.Matrix(cov)
     if S.shape[0] != S.shape[1]:
         raise ShapeMismatch("covariance", f"must be square, got shape {S.shape}")
@@ -321,7 +347,7 @@ def _checked_cov(cov: Any, n: int) -> sp.Matrix:
     return S
 
 
-def gaussian_family(mean: Any, covariance: Any, parameters: Any, *, name: str = "gaussian",
+def gaussian_family(mean: VectorLike, covariance: MatrixLike, parameters: SymbolsLike, *, name: str = "gaussian",
                     verify: bool = True, simplify: bool = True, symbols: Iterable[sp.Symbol] = ()) -> FisherMetric:
     r"""Fisher metric of :math:`y\sim\mathcal N(\mu(\theta), \Sigma(\theta))`, :math:`y\in\mathbb R^n`.
 
@@ -423,14 +449,14 @@ def _moment_check(matrix: sp.Matrix, integrand: Callable[[int, int], sp.Expr], y
                         tolerance=float(10.0 ** (-(dps - 8)) * scale))
 
 
-def _exact(v: Any) -> sp.Expr:
+def _exact(v: "ExprLike | np.floating") -> sp.Expr:
     """Data values as exact numbers: decimal floats become the rationals they print as."""
     if isinstance(v, (float, np.floating, sp.Float)):
         return sp.nsimplify(float(v), rational=True)
     return as_expression(v, "v")
 
 
-def _input_average(expr: sp.Expr, inputs: tuple[sp.Symbol, ...], data: Any, distribution: Any) -> sp.Expr:
+def _input_average(expr: sp.Expr, inputs: tuple[sp.Symbol, ...], data: Data, distribution: Distribution) -> sp.Expr:
     if data is not None:
         rows = [r if isinstance(r, (tuple, list)) else (r,) for r in data]
         if not rows:
@@ -483,7 +509,7 @@ def _closes(term: sp.Expr, inputs: tuple) -> bool:
     return True
 
 
-def _verify_average(matrix: sp.Matrix, per_x: sp.Matrix, xs: tuple, data: Any, distribution: Any,
+def _verify_average(matrix: sp.Matrix, per_x: sp.Matrix, xs: tuple, data: Data, distribution: Distribution,
                     ps: Sequence[sp.Symbol]) -> Verification | None:
     """The input average re-done independently: a plain sum over data, or mpmath quadrature
     against the input density (one-dimensional inputs)."""
@@ -505,8 +531,18 @@ def _verify_average(matrix: sp.Matrix, per_x: sp.Matrix, xs: tuple, data: Any, d
     return max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
 
 
-def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1, data: Any = None,
-                        distribution: Any = None, name: str = "regression",
+def _regression_metric(f: sp.Expr, v: sp.Expr, ps: Sequence[sp.Symbol], xs: tuple[sp.Symbol, ...], data: Data,
+                       distribution: Distribution, simplify: bool) -> tuple[list[list[Number]], sp.Matrix]:
+    """The pointwise metric of :func:`gaussian_regression` (a nested list) and its input average."""
+    per_x = _gaussian_metric([sp.Matrix([[sp.diff(f, p)]]) for p in ps], [sp.Matrix([[sp.diff(v, p)]]) for p in ps],
+                             lambda M: M / v, lambda M: M.trace())
+    matrix = sp.Matrix(len(ps), len(ps), lambda a, b: _tidy(_input_average(per_x[a][b], xs, data, distribution),
+                                                                 simplify))
+    return per_x, matrix
+
+
+def gaussian_regression(f: Number, parameters: SymbolsLike, inputs: SymbolsLike, *, sigma: Number = 1,
+                        data: Data = None, distribution: Distribution = None, name: str = "regression",
                         verify: bool = True, simplify: bool = True) -> FisherMetric:
     r"""Fisher metric, per observation, of :math:`y = f_\theta(x) + \varepsilon`, :math:`\varepsilon\sim\mathcal N(0,\sigma^2)`.
 
@@ -531,10 +567,7 @@ def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1,
     if (data is None) == (distribution is None):
         raise InvalidArgument("data", "give exactly one of data (a finite input set) or distribution")
     v = sigma ** 2
-    per_x = _gaussian_metric([sp.Matrix([[sp.diff(f, p)]]) for p in ps], [sp.Matrix([[sp.diff(v, p)]]) for p in ps],
-                             lambda M: M / v, lambda M: M.trace())
-    matrix = sp.Matrix(len(ps), len(ps), lambda a, b: _tidy(_input_average(per_x[a][b], xs, data, distribution),
-                                                                 simplify))
+    per_x, matrix = _regression_metric(f, v, ps, xs, data, distribution, simplify)
     y = sp.Symbol("y", real=True)
     logp = -(y - f) ** 2 / (2 * v) - sp.log(2 * sp.pi * v) / 2
     d = Derivation(f"Fisher metric of the Gaussian regression model {name}", name=f"fisher-{name}",
@@ -565,7 +598,8 @@ def gaussian_regression(f: Any, parameters: Any, inputs: Any, *, sigma: Any = 1,
                         sp.Matrix([f]), sp.Matrix([[v]]), per_x_m, kl, rebuild)
 
 
-def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> tuple[sp.Matrix, set[sp.Symbol]]:
+def _gram(kernel: KernelLike, points: list[Point], inputs: Sequence[sp.Symbol | str] | None
+          ) -> tuple[sp.Matrix, set[sp.Symbol]]:
     """A kernel as a symbolic Gram matrix: a Matrix, a callable of the points, an Architecture, or
     an expression in the input pair ``inputs = (x, x')``; with the kernel's own symbols (its
     hyperparameters, also those that drop out of the Gram matrix on these points)."""
@@ -575,7 +609,7 @@ def _gram(kernel: Any, points: Sequence[Any], inputs: Any) -> tuple[sp.Matrix, s
     if hasattr(kernel, "nngp_program"):  # a symbrg.kernels.architecture.Architecture
         from symbrg.core.special import NumericFunction
         from symbrg.kernels.architecture import S11, S12, S22
-        k = kernel.expand("nngp").replace(  # closed forms where the special function has one
+        k = cast("Architecture", kernel).expand("nngp").replace(  # closed forms where the special function has one
             lambda e: isinstance(e, NumericFunction) and hasattr(type(e), "explicit"),
             lambda e: type(e).explicit(*e.args))
         if any(type(f).fdiff is sp.Function.fdiff for f in k.atoms(NumericFunction)):
@@ -611,8 +645,9 @@ def _gp_ops(size: int, n: int) -> float:
     return float(min(size * size * math.factorial(min(n, 150)) // 2, 10 ** 300))
 
 
-def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mean: Any = None,
-                     noise_var: Any = 0, inputs: Any = None, name: str = "gp",
+def gaussian_process(kernel: KernelLike, points: Sequence[Point], parameters: SymbolsLike, *,
+                     mean: VectorLike | None = None, noise_var: ExprLike = 0,
+                     inputs: Sequence[sp.Symbol | str] | None = None, name: str = "gp",
                      verify: bool = True) -> FisherMetric:
     r"""Fisher metric of the GP :math:`f(X)\sim\mathcal N(m_\theta(X), K_\theta(X, X) + \sigma_n^2 1)` on ``points``.
 
@@ -637,7 +672,7 @@ def gaussian_process(kernel: Any, points: Sequence[Any], parameters: Any, *, mea
 
 
 # --------------------------------------------------------------------- exponential families
-def exponential_family(log_partition: Any, natural: Any, *, parameters: Any = None,
+def exponential_family(log_partition: Number, natural: SymbolsLike, *, parameters: SymbolsLike | None = None,
                        natural_of: Mapping | None = None, name: str = "expfam",
                        simplify: bool = True) -> FisherMetric:
     r"""Fisher metric of :math:`p(y|\eta) = h(y)\exp(\eta\cdot T(y) - A(\eta))`: :math:`I(\eta) = \nabla^2 A(\eta)`.
@@ -688,7 +723,22 @@ def exponential_family(log_partition: Any, natural: Any, *, parameters: Any = No
 
 
 # ----------------------------------------------------------------------- finite-width networks
-def network_expression(net: Any, which: str = "all") -> tuple[sp.Expr, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
+class FiniteNetwork(Protocol):
+    """What the closed forms read of a finite-width network, e.g. a
+    :class:`symbrg.ensembles.networks.Network` (a layer above this one, so named only structurally)."""
+    widths: tuple[int, ...]
+    activations: tuple[Activation, ...]
+    bias: bool
+
+    @property
+    def depth(self) -> int: ...
+
+    def weight_scale(self, l: int) -> float: ...
+
+    def bias_scale(self, l: int) -> float: ...
+
+
+def network_expression(net: FiniteNetwork, which: str = "all") -> tuple[sp.Expr, tuple[sp.Symbol, ...], tuple[sp.Symbol, ...]]:
     r"""A :class:`symbrg.ensembles.networks.Network` with scalar output written out as a sympy expression.
 
     Returns ``(f, theta, x)``: :math:`f_\theta(x)` with the trainable parameters ``theta`` in the
@@ -716,7 +766,7 @@ def network_expression(net: Any, which: str = "all") -> tuple[sp.Expr, tuple[sp.
     return h[0], tuple(theta), xs
 
 
-def network_fisher(net: Any, data: Any, *, sigma: Any = 1, which: str = "all",
+def network_fisher(net: FiniteNetwork, data: ArrayLike, *, sigma: Number = 1, which: str = "all",
                    hidden: Mapping | None = None) -> FisherMetric:
     r"""Closed-form Fisher metric of a small finite-width network on a finite data set.
 
@@ -742,7 +792,8 @@ def network_fisher(net: Any, data: Any, *, sigma: Any = 1, which: str = "all",
 
 
 # ------------------------------------------------------------------------ numeric GP metrics
-def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, inputs: Any = None) -> np.ndarray:
+def gp_fisher(kernel: "Architecture | Number", X: ArrayLike, at: Mapping, *, noise_var: float = 0.0,
+              inputs: Sequence[sp.Symbol | str] | None = None) -> np.ndarray:
     r"""Numeric Fisher metric of hyperparameters of a GP on data X (T points, any T):
     :math:`I_{ab} = \tfrac12\operatorname{tr}(K^{-1}\partial_aK\,K^{-1}\partial_bK)`, :math:`K = K_\theta(X,X) + \sigma_n^2 1`.
 
@@ -754,33 +805,9 @@ def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, input
     """
     noise_var = nonnegative("noise_var", noise_var)
     if hasattr(kernel, "nngp_program"):
-        from symbrg.kernels.architecture import DIM
-        prog = kernel.nngp_program
-        hyp = list(resolve_symbols("at", list(at), [s for s in prog.inputs[3:] if s != DIM],
-                                   what="the kernel's hyperparameters"))
-        Xa = finite_array("X", X, ndim=(1, 2))
-        Xa = Xa[:, None] if Xa.ndim == 1 else Xa
-        dim = Xa.shape[1]
-        s = np.einsum("ij,ij->i", Xa, Xa) / dim
-        grid = (s[:, None], s[None, :], Xa @ Xa.T / dim)
-        vals = {**{k: v for k, v in kernel.values.items()}, **{h: scalar("at", v) for h, v in zip(hyp, at.values())}}
-        args = [vals[sym] if sym != DIM else dim for sym in prog.inputs[3:]]
-        if any(a is None for a in args):
-            raise InvalidArgument("at", "every hyperparameter of the kernel needs a value")
-        evaluate = [prog] + [prog.diff(h) for h in hyp]
-        grams = [np.broadcast_to(np.asarray(p.compile("numpy")(*grid, *args), dtype=float), grid[2].shape)
-                 for p in evaluate]
+        hyp, grams = _architecture_grams(cast("Architecture", kernel), X, at)
     else:
-        if inputs is None or len(inputs) != 2:
-            raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
-        k = _expression("kernel", kernel)
-        inputs = resolve_symbols("inputs", inputs, k.free_symbols)
-        hyp = list(resolve_symbols("at", list(at), k.free_symbols - set(inputs),
-                                   what="the kernel's hyperparameters"))
-        Xa = finite_array("X", X, ndim=1)
-        fn = codegen.lambdify([k] + [sp.diff(k, h) for h in hyp], tuple(inputs) + tuple(hyp))
-        grams = [np.broadcast_to(np.asarray(g, dtype=float), (Xa.size, Xa.size))
-                 for g in fn(Xa[:, None], Xa[None, :], *[scalar("at", v) for v in at.values()])]
+        hyp, grams = _expression_grams(kernel, X, at, inputs)
     K = grams[0] + noise_var * np.eye(grams[0].shape[0])
     try:
         L = np.linalg.cholesky(K)
@@ -795,6 +822,46 @@ def gp_fisher(kernel: Any, X: Any, at: Mapping, *, noise_var: float = 0.0, input
     if not np.all(np.isfinite(I)):
         raise NotPositiveDefinite("kernel", "the Gram matrix is too ill-conditioned for its inverse")
     return I
+
+
+def _architecture_grams(kernel: Architecture, X: ArrayLike, at: Mapping
+                        ) -> tuple[list[sp.Symbol], list[np.ndarray]]:
+    """(hyperparameters, [K, dK/dh...]) of an architecture's NNGP on X: its kernel program and the
+    program's exact derivatives, compiled."""
+    from symbrg.kernels.architecture import DIM
+    prog = kernel.nngp_program
+    hyp = list(resolve_symbols("at", list(at), [s for s in prog.inputs[3:] if s != DIM],
+                               what="the kernel's hyperparameters"))
+    Xa = finite_array("X", X, ndim=(1, 2))
+    Xa = Xa[:, None] if Xa.ndim == 1 else Xa
+    dim = Xa.shape[1]
+    s = np.einsum("ij,ij->i", Xa, Xa) / dim
+    grid = (s[:, None], s[None, :], Xa @ Xa.T / dim)
+    vals = {**{k: v for k, v in kernel.values.items()}, **{h: scalar("at", v) for h, v in zip(hyp, at.values())}}
+    args = [vals[sym] if sym != DIM else dim for sym in prog.inputs[3:]]
+    if any(a is None for a in args):
+        raise InvalidArgument("at", "every hyperparameter of the kernel needs a value")
+    evaluate = [prog] + [prog.diff(h) for h in hyp]
+    grams = [np.broadcast_to(np.asarray(p.compile("numpy")(*grid, *args), dtype=float), grid[2].shape)
+             for p in evaluate]
+    return hyp, grams
+
+
+def _expression_grams(kernel: Number, X: ArrayLike, at: Mapping, inputs: Sequence[sp.Symbol | str] | None
+                      ) -> tuple[list[sp.Symbol], list[np.ndarray]]:
+    """(hyperparameters, [K, dK/dh...]) of a kernel expression in ``inputs = (x, x')`` on scalar
+    inputs X: symbolic derivatives, compiled."""
+    if inputs is None or len(inputs) != 2:
+        raise InvalidArgument("inputs", "a kernel expression needs inputs=(x, x_prime)")
+    k = _expression("kernel", kernel)
+    inputs = resolve_symbols("inputs", inputs, k.free_symbols)
+    hyp = list(resolve_symbols("at", list(at), k.free_symbols - set(inputs),
+                               what="the kernel's hyperparameters"))
+    Xa = finite_array("X", X, ndim=1)
+    fn = codegen.lambdify([k] + [sp.diff(k, h) for h in hyp], tuple(inputs) + tuple(hyp))
+    grams = [np.broadcast_to(np.asarray(g, dtype=float), (Xa.size, Xa.size))
+             for g in fn(Xa[:, None], Xa[None, :], *[scalar("at", v) for v in at.values()])]
+    return hyp, grams
 
 
 # --------------------------------------------------------------------------- Jeffreys priors
@@ -874,7 +941,7 @@ def check_reparametrization(metric: FisherMetric, new_parameters: Sequence[sp.Sy
     return max(checks, key=lambda v: (v.max_abs_error or 0) / (v.tolerance or 1))
 
 
-def check_kl_curvature(metric: FisherMetric, at: Mapping, direction: Sequence[Any],
+def check_kl_curvature(metric: FisherMetric, at: Mapping, direction: Sequence[ExprLike],
                        eps: Sequence[float] = (1e-2, 5e-3, 2.5e-3), dps: int = 40) -> dict:
     r"""Compare :math:`D(\theta\|\theta+\epsilon\delta)` with :math:`\frac{\epsilon^2}2\delta^\top I\delta`.
 

@@ -34,18 +34,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TypeAlias, TypeVar
 
 import numpy as np
 
 from symbrg.core.checks import choice, finite_array, matching, nonnegative, positive, psd_matrix
 from symbrg.core.errors import NonFinite, NotPositiveDefinite, ShapeMismatch
+from symbrg.core.types import ArrayLike
 
 __all__ = ["REDUCTIONS", "CRITERIA", "Choice", "SplitCriterion", "fisher_dense", "fisher_diagonal", "ShellSplit", "shell_split",
            "readout_jacobian", "kernel_operator_spectrum", "readout_fisher_spectrum",
            "mercer_features"]
 
 REDUCTIONS = ("mean", "sum")
+
+#: Per-sample Jacobians: one array ``(n, P)``, ``(members, n, P)`` or ``(members, n, k, P)``, or an
+#: iterable of such blocks over inputs (streamed).
+Jacobians: TypeAlias = "ArrayLike | Iterable[ArrayLike]"
+_C = TypeVar("_C", bound="Choice")
 
 
 class Choice(str, Enum):
@@ -60,7 +66,7 @@ class Choice(str, Enum):
         return format(str(self.value), spec)
 
     @classmethod
-    def parse(cls, value: "str | Choice", argument: str, allowed: Iterable["Choice"] | None = None) -> Any:
+    def parse(cls: type[_C], value: "str | Choice", argument: str, allowed: Iterable["Choice"] | None = None) -> _C:
         """The member named ``value`` (a member passes through); otherwise
         :class:`~symbrg.core.errors.UnknownName` naming ``argument`` and listing the (``allowed``) choices."""
         options = list(cls) if allowed is None else list(allowed)
@@ -80,14 +86,14 @@ CRITERIA = tuple(SplitCriterion)
 
 
 # ------------------------------------------------------------------------------------- Jacobians
-def _blocks(J: Any) -> tuple[Iterable[np.ndarray], bool]:
+def _blocks(J: Jacobians) -> tuple[Iterable[np.ndarray], bool]:
     """Either one array (returned as a single block) or an iterable of input blocks."""
     if isinstance(J, np.ndarray) or not hasattr(J, "__iter__") or isinstance(J, (list, tuple)):
         return [_as_jacobian(J)], True
     return (_as_jacobian(b) for b in J), False
 
 
-def _as_jacobian(J: Any) -> np.ndarray:
+def _as_jacobian(J: ArrayLike) -> np.ndarray:
     """A float64 (n, P) or (members, n, P) array; finiteness is checked on the (small) result."""
     try:
         arr = np.asarray(J, dtype=np.float64)
@@ -99,7 +105,7 @@ def _as_jacobian(J: Any) -> np.ndarray:
     return arr
 
 
-def _reduce(acc: np.ndarray | None, n: int, noise_var: Any, reduction: str, kind: str) -> np.ndarray:
+def _reduce(acc: np.ndarray | None, n: int, noise_var: float, reduction: str, kind: str) -> np.ndarray:
     if acc is None:
         raise ShapeMismatch("J", "no input blocks were given")
     acc *= 1.0 / (noise_var * (n if reduction == "mean" else 1))
@@ -110,7 +116,7 @@ def _reduce(acc: np.ndarray | None, n: int, noise_var: Any, reduction: str, kind
     return acc
 
 
-def _accumulate(J: Any, kind: str, noise_var: Any, reduction: str) -> np.ndarray:
+def _accumulate(J: Jacobians, kind: str, noise_var: float, reduction: str) -> np.ndarray:
     noise_var = positive("noise_var", noise_var)
     choice("reduction", reduction, REDUCTIONS)
     blocks, _ = _blocks(J)
@@ -135,7 +141,7 @@ def _accumulate(J: Any, kind: str, noise_var: Any, reduction: str) -> np.ndarray
     return _reduce(acc, n, noise_var, reduction, kind)
 
 
-def fisher_dense(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
+def fisher_dense(J: Jacobians, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
     r"""Dense Gauss-Newton Fisher :math:`I = \frac{c}{\sigma^2}\sum_x J(x)^\top J(x)` for an ensemble.
 
     J: per-sample Jacobians of the scalar output, shape ``(n, P)`` or ``(members, n, P)``; or
@@ -150,7 +156,7 @@ def fisher_dense(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.
     return _accumulate(J, "dense", noise_var, reduction)
 
 
-def fisher_diagonal(J: Any, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
+def fisher_diagonal(J: Jacobians, noise_var: float = 1.0, reduction: str = "mean") -> np.ndarray:
     r"""Diagonal :math:`I_{AA} = \frac{c}{\sigma^2}\sum_x J_A(x)^2` (conventions of :func:`fisher_dense`).
 
     Returns ``(P,)`` or ``(members, P)``.  Extra memory is :math:`O(\text{members}\cdot P)`: the
@@ -219,7 +225,8 @@ def _is_matrix_batch(F: np.ndarray) -> bool:
     return F.ndim >= 2 and F.shape[-1] == F.shape[-2] and np.allclose(F, np.swapaxes(F, -1, -2))
 
 
-def shell_split(fisher: Any, cutoff: float, criterion: "SplitCriterion | str" = SplitCriterion.EIGEN, *, metric: Any = None,
+def shell_split(fisher: ArrayLike, cutoff: float, criterion: "SplitCriterion | str" = SplitCriterion.EIGEN, *,
+                metric: ArrayLike | None = None,
                 layout: str = "auto") -> ShellSplit:
     r"""Split parameter space at the cutoff :math:`\Lambda` (Eq. (53) of arXiv:2405.17538).
 
@@ -276,7 +283,7 @@ def shell_split(fisher: Any, cutoff: float, criterion: "SplitCriterion | str" = 
 
 
 # ------------------------------------------------------------------------ infinite-width link
-def readout_jacobian(features: Any, sigma_w: float = 1.0, sigma_b: float = 0.0) -> np.ndarray:
+def readout_jacobian(features: ArrayLike, sigma_w: float = 1.0, sigma_b: float = 0.0) -> np.ndarray:
     r"""Jacobian of the readout :math:`f(x) = \sigma_w N^{-1/2}\sum_i v_i h_i(x) + \sigma_b v_0`.
 
     NTK parameterization with :math:`v \sim \mathcal N(0, 1)` (the neural-tangents convention of
@@ -294,7 +301,7 @@ def readout_jacobian(features: Any, sigma_w: float = 1.0, sigma_b: float = 0.0) 
     return J
 
 
-def kernel_operator_spectrum(gram: Any) -> np.ndarray:
+def kernel_operator_spectrum(gram: ArrayLike) -> np.ndarray:
     r"""Eigenvalues (descending) of the empirical kernel operator on the data.
 
     :math:`(\mathcal K g)(x_a) = \frac1T\sum_{b=1}^T K(x_a, x_b)\,g(x_b)`, i.e. the eigenvalues of
@@ -308,7 +315,7 @@ def kernel_operator_spectrum(gram: Any) -> np.ndarray:
     return lam[..., ::-1]
 
 
-def readout_fisher_spectrum(gram: Any, noise_var: float = 1.0, reduction: str = "sum") -> np.ndarray:
+def readout_fisher_spectrum(gram: ArrayLike, noise_var: float = 1.0, reduction: str = "sum") -> np.ndarray:
     r"""Nonzero Fisher spectrum of a readout whose kernel on the T data points is ``gram``.
 
     :math:`\lambda^*_k = \frac{T}{\sigma^2}\lambda_k` for ``reduction="sum"`` and
@@ -323,7 +330,7 @@ def readout_fisher_spectrum(gram: Any, noise_var: float = 1.0, reduction: str = 
     return lam * ((T if reduction == "sum" else 1.0) / noise_var)
 
 
-def mercer_features(gram: Any, rtol: float = 1e-12) -> np.ndarray:
+def mercer_features(gram: ArrayLike, rtol: float = 1e-12) -> np.ndarray:
     r"""Features :math:`\Phi` with :math:`\Phi\Phi^\top = K` (the infinite-width readout's features on the data).
 
     :math:`\Phi = U\sqrt{\Lambda}` from :math:`K = U\Lambda U^\top`, keeping eigenvalues above

@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 import numpy as np
 import sympy as sp
@@ -75,10 +75,15 @@ from symbrg.core.errors import InvalidArgument, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.symbols import symbol, symbols
+from symbrg.core.types import ArrayLike, ExprLike, NDArray, Number
 from symbrg.information.spectrum import CRITERIA, Choice, SplitCriterion, shell_split
-from symbrg.rg.posterior import GaussianState, as_gaussian, orthonormal_span
+from symbrg.rg.posterior import GaussianLike, GaussianState, as_gaussian, orthonormal_span
 from symbrg.rg.regulators import Regulator, Sharp
 from symbrg.rg.regulators import regulator as _regulator
+
+if TYPE_CHECKING:
+    from symbrg.gaussian.expectations import ActivationSpec
+    from symbrg.kernels.architecture import Architecture
 
 __all__ = ["Prescription", "PRESCRIPTIONS", "SplitCriterion", "CRITERIA", "shell_weight", "weights", "CoarseGrained", "coarse_grain",
            "sample_coarse_grained", "ModeShell", "coarse_grain_modes", "shell_moments",
@@ -105,6 +110,14 @@ def _prescription(value: "Prescription | str") -> Prescription:
     """Parse a prescription of this module's engines (``prior`` or ``jeffreys``)."""
     return Prescription.parse(value, "prescription", PRESCRIPTIONS)
 
+
+#: A shell's regulator: a :class:`~symbrg.rg.regulators.Regulator`, a name parsed by
+#: :func:`~symbrg.rg.regulators.regulator`, or ``None`` for the sharp shell.
+RegulatorSpec: TypeAlias = "Regulator | str | None"
+#: A kernel for :func:`nngp_flow`: an architecture from :func:`symbrg.mlp` (its ``.nngp``) or a
+#: callable :math:`(X_1, X_2) \mapsto K(X_1, X_2)`.
+KernelSource: TypeAlias = "Architecture | Callable[[NDArray[np.float64], NDArray[np.float64]], ArrayLike]"
+
 #: Symbols of the mode-wise formulas.
 LAM, CUT = symbols("lambda_k Lambda")
 KAPPA, SIGMA = symbols("kappa_k sigma")
@@ -116,7 +129,7 @@ H0, HS = symbols("h_0 h_*")
 
 
 # --------------------------------------------------------------------------- the one-source formulas
-def _tempered(p0: Any, h0: Any, ps: Any, hs: Any, w: Any) -> tuple[sp.Expr, sp.Expr]:
+def _tempered(p0: Number, h0: Number, ps: Number, hs: Number, w: Number) -> tuple[sp.Expr, sp.Expr]:
     r"""Natural parameters of one smooth-shell mode: :math:`p = p_0 + w(p_*-p_0)`, :math:`h = h_0 + w(h_*-h_0)`."""
     return p0 + w * (ps - p0), h0 + w * (hs - h0)
 
@@ -145,7 +158,7 @@ def _shell(regulator: "Regulator | str | None") -> Regulator:
     return Sharp() if regulator is None else _regulator(regulator)
 
 
-def shell_weight(fisher_eigenvalue: Any, cutoff: Any, regulator: "Regulator | str | None" = None) -> sp.Expr:
+def shell_weight(fisher_eigenvalue: ExprLike, cutoff: ExprLike, regulator: RegulatorSpec = None) -> sp.Expr:
     r"""The information-shell weight :math:`w(\lambda, \Lambda)` (1 = kept/stiff, 0 = coarse-grained).
 
     ``regulator=None`` or :class:`~symbrg.rg.regulators.Sharp`: :math:`\Theta(\lambda - \Lambda)` with
@@ -162,7 +175,7 @@ def shell_weight(fisher_eigenvalue: Any, cutoff: Any, regulator: "Regulator | st
     return R.K(cut / lam)
 
 
-def weights(fisher_eigenvalues: Any, cutoff: float, regulator: "Regulator | str | None" = None) -> np.ndarray:
+def weights(fisher_eigenvalues: ArrayLike, cutoff: float, regulator: RegulatorSpec = None) -> np.ndarray:
     r"""NumPy weights :math:`w_k` for an array of Fisher eigenvalues (compiled from :func:`shell_weight`).
 
     Conventions at the edges: :math:`\lambda_k \le 0` (Fisher null directions) has :math:`w = 0`
@@ -218,8 +231,8 @@ class CoarseGrained(GaussianState):
         return GaussianState(self.mean, self.covariance, self.flat)
 
 
-def _split(fisher: Any, cutoff: float, criterion: SplitCriterion,
-           metric: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split(fisher: ArrayLike, cutoff: float, criterion: SplitCriterion,
+           metric: ArrayLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sensitivities, V, V^{-1}) from :func:`symbrg.information.spectrum.shell_split`."""
     f = finite_array("fisher", fisher, ndim=2)
     if criterion is SplitCriterion.EIGEN:
@@ -233,10 +246,10 @@ def _split(fisher: Any, cutoff: float, criterion: SplitCriterion,
     return sp_.sensitivities, v, vinv
 
 
-def coarse_grain(posterior: Any, fisher: Any, cutoff: float, *, prior: Any = None,
+def coarse_grain(posterior: GaussianLike, fisher: ArrayLike, cutoff: float, *, prior: GaussianLike | None = None,
                  prescription: Prescription | str = Prescription.PRIOR,
                  criterion: SplitCriterion | str = SplitCriterion.EIGEN,
-                 regulator: Regulator | str | None = None, metric: Any = None) -> CoarseGrained:
+                 regulator: RegulatorSpec = None, metric: ArrayLike | None = None) -> CoarseGrained:
     r"""Information-shell coarse graining :math:`\pi_* \mapsto \pi_\Lambda` (Eqs. (53)-(54)).
 
     posterior: the trained :math:`\pi_* = \mathcal N(\mu_*, C_*)` (a :class:`GaussianState` or a
@@ -323,9 +336,10 @@ def _sym(m: np.ndarray) -> np.ndarray:
     return 0.5 * (m + m.T)
 
 
-def sample_coarse_grained(posterior: Any, prior: Any, fisher: Any, cutoff: float, n: int,
-                          rng: Any = None, *, criterion: SplitCriterion | str = SplitCriterion.EIGEN,
-                          metric: Any = None) -> np.ndarray:
+def sample_coarse_grained(posterior: GaussianLike, prior: GaussianLike, fisher: ArrayLike, cutoff: float,
+                          n: int, rng: np.random.Generator | int | None = None, *,
+                          criterion: SplitCriterion | str = SplitCriterion.EIGEN,
+                          metric: ArrayLike | None = None) -> np.ndarray:
     r"""Monte Carlo of the numerical experiments' procedure: keep the stiff coordinates of a draw
     :math:`\theta_* \sim \pi_*`, re-draw the sloppy ones from the prior:
     :math:`\theta_\Lambda = V[S V^{-1}\theta_* + (1-S)V^{-1}\theta_0]`.  Returns ``(n, P)``.
@@ -371,9 +385,10 @@ class ModeShell:
         return sp.diff(self.precision, lam), sp.diff(self.shift, lam)
 
 
-def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_mean: Sequence[Any],
-                       trained_variance: Sequence[Any], prior_mean: Sequence[Any] | None = None,
-                       prior_variance: Sequence[Any] | None = None, *,
+def coarse_grain_modes(fisher_eigenvalues: Sequence[ExprLike], cutoff: ExprLike,
+                       trained_mean: Sequence[ExprLike], trained_variance: Sequence[ExprLike],
+                       prior_mean: Sequence[ExprLike] | None = None,
+                       prior_variance: Sequence[ExprLike] | None = None, *,
                        prescription: Prescription | str = Prescription.PRIOR,
                        regulator: Regulator | str | None = None) -> list[ModeShell]:
     r"""Symbolic :math:`\pi_\Lambda` mode by mode, in a Fisher eigenbasis where :math:`\pi_*` and the
@@ -394,7 +409,7 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
         raise ShapeMismatch("fisher_eigenvalues", "must not be empty")
     for name, seq in (("trained_mean", trained_mean), ("trained_variance", trained_variance)):
         matching(name, len(seq), n)
-    pv: list[Any] = []
+    pv: list[ExprLike] = []
     if prescription is Prescription.PRIOR:
         if prior_variance is None:
             raise InvalidArgument("prior_variance", "is required for prescription='prior'")
@@ -418,7 +433,7 @@ def coarse_grain_modes(fisher_eigenvalues: Sequence[Any], cutoff: Any, trained_m
     return out
 
 
-def shell_moments(fisher_eigenvalues: Sequence[Any], basis: sp.Matrix, cutoff: Any, trained_mean: sp.Matrix,
+def shell_moments(fisher_eigenvalues: Sequence[ExprLike], basis: sp.Matrix, cutoff: ExprLike, trained_mean: sp.Matrix,
                   trained_covariance: sp.Matrix, prior_mean: sp.Matrix, prior_covariance: sp.Matrix
                   ) -> tuple[sp.Matrix, sp.Matrix]:
     r"""Symbolic sharp-shell moments of :math:`\pi_\Lambda` in any basis, prior prescription:
@@ -469,7 +484,7 @@ class PredictiveFlow(GaussianState):
         r""":math:`T\kappa_k/\sigma^2`, the readout Fisher eigenvalues (prior-whitened parameters)."""
         return self.observations * self.kappa / self.noise_variance
 
-    def action(self, phi: Any) -> np.ndarray:
+    def action(self, phi: ArrayLike) -> np.ndarray:
         r"""The induced action :math:`S_\Lambda[\phi] = \tfrac12(\phi-m)^{\mathsf T}\Sigma^{+}(\phi-m)
         + \tfrac12\log\mathrm{pdet}(2\pi\Sigma)` for ``phi`` of shape ``(|Z|,)`` or ``(n, |Z|)``
         (on the proper subspace; a flat direction contributes nothing)."""
@@ -481,8 +496,8 @@ class PredictiveFlow(GaussianState):
         return 0.5 * np.sum(d ** 2 / lam[keep], axis=-1) + 0.5 * np.sum(np.log(2 * np.pi * lam[keep]))
 
 
-def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, k_zx: Any = None,
-                    k_zz: Any = None, prescription: Prescription | str = Prescription.PRIOR,
+def predictive_flow(k_xx: ArrayLike, y: ArrayLike, noise_variance: float, cutoff: float, *,
+                    k_zx: ArrayLike | None = None, k_zz: ArrayLike | None = None, prescription: Prescription | str = Prescription.PRIOR,
                     regulator: Regulator | str | None = None,
                     observations: float = 1.0, rtol: float = 1e-10) -> PredictiveFlow:
     r"""BRG flow of the GP posterior from Gram matrices (any kernel: NNGP of any depth/activation).
@@ -511,60 +526,94 @@ def predictive_flow(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     cut = nonnegative("cutoff", cutoff)
     prescription = _prescription(prescription)
     regulator = _shell(regulator)
-    if k_zx is None:
-        if k_zz is not None:
-            raise ShapeMismatch("k_zx", "is required when k_zz is given")
-        kzx, kzz = kxx, kxx
-    else:
-        kzx = finite_array("k_zx", k_zx, ndim=2)
-        matching("k_zx", kzx.shape[1], t, "number of columns")
-        if k_zz is None:
-            raise ShapeMismatch("k_zz", "is required when k_zx is given")
-        kzz = psd_matrix("k_zz", k_zz, rtol=1e-8)
-        matching("k_zz", kzz.shape[0], kzx.shape[0], "size")
-    kap, e = np.linalg.eigh(_sym(kxx))
-    keep = kap > rtol * max(float(kap[-1]), 1e-300)
-    kap, e = kap[keep][::-1], e[:, keep][:, ::-1]
+    kzx, kzz = _prediction_grams(kxx, k_zx, k_zz)
+    kap, e = _kernel_modes(kxx, rtol)
     yk = e.T @ yy
     t_obs = positive("observations", observations)
     s2 = s2 / t_obs  # T replicas of the data: the likelihood precision T/sigma^2
     w = weights(kap / s2, cut, regulator)
     psi = (kzx @ e) / kap
-    fn = _nngp_mode_numpy(prescription)
     if prescription is Prescription.PRIOR:
-        mk, vk, red = (np.broadcast_to(a, kap.shape) for a in fn(kap, yk, np.sqrt(s2), w))
-        mean = psi @ mk
-        cov = kzz - (psi * red) @ psi.T
-        flat = np.zeros((kzz.shape[0], 0))
+        mk, vk, mean, cov, flat = _prior_predictive(kap, yk, s2, w, psi, kzz)
     else:
-        live = w > 0
-        mk, vk = np.zeros_like(kap), np.full_like(kap, np.inf)
-        m_l, v_l, _ = fn(kap[live], yk[live], np.sqrt(s2), w[live])
-        mk[live], vk[live] = m_l, v_l
-        null = _sym(kzz - (psi * kap) @ psi.T)  # prior law of the Fisher null directions on Z
-        cov = (psi[:, live] * vk[live]) @ psi[:, live].T
-        if weights(np.zeros(1), cut, regulator)[0] > 0:  # Lambda = 0: null directions kept (= prior)
-            cov, null_dirs = cov + null, np.zeros((kzz.shape[0], 0))
-        else:  # Lambda > 0: the null directions are sloppy, hence flat
-            lam_n, u_n = np.linalg.eigh(null)
-            null_dirs = u_n[:, lam_n > 1e-8 * max(float(np.max(np.abs(kzz))), 1e-300)]
-        flat = orthonormal_span(np.hstack([psi[:, ~live], null_dirs]))
-        proj = np.eye(kzz.shape[0]) - flat @ flat.T
-        mean = proj @ (psi[:, live] @ mk[live])
-        cov = proj @ cov @ proj
+        mk, vk, mean, cov, flat = _jeffreys_predictive(kap, yk, s2, w, psi, kzz, cut, regulator)
     return PredictiveFlow(mean, _sym(cov), flat, kappa=kap, modes=e, noise_variance=s2 * t_obs, weights=w,
                           mode_mean=mk, mode_variance=vk, psi=psi, cutoff=cut, observations=t_obs)
 
 
-def _gram(kernel: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _prediction_grams(kxx: np.ndarray, k_zx: ArrayLike | None,
+                      k_zz: ArrayLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(K(Z,X), K(Z,Z))`` of the prediction points, validated; :math:`Z = X` when neither is given."""
+    if k_zx is None:
+        if k_zz is not None:
+            raise ShapeMismatch("k_zx", "is required when k_zz is given")
+        return kxx, kxx
+    kzx = finite_array("k_zx", k_zx, ndim=2)
+    matching("k_zx", kzx.shape[1], kxx.shape[0], "number of columns")
+    if k_zz is None:
+        raise ShapeMismatch("k_zz", "is required when k_zx is given")
+    kzz = psd_matrix("k_zz", k_zz, rtol=1e-8)
+    matching("k_zz", kzz.shape[0], kzx.shape[0], "size")
+    return kzx, kzz
+
+
+def _kernel_modes(kxx: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Eigenvalues :math:`\kappa_k` (descending) and eigenvectors :math:`e_k` of :math:`K(X,X)`, without
+    the modes at or below ``rtol`` :math:`\max\kappa`."""
+    kap, e = np.linalg.eigh(_sym(kxx))
+    keep = kap > rtol * max(float(kap[-1]), 1e-300)
+    return kap[keep][::-1], e[:, keep][:, ::-1]
+
+
+#: The prescription-dependent part of :class:`PredictiveFlow`: mode means, mode variances, and the
+#: predictive mean, covariance and flat directions on Z.
+_Predictive: TypeAlias = "tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]"
+
+
+def _prior_predictive(kap: np.ndarray, yk: np.ndarray, s2: float, w: np.ndarray, psi: np.ndarray,
+                      kzz: np.ndarray) -> _Predictive:
+    """The predictive GP of the prior prescription (proper: no flat directions)."""
+    fn = _nngp_mode_numpy(Prescription.PRIOR)
+    mk, vk, red = (np.broadcast_to(a, kap.shape) for a in fn(kap, yk, np.sqrt(s2), w))
+    mean = psi @ mk
+    cov = kzz - (psi * red) @ psi.T
+    flat = np.zeros((kzz.shape[0], 0))
+    return mk, vk, mean, cov, flat
+
+
+def _jeffreys_predictive(kap: np.ndarray, yk: np.ndarray, s2: float, w: np.ndarray, psi: np.ndarray,
+                         kzz: np.ndarray, cut: float, regulator: Regulator) -> _Predictive:
+    r"""The predictive GP of the Jeffreys prescription: flat along the sloppy modes and, for
+    :math:`\Lambda > 0`, along the Fisher null directions on Z."""
+    fn = _nngp_mode_numpy(Prescription.JEFFREYS)
+    live = w > 0
+    mk, vk = np.zeros_like(kap), np.full_like(kap, np.inf)
+    m_l, v_l, _ = fn(kap[live], yk[live], np.sqrt(s2), w[live])
+    mk[live], vk[live] = m_l, v_l
+    null = _sym(kzz - (psi * kap) @ psi.T)  # prior law of the Fisher null directions on Z
+    cov = (psi[:, live] * vk[live]) @ psi[:, live].T
+    if weights(np.zeros(1), cut, regulator)[0] > 0:  # Lambda = 0: null directions kept (= prior)
+        cov, null_dirs = cov + null, np.zeros((kzz.shape[0], 0))
+    else:  # Lambda > 0: the null directions are sloppy, hence flat
+        lam_n, u_n = np.linalg.eigh(null)
+        null_dirs = u_n[:, lam_n > 1e-8 * max(float(np.max(np.abs(kzz))), 1e-300)]
+    flat = orthonormal_span(np.hstack([psi[:, ~live], null_dirs]))
+    proj = np.eye(kzz.shape[0]) - flat @ flat.T
+    mean = proj @ (psi[:, live] @ mk[live])
+    cov = proj @ cov @ proj
+    return mk, vk, mean, cov, flat
+
+
+def _gram(kernel: KernelSource, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     fn = kernel.nngp if hasattr(kernel, "nngp") else kernel
     if not callable(fn):
         raise InvalidArgument("kernel", "expected an architecture with .nngp or a callable k(X1, X2)")
     return np.asarray(fn(a, b), dtype=float)
 
 
-def nngp_flow(kernel: Any, x: Any, y: Any, noise_variance: float, cutoff: float, z: Any = None,
-              **options: Any) -> PredictiveFlow:
+def nngp_flow(kernel: KernelSource, x: ArrayLike, y: ArrayLike, noise_variance: float, cutoff: float,
+              z: ArrayLike | None = None,
+              **options: Any) -> PredictiveFlow:  # Any: keyword options of predictive_flow, of several types
     r"""The information-shell flow of an infinite-width network's predictive GP.
 
     kernel: an architecture from :func:`symbrg.mlp` (its ``.nngp``) or any callable
@@ -597,8 +646,8 @@ class WilsonianRidge:
     split: str
 
 
-def wilsonian_ridge(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, k_zx: Any = None,
-                    k_zz: Any = None, split: str = "trace") -> WilsonianRidge:
+def wilsonian_ridge(k_xx: ArrayLike, y: ArrayLike, noise_variance: float, cutoff: float, *,
+                    k_zx: ArrayLike | None = None, k_zz: ArrayLike | None = None, split: str = "trace") -> WilsonianRidge:
     r"""Integrate out the modes :math:`\kappa_k/\sigma^2 < \Lambda` Wilson-style and compare.
 
     :math:`K = K_< + K_>` with :math:`K_<(x,x') = \sum_{\text{stiff}}\kappa_k\psi_k(x)\psi_k(x')`.
@@ -624,10 +673,21 @@ def wilsonian_ridge(k_xx: Any, y: Any, noise_variance: float, cutoff: float, *, 
     return WilsonianRidge(mean, s2 + c, c, flow.mean, split)
 
 
-def commuting_diagram(features_x: Any, features_z: Any, y: Any, noise_variance: float, cutoff: float, *,
+class CommutingDiagram(TypedDict):
+    """What :func:`commuting_diagram` returns: both paths, their largest discrepancies, and the
+    numbers of flat directions of each path."""
+    parameter_path: GaussianState
+    field_path: PredictiveFlow
+    mean_gap: float
+    covariance_gap: float
+    flat_dims: tuple[int, int]
+
+
+def commuting_diagram(features_x: ArrayLike, features_z: ArrayLike, y: ArrayLike, noise_variance: float,
+                      cutoff: float, *,
                       prior_variance: float = 1.0, prescription: Prescription | str = Prescription.PRIOR,
                       regulator: Regulator | str | None = None,
-                      criterion: SplitCriterion | str = SplitCriterion.EIGEN) -> dict[str, Any]:
+                      criterion: SplitCriterion | str = SplitCriterion.EIGEN) -> CommutingDiagram:
     r"""Fig. 2 of arXiv:2405.17538 for a finite-width readout :math:`f(x) = h(x)\cdot w/\sqrt N`,
     :math:`w \sim \mathcal N(0, s^2 1)`: coarse-grain in parameter space then map to the field
     theory, versus map first (:math:`K = s^2 h h^{\mathsf T}/N`) then apply the induced flow.
@@ -666,7 +726,8 @@ def commuting_diagram(features_x: Any, features_z: Any, y: Any, noise_variance: 
 
 
 # --------------------------------------------------------------------------- induced action
-def induced_action_modes(n_modes: int = 1, regulator: Any = "power:4") -> tuple[sp.Expr, list, dict]:
+def induced_action_modes(n_modes: int = 1, regulator: RegulatorSpec = "power:4"
+                         ) -> tuple[sp.Expr, list[sp.Symbol], dict[str, list[sp.Symbol]]]:
     r"""The induced action of the coarse-grained predictive GP on the training points, mode by mode:
 
     :math:`S_\Lambda[\phi] = \sum_k \frac{(\phi_k - m_k(\Lambda))^2}{2 v_k(\Lambda)} + \tfrac12\log 2\pi v_k(\Lambda)`,
@@ -688,15 +749,34 @@ def induced_action_modes(n_modes: int = 1, regulator: Any = "power:4") -> tuple[
 # --------------------------------------------------------------------------- derivations
 
 
-def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
+def information_shell_derivation(regulator: RegulatorSpec = "power:4") -> Derivation:
     r"""Eqs. (53)-(54) for a Gaussian mode, sharp and smooth, with the flow equation in :math:`\Lambda`."""
     d = Derivation("Information-shell coarse graining of a Gaussian distribution",
                    "One Fisher eigenmode with eigenvalue $\\lambda$, trained law "
                    "$\\mathcal N(\\mu_*, 1/p_*)$ and prior $\\mathcal N(m_0, 1/p_0)$; natural parameters "
                    "$p$ (precision) and $h = p\\mu$. A mode is stiff when $\\lambda \\ge \\Lambda$.",
                    name="shell")
+    p, h = _shell_natural_steps(d)
+    _shell_limit_steps(d, p, h)
+    _shell_semigroup_step(d)
+    _shell_jeffreys_step(d)
+    reg = _shell(regulator)
+    if not reg.is_sharp:
+        _shell_smooth_steps(d, p, reg)
+    return d
+
+
+def _shell_symbols() -> tuple[sp.Symbol, sp.Symbol, sp.Symbol, sp.Symbol]:
+    """:math:`\\mu_*, m_0` (real) and :math:`p_*, p_0` (positive) of the one-mode derivation."""
     mu_s, m0 = sp.symbols("mu_* m_0", real=True)
     ps, p0 = sp.symbols("p_* p_0", positive=True)
+    return mu_s, m0, ps, p0
+
+
+def _shell_natural_steps(d: Derivation) -> tuple[sp.Expr, sp.Expr]:
+    """eq:shell-split, eq:shell-natural: the sharp shell and Eq. (54) in natural parameters; returns
+    :math:`(p_\\Lambda, h_\\Lambda)` at the weight :data:`W`."""
+    mu_s, m0, ps, p0 = _shell_symbols()
     theta = sp.Heaviside(LAM - CUT, 1)
     d.step(sp.Eq(sp.Symbol("w"), theta), "Eq. (53): the sharp information shell, $\\Theta(0) = 1$.",
            "eq:shell-split", cites=("HKMS24",))
@@ -706,6 +786,12 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
            "modes; for $w\\in\\{0,1\\}$ this is exact, for $0<w<1$ it defines the smooth shell "
            "(the likelihood tempered by $w$).", "eq:shell-natural", uses=("eq:shell-split",),
            cites=("HKMS24",))
+    return p, h
+
+
+def _shell_limit_steps(d: Derivation, p: sp.Expr, h: sp.Expr) -> None:
+    """eq:shell-uv, eq:shell-ir: :math:`w = 1` is the trained theory, :math:`w = 0` the prior."""
+    mu_s, m0, ps, p0 = _shell_symbols()
     for wv, lbl, what, (mt, vt) in ((1, "eq:shell-uv", "$\\Lambda \\to 0$ ($w = 1$): the trained theory",
                                      (mu_s, 1 / ps)),
                                     (0, "eq:shell-ir", "$\\Lambda > \\lambda_{\\max}$ ($w = 0$): the prior theory",
@@ -715,6 +801,11 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
                what + ".", lbl, verification=check_identity(mean - mt + var - vt, 0,
                                                             domain={mu_s: (-2, 2), m0: (-2, 2)}),
                uses=("eq:shell-natural",))
+
+
+def _shell_semigroup_step(d: Derivation) -> None:
+    """eq:shell-semigroup: two shells compose to one with the product weight."""
+    mu_s, m0, ps, p0 = _shell_symbols()
     w1, w2 = sp.symbols("w_1 w_2", nonnegative=True)
     p1, h1 = _tempered(p0, p0 * m0, ps, ps * mu_s, w1)
     p12, h12 = _tempered(p0, p0 * m0, p1, h1, w2)
@@ -735,7 +826,11 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
            "eq:shell-semigroup", verification=check_identity((p12 - p2) ** 2 + (h12 - h2) ** 2, 0,
                                                            domain={mu_s: (-2, 2), m0: (-2, 2), w1: (0, 1), w2: (0, 1)}),
            uses=("eq:shell-natural",))
-    # jeffreys
+
+
+def _shell_jeffreys_step(d: Derivation) -> None:
+    """eq:shell-jeffreys: the Jeffreys prescription (flat, improper sloppy modes)."""
+    mu_s, _, ps, _ = _shell_symbols()
     pj, hj = _tempered(0, 0, ps, ps * mu_s, W)
     d.step((sp.Eq(sp.Symbol(r"p^J_\Lambda"), pj), sp.Eq(sp.Symbol(r"\mu^J_\Lambda"), sp.simplify(hj / pj))),
            "Jeffreys prescription: for a location parameter with Gaussian noise $I$ is constant, so "
@@ -743,24 +838,26 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
            "$p = 0$: a flat factor, reported as such, never a proper law.", "eq:shell-jeffreys",
            verification=check_identity(hj / pj, mu_s, domain={mu_s: (-2, 2)}), uses=("eq:shell-natural",),
            cites=("HKMS24",))
-    reg = _shell(regulator)
-    if not reg.is_sharp:
-        wl = shell_weight(LAM, CUT, reg)
-        d.step(sp.Eq(sp.Symbol("w"), wl), f"Smooth shell with the {reg.name} regulator: "
-               "$w = K(\\Lambda/\\lambda)$, the same cutoff function $K$ as the exact RG.",
-               "eq:shell-smooth", uses=("eq:shell-split",))
-        pw = p.subs(W, wl)
-        flow = drop_deltas(sp.diff(pw, CUT))
-        zz = sp.Symbol("z", positive=True)
-        expected = (ps - p0) * sp.diff(reg.K(zz), zz).subs(zz, CUT / LAM) / LAM
-        d.step(sp.Eq(sp.Derivative(sp.Function(r"p_\Lambda")(CUT), CUT), sp.simplify(flow)),
-               "Flow equation: $\\partial_\\Lambda p_\\Lambda = (p_*-p_0)\\,K'(\\Lambda/\\lambda)/\\lambda$ "
-               "(and likewise for $h$); information is removed monotonically, "
-               "$\\partial_\\Lambda p_\\Lambda \\le 0$ when $K' \\le 0$.", "eq:shell-flow",
-               verification=check_identity(*(drop_deltas(e) for e in (flow, expected)),
-                                           domain={LAM: (0.2, 3), CUT: (0.2, 3)}),
-               uses=("eq:shell-smooth",))
-    return d
+
+
+def _shell_smooth_steps(d: Derivation, p: sp.Expr, reg: Regulator) -> None:
+    """eq:shell-smooth, eq:shell-flow: the smooth shell of ``reg`` and its flow equation in :math:`\\Lambda`."""
+    _, _, ps, p0 = _shell_symbols()
+    wl = shell_weight(LAM, CUT, reg)
+    d.step(sp.Eq(sp.Symbol("w"), wl), f"Smooth shell with the {reg.name} regulator: "
+           "$w = K(\\Lambda/\\lambda)$, the same cutoff function $K$ as the exact RG.",
+           "eq:shell-smooth", uses=("eq:shell-split",))
+    pw = p.subs(W, wl)
+    flow = drop_deltas(sp.diff(pw, CUT))
+    zz = sp.Symbol("z", positive=True)
+    expected = (ps - p0) * sp.diff(reg.K(zz), zz).subs(zz, CUT / LAM) / LAM
+    d.step(sp.Eq(sp.Derivative(sp.Function(r"p_\Lambda")(CUT), CUT), sp.simplify(flow)),
+           "Flow equation: $\\partial_\\Lambda p_\\Lambda = (p_*-p_0)\\,K'(\\Lambda/\\lambda)/\\lambda$ "
+           "(and likewise for $h$); information is removed monotonically, "
+           "$\\partial_\\Lambda p_\\Lambda \\le 0$ when $K' \\le 0$.", "eq:shell-flow",
+           verification=check_identity(*(drop_deltas(e) for e in (flow, expected)),
+                                       domain={LAM: (0.2, 3), CUT: (0.2, 3)}),
+           uses=("eq:shell-smooth",))
 
 
 #: Hidden layers of the BRG derivation, whose per-layer kernel recursion is derived and printed:
@@ -768,8 +865,9 @@ def information_shell_derivation(regulator: Any = "power:4") -> Derivation:
 DEPTH = Limit("brg_depth", 300, "hidden layers of the printed BRG derivation")
 
 
-def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any = 1.0, sigma_b: Any = 0.0,
-                        regulator: Any = "power:4", kernel: bool = True) -> Derivation:
+def nngp_brg_derivation(activation: ActivationSpec = "relu", depth: int = 2, sigma_w: Number = 1.0,
+                        sigma_b: Number = 0.0, regulator: RegulatorSpec = "power:4",
+                        kernel: bool = True) -> Derivation:
     r"""The information-shell flow of the NNGP posterior of a depth-``depth`` network.
 
     Steps: the kernel recursion (from :func:`symbrg.mlp`, when ``kernel``), the Fisher spectrum of
@@ -781,13 +879,30 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
     L = integer("depth", depth, minimum=1)
     if kernel:
         DEPTH.check("depth", L, cost=f"about {0.14 * L:.3g} s")
-    x, xp = sp.symbols("x x'")
     d = Derivation(f"Bayesian RG flow of the NNGP posterior: {activation}, depth {L}",
                    "An infinite-width network trained with a Gaussian likelihood (noise $\\sigma^2$) on "
                    "$T$ points $X$ is the GP posterior of its NNGP kernel $K$. Information-shell coarse "
                    "graining of its readout, in parameters whitened by the readout prior, acts mode by "
                    "mode on the eigenmodes $K(X,X) e_k = \\kappa_k e_k$; $\\kappa_k = T\\lambda_k$ with "
                    "$\\lambda_k$ the eigenvalues of the kernel operator $K(X,X)/T$.", name="brg")
+    _brg_kernel_steps(d, activation, L, sigma_w, sigma_b, kernel)
+    _brg_fisher_step(d)
+    mean_p, var_p = _nngp_mode(Prescription.PRIOR)
+    wk = shell_weight(KAPPA / SIGMA2, CUT, regulator)
+    _brg_mode_steps(d, mean_p, var_p, wk)
+    if not _shell(regulator).is_sharp:
+        _brg_flow_step(d, mean_p, var_p, wk)
+        _brg_action_steps(d, mean_p, var_p, wk, regulator)
+    _brg_wilson_step(d)
+    _brg_ridge_steps(d, mean_p, var_p)
+    _brg_commute_step(d, mean_p, var_p)
+    return d
+
+
+def _brg_kernel_steps(d: Derivation, activation: ActivationSpec, L: int, sigma_w: Number, sigma_b: Number,
+                      kernel: bool) -> None:
+    """eq:brg-kernel: the NNGP kernel of the network (with the layer recursion of :func:`symbrg.mlp`)."""
+    x, xp = sp.symbols("x x'")
     if kernel:
         from symbrg.kernels.architecture import mlp
         d.extend(mlp(activation, L, sigma_w, sigma_b).derivation("nngp"))
@@ -795,7 +910,10 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            f"The NNGP kernel of the depth-{L} {activation} network: the output of the layer recursion "
            "(symbrg.mlp(...).nngp), for any pair of inputs.", "eq:brg-kernel",
            uses=(d.steps[-1].label,) if kernel else ())
-    # Fisher spectrum = kernel spectrum (T = 2 points, N = 3 features, symbolic features)
+
+
+def _brg_fisher_step(d: Derivation) -> None:
+    """eq:brg-fisher: the readout Fisher spectrum is the kernel spectrum (T = 2 points, N = 3 features)."""
     t = sp.Symbol("t")
     phi = sp.Matrix(2, 3, sp.symbols("h_11 h_12 h_13 h_21 h_22 h_23", real=True))
     lhs = (t * sp.eye(3) - phi.T * phi).det()
@@ -808,7 +926,11 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "\\Phi^{\\mathsf T}e_k$. So Fisher eigenvalues are $T\\lambda_k/\\sigma^2$.", "eq:brg-fisher",
            verification=check_identity(lhs, rhs, domain={t: (-2, 2)}), uses=("eq:brg-kernel",),
            cites=("HKMS24",))
-    mean_p, var_p = _nngp_mode(Prescription.PRIOR)
+
+
+def _brg_mode_steps(d: Derivation, mean_p: sp.Expr, var_p: sp.Expr, wk: sp.Expr) -> None:
+    """eq:brg-trained, eq:brg-mode, eq:brg-predictive: the trained mode, the coarse-grained mode at
+    weight ``wk`` and the predictive GP at any inputs."""
     m_star, v_star = mean_p.subs(W, 1), var_p.subs(W, 1)
     d.step((sp.Eq(sp.Symbol("m^*_k"), m_star), sp.Eq(sp.Symbol("v^*_k"), v_star)),
            "Trained mode $f_k = e_k^{\\mathsf T}f(X)$: prior $\\mathcal N(0,\\kappa_k)$, likelihood "
@@ -817,7 +939,6 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            verification=check_identity(m_star + v_star, KAPPA * YK / (KAPPA + SIGMA2)
                                        + KAPPA - KAPPA ** 2 / (KAPPA + SIGMA2), domain={YK: (-2, 2)}),
            uses=("eq:brg-fisher",))
-    wk = shell_weight(KAPPA / SIGMA2, CUT, regulator)
     d.step((sp.Eq(sp.Symbol("w_k"), wk), sp.Eq(sp.Function("m_k")(CUT), mean_p),
             sp.Eq(sp.Function("v_k")(CUT), var_p)),
            "Coarse-grained mode (prior prescription; $w_k = \\Theta(\\kappa_k/\\sigma^2 - \\Lambda)$ for "
@@ -825,6 +946,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "eq:brg-mode", verification=check_identity(mean_p, KAPPA * YK / (KAPPA + SIGMA2 / W),
                                                       domain={YK: (-2, 2), W: (0.05, 1)}),
            uses=("eq:brg-trained",), cites=("HKMS24",))
+    x, xp = sp.symbols("x x'")
     psi = sp.Function("psi_k")
     kf = sp.Function("K")
     red = sp.factor(sp.simplify(KAPPA - var_p))
@@ -838,42 +960,53 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            "eq:brg-predictive", verification=check_identity(red, W * KAPPA ** 2 / (SIGMA2 + W * KAPPA),
                                                             domain={W: (0, 1)}),
            uses=("eq:brg-mode",))
-    if not _shell(regulator).is_sharp:
-        dm, dv = (drop_deltas(sp.diff(e.subs(W, wk), CUT)) for e in (mean_p, var_p))
-        chain = drop_deltas(sp.diff(wk, CUT))
-        d.step((sp.Eq(sp.Derivative(sp.Function("m_k")(CUT), CUT), sp.simplify(dm)),
-                sp.Eq(sp.Derivative(sp.Function("v_k")(CUT), CUT), sp.simplify(dv))),
-               "The smooth flow equations in $\\Lambda$ (chain rule through $w_k(\\Lambda)$).",
-               "eq:brg-flow", verification=check_identity(
-                   dv, sp.diff(var_p, W).subs(W, wk) * chain, domain={KAPPA: (0.2, 3), CUT: (0.2, 3)}),
-               uses=("eq:brg-mode",))
-        m1, v1 = mean_p.subs(W, wk), var_p.subs(W, wk)
-        S, phis, syms = induced_action_modes(1, regulator)
-        ph = sp.Symbol("phi_k", real=True)
-        sub = {syms["kappa"][0]: KAPPA, syms["y"][0]: YK, phis[0]: ph}
-        S1 = S.subs(sub)
-        dS = sp.diff(S1, ph)
-        pol = drop_deltas(-sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2)))
-        mf, vf = sp.Function("m_k")(CUT), sp.Function("v_k")(CUT)
-        action = (ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2
-        dom = {KAPPA: (0.2, 3), CUT: (0.2, 3), YK: (-2, 2), ph: (-2, 2)}
-        d.step(sp.Eq(sp.Function(r"S_\Lambda")(ph), action),
-               "The induced action on the training points, mode $k$ ($\\phi_k = e_k^{\\mathsf T}\\phi(X)$, "
-               "$m_k, v_k$ as above with $w_k(\\Lambda)$); the full action is the sum over modes, "
-               "$S_\\Lambda[\\phi] = \\tfrac12(\\phi - m_\\Lambda)^{\\mathsf T}\\Sigma_\\Lambda^{-1}"
-               "(\\phi - m_\\Lambda) + \\tfrac12\\log\\det 2\\pi\\Sigma_\\Lambda$.",
-               "eq:brg-action", verification=check_identity(S1, action.subs({mf: m1, vf: v1}), domain=dom),
-               uses=("eq:brg-mode",))
-        Sf = sp.Function(r"S_\Lambda")(ph)
-        d.step(sp.Eq(sp.Derivative(Sf, CUT), -sp.Derivative(mf, CUT) * sp.Derivative(Sf, ph)
-                     - sp.Derivative(vf, CUT) / 2 * (sp.Derivative(Sf, ph) ** 2 - sp.Derivative(Sf, (ph, 2)))),
-               "Its flow is a Polchinski equation with drift: $e^{-S_\\Lambda}$ diffuses with covariance "
-               "rate $\\partial_\\Lambda v_k \\ge 0$ (UV $\\to$ IR) and drifts with "
-               "$\\partial_\\Lambda m_k$.", "eq:brg-polchinski",
-               verification=check_identity(drop_deltas(sp.diff(S1, CUT)), pol, domain=dom),
-               uses=("eq:brg-action",), cites=("BKS23",))
-    c = sp.Symbol("c", positive=True)
-    m_ridge = KAPPA * YK / (KAPPA + SIGMA2 + c)
+
+
+def _brg_flow_step(d: Derivation, mean_p: sp.Expr, var_p: sp.Expr, wk: sp.Expr) -> None:
+    """eq:brg-flow: the smooth flow equations of the mode in :math:`\\Lambda`."""
+    dm, dv = (drop_deltas(sp.diff(e.subs(W, wk), CUT)) for e in (mean_p, var_p))
+    chain = drop_deltas(sp.diff(wk, CUT))
+    d.step((sp.Eq(sp.Derivative(sp.Function("m_k")(CUT), CUT), sp.simplify(dm)),
+            sp.Eq(sp.Derivative(sp.Function("v_k")(CUT), CUT), sp.simplify(dv))),
+           "The smooth flow equations in $\\Lambda$ (chain rule through $w_k(\\Lambda)$).",
+           "eq:brg-flow", verification=check_identity(
+               dv, sp.diff(var_p, W).subs(W, wk) * chain, domain={KAPPA: (0.2, 3), CUT: (0.2, 3)}),
+           uses=("eq:brg-mode",))
+
+
+def _brg_action_steps(d: Derivation, mean_p: sp.Expr, var_p: sp.Expr, wk: sp.Expr,
+                      regulator: RegulatorSpec) -> None:
+    """eq:brg-action, eq:brg-polchinski: the induced action of one mode and its Polchinski-type flow."""
+    m1, v1 = mean_p.subs(W, wk), var_p.subs(W, wk)
+    S, phis, syms = induced_action_modes(1, regulator)
+    ph = sp.Symbol("phi_k", real=True)
+    sub = {syms["kappa"][0]: KAPPA, syms["y"][0]: YK, phis[0]: ph}
+    S1 = S.subs(sub)
+    dS = sp.diff(S1, ph)
+    pol = drop_deltas(-sp.diff(m1, CUT) * dS - sp.diff(v1, CUT) / 2 * (dS ** 2 - sp.diff(S1, ph, 2)))
+    mf, vf = sp.Function("m_k")(CUT), sp.Function("v_k")(CUT)
+    action = (ph - mf) ** 2 / (2 * vf) + sp.log(2 * sp.pi * vf) / 2
+    dom = {KAPPA: (0.2, 3), CUT: (0.2, 3), YK: (-2, 2), ph: (-2, 2)}
+    d.step(sp.Eq(sp.Function(r"S_\Lambda")(ph), action),
+           "The induced action on the training points, mode $k$ ($\\phi_k = e_k^{\\mathsf T}\\phi(X)$, "
+           "$m_k, v_k$ as above with $w_k(\\Lambda)$); the full action is the sum over modes, "
+           "$S_\\Lambda[\\phi] = \\tfrac12(\\phi - m_\\Lambda)^{\\mathsf T}\\Sigma_\\Lambda^{-1}"
+           "(\\phi - m_\\Lambda) + \\tfrac12\\log\\det 2\\pi\\Sigma_\\Lambda$.",
+           "eq:brg-action", verification=check_identity(S1, action.subs({mf: m1, vf: v1}), domain=dom),
+           uses=("eq:brg-mode",))
+    Sf = sp.Function(r"S_\Lambda")(ph)
+    d.step(sp.Eq(sp.Derivative(Sf, CUT), -sp.Derivative(mf, CUT) * sp.Derivative(Sf, ph)
+                 - sp.Derivative(vf, CUT) / 2 * (sp.Derivative(Sf, ph) ** 2 - sp.Derivative(Sf, (ph, 2)))),
+           "Its flow is a Polchinski equation with drift: $e^{-S_\\Lambda}$ diffuses with covariance "
+           "rate $\\partial_\\Lambda v_k \\ge 0$ (UV $\\to$ IR) and drifts with "
+           "$\\partial_\\Lambda m_k$.", "eq:brg-polchinski",
+           verification=check_identity(drop_deltas(sp.diff(S1, CUT)), pol, domain=dom),
+           uses=("eq:brg-action",), cites=("BKS23",))
+
+
+def _brg_wilson_step(d: Derivation) -> None:
+    """eq:brg-wilson: exact Wilsonian elimination of the sloppy modes is the information shell
+    (checked for two modes in a rotated basis)."""
     th = sp.Symbol("vartheta", real=True)
     k1, k2 = sp.symbols("kappa_1 kappa_2", positive=True)
     y1, y2 = sp.symbols("y_1 y_2", real=True)
@@ -894,6 +1027,13 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            verification=check_identity(sum((m_wil - m_shell).applyfunc(lambda e: e ** 2)), 0,
                                        domain={th: (-3, 3), y1: (-2, 2), y2: (-2, 2)}),
            uses=("eq:brg-predictive",), cites=("HJMR24",))
+
+
+def _brg_ridge_steps(d: Derivation, mean_p: sp.Expr, var_p: sp.Expr) -> None:
+    """eq:brg-ridge, eq:brg-ridge-tempered: the scalar ridge of arXiv:2405.06008 against the shell,
+    and as a tempered shell itself."""
+    c = sp.Symbol("c", positive=True)
+    m_ridge = KAPPA * YK / (KAPPA + SIGMA2 + c)
     diff_expr = mean_p.subs(W, 1) - m_ridge
     d.step(sp.Eq(sp.Symbol(r"\Delta m_k"), sp.factor(diff_expr)),
            "The scalar ridge $\\sigma^2 \\to \\sigma^2 + c$, $c = \\sum_{\\text{sloppy}}\\lambda_k = "
@@ -904,7 +1044,7 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                diff_expr, c * KAPPA * YK / ((KAPPA + SIGMA2) * (KAPPA + SIGMA2 + c)), domain={YK: (-2, 2)}),
            uses=("eq:brg-wilson",), cites=("HJMR24",))
     wr = SIGMA2 / (SIGMA2 + c)
-    d.step(sp.Eq(sp.Symbol(r"w^{\\mathrm{ridge}}_k"), wr),
+    d.step(sp.Eq(sp.Symbol(r"w^{\mathrm{ridge}}_k"), wr),
            "The scalar ridge is itself an information-shell flow: the mode formulas of the smooth shell "
            "with $w_k = \\sigma^2/(\\sigma^2 + c)$ on stiff modes (and 0 on sloppy ones) give exactly the "
            "ridge-renormalized mean $\\kappa_k y_k/(\\kappa_k + \\sigma^2 + c)$ and variance "
@@ -915,6 +1055,10 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
                                        + (var_p.subs(W, wr) - KAPPA * (SIGMA2 + c) / (KAPPA + SIGMA2 + c)) ** 2, 0,
                                        domain={YK: (-2, 2)}),
            uses=("eq:brg-ridge",), cites=("HJMR24",))
+
+
+def _brg_commute_step(d: Derivation, mean_p: sp.Expr, var_p: sp.Expr) -> None:
+    """eq:brg-commute: the commuting diagram (Fig. 2) for the whitened readout coordinate."""
     a_p, a_h = _tempered(1, 0, 1 + KAPPA / SIGMA2, sp.sqrt(KAPPA) * YK / SIGMA2, W)
     pa_mean, pa_var = sp.sqrt(KAPPA) * a_h / a_p, KAPPA / a_p
     d.step((sp.Eq(sp.sqrt(KAPPA) * sp.Function("E")(sp.Symbol("a_k")), sp.simplify(pa_mean)),
@@ -926,4 +1070,3 @@ def nngp_brg_derivation(activation: Any = "relu", depth: int = 2, sigma_w: Any =
            verification=check_identity((pa_mean - mean_p) ** 2 + (pa_var - var_p) ** 2, 0,
                                        domain={YK: (-2, 2), W: (0, 1)}),
            uses=("eq:brg-mode",), cites=("HKMS24",))
-    return d

@@ -28,7 +28,7 @@ no mean (their location is reported as 0, i.e. the mean is projected onto the pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 import sympy as sp
@@ -37,6 +37,7 @@ from symbrg.core.checks import finite_array, matching, nonnegative, psd_matrix
 from symbrg.core.derivation import Derivation, check_identity
 from symbrg.core.errors import InvalidArgument, NotPositiveDefinite, Unsupported
 from symbrg.core.symbols import symbol
+from symbrg.core.types import ArrayLike
 
 __all__ = ["GaussianState", "as_gaussian", "training_flow", "training_flow_derivation",
            "orthonormal_span"]
@@ -92,7 +93,7 @@ class GaussianState:
         return self.precision @ self.mean
 
     @classmethod
-    def from_moments(cls, mean: Any, covariance: Any, *, name: str = "posterior") -> "GaussianState":
+    def from_moments(cls, mean: ArrayLike, covariance: ArrayLike, *, name: str = "posterior") -> "GaussianState":
         """Validated constructor from a mean vector and a PSD covariance matrix."""
         mu = finite_array(f"{name}.mean", mean, ndim=1)
         cov = psd_matrix(f"{name}.covariance", covariance)
@@ -100,7 +101,7 @@ class GaussianState:
         return cls(mu, 0.5 * (cov + cov.T), np.zeros((mu.shape[0], 0)))
 
     @classmethod
-    def from_natural(cls, precision: Any, shift: Any, *, name: str = "state",
+    def from_natural(cls, precision: ArrayLike, shift: ArrayLike, *, name: str = "state",
                      rtol: float = 1e-10) -> "GaussianState":
         r"""From :math:`Q` (PSD) and :math:`h`; the null space of :math:`Q` becomes flat.
 
@@ -130,7 +131,7 @@ class GaussianState:
         root = u * np.sqrt(np.clip(lam, 0.0, None))
         return self.mean + rng.standard_normal((n, self.dim)) @ root.T
 
-    def pushforward(self, jacobian: Any, offset: Any = None) -> "GaussianState":
+    def pushforward(self, jacobian: ArrayLike, offset: ArrayLike | None = None) -> "GaussianState":
         r"""The law of :math:`J\theta + b`: mean :math:`J\mu + b`, covariance :math:`J C J^{\mathsf T}`;
         flat directions map to the span of :math:`J\,\text{flat}`."""
         j = finite_array("jacobian", jacobian, ndim=2)
@@ -145,7 +146,12 @@ class GaussianState:
         return GaussianState(mean, 0.5 * (cov + cov.T), flat)
 
 
-def as_gaussian(value: Any, name: str = "posterior") -> GaussianState:
+#: A Gaussian as the engines accept it: a :class:`GaussianState` or a ``(mean, covariance)`` pair
+#: (what :func:`as_gaussian` turns into a :class:`GaussianState`).
+GaussianLike: TypeAlias = "GaussianState | tuple[ArrayLike, ArrayLike]"
+
+
+def as_gaussian(value: GaussianLike, name: str = "posterior") -> GaussianState:
     """Accept a :class:`GaussianState` or a ``(mean, covariance)`` pair."""
     if isinstance(value, GaussianState):
         return value
@@ -156,8 +162,8 @@ def as_gaussian(value: Any, name: str = "posterior") -> GaussianState:
     return GaussianState.from_moments(mean, cov, name=name)
 
 
-def training_flow(fisher: Any, theta_hat: Any, observations: float,
-                  prior: GaussianState | tuple | None = None) -> GaussianState:
+def training_flow(fisher: ArrayLike, theta_hat: ArrayLike, observations: float,
+                  prior: GaussianLike | None = None) -> GaussianState:
     r"""The exact posterior after :math:`T` observations of a Gaussian location model.
 
     :math:`Q_T = C_0^{-1} + T I`, :math:`h_T = C_0^{-1}m_0 + T I\hat\theta`.  ``fisher`` is the
@@ -190,19 +196,43 @@ def training_flow_derivation() -> Derivation:
 
     Every identity is verified with :func:`~symbrg.core.derivation.check_identity`.
     """
-    T, tau, q0, lam, m0, th = sp.symbols(r"T tau q_0 lambda m_0 \hat{\theta}", positive=True)
-    theta = sp.Symbol(r"\theta", real=True)
     d = Derivation("Bayesian training as a flow in the number of observations",
                    "A Gaussian location model with per-observation Fisher information $I$ and prior "
                    "$\\mathcal N(m_0, q_0^{-1})$; in the Fisher eigenbasis every mode flows "
                    "independently, so the scalar mode carries the whole statement ($\\lambda$ is its "
                    "Fisher eigenvalue). $\\tau = 1/T$ is the diffusion time.", name="train")
+    Q, mu = _train_posterior_step(d)
+    C, D = _train_diffusion_steps(d, Q)
+    _train_fokker_planck_step(d, mu, C, D)
+    _train_late_step(d, Q)
+    _train_replicator_step(d)
+    _train_heat_step(d)
+    _train_push_step(d)
+    _train_readout_step(d)
+    return d
+
+
+def _train_symbols() -> tuple[sp.Symbol, ...]:
+    r""":math:`T, \tau, q_0, \lambda, m_0, \hat\theta` (positive) and :math:`\theta` (real) of the scalar mode."""
+    T, tau, q0, lam, m0, th = sp.symbols(r"T tau q_0 lambda m_0 \hat{\theta}", positive=True)
+    return T, tau, q0, lam, m0, th, sp.Symbol(r"\theta", real=True)
+
+
+def _train_posterior_step(d: Derivation) -> tuple[sp.Expr, sp.Expr]:
+    """eq:train-posterior: Bayes' rule for T observations; returns the precision Q(T) and mean mu(T)."""
+    T, _, q0, lam, m0, th, _ = _train_symbols()
     Q = q0 + T * lam
     mu = (q0 * m0 + T * lam * th) / Q
     QT, muT = sp.Function("Q")(T), sp.Function(r"\mu")(T)
     d.step((sp.Eq(QT, Q), sp.Eq(muT, mu)), "Bayes' rule: the log-likelihood of $T$ observations "
            "is $-\\tfrac{T\\lambda}{2}(\\theta-\\hat\\theta)^2$, so precisions and shifts add.",
            "eq:train-posterior", cites=("BKS23",))
+    return Q, mu
+
+
+def _train_diffusion_steps(d: Derivation, Q: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    r"""eq:train-C, eq:train-D: the variance :math:`C(\tau)` and the diffusion coefficient :math:`D(\tau)`."""
+    T, tau, q0, lam, *_ = _train_symbols()
     C = tau / (lam + tau * q0)
     d.step(sp.Eq(sp.Function("C")(tau), C), "The posterior variance $1/Q$ at $T = 1/\\tau$.",
            "eq:train-C", verification=check_identity(C, (1 / Q).subs(T, 1 / tau)), uses=("eq:train-posterior",))
@@ -210,6 +240,12 @@ def training_flow_derivation() -> Derivation:
     d.step(sp.Eq(sp.Function("D")(tau), D), "Diffusion coefficient $D = \\partial_\\tau C$; "
            "for a flat (Jeffreys) prior $q_0 = 0$ it is exactly the inverse Fisher information $1/\\lambda$.",
            "eq:train-D", verification=check_identity(sp.diff(C, tau), D), uses=("eq:train-C",))
+    return C, D
+
+
+def _train_fokker_planck_step(d: Derivation, mu: sp.Expr, C: sp.Expr, D: sp.Expr) -> None:
+    """eq:train-fp: the posterior solves a Fokker--Planck equation in the diffusion time."""
+    T, tau, *_, theta = _train_symbols()
     mu_tau = mu.subs(T, 1 / tau)
     v = sp.simplify(sp.diff(mu_tau, tau))
     logp = -(theta - mu_tau) ** 2 / (2 * C) - sp.log(2 * sp.pi * C) / 2
@@ -224,11 +260,21 @@ def training_flow_derivation() -> Derivation:
            "$\\partial_\\tau\\log\\pi = \\tfrac D2[(\\log\\pi)'' + (\\log\\pi)'^2] - v(\\log\\pi)'$.",
            "eq:train-fp", verification=check_identity(fp_lhs, fp_rhs, domain={theta: (-2, 2)}),
            uses=("eq:train-D",), cites=("BK24",))
+
+
+def _train_late_step(d: Derivation, Q: sp.Expr) -> None:
+    """eq:train-late: late times forget the prior."""
+    T, _, _, lam, *_ = _train_symbols()
     d.step(sp.Eq(sp.Limit(T * (1 / Q), T, sp.oo), sp.limit(T / Q, T, sp.oo)),
            "Late times: $\\pi_T \\simeq \\mathcal N(\\mu_T, T^{-1} I^{-1})$, the prior forgotten "
            "at rate $1/T$.", "eq:train-late",
            verification=check_identity(sp.limit(T / Q, T, sp.oo), 1 / lam), uses=("eq:train-posterior",),
            cites=("BKS23",))
+
+
+def _train_replicator_step(d: Derivation) -> None:
+    """eq:train-replicator: dynamical Bayes as a replicator equation (flat prior)."""
+    T, _, _, lam, _, th, theta = _train_symbols()
     # Replicator form (BKS Eq. 33) for the flat prior, theta_hat = theta_*:
     logpT = -T * lam * (theta - th) ** 2 / 2 + sp.log(T * lam / (2 * sp.pi)) / 2
     kl = lam * (theta - th) ** 2 / 2
@@ -239,11 +285,20 @@ def training_flow_derivation() -> Derivation:
            "eq:train-replicator", verification=check_identity(sp.diff(logpT, T), -(kl - 1 / (2 * T)),
                                                               domain={theta: (-2, 2)}),
            cites=("BKS23",))
-    # Matrix heat equation, flat prior, 2 parameters, and its pushforward to a network output.
+
+
+def _train_metric() -> tuple[sp.Symbol, sp.Symbol, sp.Symbol, sp.Matrix]:
+    """A general 2 x 2 Fisher metric ``(I_11, I_22, I_12, I)``."""
     i11, i22 = sp.symbols("I_11 I_22", positive=True)
     i12 = sp.Symbol("I_12", real=True)
-    x1, x2, a1, a2, f = sp.symbols("theta_1 theta_2 a_1 a_2 f", real=True)
-    Imat = sp.Matrix([[i11, i12], [i12, i22]])
+    return i11, i22, i12, sp.Matrix([[i11, i12], [i12, i22]])
+
+
+def _train_heat_step(d: Derivation) -> None:
+    """eq:train-heat: flat prior, several parameters: the heat equation of the inverse Fisher metric."""
+    tau = _train_symbols()[1]
+    i11, i22, i12, Imat = _train_metric()
+    x1, x2 = sp.symbols("theta_1 theta_2", real=True)
     Iinv = Imat.inv()
     xv = sp.Matrix([x1, x2])
     logq = -(xv.T * Imat * xv)[0] / (2 * tau) - sp.log((2 * sp.pi * tau) ** 2 / Imat.det()) / 2
@@ -258,6 +313,14 @@ def training_flow_derivation() -> Derivation:
            "$2\\times 2$ metric).", "eq:train-heat",
            verification=check_identity(sp.diff(logq, tau), rhs, domain=dom), uses=("eq:train-D",),
            cites=("BK24",))
+
+
+def _train_push_step(d: Derivation) -> None:
+    """eq:train-push: the pushforward to a network output diffuses with :math:`J I^{-1} J^{\\mathsf T}`."""
+    tau = _train_symbols()[1]
+    i11, i22, i12, Imat = _train_metric()
+    a1, a2, f = sp.symbols("a_1 a_2 f", real=True)
+    Iinv = Imat.inv()
     a = sp.Matrix([a1, a2])
     Df = sp.simplify((a.T * Iinv * a)[0])
     logf = -f ** 2 / (2 * tau * Df) - sp.log(2 * sp.pi * tau * Df) / 2
@@ -269,6 +332,10 @@ def training_flow_derivation() -> Derivation:
            verification=check_identity(sp.diff(logf, tau),
                                        Df / 2 * (sp.diff(logf, f, 2) + sp.diff(logf, f) ** 2), domain=dom_f),
            uses=("eq:train-heat",), cites=("BKS23",))
+
+
+def _train_readout_step(d: Derivation) -> None:
+    """eq:train-readout: a readout's pushed-forward inverse Fisher is :math:`\\sigma^2 1` on the data."""
     phi = sp.Matrix(2, 3, sp.symbols("h_11 h_12 h_13 h_21 h_22 h_23", real=True))
     s2 = symbol("sigma") ** 2
     gram = phi * phi.T
@@ -287,4 +354,3 @@ def training_flow_derivation() -> Derivation:
            "function-space posterior of the infinite-width network diffuses as $\\mathcal N(y, \\tau\\sigma^2 1)$ "
            "on the data for a flat prior.", "eq:train-readout",
            verification=check_identity(resid, 0, points=6), uses=("eq:train-push",))
-    return d
