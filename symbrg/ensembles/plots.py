@@ -2,13 +2,26 @@ r"""Figures of the shell experiment (:func:`symbrg.ensembles.experiment.run_shel
 function per figure.
 
 Each ``plot_*`` function draws one figure from the experiment's ``results`` (and ``spectra``)
-dictionaries onto ``ax`` (a new figure when ``ax`` is None) and returns the
-:class:`matplotlib.figure.Figure`.  The quantities drawn are the experiment's: the test loss
-:math:`\mathrm{MSE}(\Lambda)` of the coarse-grained ensemble against the information cutoff
-:math:`\Lambda`, the Fisher spectrum :math:`\{\lambda\}` with the cutoffs, the output law
-:math:`f(x_*)` per cutoff with its Gaussian fit :math:`\mathcal N(\mu, \sigma^2)`, the predictive
-variance, and for the cos-net the two-point function against the coarse-grained propagator
-:math:`G_{k(\Lambda)}(|x-y|)`.  :func:`plot_results` writes them all as PNG files.
+dictionaries onto ``ax`` (a matplotlib Axes; a new pyplot figure when ``ax`` is None) and returns the
+:class:`matplotlib.figure.Figure` it drew on.  The quantities drawn are the experiment's: the test
+loss :math:`\mathrm{MSE}(\Lambda)` of the coarse-grained ensemble against the information cutoff
+:math:`\Lambda` with the critical cutoff :math:`\Lambda_C`, the Fisher spectrum :math:`\{\lambda\}`
+with the cutoffs, the output law :math:`f(x_*)` per cutoff (every member as a point, with
+:math:`\mu \pm \sigma`), the predictive variance with its sampling interval, and for the cos-net the
+two-point function against the coarse-grained propagator :math:`G_{k(\Lambda)}(|x-y|)`.
+:func:`plot_results` writes them all as PNG and PDF files.
+
+Conventions that keep the figures honest:
+
+* **Log axes, one floor.**  On a logarithmic axis a band whose lower edge is :math:`\le 0` would be
+  cut by matplotlib at an arbitrary point and draw a spurious dip.  Every band and curve of a figure
+  is clipped to one floor (half the smallest positive value drawn) and the axis starts at that floor,
+  so a band that reaches the bottom edge means "unbounded below", the same everywhere.
+* **Few samples are shown as samples.**  The ensemble's outputs are drawn as a strip of points
+  (a violin behind them only from :data:`VIOLIN_MIN` members on), never as a histogram.
+* **Intervals state their model.**  The predictive variance carries the :math:`\chi^2` interval of a
+  variance estimated from :math:`M` Gaussian samples, :math:`[(M-1)s^2/\chi^2_{M-1}(1-\alpha/2),
+  (M-1)s^2/\chi^2_{M-1}(\alpha/2)]` at 68% (one standard error), positive by construction.
 
 matplotlib is optional (the ``plot`` extra): :func:`plot_results` writes nothing without it, the
 ``plot_*`` functions raise :class:`~symbrg.core.errors.Unsupported`.
@@ -30,24 +43,42 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["plot_fisher_spectrum", "plot_kernel_flow", "plot_mse", "plot_outputs_at_test_point",
-           "plot_predictive_variance", "plot_results"]
+           "plot_predictive_variance", "plot_results", "variance_interval", "FORMATS", "VIOLIN_MIN"]
 
 Results = Mapping[str, Any]
 
+#: The file formats :func:`plot_results` writes, each figure once per format.
+FORMATS = ("png", "pdf")
+#: From this many members on, the output strips get a violin (a kernel density) behind the points.
+VIOLIN_MIN = 20
+#: When the largest spread of the outputs exceeds the smallest by this factor the output axis is symmetric-log.
+SYMLOG_RATIO = 20.0
+#: Default figure sizes (inches) of the figures, by function name.
+_SIZES = {"plot_mse": (6.4, 4.6), "plot_fisher_spectrum": (6.4, 4.2),
+          "plot_outputs_at_test_point": (8.0, 4.4), "plot_predictive_variance": (6.4, 4.2),
+          "plot_kernel_flow": (8.0, 4.2)}
+_LAMBDA_C_COLOR = "#c0392b"
 
-def _pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend; :class:`Unsupported` when matplotlib is missing."""
+
+def _matplotlib() -> Any:
+    """The matplotlib module; :class:`Unsupported` when it is missing."""
     try:
         import matplotlib
     except ImportError:
         raise Unsupported("matplotlib", "the figures need matplotlib (pip install 'symbrg[plot]')") from None
-    matplotlib.use("Agg")
+    return matplotlib
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot (on whatever backend is configured: Agg when there is no display)."""
+    _matplotlib()
     import matplotlib.pyplot as plt
     return plt
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
-    return _pyplot().subplots(figsize=figsize)[1] if ax is None else ax
+def _axes(ax: Axes | None, name: str) -> Axes:
+    """``ax``, or the axes of a new pyplot figure of the default size of the figure ``name``."""
+    return _pyplot().subplots(figsize=_SIZES[name])[1] if ax is None else ax
 
 
 def _figure(ax: Axes) -> Figure:
@@ -61,63 +92,119 @@ def _title(results: Results) -> str:
     return f"{results['preset']} preset, {results['members_kept']} members"
 
 
+def _floor(*values: Any) -> float:
+    """Half the smallest positive finite value among ``values`` (the log-axis floor of a figure)."""
+    flat = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in values])
+    pos = flat[np.isfinite(flat) & (flat > 0)]
+    return 0.5 * float(pos.min()) if pos.size else 1e-300
+
+
+def _clip(values: Any, floor: float) -> np.ndarray:
+    """``values`` as floats with everything below ``floor`` (zero and negatives included) at ``floor``;
+    NaN stays NaN (a gap, never a dip)."""
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isnan(v), np.nan, np.maximum(v, floor))
+
+
+def _interval(ci: Any, n: int) -> np.ndarray:
+    """A list of ``[lo, hi]`` pairs as an ``(n, 2)`` float array (None becomes NaN)."""
+    a = np.array([[np.nan if v is None else v for v in pair] for pair in ci], dtype=float)
+    return a.reshape(n, 2) if a.size else np.full((n, 2), np.nan)
+
+
+# ------------------------------------------------------------------------------ test loss and Λ_C
 def plot_mse(results: Results, *, ax: Axes | None = None) -> Figure:
     r"""Median and mean test MSE against the cutoff :math:`\Lambda` with their bootstrap bands, the
-    members' 16-84% band, the trained loss, and :math:`\Lambda_C` with its interval (and the
-    grid-edge note)."""
-    ax = _axes(ax, (6.4, 4.6))
-    lam = np.asarray(results["lambdas"])
-    ax.fill_between(lam, results["mse_q16"], results["mse_q84"], color="0.6", alpha=0.18,
-                    label="members, 16-84% quantiles")
+    members' 16-84% band, the trained value with its band, and the critical cutoff
+    :math:`\Lambda_C`: a thick labelled line, a star on the curve it is read from, its bootstrap
+    interval hatched, and ":math:`\le`" / ":math:`>`" when it sits at an edge of the grid.
+
+    Every band is clipped to one floor (module docstring), so none makes a spurious dip."""
+    ax = _axes(ax, "plot_mse")
+    lam = np.asarray(results["lambdas"], dtype=float)
+    n = lam.size
     conf = f"{results['confidence']:.0%}"
+    stat = results["lambda_c_statistic"]
+    cis = {key: _interval(results[f"mse_{key}_ci"], n) for key in ("median", "mean")}
+    trained = results["mse_trained_median" if stat == "median" else "mse_trained"]
+    trained_ci = results.get(f"mse_trained_{stat}_ci")
+    floor = _floor(results["mse_q16"], results["mse_q84"], results["mse_median"], results["mse_mean"],
+                   cis["median"], cis["mean"], [trained])
+    ax.fill_between(lam, _clip(results["mse_q16"], floor), _clip(results["mse_q84"], floor), color="0.6",
+                    alpha=0.18, lw=0, label="members, 16-84% quantiles")
     for key, color, marker in (("median", "C0", "o"), ("mean", "C1", "s")):
-        ci = np.asarray(results[f"mse_{key}_ci"])
-        ax.fill_between(lam, ci[:, 0], ci[:, 1], color=color, alpha=0.3)
-        ax.plot(lam, results[f"mse_{key}"], marker + "-", color=color, ms=3.5,
+        ax.fill_between(lam, _clip(cis[key][:, 0], floor), _clip(cis[key][:, 1], floor), color=color,
+                        alpha=0.25, lw=0)
+        ax.plot(lam, _clip(results[f"mse_{key}"], floor), marker + "-", color=color, ms=3.5,
                 label=f"{key} test MSE, {conf} bootstrap band")
-    trained = results["mse_trained_median" if results["lambda_c_statistic"] == "median" else "mse_trained"]
-    ax.axhline(trained, color="k", ls="--", lw=1, label=f"trained {results['lambda_c_statistic']} (no RG)")
-    lam_c, (c_lo, c_hi) = results["lambda_c"], results["lambda_c_ci"]
-    if c_lo is not None:
-        ax.axvspan(c_lo, c_hi if c_hi is not None else lam[-1], color="C3", alpha=0.12,
-                   label=fr"$\Lambda_C$ {conf} interval")
-    if lam_c is not None:
-        ax.axvline(lam_c, color="C3", ls="-", lw=2.5,
-                   label=fr"$\Lambda_C$ = {lam_c:.3g} ({results['lambda_c_statistic']}, rtol {results['rtol']:g})")
-    if results["lambda_c_at_grid_edge"]:
-        ax.text(0.5, 0.02, "Λ_C at the grid edge: " + results["lambda_c_note"], transform=ax.transAxes,
-                ha="center", va="bottom", fontsize=7, color="C3", wrap=True,
-                bbox=dict(boxstyle="round", fc="white", ec="C3", alpha=0.9))
+    ax.axhline(trained, color="k", ls="--", lw=1, label=f"trained {stat} (no RG)")
+    if trained_ci is not None and None not in trained_ci:
+        ax.axhspan(max(trained_ci[0], floor), trained_ci[1], color="k", alpha=0.06, lw=0)
+    _draw_lambda_c(ax, results, lam, conf, floor)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=floor)
     ax.set_xlabel(r"Fisher cutoff $\Lambda$")
     ax.set_ylabel("test MSE")
     ax.set_title(f"Information-shell RG: test loss ({_title(results)})", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)   # the loss rises with Λ: lower right is free
     ax.grid(alpha=0.3, which="both", lw=0.5)
     return _figure(ax)
 
 
+def _draw_lambda_c(ax: Axes, results: Results, lam: np.ndarray, conf: str, floor: float) -> None:
+    r""":math:`\Lambda_C`: its interval (hatched), a thick line with a boxed label, a star on the curve."""
+    lam_c = results["lambda_c"]
+    c_lo, c_hi = results["lambda_c_ci"]
+    stat = results["lambda_c_statistic"]
+    if c_lo is not None:
+        ax.axvspan(c_lo, c_hi if c_hi is not None else lam[-1], facecolor=_LAMBDA_C_COLOR, alpha=0.10,
+                   edgecolor=_LAMBDA_C_COLOR, hatch="//", lw=0.8,
+                   label=fr"$\Lambda_C$ {conf} bootstrap interval" + ("" if c_hi is not None else " (open)"))
+    if lam_c is None:      # not reached on the grid: say so in the legend, mark the grid's end
+        ax.axvline(lam[-1], color=_LAMBDA_C_COLOR, ls=":", lw=2.5, zorder=6,
+                   label=fr"$\Lambda_C > {lam[-1]:.3g}$: not reached on the grid")
+        return
+    edge = bool(results.get("lambda_c_at_grid_edge"))
+    relation = r"\leq" if edge and math.isclose(lam_c, lam[0]) else "="
+    text = fr"$\Lambda_C {relation} {lam_c:.3g}$"
+    ax.axvline(lam_c, color=_LAMBDA_C_COLOR, ls="-", lw=3, zorder=6,
+               label=text + f" ({stat}, rtol {results['rtol']:g})" + (": grid edge" if edge else ""))
+    k = int(np.argmin(np.abs(np.log(lam / lam_c))))
+    y = max(float(np.asarray(results[f"mse_{stat}"], dtype=float)[k]), floor)
+    ax.plot([lam_c], [y], marker="*", ms=16, color=_LAMBDA_C_COLOR, mec="k", mew=0.8, zorder=7)
+    ax.annotate(text + ("\n(grid edge)" if edge else ""), xy=(lam_c, 0.97), xycoords=("data", "axes fraction"),
+                xytext=(6, 0), textcoords="offset points", ha="left", va="top", fontsize=9,
+                color=_LAMBDA_C_COLOR, fontweight="bold", zorder=8,
+                bbox=dict(boxstyle="round,pad=0.25", fc="white", ec=_LAMBDA_C_COLOR, alpha=0.95))
+
+
+# ------------------------------------------------------------------------------ Fisher spectrum
 def plot_fisher_spectrum(results: Results, spectra: Results, *, ax: Axes | None = None) -> Figure:
     r"""The Fisher spectrum: diagonal entries :math:`I_{AA}` and nonzero eigenvalues of :math:`I`, counts
-    per member on shared logarithmic bins, with the cutoffs :math:`\Lambda` dotted."""
-    ax = _axes(ax, (6.4, 4.2))
+    per member on shared logarithmic bins (values below the first bin are counted in it), with the
+    cutoffs :math:`\Lambda` dotted and :math:`\Lambda_C` drawn as in :func:`plot_mse`."""
+    ax = _axes(ax, "plot_fisher_spectrum")
     diag = np.asarray(spectra["fisher_diagonal"], dtype=float)
-    eig = np.asarray(spectra["fisher_eigenvalues"], dtype=float)
-    eig = eig[eig > 1e-12 * max(eig.max(initial=0), 1e-300)]
+    eig_all = np.asarray(spectra["fisher_eigenvalues"], dtype=float)
+    eig = eig_all[eig_all > 1e-12 * max(eig_all.max(initial=0), 1e-300)]
     pos = diag[diag > 0]
     both = np.concatenate([pos, eig])
     if both.size:
         bins = np.geomspace(max(both.min(), 1e-12 * both.max()), both.max() * 1.01, 60).tolist()
+        members = max(1, diag.shape[0]) if diag.ndim > 1 else 1
         ax.hist(np.clip(pos, bins[0], None), bins=bins, color="C0", alpha=0.6,
-                weights=np.full(pos.size, diag.shape[0] and 1.0 / diag.shape[0]),
+                weights=np.full(pos.size, 1.0 / members),
                 label=fr"diagonal entries $I_{{AA}}$ ({np.mean(diag == 0):.0%} are exactly 0)")
         if eig.size:
-            members_eig = max(1, np.asarray(spectra["fisher_eigenvalues"]).shape[0])
+            members_eig = max(1, eig_all.shape[0]) if eig_all.ndim > 1 else 1
             ax.hist(np.clip(eig, bins[0], None), bins=bins, color="C1", alpha=0.6,
                     weights=np.full(eig.size, 1.0 / members_eig), label="nonzero eigenvalues of $I$")
     for v in np.asarray(results["lambdas"]):
         ax.axvline(v, color="0.55", lw=0.6, ls=":", zorder=0)
+    if results.get("lambda_c") is not None:
+        ax.axvline(results["lambda_c"], color=_LAMBDA_C_COLOR, lw=2.5, zorder=5,
+                   label=fr"$\Lambda_C = {results['lambda_c']:.3g}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"Fisher sensitivity $\lambda$ (dotted: the cutoffs $\Lambda$)")
@@ -128,65 +215,115 @@ def plot_fisher_spectrum(results: Results, spectra: Results, *, ax: Axes | None 
     return _figure(ax)
 
 
+# ------------------------------------------------------------------------------ outputs at the test point
 def _output_picks(n_lambdas: int) -> list[int]:
     """Row 0 (trained) and up to 11 cutoffs spread over the grid (rows 1..n_lambdas)."""
     return [0, *(int(k) for k in np.unique(np.linspace(1, n_lambdas, 11).round().astype(int)))]
 
 
-def plot_outputs_at_test_point(results: Results, *, ax: Sequence[Axes] | np.ndarray | None = None) -> Figure:
-    r"""Histograms of the ensemble's outputs :math:`f(x_*)` at the test point, trained and at up to 11
-    cutoffs, each with its Gaussian fit :math:`\mathcal N(\mu, \sigma^2)` and the target (dashed).
-    ``ax``: at least 12 axes (one per panel; the rest are switched off), or None for a 4-column grid."""
-    lam = np.asarray(results["lambdas"])
+def _single_axes(ax: Axes | Sequence[Axes] | np.ndarray | None, name: str) -> Axes:
+    """One Axes from ``ax``: an Axes, or the first of a sequence (the others are switched off; the
+    panel-grid signature of earlier versions)."""
+    if ax is None or not isinstance(ax, (Sequence, np.ndarray)):
+        return _axes(ax, name)
+    axes = list(np.ravel(np.asarray(ax, dtype=object)))
+    if not axes:
+        raise Unsupported("ax", "an empty sequence of axes")
+    for extra in axes[1:]:
+        extra.axis("off")
+    return axes[0]
+
+
+def plot_outputs_at_test_point(results: Results, *,
+                               ax: Axes | Sequence[Axes] | np.ndarray | None = None) -> Figure:
+    r"""The ensemble's outputs :math:`f(x_*)` at the test point, trained and at up to 11 cutoffs: one
+    column per cutoff with every member as a point (jittered), a violin behind the points from
+    :data:`VIOLIN_MIN` members on, the sample mean :math:`\mu \pm \sigma` beside it and the target
+    (dashed).  When the spreads differ by more than :data:`SYMLOG_RATIO` the output axis is symmetric-log,
+    linear within the power of ten above the trained spread.  ``ax``: one Axes (or a sequence, of which the first is used)."""
+    ax1 = _single_axes(ax, "plot_outputs_at_test_point")
+    lam = np.asarray(results["lambdas"], dtype=float)
     outs = np.asarray(results["outputs_at_test_point"], dtype=float)   # (n_lam + 1, M)
     picks = _output_picks(lam.size)
-    if ax is None:
-        cols = 4
-        rows = math.ceil(len(picks) / cols)
-        fig, grid_axes = _pyplot().subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows), squeeze=False)
-        axes = list(grid_axes.ravel())
-    else:
-        axes = list(np.ravel(np.asarray(ax, dtype=object)))
-        if len(axes) < len(picks):
-            raise Unsupported("ax", f"{len(picks)} panels need {len(picks)} axes, got {len(axes)}")
-        fig = axes[0].figure
     y_star = results.get("y_test_point")
-    for a, k in zip(axes, picks):
-        vals = outs[k][np.isfinite(outs[k])]
-        mu, sd = float(np.mean(vals)), float(np.std(vals, ddof=1)) if vals.size > 1 else 0.0
-        lo, hi = np.quantile(vals, [0.005, 0.995])
-        if y_star is not None:
-            lo, hi = min(lo, y_star), max(hi, y_star)
-        span = max(hi - lo, 1e-9)
-        lo, hi = lo - 0.1 * span, hi + 0.1 * span
-        grid = np.linspace(lo, hi, 300)
-        a.hist(np.clip(vals, lo, hi), bins=25, range=(lo, hi), density=True, color="C0", alpha=0.55)
-        if sd > 0:
-            a.plot(grid, np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)),
-                   color="C3", lw=1.3)
-        if y_star is not None:
-            a.axvline(y_star, color="k", ls="--", lw=1)
-        label = "trained" if k == 0 else fr"$\Lambda$ = {lam[k - 1]:g}"
-        a.set_title(f"{label}: μ={mu:.3g}, σ={sd:.3g}", fontsize=8)
-        a.tick_params(labelsize=7)
-        a.set_yticks([])
-    for a in axes[len(picks):]:
-        a.axis("off")
-    fig.suptitle(f"Ensemble outputs at test point {results['test_point']} with Gaussian fits "
-                 f"(dashed: target; {_title(results)})", fontsize=10)
-    return fig
+    rng = np.random.default_rng(0)
+    columns = [outs[k][np.isfinite(outs[k])] for k in picks]
+    spreads = [float(np.std(v, ddof=1)) if v.size > 1 else 0.0 for v in columns]
+    for pos, vals in enumerate(columns):
+        if vals.size >= VIOLIN_MIN and np.ptp(vals) > 0:
+            parts: Any = ax1.violinplot([vals], positions=[pos], widths=0.7, showextrema=False)
+            for body in parts["bodies"]:
+                body.set_facecolor("C0")
+                body.set_alpha(0.2)
+        jitter = rng.uniform(-0.18, 0.18, vals.size)
+        ax1.plot(pos + jitter, vals, "o", ms=3, color="C0", alpha=0.6 if vals.size < 200 else 0.25,
+                 mew=0, label="members" if pos == 0 else None)
+        if vals.size:
+            ax1.errorbar([pos + 0.3], [float(np.mean(vals))], yerr=[spreads[pos]], fmt="D", ms=4, color="C3",
+                         capsize=3, lw=1.2, label=r"mean $\mu \pm \sigma$" if pos == 0 else None)
+    if y_star is not None:
+        ax1.axhline(y_star, color="k", ls="--", lw=1, label="target $y(x_*)$")
+    positive = [s for s in spreads if s > 0]
+    if positive and max(positive) > SYMLOG_RATIO * min(positive):
+        base = spreads[0] if spreads[0] > 0 else min(positive)
+        linthresh = 10.0 ** math.ceil(math.log10(base))    # a power of ten: readable ticks
+        ax1.set_yscale("symlog", linthresh=linthresh, linscale=2.0)
+        ax1.set_ylabel(fr"$f(x_*)$ (symmetric log, linear within $\pm${linthresh:g})")
+    else:
+        ax1.set_ylabel(r"$f(x_*)$")
+    ax1.set_xticks(range(len(picks)))
+    ax1.set_xticklabels(["trained"] + [f"{lam[k - 1]:.2g}" for k in picks[1:]], fontsize=8, rotation=45)
+    ax1.set_xlim(-0.6, len(picks) - 0.3)
+    ax1.set_xlabel(r"Fisher cutoff $\Lambda$")
+    ax1.grid(alpha=0.3, axis="y", lw=0.5)
+    ax1.legend(fontsize=8, loc="upper left")
+    ax1.set_title(f"Ensemble outputs at test point {results['test_point']} ({_title(results)})", fontsize=10)
+    return _figure(ax1)
+
+
+# ------------------------------------------------------------------------------ predictive variance
+def variance_interval(variance: Any, members: int, level: float = 0.6827) -> tuple[np.ndarray, np.ndarray]:
+    r"""The ``level`` (default 68%) :math:`\chi^2` interval of a variance estimated from ``members``
+    Gaussian samples: :math:`[(M-1)s^2/\chi^2_{M-1}(\tfrac{1+\ell}2),\ (M-1)s^2/\chi^2_{M-1}(\tfrac{1-\ell}2)]`.
+    Positive wherever :math:`s^2 > 0`; NaN for fewer than 2 members."""
+    from scipy.stats import chi2
+    v = np.asarray(variance, dtype=float)
+    if members < 2:
+        return np.full_like(v, np.nan), np.full_like(v, np.nan)
+    dof = members - 1
+    return dof * v / chi2.ppf(0.5 + level / 2, dof), dof * v / chi2.ppf(0.5 - level / 2, dof)
 
 
 def plot_predictive_variance(results: Results, *, ax: Axes | None = None) -> Figure:
-    r"""The predictive variance (mean over test points) against :math:`\Lambda`, and on a twin axis
-    the fraction of parameters that are sloppy at each cutoff."""
-    ax1 = _axes(ax, (6.4, 4.2))
-    lam = np.asarray(results["lambdas"])
-    ax1.plot(lam, results["predictive_variance"], "o-", ms=3.5, color="C2",
-             label="predictive variance (mean over test points)")
+    r"""The predictive variance (mean over test points) against :math:`\Lambda` with error bars (the 68%
+    :math:`\chi^2` interval of a variance from the kept members, :func:`variance_interval`), its spread
+    over the test points (16-84%, shaded), the trained value with its interval, and on a twin axis the
+    fraction of parameters that are sloppy at each cutoff."""
+    ax1 = _axes(ax, "plot_predictive_variance")
+    lam = np.asarray(results["lambdas"], dtype=float)
+    var = np.asarray(results["predictive_variance"], dtype=float)
+    members = int(results["members_kept"])
+    lo, hi = variance_interval(var, members)
+    t_lo, t_hi = variance_interval(results["predictive_variance_trained"], members)
+    per_point = results.get("predictive_variance_test")
+    q = None
+    if per_point is not None and len(per_point) == lam.size + 1:
+        q = np.quantile(np.asarray(per_point, dtype=float)[1:], [0.16, 0.84], axis=1)
+    floor = _floor(var, lo, hi, [results["predictive_variance_trained"]], *(() if q is None else (q,)))
+    if q is not None:
+        ax1.fill_between(lam, _clip(q[0], floor), _clip(q[1], floor), color="C2", alpha=0.15, lw=0,
+                         label="spread over test points (16-84%)")
+    v = _clip(var, floor)
+    yerr = np.abs(np.vstack([v - _clip(lo, floor), _clip(hi, floor) - v]))
+    ax1.errorbar(lam, v, yerr=None if np.isnan(yerr).all() else yerr, fmt="o-", ms=3.5, color="C2",
+                 capsize=2.5, lw=1.3,
+                 label=f"predictive variance (mean over test points), 68% χ² interval, M = {members}")
     ax1.axhline(results["predictive_variance_trained"], color="C2", ls="--", lw=1, label="trained")
+    if np.isfinite(t_lo) and np.isfinite(t_hi):
+        ax1.axhspan(max(float(t_lo), floor), float(t_hi), color="C2", alpha=0.08, lw=0)
     ax1.set_xscale("log")
     ax1.set_yscale("log")
+    ax1.set_ylim(bottom=floor)
     ax1.set_xlabel(r"Fisher cutoff $\Lambda$")
     ax1.set_ylabel("predictive variance", color="C2")
     ax2 = ax1.twinx()
@@ -196,12 +333,13 @@ def plot_predictive_variance(results: Results, *, ax: Axes | None = None) -> Fig
     ax2.set_ylabel("fraction sloppy", color="C4")
     lines = ax1.get_legend_handles_labels()
     more = ax2.get_legend_handles_labels()
-    ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower right", framealpha=0.9)
     ax1.grid(alpha=0.3, which="both", lw=0.5)
     ax1.set_title(f"Predictive variance under coarse graining ({_title(results)})", fontsize=10)
     return _figure(ax1)
 
 
+# ------------------------------------------------------------------------------ cos-net kernel flow
 def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
     r"""Cos-net runs: the shell-removed ensemble's two-point function :math:`\langle f(x)f(y)\rangle`
     (±2 standard errors) against the exact stiff-sector kernel for the run's Gaussian inputs (solid,
@@ -209,8 +347,8 @@ def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
     momentum cutoff :math:`k(\Lambda)`, :math:`I(k) = \Lambda`, on the top axis."""
     if "kernel_empirical" not in results:
         raise Unsupported("results", "no kernel comparison in these results (the cosnet preset has one)")
-    ax = _axes(ax, (8.0, 4.2))
-    lam = np.asarray(results["lambdas"])
+    ax = _axes(ax, "plot_kernel_flow")
+    lam = np.asarray(results["lambdas"], dtype=float)
     k = np.array([np.nan if v is None else v for v in results["momentum_cutoff"]], dtype=float)
     emp, se = np.asarray(results["kernel_empirical"]), np.asarray(results["kernel_stderr"])
     pred = np.asarray(results["kernel_predicted"])
@@ -240,32 +378,46 @@ def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
     return _figure(ax)
 
 
+# ------------------------------------------------------------------------------ all figures, to files
 def plot_results(results: Results, spectra: Results, out_dir: str | Path) -> list[Path]:
-    """Write the experiment's figures as PNG files in ``out_dir`` and return their paths:
-    ``mse_vs_lambda.png`` (:func:`plot_mse`), ``fisher_spectrum.png`` (:func:`plot_fisher_spectrum`),
-    ``outputs_at_test_point.png`` (:func:`plot_outputs_at_test_point`), ``predictive_variance.png``
-    (:func:`plot_predictive_variance`) and, for cos-net runs, ``kernel_flow.png``
-    (:func:`plot_kernel_flow`).  Nothing is written (an empty list) when matplotlib is missing."""
+    """Write the experiment's figures in ``out_dir``, each as PNG and PDF (:data:`FORMATS`), and return
+    their paths (PNG then PDF per figure): ``mse_vs_lambda`` (:func:`plot_mse`), ``fisher_spectrum``
+    (:func:`plot_fisher_spectrum`), ``outputs_at_test_point`` (:func:`plot_outputs_at_test_point`),
+    ``predictive_variance`` (:func:`plot_predictive_variance`) and, for cos-net runs, ``kernel_flow``
+    (:func:`plot_kernel_flow`).
+
+    Files are written atomically (:func:`symbrg.core.checks.atomic_write`: a temporary file renamed
+    into place, an existing regular file replaced) with the umask's mode (0644 under umask 022).  The
+    figures are drawn on :class:`matplotlib.figure.Figure` objects outside pyplot, so nothing is left
+    open and no backend is switched.  Nothing is written (an empty list) when matplotlib is missing."""
     try:
-        plt = _pyplot()
+        _matplotlib()
     except Unsupported:  # pragma: no cover - matplotlib is optional
         return []
+    from matplotlib.figure import Figure
     out_dir = Path(out_dir)
-    figures: list[tuple[str, Callable[[], Figure]]] = [
-        ("mse_vs_lambda.png", lambda: plot_mse(results)),
-        ("fisher_spectrum.png", lambda: plot_fisher_spectrum(results, spectra)),
-        ("outputs_at_test_point.png", lambda: plot_outputs_at_test_point(results)),
-        ("predictive_variance.png", lambda: plot_predictive_variance(results)),
+    figures: list[tuple[str, str, Callable[[Axes], Figure]]] = [
+        ("mse_vs_lambda", "plot_mse", lambda a: plot_mse(results, ax=a)),
+        ("fisher_spectrum", "plot_fisher_spectrum", lambda a: plot_fisher_spectrum(results, spectra, ax=a)),
+        ("outputs_at_test_point", "plot_outputs_at_test_point",
+         lambda a: plot_outputs_at_test_point(results, ax=a)),
+        ("predictive_variance", "plot_predictive_variance", lambda a: plot_predictive_variance(results, ax=a)),
     ]
     if "kernel_empirical" in results:
-        figures.append(("kernel_flow.png", lambda: plot_kernel_flow(results)))
+        figures.append(("kernel_flow", "plot_kernel_flow", lambda a: plot_kernel_flow(results, ax=a)))
     written = []
-    for name, draw in figures:
-        fig = draw()
-        path = out_dir / name
+    for stem, name, draw in figures:
+        fig = Figure(figsize=_SIZES[name])
+        draw(fig.subplots())
         fig.tight_layout()
-        with checks.atomic_write(path, force=True, mode="wb") as fh:
-            fig.savefig(fh, format="png", dpi=130)
-        plt.close(fig)
-        written.append(path)
+        for fmt in FORMATS:
+            path = out_dir / f"{stem}.{fmt}"
+            with checks.atomic_write(path, force=True, mode="wb") as fh:
+                fig.savefig(fh, format=fmt, dpi=130, bbox_inches="tight", metadata=_metadata(fmt))
+            written.append(path)
     return written
+
+
+def _metadata(fmt: str) -> dict[str, Any]:
+    """File metadata without a creation date, so that the same results give the same PDF bytes."""
+    return {"CreationDate": None} if fmt == "pdf" else {}
