@@ -14,7 +14,8 @@ Front door (each name is loaded from its module on first use)::
     symbrg.training_flow, symbrg.GaussianState                         Bayesian RG (symbrg.rg.brg, symbrg.rg.posterior)
     symbrg.scalar_theory, symbrg.regulator, symbrg.wetterich_lpa       exact RG (symbrg.rg.erg, symbrg.rg.regulators)
     symbrg.generalized_cosnet, symbrg.cosnet_erg_certificate           the cos-net theorem (symbrg.cosnet.theory, symbrg.cosnet.theorem)
-    symbrg.ensembles.networks, symbrg.train, symbrg.preset, symbrg.run_shell_experiment   ensembles (symbrg.ensembles.networks, ...)
+    symbrg.ensembles.networks, symbrg.train, symbrg.preset, symbrg.run_shell_experiment,
+    symbrg.load_run, symbrg.Run                                        ensembles (symbrg.ensembles.networks, ...)
     symbrg.Derivation                                                  derivations (symbrg.core.derivation)
     symbrg.check_identity, symbrg.verify, symbrg.symbol                the identity verifier, the symbol registry (symbrg.core)
 """
@@ -33,6 +34,7 @@ from symbrg.gaussian.activations import Activation, activation
 sys.modules.setdefault("symbrg.errors", errors)
 sys.modules.setdefault("symbrg.limits", limits)
 
+#: The version of this source tree (``symbrg --version`` prefers the installed package metadata).
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -52,7 +54,7 @@ _LAZY = {
     "cosnet.theorem": ("cosnet_erg_certificate",),
     "ensembles.networks": ("network",),
     "ensembles.training": ("train",),
-    "ensembles.experiment": ("preset", "run_shell_experiment"),
+    "ensembles.experiment": ("preset", "run_shell_experiment", "load_run", "Run"),
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 

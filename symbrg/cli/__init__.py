@@ -31,6 +31,7 @@ from symbrg.core.limits import ENV, lifted, parse_overrides, registry
 TOPICS = ("demo", "kernel", "fisher", "brg", "erg", "cosnet", "ensemble", "export", "limits")
 
 EPILOG = """examples:
+  symbrg --version
   symbrg demo
   symbrg derive nngp --activation relu --depth 3 --format latex
   symbrg kernel --activation erf --depth 2 --sigma-w 1.5 --sigma-b 0.1 --x X.npy --out K.npy
@@ -42,6 +43,28 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # pragma: no cover - exercised through the CLI tests
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def version() -> str:
+    """The installed version (package metadata), or ``symbrg.__version__`` when symbrg runs from a
+    source tree that is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed("symbrg")
+    except PackageNotFoundError:
+        from symbrg import __version__
+        return __version__
+
+
+class Names(tuple):
+    """``choices=`` for a closed set of names: ``--help`` lists them (``{a,b}``), while the check of
+    a value is left to the handler and the engine, which refuse an unknown name in the house style
+    (``symbrg: error: <argument>: unknown value 'v'; choose one of a, b``, exit status 2 from
+    :func:`main`) instead of argparse's usage error."""
+
+    def __contains__(self, value: object) -> bool:
+        return True
 
 
 def command_group(commands, name: str, *, help: str, description: str, epilog: str,
@@ -58,6 +81,11 @@ def command_group(commands, name: str, *, help: str, description: str, epilog: s
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="symbrg", description="Symbolic-numeric Bayesian RG for neural-network "
                      "field theories.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"symbrg {version()}",
+                        help="print the version (symbrg X.Y.Z) and exit")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or progress lines on stderr (bars are shown only when "
+                             "stderr is a terminal)")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=N",
                         help="lift a work bound for this run, e.g. --limit depth=1000000 (repeatable; "
                              "also $SYMBRG_LIMITS); an over-limit request is refused before it starts")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from symbrg.cli import command_group
+from symbrg.cli import Names, command_group
 
 EPILOG = """examples:
   symbrg prove cosnet-erg --dim 3 --regulator sharp
@@ -83,7 +83,9 @@ def _derive(ns: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", default="3", help="dimension: an integer >= 1 or 'd' (symbolic); default 3")
-    p.add_argument("--regulator", default="sharp", help="sharp, litim or exponential; default sharp")
+    from symbrg.cosnet.theory import REGULATOR_NAMES
+    p.add_argument("--regulator", default="sharp", choices=Names(REGULATOR_NAMES),
+                   help="sharp, litim or exponential; default sharp")
     p.add_argument("--points", type=int, default=6, help="random 30-digit evaluations per identity; default 6")
 
 

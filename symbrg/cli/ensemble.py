@@ -3,24 +3,37 @@ from __future__ import annotations
 
 import argparse
 
-from symbrg.cli import command_group
+from symbrg.cli import Names, command_group, progress
+
+#: The closed sets of the experiment's options: the engine's PRESETS, CRITERIA and MODES (kept here so
+#: that ``--help`` does not import the engine; tests/test_ecosystem_cli.py holds them equal).
+PRESET_NAMES = ("paper", "cosnet")
+CRITERION_NAMES = ("diagonal", "eigen")
+MODE_NAMES = ("resample", "zero", "marginalize")
 
 EPILOG = """examples:
   symbrg experiment shell --preset paper --out runs/paper
   symbrg experiment shell --preset paper --members 200 --fisher-set 1000 --seed 1 --out runs/paper-f1000
   symbrg experiment shell --preset paper --out runs/paper --resume      # continue an interrupted run
+  symbrg experiment shell --preset paper --members 200 --out runs/paper --resume   # 100 more members
   symbrg experiment shell --preset cosnet --members 50 --out runs/cosnet --force
 
 Each member draws its own training, test and Fisher sets (--data shared: one set for all).
 Λ_C is read off the median test MSE (--statistic mean: the mean), with a percentile bootstrap
 interval over members; a Λ_C at the edge of the cutoff grid is said in the summary and the figure.
+--resume also extends a finished run: a larger --members trains only the new members (a cutoff grid
+containing the old one, from the Python API, renormalizes the saved members at the new cutoffs only),
+and --rtol, --statistic, --bootstrap may change; the results are those of a fresh run.  Any other
+change (seed, widths, data, epochs, ...) is refused.  Read a run back with symbrg.load_run(DIR).
+
 The estimated memory and time are checked first (limits experiment_memory, experiment_time; lift
 with --limit NAME=N).
 
 writes DIR/config.json, DIR/blocks/block_*.npz (as member blocks finish), DIR/results.json
 (lambdas, mse_mean, mse_median and their _ci, fraction_resampled, lambda_c, lambda_c_ci,
 lambda_c_at_grid_edge, predictive mean/variance, ...) and the figures mse_vs_lambda.png,
-fisher_spectrum.png, outputs_at_test_point.png, predictive_variance.png.  Progress goes to stderr.
+fisher_spectrum.png, outputs_at_test_point.png, predictive_variance.png.  Progress goes to stderr
+(a bar when it is a terminal; none with symbrg --quiet).
 """
 
 #: Configuration fields set by an option, and the option's spelling (errors name the option).
@@ -40,7 +53,9 @@ def run_shell(ns: argparse.Namespace) -> int:
     try:
         cfg = preset(ns.preset, **overrides)
         res = run_shell_experiment(cfg, ns.out, resume=ns.resume, force=ns.force,
-                                   figures=not ns.no_figures)
+                                   figures=not ns.no_figures,
+                                   progress=(lambda line: None) if progress.quiet(ns) else None,
+                                   bar=progress.enabled(ns))
     except SymbrgError as exc:
         if exc.argument is not None:
             exc.argument = OPTIONS.get(exc.argument, exc.argument)
@@ -62,15 +77,15 @@ def register(commands, derive) -> None:
                        "set, resample the sloppy parameters for every cutoff Λ, and measure the test "
                        "loss, predictive variance and the critical cutoff Λ_C.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="paper", help="'paper' (the authors' set-up, the default) or 'cosnet'")
+    p.add_argument("--preset", default="paper", choices=Names(PRESET_NAMES), help="'paper' (the authors' set-up, the default) or 'cosnet'")
     p.add_argument("--members", type=int, help="ensemble size (preset: 100)")
     p.add_argument("--fisher-set", type=int, dest="fisher_set",
                    help="number of Fisher inputs (paper preset: 10, as the authors)")
     p.add_argument("--seed", type=int, help="seed of data and members (default 0)")
     p.add_argument("--epochs", type=int, help="training epochs (paper preset: 1000)")
     p.add_argument("--block", type=int, help="members trained together and saved as one block")
-    p.add_argument("--criterion", help="'diagonal' (the paper's numerics) or 'eigen'")
-    p.add_argument("--mode", help="'resample' (from the prior), 'zero' or 'marginalize'")
+    p.add_argument("--criterion", choices=Names(CRITERION_NAMES), help="'diagonal' (the paper's numerics) or 'eigen'")
+    p.add_argument("--mode", choices=Names(MODE_NAMES), help="'resample' (from the prior), 'zero' or 'marginalize'")
     p.add_argument("--afresh", action="store_true", help="redraw the sloppy parameters at every "
                    "cutoff (default: cumulative, as the authors)")
     p.add_argument("--rtol", type=float, help="relative tolerance defining Λ_C (default 0.05)")
@@ -81,7 +96,8 @@ def register(commands, derive) -> None:
                    help="curve of the test MSE that defines Λ_C (default: median)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the intervals (default 2000)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, or extend "
+                   "a finished one (a larger --members; other statistics)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
     p.add_argument("--no-figures", action="store_true", dest="no_figures", help="skip the PNG figures")
     p.set_defaults(func=run_shell)

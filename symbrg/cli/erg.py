@@ -6,7 +6,7 @@ import json
 
 import sympy as sp
 
-from symbrg.cli import command_group
+from symbrg.cli import Names, command_group, progress
 from symbrg.core.checks import positive
 from symbrg.core.errors import InvalidArgument
 from symbrg.core.parsing import parse_expression
@@ -53,8 +53,24 @@ def _common(p: argparse.ArgumentParser, *, dim_default: str = "3") -> None:
                    "power:b, 'K:<expr in z>' or 'r:<expr in y>'")
 
 
+#: The truncations of the LPA (a closed set) and the parts of ``symbrg derive polchinski``.
+TRUNCATIONS = ("lpa", "lpa'")
+PARTS = ("all", "toy", "gaussian", "wilson")
+
+
 def _fp_dict(fp) -> dict:
     return fp.as_dict()
+
+
+def format_exponent(theta: complex, digits: int = 8) -> str:
+    """A critical exponent with ``digits`` significant digits, its imaginary part kept:
+    ``0.6557`` or ``3.1803+1.7127i`` / ``3.1803-1.7127i``.  An imaginary part below 1e-12 of the
+    modulus (round-off of the eigenvalue solver at the working precision) counts as zero."""
+    theta = complex(theta)
+    re, im = theta.real, theta.imag
+    if abs(im) <= 1e-12 * abs(theta):
+        return f"{re:.{digits}g}"
+    return f"{re:.{digits}g}{'-' if im < 0 else '+'}{abs(im):.{digits}g}i"
 
 
 def run_lpa(ns: argparse.Namespace) -> int:
@@ -65,7 +81,7 @@ def run_lpa(ns: argparse.Namespace) -> int:
     working_precision("dps", ns.dps, R.has_closed_form)  # before any work
     d = parse_dimension(ns.dim)
     order = integer("order", ns.order, minimum=1)
-    choice("truncation", ns.truncation, ("lpa", "lpa'"))
+    choice("truncation", ns.truncation, TRUNCATIONS)
     prime = ns.truncation == "lpa'"
     if ns.table:
         rows = convergence_table(ns.regulator, d, range(2, order + 1), anomalous=prime, dps=ns.dps, N=ns.N)
@@ -95,19 +111,24 @@ def run_lpa(ns: argparse.Namespace) -> int:
         print(f"  eta        = {fp.eta:.10g}")
     print(f"  nu         = {fp.nu:.10g}")
     print(f"  omega      = {fp.omega:.10g}" if fp.omega is not None else "  omega      = (none)")
-    print("  exponents theta: " + ", ".join(sp.sstr(sp.Float(float(sp.re(t)), 8)) for t in
-                                             (complex(x) for x in fp.exponents)))
+    print("  exponents theta: " + ", ".join(format_exponent(complex(x)) for x in fp.exponents))
     return 0
 
 
 def run_compare(ns: argparse.Namespace) -> int:
     from symbrg.core.checks import choice, integer
     from symbrg.rg.lpa import compare_regulators
-    from symbrg.rg.regulators import working_precision
+    from symbrg.rg.regulators import regulator, working_precision
     working_precision("dps", ns.dps, closed_form=False)
-    choice("truncation", ns.truncation, ("lpa", "lpa'"))
-    rows = compare_regulators(ns.regulators, parse_dimension(ns.dim), integer("order", ns.order, minimum=2),
-                              anomalous=ns.truncation == "lpa'", N=ns.N, dps=ns.dps)
+    choice("truncation", ns.truncation, TRUNCATIONS)
+    for name in ns.regulators:   # every name checked before any work
+        regulator(name)
+    d, order = parse_dimension(ns.dim), integer("order", ns.order, minimum=2)
+    rows = []
+    with progress.bar(ns, total=len(ns.regulators), desc="regulators", unit="regulator") as bar:
+        for name in ns.regulators:   # one at a time (as compare_regulators does), for the bar
+            rows += compare_regulators([name], d, order, anomalous=ns.truncation == "lpa'", N=ns.N, dps=ns.dps)
+            bar.update(1)
     if ns.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
@@ -155,7 +176,10 @@ def run_threshold(ns: argparse.Namespace) -> int:
 
 
 def run_derive(ns: argparse.Namespace) -> int:
+    from symbrg.core.checks import choice
     from symbrg.rg import erg, lpa
+    if ns.what in ("wetterich", "lpa"):
+        choice("truncation", ns.truncation, TRUNCATIONS)
     d = parse_dimension(ns.dim)
     if ns.what == "wetterich":
         dv = erg.wetterich_derivation(ns.regulator, d, truncation=ns.truncation)
@@ -165,7 +189,6 @@ def run_derive(ns: argparse.Namespace) -> int:
                  "gaussian": lambda: erg.gaussian_modes_derivation(
                      None if ns.regulator == "any" else ns.regulator),
                  "wilson": lambda: erg.wilson_shell_derivation(d)}
-        from symbrg.core.checks import choice
         choice("part", ns.part, parts)
         dv = parts[ns.part]()
     elif ns.what == "lpa":
@@ -188,7 +211,8 @@ def register(commands, derive) -> None:
                        epilog=ERG_EPILOG, formatter_class=fmt)
     _common(p)
     p.add_argument("--order", type=int, default=8, help="truncation order n: phi^(2n) (default 8)")
-    p.add_argument("--truncation", default="lpa", help="lpa (default) or lpa' (with eta)")
+    p.add_argument("--truncation", default="lpa", choices=Names(TRUNCATIONS),
+                   help="lpa (default) or lpa' (with eta)")
     p.add_argument("--table", action="store_true", help="convergence table for orders 2..n")
     p.add_argument("--N", type=int, default=1, help="O(N) model: number of field components (default 1)")
     p.add_argument("--dps", type=int, default=30, help="working digits, at least 15 (default 30)")
@@ -199,9 +223,11 @@ def register(commands, derive) -> None:
                        epilog=ERG_EPILOG, formatter_class=fmt)
     c.add_argument("--dim", default="3", help="dimension (default 3)")
     c.add_argument("--regulators", nargs="+", default=["litim", "exponential", "sharp"],
-                   help="regulator names (default: litim exponential sharp)")
+                   help="regulators (default: litim exponential sharp): sharp, litim, exponential, "
+                        "power:b, 'K:<expr in z>' or 'r:<expr in y>'")
     c.add_argument("--order", type=int, default=8, help="truncation order n: phi^(2n) (default 8)")
-    c.add_argument("--truncation", default="lpa", help="lpa (default) or lpa'")
+    c.add_argument("--truncation", default="lpa", choices=Names(TRUNCATIONS),
+                   help="lpa (default) or lpa'")
     c.add_argument("--N", type=int, default=1, help="O(N) components (default 1)")
     c.add_argument("--dps", type=int, default=20, help="working digits, at least 15 (default 20)")
     c.add_argument("--json", action="store_true", help="print JSON (a list of fixed points)")
@@ -234,9 +260,11 @@ def register(commands, derive) -> None:
         _common(q, dim_default="d" if what != "lpa" else "3")
         q.add_argument("--format", default="text", choices=FORMATS, help="output format (default text)")
         if what in ("wetterich", "lpa"):
-            q.add_argument("--truncation", default="lpa", help="lpa (default) or lpa'")
+            q.add_argument("--truncation", default="lpa", choices=Names(TRUNCATIONS),
+                           help="lpa (default) or lpa'")
         if what == "polchinski":
-            q.add_argument("--part", default="all", help="all (default), toy, gaussian, wilson")
+            q.add_argument("--part", default="all", choices=Names(PARTS),
+                           help="all (default), toy, gaussian, wilson")
         if what == "lpa":
             q.add_argument("--order", type=int, default=6, help="truncation order n: phi^(2n) (default 6)")
             q.add_argument("--N", type=int, default=1, help="O(N) components (default 1)")

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+from symbrg.cli import Names, progress
 from symbrg.core import checks
 from symbrg.core.errors import InvalidArgument, UnknownName
 from symbrg.core.printing import FORMATS, render
@@ -41,8 +45,11 @@ def run(ns: argparse.Namespace) -> int:
         if ns.out:
             raise InvalidArgument("--out", "use --out with a single NAME, not with --all/--check")
         if ns.check:
-            return _check(ns.check, fmt)
-        report = library.write_library(ns.all, fmt, force=ns.force, argument="--all")
+            with progress.bar(ns, total=len(library.names()), desc="check", unit="doc") as bar:
+                return _check(ns.check, fmt, bar)
+        with progress.bar(ns, total=len(library.names()), desc="export", unit="doc") as bar, \
+                _ticking(bar):
+            report = library.write_library(ns.all, fmt, force=ns.force, argument="--all")
         written = sum(1 for _, s in report if s == "written")
         print(f"{len(report)} document(s) in {ns.all}: {written} written, "
               f"{len(report) - written} unchanged")
@@ -69,7 +76,31 @@ def run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _check(directory: str, fmt: str) -> int:
+@contextmanager
+def _ticking(bar: Any) -> Iterator[None]:
+    """Tick ``bar`` once per document that :func:`symbrg.documents.library.write_library` renders.
+
+    The library has no progress hook of its own, so while a bar is shown its module-level
+    ``render_entry`` (which ``write_library`` calls once per document) is wrapped, and restored
+    afterwards.  With the bar disabled (not a terminal, ``--quiet``) nothing is wrapped."""
+    if bar.disable:
+        yield
+        return
+    original = library.render_entry
+
+    def render_entry(name: str, fmt: str = "latex") -> str:
+        try:
+            return original(name, fmt)
+        finally:
+            bar.update(1)
+    library.render_entry = render_entry
+    try:
+        yield
+    finally:
+        library.render_entry = original
+
+
+def _check(directory: str, fmt: str, bar: Any) -> int:
     from pathlib import Path
     root = Path(directory)
     if not root.is_dir():
@@ -79,6 +110,7 @@ def _check(directory: str, fmt: str) -> int:
         path = root / (name + library.EXTENSIONS[fmt])
         if not path.exists() or path.read_text() != library.render_entry(name, fmt):
             stale.append(str(path))
+        bar.update(1)
     bib = root / library.BIBFILE
     if fmt == "latex" and (not bib.exists() or bib.read_text() != to_bibtex()):
         stale.append(str(bib))
@@ -99,7 +131,7 @@ def register(commands, derive) -> None:
     p.add_argument("--all", metavar="DIR", help="regenerate every document into DIR")
     p.add_argument("--check", metavar="DIR", help="compare DIR with a fresh regeneration; exit 1 if stale")
     p.add_argument("--list", action="store_true", help="list the library entries")
-    p.add_argument("--format", metavar="FORMAT",
+    p.add_argument("--format", choices=Names(FORMATS),
                    help="latex (default) or markdown; for a single NAME also text or python")
     p.add_argument("--out", metavar="FILE", help="with NAME: write to FILE instead of stdout")
     p.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 
 import numpy as np
 
+from symbrg.cli import Names, progress
 from symbrg.core import checks
 from symbrg.core.errors import InvalidArgument, TooExpensive
 from symbrg.core.printing import FORMATS, render
-from symbrg.kernels.architecture import GRAM_BYTES, Architecture
+from symbrg.kernels.architecture import GRAM_BYTES, PARAMETERIZATIONS, Architecture
 
 KERNEL_EPILOG = """examples:
   symbrg kernel --activation relu --depth 3 --sigma-w 1.4 --sigma-b 0.1 --x X.npy --out K.npy
@@ -30,7 +32,8 @@ def _architecture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=3, help="number of hidden layers (default: 3)")
     p.add_argument("--sigma-w", type=float, default=1.0, help="weight scale σ_w > 0 (default: 1)")
     p.add_argument("--sigma-b", type=float, default=0.0, help="bias scale σ_b >= 0 (default: 0, no bias)")
-    p.add_argument("--parameterization", default="ntk", help="'ntk' (default) or 'standard'")
+    p.add_argument("--parameterization", default="ntk", choices=Names(PARAMETERIZATIONS),
+                   help="'ntk' (default) or 'standard'")
     p.add_argument("--width", type=int, default=1, help="hidden width (enters only the standard-"
                    "parameterization NTK; default 1)")
 
@@ -88,10 +91,21 @@ def _check_resources(arch: "Architecture", ns: argparse.Namespace, n1: int, n2: 
                                 f"{need / 1e9:.3g} GB of memory, {avail / 1e9:.3g} GB available")
 
 
+def _one_dimensional(option: str, x: np.ndarray) -> None:
+    """Say on stderr (one line) that a 1-D array is read as N points in one dimension, never silently."""
+    if x.ndim == 1:
+        print(f"symbrg: note: {option} has shape ({x.shape[0]},): read as {x.shape[0]} points in one "
+              f"dimension (d = 1); save an array of shape (1, {x.shape[0]}) for one point in "
+              f"{x.shape[0]} dimensions", file=sys.stderr)
+
+
 def run_kernel(ns: argparse.Namespace) -> int:
     arch = _arch(ns)
     x1 = checks.finite_array("x", _load(ns.x, "x"), ndim=(1, 2))
     x2 = checks.finite_array("x2", _load(ns.x2, "x2"), ndim=(1, 2)) if ns.x2 else None
+    _one_dimensional("--x", x1)
+    if x2 is not None:
+        _one_dimensional("--x2", x2)
     if x2 is not None:
         checks.matching("x2", x2.shape[1] if x2.ndim == 2 else 1, x1.shape[1] if x1.ndim == 2 else 1,
                         "input dimension")
@@ -99,8 +113,9 @@ def run_kernel(ns: argparse.Namespace) -> int:
     gram = arch.ntk if ns.ntk else arch.nngp
     if ns.precision is not None:  # keep the digits: an object array of decimal strings
         import mpmath
-        with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh:  # refuses an existing file up front
-            k = gram(x1, x2, precision=ns.precision)
+        with checks.atomic_write(ns.out, force=ns.force, mode="wb") as fh, \
+                progress.bar(ns, total=len(x1), desc="kernel", unit="row") as bar:  # refuses an existing file up front
+            k = gram(x1, x2, precision=ns.precision, progress=progress.tracker(bar))
             k = np.vectorize(lambda v: mpmath.nstr(v, ns.precision), otypes=[object])(k).astype(str)
             np.save(fh, k)
         shape = k.shape
@@ -116,7 +131,8 @@ def run_kernel(ns: argparse.Namespace) -> int:
             else:
                 fh.truncate(size)
             k = np.memmap(fh, dtype="<f8", mode="r+", offset=offset, shape=shape)
-            gram(x1, x2, out=k)
+            with progress.bar(ns, total=None, desc="kernel", unit="tile") as bar:
+                gram(x1, x2, out=k, progress=progress.tracker(bar))
             k.flush()
             del k
     print(f"wrote {'NTK' if ns.ntk else 'NNGP'} Gram matrix {shape} to {ns.out}")

@@ -55,6 +55,7 @@ configuration before any work; above the limits ``experiment_memory`` (bytes) an
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
@@ -78,7 +79,7 @@ from symbrg.ensembles.training import OPTIMIZERS, readout_design, train
 from symbrg.information.fisher import fisher_diagonal, shell_split
 from symbrg.information.spectrum import SplitCriterion
 
-__all__ = ["ShellExperiment", "PRESETS", "PAPER_LAMBDAS", "preset", "run_shell_experiment",
+__all__ = ["ShellExperiment", "PRESETS", "PAPER_LAMBDAS", "preset", "run_shell_experiment", "load_run", "Run",
            "critical_cutoff", "shell_statistics", "renormalize", "make_data", "member_data",
            "estimate_cost", "check_cost", "Cost", "summary", "plot_results"]
 
@@ -386,24 +387,32 @@ def _marginal_variance(phi: np.ndarray, split: _Split, cutoff: float, prior_std:
 
 
 def _run_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
-               count: int) -> dict[str, np.ndarray]:
-    """Train members ``start .. start+count-1`` and renormalize them at every cutoff."""
+               count: int, *, state: tuple[np.ndarray, np.ndarray] | None = None,
+               cutoffs: Sequence[float] | np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Train members ``start .. start+count-1`` and renormalize them at every cutoff of ``cutoffs``
+    (default: the configuration's grid).  ``state = (theta, finite)``, the trained parameters and
+    finiteness flags saved in a block, rebuilds the trained members without training them again
+    (to renormalize a finished run at more cutoffs).  Row 0 of the per-cutoff arrays is the trained
+    ensemble; the block also holds ``theta`` and its cutoff grid ``lambdas``."""
     rngs = _member_rngs(cfg, start, count)
     ens = _init_members(cfg, net, rngs)
     own = member_data(cfg, start, count) if cfg.data == "fresh" else data
-    with np.errstate(over="ignore", invalid="ignore"):
-        trained = train(net, ens, own["x_train"], own["y_train"], lr=cfg.lr, epochs=cfg.epochs,
-                        optimizer=cfg.optimizer, batch_size=cfg.batch_size,
-                        readout_only=cfg.readout_only).ensemble
     which = "readout" if cfg.readout_only else "all"
     prior_std = net.prior_std(which)
-    theta = trained.flat(which)
-    finite = np.all(np.isfinite(theta), axis=1)
-    theta = np.where(finite[:, None], theta, 0.0)       # diverged members: kept finite, dropped later
+    if state is None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            trained = train(net, ens, own["x_train"], own["y_train"], lr=cfg.lr, epochs=cfg.epochs,
+                            optimizer=cfg.optimizer, batch_size=cfg.batch_size,
+                            readout_only=cfg.readout_only).ensemble
+        theta = trained.flat(which)
+        finite = np.all(np.isfinite(theta), axis=1)
+        theta = np.where(finite[:, None], theta, 0.0)   # diverged members: kept finite, dropped later
+    else:       # training changes only the parameters in theta: the rest is the prior draw
+        trained, theta, finite = ens, np.asarray(state[0], dtype=net.dtype), np.asarray(state[1], dtype=bool)
     trained = trained.with_flat(theta, which)
     jac = net.jacobian(trained, own["x_fisher"], which)
     split = fisher_split(jac, prior_std, cfg.criterion)
-    lambdas = np.asarray(cfg.lambdas)
+    lambdas = np.asarray(cfg.lambdas if cutoffs is None else cutoffs, dtype=float)
     n_lam = lambdas.size
     within = np.zeros((n_lam + 1, count, cfg.n_test))   # within-member variance (marginalize)
     frac = np.zeros((n_lam + 1, count))
@@ -461,7 +470,7 @@ def _run_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
         eig = split.sensitivities[:SPECTRUM_MEMBERS]
     return {**block, "test_mse": test_mse, "predictions": preds, "within_variance": within,
             "fraction_resampled": frac, "fisher_diagonal": diag, "fisher_eigenvalues": eig,
-            "finite": finite}
+            "finite": finite, "theta": theta, "lambdas": lambdas}
 
 
 # ------------------------------------------------------------------------------------ statistics
@@ -549,8 +558,9 @@ def _aggregate(cfg: ShellExperiment, blocks: list[dict], elapsed: float,
                resamples: int | None = None) -> dict:
     """The results of the members in ``blocks`` (``resamples`` bootstrap resamples, default the
     configuration's)."""
+    common = [key for key in blocks[0] if key not in ("lambdas", "theta") and all(key in b for b in blocks)]
     cat = {key: np.concatenate([b[key] for b in blocks], axis=1 if blocks[0][key].ndim == 3 or key in
-                               ("test_mse", "fraction_resampled", "kernel") else 0) for key in blocks[0]}
+                               ("test_mse", "fraction_resampled", "kernel") else 0) for key in common}
     test_mse, preds = cat["test_mse"], cat["predictions"]
     trained = test_mse[0]
     keep = np.isfinite(trained) & cat["finite"]
@@ -776,10 +786,16 @@ def check_cost(cfg: ShellExperiment) -> Cost:
 _BLOCK_SHAPES = {"test_mse": lambda r, m, t: (r, m), "predictions": lambda r, m, t: (r, m, t),
                  "within_variance": lambda r, m, t: (r, m, t), "fraction_resampled": lambda r, m, t: (r, m),
                  "finite": lambda r, m, t: (m,)}
+#: Block arrays with one row per cutoff (row 0: the trained ensemble); members on axis 1.
+_PER_CUTOFF = ("test_mse", "predictions", "within_variance", "fraction_resampled", "kernel")
+#: Configuration fields that only enter the statistics of the saved blocks: a resumed run may change them.
+_STATISTICS_FIELDS = ("rtol", "statistic", "bootstrap", "confidence", "drop_above", "test_point")
 
 
-def _unreadable(path: Path, why: str) -> InvalidArgument:
+def _unreadable(path: Path, why: str, argument: str = "resume") -> InvalidArgument:
     why = " ".join(why.split())
+    if argument != "resume":
+        return InvalidArgument(argument, f"{path} is unreadable ({why})")
     return InvalidArgument("resume", f"{path} is unreadable ({why}); rerun without --resume into a new "
                                      f"--out, or with --force to start afresh")
 
@@ -789,28 +805,143 @@ def _save_block(path: Path, block: dict) -> None:
         np.savez(fh, **block)
 
 
-def _load_block(path: Path, cfg: ShellExperiment, count: int) -> dict:
-    """A saved block, checked to hold the ``count`` members this configuration expects."""
+def _read_block(path: Path, argument: str = "resume") -> dict:
+    """The arrays of a saved block (unchecked)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            block = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}", argument) from None
+
+
+def _check_block(path: Path, block: dict, cutoffs: int, count: int | None, n_test: int,
+                 argument: str = "resume") -> int:
+    """Check that a block holds ``count`` members (None: any number) at ``cutoffs`` cutoffs;
+    return its number of members."""
+    if "test_mse" in block and block["test_mse"].ndim == 2 and count is None:
+        count = block["test_mse"].shape[1]
     for key, shape in _BLOCK_SHAPES.items():
-        want = shape(len(cfg.lambdas) + 1, count, cfg.n_test)
+        want = shape(cutoffs + 1, count, n_test)
         if key not in block or block[key].shape != want:
-            raise _unreadable(path, f"{key} missing or not of shape {want}")
+            raise _unreadable(path, f"{key} missing or not of shape {want}", argument)
+    if "lambdas" in block and block["lambdas"].shape != (cutoffs,):
+        raise _unreadable(path, f"lambdas not of shape ({cutoffs},)", argument)
+    if "theta" in block and (block["theta"].ndim != 2 or block["theta"].shape[0] != count):
+        raise _unreadable(path, f"theta not of shape ({count}, parameters)", argument)
+    return int(count or 0)
+
+
+def _load_block(path: Path, cfg: ShellExperiment, count: int) -> dict:
+    """A saved block, checked to hold the ``count`` members this configuration expects."""
+    block = _read_block(path)
+    _check_block(path, block, len(cfg.lambdas), count, cfg.n_test)
     return block
 
 
-def _load_config(path: Path) -> dict:
+def _load_config(path: Path, argument: str = "resume") -> dict:
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}", argument) from None
     if not isinstance(old, dict):
-        raise _unreadable(path, "not a JSON object")
+        raise _unreadable(path, "not a JSON object", argument)
     return old
+
+
+def _extension(old: dict, cfg: ShellExperiment, out_dir: Path) -> list[float]:
+    """Check that the run in ``out_dir`` (configuration ``old``) can be extended to ``cfg``: more
+    members, a cutoff grid that contains the old one (cumulative or deterministic renormalization
+    only) and other statistics; anything that changes the saved blocks (seed, widths, data,
+    training, ...) is refused in one line.  Returns the old cutoff grid."""
+    new = cfg.to_json()
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    fixed = [k for k in diff if k not in ("members", "lambdas", *_STATISTICS_FIELDS)]
+    if fixed:
+        raise InvalidArgument("resume", f"{out_dir} was run with a different configuration "
+                                        f"({', '.join(fixed)}); a resumed run may only add members, add "
+                                        f"cutoffs or change the statistics; use --force or a new --out")
+    try:
+        members, grid = int(old["members"]), [float(v) for v in old["lambdas"]]
+    except (KeyError, TypeError, ValueError):
+        raise _unreadable(out_dir / "config.json", "members or lambdas missing") from None
+    if cfg.members < members:
+        raise InvalidArgument("resume", f"{out_dir} holds {members} members; a resumed run cannot "
+                                        f"drop members (--members {cfg.members} < {members})")
+    if grid != [float(v) for v in cfg.lambdas]:
+        dropped = sorted(set(grid) - {float(v) for v in cfg.lambdas})
+        if dropped:
+            raise InvalidArgument("resume", f"{out_dir} was renormalized at cutoffs this grid lacks "
+                                            f"({', '.join(f'{v:g}' for v in dropped[:3])}); a resumed run "
+                                            f"may only add cutoffs")
+        if cfg.mode == "resample" and not cfg.cumulative:
+            raise InvalidArgument("resume", "with --afresh every cutoff draws in grid order, so cutoffs "
+                                            "cannot be added to a finished run; use --force or a new --out")
+        for path in sorted((out_dir / "blocks").glob("block_*.npz")):
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    legacy = "theta" not in z.files
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+            if legacy:
+                raise InvalidArgument("resume", f"{path} holds no trained parameters (written by an "
+                                                f"older symbrg): its cutoff grid cannot be extended; use "
+                                                f"--force or a new --out")
+    return grid
+
+
+def _merge_cutoffs(block: dict, extra: dict, grid: np.ndarray) -> dict:
+    """A block renormalized at its own cutoffs and at ``extra``'s, rows in increasing cutoff order."""
+    combined = np.concatenate([grid, extra["lambdas"]])
+    order = np.argsort(combined, kind="stable")
+    out = dict(block)
+    for key in _PER_CUTOFF:
+        if key in block:
+            rows = np.concatenate([block[key][1:], extra[key][1:]])[order]
+            out[key] = np.concatenate([block[key][:1], rows])
+    out["lambdas"] = combined[order]
+    return out
+
+
+def _merge_members(block: dict, extra: dict) -> dict:
+    """A block with ``extra``'s members appended (as if they had been trained with it)."""
+    out = {}
+    for key, value in block.items():
+        if key == "lambdas" or key not in extra:
+            out[key] = value
+        elif key in _PER_CUTOFF:
+            out[key] = np.concatenate([value, extra[key]], axis=1)
+        elif key == "fisher_eigenvalues":      # the spectrum figure keeps a block's first members
+            out[key] = np.concatenate([value, extra[key]])[:SPECTRUM_MEMBERS]
+        else:
+            out[key] = np.concatenate([value, extra[key]])
+    out.setdefault("lambdas", extra["lambdas"])
+    return out
+
+
+def _resume_block(cfg: ShellExperiment, net: Network, data: dict, path: Path, start: int, count: int,
+                  grid: Sequence[float]) -> tuple[dict, bool]:
+    """A saved block brought up to ``cfg``: renormalized at the cutoffs it lacks (from its saved
+    trained parameters, without training) and topped up with the members it lacks; whether it
+    changed.  ``grid``: the cutoffs of blocks that do not record theirs."""
+    block = _read_block(path)
+    own = np.asarray(block["lambdas"], dtype=float) if "lambdas" in block else np.asarray(grid, dtype=float)
+    members = _check_block(path, block, own.size, None, cfg.n_test)
+    if not 1 <= members <= count:
+        raise _unreadable(path, f"{members} members where this run has {count} in the block")
+    changed = False
+    lambdas = np.asarray(cfg.lambdas, dtype=float)
+    if own.size != lambdas.size or np.any(own != lambdas):
+        missing = lambdas[~np.isin(lambdas, own)]
+        if "theta" not in block or np.any(~np.isin(own, lambdas)):
+            raise _unreadable(path, "its cutoff grid cannot be extended to this run's")
+        extra = _run_block(cfg, net, data, start, members, state=(block["theta"], block["finite"]),
+                           cutoffs=missing)
+        block = _merge_cutoffs(block, extra, own)
+        changed = True
+    if members < count:
+        block = _merge_members(block, _run_block(cfg, net, data, start + members, count - members))
+        changed = True
+    return block, changed
 
 
 def _output_folder(out: str | Path) -> Path:
@@ -851,23 +982,55 @@ def summary(results: dict) -> str:
 def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
                          resume: bool = False, force: bool = False, figures: bool = True,
                          progress: Callable[[str], None] | None = None,
-                         stop_after: int | None = None) -> dict[str, Any]:
-    """Run (or resume) the experiment; with ``out`` write ``config.json``, ``blocks/*.npz`` as
-    member blocks finish, ``results.json`` (updated after every block) and the figures.
+                         stop_after: int | None = None, bar: bool = False) -> dict[str, Any]:
+    """Run (or resume, or extend) the experiment; with ``out`` write ``config.json``,
+    ``blocks/*.npz`` as member blocks finish, ``results.json`` (updated after every block) and the
+    figures.
 
     The estimated memory and time are checked first (:func:`check_cost`).  An existing
-    ``out/config.json`` is refused unless ``resume`` (same configuration required; an unreadable
-    config or block is refused) or ``force`` (start afresh).  ``progress`` receives one line per
-    event (default: stderr); ``stop_after`` stops after that many new blocks (for testing
-    interruption).  Returns the results.
+    ``out/config.json`` is refused unless ``resume`` or ``force`` (start afresh).  ``resume``
+    continues an interrupted run, or extends a finished one: a larger ``members`` trains only the
+    new members, a cutoff grid that contains the old one renormalizes the saved members at the new
+    cutoffs only (from the trained parameters kept in every block; not with ``cumulative=False``
+    resampling, whose draws follow the grid order), and the statistics fields (``rtol``,
+    ``statistic``, ``bootstrap``, ``confidence``, ``drop_above``, ``test_point``) may change; the
+    results are those of a fresh run with the new configuration.  Any other change, an unreadable
+    config or block is refused naming ``resume``.  ``progress`` receives one line per event
+    (default: stderr); ``bar`` shows a tqdm bar of the members on stderr; ``stop_after`` stops after
+    that many new (or topped-up) blocks (for testing interruption).  Returns the results.
     """
     cfg = cfg.validate()
     check_cost(cfg)
-    log = progress or (lambda s: print(s, file=sys.stderr, flush=True))
+    if progress is not None and not callable(progress):
+        raise InvalidArgument("progress", "must be a callable taking one line of text, or None")
+    members_bar = _members_bar(bar, cfg.members)
+    if progress is not None:
+        log = progress
+    elif bar:
+        log = lambda s: members_bar.write(s, file=sys.stderr)  # noqa: E731 - keeps the bar intact
+    else:
+        log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        return _run(cfg, out, resume, force, figures, log, stop_after, members_bar)
+    finally:
+        members_bar.close()
+
+
+def _members_bar(show: bool, total: int) -> Any:
+    """A tqdm bar of the members on stderr (a no-op unless ``show``)."""
+    tqdm = importlib.import_module("tqdm").tqdm       # untyped: imported as Any
+    return tqdm(total=total, desc="shell", unit="member", file=sys.stderr, leave=False,
+                dynamic_ncols=True, disable=not show)
+
+
+def _run(cfg: ShellExperiment, out: str | Path | None, resume: bool, force: bool, figures: bool,
+         log: Callable[[str], None], stop_after: int | None, members_bar: Any) -> dict[str, Any]:
+    """The body of :func:`run_shell_experiment`."""
     net = cfg.network()
     data = make_data(cfg)
     start = time.perf_counter()
     out_dir = _output_folder(out) if out is not None else None
+    grid = list(cfg.lambdas)
     if out_dir is not None:
         cfg_path = out_dir / "config.json"
         if cfg_path.exists() and not resume and not force:
@@ -876,9 +1039,9 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
         if cfg_path.exists() and resume and not force:
             old = _load_config(cfg_path)
             if old != cfg.to_json():
-                diff = sorted(k for k in set(old) | set(cfg.to_json()) if old.get(k) != cfg.to_json().get(k))
-                raise InvalidArgument("resume", f"{out_dir} was run with a different configuration "
-                                                f"({', '.join(diff) or 'fields'}); use --force")
+                grid = _extension(old, cfg, out_dir)
+                log(f"[shell] extending {out_dir}: {old.get('members')} -> {cfg.members} members, "
+                    f"{len(grid)} -> {len(cfg.lambdas)} cutoffs")
         elif cfg_path.exists():   # force: forget the old blocks
             for old_block in (out_dir / "blocks").glob("block_*.npz"):
                 old_block.unlink()
@@ -889,9 +1052,20 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
     for index, count in enumerate(sizes):
         path = out_dir / "blocks" / f"block_{index:04d}.npz" if out_dir is not None else None
         if path is not None and resume and path.exists():
-            blocks.append(_load_block(path, cfg, count))
+            if stop_after is not None and new >= stop_after:
+                break
+            t0 = time.perf_counter()
+            block, changed = _resume_block(cfg, net, data, path, index * cfg.block, count, grid)
+            blocks.append(block)
             done += count
-            log(f"[shell] members {done}/{cfg.members} loaded from {path.name}")
+            members_bar.update(count)
+            if changed:
+                new += 1
+                _save_block(path, block)
+                log(f"[shell] members {done}/{cfg.members} extended in {path.name} "
+                    f"({time.perf_counter() - t0:.1f} s)")
+            else:
+                log(f"[shell] members {done}/{cfg.members} loaded from {path.name}")
             continue
         if stop_after is not None and new >= stop_after:
             break
@@ -899,6 +1073,7 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
         block = _run_block(cfg, net, data, index * cfg.block, count)
         done += count
         new += 1
+        members_bar.update(count)
         log(f"[shell] members {done}/{cfg.members} trained; Λ {len(cfg.lambdas)}/{len(cfg.lambdas)} "
             f"done for this block ({time.perf_counter() - t0:.1f} s)")
         blocks.append(block)
@@ -928,3 +1103,128 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
         log(f"[shell] median test MSE {results['mse_trained_median']:.4g} trained -> "
             f"{results['mse_median'][-1]:.4g} at Λ = {cfg.lambdas[-1]:g}; {summary(results)}")
     return results
+
+
+# ------------------------------------------------------------------------------ reading a run
+@dataclass(frozen=True)
+class Run:
+    """A run written by :func:`run_shell_experiment` (``symbrg experiment shell --out DIR``), as read
+    by :func:`load_run`.
+
+    ``config``: its :class:`ShellExperiment`; ``results``: ``results.json`` as a dict (also by
+    ``run["key"]``); ``arrays``: the saved member blocks concatenated over members (``test_mse``,
+    ``predictions`` and ``within_variance`` (cutoffs + 1, members[, probe points]),
+    ``fraction_resampled``, ``finite``, ``fisher_diagonal``, ``theta`` the trained parameters
+    (members, P) when every block holds them, ...; row 0 of the per-cutoff arrays is the trained
+    ensemble, row k the cutoff ``lambdas[k-1]``).
+    """
+    path: Path
+    config: ShellExperiment
+    results: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def lambdas(self) -> np.ndarray:
+        """The cutoff grid Λ."""
+        return np.asarray(self.results["lambdas"], dtype=float)
+
+    @property
+    def mse_mean(self) -> np.ndarray:
+        """Mean test MSE over the kept members at each cutoff."""
+        return np.asarray(self.results["mse_mean"], dtype=float)
+
+    @property
+    def mse_median(self) -> np.ndarray:
+        """Median test MSE over the kept members at each cutoff."""
+        return np.asarray(self.results["mse_median"], dtype=float)
+
+    @property
+    def lambda_c(self) -> float | None:
+        """The critical cutoff Λ_C (None: beyond the grid)."""
+        return self.results["lambda_c"]
+
+    @property
+    def members(self) -> int:
+        """Members whose blocks are saved."""
+        return int(self.arrays["finite"].shape[0])
+
+    @property
+    def complete(self) -> bool:
+        """Whether every member block of the configuration has finished."""
+        return bool(self.results.get("complete", False))
+
+    def __getitem__(self, key: str) -> Any:
+        return self.results[key]
+
+    def network(self) -> Network:
+        """The architecture of the members."""
+        return self.config.network()
+
+    def ensemble(self) -> Ensemble:
+        """The trained members as an :class:`~symbrg.ensembles.networks.Ensemble` (the prior draws
+        of their seeds with the saved trained parameters)."""
+        if "theta" not in self.arrays:
+            raise Unsupported("path", f"{self.path} holds no trained parameters (blocks written by an "
+                                      f"older symbrg)")
+        net = self.network()
+        ens = _init_members(self.config, net, _member_rngs(self.config, 0, self.members))
+        return ens.with_flat(self.arrays["theta"], "readout" if self.config.readout_only else "all")
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.path)!r}, {self.config.name}, {self.members} members, "
+                f"{len(self.lambdas)} cutoffs, lambda_c={self.lambda_c}, complete={self.complete})")
+
+
+def _config_from_json(path: Path, saved: dict) -> ShellExperiment:
+    """The :class:`ShellExperiment` saved as ``config.json`` (lists back to tuples)."""
+    names = {f.name for f in fields(ShellExperiment)}
+    unknown = sorted(set(saved) - names)
+    if unknown:
+        raise InvalidArgument("path", f"{path} is not a shell-experiment configuration (unknown "
+                                      f"field {unknown[0]!r})")
+    kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    try:
+        return ShellExperiment(**kw).validate()
+    except (InvalidArgument, TypeError) as exc:
+        raise InvalidArgument("path", f"{path} holds an invalid configuration ({exc})") from None
+
+
+def load_run(path: str | Path) -> Run:
+    """Read the run that ``symbrg experiment shell --out DIR`` (:func:`run_shell_experiment`) wrote
+    into ``path``: its configuration, ``results.json`` and the saved member blocks.
+
+    A missing folder, a folder without ``config.json`` or ``results.json``, or an unreadable,
+    inconsistent or missing file is refused with :class:`~symbrg.core.errors.InvalidArgument`
+    naming ``path`` and the file."""
+    if not isinstance(path, (str, Path)) or not str(path).strip():
+        raise InvalidArgument("path", f"expected the folder of a run, got {path!r}")
+    root = Path(path)
+    if not root.is_dir():
+        raise InvalidArgument("path", f"{root} is not a folder" if root.exists() else f"{root} does not exist")
+    for name in ("config.json", "results.json"):
+        if not (root / name).is_file():
+            raise InvalidArgument("path", f"{root} has no {name}: not a run written by "
+                                          f"`symbrg experiment shell --out`"
+                                  + (" (or it has not finished its first block)" if name == "results.json" else ""))
+    saved = _load_config(root / "config.json", "path")
+    results = _load_config(root / "results.json", "path")
+    if not {"lambdas", "mse_mean", "members"} <= set(results):
+        raise InvalidArgument("path", f"{root / 'results.json'} is not the results of a shell experiment")
+    # the configuration that produced the results (config.json is ahead while an extension runs)
+    config_file = root / ("results.json" if isinstance(results.get("config"), dict) else "config.json")
+    cfg = _config_from_json(config_file, results["config"] if config_file.name == "results.json" else saved)
+    want, held, blocks = int(results["members"]), 0, []
+    for index in range(math.ceil(cfg.members / cfg.block)):
+        file = root / "blocks" / f"block_{index:04d}.npz"
+        if held >= want or not file.exists():
+            break
+        block = _read_block(file, "path")
+        held += _check_block(file, block, len(results["lambdas"]), None, cfg.n_test, "path")
+        blocks.append(block)
+    if not blocks or held != want:
+        raise InvalidArgument("path", f"{root / 'results.json'} describes {want} members but the blocks in "
+                                      f"{root / 'blocks'} hold {held}; if a run was interrupted, finish it "
+                                      f"with --resume")
+    keys = [k for k in blocks[0] if k != "lambdas" and all(k in b for b in blocks)]
+    arrays = {k: np.concatenate([b[k] for b in blocks], axis=1 if k in _PER_CUTOFF else 0) for k in keys}
+    return Run(root, cfg, results, arrays)

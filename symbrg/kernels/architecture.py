@@ -53,6 +53,7 @@ import fractions
 import math
 import operator
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -349,20 +350,24 @@ class Architecture:
         return _check_gram_work(max(1, self.depth), argument, n1, n2, symmetric, precision)
 
     def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
-             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None,
+             progress: Progress | None = None) -> np.ndarray:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
         ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
         computed, and the result is exactly symmetric).  Entries are computed in tiles of about
         ``block`` entries, in place and on ``threads`` threads (default: the usable cores), so memory
         beyond the output stays bounded (:func:`_gram_tiled`).  ``out``: a float64 array of shape
         (N1, N2) to fill and return instead of a new one, e.g. a ``numpy.memmap``, so that a Gram
-        matrix larger than memory streams to disk tile by tile."""
-        return _GramJob(self, self.nngp_program, 0, precision, params, block, threads)(x1, x2, out)
+        matrix larger than memory streams to disk tile by tile.  ``progress(done, total)``, if given,
+        is called (from one thread at a time) after every finished tile (mpmath: every row), e.g. to
+        drive a progress bar."""
+        return _GramJob(self, self.nngp_program, 0, precision, params, block, threads, progress)(x1, x2, out)
 
     def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
-            block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+            block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None,
+            progress: Progress | None = None) -> np.ndarray:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
-        return _GramJob(self, self.ntk_program, 1, precision, params, block, threads)(x1, x2, out)
+        return _GramJob(self, self.ntk_program, 1, precision, params, block, threads, progress)(x1, x2, out)
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
@@ -520,6 +525,26 @@ def _duration(seconds: float) -> str:
 
 
 # ------------------------------------------------------------------ Gram matrices
+#: A progress callback of the Gram drivers: ``progress(done, total)`` units of work (tiles or rows).
+Progress: TypeAlias = Callable[[int, int], None]
+
+
+class _Counter:
+    """Counts finished units of work and reports them to a :data:`Progress` callback, one thread
+    at a time (the tiles run on several threads)."""
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        self.lock = threading.Lock()
+
+    def tick(self, n: int = 1) -> None:
+        if self.progress is None:
+            return
+        with self.lock:
+            self.done += n
+            self.progress(self.done, self.total)
+
+
 @dataclass(frozen=True)
 class _GramJob:
     """One Gram-matrix request (output ``which`` of ``prog``): checks it, then picks the driver."""
@@ -530,6 +555,7 @@ class _GramJob:
     params: Params | None
     block: int
     threads: int | None
+    progress: Progress | None = None
 
     def __call__(self, x1: ArrayLike, x2: ArrayLike | None, out: np.ndarray | None) -> np.ndarray:
         """The Gram matrix of ``x1`` against ``x2`` (``None``: ``x1``, symmetric), into ``out`` if given."""
@@ -545,14 +571,18 @@ class _GramJob:
             if out is not None:
                 raise InvalidArgument("out", "out= takes float64 Gram matrices; precision= returns "
                                              "mpmath values")
-            return _gram_mpmath(self.prog, self.which, a1, a2, args, self.precision)
+            return _gram_mpmath(self.prog, self.which, a1, a2, args, self.precision, self.progress)
         checks.integer("block", self.block, minimum=1)
         out = _float_output(out, (a1.shape[0], a2.shape[0]))
         return _gram_tiled(self.prog, self.which, a1, a2 if not same else None, args, self.block,
-                           self.threads, out)
+                           self.threads, out, self.progress)
 
     def _check_work(self, n1: int, n2: int, same: bool, out: np.ndarray | None) -> None:
-        """Refuse a bad thread count, too much work, or (without ``out``) too large a result."""
+        """Refuse a bad thread count or progress callback, too much work, or (without ``out``) too
+        large a result."""
+        if self.progress is not None and not callable(self.progress):
+            raise InvalidArgument("progress", f"must be a callable progress(done, total) or None, got "
+                                              f"{type(self.progress).__name__}")
         if self.threads is not None:
             checks.integer("threads", self.threads, minimum=1)
         size = self.arch.check_gram("x1", n1, n2, symmetric=same and self.precision is None,
@@ -604,7 +634,8 @@ def _float_output(out: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: list[Any],
-                block: int, threads: int | None, out: np.ndarray) -> np.ndarray:
+                block: int, threads: int | None, out: np.ndarray,
+                progress: Progress | None = None) -> np.ndarray:
     r"""Float64 Gram matrix, written into ``out`` in tiles of about ``block`` entries, staged
     (:meth:`Program.partition`):
 
@@ -619,6 +650,8 @@ def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: 
       floats as the per-point chain, so c = 1 holds bit for bit on the diagonal at every layer,
       which the NTK's step factor needs (:math:`d\theta/dc \to \infty` at c = 1; for the same
       reason the diagonal is not simplified symbolically, e.g. to :math:`J_1(q,q,q) = q/2`).
+
+    ``progress(done, total)`` is called after every tile (one thread at a time).
     """
     same = x2 is None
     if x2 is None:
@@ -635,7 +668,7 @@ def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: 
                                                   if np.ndim(v)]
     tr, tc, tiles = _tile_grid(x1.shape[0], x2.shape[0], block, same)
     tiler = _Tiles(pair.compile_inplace(arrays), which, x1, x2, s1, s2, args, rvals, cvals, gaps, same,
-                   tr, tc, out)
+                   tr, tc, out, _Counter(progress, len(tiles)))
     _share_out(tiler.work, tiles, threads)
     if tiler.overflow:
         raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
@@ -679,6 +712,7 @@ class _Tiles:
     tr: int
     tc: int
     out: np.ndarray
+    counter: _Counter = field(default_factory=lambda: _Counter(None, 0))
     overflow: list[tuple[int, int]] = field(default_factory=list)
 
     def work(self, mine: list[tuple[int, int]]) -> None:
@@ -687,6 +721,7 @@ class _Tiles:
         with np.errstate(over="ignore", invalid="ignore"):  # per thread; non-finite tiles raise below
             for i, j in mine:
                 self.tile(ws, i, j)
+                self.counter.tick()
 
     def tile(self, ws: Workspace, i: int, j: int) -> None:
         """The tile with corner (i, j), written (and mirrored when symmetric); overflow is recorded."""
@@ -713,7 +748,7 @@ class _Tiles:
 
 
 def _gram_mpmath(prog: Program, which: int, x1: Points, x2: Points, args: list[Any],
-                 digits: int) -> np.ndarray:
+                 digits: int, progress: Progress | None = None) -> np.ndarray:
     """Scalar mpmath evaluation, staged (:meth:`Program.partition`): the per-point chain (the
     diagonal K^l(x,x)) once per point, only the pair chain once per entry.  The input statistics
     are exact integers (the float64 inputs on a common binary scale) until the one rounding of
@@ -739,7 +774,11 @@ def _gram_mpmath(prog: Program, which: int, x1: Points, x2: Points, args: list[A
             gap = (stat(n1[i] + n2[j] - 2 * p, 2), stat(n1[i] * n2[j] - p * p, 4)) if gaps else (0, 0)
             r = fpair(stat(p, 2), *gap, *margs, *rows[i], *cols[j])
             return r[which] if isinstance(r, tuple) else r
-        out = np.frompyfunc(entry, 2, 1)(*np.ix_(np.arange(len(i1)), np.arange(len(i2))))
+        counter = _Counter(progress, len(i1))
+        out = np.empty((len(i1), len(i2)), dtype=object)
+        for i in range(len(i1)):                          # row by row: one progress tick per row
+            out[i] = [entry(i, j) for j in range(len(i2))]
+            counter.tick()
     with mpmath.workdps(digits):
         return np.frompyfunc(lambda v: +v, 1, 1)(out)
 
