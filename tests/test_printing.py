@@ -177,3 +177,16 @@ def test_text_view_of_latex_named_symbols_and_concise_reprs():
     assert repr(d).startswith("<Derivation ") and "steps" in repr(d) and len(repr(d)) < 120
     assert str(d) == d.to_text()
     assert repr(Verification()).startswith("<Verification (assumed)")
+
+
+def test_metrics_and_certificates_display_in_jupyter():
+    from symbrg.cosnet.certificate import certify
+    from symbrg.information.fisher import gaussian_regression
+    x, p, q = sp.symbols("x p q")
+    metric = gaussian_regression(p * x + q, [p, q], x, data=[0, 1, 2])
+    assert repr(metric).startswith("<FisherMetric of ") and "[[5/3, 1], [1, 1]]" in repr(metric)
+    assert metric._repr_latex_().startswith("$I(p, q) = ") and "\\frac{5}{3}" in metric._repr_latex_()
+    cert = certify(1, "sharp", points=2)
+    assert repr(cert).startswith("<Certificate ") and "mutations refused, verified>" in repr(cert)
+    html = cert._repr_html_()
+    assert html.count("<tr>") == 1 + len(cert.identities) + 1 + len(cert.mutations) and "NOT" not in html

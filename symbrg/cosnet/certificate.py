@@ -150,6 +150,30 @@ class Certificate:
                                  + "." + vac, "rem:mutations")
         return self.derivation
 
+    def __repr__(self) -> str:
+        refused = sum(1 for m in self.mutations if m["falsified"] and not m["verified"])
+        what = f"mutated by {self.mutated}" if self.mutated else f"{refused}/{len(self.mutations)} mutations refused"
+        return (f"<Certificate {self.derivation.title!r}: {sum(r['verified'] for r in self.identities)}/"
+                f"{len(self.identities)} identities verified, {what}, "
+                f"{'verified' if self.verified else 'NOT verified'}>")
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the identity table and the mutation table."""
+        from html import escape
+        rows = "".join(f"<tr><td>{escape(r['name'])}</td><td>{'yes' if r['symbolic_zero'] else 'no'}</td>"
+                       f"<td>{r['max_abs_numeric']:.1e}</td><td>{r['points']} at {r['dps']} digits</td>"
+                       f"<td>{'verified' if r['verified'] else '<b>NOT verified</b>'}</td></tr>"
+                       for r in self.identities)
+        muts = "".join(f"<tr><td>{escape(m['name'])}</td><td>{escape(m['description'])}</td>"
+                       f"<td>{escape(', '.join(m['falsified'])) or '<b>nothing</b>'}</td></tr>"
+                       for m in self.mutations)
+        head = f"<p><b>{escape(self.derivation.title)}</b>: {'verified' if self.verified else 'NOT verified'}</p>"
+        table = ("<table><tr><th>identity</th><th>symbolic zero</th><th>max |error|</th><th>points</th>"
+                 f"<th>status</th></tr>{rows}</table>")
+        mtable = ("<table><tr><th>mutation</th><th>description</th><th>falsifies</th></tr>"
+                  f"{muts}</table>") if muts else ""
+        return head + table + mtable
+
     @property
     def verified(self) -> bool:
         ok = bool(self.identities) and all(r["verified"] for r in self.identities)

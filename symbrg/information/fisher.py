@@ -250,6 +250,15 @@ class FisherMetric:
     def __getitem__(self, key: "int | slice | tuple[int | slice, int | slice]") -> sp.Expr:
         return self.matrix[key]
 
+    def __repr__(self) -> str:
+        names = ", ".join(map(str, self.parameters))
+        return f"<FisherMetric of {self.model} in ({names}): {sp.sstr(self.matrix.tolist())}>"
+
+    def _repr_latex_(self) -> str:
+        """Jupyter: :math:`I(\\theta)` as a matrix, with the parameters."""
+        names = ", ".join(sp.latex(p) for p in self.parameters)
+        return f"$I({names}) = {sp.latex(self.matrix)}$"
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.matrix.shape
