@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, TypeVar, cast
 
 import mpmath
 import numpy as np
 import sympy as sp
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import MpmathPrinter
 
@@ -42,8 +43,14 @@ __all__ = ["BACKENDS", "Program", "Workspace", "is_numeric", "lambdify", "numpy_
 
 BACKENDS = ("numpy", "mpmath")
 
+_H = TypeVar("_H", bound=Hashable)
+_R = TypeVar("_R")
+#: An mpmath number (as :data:`symbrg.core.types.MpNumber`, spelled out: codegen imports only the
+#: core modules it needs, see ``test_codegen_does_not_import_the_special_functions``).
+_MpNumber: TypeAlias = "mpmath.mpf | mpmath.mpc"
 
-def numpy_erf(x: Any) -> np.ndarray:
+
+def numpy_erf(x: ArrayLike) -> NDArray[np.float64]:
     """Vectorized :math:`\\operatorname{erf}(x) = \\tfrac{2}{\\sqrt\\pi}\\int_0^x e^{-t^2}dt` to double
     precision (SciPy's when importable, else ``math.erf``); generated NumPy code calls it as ``_erf``."""
     try:
@@ -63,16 +70,16 @@ def is_numeric(e: sp.Basic) -> bool:
 class _NumPy(NumPyPrinter):
     """NumPy printer for generated programs (numeric nodes print themselves: ``_numpycode``)."""
 
-    def _print_erf(self, expr):
+    def _print_erf(self, expr: sp.Function) -> str:
         return f"_erf({self._print(expr.args[0])})"
 
-    def _print_Max(self, expr):
+    def _print_Max(self, expr: sp.Max) -> str:
         return _fold("numpy.maximum", [self._print(a) for a in expr.args])
 
-    def _print_Min(self, expr):
+    def _print_Min(self, expr: sp.Min) -> str:
         return _fold("numpy.minimum", [self._print(a) for a in expr.args])
 
-    def _print_Heaviside(self, expr):
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
         return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(h0))})"
 
@@ -80,18 +87,18 @@ class _NumPy(NumPyPrinter):
 class _Mpmath(MpmathPrinter):
     """mpmath printer for generated programs (numeric nodes print themselves: ``_mpmathcode``)."""
 
-    def _print_Heaviside(self, expr):
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         h0 = expr.args[1] if len(expr.args) > 1 else sp.Rational(1, 2)
         x = self._print(expr.args[0])
         return f"(mpmath.mpf(1) if {x} > 0 else (mpmath.mpf(0) if {x} < 0 else {self._print(h0)}))"
 
-    def _print_Max(self, expr):
+    def _print_Max(self, expr: sp.Max) -> str:
         return f"max({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_Min(self, expr):
+    def _print_Min(self, expr: sp.Min) -> str:
         return f"min({', '.join(self._print(a) for a in expr.args)})"
 
-    def _print_sign(self, expr):
+    def _print_sign(self, expr: sp.sign) -> str:
         return f"mpmath.sign({self._print(expr.args[0])})"
 
 
@@ -118,28 +125,24 @@ class Program:
     assignments: ``(symbol, expression)`` pairs; an expression may use inputs and earlier symbols.
     outputs: expressions (usually assignment symbols) returned by the compiled program.
     name: used in generated code and printed headings.
+
+    The class is the data model and its entry points; the work is done by module-level pieces:
+    :func:`_forward_diff` (calculus), :class:`_Stager` (staging for :meth:`partition`),
+    :func:`_live_chain` (liveness), :func:`_generate` / :func:`_generate_inplace` (printing).
     """
     inputs: tuple[sp.Symbol, ...]
     assignments: tuple[tuple[sp.Symbol, sp.Expr], ...]
     outputs: tuple[sp.Expr, ...]
     name: str = "program"
-    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # Any: a memo shared with callers, keyed by what produced a value: compiled functions, partitions,
+    # and derived programs that other modules keep here (e.g. the kernels' input-gap form)
+    _cache: dict[tuple[Hashable, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "assignments", tuple((s, as_expression(e, "e")) for s, e in self.assignments))
         object.__setattr__(self, "outputs", tuple(as_expression(o, "o") for o in self.outputs))
-        known = set(self.inputs)
-        for s, e in self.assignments:
-            stray = e.free_symbols - known
-            if stray:
-                raise InvalidArgument("assignments", f"{s} uses undefined symbol(s) "
-                                                     f"{sorted(map(str, stray))}")
-            known.add(s)
-        for o in self.outputs:
-            stray = o.free_symbols - known
-            if stray:
-                raise InvalidArgument("outputs", f"output uses undefined symbol(s) {sorted(map(str, stray))}")
+        _check_defined(self.inputs, self.assignments, self.outputs)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -201,68 +204,8 @@ class Program:
         """
         key = ("partition", tuple(row), tuple(col), tuple(pair))
         if key not in self._cache:
-            self._cache[key] = self._partition(set(row), set(col), set(pair))
+            self._cache[key] = _Stager(self, set(row), set(col), set(pair)).programs()
         return self._cache[key]
-
-    def _partition(self, row: set, col: set, pair: set) -> tuple[Program, Program, Program]:
-        const = [i for i in self.inputs if i not in row | col | pair]
-        klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
-                                                {"p"} if i in pair else set()) for i in self.inputs}
-        stages: dict[str, list] = {"r": [], "k": [], "p": []}
-        for s_, e in self._live_assignments():
-            deps = set().union(*(klass[f] for f in e.free_symbols)) if e.free_symbols else set()
-            klass[s_] = deps
-            if deps <= {"r"}:
-                stages["r"].append((s_, e))
-            if deps <= {"k"}:
-                stages["k"].append((s_, e))
-            if not deps <= {"r"} and not deps <= {"k"}:
-                stages["p"].append((s_, e))
-        hoisted: dict[sp.Expr, sp.Symbol] = {}
-        inputs = set(self.inputs)
-
-        def hoist(e: sp.Basic) -> sp.Basic:
-            """``e`` with its row-only, column-only and constant-only parts replaced by new symbols."""
-            def where(a: sp.Basic) -> str | None:
-                deps = set().union(*(klass[f] for f in a.free_symbols)) if a.free_symbols else {"p"}
-                return None if len(deps) > 1 or deps == {"p"} else (deps.pop() if deps else "c")
-
-            def new(a: sp.Expr, stage: str) -> sp.Basic:
-                if a.is_Atom and (stage == "c" or a not in inputs):   # a row/column input: passed on
-                    return a
-                if a not in hoisted:
-                    sym = hoisted[a] = sp.Symbol(f"hoisted_{stage}{len(hoisted)}", real=True)
-                    klass[sym] = {"c": set(), "r": {"r"}, "k": {"k"}}[stage]
-                    stages["k" if stage == "k" else "r"].append((sym, a))
-                return hoisted[a]
-            stage = where(e)
-            if isinstance(e, sp.Expr) and stage:
-                return new(e, stage)
-            if e.is_Atom:
-                return e
-            if e.is_Add or e.is_Mul:                      # group the invariant terms or factors
-                groups: dict[str, list] = {}
-                rest = []
-                for a in e.args:
-                    stage = where(a)
-                    if stage:
-                        groups.setdefault(stage, []).append(a)
-                    else:
-                        rest.append(hoist(a))
-                return e.func(*rest, *(new(e.func(*g), k) for k, g in groups.items()))
-            return e.func(*(hoist(a) for a in e.args))
-        stages["p"] = [(s_, hoist(e)) for s_, e in stages["p"]]
-        outputs = tuple(hoist(o) for o in self.outputs)
-        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in outputs))
-        r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] == {"r"})
-        k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] == {"k"})
-        c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_])
-        r_inputs = tuple(i for i in self.inputs if i in row) + tuple(const)
-        k_inputs = tuple(i for i in self.inputs if i in col) + tuple(const)
-        p_inputs = tuple(i for i in self.inputs if i in pair) + tuple(const) + r_out + c_out + k_out
-        return (Program(r_inputs, tuple(stages["r"]), r_out + c_out, f"{self.name}_row"),
-                Program(k_inputs, tuple(stages["k"]), k_out, f"{self.name}_col"),
-                Program(p_inputs, tuple(stages["p"]), outputs, f"{self.name}_pair"))
 
     # ---------------------------------------------------------- differentiation
     def input_symbols(self, argument: str,
@@ -285,31 +228,19 @@ class Program:
         assignments).  Derivatives of step functions are taken almost everywhere (:math:`\delta \to 0`), the
         convention of the NTK for ReLU networks.
         """
-        (wrt,) = self.input_symbols("wrt", wrt)
-        tangents: dict[sp.Symbol, sp.Expr] = {}
-        assigns = list(self.assignments)
-        extra: list[tuple[sp.Symbol, sp.Expr]] = []
-        for s, e in self.assignments:
-            d = ae_derivative(e, wrt)
-            for a in e.free_symbols & tangents.keys():
-                d += ae_derivative(e, a) * tangents[a]
-            t = sp.Symbol(f"\\dot{{{s.name}}}" if "\\" not in s.name else f"d({s.name})", real=True)
-            tangents[s] = t
-            extra.append((t, d))
-        outs = []
-        for o in self.outputs:
-            d = ae_derivative(o, wrt)
-            for a in o.free_symbols & tangents.keys():
-                d += ae_derivative(o, a) * tangents[a]
-            outs.append(d)
-        merged = [x for pair in zip(assigns, extra) for x in pair]
-        return Program(self.inputs, tuple(merged), tuple(outs), name or f"d_{self.name}")
+        (symbol,) = self.input_symbols("wrt", wrt)
+        return _forward_diff(self, symbol, name or f"d_{self.name}")
+
+    def _live_assignments(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """The assignments the outputs depend on (dead code removed), in order: :func:`_live_chain`."""
+        return _live_chain(self)
 
     # -------------------------------------------------------------- compilation
     def source(self, backend: str = "numpy") -> str:
         """Python source of the compiled function (CSE applied per assignment)."""
-        return self._generate(backend)[0]
+        return _generate(self, backend)[0]
 
+    # Any: a compiled program returns an array, a number or an mpf, or a tuple of them (by backend and outputs)
     def compile(self, backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
         """Compile to a Python function of the inputs.
 
@@ -322,59 +253,14 @@ class Program:
             dps = checks.integer("dps", dps, minimum=1)
         key = (backend, dps)
         if key not in self._cache:
-            fn = _load(*self._generate(backend), f"{self.name}:{backend}")
+            fn = _load(*_generate(self, backend), f"{self.name}:{backend}")
             if backend == "mpmath":
                 fn = _with_dps(fn, dps)
             fn.__doc__ = f"{self.name} ({backend}); inputs: {', '.join(map(str, self.inputs))}"
             self._cache[key] = fn
         return self._cache[key]
 
-    def _live_assignments(self) -> list[tuple[sp.Symbol, sp.Expr]]:
-        """The assignments the outputs depend on (dead code removed), in order."""
-        needed = set().union(*(o.free_symbols for o in self.outputs)) if self.outputs else set()
-        keep = []
-        for s, e in reversed(self.assignments):
-            if s in needed:
-                keep.append((s, e))
-                needed |= e.free_symbols
-        return keep[::-1]
-
-    def _statements(self) -> tuple[list[sp.Symbol], list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
-        """The live chain in code names, after CSE: inputs ``x<i>``, statements ``(t<n> | a<k>, expr)``
-        in order (CSE per assignment, jointly over the outputs), and the reduced outputs."""
-        names: dict[sp.Symbol, sp.Symbol] = {s: sp.Symbol(_ident(i, "x")) for i, s in enumerate(self.inputs)}
-        counter = itertools.count()
-        body: list[tuple[sp.Symbol, sp.Expr]] = []
-        for k, (s, e) in enumerate(self._live_assignments()):
-            repl, (reduced,) = _cse([e.xreplace(names)], counter)
-            target = sp.Symbol(_ident(k, "a"))
-            body += list(repl) + [(target, reduced)]
-            names[s] = target
-        outs: list[sp.Expr] = []
-        if self.outputs:
-            repl, outs = _cse([o.xreplace(names) for o in self.outputs], counter)
-            body += list(repl)
-        return [names[s] for s in self.inputs], body, list(outs)
-
-    def _generate(self, backend: str) -> tuple[str, dict]:
-        if backend not in BACKENDS:
-            raise UnknownName("backend", f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        printer = _NumPy({"fully_qualified_modules": True}) if backend == "numpy" else _Mpmath(
-            {"fully_qualified_modules": True})
-        args, statements, outs = self._statements()
-        impls: dict[str, Callable] = {}
-        for e in [e for _, e in statements] + outs:
-            _collect(e, impls, backend)
-        body = [(str(t), printer.doprint(e), {str(a) for a in e.free_symbols}) for t, e in statements]
-        head = [f"def _program({', '.join(map(str, args))}):"]
-        if backend == "mpmath":
-            head += [f"    {a} = mpmath.mpmathify({a})" for a in args]
-        printed = [printer.doprint(o) for o in outs]
-        ret = _return_code(printed)
-        lines = _with_liveness(body, {str(a) for o in outs for a in o.free_symbols}, free=backend == "numpy")
-        src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
-        return src, _namespace(printer, impls)
-
+    # Any: the returned arrays (or scalars, for outputs that depend on no array input), as in compile
     def compile_inplace(self, arrays: Sequence[sp.Symbol]) -> Callable[..., Any]:
         """Compile to NumPy code that writes every array-valued node into a :class:`Workspace`.
 
@@ -388,37 +274,228 @@ class Program:
         """
         key = ("inplace", tuple(arrays))
         if key not in self._cache:
-            fn = _load(*self._generate_inplace(arrays), f"{self.name}:inplace")
+            fn = _load(*_generate_inplace(self, arrays), f"{self.name}:inplace")
             fn.__doc__ = f"{self.name} (numpy, in place); inputs: {', '.join(map(str, self.inputs))}, _ws"
             self._cache[key] = fn
         return self._cache[key]
 
     def source_inplace(self, arrays: Sequence[sp.Symbol]) -> str:
         """Python source of :meth:`compile_inplace`."""
-        return self._generate_inplace(arrays)[0]
+        return _generate_inplace(self, arrays)[0]
 
-    def _generate_inplace(self, arrays: Sequence[sp.Symbol]) -> tuple[str, dict]:
-        unknown = set(arrays) - set(self.inputs)
-        if unknown:
-            raise InvalidArgument("arrays", f"not inputs of {self.name}: {sorted(map(str, unknown))}")
-        args, statements, outs = self._statements()
-        printer = _NumPy({"fully_qualified_modules": True})
-        lower = _Lowering(printer, {args[self.inputs.index(a)] for a in arrays})
-        dies = _last_uses([e.free_symbols for _, e in statements], {a for o in outs for a in o.free_symbols})
-        for i, (t, e) in enumerate(statements):
-            lower.statement(t, e)
-            for a in sorted(dies.get(i, ()), key=str):       # a fixed order: reproducible source
-                if a in lower.slot_of:
-                    lower.release(lower.slot_of.pop(a))
-        rets = [lower.result(o) for o in outs]
-        shapes = ", ".join(f"numpy.shape({a})" for a in args if a in lower.arrays)
-        head = [f"def _program({', '.join(map(str, args + ['_ws']))}):",
-                f"    _ws.shape = numpy.broadcast_shapes({shapes})",
-                "    _scratch = _ws.child('scratch')"]
-        head += [f"    {b} = _ws({b[2:]})" for b in sorted(lower.buffers, key=lambda b: int(b[2:]))]
-        ret = _return_code(rets)
-        src = "\n".join(head + lower.lines + [f"    return {ret}"]) + "\n"
-        return src, _namespace(printer, lower.impls)
+
+def _check_defined(inputs: Sequence[sp.Symbol], assignments: Sequence[tuple[sp.Symbol, sp.Expr]],
+                   outputs: Sequence[sp.Expr]) -> None:
+    """Refuse a chain that uses a symbol before it is an input or assigned (:class:`InvalidArgument`)."""
+    known = set(inputs)
+    for s, e in assignments:
+        stray = e.free_symbols - known
+        if stray:
+            raise InvalidArgument("assignments", f"{s} uses undefined symbol(s) "
+                                                 f"{sorted(map(str, stray))}")
+        known.add(s)
+    for o in outputs:
+        stray = o.free_symbols - known
+        if stray:
+            raise InvalidArgument("outputs", f"output uses undefined symbol(s) {sorted(map(str, stray))}")
+
+
+# ------------------------------------------------------------------------------ calculus
+def _total_derivative(e: sp.Expr, wrt: sp.Symbol, tangents: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
+    r"""Along the chain: :math:`\partial_{wrt} e + \sum_a (\partial e/\partial a)\,\dot a` over the
+    assigned symbols :math:`a` in ``e`` whose tangents :math:`\dot a` are known."""
+    d = ae_derivative(e, wrt)
+    for a in e.free_symbols & tangents.keys():
+        d += ae_derivative(e, a) * tangents[a]
+    return d
+
+
+def _tangent_symbol(s: sp.Symbol) -> sp.Symbol:
+    r"""The symbol of the tangent of ``s``: :math:`\dot s` (``d(s)`` when the name is already LaTeX)."""
+    return sp.Symbol(f"\\dot{{{s.name}}}" if "\\" not in s.name else f"d({s.name})", real=True)
+
+
+def _forward_diff(program: Program, wrt: sp.Symbol, name: str) -> Program:
+    r""":meth:`Program.diff`: each assignment :math:`a_i = e_i` followed by its tangent
+    :math:`\dot a_i`, the outputs replaced by their derivatives in ``wrt`` (an input)."""
+    tangents: dict[sp.Symbol, sp.Expr] = {}
+    extra: list[tuple[sp.Symbol, sp.Expr]] = []
+    for s, e in program.assignments:
+        d = _total_derivative(e, wrt, tangents)
+        t = _tangent_symbol(s)
+        tangents[s] = t
+        extra.append((t, d))
+    outs = [_total_derivative(o, wrt, tangents) for o in program.outputs]
+    merged = [x for pair in zip(program.assignments, extra) for x in pair]
+    return Program(program.inputs, tuple(merged), tuple(outs), name)
+
+
+# ------------------------------------------------------------------------------- staging
+class _Stager:
+    """The stages of :meth:`Program.partition`, built once.
+
+    Every input and assignment gets a class, the set of the kinds of input it depends on (``"r"``
+    row, ``"k"`` column, ``"p"`` pair; empty: constants only).  Live assignments go to the row
+    stage (class within ``{"r"}``), the column stage (within ``{"k"}``; constants go to both) or
+    the pair stage; then the row-, column- and constant-only parts of the pair stage are hoisted
+    (loop-invariant code motion) into new ``hoisted_<stage><n>`` assignments of the row or column stage.
+    """
+
+    def __init__(self, program: Program, row: set[sp.Symbol], col: set[sp.Symbol],
+                 pair: set[sp.Symbol]) -> None:
+        self.program = program
+        self.row, self.col, self.pair = row, col, pair
+        self.inputs = set(program.inputs)
+        self.klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
+                                                     {"p"} if i in pair else set()) for i in program.inputs}
+        self.stages: dict[str, list[tuple[sp.Symbol, sp.Expr]]] = {"r": [], "k": [], "p": []}
+        self.hoisted: dict[sp.Expr, sp.Symbol] = {}
+
+    def deps(self, e: sp.Basic, none: set[str]) -> set[str]:
+        """The union of the classes of the free symbols of ``e`` (``none`` if it has none)."""
+        return set().union(*(self.klass[f] for f in e.free_symbols)) if e.free_symbols else none
+
+    def classify(self) -> None:
+        """Give each live assignment its class and its stage(s)."""
+        for s_, e in _live_chain(self.program):
+            deps = self.deps(e, set())
+            self.klass[s_] = deps
+            if deps <= {"r"}:
+                self.stages["r"].append((s_, e))
+            if deps <= {"k"}:
+                self.stages["k"].append((s_, e))
+            if not deps <= {"r"} and not deps <= {"k"}:
+                self.stages["p"].append((s_, e))
+
+    def where(self, a: sp.Basic) -> str | None:
+        """Where ``a`` can be computed ahead of the pair stage: ``"r"``, ``"k"``, ``"c"`` (constants),
+        or None (it needs the pair inputs, or is a number)."""
+        deps = self.deps(a, {"p"})
+        return None if len(deps) > 1 or deps == {"p"} else (deps.pop() if deps else "c")
+
+    def new(self, a: sp.Expr, stage: str) -> sp.Expr:
+        """The symbol standing for ``a``, computed in ``stage`` (a row/column input: itself, passed on)."""
+        if a.is_Atom and (stage == "c" or a not in self.inputs):
+            return a
+        if a not in self.hoisted:
+            sym = self.hoisted[a] = sp.Symbol(f"hoisted_{stage}{len(self.hoisted)}", real=True)
+            self.klass[sym] = {"c": set(), "r": {"r"}, "k": {"k"}}[stage]
+            self.stages["k" if stage == "k" else "r"].append((sym, a))
+        return self.hoisted[a]
+
+    def hoist(self, e: sp.Basic) -> sp.Basic:
+        """``e`` with its row-only, column-only and constant-only parts replaced by new symbols."""
+        stage = self.where(e)
+        if isinstance(e, sp.Expr) and stage:
+            return self.new(e, stage)
+        if e.is_Atom:
+            return e
+        if e.is_Add or e.is_Mul:                      # group the invariant terms or factors
+            groups: dict[str, list[sp.Expr]] = {}
+            rest = []
+            for a in e.args:
+                stage = self.where(a)
+                if stage:
+                    groups.setdefault(stage, []).append(a)
+                else:
+                    rest.append(self.hoist(a))
+            return e.func(*rest, *(self.new(e.func(*g), k) for k, g in groups.items()))
+        return e.func(*(self.hoist(a) for a in e.args))
+
+    def programs(self) -> tuple[Program, Program, Program]:
+        """The row, column and pair programs (module docstring of :meth:`Program.partition`)."""
+        p, stages, klass = self.program, self.stages, self.klass
+        const = [i for i in p.inputs if i not in self.row | self.col | self.pair]
+        self.classify()
+        stages["p"] = [(s_, self.hoist(e)) for s_, e in stages["p"]]
+        outputs = tuple(self.hoist(o) for o in p.outputs)
+        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in outputs))
+        r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] == {"r"})
+        k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] == {"k"})
+        c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_])
+        r_inputs = tuple(i for i in p.inputs if i in self.row) + tuple(const)
+        k_inputs = tuple(i for i in p.inputs if i in self.col) + tuple(const)
+        p_inputs = tuple(i for i in p.inputs if i in self.pair) + tuple(const) + r_out + c_out + k_out
+        return (Program(r_inputs, tuple(stages["r"]), r_out + c_out, f"{p.name}_row"),
+                Program(k_inputs, tuple(stages["k"]), k_out, f"{p.name}_col"),
+                Program(p_inputs, tuple(stages["p"]), outputs, f"{p.name}_pair"))
+
+
+# ------------------------------------------------------------------------------ liveness
+def _live_chain(program: Program) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """The assignments the outputs depend on (dead code removed), in order."""
+    needed = set().union(*(o.free_symbols for o in program.outputs)) if program.outputs else set()
+    keep = []
+    for s, e in reversed(program.assignments):
+        if s in needed:
+            keep.append((s, e))
+            needed |= e.free_symbols
+    return keep[::-1]
+
+
+# ------------------------------------------------------------------------------ printing
+def _statements(program: Program) -> tuple[list[sp.Symbol], list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+    """The live chain in code names, after CSE: inputs ``x<i>``, statements ``(t<n> | a<k>, expr)``
+    in order (CSE per assignment, jointly over the outputs), and the reduced outputs."""
+    names: dict[sp.Symbol, sp.Symbol] = {s: sp.Symbol(_ident(i, "x")) for i, s in enumerate(program.inputs)}
+    counter = itertools.count()
+    body: list[tuple[sp.Symbol, sp.Expr]] = []
+    for k, (s, e) in enumerate(_live_chain(program)):
+        repl, (reduced,) = _cse([e.xreplace(names)], counter)
+        target = sp.Symbol(_ident(k, "a"))
+        body += list(repl) + [(target, reduced)]
+        names[s] = target
+    outs: list[sp.Expr] = []
+    if program.outputs:
+        repl, outs = _cse([o.xreplace(names) for o in program.outputs], counter)
+        body += list(repl)
+    return [names[s] for s in program.inputs], body, list(outs)
+
+
+def _generate(program: Program, backend: str) -> tuple[str, dict[str, object]]:
+    """Source and namespace of :meth:`Program.compile` for ``backend``."""
+    if backend not in BACKENDS:
+        raise UnknownName("backend", f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    printer: _NumPy | _Mpmath = _NumPy({"fully_qualified_modules": True}) if backend == "numpy" else _Mpmath(
+        {"fully_qualified_modules": True})
+    args, statements, outs = _statements(program)
+    impls: dict[str, Callable[..., object]] = {}
+    for e in [e for _, e in statements] + outs:
+        _collect(e, impls, backend)
+    body = [(str(t), printer.doprint(e), {str(a) for a in e.free_symbols}) for t, e in statements]
+    head = [f"def _program({', '.join(map(str, args))}):"]
+    if backend == "mpmath":
+        head += [f"    {a} = mpmath.mpmathify({a})" for a in args]
+    printed = [printer.doprint(o) for o in outs]
+    ret = _return_code(printed)
+    lines = _with_liveness(body, {str(a) for o in outs for a in o.free_symbols}, free=backend == "numpy")
+    src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
+    return src, _namespace(printer, impls)
+
+
+def _generate_inplace(program: Program, arrays: Sequence[sp.Symbol]) -> tuple[str, dict[str, object]]:
+    """Source and namespace of :meth:`Program.compile_inplace` (``arrays``: the array inputs)."""
+    unknown = set(arrays) - set(program.inputs)
+    if unknown:
+        raise InvalidArgument("arrays", f"not inputs of {program.name}: {sorted(map(str, unknown))}")
+    args, statements, outs = _statements(program)
+    printer = _NumPy({"fully_qualified_modules": True})
+    lower = _Lowering(printer, {args[program.inputs.index(a)] for a in arrays})
+    dies = _last_uses([e.free_symbols for _, e in statements], {a for o in outs for a in o.free_symbols})
+    for i, (t, e) in enumerate(statements):
+        lower.statement(t, e)
+        for a in sorted(dies.get(i, ()), key=str):       # a fixed order: reproducible source
+            if a in lower.slot_of:
+                lower.release(lower.slot_of.pop(a))
+    rets = [lower.result(o) for o in outs]
+    shapes = ", ".join(f"numpy.shape({a})" for a in args if a in lower.arrays)
+    head = [f"def _program({', '.join(map(str, args + ['_ws']))}):",
+            f"    _ws.shape = numpy.broadcast_shapes({shapes})",
+            "    _scratch = _ws.child('scratch')"]
+    head += [f"    {b} = _ws({b[2:]})" for b in sorted(lower.buffers, key=lambda b: int(b[2:]))]
+    ret = _return_code(rets)
+    src = "\n".join(head + lower.lines + [f"    return {ret}"]) + "\n"
+    return src, _namespace(printer, lower.impls)
 
 
 def _return_code(items: list[str]) -> str:
@@ -426,15 +503,18 @@ def _return_code(items: list[str]) -> str:
     return items[0] if len(items) == 1 else "(" + ", ".join(items) + ",)" if items else "()"
 
 
-def _load(src: str, namespace: dict, label: str) -> Callable[..., Any]:
+# Any: a generated program returns what its backend computes (arrays, numbers, mpf, or tuples of them)
+def _load(src: str, namespace: dict[str, object], label: str) -> Callable[..., Any]:
     """Execute generated source in its namespace and return its ``_program``."""
     exec(compile(src, f"<symbrg:{label}>", "exec"), namespace)  # noqa: S102 - generated by our own printers
-    return namespace["_program"]
+    return cast("Callable[..., Any]", namespace["_program"])
 
 
-def _namespace(printer: Any, impls: dict) -> dict[str, Any]:
-    """Globals of generated code: numpy, mpmath, math, erf, the numeric nodes' implementations."""
-    namespace: dict[str, Any] = {"numpy": np, "mpmath": mpmath, "math": math, "_erf": numpy_erf}
+def _namespace(printer: NumPyPrinter | MpmathPrinter,
+               impls: dict[str, Callable[..., object]]) -> dict[str, object]:
+    """Globals of generated code: numpy, mpmath, math, erf, the numeric nodes' implementations
+    (modules, functions and classes: hence ``object`` values)."""
+    namespace: dict[str, object] = {"numpy": np, "mpmath": mpmath, "math": math, "_erf": numpy_erf}
     namespace.update(impls)
     # printer-registered module names (e.g. numpy.linalg) resolve through these roots
     for mod in getattr(printer, "module_imports", {}):
@@ -454,9 +534,10 @@ class Workspace:
     """
 
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self._buffers: dict[tuple[Any, Any], np.ndarray] = {}
-        self._views: dict[tuple[Any, Any], np.ndarray] = {}
-        self._children: dict[Any, Workspace] = {}
+        # np.ndarray: buffers of any dtype (float values, bool masks)
+        self._buffers: dict[tuple[Hashable, DTypeLike], np.ndarray] = {}
+        self._views: dict[tuple[Hashable, DTypeLike], np.ndarray] = {}
+        self._children: dict[Hashable, Workspace] = {}
         self._shape: tuple[int, ...] = ()
         self.shape = shape
 
@@ -472,7 +553,7 @@ class Workspace:
             self._shape = shape
             self._views.clear()
 
-    def __call__(self, key: Any, dtype: Any = float) -> np.ndarray:
+    def __call__(self, key: Hashable, dtype: DTypeLike = float) -> np.ndarray:
         """The buffer named ``key``, shape :attr:`shape` (contents undefined)."""
         slot = (key, dtype)
         view = self._views.get(slot)
@@ -484,7 +565,7 @@ class Workspace:
             view = self._views[slot] = buf[:size].reshape(self._shape)
         return view
 
-    def child(self, key: Any) -> Workspace:
+    def child(self, key: Hashable) -> Workspace:
         """A nested workspace of the same shape, for a callee's own temporaries."""
         ws = self._children.get(key)
         if ws is None:
@@ -502,13 +583,13 @@ class _Lowering:
     """Three-address code for array-valued expressions: each Add, Mul, Pow and function node becomes
     one ufunc call with ``out=`` a workspace buffer; scalar subexpressions are printed as usual."""
 
-    def __init__(self, printer: Any, arrays: set[sp.Symbol]) -> None:
+    def __init__(self, printer: _NumPy, arrays: set[sp.Symbol]) -> None:
         self.printer, self.arrays = printer, set(arrays)
         self.lines: list[str] = []
         self.buffers: set[str] = set()
         self.free: list[str] = []
         self.slot_of: dict[sp.Symbol, str] = {}
-        self.impls: dict[str, Callable] = {}
+        self.impls: dict[str, Callable[..., object]] = {}
 
     def is_array(self, e: sp.Expr) -> bool:
         return bool(e.free_symbols & self.arrays)
@@ -563,57 +644,71 @@ class _Lowering:
         """Emit code that writes the array expression ``e`` into buffer ``out``."""
         p = self.printer.doprint
         if e.is_Add or e.is_Mul:
-            ufunc, inverse = ("add", "subtract") if e.is_Add else ("multiply", "divide")
-            inv = [(_inverse(a, e.is_Add), a) for a in e.args if self.is_array(a)]
-            rest = [a for a in e.args if not self.is_array(a)]
-            plain = [a for i, a in inv if i is None]
-            inverted = [i for i, _ in inv if i is not None]     # -b in a sum, b**-1 in a product
-            if plain:
-                acc = self.operand(plain[0], out, temps)
-            elif rest:                                         # e.g. pi - theta, 1/x
-                acc, rest = p(e.func(*rest)), []
-            else:
-                acc, inverted = self.operand(inv[0][1], out, temps), inverted[1:]
-            for op, args in ((ufunc, plain[1:]), (inverse, inverted)):
-                for a in args:
-                    self.emit(f"numpy.{op}({acc}, {self.operand(a, None, temps)}, out={out})")
-                    acc = out
-            if rest:
-                self.emit(f"numpy.{ufunc}({acc}, {p(e.func(*rest))}, out={out})")
-                acc = out
-            if acc != out:
-                self.emit(f"numpy.copyto({out}, {acc})")
+            self.fold_into(e, out, temps)
         elif e.is_Pow and not self.is_array(e.exp):
-            base = self.operand(e.base, out, temps)
-            k = e.exp
-            if k == 2:
-                self.emit(f"numpy.multiply({base}, {base}, out={out})")
-            elif k == -1:
-                self.emit(f"numpy.divide(1.0, {base}, out={out})")
-            elif abs(k) == sp.Rational(1, 2):
-                self.emit(f"numpy.sqrt({base}, out={out})")
-                if k < 0:
-                    self.emit(f"numpy.divide(1.0, {out}, out={out})")
-            else:
-                self.emit(f"numpy.power({base}, {p(k)}, out={out})")
+            self.power_into(e, out, temps)
         elif is_numeric(e):
             call = ", ".join(self.operand(a, None, temps) for a in e.args)
             self.impls[_impl_name(e) + "_into"] = type(e).numpy_into
             self.emit(f"{_impl_name(e)}_into({out}, _scratch, {call})")
         elif e.func in _UFUNCS and len(e.args) >= 1:
-            args = [self.operand(a, None if k else out, temps) for k, a in enumerate(e.args)]
-            acc = args[0]
-            if len(args) == 1:
-                self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, out={out})")
-            for a in args[1:]:                         # binary, or folded n-ary (Max, Min)
-                self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, {a}, out={out})")
-                acc = out
+            self.ufunc_into(e, out, temps)
         elif isinstance(e, sp.Function):               # other functions: printed call, lowered arguments
             lowered = {a: sp.Symbol(self.operand(a, None, temps)) for a in e.args
                        if isinstance(a, sp.Expr) and self.is_array(a) and not a.is_Symbol}
             self.emit(f"{out}[...] = {p(e.xreplace(lowered))}")
         else:                                          # anything else (Piecewise, ...): printed whole
             self.emit(f"{out}[...] = {p(e)}")
+
+    def fold_into(self, e: sp.Expr, out: str, temps: list[str]) -> None:
+        """A sum (product) as a chain of ``add``/``subtract`` (``multiply``/``divide``) calls into ``out``;
+        its scalar terms (factors) are printed as one operand."""
+        p = self.printer.doprint
+        ufunc, inverse = ("add", "subtract") if e.is_Add else ("multiply", "divide")
+        inv = [(_inverse(a, e.is_Add), a) for a in e.args if self.is_array(a)]
+        rest = [a for a in e.args if not self.is_array(a)]
+        plain = [a for i, a in inv if i is None]
+        inverted = [i for i, _ in inv if i is not None]     # -b in a sum, b**-1 in a product
+        if plain:
+            acc = self.operand(plain[0], out, temps)
+        elif rest:                                         # e.g. pi - theta, 1/x
+            acc, rest = p(e.func(*rest)), []
+        else:
+            acc, inverted = self.operand(inv[0][1], out, temps), inverted[1:]
+        for op, args in ((ufunc, plain[1:]), (inverse, inverted)):
+            for a in args:
+                self.emit(f"numpy.{op}({acc}, {self.operand(a, None, temps)}, out={out})")
+                acc = out
+        if rest:
+            self.emit(f"numpy.{ufunc}({acc}, {p(e.func(*rest))}, out={out})")
+            acc = out
+        if acc != out:
+            self.emit(f"numpy.copyto({out}, {acc})")
+
+    def power_into(self, e: sp.Pow, out: str, temps: list[str]) -> None:
+        """An array to a scalar power into ``out`` (squares, reciprocals and square roots by their ufuncs)."""
+        base = self.operand(e.base, out, temps)
+        k = e.exp
+        if k == 2:
+            self.emit(f"numpy.multiply({base}, {base}, out={out})")
+        elif k == -1:
+            self.emit(f"numpy.divide(1.0, {base}, out={out})")
+        elif abs(k) == sp.Rational(1, 2):
+            self.emit(f"numpy.sqrt({base}, out={out})")
+            if k < 0:
+                self.emit(f"numpy.divide(1.0, {out}, out={out})")
+        else:
+            self.emit(f"numpy.power({base}, {self.printer.doprint(k)}, out={out})")
+
+    def ufunc_into(self, e: sp.Function, out: str, temps: list[str]) -> None:
+        """A function with a NumPy ufunc (:data:`_UFUNCS`) into ``out``; n-ary Max and Min are folded."""
+        args = [self.operand(a, None if k else out, temps) for k, a in enumerate(e.args)]
+        acc = args[0]
+        if len(args) == 1:
+            self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, out={out})")
+        for a in args[1:]:                         # binary, or folded n-ary (Max, Min)
+            self.emit(f"numpy.{_UFUNCS[e.func]}({acc}, {a}, out={out})")
+            acc = out
 
 
 def _inverse(a: sp.Expr, additive: bool) -> sp.Expr | None:
@@ -633,7 +728,7 @@ def _larger_than(exprs: list[sp.Expr], nodes: int) -> bool:
     return False
 
 
-def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
+def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
     """Common-subexpression elimination: large expressions go to SymEngine's C++ engine (about 3x
     faster than SymPy's), small ones and anything SymEngine cannot hold to SymPy's.
     Temporaries are named ``t<n>`` from ``counter``."""
@@ -644,7 +739,7 @@ def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
         repl, reduced = se.cse([se.sympify(e) for e in exprs])
         back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
         red = [sp.sympify(r) for r in reduced]
-        def kinds(es: list[Any]) -> list[str]:
+        def kinds(es: list[sp.Basic]) -> list[str]:
             return sorted(type(f).__name__ for e in es if isinstance(e, sp.Basic) for f in e.atoms(sp.Function))
         if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
             raise TypeError("function atoms changed in the round trip")
@@ -656,10 +751,10 @@ def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list, list]:
                       order="none")
 
 
-def _last_uses(uses: Sequence[Iterable[Any]], keep: set) -> dict[int, list[Any]]:
-    """For each statement index, the names it uses for the last time (``keep``: never dead)."""
+def _last_uses(uses: Sequence[Iterable[_H]], keep: set[_H]) -> dict[int, list[_H]]:
+    """For each statement index, the names (symbols or strings) it uses for the last time (``keep``: never dead)."""
     last = {u: i for i, us in enumerate(uses) for u in us}
-    dies: dict[int, list[Any]] = {}
+    dies: dict[int, list[_H]] = {}
     for u, i in last.items():
         if u not in keep:
             dies.setdefault(i, []).append(u)
@@ -683,7 +778,7 @@ def _with_liveness(body: list[tuple[str, str, set[str]]], returned: set[str], fr
     return out
 
 
-def _collect(expr: sp.Expr, impls: dict, backend: str) -> None:
+def _collect(expr: sp.Expr, impls: dict[str, Callable[..., object]], backend: str) -> None:
     """The namespace entries of the numeric nodes in ``expr``: class name -> ``_imp_`` (the printed
     calls are ``Name.numpy_impl(...)`` / ``Name.mpmath_impl(...)``, for either backend)."""
     for f in expr.atoms(sp.Function):
@@ -691,16 +786,18 @@ def _collect(expr: sp.Expr, impls: dict, backend: str) -> None:
             impls[type(f).__name__] = type(f)._imp_
 
 
-def _with_dps(fn: Callable, dps: int | None) -> Callable:
+def _with_dps(fn: Callable[..., _R], dps: int | None) -> Callable[..., _R]:
+    """``fn`` evaluated at ``dps`` digits (text arguments read by ``mpmath.mpf``); ``fn`` itself if None."""
     if dps is None:
         return fn
 
-    def at_precision(*args: Any) -> Any:
+    def at_precision(*args: _MpNumber | float | str) -> _R:
         with mpmath.workdps(dps):
             return fn(*(mpmath.mpf(a) if isinstance(a, str) else a for a in args))
     return at_precision
 
 
+# Any: the compiled function returns arrays, numbers or mpf values (by backend), as Program.compile
 def lambdify(exprs: sp.Expr | Sequence[sp.Expr], symbols: Iterable[sp.Symbol],
              backend: str = "numpy", dps: int | None = None) -> Callable[..., Any]:
     """Compile plain expression(s) of ``symbols`` (CSE, NumericFunction aware).
@@ -715,7 +812,7 @@ def lambdify(exprs: sp.Expr | Sequence[sp.Expr], symbols: Iterable[sp.Symbol],
     if single or len(outs) > 1:
         return fn
 
-    def one_tuple(*args: Any) -> tuple:
+    def one_tuple(*args: ArrayLike | _MpNumber | str) -> tuple[object]:
         return (fn(*args),)
     return one_tuple
 

@@ -36,15 +36,28 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from symbrg.core.codegen import Program, Workspace, numpy_erf
+from symbrg.core.types import ArrayLike, MpNumber, NDArray
+
+if TYPE_CHECKING:
+    from sympy.printing.codeprinter import CodePrinter
+    from sympy.printing.latex import LatexPrinter
 
 __all__ = ["ArcCosKernel", "GramDet", "Implementations", "NumericFunction", "arccos_angular", "numpy_erf"]
+
+#: An order argument of :class:`ArcCosKernel`: an int in generated code, a sympy Integer in the
+#: expression tree, an mpf when sympy's ``evalf`` calls :meth:`NumericFunction.mpmath_impl`.
+_Order: TypeAlias = "int | sp.Integer | mpmath.mpf"
+#: An argument of an mpmath implementation: an mpmath number, or a Python number it converts exactly.
+_MpArg: TypeAlias = "MpNumber | int | float"
 
 
 class Implementations:
@@ -55,13 +68,15 @@ class Implementations:
     def __init__(self, cls: type[NumericFunction]) -> None:
         self.cls = cls
 
-    def numpy_impl(self, *args: Any) -> np.ndarray:
+    def numpy_impl(self, *args: ArrayLike) -> NDArray[np.float64]:
+        """The class's NumPy implementation."""
         return self.cls.numpy_impl(*args)
 
-    def mpmath_impl(self, *args: Any) -> Any:
+    def mpmath_impl(self, *args: _MpArg) -> MpNumber:
+        """The class's mpmath implementation."""
         return self.cls.mpmath_impl(*args)
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: ArrayLike | MpNumber) -> NDArray[np.float64] | MpNumber:
         if any(isinstance(a, (mpmath.mpf, mpmath.mpc)) for a in args):
             return self.mpmath_impl(*args)
         return self.numpy_impl(*args)
@@ -78,38 +93,41 @@ class NumericFunction(sp.Function):
     """
     _imp_: Implementations
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls._imp_ = Implementations(cls)
 
+    # Any (here and in mpmath_impl): every subclass fixes its own arguments, and only ``*args: Any,
+    # **kwargs: Any`` lets a type checker accept each override's signature
     @classmethod
-    def numpy_impl(cls, *args: Any, **kwargs: Any) -> np.ndarray:  # pragma: no cover - abstract
+    def numpy_impl(cls, *args: Any, **kwargs: Any) -> NDArray[np.float64]:  # pragma: no cover - abstract
         """The NumPy implementation (a subclass fixes the arguments)."""
         raise NotImplementedError(cls.__name__)
 
     @classmethod
-    def mpmath_impl(cls, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
+    def mpmath_impl(cls, *args: Any, **kwargs: Any) -> MpNumber:  # pragma: no cover - abstract
         """The mpmath implementation (a subclass fixes the arguments)."""
         raise NotImplementedError(cls.__name__)
 
+    # Any: as for numpy_impl, a subclass fixes the arguments
     @classmethod
-    def numpy_into(cls, out: np.ndarray, work: Any, *args: Any) -> None:
+    def numpy_into(cls, out: NDArray[np.float64], work: Workspace, *args: Any) -> None:
         """Write ``numpy_impl(*args)`` into ``out``; ``work`` is a :class:`symbrg.core.codegen.Workspace`
         for temporaries (subclasses on hot paths override this to allocate nothing)."""
         out[...] = cls.numpy_impl(*args)
 
-    def _call(self, printer: Any, impl: str) -> str:
+    def _call(self, printer: CodePrinter, impl: str) -> str:
         return f"{type(self).__name__}.{impl}({', '.join(printer._print(a) for a in self.args)})"
 
-    def _numpycode(self, printer: Any) -> str:
+    def _numpycode(self, printer: CodePrinter) -> str:
         """NumPy code: ``Name.numpy_impl(args)`` (``Name`` is ``_imp_`` in the generated code's namespace)."""
         return self._call(printer, "numpy_impl")
 
-    def _mpmathcode(self, printer: Any) -> str:
+    def _mpmathcode(self, printer: CodePrinter) -> str:
         """mpmath code: ``Name.mpmath_impl(args)``."""
         return self._call(printer, "mpmath_impl")
 
-    def _latex(self, printer: Any, exp: Any = None) -> str:
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         """``\\operatorname{Name}\\left(args\\right)`` (subclasses print their mathematical notation)."""
         body = (rf"\operatorname{{{type(self).__name__}}}\left("
                 + ", ".join(printer._print(a) for a in self.args) + r"\right)")
@@ -135,7 +153,7 @@ def prec_to_dps(prec: int) -> int:
 _SPLIT = 134217729.0  # 2**27 + 1, Dekker's splitting constant for float64
 
 
-def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _two_product(a: NDArray[np.float64], b: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Error-free product: ``a*b = p + e`` exactly (Dekker/Veltkamp, no FMA needed)."""
     p = a * b
     ca, cb = _SPLIT * a, _SPLIT * b
@@ -145,14 +163,14 @@ def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, e
 
 
-def _floats(*args: Any) -> list[np.ndarray]:
+def _floats(*args: ArrayLike) -> list[NDArray[np.float64]]:
     return [np.asarray(a, dtype=float) for a in np.broadcast_arrays(*args)]
 
 
 _CHUNK = 16384  # elements per block: 128 kB temporaries, few NumPy calls per entry
 
 
-def _blockwise(kernel: Any, *arrays: Any) -> np.ndarray:
+def _blockwise(kernel: Callable[..., NDArray[np.float64]], *arrays: ArrayLike) -> NDArray[np.float64]:
     """Apply ``kernel`` (flat float64 arrays -> flat array) over the broadcast of ``arrays`` in
     cache-sized blocks (``numpy.nditer``, buffered): the many temporaries of an error-free
     transformation cost no page faults, and a row/column-broadcast input is never materialized."""
@@ -166,7 +184,7 @@ def _blockwise(kernel: Any, *arrays: Any) -> np.ndarray:
     return out
 
 
-def _gram_det(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
+def _gram_det(q11: NDArray[np.float64], q12: NDArray[np.float64], q22: NDArray[np.float64]) -> NDArray[np.float64]:
     p1, e1 = _two_product(q11, q22)
     p2 = q12 * q12                                    # two-square: the two-product with a = b
     c = _SPLIT * q12
@@ -176,8 +194,8 @@ def _gram_det(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
     return np.maximum((p1 - p2) + (e1 - e2), 0.0)
 
 
-def _gram_det_fast(q11: np.ndarray, q12: np.ndarray, q22: np.ndarray, prod: np.ndarray,
-                   positive_end: bool = True) -> np.ndarray:
+def _gram_det_fast(q11: NDArray[np.float64], q12: NDArray[np.float64], q22: NDArray[np.float64],
+                   prod: NDArray[np.float64], positive_end: bool = True) -> NDArray[np.float64]:
     """Full relative accuracy at the cost of the plain difference where it has it: for |c| < 1/sqrt2
     (det > prod/2) ``prod - q12^2`` loses nothing; the other entries use the error-free products
     (only those with c < 0 when ``positive_end`` is False: a caller insensitive to det near c = +1)."""
@@ -204,17 +222,17 @@ class GramDet(NumericFunction):
     nargs = 3
 
     @classmethod
-    def eval(cls, q11: Any, q12: Any, q22: Any) -> Any:
+    def eval(cls, q11: sp.Expr, q12: sp.Expr, q22: sp.Expr) -> GramDet | None:
         if sp.default_sort_key(q22) < sp.default_sort_key(q11):   # symmetric: one canonical order
             return cls(q22, q12, q11)
         return None
 
     @classmethod
-    def numpy_impl(cls, q11: Any, q12: Any, q22: Any) -> np.ndarray:
+    def numpy_impl(cls, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike) -> NDArray[np.float64]:
         return _blockwise(lambda a, b, c: _gram_det_fast(a, b, c, a * c), q11, q12, q22)
 
     @classmethod
-    def mpmath_impl(cls, q11: Any, q12: Any, q22: Any) -> Any:
+    def mpmath_impl(cls, q11: _MpArg, q12: _MpArg, q22: _MpArg) -> MpNumber:
         d = mpmath.fsub(mpmath.fmul(q11, q22, exact=True), mpmath.fmul(q12, q12, exact=True),
                         prec=mpmath.mp.prec + 20)          # exact products, one rounding
         return d if d > 0 else mpmath.mpf(0)
@@ -223,15 +241,14 @@ class GramDet(NumericFunction):
         q11, q12, q22 = self.args
         return (q22, -2 * q12, q11)[argindex - 1]
 
-    def _latex(self, printer: Any, exp: Any = None) -> str:
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         q11, q22 = (printer._print(a) for a in (self.args[0], self.args[2]))
         base = rf"\left({q11} {q22} - {printer._print(self.args[1] ** 2)}\right)"
         return base if exp is None else rf"{base}^{{{exp}}}"
 
 
-def _sin_over_t_power(m: int, terms: int) -> list:
+def _sin_over_t_power(m: int, terms: int) -> list[Fraction]:
     """Taylor coefficients of :math:`(\\sin t / t)^m` in powers of :math:`t^2` (exact rationals)."""
-    from fractions import Fraction
     from math import factorial
     base = [Fraction((-1) ** k, factorial(2 * k + 1)) for k in range(terms)]
     out = [Fraction(1)] + [Fraction(0)] * (terms - 1)
@@ -268,7 +285,8 @@ class ArcCosKernel(NumericFunction):
     SERIES_TERMS = 24     # psi**48/48! < 1e-52 at psi <= 1.5: far below double precision
 
     @classmethod
-    def orders(cls, m: Any, n: Any) -> tuple[int, int]:
+    def orders(cls, m: _Order, n: _Order) -> tuple[int, int]:
+        """The orders (m, n) as Python ints."""
         return int(m), int(n)
 
     @staticmethod
@@ -280,6 +298,7 @@ class ArcCosKernel(NumericFunction):
 
     @staticmethod
     def normalization(m: int, n: int) -> sp.Expr:
+        r""":math:`2^{(m+n)/2}\,\Gamma(\tfrac{m+n}{2}+1)/(2\pi)`, the factor in front of the angular integral."""
         return 2 ** sp.Rational(m + n, 2) * sp.gamma(sp.Rational(m + n, 2) + 1) / (2 * sp.pi)
 
     @classmethod
@@ -311,24 +330,8 @@ class ArcCosKernel(NumericFunction):
             # the fast path's variables: c = -C and theta = pi - psi, the normalization folded in
             fast = Program((S, c, theta), (), (cls.normalization(m, n) * sp.factor_terms(
                 horner.xreplace({C: -c, P: sp.pi - theta})),), f"arccos_kernel_{m}_{n}")
-            a, b = _sin_over_t_power(m, cls.SERIES_TERMS), _sin_over_t_power(n, cls.SERIES_TERMS)
-            from math import factorial
-            coeffs = [0.0] * cls.SERIES_TERMS
-            for k in range(cls.SERIES_TERMS):
-                for j in range(cls.SERIES_TERMS - k):
-                    beta = sp.Rational(factorial(m + 2 * k) * factorial(n + 2 * j),
-                                       factorial(m + n + 2 * k + 2 * j + 1))
-                    coeffs[k + j] += float(a[k] * b[j] * beta.p / beta.q)  # exact product, one rounding
-            # switch point: below it the closed form's monomials cancel by more than a factor 16
-            terms = [sp.lambdify((S, C, P), t, modules="numpy") for t in sp.Add.make_args(sp.expand(ang))]
-            grid = np.linspace(1e-3, cls.PSI_SERIES, 600)
-            parts = np.array([np.broadcast_to(t(np.sin(grid), np.cos(grid), grid), grid.shape)
-                              for t in terms])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.abs(parts).sum(axis=0) / np.abs(parts.sum(axis=0))
-            bad = np.nonzero(ratio > 16)[0]
-            switch = (float(grid[bad[-1] + 1]) if bad[-1] + 1 < grid.size else cls.PSI_SERIES) if bad.size \
-                else float(grid[0])                          # no cancellation (e.g. J_0 = psi)
+            coeffs = _series_coefficients(m, n, cls.SERIES_TERMS)
+            switch = _series_switch(ang, cls.PSI_SERIES)
             # keep the series terms that matter in double precision up to the switch point
             size = [abs(c) * switch ** (2 * k) for k, c in enumerate(coeffs)]
             keep = max(k for k in range(len(size)) if size[k] >= 1e-18 * size[0]) + 1
@@ -338,7 +341,8 @@ class ArcCosKernel(NumericFunction):
         return _ARCCOS_CACHE[key]
 
     @classmethod
-    def numpy_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any, *det: Any) -> np.ndarray:
+    def numpy_impl(cls, m: _Order, n: _Order, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike,
+                   *det: ArrayLike) -> NDArray[np.float64]:
         work = Workspace()
 
         def block(*qs: np.ndarray) -> np.ndarray:
@@ -352,8 +356,8 @@ class ArcCosKernel(NumericFunction):
         return block(*qs)
 
     @classmethod
-    def numpy_into(cls, out: np.ndarray, work: Any, m: Any, n: Any, q11: Any, q12: Any, q22: Any,
-                   det: Any = None) -> None:
+    def numpy_into(cls, out: NDArray[np.float64], work: Workspace, m: _Order, n: _Order, q11: ArrayLike,
+                   q12: ArrayLike, q22: ArrayLike, det: ArrayLike | None = None) -> None:
         r"""Evaluate into ``out`` with temporaries from the workspace ``work`` (allocation-free when
         warm, except the rare entries repaired below).
 
@@ -402,7 +406,8 @@ class ArcCosKernel(NumericFunction):
             out *= s2 ** n
 
     @classmethod
-    def mpmath_impl(cls, m: Any, n: Any, q11: Any, q12: Any, q22: Any, *hint: Any) -> Any:
+    def mpmath_impl(cls, m: _Order, n: _Order, q11: _MpArg, q12: _MpArg, q22: _MpArg,
+                    *hint: _MpArg) -> MpNumber:
         m, n = int(m), int(n)
         mpf = mpmath.mpf
         q11, q12, q22 = mpf(q11), mpf(q12), mpf(q22)
@@ -419,13 +424,13 @@ class ArcCosKernel(NumericFunction):
         # the closed form cancels like psi^(m+n+1) below the switch point: add that many digits
         guard = 16 if psi_f >= switch else int(3.33 * (m + n + 1) * math.log10(math.pi / psi_f)) + 24
         key = ("mp", m, n, prec)
-        if key not in _ARCCOS_CACHE:
+        if key not in _ARCCOS_MP:
             S, C, P = _ANG_SYMBOLS
             with mpmath.workprec(prec + 16):
                 half = mpmath.mpf(m + n) / 2
                 norm = mpmath.mpf(2) ** half * mpmath.gamma(half + 1) / (2 * mpmath.pi)
-            _ARCCOS_CACHE[key] = (sp.lambdify((S, C, P), arccos_angular(m, n), modules="mpmath"), norm)
-        closed, norm = _ARCCOS_CACHE[key]
+            _ARCCOS_MP[key] = (sp.lambdify((S, C, P), arccos_angular(m, n), modules="mpmath"), norm)
+        closed, norm = _ARCCOS_MP[key]
         with mpmath.workprec(prec + guard):
             root = mpmath.sqrt(det)
             R = mpmath.sqrt(q11 * q22)
@@ -455,7 +460,7 @@ class ArcCosKernel(NumericFunction):
             return (mi * self - q12 * d12) / (2 * q11)
         return (ni * self - q12 * d12) / (2 * q22)
 
-    def _latex(self, printer: Any, exp: Any = None) -> str:
+    def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         m, n, q11, q12, q22, *hint = self.args
         gap = "".join(rf";\ {printer._print(h)}" for h in hint)
         body = (rf"\mathcal{{J}}_{{{printer._print(m)},{printer._print(n)}}}\!\left("
@@ -463,18 +468,52 @@ class ArcCosKernel(NumericFunction):
         return body if exp is None else rf"{body}^{{{exp}}}"
 
 
+def _series_coefficients(m: int, n: int, terms: int) -> list[float]:
+    r"""Coefficients :math:`c_j` of :math:`\int_0^\psi\sin^m t\sin^n(\psi-t)dt = \psi^{m+n+1}\sum_j c_j\psi^{2j}`,
+    :math:`c_j = \sum_{k+l=j}\alpha^{(m)}_k\alpha^{(n)}_l B(m+2k, n+2l)` (:func:`_sin_over_t_power`), to float."""
+    from math import factorial
+    a, b = _sin_over_t_power(m, terms), _sin_over_t_power(n, terms)
+    coeffs = [0.0] * terms
+    for k in range(terms):
+        for j in range(terms - k):
+            beta = sp.Rational(factorial(m + 2 * k) * factorial(n + 2 * j),
+                               factorial(m + n + 2 * k + 2 * j + 1))
+            coeffs[k + j] += float(a[k] * b[j] * beta.p / beta.q)  # exact product, one rounding
+    return coeffs
+
+
+def _series_switch(ang: sp.Expr, psi_max: float) -> float:
+    """The switch point of :class:`ArcCosKernel`'s NumPy path: below it (on a grid up to ``psi_max``) the
+    monomials of the closed form ``ang`` (:func:`arccos_angular`) cancel by more than a factor 16."""
+    S, C, P = _ANG_SYMBOLS
+    terms = [sp.lambdify((S, C, P), t, modules="numpy") for t in sp.Add.make_args(sp.expand(ang))]
+    grid = np.linspace(1e-3, psi_max, 600)
+    parts = np.array([np.broadcast_to(t(np.sin(grid), np.cos(grid), grid), grid.shape)
+                      for t in terms])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(parts).sum(axis=0) / np.abs(parts.sum(axis=0))
+    bad = np.nonzero(ratio > 16)[0]
+    return (float(grid[bad[-1] + 1]) if bad[-1] + 1 < grid.size else psi_max) if bad.size \
+        else float(grid[0])                          # no cancellation (e.g. J_0 = psi)
+
+
 class _ArcCosParts(NamedTuple):
     """What :class:`ArcCosKernel`'s NumPy path needs for one (m, n), all from :func:`arccos_angular`."""
-    closed: Any          # the angular integral A(S, C, psi), NumPy
-    fast_into: Any       # norm * A(S, -c, pi - theta), compiled in place: fn(S, c, theta, workspace)
-    coeffs: np.ndarray   # its Taylor coefficients in psi^2, highest first (times psi^(m+n+1))
+    closed: Callable[..., NDArray[np.float64]]     # the angular integral A(S, C, psi), NumPy
+    fast_into: Callable[..., NDArray[np.float64]]  # norm * A(S, -c, pi - theta), in place: fn(S, c, theta, workspace)
+    coeffs: NDArray[np.float64]   # its Taylor coefficients in psi^2, highest first (times psi^(m+n+1))
     switch: float        # below this psi the closed form cancels: the series is used
     sensitive: bool      # does an error in S reach A at first order at c = +1?
     needs_sin: bool      # does A depend on S = sin(psi) at all (J_0 does not)?
     norm: float          # the normalization in front of A
 
 
-_ARCCOS_CACHE: dict = {}
+#: per (m, n): the NumPy path's parts (:meth:`ArcCosKernel._numpy_parts`)
+_ARCCOS_CACHE: dict[tuple[int, int], _ArcCosParts] = {}
+#: per ("mp", m, n, binary precision): the mpmath angular integral and the normalization
+_ARCCOS_MP: dict[tuple[str, int, int, int], tuple[Callable[..., MpNumber], MpNumber]] = {}
+#: per ("sensitive", m, n): :meth:`ArcCosKernel.sensitive`
+_ARCCOS_SENSITIVE: dict[tuple[str, int, int], bool] = {}
 _ARCCOS_LOCK = threading.Lock()
 # Below this psi the fast path's psi = pi - arccos(c) inherits c's rounding, ~eps/psi^2 relative:
 # 2e-14 at 0.1, so entries with smaller psi go to the error-free path.
@@ -485,17 +524,17 @@ _ANG_SYMBOLS = sp.symbols("S C psi", real=True)
 def _arccos_sensitive(m: int, n: int) -> bool:
     """See :meth:`ArcCosKernel.sensitive` (cached: symbolic work)."""
     key = ("sensitive", m, n)
-    if key not in _ARCCOS_CACHE:
+    if key not in _ARCCOS_SENSITIVE:
         S, C, P = _ANG_SYMBOLS
         ang = arccos_angular(m, n)
         # near c = +1 (psi = pi, S = 0, C = -1): the first-order response to an error in S = sqrt(det)/R
         sens = (sp.diff(ang, S) + sp.diff(ang, P) * C / (S ** 2 + C ** 2)).subs({S: 0, C: -1, P: sp.pi})
-        _ARCCOS_CACHE[key] = bool(sp.simplify(sens) != 0)
-    return _ARCCOS_CACHE[key]
+        _ARCCOS_SENSITIVE[key] = bool(sp.simplify(sens) != 0)
+    return _ARCCOS_SENSITIVE[key]
 
 
-def _arccos_careful(m: int, n: int, parts: _ArcCosParts, q11: np.ndarray, q12: np.ndarray,
-                    q22: np.ndarray, det: np.ndarray | None = None) -> np.ndarray:
+def _arccos_careful(m: int, n: int, parts: _ArcCosParts, q11: NDArray[np.float64], q12: NDArray[np.float64],
+                    q22: NDArray[np.float64], det: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     r"""The angular integral of :class:`ArcCosKernel` to full relative accuracy in the float64 inputs:
     :math:`\psi = \operatorname{atan2}(\sqrt\Delta, -q_{12})` with the error-free Gram determinant
     (or the gap hint ``det``), and the Taylor series in :math:`\psi` below the switch point."""
@@ -530,7 +569,7 @@ def arccos_angular(m: int, n: int) -> sp.Expr:
     :math:`D(a,b) = -\frac{S^{a-1}C^{b+1}}{a+b} + \frac{a-1}{a+b}D(a-2,b)`.
     """
     S, C, P = _ANG_SYMBOLS
-    memo: dict = {}
+    memo: dict[tuple[int, int], sp.Expr] = {}
 
     def D(a: int, b: int) -> sp.Expr:
         if (a, b) in memo:

@@ -3,18 +3,23 @@ r"""Type aliases of the public API: what a number, an expression and an array ar
 Job: one place for the argument types the engines accept, so that signatures say what they take
 instead of ``Any``.  A :data:`Number` is :math:`x \in \mathbb R` given as a Python number or a sympy
 expression (exact rationals and symbols stay exact); an :data:`ExprLike` may also be text, which is
-parsed once by :func:`symbrg.core.parsing.parse_expression`; arrays are NumPy's ``ArrayLike``.
+parsed once by :func:`symbrg.core.parsing.parse_expression`; arrays are NumPy's ``ArrayLike``; an
+:data:`MpNumber` is an arbitrary-precision value :math:`x \in \mathbb R` (or :math:`\mathbb C`) of mpmath.
 """
 from __future__ import annotations
 
 from typing import TypeAlias
 
+import mpmath
 import sympy as sp
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["ArrayLike", "DTypeLike", "ExprLike", "NDArray", "Number"]
+__all__ = ["ArrayLike", "DTypeLike", "ExprLike", "MpNumber", "NDArray", "Number"]
 
 #: A real number or a sympy expression standing for one (exact, or symbolic).
 Number: TypeAlias = "int | float | sp.Expr"
 #: A :data:`Number` or text for :func:`symbrg.core.parsing.parse_expression`.
 ExprLike: TypeAlias = "int | float | str | sp.Expr"
+#: An mpmath number: what ``mpmath_impl`` implementations and mpmath-compiled programs take and return
+#: (``mpmath.mpf``; ``mpmath.mpc`` only where a formula leaves the real line).
+MpNumber: TypeAlias = "mpmath.mpf | mpmath.mpc"
