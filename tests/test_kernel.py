@@ -301,7 +301,7 @@ def test_out_fills_a_memmap_and_is_validated(tmp_path):
 
 
 @pytest.mark.parametrize("fmt,needle", [("text", "K⁽³⁾₁₂"), ("latex", "\\begin{"),
-                                        ("markdown", "$$"), ("python", "def _program")])
+                                        ("markdown", "$$"), ("python", "__all__ = ['nngp_relu_mlp_depth3']")])
 def test_cli_derive_nngp_formats(capsys, fmt, needle):
     from symbrg.cli import main
     assert main(["derive", "nngp", "--activation", "relu", "--depth", "3", "--format", fmt]) == 0

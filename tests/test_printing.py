@@ -190,3 +190,61 @@ def test_metrics_and_certificates_display_in_jupyter():
     assert repr(cert).startswith("<Certificate ") and "mutations refused, verified>" in repr(cert)
     html = cert._repr_html_()
     assert html.count("<tr>") == 1 + len(cert.identities) + 1 + len(cert.mutations) and "NOT" not in html
+
+
+def _import_source(src: str, tmp_path, name: str):
+    import importlib.util
+    path = tmp_path / f"{name}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("act, depth", [("relu", 3), ("erf", 2), ("gelu", 2), ("rectified:2", 2), ("abs", 1)])
+def test_python_format_is_a_self_contained_module_equal_to_the_compiled_program(tmp_path, act, depth):
+    import numpy as np
+
+    import symbrg
+    arch = symbrg.mlp(act, depth=depth, sigma_w=1.3, sigma_b=0.1)
+    prog = arch.ntk_program
+    src = printing.python_module(prog, name=f"ntk {act}", title="NTK")
+    assert "symbrg" not in src.split('"""', 2)[2] and "Self-contained" in src     # imports numpy, math only
+    module = _import_source(src, tmp_path, "generated")
+    fn = getattr(module, module.__all__[0])
+    import inspect
+    assert list(inspect.signature(fn).parameters)[:3] == ["s_11", "s_22", "s_12"]
+    x = np.random.default_rng(1).normal(size=(6, 4))
+    s = x @ x.T / 4
+    args = [np.diag(s)[:, None], np.diag(s)[None, :], s] + [{"sigma_w": 1.3, "sigma_b": 0.1}[str(v)[:7]]
+                                                          for v in prog.inputs[3:]]
+    got, want = fn(*args), prog.compile()(*args)
+    off = ~np.eye(6, dtype=bool)
+    for g, w in zip(got, want):                 # generic correlations: the same numbers
+        assert np.allclose(g[off], w[off], rtol=1e-12, atol=1e-14)
+        # c = 1: the textbook closed form loses about half the digits there (documented), symbrg does not
+        assert np.allclose(np.diag(g), np.diag(w), rtol=1e-6)
+
+
+def test_python_format_refuses_kernels_without_elementary_form():
+    import symbrg
+    from symbrg.core.errors import Unsupported
+    with pytest.raises(Unsupported) as info:
+        printing.python_module(symbrg.mlp("tanh", depth=1).nngp_program, name="nngp")
+    assert info.value.argument == "format" and "Program.compile" in str(info.value)
+
+
+def test_special_nodes_work_in_sympy_lambdify_and_pretty():
+    import mpmath
+    import numpy as np
+
+    from symbrg.core.special import ArcCosKernel, GramDet
+    q11, q12, q22 = sp.symbols("q11 q12 q22", real=True)
+    for node in (ArcCosKernel(1, 1, q11, q12, q22), ArcCosKernel(0, 2, q11, q12, q22), GramDet(q11, q12, q22)):
+        vals = (1.3, 0.4, 0.9)
+        exact = float(node.elementary().subs(dict(zip((q11, q12, q22), vals))).evalf(30))
+        assert np.isclose(sp.lambdify((q11, q12, q22), node, "numpy")(*vals), exact, rtol=1e-13)
+        mp = sp.lambdify((q11, q12, q22), node, "mpmath")(*map(mpmath.mpf, vals))
+        assert abs(float(mp) - exact) < 1e-14 * max(1, abs(exact))
+        assert "ArcCosKernel" not in sp.pretty(node) and "GramDet" not in sp.pretty(node)

@@ -50,6 +50,8 @@ from symbrg.core.types import ArrayLike, MpNumber, NDArray
 if TYPE_CHECKING:
     from sympy.printing.codeprinter import CodePrinter
     from sympy.printing.latex import LatexPrinter
+    from sympy.printing.pretty.pretty import PrettyPrinter
+    from sympy.printing.pretty.stringpict import prettyForm
 
 __all__ = ["ArcCosKernel", "GramDet", "Implementations", "NumericFunction", "arccos_angular", "numpy_erf"]
 
@@ -116,6 +118,11 @@ class NumericFunction(sp.Function):
         for temporaries (subclasses on hot paths override this to allocate nothing)."""
         out[...] = cls.numpy_impl(*args)
 
+    def elementary(self) -> sp.Expr | None:
+        """The node as elementary functions (for code that must run without symbrg: the
+        self-contained ``--format python`` module), or None when it has no such form."""
+        return None
+
     def _call(self, printer: CodePrinter, impl: str) -> str:
         return f"{type(self).__name__}.{impl}({', '.join(printer._print(a) for a in self.args)})"
 
@@ -132,6 +139,14 @@ class NumericFunction(sp.Function):
         body = (rf"\operatorname{{{type(self).__name__}}}\left("
                 + ", ".join(printer._print(a) for a in self.args) + r"\right)")
         return body if exp is None else rf"{body}^{{{exp}}}"
+
+    def _pretty_parts(self) -> tuple[str, tuple[sp.Basic, ...]]:
+        """The name and arguments that sympy's pretty printer shows (subclasses: their notation)."""
+        return type(self).__name__, self.args
+
+    def _pretty(self, printer: PrettyPrinter) -> prettyForm:
+        name, args = self._pretty_parts()
+        return printer._helper_print_function(self.func, args, func_name=name)
 
     def _eval_evalf(self, prec: int) -> sp.Expr | None:
         if not all(a.is_number for a in self.args):
@@ -237,9 +252,18 @@ class GramDet(NumericFunction):
                         prec=mpmath.mp.prec + 20)          # exact products, one rounding
         return d if d > 0 else mpmath.mpf(0)
 
+    def elementary(self) -> sp.Expr:
+        """:math:`\\max(q_{11}q_{22} - q_{12}^2, 0)` (rounded products: near c = 1 less accurate than
+        the error-free NumPy implementation)."""
+        q11, q12, q22 = self.args
+        return sp.Max(q11 * q22 - q12**2, 0)
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         q11, q12, q22 = self.args
         return (q22, -2 * q12, q11)[argindex - 1]
+
+    def _pretty_parts(self) -> tuple[str, tuple[sp.Basic, ...]]:
+        return "Δ", self.args
 
     def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         q11, q22 = (printer._print(a) for a in (self.args[0], self.args[2]))
@@ -441,6 +465,12 @@ class ArcCosKernel(NumericFunction):
             out = norm * scale * ang
         return +out
 
+    def elementary(self) -> sp.Expr:
+        """The closed form (:meth:`explicit`) with the gap :math:`\\max(\\Delta, 0)` in elementary functions."""
+        m, n, q11, q12, q22, *det = self.args
+        gap = sp.Max(det[0] if det else q11 * q22 - q12**2, 0)      # rounding may leave it below 0
+        return type(self).explicit(int(m), int(n), q11, q12, q22, det=gap)
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         m, n, q11, q12, q22, *hint = self.args
         mi, ni = int(m), int(n)
@@ -459,6 +489,11 @@ class ArcCosKernel(NumericFunction):
         if argindex == 3:   # homogeneity: E(l q11, sqrt(l) q12, q22) = l^{m/2} E
             return (mi * self - q12 * d12) / (2 * q11)
         return (ni * self - q12 * d12) / (2 * q22)
+
+    def _pretty_parts(self) -> tuple[str, tuple[sp.Basic, ...]]:
+        m, n, *rest = self.args
+        low = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+        return f"𝒥{str(m).translate(low)},{str(n).translate(low)}", tuple(rest)
 
     def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
         m, n, q11, q12, q22, *hint = self.args

@@ -631,6 +631,10 @@ class _AngularGap(NumericFunction):
             value = cls._gap_H(theta)
         return +value
 
+    def elementary(self) -> sp.Expr:
+        """:math:`H = G(0) - g` without the Taylor branch (which keeps its accuracy near c = 1)."""
+        return self.g0 - self.args[2]
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         """H = G(0) - g: (Delta, q12) only say where to sum the series."""
         return sp.Integer(-1) if argindex == 3 else sp.Integer(0)
