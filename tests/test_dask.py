@@ -3,6 +3,7 @@
 Every chunked result is compared with the in-memory ``arch.nngp``/``arch.ntk`` of the same inputs;
 the cluster tests run a two-process LocalCluster, one of them killing a worker mid-run.
 """
+import json
 import os
 import signal
 import sys
@@ -231,3 +232,223 @@ def test_bad_arguments(nets, tmp_path):
     with pytest.raises(InvalidArgument, match="^arch: "):
         gram_dask("relu", X)
     assert dask.is_dask_collection(gram_dask(arch, X))        # lazy: nothing computed yet
+
+
+# ------------------------------------------------------------------ arch.nngp / arch.ntk dispatch
+def test_api_chunks_is_the_lazy_array(nets):
+    arch = nets["relu3"]
+    lazy = arch.nngp(X, chunks=CHUNK)
+    assert dask.is_dask_collection(lazy) and lazy.chunksize == (CHUNK, CHUNK)
+    assert np.array_equal(lazy.compute(), gram_dask(arch, X, chunk=CHUNK).compute())
+    np.testing.assert_allclose(arch.ntk(X, Y, chunks=CHUNK).compute(), arch.ntk(X, Y), rtol=1e-13, atol=1e-13)
+
+
+def test_api_out_zarr_stores_the_array(nets, tmp_path):
+    arch = nets["erf2"]
+    z = arch.ntk(X, out=tmp_path / "K.zarr", chunks=CHUNK)             # a PathLike
+    assert isinstance(z, zarr.Array) and z.chunks == (CHUNK, CHUNK)
+    np.testing.assert_allclose(z[:], arch.ntk(X), rtol=1e-13, atol=1e-13)
+    seen = []
+    z = arch.nngp(X, Y, out=str(tmp_path / "L.zarr"), progress=lambda d, t: seen.append(d))   # a str
+    assert z.chunks == (chunked.DEFAULT_CHUNK,) * 2 and seen == [1]
+    np.testing.assert_allclose(z[:], arch.nngp(X, Y), rtol=1e-13, atol=1e-13)
+    with pytest.raises(OutputExists, match="^out: "):
+        arch.nngp(X, out=tmp_path / "K.zarr")
+    if pytest.importorskip("fsspec"):
+        z = arch.nngp(X, out="memory://symbrg-test-api/K.zarr", chunks=CHUNK)    # an fsspec URL
+        assert np.array_equal(z[:], gram_to_zarr(arch, X, tmp_path / "M.zarr", chunk=CHUNK)[:])
+
+
+@pytest.mark.parametrize("options,argument", [
+    (dict(out="K.npy"), "out"),                          # a path that is not .zarr
+    (dict(chunks=CHUNK, threads=2), "threads"),
+    (dict(chunks=CHUNK, progress=print), "progress"),
+    (dict(chunks=CHUNK, out=np.empty((N, N))), "out"),
+    (dict(out="K.zarr", precision=30), "precision"),
+    (dict(chunks=0), "chunks"),
+    (dict(chunks=2.5), "chunks"),
+])
+def test_api_bad_combinations(nets, tmp_path, monkeypatch, options, argument):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidArgument, match=f"^{argument}: "):
+        nets["relu3"].nngp(X, **options)
+    assert not (tmp_path / "K.zarr").exists()
+
+
+def test_api_without_the_extra(nets, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    with pytest.raises(Unsupported, match=r"^chunks: needs the \[dask\] extra"):
+        nets["relu3"].nngp(X, chunks=CHUNK)
+    with pytest.raises(Unsupported, match=r"^out: needs the \[dask\] extra"):
+        nets["relu3"].ntk(X, out=tmp_path / "K.zarr")
+    assert nets["relu3"].nngp(X[:5]).shape == (5, 5)               # the in-memory path needs neither
+
+
+def test_chunked_sees_the_network_structurally(nets):
+    from symbrg.kernels.grams import GramNetwork
+    assert isinstance(nets["relu3"], GramNetwork)
+    with pytest.raises(InvalidArgument, match="^arch: "):            # the class itself is not a network
+        gram_dask(symbrg.kernels.Architecture, X)
+
+
+# ------------------------------------------------------------------ symbrg kernel --out K.zarr
+def _cli(args, capsys):
+    from symbrg.cli import main
+    status = main(args)
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+KERNEL = ["kernel", "--activation", "relu", "--depth", "3", "--sigma-w", "1.4", "--sigma-b", "0.1"]
+
+
+def test_cli_kernel_zarr(nets, tmp_path, capsys):
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Y.npy", Y)
+    x, out = str(tmp_path / "X.npy"), str(tmp_path / "K.zarr")
+    status, stdout, _ = _cli([*KERNEL, "--x", x, "--out", out, "--chunk", str(CHUNK)], capsys)
+    assert status == 0 and "(230, 230)" in stdout and f"chunks {CHUNK}" in stdout
+    z = zarr.open_array(out, mode="r")
+    assert z.chunks == (CHUNK, CHUNK) and np.array_equal(z[:], nets["relu3"].nngp(X))
+    status, _, err = _cli([*KERNEL, "--x", x, "--out", out, "--chunk", str(CHUNK)], capsys)   # exists
+    assert status == 2 and err.count("\n") == 1 and "--resume" in err and "--force" in err
+    status, _, _ = _cli([*KERNEL, "--ntk", "--x", x, "--x2", str(tmp_path / "Y.npy"), "--out", out, "--force"],
+                        capsys)
+    assert status == 0
+    z = zarr.open_array(out, mode="r")
+    assert z.chunks == (chunked.DEFAULT_CHUNK,) * 2
+    np.testing.assert_allclose(z[:], nets["relu3"].ntk(X, Y), rtol=1e-13, atol=1e-13)
+
+
+def test_cli_kernel_zarr_resume(nets, tmp_path, capsys):
+    np.save(tmp_path / "X.npy", X)
+    out = tmp_path / "K.zarr"
+
+    def crash(done, _total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):                     # an interrupted run: 3 blocks written
+        gram_to_zarr(nets["relu3"], X, out, chunk=CHUNK, progress=crash)
+    status, _, err = _cli([*KERNEL, "--x", str(tmp_path / "X.npy"), "--out", str(out), "--chunk", "32",
+                           "--resume"], capsys)
+    assert status == 2 and err.startswith("symbrg: error: resume: ") and "chunk" in err
+    status, _, _ = _cli([*KERNEL, "--x", str(tmp_path / "X.npy"), "--out", str(out), "--chunk", str(CHUNK),
+                         "--resume"], capsys)
+    assert status == 0
+    z = zarr.open_array(str(out), mode="r")
+    assert z.attrs["symbrg"]["complete"] is True and np.array_equal(z[:], nets["relu3"].nngp(X))
+
+
+@pytest.mark.parametrize("extra,argument", [
+    (["--out", "K.zarr", "--precision", "30"], "precision"),
+    (["--out", "K.npy", "--chunk", "64"], "chunk"),
+    (["--out", "K.npy", "--resume"], "resume"),
+    (["--out", "K.npy", "--scheduler", "tcp://127.0.0.1:1"], "scheduler"),
+    (["--out", "K.zarr", "--resume", "--force"], "force"),
+    (["--out", "K.zarr", "--chunk", "0"], "chunk"),
+    (["--out", "K.zarr", "--scheduler", " "], "scheduler"),
+])
+def test_cli_kernel_bad_combinations(tmp_path, capsys, monkeypatch, extra, argument):
+    monkeypatch.chdir(tmp_path)
+    np.save("X.npy", X[:20])
+    status, stdout, err = _cli([*KERNEL, "--x", "X.npy", *extra], capsys)
+    assert status == 2 and stdout == "" and err.count("\n") == 1
+    assert err.startswith(f"symbrg: error: {argument}: "), err
+    assert not (tmp_path / "K.zarr").exists() and not (tmp_path / "K.npy").exists()
+
+
+def test_cli_kernel_on_the_cluster(nets, client, tmp_path, capsys, monkeypatch):
+    np.save(tmp_path / "X.npy", X)
+    x = str(tmp_path / "X.npy")
+    status, stdout, _ = _cli([*KERNEL, "--x", x, "--out", str(tmp_path / "A.zarr"), "--chunk", str(CHUNK),
+                              "--scheduler", client.scheduler.address], capsys)
+    assert status == 0 and client.scheduler.address in stdout
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", client.scheduler.address)      # the same via the environment
+    status, stdout, _ = _cli([*KERNEL, "--x", x, "--out", str(tmp_path / "B.zarr"), "--chunk", str(CHUNK)], capsys)
+    assert status == 0 and client.scheduler.address in stdout
+    want = nets["relu3"].nngp(X)
+    for name in ("A.zarr", "B.zarr"):
+        assert np.array_equal(zarr.open_array(str(tmp_path / name), mode="r")[:], want)
+
+
+# ------------------------------------------------------------------ experiments and sweeps on the cluster
+TINY = dict(widths=(2, 10, 10, 200, 1), sigma_w=(2 ** 0.5, 10 ** 0.5, 10 ** 0.5, 200 ** 0.5),
+            n_train=50, n_test=50, fisher_set=100, epochs=30, bootstrap=500, seed=1)
+
+
+def test_experiment_on_the_cluster_equals_local(client, tmp_path):
+    from symbrg.ensembles.experiment import preset, run_shell_experiment
+    cfg = preset("paper", members=6, block=2, **TINY)
+    quiet = dict(progress=lambda line: None, figures=False)
+    local = run_shell_experiment(cfg, tmp_path / "local", **quiet)
+    remote = run_shell_experiment(cfg, tmp_path / "remote", client=client, **quiet)
+    same = json.dumps(remote) == json.dumps(local)                             # bit for bit
+    assert same, "the cluster's results differ from the local ones"
+    for name in ("block_0000.npz", "block_0001.npz", "block_0002.npz"):
+        a, b = np.load(tmp_path / "local" / "blocks" / name), np.load(tmp_path / "remote" / "blocks" / name)
+        assert sorted(a.files) == sorted(b.files)
+        assert all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a.files)
+    stopped = run_shell_experiment(cfg, tmp_path / "resumed", client=client, stop_after=1, **quiet)
+    assert stopped["complete"] is False
+    resumed = run_shell_experiment(cfg, tmp_path / "resumed", client=client, resume=True, **quiet)
+    same = json.dumps(resumed) == json.dumps(local)
+    assert same, "a run resumed on the cluster differs from the local one"
+    with pytest.raises(InvalidArgument, match="^client: "):
+        run_shell_experiment(cfg, client="tcp://localhost:1", **quiet)
+
+
+def test_cli_experiment_scheduler(client, tmp_path, capsys):
+    shell = ["experiment", "shell", "--preset", "paper", "--members", "4", "--epochs", "5", "--block", "2",
+             "--bootstrap", "200", "--no-figures"]
+    status, _, _ = _cli(["-q", *shell, "--out", str(tmp_path / "local")], capsys)
+    assert status == 0
+    status, _, _ = _cli(["-q", *shell, "--out", str(tmp_path / "remote"), "--scheduler", client.scheduler.address],
+                        capsys)
+    assert status == 0
+    same = (tmp_path / "local" / "results.json").read_bytes() == (tmp_path / "remote" / "results.json").read_bytes()
+    assert same, "the cluster's results.json differs from the local one"
+    status, _, err = _cli(["-q", *shell, "--out", str(tmp_path / "bad"), "--scheduler", ""], capsys)
+    assert status == 2 and err.startswith("symbrg: error: --scheduler: ") and err.count("\n") == 1
+
+
+def test_cosnet_sweep_on_the_cluster_equals_local(client, capsys):
+    # a mutated sweep (one mutation, no mutation table) keeps it short; it must not verify anywhere
+    sweep = ["prove", "cosnet-erg", "--dim", "1,2", "--regulator", "sharp,litim", "--points", "2",
+             "--mutate", "mass-dropped-map", "--json"]
+    status, local, _ = _cli(sweep, capsys)
+    assert status == 1
+    rows = json.loads(local)["sweep"]
+    assert [(r["dim"], r["regulator"]) for r in rows] == [("1", "sharp"), ("1", "litim"), ("2", "sharp"),
+                                                          ("2", "litim")]
+    assert not any(r["verified"] for r in rows) and all("cutoff-map" in r["failed"] for r in rows)
+    status, remote, _ = _cli([*sweep, "--scheduler", client.scheduler.address], capsys)
+    assert status == 1 and remote == local
+
+
+def test_cosnet_sweep_rows_and_errors(capsys, monkeypatch):
+    from symbrg.cli import cosnet
+    calls = []
+
+    def row(dim, regulator, points, mutate, bounds):      # the certificates themselves are tested above
+        calls.append((dim, regulator))
+        ok = (dim, regulator) != ("4", "exponential")
+        return {"dim": dim, "regulator": regulator, "verified": ok, "identities_verified": 12 if ok else 11,
+                "identities": 12, "mutations_refused": 6, "mutations": 6, "vacuous": [],
+                "failed": [] if ok else ["polchinski"]}
+
+    monkeypatch.setattr(cosnet, "_sweep_row", row)
+    status, text, _ = _cli(["prove", "cosnet-erg", "--sweep"], capsys)
+    lines = text.splitlines()
+    assert status == 1 and len(calls) == 12 and len(lines) == 13                # dims 1..4 x 3 regulators
+    assert calls[:3] == [("1", "sharp"), ("1", "litim"), ("1", "exponential")]
+    assert lines[0].split()[:4] == ["dim", "1", "sharp", "VERIFIED"] and "12/12 identities" in lines[0]
+    assert "NOT VERIFIED" in lines[12 - 1] and "failed: polchinski" in lines[11]
+    assert lines[-1] == "11/12 certificates verified"
+    for bad, argument in ((["--dim", "1,"], "dim"), (["--dim", "1,0"], "dim"), (["--regulator", "sharp,nope"],
+                          "regulator"), (["--sweep", "--format", "latex"], "format"),
+                          (["--dim", "3", "--scheduler", "tcp://127.0.0.1:1"], "scheduler"),
+                          (["--sweep", "--scheduler", " "], "scheduler")):
+        status, _, err = _cli(["prove", "cosnet-erg", *bad], capsys)
+        assert status == 2 and err.startswith(f"symbrg: error: {argument}: ") and err.count("\n") == 1, err

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from typing import Any
 
-from symbrg.cli import Names, command_group
+from symbrg.cli import Names, command_group, progress
+
+#: What --sweep covers: these dimensions x every regulator of the theorem.
+SWEEP_DIMS = ("1", "2", "3", "4")
 
 EPILOG = """examples:
   symbrg prove cosnet-erg --dim 3 --regulator sharp
   symbrg prove cosnet-erg --dim d --regulator litim --json
   symbrg prove cosnet-erg --dim 2 --regulator exponential --format latex > theorem.tex
   symbrg prove cosnet-erg --dim 3 --regulator litim --mutate swap-regulator   # exits 1
+  symbrg prove cosnet-erg --sweep                                  # dims 1..4 x the three regulators
+  symbrg prove cosnet-erg --dim 1,2,3 --regulator sharp,litim --scheduler tcp://head:8786
 
 The certificate proves that the information-shell (Bayesian RG) coarse graining of the generalized
 cos-net (frequencies uniform in the ball |b| < R, readout scale (b^2+m^2)^(-1/2)) is the Polchinski
@@ -24,6 +31,10 @@ share only the architecture; every identity is evaluated at random points with 3
 named mutations of the BRG side (--mutate) must each falsify at least one identity.  Exit status 0
 only when every identity is verified and every mutation refused, 1 otherwise, 2 on bad input.
 --dim: an integer >= 1, or d for a symbolic dimension.
+
+A sweep (--sweep, or comma-separated --dim/--regulator values) prints one row per certificate
+(--json: a list); with --scheduler (or $DASK_SCHEDULER_ADDRESS) the certificates run as tasks on
+that dask.distributed cluster (the [dask] extra), with the same rows as a local sweep.
 """
 
 DERIVE_EPILOG = """examples:
@@ -46,8 +57,102 @@ def _certificate(ns: argparse.Namespace):
     return certify(d, reg, points=ns.points, mutate=getattr(ns, "mutate", None))
 
 
+def _values(text: str, option: str) -> list[str]:
+    """The comma-separated values of ``--dim`` or ``--regulator`` (each non-empty)."""
+    from symbrg.core.errors import InvalidArgument
+    values = [v.strip() for v in text.split(",")]
+    if not all(values):
+        raise InvalidArgument(option, f"expected one value or comma-separated values, got {text!r}")
+    return values
+
+
+def _sweep_row(dim: str, regulator: str, points: int, mutate: str | None,
+               bounds: dict[str, float]) -> dict[str, Any]:
+    """One row of a sweep: the certificate of (``dim``, ``regulator``) summarized (a task on a
+    cluster: it carries the work bounds in force where the sweep was started)."""
+    from symbrg.core import limits
+    with limits.lifted(**bounds):
+        cert = _certificate(argparse.Namespace(dim=dim, regulator=regulator, points=points, mutate=mutate))
+    rows = cert.identities
+    return {"dim": dim, "regulator": regulator, "verified": bool(cert.verified),
+            "identities_verified": sum(bool(r["verified"]) for r in rows), "identities": len(rows),
+            "mutations_refused": sum(bool(m["falsified"]) for m in cert.mutations),
+            "mutations": len(cert.mutations), "vacuous": list(cert.vacuous),
+            "failed": [r["name"] for r in rows if not r["verified"]]}
+
+
+def _sweep(ns: argparse.Namespace, dims: list[str], regulators: list[str]) -> int:
+    """Certificates for every (dim, regulator), here or as tasks on a dask.distributed cluster;
+    one row each, in the order dims x regulators."""
+    from symbrg.core import limits
+    from symbrg.core.errors import InvalidArgument, SymbrgError
+    if ns.format != "text":
+        raise InvalidArgument("format", "a sweep prints one row per certificate (or --json): --format goes "
+                                        "with a single --dim and --regulator")
+    pairs = [(d, r) for d in dims for r in regulators]
+    for d, r in pairs:                               # every value checked before any work
+        _checked(d, r)
+    bounds = {k: v for k, v in limits.current().items() if v > 0}
+    client = None
+    try:
+        if ns.scheduler is not None or os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip():
+            from symbrg.kernels.chunked import client_from
+            client = client_from(ns.scheduler)
+        if client is not None:
+            futures = [client.submit(_sweep_row, d, r, ns.points, ns.mutate, bounds, pure=False) for d, r in pairs]
+            rows = client.gather(futures)
+        else:
+            rows = []
+            with progress.bar(ns, total=len(pairs), desc="certificates", unit="cert") as bar:
+                for d, r in pairs:
+                    rows.append(_sweep_row(d, r, ns.points, ns.mutate, bounds))
+                    bar.update(1)
+    except SymbrgError as exc:
+        if exc.argument in ("address", "client"):
+            exc.argument = "scheduler"
+        raise
+    finally:
+        if client is not None:
+            client.close()
+    ok = all(row["verified"] for row in rows)
+    if ns.json:
+        print(json.dumps({"theorem": "cosnet-erg", "mutate": ns.mutate, "verified": ok, "sweep": rows}, indent=2))
+    else:
+        for row in rows:
+            print(f"dim {row['dim']:<3} {row['regulator']:<12} {'VERIFIED    ' if row['verified'] else 'NOT VERIFIED'} "
+                  f"{row['identities_verified']}/{row['identities']} identities"
+                  + (f", {row['mutations_refused']}/{row['mutations']} mutations refused" if row["mutations"] else "")
+                  + (f"; failed: {', '.join(row['failed'])}" if row["failed"] else ""))
+        print(f"{sum(row['verified'] for row in rows)}/{len(rows)} certificates verified"
+              + (f" [mutation {ns.mutate}]" if ns.mutate else ""))
+    return 0 if ok else 1
+
+
+def _checked(dim: str, regulator: str) -> None:
+    """The checks :func:`_certificate` makes before its work (dimension, its limit, the regulator)."""
+    from symbrg.core.checks import choice
+    from symbrg.cosnet.theorem import DIM
+    from symbrg.cosnet.theory import REGULATOR_NAMES, D, _dim
+    from symbrg.rg.regulators import regulator as parse_regulator
+    choice("regulator", parse_regulator(regulator).name, REGULATOR_NAMES)
+    d = _dim(dim)
+    if d != D:
+        DIM.check("dim", d, cost="about 2 s")
+
+
 def _prove(ns: argparse.Namespace) -> int:
     from symbrg.core.printing import render
+    from symbrg.cosnet.theory import REGULATOR_NAMES
+    dims = _values(ns.dim, "dim") if ns.dim is not None else list(SWEEP_DIMS if ns.sweep else ("3",))
+    regulators = (_values(ns.regulator, "regulator") if ns.regulator is not None
+                  else list(REGULATOR_NAMES if ns.sweep else ("sharp",)))
+    if ns.sweep or len(dims) * len(regulators) > 1:
+        return _sweep(ns, dims, regulators)
+    if ns.scheduler is not None:
+        from symbrg.core.errors import InvalidArgument
+        raise InvalidArgument("scheduler", "--scheduler runs a sweep (--sweep, or several --dim/--regulator "
+                                           "values) on a cluster; one certificate runs here")
+    ns.dim, ns.regulator = dims[0], regulators[0]
     cert = _certificate(ns)
     rows = cert.identities
     ok = cert.verified
@@ -99,6 +204,11 @@ def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersA
                                      "is the momentum-shell (Polchinski / Wetterich) flow of a free scalar.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
+    p.set_defaults(dim=None, regulator=None)        # None: 3 and sharp, or every value with --sweep
+    p.add_argument("--sweep", action="store_true", help="certificates for dims 1..4 x the three regulators "
+                   "(or the comma-separated --dim/--regulator values given), one row each")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run a sweep's certificates on the dask.distributed "
+                   "cluster at ADDRESS (e.g. tcp://head:8786; default $DASK_SCHEDULER_ADDRESS, else here)")
     p.add_argument("--json", action="store_true", help="print JSON: verified, identities[name, symbolic_zero, "
                                                        "max_abs_numeric, ...]")
     p.add_argument("--format", default="text", choices=FORMATS, help="document format when not --json; default text")

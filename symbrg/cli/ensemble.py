@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from symbrg.cli import Names, command_group, progress
 
@@ -17,6 +18,11 @@ EPILOG = """examples:
   symbrg experiment shell --preset paper --out runs/paper --resume      # continue an interrupted run
   symbrg experiment shell --preset paper --members 200 --out runs/paper --resume   # 100 more members
   symbrg experiment shell --preset cosnet --members 50 --out runs/cosnet --force
+  symbrg experiment shell --preset paper --members 1000 --out runs/big --scheduler tcp://head:8786
+
+With --scheduler (or $DASK_SCHEDULER_ADDRESS) the member blocks are trained as tasks on that
+dask.distributed cluster (the [dask] extra) and saved here; every member has its own seeds, so the
+results equal a local run's bit for bit.
 
 Each member draws its own training, test and Fisher sets (--data shared: one set for all).
 Λ_C is read off the median test MSE (--statistic mean: the mean), with a percentile bootstrap
@@ -41,6 +47,8 @@ OPTIONS = {"members": "--members", "fisher_set": "--fisher-set", "seed": "--seed
            "block": "--block", "criterion": "--criterion", "mode": "--mode", "rtol": "--rtol",
            "data": "--data", "statistic": "--statistic", "bootstrap": "--bootstrap", "out": "--out",
            "resume": "--resume", "preset": "--preset"}
+#: Arguments of the cluster client and their option.
+CLUSTER = {"client": "--scheduler", "address": "--scheduler"}
 
 
 def run_shell(ns: argparse.Namespace) -> int:
@@ -50,16 +58,23 @@ def run_shell(ns: argparse.Namespace) -> int:
                  and getattr(ns, k) is not None}
     if ns.afresh:
         overrides["cumulative"] = False
+    client = None
     try:
         cfg = preset(ns.preset, **overrides)
+        if ns.scheduler is not None or os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip():
+            from symbrg.kernels.chunked import client_from
+            client = client_from(ns.scheduler)
         res = run_shell_experiment(cfg, ns.out, resume=ns.resume, force=ns.force,
                                    figures=not ns.no_figures,
                                    progress=(lambda line: None) if progress.quiet(ns) else None,
-                                   bar=progress.enabled(ns))
+                                   bar=progress.enabled(ns), client=client)
     except SymbrgError as exc:
         if exc.argument is not None:
-            exc.argument = OPTIONS.get(exc.argument, exc.argument)
+            exc.argument = {**OPTIONS, **CLUSTER}.get(exc.argument, exc.argument)
         raise
+    finally:
+        if client is not None:
+            client.close()
     print(f"{res['preset']}: {res['members_kept']}/{res['members']} members, trained test MSE "
           f"median {res['mse_trained_median']:.4g}, mean {res['mse_trained']:.4g}; {summary(res)}; "
           f"results in {ns.out}/results.json")
@@ -100,4 +115,6 @@ def register(commands, derive) -> None:
                    "a finished one (a larger --members; other statistics)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
     p.add_argument("--no-figures", action="store_true", dest="no_figures", help="skip the PNG figures")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="train the member blocks on the dask.distributed "
+                   "cluster at ADDRESS (e.g. tcp://head:8786; default $DASK_SCHEDULER_ADDRESS, else here)")
     p.set_defaults(func=run_shell)

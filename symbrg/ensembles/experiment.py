@@ -60,6 +60,7 @@ import json
 import math
 import sys
 import time
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -982,7 +983,8 @@ def summary(results: dict) -> str:
 def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
                          resume: bool = False, force: bool = False, figures: bool = True,
                          progress: Callable[[str], None] | None = None,
-                         stop_after: int | None = None, bar: bool = False) -> dict[str, Any]:
+                         stop_after: int | None = None, bar: bool = False,
+                         client: Any = None) -> dict[str, Any]:
     """Run (or resume, or extend) the experiment; with ``out`` write ``config.json``,
     ``blocks/*.npz`` as member blocks finish, ``results.json`` (updated after every block) and the
     figures.
@@ -998,9 +1000,17 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
     config or block is refused naming ``resume``.  ``progress`` receives one line per event
     (default: stderr); ``bar`` shows a tqdm bar of the members on stderr; ``stop_after`` stops after
     that many new (or topped-up) blocks (for testing interruption).  Returns the results.
+
+    ``client``: a ``distributed.Client`` (the ``[dask]`` extra); the member blocks to train are then
+    tasks on its cluster (``_run_block``, one per block, all submitted at once), collected, saved and
+    aggregated here in block order.  Every member draws from its own seeds
+    (``SeedSequence(seed, spawn_key=(1, m))`` and ``(2, m)``), so the results equal a local run's
+    bit for bit; the blocks are written by this process (``out`` need not be shared).  Extending
+    saved blocks on resume runs here.
     """
     cfg = cfg.validate()
     check_cost(cfg)
+    _check_client(client)
     if progress is not None and not callable(progress):
         raise InvalidArgument("progress", "must be a callable taking one line of text, or None")
     members_bar = _members_bar(bar, cfg.members)
@@ -1011,9 +1021,89 @@ def run_shell_experiment(cfg: ShellExperiment, out: str | Path | None = None, *,
     else:
         log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        return _run(cfg, out, resume, force, figures, log, stop_after, members_bar)
+        return _run(cfg, out, resume, force, figures, log, stop_after, members_bar, client)
     finally:
         members_bar.close()
+
+
+def _check_client(client: Any) -> None:
+    """Refuse a ``client`` that is not a ``distributed.Client`` (or None); without the ``[dask]``
+    extra any client is refused naming it."""
+    if client is None:
+        return
+    try:
+        distributed = importlib.import_module("distributed")
+    except ImportError:
+        raise Unsupported("client", "needs the [dask] extra: pip install 'symbrg[dask]' "
+                                    "(distributed is not installed)") from None
+    if not isinstance(client, distributed.Client):
+        raise InvalidArgument("client", f"expected a distributed.Client or None, got {type(client).__name__}")
+
+
+def _submit_blocks(client: Any, cfg: ShellExperiment, net: Network, data: dict,
+                   todo: list[tuple[int, int]]) -> dict[int, Any]:
+    """The blocks ``todo`` (index, members) as tasks on ``client``'s cluster: index -> future of
+    :func:`_run_block`'s result (the same function, seeds and inputs as a local run, and the BLAS
+    thread count of this process: a reduction split over another number of threads rounds
+    differently)."""
+    if client is None or not todo:
+        return {}
+    tag = uuid.uuid4().hex
+    threads = _blas_threads()
+    return {index: client.submit(_remote_block, threads, cfg, net, data, index * cfg.block, count, pure=False,
+                                 key=f"symbrg-shell-block-{index:04d}-{tag}")
+            for index, count in todo}
+
+
+def _remote_block(threads: int | None, cfg: ShellExperiment, net: Network, data: dict, start: int,
+                  count: int) -> dict[str, np.ndarray]:
+    """A cluster task: :func:`_run_block` with the driver's BLAS thread count (dask workers start
+    with one BLAS thread), restored afterwards."""
+    held = _blas_threads()
+    if threads is None or held is None or held == threads:
+        return _run_block(cfg, net, data, start, count)
+    _set_blas_threads(threads)
+    try:
+        return _run_block(cfg, net, data, start, count)
+    finally:
+        _set_blas_threads(held)
+
+
+def _openblas() -> tuple[Any, Any] | None:
+    """(get, set) of the number of threads of the OpenBLAS that NumPy loaded (found in
+    ``/proc/self/maps``), or None (another BLAS, or no ``/proc``: the thread count is left alone,
+    and a cluster run then agrees with a local one to rounding rather than bit for bit)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            paths = sorted({line.split()[-1] for line in fh
+                            if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    return get, put
+    return None
+
+
+def _blas_threads() -> int | None:
+    """The BLAS thread count of this process, if it can be read (OpenBLAS)."""
+    lib = _openblas()
+    return int(lib[0]()) if lib is not None else None
+
+
+def _set_blas_threads(threads: int) -> None:
+    lib = _openblas()
+    if lib is not None:
+        lib[1](int(threads))
 
 
 def _members_bar(show: bool, total: int) -> Any:
@@ -1024,8 +1114,20 @@ def _members_bar(show: bool, total: int) -> Any:
 
 
 def _run(cfg: ShellExperiment, out: str | Path | None, resume: bool, force: bool, figures: bool,
-         log: Callable[[str], None], stop_after: int | None, members_bar: Any) -> dict[str, Any]:
+         log: Callable[[str], None], stop_after: int | None, members_bar: Any, client: Any = None) -> dict[str, Any]:
     """The body of :func:`run_shell_experiment`."""
+    futures: dict[int, Any] = {}
+    try:
+        return _run_blocks(cfg, out, resume, force, figures, log, stop_after, members_bar, client, futures)
+    finally:
+        if futures:                          # stopped early or failed: drop the tasks still queued
+            client.cancel(list(futures.values()))
+
+
+def _run_blocks(cfg: ShellExperiment, out: str | Path | None, resume: bool, force: bool, figures: bool,
+                log: Callable[[str], None], stop_after: int | None, members_bar: Any, client: Any,
+                futures: dict[int, Any]) -> dict[str, Any]:
+    """:func:`_run` with the cluster's block futures kept in ``futures`` (to cancel them)."""
     net = cfg.network()
     data = make_data(cfg)
     start = time.perf_counter()
@@ -1047,6 +1149,10 @@ def _run(cfg: ShellExperiment, out: str | Path | None, resume: bool, force: bool
                 old_block.unlink()
         _write_json(cfg_path, cfg.to_json())
     sizes = [min(cfg.block, cfg.members - s) for s in range(0, cfg.members, cfg.block)]
+    saved = [out_dir is not None and resume and (out_dir / "blocks" / f"block_{i:04d}.npz").exists()
+             for i in range(len(sizes))]
+    todo = [(i, count) for i, count in enumerate(sizes) if not saved[i]]
+    futures.update(_submit_blocks(client, cfg, net, data, todo[:stop_after] if stop_after is not None else todo))
     blocks, new, done = [], 0, 0
     results: dict = {}
     for index, count in enumerate(sizes):
@@ -1070,7 +1176,10 @@ def _run(cfg: ShellExperiment, out: str | Path | None, resume: bool, force: bool
         if stop_after is not None and new >= stop_after:
             break
         t0 = time.perf_counter()
-        block = _run_block(cfg, net, data, index * cfg.block, count)
+        if index in futures:
+            block = futures.pop(index).result()
+        else:
+            block = _run_block(cfg, net, data, index * cfg.block, count)
         done += count
         new += 1
         members_bar.update(count)

@@ -57,7 +57,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, overload
 
 import mpmath
 import numpy as np
@@ -66,7 +66,7 @@ import sympy as sp
 from symbrg.core import checks
 from symbrg.core.codegen import Program, Workspace, lambdify
 from symbrg.core.derivation import Derivation
-from symbrg.core.errors import ConvergenceError, InvalidArgument, NotPositive
+from symbrg.core.errors import ConvergenceError, InvalidArgument, NotPositive, SymbrgError
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.special import GramDet
@@ -75,8 +75,12 @@ from symbrg.core.types import ArrayLike, NDArray, Number
 from symbrg.gaussian.activations import Activation
 from symbrg.gaussian.activations import X as _X
 from symbrg.gaussian.activations import activation as _activation
+from symbrg.kernels.grams import GRAM_BYTES, Points, Progress, _gram_inputs
 
 if TYPE_CHECKING:
+    import dask.array
+    import zarr
+
     from symbrg.gaussian.expectations import Expectation
 
 __all__ = ["Dense", "Nonlinearity", "Architecture", "serial", "mlp", "S11", "S12", "S22", "DIM"]
@@ -102,15 +106,12 @@ PRECISION = Limit("precision", 10_000, "mpmath digits of a Gram matrix")
 GRAM_WORK = Limit("gram_work", 1e10, "Gram entries x hidden layers evaluated in float64")
 MP_WORK = Limit("mp_work", 2e5, "Gram entries x hidden layers x max(1, digits/300)^1.8 evaluated in "
                                "mpmath (one unit is about 0.7 ms)")
-GRAM_BYTES = Limit("gram_bytes", 8e9, "bytes of a Gram matrix held in memory or written to a file")
 _SECONDS_PER_LAYER = 0.018
 _SECONDS_PER_ENTRY_LAYER = 6.6e-8
 _SECONDS_PER_MP_UNIT = 7e-4
 
 #: Hyperparameter overrides of a Gram matrix: symbols or their names -> values.
 Params: TypeAlias = "Mapping[sp.Symbol | str, Number]"
-#: The rows of a Gram driver's input: (N, d) float64.
-Points: TypeAlias = "NDArray[np.float64]"
 
 
 # --------------------------------------------------------------------------- kernel state
@@ -349,9 +350,26 @@ class Architecture:
         float64 entry; about 0.42 per digit plus 120 per mpmath entry, twice while converting)."""
         return _check_gram_work(max(1, self.depth), argument, n1, n2, symmetric, precision)
 
-    def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
-             block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None,
-             progress: Progress | None = None) -> np.ndarray:
+    @overload
+    def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None,
+             params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+             out: np.ndarray | None = None, progress: Progress | None = None, chunks: None = None) -> np.ndarray: ...
+
+    @overload
+    def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None,
+             params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+             out: None = None, progress: None = None, chunks: int) -> dask.array.Array: ...
+
+    @overload
+    def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: None = None,
+             params: dict | None = None, block: int = 1 << 16, threads: None = None,
+             out: str | os.PathLike[str], progress: Progress | None = None,
+             chunks: int | None = None) -> zarr.Array: ...
+
+    def nngp(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None,
+             params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+             out: np.ndarray | str | os.PathLike[str] | None = None, progress: Progress | None = None,
+             chunks: int | None = None) -> Any:
         """NNGP Gram matrix :math:`K^L(x_i, x'_j)`, shape (N1, N2), float64 (or mpf objects with
         ``precision`` digits).  ``x2=None`` means ``x2 = x1`` (then only the upper triangle is
         computed, and the result is exactly symmetric).  Entries are computed in tiles of about
@@ -360,14 +378,38 @@ class Architecture:
         (N1, N2) to fill and return instead of a new one, e.g. a ``numpy.memmap``, so that a Gram
         matrix larger than memory streams to disk tile by tile.  ``progress(done, total)``, if given,
         is called (from one thread at a time) after every finished tile (mpmath: every row), e.g. to
-        drive a progress bar."""
-        return _GramJob(self, self.nngp_program, 0, precision, params, block, threads, progress)(x1, x2, out)
+        drive a progress bar.
 
-    def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None, params: dict | None = None,
-            block: int = 1 << 16, threads: int | None = None, out: np.ndarray | None = None,
-            progress: Progress | None = None) -> np.ndarray:
-        """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp`."""
-        return _GramJob(self, self.ntk_program, 1, precision, params, block, threads, progress)(x1, x2, out)
+        Beyond memory (the ``[dask]`` extra, :mod:`symbrg.kernels.chunked`): ``chunks=C`` returns
+        the lazy ``dask.array.Array`` of ``C`` x ``C`` blocks (:func:`~symbrg.kernels.chunked.gram_dask`;
+        nothing is computed until it is); ``out=`` a path or fsspec URL ending in ``.zarr`` writes
+        the matrix chunk by chunk to a zarr array (chunk side ``chunks``, default 4096) and returns
+        it (:func:`~symbrg.kernels.chunked.gram_to_zarr`; an existing array is refused: use
+        ``gram_to_zarr`` to resume or overwrite it, or to run on a cluster)."""
+        return _dispatch(self, "nngp", x1, x2, precision, params, block, threads, out, progress, chunks)
+
+    @overload
+    def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None,
+            params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+            out: np.ndarray | None = None, progress: Progress | None = None, chunks: None = None) -> np.ndarray: ...
+
+    @overload
+    def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None,
+            params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+            out: None = None, progress: None = None, chunks: int) -> dask.array.Array: ...
+
+    @overload
+    def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: None = None,
+            params: dict | None = None, block: int = 1 << 16, threads: None = None,
+            out: str | os.PathLike[str], progress: Progress | None = None,
+            chunks: int | None = None) -> zarr.Array: ...
+
+    def ntk(self, x1: ArrayLike, x2: ArrayLike | None = None, *, precision: int | None = None,
+            params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+            out: np.ndarray | str | os.PathLike[str] | None = None, progress: Progress | None = None,
+            chunks: int | None = None) -> Any:
+        """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp` (``chunks=``, ``out=*.zarr`` too)."""
+        return _dispatch(self, "ntk", x1, x2, precision, params, block, threads, out, progress, chunks)
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
@@ -525,10 +567,6 @@ def _duration(seconds: float) -> str:
 
 
 # ------------------------------------------------------------------ Gram matrices
-#: A progress callback of the Gram drivers: ``progress(done, total)`` units of work (tiles or rows).
-Progress: TypeAlias = Callable[[int, int], None]
-
-
 class _Counter:
     """Counts finished units of work and reports them to a :data:`Progress` callback, one thread
     at a time (the tiles run on several threads)."""
@@ -612,15 +650,59 @@ class _GramJob:
         return res
 
 
-def _gram_inputs(x1: ArrayLike, x2: ArrayLike | None) -> tuple[Points, Points, bool]:
-    """The inputs as finite (N, d) arrays of one dimension d, and whether ``x2`` is ``x1`` (``None``)."""
-    a1 = checks.finite_array("x1", x1, ndim=(1, 2))
-    a1 = a1[:, None] if a1.ndim == 1 else a1
-    same = x2 is None
-    a2 = a1 if x2 is None else checks.finite_array("x2", x2, ndim=(1, 2))
-    a2 = a2[:, None] if a2.ndim == 1 else a2
-    checks.matching("x2", a2.shape[1], a1.shape[1], "input dimension")
-    return a1, a2, same
+def _zarr_target(out: object) -> str | os.PathLike[str] | None:
+    """``out`` when it names a zarr array (a path or fsspec URL ending in ``.zarr``), else None;
+    any other string or path is refused naming ``out``."""
+    if not isinstance(out, (str, os.PathLike)):
+        return None
+    text = os.fspath(out)
+    if isinstance(text, str) and text.rstrip("/").lower().endswith(".zarr"):
+        return out
+    raise InvalidArgument("out", f"a path must end in .zarr (a chunked zarr array), got {text!r}; "
+                                 "for a .npy file pass a numpy.memmap (or use `symbrg kernel --out K.npy`)")
+
+
+def _dispatch(arch: Architecture, kind: str, x1: ArrayLike, x2: ArrayLike | None, precision: int | None,
+              params: dict | None, block: int, threads: int | None, out: Any, progress: Progress | None,
+              chunks: int | None) -> Any:
+    """:meth:`Architecture.nngp`/:meth:`Architecture.ntk`: the in-memory drivers, or with
+    ``chunks=`` / ``out=*.zarr`` the chunked ones (:mod:`symbrg.kernels.chunked`, imported here:
+    it sees the architecture only through :class:`~symbrg.kernels.grams.GramNetwork`)."""
+    target = _zarr_target(out)
+    if target is None and chunks is None:
+        prog = arch.ntk_program if kind == "ntk" else arch.nngp_program
+        return _GramJob(arch, prog, 1 if kind == "ntk" else 0, precision, params, block, threads,
+                        progress)(x1, x2, out)
+    try:
+        return _chunked(arch, kind, x1, x2, precision, params, threads, out, target, progress, chunks)
+    except SymbrgError as exc:                       # the chunked drivers' "chunk" is this API's "chunks"
+        if exc.argument == "chunk":
+            exc.argument = "chunks"
+        raise
+
+
+def _chunked(arch: Architecture, kind: str, x1: ArrayLike, x2: ArrayLike | None, precision: int | None,
+             params: dict | None, threads: int | None, out: Any, target: str | os.PathLike[str] | None,
+             progress: Progress | None, chunks: int | None) -> Any:
+    """The chunked half of :func:`_dispatch`."""
+    from symbrg.kernels import chunked
+    if threads is not None:
+        raise InvalidArgument("threads", "threads= is for the in-memory drivers; with chunks= or out=*.zarr "
+                                         "each chunk runs on one thread (dask) or on all cores (zarr)")
+    if target is None and chunks is not None:
+        if out is not None:
+            raise InvalidArgument("out", "chunks= returns a lazy dask array; out= takes a path ending in .zarr "
+                                         "(or leave it out)")
+        if progress is not None:
+            raise InvalidArgument("progress", "chunks= returns a lazy dask array, computed later: use a dask "
+                                              "progress bar (dask.diagnostics.ProgressBar) when computing it")
+        return chunked.gram_dask(arch, x1, x2, kind=kind, chunk=chunks, params=params, precision=precision)
+    if precision is not None:
+        raise InvalidArgument("precision", "a zarr array holds float64; precision= (mpmath) goes with chunks= "
+                                           "(a lazy object array) or in memory")
+    return chunked.gram_to_zarr(arch, x1, target, x2=x2, kind=kind,
+                                chunk=chunked.DEFAULT_CHUNK if chunks is None else chunks,
+                                params=params, progress=progress)
 
 
 def _float_output(out: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:

@@ -44,14 +44,14 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 
 from symbrg.core import checks, limits
 from symbrg.core.errors import InvalidArgument, OutputExists, TooExpensive, Unsupported
 from symbrg.core.types import ArrayLike, NDArray, Number
-from symbrg.kernels.architecture import GRAM_BYTES, Architecture, Progress, _gram_inputs
+from symbrg.kernels.grams import GRAM_BYTES, GramNetwork, Progress, _gram_inputs
 
 if TYPE_CHECKING:
     import dask.array
@@ -86,11 +86,11 @@ def _require(module: str, argument: str) -> Any:
 
 
 # ------------------------------------------------------------------ warm architectures
-_WARM: OrderedDict[Architecture, Architecture] = OrderedDict()
+_WARM: OrderedDict[GramNetwork, GramNetwork] = OrderedDict()
 _WARM_LOCK = threading.Lock()
 
 
-def _warm(arch: Architecture) -> Architecture:
+def _warm(arch: GramNetwork) -> GramNetwork:
     """The equal architecture already used in this process (its programs compiled), else ``arch``.
 
     Tasks carry a fresh copy of the network (compiled programs do not pickle); each process then
@@ -111,7 +111,7 @@ def _warm(arch: Architecture) -> Architecture:
 @dataclass(frozen=True)
 class _Spec:
     """What every block of one Gram request shares (picklable: shipped inside the dask tasks)."""
-    arch: Architecture
+    arch: GramNetwork
     kind: str
     params: dict | None
     precision: int | None
@@ -157,11 +157,11 @@ class _Job:
         return 8 * (i1 - i) * (j1 - j) * (2 if self.same and a != b else 1)
 
 
-def _prepare(arch: Architecture, x1: ArrayLike, x2: ArrayLike | None, kind: str, chunk: int,
+def _prepare(arch: GramNetwork, x1: ArrayLike, x2: ArrayLike | None, kind: str, chunk: int,
              params: Mapping[Any, Number] | None, precision: int | None, threads: int | None) -> _Job:
     """Check a chunked Gram request before any work: the network, kind, chunk, inputs, parameters
-    and the work (:meth:`Architecture.check_gram`)."""
-    if not isinstance(arch, Architecture):
+    and the work (:meth:`~symbrg.kernels.architecture.Architecture.check_gram`)."""
+    if isinstance(arch, type) or not isinstance(arch, GramNetwork):          # structural: layers, programs, drivers
         raise InvalidArgument("arch", f"expected an Architecture (symbrg.mlp(...), symbrg.serial(...)), "
                                       f"got {type(arch).__name__}")
     checks.choice("kind", kind, KINDS)
@@ -173,7 +173,7 @@ def _prepare(arch: Architecture, x1: ArrayLike, x2: ArrayLike | None, kind: str,
     values = arch._param_args(prog, params, a1.shape[1])              # refuses bad parameters now
     n1, n2 = a1.shape[0], a2.shape[0]
     size = arch.check_gram("x1", n1, n2, symmetric=same, precision=precision)
-    fresh = type(arch)(arch.layers, name=arch.name)                  # an empty cache: picklable
+    fresh = cast(Any, type(arch))(arch.layers, name=arch.name)       # an empty cache: picklable
     _warm(arch)                                                       # this process reuses arch's programs
     digest = hashlib.sha256(np.ascontiguousarray(a1).tobytes())
     digest.update(b"symmetric" if same else np.ascontiguousarray(a2).tobytes())
@@ -189,7 +189,7 @@ def _prepare(arch: Architecture, x1: ArrayLike, x2: ArrayLike | None, kind: str,
 
 
 # ------------------------------------------------------------------ lazy dask array
-def gram_dask(arch: Architecture, x1: ArrayLike, x2: ArrayLike | None = None, *, kind: str = "nngp",
+def gram_dask(arch: GramNetwork, x1: ArrayLike, x2: ArrayLike | None = None, *, kind: str = "nngp",
               chunk: int = DEFAULT_CHUNK, params: Mapping[Any, Number] | None = None,
               precision: int | None = None) -> dask.array.Array:
     r"""The (N1, N2) NNGP (``kind="nngp"``) or NTK (``"ntk"``) Gram matrix of ``x1`` against ``x2``
@@ -231,7 +231,7 @@ def gram_dask(arch: Architecture, x1: ArrayLike, x2: ArrayLike | None = None, *,
 
 
 # ------------------------------------------------------------------ zarr output
-def gram_to_zarr(arch: Architecture, x1: ArrayLike, path: StoreLike, *, x2: ArrayLike | None = None,
+def gram_to_zarr(arch: GramNetwork, x1: ArrayLike, path: StoreLike, *, x2: ArrayLike | None = None,
                  kind: str = "nngp", chunk: int = DEFAULT_CHUNK, params: Mapping[Any, Number] | None = None,
                  resume: bool = False, overwrite: bool = False,
                  client: distributed.Client | None = None, progress: Progress | None = None,
@@ -250,7 +250,7 @@ def gram_to_zarr(arch: Architecture, x1: ArrayLike, path: StoreLike, *, x2: Arra
     rewritten chunks are identical.  ``path``: a local folder, an fsspec URL (with the filesystem
     package installed; ``storage_options`` passed on) or a zarr store.
 
-    Before any work: the inputs, parameters and work (:meth:`Architecture.check_gram`), the size
+    Before any work: the inputs, parameters and work (:meth:`~symbrg.kernels.architecture.Architecture.check_gram`), the size
     against ``gram_bytes`` and, for a local folder, the free disk space.  An existing array is
     refused (:class:`OutputExists`) unless ``resume`` (continue it: the blocks recorded as written
     are skipped; it must hold the same request) or ``overwrite`` (replace a zarr array or group;
