@@ -245,3 +245,23 @@ def test_work_is_estimated_and_bounded_before_it_starts():
         check_cost(slow)
     with lifted(experiment_time=1e9):
         check_cost(slow)
+
+
+def test_results_do_not_depend_on_the_blas_thread_count(tmp_path):
+    """Training amplifies rounding: a reduction split over two BLAS threads changed the paper preset's
+    results in the tenth digit (and made a dask cluster, whose workers start with one thread, disagree
+    with a local run).  Blocks run with BLAS on one thread, so the thread count of the caller is moot."""
+    from symbrg.ensembles import experiment as ex
+    held = ex._blas_threads()
+    if not held:
+        pytest.skip("no OpenBLAS whose thread count can be set")
+    runs = []
+    try:
+        for threads in (2, 1):
+            ex._set_blas_threads(tuple(threads for _ in held))
+            run_shell_experiment(preset("paper", members=4, block=2, epochs=40, bootstrap=200),
+                                 tmp_path / f"t{threads}", figures=False, **QUIET)
+            runs.append((tmp_path / f"t{threads}" / "results.json").read_text())
+    finally:
+        ex._set_blas_threads(held)
+    assert runs[0] == runs[1]

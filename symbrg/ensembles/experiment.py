@@ -390,6 +390,20 @@ def _marginal_variance(phi: np.ndarray, split: _Split, cutoff: float, prior_std:
 def _run_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
                count: int, *, state: tuple[np.ndarray, np.ndarray] | None = None,
                cutoffs: Sequence[float] | np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`_train_block` with BLAS on one thread: a reduction split over another number of threads
+    rounds differently, and training amplifies it, so a block is bit-for-bit the same on any machine,
+    in this process or as a task on a dask cluster (whose workers start OpenBLAS with one thread)."""
+    held = _blas_threads()
+    _set_blas_threads(tuple(1 for _ in held or ()))
+    try:
+        return _train_block(cfg, net, data, start, count, state=state, cutoffs=cutoffs)
+    finally:
+        _set_blas_threads(held or ())
+
+
+def _train_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
+                 count: int, *, state: tuple[np.ndarray, np.ndarray] | None = None,
+                 cutoffs: Sequence[float] | np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Train members ``start .. start+count-1`` and renormalize them at every cutoff of ``cutoffs``
     (default: the configuration's grid).  ``state = (theta, finite)``, the trained parameters and
     finiteness flags saved in a block, rebuilds the trained members without training them again
@@ -1043,67 +1057,53 @@ def _check_client(client: Any) -> None:
 def _submit_blocks(client: Any, cfg: ShellExperiment, net: Network, data: dict,
                    todo: list[tuple[int, int]]) -> dict[int, Any]:
     """The blocks ``todo`` (index, members) as tasks on ``client``'s cluster: index -> future of
-    :func:`_run_block`'s result (the same function, seeds and inputs as a local run, and the BLAS
-    thread count of this process: a reduction split over another number of threads rounds
-    differently)."""
+    :func:`_run_block`'s result (the same function, seeds and inputs as a local run, BLAS on one
+    thread in both: the results are the same bit for bit)."""
     if client is None or not todo:
         return {}
     tag = uuid.uuid4().hex
-    threads = _blas_threads()
-    return {index: client.submit(_remote_block, threads, cfg, net, data, index * cfg.block, count, pure=False,
+    return {index: client.submit(_run_block, cfg, net, data, index * cfg.block, count, pure=False,
                                  key=f"symbrg-shell-block-{index:04d}-{tag}")
             for index, count in todo}
 
 
-def _remote_block(threads: int | None, cfg: ShellExperiment, net: Network, data: dict, start: int,
-                  count: int) -> dict[str, np.ndarray]:
-    """A cluster task: :func:`_run_block` with the driver's BLAS thread count (dask workers start
-    with one BLAS thread), restored afterwards."""
-    held = _blas_threads()
-    if threads is None or held is None or held == threads:
-        return _run_block(cfg, net, data, start, count)
-    _set_blas_threads(threads)
-    try:
-        return _run_block(cfg, net, data, start, count)
-    finally:
-        _set_blas_threads(held)
-
-
-def _openblas() -> tuple[Any, Any] | None:
-    """(get, set) of the number of threads of the OpenBLAS that NumPy loaded (found in
-    ``/proc/self/maps``), or None (another BLAS, or no ``/proc``: the thread count is left alone,
-    and a cluster run then agrees with a local one to rounding rather than bit for bit)."""
+def _openblas() -> list[tuple[Any, Any]]:
+    """(get, set) of the number of threads of every OpenBLAS loaded (NumPy and SciPy each bring
+    their own; found in ``/proc/self/maps``), or [] (another BLAS, or no ``/proc``: the thread counts
+    are left alone, and a cluster run then agrees with a local one to rounding, not bit for bit)."""
     import ctypes
+
+    import scipy.linalg  # noqa: F401 - load SciPy's OpenBLAS too, so that driver and worker list the same
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
             paths = sorted({line.split()[-1] for line in fh
                             if "openblas" in line.lower() and line.split()[-1].startswith("/")})
     except OSError:
-        return None
+        return []
+    found = []
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    return get, put
-    return None
+        pairs = [(getattr(lib, f"{prefix}_get_num_threads{suffix}", None),
+                  getattr(lib, f"{prefix}_set_num_threads{suffix}", None))
+                 for prefix in ("scipy_openblas", "openblas") for suffix in ("64_", "")]
+        found += [pair for pair in pairs if None not in pair][:1]
+    return found
 
 
-def _blas_threads() -> int | None:
-    """The BLAS thread count of this process, if it can be read (OpenBLAS)."""
-    lib = _openblas()
-    return int(lib[0]()) if lib is not None else None
+def _blas_threads() -> tuple[int, ...] | None:
+    """The thread count of each OpenBLAS of this process, if they can be read."""
+    libs = _openblas()
+    return tuple(int(get()) for get, _ in libs) if libs else None
 
 
-def _set_blas_threads(threads: int) -> None:
-    lib = _openblas()
-    if lib is not None:
-        lib[1](int(threads))
+def _set_blas_threads(threads: tuple[int, ...]) -> None:
+    libs = _openblas()
+    if len(libs) == len(threads):
+        for (_, put), n in zip(libs, threads):
+            put(int(n))
 
 
 def _members_bar(show: bool, total: int) -> Any:
