@@ -18,6 +18,7 @@ pytest.importorskip("zarr")
 import dask  # noqa: E402
 import zarr  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
+from helpers import cli as _cli  # noqa: E402
 
 import symbrg  # noqa: E402
 from symbrg.core.errors import InvalidArgument, OutputExists, TooExpensive, Unsupported  # noqa: E402
@@ -293,11 +294,6 @@ def test_chunked_sees_the_network_structurally(nets):
 
 
 # ------------------------------------------------------------------ symbrg kernel --out K.zarr
-def _cli(args, capsys):
-    from symbrg.cli import main
-    status = main(args)
-    out = capsys.readouterr()
-    return status, out.out, out.err
 
 
 KERNEL = ["kernel", "--activation", "relu", "--depth", "3", "--sigma-w", "1.4", "--sigma-b", "0.1"]

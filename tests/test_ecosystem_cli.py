@@ -9,9 +9,10 @@ import re
 
 import numpy as np
 import pytest
+from helpers import cli
 
 import symbrg
-from symbrg.cli import build_parser, main
+from symbrg.cli import build_parser
 from symbrg.core.errors import InvalidArgument, SymbrgError
 from symbrg.ensembles import experiment
 from symbrg.ensembles.experiment import load_run, preset, run_shell_experiment
@@ -23,16 +24,6 @@ GRID = (1e-2, 1.0, 100.0)
 WIDE = (1e-3, 1e-2, 0.1, 1.0, 100.0, 1e4)
 SHELL = ["experiment", "shell", "--preset", "paper", "--members", "2", "--epochs", "5", "--block", "2",
          "--bootstrap", "200", "--no-figures"]
-
-
-def cli(args, capsys) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of ``symbrg ARGS`` (argparse exits included)."""
-    try:
-        status = main(args)
-    except SystemExit as exc:
-        status = exc.code
-    out = capsys.readouterr()
-    return status, out.out, out.err
 
 
 @pytest.fixture()

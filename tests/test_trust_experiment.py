@@ -8,8 +8,8 @@ import stat
 
 import numpy as np
 import pytest
+from helpers import cli
 
-from symbrg.cli import main
 from symbrg.core.errors import (
     InvalidArgument,
     NotPositive,
@@ -37,16 +37,6 @@ TINY = dict(widths=(2, 10, 10, 200, 1), sigma_w=(2 ** 0.5, 10 ** 0.5, 10 ** 0.5,
             n_train=50, n_test=50, fisher_set=100, epochs=30, bootstrap=500, seed=1)
 SHELL = ["experiment", "shell", "--preset", "paper", "--members", "2", "--epochs", "5",
          "--block", "2", "--bootstrap", "200"]
-
-
-def cli(args, capsys) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of ``symbrg ARGS`` (argparse usage errors included)."""
-    try:
-        status = main(args)
-    except SystemExit as exc:
-        status = exc.code
-    out = capsys.readouterr()
-    return status, out.out, out.err
 
 
 def test_results_json_has_lambda_c_interval_and_edge_flag(tmp_path):
