@@ -8,13 +8,16 @@ parsed once by :func:`symbrg.core.parsing.parse_expression`; arrays are NumPy's 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeAlias
 
 import mpmath
+import numpy as np
 import sympy as sp
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["ArrayLike", "DTypeLike", "ExprLike", "MpNumber", "NDArray", "Number"]
+__all__ = ["ArrayLike", "DTypeLike", "ExprLike", "FloatArray", "MpNumber", "MpReal", "NDArray", "Number",
+           "SymbolsLike"]
 
 #: A real number or a sympy expression standing for one (exact, or symbolic).
 Number: TypeAlias = "int | float | sp.Expr"
@@ -23,3 +26,9 @@ ExprLike: TypeAlias = "int | float | str | sp.Expr"
 #: An mpmath number: what ``mpmath_impl`` implementations and mpmath-compiled programs take and return
 #: (``mpmath.mpf``; ``mpmath.mpc`` only where a formula leaves the real line).
 MpNumber: TypeAlias = "mpmath.mpf | mpmath.mpc"
+#: A real number of the mpmath numerics: a Python number or an ``mpf`` at the working precision.
+MpReal: TypeAlias = "int | float | mpmath.mpf"
+#: A float64 array (kernels, Gram matrices, quadrature nodes and weights).
+FloatArray: TypeAlias = "NDArray[np.float64]"
+#: Symbols given as themselves or by name: one, or several in order.
+SymbolsLike: TypeAlias = "sp.Symbol | str | Iterable[sp.Symbol | str]"

@@ -33,7 +33,7 @@ import sympy as sp
 
 from symbrg.core.checks import choice, integer, positive
 from symbrg.core.errors import InvalidArgument
-from symbrg.core.types import NDArray, Number
+from symbrg.core.types import FloatArray, Number
 from symbrg.cosnet.theory import LAM, NOISE, PHASE, CosNet, N, P, T, cos2_gaussian_input
 from symbrg.rg import brg
 
@@ -49,8 +49,6 @@ _A, _Y, _THETA = sp.symbols("a y theta", real=True)
 ShellProfile: TypeAlias = "brg.Regulator"
 #: Numbers for the symbols of the network (e.g. ``{M: 0.5, T: 80.0, ...}``).
 Values: TypeAlias = "dict[sp.Symbol, float]"
-#: A float64 array.
-FloatArray: TypeAlias = "NDArray[np.float64]"
 
 
 def readout_fisher(net: CosNet, inputs: str = "broad") -> sp.Expr:

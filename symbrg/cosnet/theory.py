@@ -72,7 +72,7 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
-from symbrg.core.types import ArrayLike, ExprLike, NDArray, Number
+from symbrg.core.types import ArrayLike, ExprLike, FloatArray, Number
 
 if TYPE_CHECKING:
     from sympy.printing.latex import LatexPrinter
@@ -97,8 +97,6 @@ Dim: TypeAlias = "int | sp.Symbol"
 DimLike: TypeAlias = "int | sp.Symbol | str"
 #: The input distribution of :meth:`CosNet.brg_kernel`: ``"broad"``, or ``("gaussian", s_x)``.
 Inputs: TypeAlias = "str | tuple[str, Number]"
-#: A float64 array (kernels, Gram matrices, quadrature nodes and weights).
-FloatArray: TypeAlias = "NDArray[np.float64]"
 
 # --------------------------------------------------------------------------------------------------
 # Symbols (one set, shared with symbrg.cosnet.theorem)

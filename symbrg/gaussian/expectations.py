@@ -65,7 +65,7 @@ from symbrg.core.calculus import ae_derivative
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
 from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
 from symbrg.core.symbols import symbol, symbols
-from symbrg.core.types import ArrayLike, Number
+from symbrg.core.types import ArrayLike, MpReal, Number
 from symbrg.gaussian.activations import Activation, X, activation, names, new_name, register
 
 if TYPE_CHECKING:
@@ -77,8 +77,6 @@ if TYPE_CHECKING:
 #: What names an activation: a registered name or spec (``"relu"``, ``"erf:1,2,0"``), an
 #: :class:`Activation`, or a sympy ``Lambda`` of one variable.
 ActivationSpec: TypeAlias = "str | Activation | sp.Lambda"
-#: A real argument of an mpmath implementation: an ``mpf`` (or a Python number, converted on entry).
-MpReal: TypeAlias = "mpmath.mpf | float"
 #: Derivative orders of a kernel: one for both activations (an int or a bool), or a pair ``(k_f, k_g)``.
 Orders: TypeAlias = "int | tuple[int, int]"
 #: A closed form supplied with a registered activation: a sympy ``Lambda`` of :math:`(k_{11}, k_{22},

@@ -53,7 +53,7 @@ from symbrg.core.derivation import Derivation, Verification, check_identity
 from symbrg.core.errors import InvalidArgument, NotPositiveDefinite, ShapeMismatch, Unsupported
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
-from symbrg.core.types import ArrayLike, ExprLike, Number
+from symbrg.core.types import ArrayLike, ExprLike, Number, SymbolsLike
 from symbrg.information.spectrum import (  # noqa: F401
     ShellSplit,
     fisher_dense,
@@ -83,8 +83,6 @@ GP_OPS = Limit("gp_fisher_ops", 2_000_000, "estimated operations of a symbolic G
                                             "(the numeric symbrg.information.fisher.gp_fisher takes any number of points)")
 _SIMPLIFY_OPS = 400  # entries with more operations are only cancelled, not fully simplified
 
-#: Symbols given as themselves or by name: one, or several in order.
-SymbolsLike: TypeAlias = "sp.Symbol | str | Iterable[sp.Symbol | str]"
 #: Whatever may carry free symbols: an expression, a matrix, or a collection (mapping keys and
 #: values included) of such; anything else carries none.
 _Symbolic: TypeAlias = "sp.Basic | sp.MatrixBase | Iterable[object]"

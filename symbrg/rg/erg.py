@@ -29,7 +29,6 @@ local potential approximation with the threshold functions of :mod:`symbrg.rg.re
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -42,7 +41,7 @@ from symbrg.core.identities import Verification, verify
 from symbrg.core.parsing import as_expression
 from symbrg.core.references import REFERENCES as _REFERENCES
 from symbrg.core.symbols import symbol
-from symbrg.core.types import ExprLike, Number
+from symbrg.core.types import ExprLike, Number, SymbolsLike
 from symbrg.rg.regulators import (
     ETA,
     D,
@@ -78,8 +77,6 @@ RHO = symbol("rho")
 #: The one references table (cited by key: ``cites=("Polchinski1984",)``).
 REFERENCES = _REFERENCES
 
-#: The field modes of a finite-mode truncation: one symbol or name, or several.
-_Fields: TypeAlias = "sp.Symbol | str | Iterable[sp.Symbol | str]"
 #: The covariances :math:`C_i(\Lambda)` of the modes: one expression, or a list/tuple with one per mode.
 _Covariances: TypeAlias = "ExprLike | list[ExprLike] | tuple[ExprLike, ...]"
 
@@ -138,7 +135,7 @@ def scalar_theory(d: ExprLike = D, potential: ExprLike | None = None,
 
 
 # ============================================================================ Polchinski
-def _fields(fields: _Fields, *exprs: ExprLike) -> list[sp.Symbol]:
+def _fields(fields: SymbolsLike, *exprs: ExprLike) -> list[sp.Symbol]:
     """The field modes (symbols or names) matched by name against the symbols of ``exprs``."""
     fs = [fields] if isinstance(fields, (sp.Symbol, str)) else list(fields)
     if not fs:
@@ -160,7 +157,7 @@ def _covariances(covariance: _Covariances, n: int) -> list[sp.Expr]:
     return cs
 
 
-def polchinski_rhs(interaction: ExprLike, fields: _Fields, covariance: _Covariances, scale: sp.Symbol) -> sp.Expr:
+def polchinski_rhs(interaction: ExprLike, fields: SymbolsLike, covariance: _Covariances, scale: sp.Symbol) -> sp.Expr:
     r"""Right side of the Polchinski equation for the interaction part,
     :math:`\tfrac12\sum_i\Lambda\partial_\Lambda C_i[(\partial_i I)^2 - \partial_i^2 I]`
     (``scale`` is :math:`\Lambda`; ``covariance`` the :math:`C_i(\Lambda)`, one per mode)."""
@@ -172,7 +169,7 @@ def polchinski_rhs(interaction: ExprLike, fields: _Fields, covariance: _Covarian
                 for f, c in zip(fs, cs)), sp.Integer(0))
 
 
-def polchinski_residual(action: ExprLike, fields: _Fields, covariance: _Covariances, scale: sp.Symbol, *,
+def polchinski_residual(action: ExprLike, fields: SymbolsLike, covariance: _Covariances, scale: sp.Symbol, *,
                         part: str = "full") -> sp.Expr:
     r"""LHS - RHS of the Polchinski equation; 0 (after simplification) exactly on a solution.
 
@@ -198,7 +195,7 @@ def polchinski_residual(action: ExprLike, fields: _Fields, covariance: _Covarian
     return scale * sp.diff(S, scale) - rhs
 
 
-def heat_equation_residual(interaction: ExprLike, fields: _Fields, covariance: _Covariances, scale: sp.Symbol) -> sp.Expr:
+def heat_equation_residual(interaction: ExprLike, fields: SymbolsLike, covariance: _Covariances, scale: sp.Symbol) -> sp.Expr:
     r""":math:`e^{I}\,\big[-\Lambda\partial_\Lambda e^{-I} - \tfrac12\sum_i\Lambda\partial_\Lambda C_i\,
     \partial_i^2 e^{-I}\big]`: the heat-equation form of the Polchinski flow (0 on a solution)."""
     fs = _fields(fields, interaction)

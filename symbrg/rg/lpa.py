@@ -48,7 +48,7 @@ from symbrg.core.errors import ConvergenceError, InvalidArgument, OutOfRange, Un
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
 from symbrg.core.symbols import symbol
-from symbrg.core.types import ExprLike
+from symbrg.core.types import ExprLike, MpReal
 from symbrg.rg.erg import anomalous_dimension, dimensionless_flow
 from symbrg.rg.regulators import (
     ETA,
@@ -75,8 +75,6 @@ RHO = symbol("rho")
 #: 125 s at 16 (the symbolic beta functions and the Newton Jacobian grow about as 2^n).
 ORDER = Limit("lpa_order", 16, "truncation order n (phi^(2n)) of the LPA")
 
-#: A real number of the numerics: a Python number or an mpmath ``mpf`` at the working precision.
-_Real: TypeAlias = "int | float | mpmath.mpf"
 #: Threshold numbers at one w: ``T_1..``, ``S_1..`` (LPA') and ``[M_a, M_b, M_a', M_b']``.
 _Thresholds: TypeAlias = "tuple[list[mpmath.mpf], list[mpmath.mpf], list[mpmath.mpf]]"
 
@@ -134,7 +132,7 @@ class LPATruncation:
         return s * Ma / (1 + s * Mb)
 
     # ------------------------------------------------------------------ numerics
-    def evaluate(self, values: Sequence[_Real]) -> tuple[mpmath.matrix, mpmath.matrix, mpmath.mpf]:
+    def evaluate(self, values: Sequence[MpReal]) -> tuple[mpmath.matrix, mpmath.matrix, mpmath.mpf]:
         r"""(G, total Jacobian dG/dc, eta) at coupling values, as mpmath objects.
 
         The polynomials :math:`G_j` and :math:`\partial G_j/\partial c_k + (\sum_m
@@ -166,7 +164,7 @@ class LPATruncation:
         """The expansion point w0 of the thresholds: 2 kappa lambda_2 (minimum) or lambda_1 (zero)."""
         return 2 * c[0] * c[1] if self.expansion == "minimum" else c[0]
 
-    def stability_matrix(self, values: Sequence[_Real]) -> mpmath.matrix:
+    def stability_matrix(self, values: Sequence[MpReal]) -> mpmath.matrix:
         r""":math:`\partial\beta_i/\partial g_j` at a fixed point (where :math:`G = 0`)."""
         G, J, _ = self.evaluate(values)
         n = len(values)
@@ -202,7 +200,7 @@ def _eta_gradient(c: list[mpmath.mpf], M: list[mpmath.mpf]) -> tuple[mpmath.mpf,
     return eta, deta
 
 
-def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: _Real, anomalous: bool) -> _Thresholds:
+def _threshold_values(R: Regulator, d: sp.Expr, jmax: int, w0: MpReal, anomalous: bool) -> _Thresholds:
     """T_j = d^j A_0/dw^j (j = 1..jmax), S_j likewise for B_0, and [Ma, Mb, Ma', Mb'] at w0."""
     T: list = []
     S: list = []
@@ -227,7 +225,7 @@ _CLOSED_CACHE: dict[tuple[Regulator, sp.Expr, int, bool], Callable[..., list[mpm
 
 
 def _closed_threshold_fn(R: Regulator, d: sp.Expr, jmax: int,
-                        anomalous: bool) -> Callable[[_Real], list[mpmath.mpf]]:
+                        anomalous: bool) -> Callable[[MpReal], list[mpmath.mpf]]:
     """w -> the closed-form numbers of :func:`_threshold_values` ([T.., S.., M..]), compiled once."""
     key = (R, d, jmax, anomalous)
     if key not in _CLOSED_CACHE:
@@ -494,7 +492,7 @@ def _initial_guess(tr: LPATruncation) -> list:
     raise ConvergenceError("guess", "no Wilson-Fisher fixed point found at order 2")
 
 
-def _newton(tr: LPATruncation, c0: Sequence[_Real], tol: mpmath.mpf,
+def _newton(tr: LPATruncation, c0: Sequence[MpReal], tol: mpmath.mpf,
             maxiter: int = 60) -> tuple[list[mpmath.mpf], mpmath.mpf, int]:
     """Damped Newton on G = 0 from c0: (couplings, |G|, steps)."""
     c = mpmath.matrix([mpmath.mpf(v) for v in c0])
@@ -525,7 +523,7 @@ def _newton(tr: LPATruncation, c0: Sequence[_Real], tol: mpmath.mpf,
     raise ConvergenceError("maxiter", f"no convergence after {maxiter} Newton steps (|G| = {float(norm):.3g})")
 
 
-def fixed_point(tr: LPATruncation, guess: Sequence[_Real] | None = None, *, dps: int = 30,
+def fixed_point(tr: LPATruncation, guess: Sequence[MpReal] | None = None, *, dps: int = 30,
                 tol: float | None = None) -> FixedPoint:
     r"""Solve :math:`G_j = 0` by damped Newton (exact symbolic Jacobian, thresholds by closed form
     or quadrature) from ``guess`` (default: the order-2 Wilson-Fisher point continued with zeros),
@@ -589,7 +587,7 @@ def convergence_table(reg: "str | Regulator" = "litim", d: ExprLike = 3, orders:
     c = None
     for n in range(2, max(orders) + 1):
         tr = lpa_truncation(R, d, n, anomalous=anomalous, N=N)
-        guess: list[_Real] | None = None if c is None else [*c.values(), 0.0]
+        guess: list[MpReal] | None = None if c is None else [*c.values(), 0.0]
         fp = fixed_point(tr, guess, dps=dps)
         c = fp.couplings
         if n in orders:

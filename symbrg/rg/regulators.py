@@ -76,7 +76,7 @@ from symbrg.core.limits import Limit
 from symbrg.core.parsing import DEFAULT_FUNCTIONS, as_expression, parse_expression, parse_number
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
-from symbrg.core.types import ArrayLike, ExprLike, NDArray, Number
+from symbrg.core.types import ArrayLike, ExprLike, MpReal, NDArray, Number
 
 if TYPE_CHECKING:
     from sympy.printing.latex import LatexPrinter
@@ -109,9 +109,7 @@ DPS = Limit("erg_dps", 1000, "working digits of the exact-RG numerics (LPA fixed
 #: (Litim: 1.2 s at n = 100, minutes at 1000), quadrature evaluates n + 1 powers at every node.
 THRESHOLD_N = Limit("threshold_n", 200, "index n of a threshold function")
 
-#: A real number of the numerics: a Python number or an mpmath ``mpf`` at the working precision.
-_Real: TypeAlias = "int | float | mpmath.mpf"
-#: A dimensionless mass w: a :data:`_Real` or a sympy expression (a number, or symbolic).
+#: A dimensionless mass w: a :data:`MpReal` or a sympy expression (a number, or symbolic).
 _Mass: TypeAlias = "int | float | mpmath.mpf | sp.Expr"
 #: The columns ``(P, ma, mb, c1a, c2a, c1b, c2b)`` of the fixed quadrature rule, one entry per node.
 _Columns: TypeAlias = "tuple[list[mpmath.mpf], ...]"
@@ -273,7 +271,7 @@ class ThresholdFunction(NumericFunction):
         return -(n + 1) * type(self)(n + 1, d, w)
 
     @classmethod
-    def mpmath_impl(cls, n: _Real, d: _Real, w: _Real) -> mpmath.mpf:
+    def mpmath_impl(cls, n: MpReal, d: MpReal, w: MpReal) -> mpmath.mpf:
         A, B, _ = cls.regulator.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), int(n), cls.part == "B")
         return (A if cls.part == "A" else B)[int(n)]
 
@@ -444,7 +442,7 @@ class _QuadratureRule(_IRRegulator):
         exprs = [s.P, s.a, s.numerator("B"), s.dP, sp.diff(s.a, Y), s.dr]
         return lambdify([drop_deltas(e) for e in exprs], [Y], "mpmath")
 
-    def _nodes(self, d: _Real) -> _Columns:
+    def _nodes(self, d: MpReal) -> _Columns:
         r"""Fixed tanh-sinh rule on [0,1], [1,4], [4,16], [16,oo) (tail mapped by y = 16/t), the
         degree doubling until :math:`A^d_1(1)` is stable at the working precision.  Returns per-node
         lists ``(P, ma, mb, c1a, c2a, c1b, c2b)``: :math:`P = y + r`, the weights times the
@@ -455,7 +453,7 @@ class _QuadratureRule(_IRRegulator):
             _NODE_CACHE[key] = _converged_rule(self._node_functions, mpmath.mpf(d), prec)
         return _NODE_CACHE[key]
 
-    def threshold_batch(self, d: _Real, w: _Real, jmax: int,
+    def threshold_batch(self, d: MpReal, w: MpReal, jmax: int,
                         anomalous: bool = False) -> tuple[list[mpmath.mpf], list[mpmath.mpf], list[mpmath.mpf]]:
         r"""All quadrature threshold numbers at one w from one fixed rule (mpmath, working precision):
         ``A = [A_0..A_jmax]``, and with ``anomalous`` also ``B = [B_0..B_jmax]`` and
@@ -533,7 +531,7 @@ class _QuadratureThresholds(_IRRegulator):
         # P' at one point are handled in the closed forms only (compact shapes)
         return {k: lambdify(drop_deltas(e), (Y, n, d, w), "mpmath") for k, e in exprs.items()}
 
-    def _quad(self, part: str, n: int, d: _Real, w: _Real) -> mpmath.mpf:
+    def _quad(self, part: str, n: int, d: MpReal, w: MpReal) -> mpmath.mpf:
         """One threshold integral (``part`` in A, B, Ma, Mb) by adaptive mpmath quadrature (a check
         on :meth:`threshold_batch`)."""
         f = self._integrands[part]
@@ -651,7 +649,7 @@ class Regulator(_UVCutoff, _ClosedForms, _QuadratureThresholds, _ThresholdDomain
         _, _, M = self.threshold_batch(mpmath.mpf(d), mpmath.mpf(w), 0, anomalous=True)
         return M[0] - eta * M[1]
 
-    def threshold_value(self, n: int, d: ExprLike, w: _Real, eta: Number = 0) -> mpmath.mpf:
+    def threshold_value(self, n: int, d: ExprLike, w: MpReal, eta: Number = 0) -> mpmath.mpf:
         r""":math:`\ell^d_n(w;\eta)` as an mpmath number (closed form when available, else quadrature)."""
         _ambient_precision()
         self.check_mass("w", w)
@@ -701,11 +699,11 @@ class Sharp(Regulator):
         raise Unsupported("regulator", "the sharp cutoff gives a non-analytic p-dependence: "
                                        "eta (LPA') is undefined")
 
-    def threshold_batch(self, d: _Real, w: _Real, jmax: int,
+    def threshold_batch(self, d: MpReal, w: MpReal, jmax: int,
                         anomalous: bool = False) -> tuple[list[mpmath.mpf], list[mpmath.mpf], list[mpmath.mpf]]:
         raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
 
-    def _quad(self, part: str, n: int, d: _Real, w: _Real) -> mpmath.mpf:
+    def _quad(self, part: str, n: int, d: MpReal, w: MpReal) -> mpmath.mpf:
         raise Unsupported("regulator", "the sharp cutoff has closed-form threshold functions only")
 
 
