@@ -13,8 +13,11 @@ from typing import Any
 
 from symbrg.cli import Names, command_group, progress
 
-#: What --sweep covers: these dimensions x every regulator of the theorem.
+#: What --sweep covers: these dimensions x every regulator of the theorem (order 1/N: its boxes, sharp shell).
 SWEEP_DIMS = ("1", "2", "3", "4")
+FINITE_DIMS = ("1", "2", "3")
+#: Random 30-digit evaluations per identity of the infinite-width certificate.
+DEFAULT_POINTS = 6
 
 EPILOG = """examples:
   symbrg prove cosnet-erg --dim 3 --regulator sharp
@@ -23,6 +26,8 @@ EPILOG = """examples:
   symbrg prove cosnet-erg --dim 3 --regulator litim --mutate swap-regulator   # exits 1
   symbrg prove cosnet-erg --sweep                                  # dims 1..4 x the three regulators
   symbrg prove cosnet-erg --dim 1,2,3 --regulator sharp,litim --scheduler tcp://head:8786
+  symbrg prove cosnet-erg --order 1/N --dim 3                     # the interacting theory at width N
+  symbrg prove cosnet-erg --order 1/N --mutate tadpole-sign       # exits 1
 
 The certificate proves that the information-shell (Bayesian RG) coarse graining of the generalized
 cos-net (frequencies uniform in the ball |b| < R, readout scale (b^2+m^2)^(-1/2)) is the Polchinski
@@ -32,6 +37,11 @@ named mutations of the BRG side (--mutate) must each falsify at least one identi
 only when every identity is verified and every mutation refused, 1 otherwise, 2 on bad input.
 --dim: an integer >= 1, or d for a symbolic dimension.
 
+--order 1/N: the finite-width theorem.  Removing the sloppy readouts is the projection of the field onto
+|p| < k(Lambda) for every draw of the weights (any N); at order 1/N the coarse-grained network's Edgeworth
+action equals Polchinski's flow of the full network's action (the vertex does not flow, the quadratic
+coupling flows by the tadpole), compared exactly on periodic boxes; 8 named mutations must each fail.
+
 A sweep (--sweep, or comma-separated --dim/--regulator values) prints one row per certificate
 (--json: a list); with --scheduler (or $DASK_SCHEDULER_ADDRESS) the certificates run as tasks on
 that dask.distributed cluster (the [dask] extra), with the same rows as a local sweep.
@@ -40,6 +50,7 @@ that dask.distributed cluster (the [dask] extra), with the same rows as a local 
 DERIVE_EPILOG = """examples:
   symbrg derive cosnet --dim 3 --regulator sharp --format latex
   symbrg derive cosnet --dim d --regulator exponential
+  symbrg derive cosnet --order 1/N --dim 3 --format latex        # the finite-width vertices and their flow
 """
 
 
@@ -51,10 +62,26 @@ def _certificate(ns: argparse.Namespace):
     from symbrg.rg.regulators import regulator
     reg = regulator(ns.regulator)  # parsed once, at the boundary
     choice("regulator", reg.name, REGULATOR_NAMES)
+    mutate = getattr(ns, "mutate", None)
+    if getattr(ns, "order", "0") == "1/N":
+        from symbrg.cosnet.finite_width_certificate import certify_finite_width
+        return certify_finite_width(_finite_dim(ns.dim, getattr(ns, "points", None)), reg, mutate=mutate)
     d = _dim(ns.dim)
     if d != D:
         DIM.check("dim", d, cost="about 2 s")
-    return certify(d, reg, points=ns.points, mutate=getattr(ns, "mutate", None))
+    points = ns.points if ns.points is not None else DEFAULT_POINTS
+    return certify(d, reg, points=points, mutate=mutate)
+
+
+def _finite_dim(dim: str, points: int | None) -> int:
+    """The dimension of an order-1/N certificate (1, 2 or 3: its periodic boxes); ``--points`` is refused there."""
+    from symbrg.core.errors import InvalidArgument
+    if points is not None:
+        raise InvalidArgument("points", "the order-1/N certificate is exact (rational arithmetic): it has no "
+                                        "random points")
+    if dim not in ("1", "2", "3"):
+        raise InvalidArgument("dim", f"at order 1/N the certificate has boxes in d = 1, 2, 3, got {dim!r}")
+    return int(dim)
 
 
 def _values(text: str, option: str) -> list[str]:
@@ -66,13 +93,14 @@ def _values(text: str, option: str) -> list[str]:
     return values
 
 
-def _sweep_row(dim: str, regulator: str, points: int, mutate: str | None,
-               bounds: dict[str, float]) -> dict[str, Any]:
+def _sweep_row(dim: str, regulator: str, points: int | None, mutate: str | None,
+               bounds: dict[str, float], order: str = "0") -> dict[str, Any]:
     """One row of a sweep: the certificate of (``dim``, ``regulator``) summarized (a task on a
     cluster: it carries the work bounds in force where the sweep was started)."""
     from symbrg.core import limits
     with limits.lifted(**bounds):
-        cert = _certificate(argparse.Namespace(dim=dim, regulator=regulator, points=points, mutate=mutate))
+        cert = _certificate(argparse.Namespace(dim=dim, regulator=regulator, points=points, mutate=mutate,
+                                               order=order))
     rows = cert.identities
     return {"dim": dim, "regulator": regulator, "verified": bool(cert.verified),
             "identities_verified": sum(bool(r["verified"]) for r in rows), "identities": len(rows),
@@ -91,7 +119,7 @@ def _sweep(ns: argparse.Namespace, dims: list[str], regulators: list[str]) -> in
                                         "with a single --dim and --regulator")
     pairs = [(d, r) for d in dims for r in regulators]
     for d, r in pairs:                               # every value checked before any work
-        _checked(d, r)
+        _checked(d, r, ns.order, ns.points)
     bounds = {k: v for k, v in limits.current().items() if v > 0}
     client = None
     try:
@@ -99,13 +127,13 @@ def _sweep(ns: argparse.Namespace, dims: list[str], regulators: list[str]) -> in
             from symbrg.kernels.chunked import client_from
             client = client_from(ns.scheduler)
         if client is not None:
-            futures = [client.submit(_sweep_row, d, r, ns.points, ns.mutate, bounds, pure=False) for d, r in pairs]
+            futures = [client.submit(_sweep_row, d, r, ns.points, ns.mutate, bounds, ns.order, pure=False) for d, r in pairs]
             rows = client.gather(futures)
         else:
             rows = []
             with progress.bar(ns, total=len(pairs), desc="certificates", unit="cert") as bar:
                 for d, r in pairs:
-                    rows.append(_sweep_row(d, r, ns.points, ns.mutate, bounds))
+                    rows.append(_sweep_row(d, r, ns.points, ns.mutate, bounds, ns.order))
                     bar.update(1)
     except SymbrgError as exc:
         if exc.argument in ("address", "client"):
@@ -116,7 +144,8 @@ def _sweep(ns: argparse.Namespace, dims: list[str], regulators: list[str]) -> in
             client.close()
     ok = all(row["verified"] for row in rows)
     if ns.json:
-        print(json.dumps({"theorem": "cosnet-erg", "mutate": ns.mutate, "verified": ok, "sweep": rows}, indent=2))
+        print(json.dumps({"theorem": "cosnet-erg", "order": ns.order, "mutate": ns.mutate, "verified": ok,
+                          "sweep": rows}, indent=2))
     else:
         for row in rows:
             print(f"dim {row['dim']:<3} {row['regulator']:<12} {'VERIFIED    ' if row['verified'] else 'NOT VERIFIED'} "
@@ -128,13 +157,20 @@ def _sweep(ns: argparse.Namespace, dims: list[str], regulators: list[str]) -> in
     return 0 if ok else 1
 
 
-def _checked(dim: str, regulator: str) -> None:
+def _checked(dim: str, regulator: str, order: str = "0", points: int | None = None) -> None:
     """The checks :func:`_certificate` makes before its work (dimension, its limit, the regulator)."""
     from symbrg.core.checks import choice
+    from symbrg.core.errors import Unsupported
     from symbrg.cosnet.theorem import DIM
     from symbrg.cosnet.theory import REGULATOR_NAMES, D, _dim
     from symbrg.rg.regulators import regulator as parse_regulator
-    choice("regulator", parse_regulator(regulator).name, REGULATOR_NAMES)
+    reg = parse_regulator(regulator)
+    choice("regulator", reg.name, REGULATOR_NAMES)
+    if order == "1/N":
+        _finite_dim(dim, points)
+        if not reg.is_sharp:
+            raise Unsupported("regulator", "at order 1/N the BRG = ERG correspondence holds for the sharp shell only")
+        return
     d = _dim(dim)
     if d != D:
         DIM.check("dim", d, cost="about 2 s")
@@ -143,9 +179,11 @@ def _checked(dim: str, regulator: str) -> None:
 def _prove(ns: argparse.Namespace) -> int:
     from symbrg.core.printing import render
     from symbrg.cosnet.theory import REGULATOR_NAMES
-    dims = _values(ns.dim, "dim") if ns.dim is not None else list(SWEEP_DIMS if ns.sweep else ("3",))
+    finite = ns.order == "1/N"
+    dims = _values(ns.dim, "dim") if ns.dim is not None else list(
+        (FINITE_DIMS if finite else SWEEP_DIMS) if ns.sweep else ("3",))
     regulators = (_values(ns.regulator, "regulator") if ns.regulator is not None
-                  else list(REGULATOR_NAMES if ns.sweep else ("sharp",)))
+                  else list(REGULATOR_NAMES if ns.sweep and not finite else ("sharp",)))
     if ns.sweep or len(dims) * len(regulators) > 1:
         return _sweep(ns, dims, regulators)
     if ns.scheduler is not None:
@@ -157,7 +195,7 @@ def _prove(ns: argparse.Namespace) -> int:
     rows = cert.identities
     ok = cert.verified
     if ns.json:
-        print(json.dumps({"theorem": "cosnet-erg", "dim": str(ns.dim), "regulator": ns.regulator,
+        print(json.dumps({"theorem": "cosnet-erg", "order": ns.order, "dim": str(ns.dim), "regulator": ns.regulator,
                           "mutate": ns.mutate, "verified": ok, "identities": rows,
                           "mutations": cert.mutations, "vacuous": cert.vacuous}, indent=2))
     elif ns.format != "text":
@@ -169,7 +207,8 @@ def _prove(ns: argparse.Namespace) -> int:
             err = r["max_abs_numeric"]
             print(f"  {'ok ' if r['verified'] else 'FAIL'} {r['name']:<{width}}  symbolic 0: "
                   f"{'yes' if r['symbolic_zero'] else 'no '}  max |numeric| = "
-                  f"{(f'{err:.1e}' if err is not None else '-')} ({r['points']} pts, {r['dps']} digits)")
+                  f"{(f'{err:.1e}' if err is not None else '-')} ({r['points']} pts, "
+                  + (f"{r['dps']} digits)" if r["dps"] else "exact)"))
         for m in cert.mutations:
             print(f"  mutation {m['name']}: {'REFUSED' if m['falsified'] else 'NOT REFUSED'} "
                   f"(falsifies {', '.join(m['falsified']) or 'nothing'})")
@@ -191,7 +230,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     from symbrg.cosnet.theory import REGULATOR_NAMES
     p.add_argument("--regulator", default="sharp", choices=Names(REGULATOR_NAMES),
                    help="sharp, litim or exponential; default sharp")
-    p.add_argument("--points", type=int, default=6, help="random 30-digit evaluations per identity; default 6")
+    p.add_argument("--points", type=int, default=None,
+                   help=f"random 30-digit evaluations per identity; default {DEFAULT_POINTS} (none at order 1/N)")
+    p.add_argument("--order", default="0", choices=("0", "1/N"),
+                   help="0: infinite width (the free field); 1/N: the interacting theory at width N, exact on "
+                        "periodic boxes in d = 1, 2, 3, sharp shell; default 0")
 
 
 def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersAction) -> None:
@@ -213,9 +256,10 @@ def register(commands: argparse._SubParsersAction, derive: argparse._SubParsersA
                                                        "max_abs_numeric, ...]")
     p.add_argument("--format", default="text", choices=FORMATS, help="document format when not --json; default text")
     from symbrg.cosnet.certificate import MUTATIONS
-    p.add_argument("--mutate", default=None, choices=tuple(MUTATIONS), metavar="NAME",
-                   help="run one named mutation of the BRG side instead (" + ", ".join(MUTATIONS)
-                        + "); exit status 1: it must not verify")
+    from symbrg.cosnet.finite_width_certificate import MUTATIONS as FINITE
+    p.add_argument("--mutate", default=None, choices=tuple(dict.fromkeys([*MUTATIONS, *FINITE])), metavar="NAME",
+                   help="run one named mutation instead (infinite width: " + ", ".join(MUTATIONS)
+                        + "; order 1/N: " + ", ".join(FINITE) + "); exit status 1: it must not verify")
     p.set_defaults(func=_prove)
     d = derive.add_parser("cosnet", help="the cos-net BRG = ERG theorem as a derivation",
                           description="Print the proof certificate of the cos-net theorem as a document.",

@@ -309,6 +309,8 @@ LIBRARY: dict[str, Entry] = {e.name: e for e in _kernel_entries() + [
           "The cos-net theorem in general dimension d (sharp shells)", {"dim": "d"}),
     Entry("cosnet-theorem-smooth", "symbrg.cosnet.theorem:cosnet_erg_certificate",
           "The cos-net theorem with smooth (exponential) shells, d = 3", {"regulator": "exponential"}),
+    Entry("cosnet-finite-width", "symbrg.cosnet.finite_width_certificate:finite_width_theorem",
+          "Theorem: at width N, BRG of the cos-net is Polchinski's flow at order 1/N (d = 3)"),
     Entry("training-flow", "symbrg.rg.posterior:training_flow_derivation",
           "Bayesian training as a flow in the number of observations"),
     Entry("erg-polchinski-toy", "symbrg.rg.erg:toy_derivation",

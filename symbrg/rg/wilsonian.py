@@ -122,4 +122,4 @@ def rates_solve_polchinski(rates: Rates = polchinski_rates) -> Verification:
     first = sp.expand(sp.expand(residual).coeff(eps, 1))
     zero = sp.simplify(first) == 0
     return Verification("symbolic", symbolic_zero=zero,
-                        note="generic two-mode theory, coefficient of epsilon^1 of the Polchinski residual")
+                        note="generic two-mode theory, coefficient of $\\epsilon^1$ of the Polchinski residual")
