@@ -11,7 +11,13 @@ import pytest
 
 from symbrg.core.errors import InvalidArgument, ShapeMismatch, Unsupported
 from symbrg.core.exact import Q, rational
-from symbrg.cosnet.finite_width import PHASE_FOURTH, PHASE_SECOND, box_cosnet, coarse_grained_cumulants, phase_moments
+from symbrg.cosnet.finite_width import (
+    PHASE_FOURTH,
+    PHASE_SECOND,
+    box_cosnet,
+    coarse_grained_cumulants,
+    phase_moments,
+)
 from symbrg.cosnet.finite_width_certificate import (
     MUTATIONS,
     _closed_form,
@@ -27,8 +33,13 @@ from symbrg.gaussian.edgeworth import (
     sum_cumulants,
 )
 from symbrg.rg.regulators import regulator
-from symbrg.rg.wilsonian import filter_field, flow_first_order, polchinski_rates, rates_solve_polchinski, \
-    regulated_covariance
+from symbrg.rg.wilsonian import (
+    filter_field,
+    flow_first_order,
+    polchinski_rates,
+    rates_solve_polchinski,
+    regulated_covariance,
+)
 from tests.helpers import cli
 
 
