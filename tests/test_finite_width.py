@@ -210,3 +210,24 @@ def test_cli_prove_and_derive_order_one_over_n(capsys):
         assert code == 2 and err.count("\n") == 1 and word in err
     code, out, _ = cli(["derive", "cosnet", "--order", "1/N", "--dim", "1", "--format", "markdown"], capsys)
     assert code == 0 and "Polchinski" in out and "tadpole" in out
+
+
+def test_the_two_sides_do_not_import_each_other():
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "symbrg"
+
+    def imports(rel: str) -> set[str]:
+        out = set()
+        for node in ast.walk(ast.parse((root / rel).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        return out
+    brg_side, erg_side = imports("cosnet/finite_width.py"), imports("rg/wilsonian.py")
+    for forbidden in ("symbrg.rg.erg", "symbrg.rg.regulators", "symbrg.rg.wilsonian", "symbrg.rg.free_scalar",
+                      "symbrg.cosnet.finite_width_certificate"):
+        assert not any(n == forbidden or n.startswith(forbidden + ".") for n in brg_side), forbidden
+    assert not any(n.startswith(("symbrg.rg.brg", "symbrg.cosnet", "symbrg.information")) for n in erg_side)
