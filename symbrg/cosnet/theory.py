@@ -73,6 +73,8 @@ from symbrg.core.parsing import as_expression
 from symbrg.core.special import NumericFunction
 from symbrg.core.symbols import symbol
 from symbrg.core.types import ArrayLike, ExprLike, FloatArray, Number
+from symbrg.cosnet import _radial
+from symbrg.cosnet._radial import _radial_quadrature
 
 if TYPE_CHECKING:
     from sympy.printing.latex import LatexPrinter
@@ -484,6 +486,17 @@ class CosNet:
             out = out + quad.radial(np.sqrt((summ ** 2).sum(-1)), np.sin)
         return float(self.sigma_bias) ** 2 + out
 
+    def connected_four_point(self, X: ArrayLike, width: int, k: float | None = None) -> float | FloatArray:
+        r"""The connected four-point function at width :math:`N` = ``width`` and momentum cutoff ``k``,
+
+        .. math::  \kappa_4 = \frac1N\Big[\mathbb E[a^4]\,\mathbb E_{b,c}\Big[s^4\mathbf 1_{|b|<k}\prod_{j=1}^4
+                   \cos(b\cdot x_j+c)\Big] - \big(\hat K_{12}\hat K_{34}+\hat K_{13}\hat K_{24}+\hat K_{14}\hat K_{23}\big)\Big],
+
+        :math:`\mathbb E[a^4] = 3\sigma_a^4`, :math:`\hat K` the bias-free kernel of the neurons with
+        :math:`|b|<k`.  ``X``: shape (4, d) (a float) or (n, 4, d) (n values).  Delegates to
+        :func:`symbrg.cosnet.four_point.connected_four_point` (its docstring has the conventions)."""
+        return _radial.connected_four_point(self, X, width, k, _angular_numpy)
+
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, X: ArrayLike, members: int, width: int, seed: int = 0,
                **kw: Any) -> FloatArray | tuple[FloatArray, FloatArray | None]:
@@ -742,39 +755,6 @@ def radial_integrand(dim: int, spectral: sp.Expr | None = None, regulator: str |
 @lru_cache(maxsize=64)
 def _compiled_integrand(dim: int, regulator: str | None, backend: str) -> Callable[..., FloatArray | mpmath.mpf]:
     return codegen.lambdify(radial_integrand(dim, None, regulator), [P, DIST, M, KCUT, SIGMA], backend)
-
-
-def _radial_quadrature(r: np.ndarray, upper: float, f: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                       breaks: tuple[float, ...] = (), weight: Callable[[np.ndarray], np.ndarray] | None = None,
-                       *, sqrt_ends: bool = False) -> np.ndarray:
-    r""":math:`\int_0^{\rm upper}f(p, r)\,w(p)\,dp` by composite Gauss-Legendre, vectorized over ``r`` in blocks
-    (panels scale with :math:`r_{\max}\cdot{\rm upper}` to resolve the oscillation; panel edges at ``breaks``).
-    ``sqrt_ends``: ``w`` may behave like :math:`\sqrt{|p-p_0|}` at the panel edges (an ``arccos`` of a level
-    crossing); each panel is then mapped by :math:`p = a + h(1-\cos\pi s)/2`, which makes such ends analytic,
-    so the rule converges exponentially again."""
-    shape = np.shape(r)
-    r = np.asarray(r, dtype=float).ravel()
-    rmax = float(np.max(r, initial=0.0))
-    edges = np.unique(np.array([0.0, *[b for b in breaks if 0 < b < upper], upper]))
-    x, w = np.polynomial.legendre.leggauss(64)
-    total = np.zeros(r.shape)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        panels = max(1, math.ceil((hi - lo) * (rmax + 1.0) / 4.0))
-        a = lo + (hi - lo) * np.arange(panels) / panels
-        h = (hi - lo) / panels
-        if sqrt_ends:   # s in [0, 1]: p = a + h (1 - cos(pi s)) / 2, dp = h pi sin(pi s) / 2 ds
-            s_nodes = (x + 1) / 2
-            p = (a[:, None] + h * (1 - np.cos(np.pi * s_nodes[None, :])) / 2).ravel()
-            wp = np.tile(w / 2 * h * np.pi * np.sin(np.pi * s_nodes) / 2, panels)
-        else:
-            p = (a[:, None] + (x[None, :] + 1) * h / 2).ravel()
-            wp = np.tile(w * h / 2, panels)
-        wp = wp * (1.0 if weight is None else weight(p))
-        for i in range(0, r.size, 2048):  # bounded memory: blocks of distances
-            rb = r[i:i + 2048, None]
-            vals = np.broadcast_to(np.asarray(f(p[None, :], rb), float), (rb.shape[0], p.size))
-            total[i:i + 2048] += vals @ wp
-    return total.reshape(shape)
 
 
 def _level_crossings(g: Callable[[np.ndarray], np.ndarray], upper: float, grid: int = 4097,

@@ -42,8 +42,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from symbrg.core.types import ArrayLike
+    from symbrg.cosnet.theory import CosNet
+
 __all__ = ["plot_fisher_spectrum", "plot_kernel_flow", "plot_mse", "plot_outputs_at_test_point",
-           "plot_predictive_variance", "plot_results", "variance_interval", "FORMATS", "VIOLIN_MIN"]
+           "plot_predictive_variance", "plot_results", "variance_interval", "FORMATS", "VIOLIN_MIN",
+           "plot_four_point_flow"]
 
 Results = Mapping[str, Any]
 
@@ -56,7 +60,7 @@ SYMLOG_RATIO = 20.0
 #: Default figure sizes (inches) of the figures, by function name.
 _SIZES = {"plot_mse": (6.4, 4.6), "plot_fisher_spectrum": (6.4, 4.2),
           "plot_outputs_at_test_point": (8.0, 4.4), "plot_predictive_variance": (6.4, 4.2),
-          "plot_kernel_flow": (8.0, 4.2)}
+          "plot_kernel_flow": (8.0, 4.2), "plot_four_point_flow": (7.2, 4.4)}
 _LAMBDA_C_COLOR = "#c0392b"
 
 
@@ -375,6 +379,56 @@ def plot_kernel_flow(results: Results, *, ax: Axes | None = None) -> Figure:
                     r"dashed: broad inputs, $G_{k(\Lambda)}$")
     ax.grid(alpha=0.3, lw=0.5)
     ax.set_title(f"Information shells are momentum shells ({_title(results)})", fontsize=10)
+    return _figure(ax)
+
+
+# ------------------------------------------------------------------------------ cos-net four-point flow
+def plot_four_point_flow(net: CosNet, X: ArrayLike, widths: Sequence[int] = (4, 8, 16, 32, 64),
+                         ks: ArrayLike | None = None, *, ax: Axes | None = None) -> Figure:
+    r"""The connected four-point function :math:`\kappa_4(x_1,\dots,x_4)` of a cos-net against the momentum
+    cutoff :math:`k` for several widths :math:`N` (:func:`symbrg.cosnet.four_point.connected_four_point`):
+
+    .. math::  \kappa_4 = \frac1N\Big[\mathbb E[a^4]\,\mathbb E_{b,c}\Big[s^4\mathbf 1_{|b|<k}\prod_j\cos(b\cdot x_j+c)\Big]
+               - \sum_{\{ij|kl\}}\hat K_{ij}\hat K_{kl}\Big],
+
+    coarse graining = the readout weights of the neurons with :math:`|b|>k` set to 0 (N, :math:`\sigma_a` kept).
+    Drawn as :math:`|\kappa_4|` on a logarithmic axis (solid where :math:`\kappa_4>0`, dashed where it is
+    negative): :math:`N\kappa_4` would put every width on one curve, since :math:`\kappa_4\propto1/N`
+    exactly, whereas the log axis shows both the flow in :math:`k` (the shape, common to all widths) and the
+    :math:`1/N` law (equal vertical steps of :math:`\log 2` between successive doublings of N).  A dotted line
+    marks the support radius of the frequencies, beyond which nothing is removed (the full network).
+
+    ``X``: one quadruple, shape (4, d); ``widths``: the N (integers >= 1); ``ks``: the cutoffs (> 0; default
+    60 points up to 1.1 times the support radius)."""
+    from symbrg.cosnet.four_point import connected_four_point
+    connected_four_point(net, X, 1)   # checks net (a numeric CosNet) and X (one quadruple) before drawing
+    if np.ndim(X) == 3:
+        raise Unsupported("X", "one quadruple of shape (4, d) per figure")
+    ws = [checks.integer("widths", w, minimum=1) for w in widths]
+    if not ws:
+        raise Unsupported("widths", "needs at least one width")
+    upper = float(net.frequencies.integration_limit)
+    kk = (np.linspace(upper / 60, 1.1 * upper, 60) if ks is None
+          else checks.finite_array("ks", ks, ndim=1))
+    for k in kk:
+        checks.positive("ks", k)
+    unit = np.array([connected_four_point(net, X, 1, float(k)) for k in kk])   # N = 1; kappa_4 ~ 1/N
+    ax = _axes(ax, "plot_four_point_flow")
+    values = np.concatenate([unit / w for w in ws])
+    floor = _floor(np.abs(values))
+    for j, w in enumerate(ws):
+        v = unit / w
+        ax.plot(kk, np.where(v > 0, np.maximum(v, floor), np.nan), "-", color=f"C{j}", lw=1.4, label=f"N = {w}")
+        ax.plot(kk, np.where(v < 0, np.maximum(-v, floor), np.nan), "--", color=f"C{j}", lw=1.0)
+    ax.axvline(upper, color="0.4", ls=":", lw=1.0, label="support radius (full network beyond)")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"momentum cutoff $k$ (neurons with $|b| > k$ removed)")
+    ax.set_ylabel(r"$|\kappa_4(x_1, x_2, x_3, x_4)|$")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="solid: $\\kappa_4 > 0$\ndashed: $\\kappa_4 < 0$", title_fontsize=8)
+    ax.grid(alpha=0.3, lw=0.5, which="both")
+    ax.set_title(f"Connected four-point function of the {net.name} (d = {net.dim}) under coarse graining",
+                 fontsize=10)
     return _figure(ax)
 
 
