@@ -424,8 +424,8 @@ def plot_four_point_flow(net: CosNet, X: ArrayLike, widths: Sequence[int] = (4, 
     ax.set_yscale("log")
     ax.set_xlabel(r"momentum cutoff $k$ (neurons with $|b| > k$ removed)")
     ax.set_ylabel(r"$|\kappa_4(x_1, x_2, x_3, x_4)|$")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="solid: $\\kappa_4 > 0$\ndashed: $\\kappa_4 < 0$", title_fontsize=8)
+    ax.legend(fontsize=8, loc="lower right", ncols=2,
+              title="solid: $\\kappa_4 > 0$, dashed: $\\kappa_4 < 0$", title_fontsize=8)
     ax.grid(alpha=0.3, lw=0.5, which="both")
     ax.set_title(f"Connected four-point function of the {net.name} (d = {net.dim}) under coarse graining",
                  fontsize=10)
