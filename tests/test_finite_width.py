@@ -231,3 +231,10 @@ def test_the_two_sides_do_not_import_each_other():
                       "symbrg.cosnet.finite_width_certificate"):
         assert not any(n == forbidden or n.startswith(forbidden + ".") for n in brg_side), forbidden
     assert not any(n.startswith(("symbrg.rg.brg", "symbrg.cosnet", "symbrg.information")) for n in erg_side)
+
+
+def test_exact_verifications_need_a_zero_difference():
+    from symbrg.core.identities import Verification
+    assert Verification("exact", points=2, max_abs_error=0.0).verified
+    assert not Verification("exact", points=2, max_abs_error=1e-300).verified
+    assert not Verification("exact", points=0, max_abs_error=0.0).verified

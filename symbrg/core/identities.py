@@ -40,7 +40,8 @@ Domain = Mapping[sp.Symbol, "tuple[float, float]"]
 class Verification:
     """How a statement was established.
 
-    kind: ``"symbolic"`` (simplified to zero), ``"numeric"`` (only spot-checked), ``"both"``
+    kind: ``"symbolic"`` (simplified to zero), ``"numeric"`` (only spot-checked), ``"exact"`` (compared in
+    exact rational arithmetic at ``points`` configurations: verified when the difference is 0), ``"both"``
     (simplified to zero and spot-checked), or ``"assumed"`` (taken as given, e.g. a definition).
     points / dps / max_abs_error / tolerance: the random high-precision evaluation, when one was made.
     note: a short free-text addition for documents (e.g. "against Gauss-Hermite quadrature, degree 80").
@@ -67,6 +68,8 @@ class Verification:
             return self.symbolic_zero
         if self.kind == "numeric":
             return self.points > 0 and self.numeric_ok
+        if self.kind == "exact":
+            return self.points > 0 and self.max_abs_error == 0
         return self.symbolic_zero and self.points > 0 and self.numeric_ok
 
     def __repr__(self) -> str:
@@ -77,7 +80,9 @@ class Verification:
         parts = []
         if self.symbolic_zero:
             parts.append("simplifies to 0")
-        if self.points:
+        if self.points and self.kind == "exact":
+            parts.append(f"exact at {self.points} configurations, |difference| = {float(self.max_abs_error or 0):.1e}")
+        elif self.points:
             parts.append(f"{self.points} random points at {self.dps} digits, "
                          f"max |error| = {float(self.max_abs_error or 0):.1e}")
         if not parts:

@@ -482,14 +482,19 @@ def status_text(v: Verification, fmt: str = "latex") -> str:
         parts.append("the difference simplifies to zero")
     elif v.kind in ("symbolic", "both"):
         parts.append("symbolic simplification inconclusive")
-    if v.points:
+    if v.points and v.kind == "exact":
+        parts.append(f"compared in exact rational arithmetic at {v.points} configurations, difference "
+                     f"{math_(_error_bound(v.max_abs_error)) if v.max_abs_error else math_('0')}")
+    elif v.points:
         parts.append(f"{v.points} random points at {v.dps} digits, max error "
                      f"{math_(_error_bound(v.max_abs_error))}")
     note = getattr(v, "note", "")
     if note:
         parts.append(note)
     head = "Verified" if v.verified else "NOT verified"
-    if v.verified and not v.symbolic_zero:
+    if v.verified and v.kind == "exact":
+        head = "Verified exactly"
+    elif v.verified and not v.symbolic_zero:
         head = "Checked numerically"
     return f"{head}: " + "; ".join(parts) + "."
 
@@ -499,6 +504,8 @@ def _status_word(v: Verification) -> str:
         return "assumed"
     if not v.verified:
         return "FAILED"
+    if v.kind == "exact":
+        return "exact"
     return "symbolic + numeric" if v.symbolic_zero and v.points else (
         "symbolic" if v.symbolic_zero else "numeric")
 
@@ -867,7 +874,7 @@ class LatexPrinter(Printer):
                        f"\\toprule\n{head}\n\\endhead\n\\bottomrule\n\\endfoot")
             for s in d.steps:
                 v = s.verification
-                pts = f"{v.points} ({v.dps})" if v.points else "--"
+                pts = (f"{v.points} (exact)" if v.kind == "exact" else f"{v.points} ({v.dps})") if v.points else "--"
                 err = f"${_error_bound(v.max_abs_error)}$" if v.points else "--"
                 out.append(f"\\eqref{{{_label(s.label)}}} & {_status_word(v)} & {pts} & {err} \\\\")
             out.append("\\end{longtable}\n")

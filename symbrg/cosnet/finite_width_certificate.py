@@ -169,8 +169,7 @@ def _gap(a: Tensor | Q, b: Tensor | Q) -> float:
 
 
 def _exact(gaps: list[float], note: str) -> Verification:
-    return Verification("numeric", points=len(gaps), dps=0, max_abs_error=max(gaps), tolerance=0.0,
-                        note="exact rational arithmetic; " + note)
+    return Verification("exact", points=len(gaps), dps=0, max_abs_error=max(gaps), tolerance=0.0, note=note)
 
 
 def _comparisons(s: _Sides) -> dict[str, Verification]:
@@ -225,18 +224,18 @@ _STATEMENTS = {
     "edgeworth-two-point": (r"\langle\phi\phi\rangle_{S_R}", "K",
                             "the counterterm $\\mu = -\\tfrac12\\lambda{:}K$ cancels the tadpole: the full network's action "
                             "has two-point function $K$ at order $1/N$ (Wick contraction), and it is normalised"),
-    "two-point": (r"K^{\rm BRG}_{\Lambda}", "C_k",
+    "two-point": (r"K^{\mathrm{BRG}}_{\Lambda}", "C_k",
                   "the coarse-grained network's covariance is the regulated covariance $K(p^2/k^2)G$"),
-    "quartic": (r"\lambda^{\rm BRG}_{\Lambda}", r"\lambda_k = \lambda_R",
+    "quartic": (r"\lambda^{\mathrm{BRG}}_{\Lambda}", r"\lambda_k = \lambda_R",
                 "the coarse-grained network's vertex (its amputated fourth cumulant) is the full vertex: it does not "
                 "flow at order $1/N$"),
-    "quadratic": (r"\mu^{\rm BRG}_{\Lambda}", r"\mu_R + \tfrac12\lambda{:}(C_R - C_k)",
+    "quadratic": (r"\mu^{\mathrm{BRG}}_{\Lambda}", r"\mu_R + \tfrac12\lambda{:}(C_R - C_k)",
                   "the Edgeworth counterterm of the coarse-grained network is Polchinski's quadratic coupling, flowed "
                   "from R to k by the tadpole of the vertex"),
-    "vacuum": (r"E^{\rm BRG}_{\Lambda}", r"E_R + \tfrac12\mu_R{:}(C_R-C_k) + \tfrac18(C_R-C_k){:}\lambda{:}(C_R-C_k)",
+    "vacuum": (r"E^{\mathrm{BRG}}_{\Lambda}", r"E_R + \tfrac12\mu_R{:}(C_R-C_k) + \tfrac18(C_R-C_k){:}\lambda{:}(C_R-C_k)",
                "the vacuum terms agree (both actions normalised)"),
-    "polchinski-equation": (r"k\partial_kS_{\rm int}", r"\tfrac12\sum_i k\partial_kC_i[(\partial_iS_{\rm int})^2 - "
-                            r"\partial_i^2S_{\rm int}] + O(N^{-2})",
+    "polchinski-equation": (r"k\partial_kS_{\mathrm{int}}", r"\tfrac12\sum_i k\partial_kC_i[(\partial_iS_{\mathrm{int}})^2 - "
+                            r"\partial_i^2S_{\mathrm{int}}] + O(N^{-2})",
                             "the ERG side's flow law solves the engine's Polchinski equation at order $1/N$ "
                             "(generic two-mode theory, symbolic)"),
     "projection": (r"f_{\Lambda}", r"P_{k(\Lambda)}f",
@@ -340,7 +339,7 @@ def finite_width_derivation(dim: int, results: dict[str, Verification], mutate: 
     for name, ver in results.items():
         lhs, rhs, why = _STATEMENTS[name]
         dv.step(sp.Eq(sp.Symbol(lhs), sp.Symbol(rhs)), why + ".", f"eq:{name}", verification=ver)
-    dv.step(sp.Eq(sp.Symbol(r"\max|\lambda^{\rm BRG,\,Litim}_\Lambda - \lambda_k|/\max|\lambda_R|"),
+    dv.step(sp.Eq(sp.Symbol(r"\max|\lambda^{\mathrm{BRG,\,Litim}}_\Lambda - \lambda_k|/\max|\lambda_R|"),
                   sp.Float(smooth_shell_gap(), 3)),
             "remark: with a smooth shell the correspondence fails at order $1/N$. The BRG weight scales each "
             "neuron's readout by $\\sqrt w$, so the fourth cumulant's legs carry $\\sqrt w$ while Polchinski's "
@@ -366,20 +365,20 @@ def finite_width_derivation(dim: int, results: dict[str, Verification], mutate: 
 
 def _theory_steps(dv: Derivation, dim: int) -> None:
     """The cumulants, the Edgeworth action and the tadpole flow as assumed (defining) steps, with closed forms."""
-    dv.step(sp.Eq(sp.Symbol(r"\kappa_4"), sp.Symbol(r"\tfrac1N\big(\mathbf 1_{\rm one\ pair}\tfrac{3}{2\pi_n}"
+    dv.step(sp.Eq(sp.Symbol(r"\kappa_4"), sp.Symbol(r"\tfrac1N\big(\mathbf 1_{\mathrm{one\ pair}}\tfrac{3}{2\pi_n}"
                                                      r"K_n^2[3]\delta\delta - [3]K\otimes K\big)")),
             "the connected four-point function of the real modes: one neuron carries all four legs on one pair "
             "($E[a^4] = 3\\sigma_a^4$, the phase average's three pairings), minus the disconnected pairings; the "
             "first term is supported on a single momentum pair (a triple Kronecker delta), the second couples every "
             "pair of modes: the vertex is non-local", "eq:kappa4")
-    dv.step(sp.Eq(sp.Symbol(r"S_{\rm int}"), sp.Symbol(r"\tfrac1{4!}\lambda\phi^4 + \tfrac12\mu\phi^2 + E,\quad "
+    dv.step(sp.Eq(sp.Symbol(r"S_{\mathrm{int}}"), sp.Symbol(r"\tfrac1{4!}\lambda\phi^4 + \tfrac12\mu\phi^2 + E,\quad "
                                                        r"\lambda = -\kappa_4K^{-4},\ \mu = -\tfrac12\lambda{:}K,"
                                                        r"\ E = \tfrac18K{:}\lambda{:}K")),
             "the Edgeworth expansion at first order in $\\kappa_4$ \\cite{DHMSS2023}", "eq:edgeworth",
             cites=("DHMSS2023",))
     dv.step(sp.Eq(sp.Symbol(r"\partial_k\mu"), sp.Symbol(r"-\tfrac12\lambda{:}\partial_kC_k,\quad "
                                                           r"\partial_k\lambda = 0")),
-            "Polchinski's equation at order $1/N$: $(\\partial S_{\\rm int})^2$ is of order $1/N^2$ "
+            "Polchinski's equation at order $1/N$: $(\\partial S_{\\mathrm{int}})^2$ is of order $1/N^2$ "
             "\\cite{Polchinski1984}", "eq:tadpole-flow", cites=("Polchinski1984",))
     dv.step(sp.Eq(sp.Symbol(r"\mu_k(n)"), sp.Symbol(r"\frac{1}{NK_n}\Big(\frac{3}{\pi_n} - \frac{M_k+2}{2}\Big)")),
             "closed form: $M_k$ real modes below $k$, $\\pi_n$ the probability of the pair $\\pm n$ "
