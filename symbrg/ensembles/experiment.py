@@ -65,6 +65,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -1067,10 +1068,12 @@ def _submit_blocks(client: Any, cfg: ShellExperiment, net: Network, data: dict,
             for index, count in todo}
 
 
+@cache
 def _openblas() -> list[tuple[Any, Any]]:
     """(get, set) of the number of threads of every OpenBLAS loaded (NumPy and SciPy each bring
     their own; found in ``/proc/self/maps``), or [] (another BLAS, or no ``/proc``: the thread counts
-    are left alone, and a cluster run then agrees with a local one to rounding, not bit for bit)."""
+    are left alone, and a cluster run then agrees with a local one to rounding, not bit for bit).
+    Read once per process (every block asks three times)."""
     import ctypes
 
     import scipy.linalg  # noqa: F401 - load SciPy's OpenBLAS too, so that driver and worker list the same
