@@ -1,5 +1,6 @@
 """Programs: one symbolic chain, compiled to NumPy and mpmath, differentiated, partitioned."""
 import math
+import re
 
 import mpmath
 import numpy as np
@@ -196,3 +197,127 @@ def test_inplace_source_does_not_depend_on_the_hash_seed():
     sources = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("0", "4")}
     assert len(sources) == 1
+
+
+# ------------------------------------------------------------------ linear cost (no timing: counted work)
+def _sympy_work(monkeypatch, fn):
+    """What ``fn()`` costs in SymPy, counted: nodes walked (reads of ``Basic.args``), default free-symbol
+    evaluations (``Basic.free_symbols``, once per node of sympy's own recursive walk) and ``Basic.__eq__``
+    calls (``tuple.index`` and list scans over symbols).  A loop that re-walks expressions or scans a
+    sequence per element makes these grow quadratically with the size of the program."""
+    counts = dict.fromkeys(("args", "free_symbols", "eq"), 0)
+    eq = sp.Basic.__eq__
+
+    def counted(name):
+        prop = sp.Basic.__dict__[name]
+
+        def get(self):
+            counts[name] += 1
+            return prop.fget(self)
+        return property(get)
+
+    def counted_eq(self, other):
+        counts["eq"] += 1
+        return eq(self, other)
+    with monkeypatch.context() as m:
+        m.setattr(sp.Basic, "args", counted("args"))
+        m.setattr(sp.Basic, "free_symbols", counted("free_symbols"))
+        m.setattr(sp.Basic, "__eq__", counted_eq)
+        fn()
+    return counts
+
+
+def _assert_linear(small, large, factor, slack=4.5 / 4):
+    """Every count of ``large`` (a program ``factor`` times the size) is at most ``factor * slack`` times
+    that of ``small`` (quadratic growth would be ``factor ** 2``)."""
+    for name, n in small.items():
+        assert large[name] <= factor * slack * max(n, 25), (name, small, large)
+
+
+def test_partition_and_compilation_cost_is_linear_in_depth(monkeypatch):
+    """Partition, row/column compilation and the in-place pair compilation of the NNGP+NTK program at
+    depth 40 cost at most 4.5x what they cost at depth 10: no per-input scan (``tuple.index`` over the
+    pair stage's hundreds of inputs: 10x here), no per-assignment re-walk of the program."""
+    from symbrg.kernels.architecture import S11, S12, S22, mlp
+
+    def run(depth):
+        prog = mlp("relu", depth, 1.3, 0.2).ntk_program        # derived outside the count
+        prog = Program(prog.inputs, prog.assignments, prog.outputs, prog.name)
+
+        def stages():
+            row, col, pair = prog.partition([S11], [S22], [S12])
+            row.compile()
+            col.compile()
+            pair.compile_inplace([S12, *(o for o in row.outputs if "hoisted_c" not in o.name), *col.outputs])
+            pair.compile("mpmath")
+        return _sympy_work(monkeypatch, stages)
+    _assert_linear(run(10), run(40), 4)
+
+
+def _horner(n, k11, k22, k12, w):
+    r"""A Mehler-series-like pair expression nested ``n`` deep: :math:`\sum_j a_j(k_{11}) b_j(k_{22}) \rho^j`
+    in Horner form, :math:`\rho = k_{12}/\sqrt{k_{11}k_{22}}` (row, column and pair parts at every level)."""
+    rho = k12 / sp.sqrt(k11 * k22)
+    e = sp.sin(n * k11 + w) * sp.cos(n * k22)
+    for j in range(n - 1, -1, -1):
+        e = sp.sin(j * k11 + w) * sp.cos(j * k22) + rho * e
+    return e
+
+
+def test_hoisting_and_lowering_cost_is_linear_in_expression_size(monkeypatch):
+    """Hoisting (:meth:`Program.partition`) and the in-place lowering of an expression nested 80 deep
+    cost at most 4.5x what they cost at 20 deep: a node's class is found once, not by re-walking
+    its subtree at every level (which is quadratic in the nesting: 14x here)."""
+    k11, k22, k12, w = sp.symbols("k11 k22 k12 w", positive=True)
+
+    def run(n):
+        prog = Program((k11, k22, k12, w), ((a, _horner(n, k11, k22, k12, w)), (b, a * _horner(n // 2, k11, k22, k12, w))),
+                       (b,), name="horner")
+
+        def stages():
+            row, col, pair = prog.partition([k11], [k22], [k12])
+            pair.compile_inplace([k12, *(o for o in row.outputs if "hoisted_c" not in o.name), *col.outputs])
+        return _sympy_work(monkeypatch, stages)
+    _assert_linear(run(20), run(80), 4)
+
+
+def test_staged_horner_program_reproduces_the_program():
+    """The hoisted stages of the nested expression evaluate to the unstaged program."""
+    k11, k22, k12, w = sp.symbols("k11 k22 k12 w", positive=True)
+    prog = Program((k11, k22, k12, w), ((a, _horner(12, k11, k22, k12, w)),), (a,))
+    row, col, pair = prog.partition([k11], [k22], [k12])
+    assert len(row) > 10 and len(col) > 10                      # every a_j(k11), b_j(k22) hoisted
+    k1, k2 = np.array([[0.7], [1.3]]), np.array([[0.9, 2.0, 1.1]])
+    k = np.array([[0.3, -0.5, 0.8], [0.1, 0.9, -1.0]]) * np.sqrt(k1 * k2)
+    rv, cv = row.compile()(k1, 0.4), col.compile()(k2, 0.4)
+    want = prog.compile()(k1, k2, k, 0.4)
+    np.testing.assert_allclose(pair.compile()(k, 0.4, *rv, *cv), want, rtol=1e-13)
+    got = pair.compile_inplace([k12, *(o for o in row.outputs if "hoisted_c" not in o.name), *col.outputs])(
+        k, 0.4, *rv, *cv, Workspace())
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("expr", [x, sp.Integer(3), sp.sin(x), sp.atan2(y, x), ArcCosKernel(1, 1, x, y, s),
+                                  sp.Max(x, 0), x**-1, -x * y, x - 1, sp.Float(-2.5)])
+def test_atomic_expressions_skip_cse_with_sympys_result(expr):
+    """An atom or a function of atoms is returned as SymPy's CSE would return it (nothing repeats)."""
+    from symbrg.core.codegen import _cse, _Temps
+    temps = _Temps()
+    repl, reduced = _cse([expr], temps)
+    want_repl, want_reduced = sp.cse([expr], order="none")
+    assert (repl, reduced) == (want_repl, want_reduced) and temps.n == 0
+
+
+def test_symengine_temporaries_are_numbered_across_statements():
+    """Large statements take the SymEngine path; their temporaries are t0, t1, ... across the whole
+    program, renamed before the conversion back to SymPy, and the values are right."""
+    xs = sp.symbols("x0:6", real=True)
+    u, v = sp.symbols("u v")
+    big = sum((xs[i] + xs[j]) ** 2 * sp.sin(xs[i] + xs[j]) for i in range(6) for j in range(6))
+    prog = Program(xs, ((u, big), (v, big * u + sp.cos(big))), (v,))
+    src = prog.source()
+    temps = sorted({int(t[1:]) for t in re.findall(r"\bt\d+\b", src)})
+    assert temps == list(range(len(temps))) and len(temps) > 10
+    vals = [0.1 * (i + 1) for i in range(6)]
+    want = float(prog.expand()[0].subs(dict(zip(xs, vals))))
+    assert prog.compile()(*vals) == pytest.approx(want, rel=1e-12)

@@ -21,9 +21,8 @@ three-address code: one ufunc call with ``out=`` per node, into the recycled buf
 """
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar, cast
 
@@ -142,7 +141,7 @@ class Program:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "assignments", tuple((s, as_expression(e, "e")) for s, e in self.assignments))
         object.__setattr__(self, "outputs", tuple(as_expression(o, "o") for o in self.outputs))
-        _check_defined(self.inputs, self.assignments, self.outputs)
+        self._cache[_FREE] = _check_defined(self.inputs, self.assignments, self.outputs)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -235,6 +234,13 @@ class Program:
         """The assignments the outputs depend on (dead code removed), in order: :func:`_live_chain`."""
         return _live_chain(self)
 
+    def _free(self) -> tuple[tuple[frozenset[sp.Basic], ...], tuple[frozenset[sp.Basic], ...]]:
+        """The free symbols of each assignment and of each output, computed once (by :func:`_check_defined`)."""
+        free = self._cache.get(_FREE)
+        if free is None:
+            free = self._cache[_FREE] = _check_defined(self.inputs, self.assignments, self.outputs)
+        return cast("tuple[tuple[frozenset[sp.Basic], ...], tuple[frozenset[sp.Basic], ...]]", free)
+
     # -------------------------------------------------------------- compilation
     def source(self, backend: str = "numpy") -> str:
         """Python source of the compiled function (CSE applied per assignment)."""
@@ -285,27 +291,116 @@ class Program:
 
 
 def _check_defined(inputs: Sequence[sp.Symbol], assignments: Sequence[tuple[sp.Symbol, sp.Expr]],
-                   outputs: Sequence[sp.Expr]) -> None:
-    """Refuse a chain that uses a symbol before it is an input or assigned (:class:`InvalidArgument`)."""
+                   outputs: Sequence[sp.Expr]) -> tuple[tuple[frozenset[sp.Basic], ...], tuple[frozenset[sp.Basic], ...]]:
+    """Refuse a chain that uses a symbol before it is an input or assigned (:class:`InvalidArgument`);
+    return the free symbols of every assignment and output (the one walk of each expression that
+    liveness, staging and differentiation then share: :meth:`Program._free`)."""
     known = set(inputs)
+    free_a = []
     for s, e in assignments:
-        stray = e.free_symbols - known
+        free = _free_symbols(e)
+        stray = free - known
         if stray:
             raise InvalidArgument("assignments", f"{s} uses undefined symbol(s) "
                                                  f"{sorted(map(str, stray))}")
         known.add(s)
+        free_a.append(free)
+    free_o = []
     for o in outputs:
-        stray = o.free_symbols - known
+        free = _free_symbols(o)
+        stray = free - known
         if stray:
             raise InvalidArgument("outputs", f"output uses undefined symbol(s) {sorted(map(str, stray))}")
+        free_o.append(free)
+    return tuple(free_a), tuple(free_o)
+
+
+# ------------------------------------------------------------------------ expression walks
+# Every walk below visits each distinct node of an expression once (a subtree shared by several
+# parents, such as the correlation rho in every term of a Mehler series, is not walked again), so
+# the code generator's cost is linear in the size of the program's DAG.
+
+#: The key of :meth:`Program._free` in a program's cache.
+_FREE = ("free symbols",)
+_GENERIC_FREE: dict[type, bool] = {}
+
+
+def _generic(t: type) -> bool:
+    """Do nodes of type ``t`` take sympy's default ``free_symbols``, the union over their args?  (Not
+    symbols, nor binders such as ``Lambda`` or ``Integral``.)  The class dictionaries are read, not
+    ``t.free_symbols``: a function class's metaclass has a ``free_symbols`` of its own."""
+    generic = _GENERIC_FREE.get(t)
+    if generic is None:
+        owner = next((c for c in t.__mro__ if "free_symbols" in c.__dict__), sp.Basic)
+        generic = _GENERIC_FREE[t] = owner is sp.Basic
+    return generic
+
+
+def _free_symbols(e: sp.Basic) -> frozenset[sp.Basic]:
+    """``e.free_symbols``, walking each distinct node once."""
+    seen: set[int] = set()          # ids of nodes of e, alive while e is
+    out: set[sp.Basic] = set()
+    stack: list[object] = [e]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, sp.Symbol):
+            out.add(node)
+        elif isinstance(node, sp.Basic):
+            if _generic(type(node)):
+                stack.extend(node.args)
+            else:
+                out.update(node.free_symbols)
+    return frozenset(out)
+
+
+class _SymbolFold:
+    """The bitwise OR of ``leaf(s)`` over the free symbols ``s`` of an expression, computed once per
+    node and remembered (keyed by identity, holding the node so that the id stays its own): asking
+    again about a node or a subtree of one already seen costs one lookup."""
+
+    def __init__(self, leaf: Callable[[sp.Basic], int]) -> None:
+        self.leaf = leaf
+        self.memo: dict[int, tuple[object, int]] = {}
+
+    def __call__(self, e: object) -> int:
+        memo = self.memo
+        hit = memo.get(id(e))
+        if hit is not None:
+            return hit[1]
+        stack = [e]
+        while stack:                                   # post-order, without recursion (deep Horner chains)
+            node = stack[-1]
+            if id(node) in memo:
+                stack.pop()
+                continue
+            value = 0
+            if isinstance(node, sp.Symbol):
+                value = self.leaf(node)
+            elif isinstance(node, sp.Basic) and not _generic(type(node)):
+                for f in node.free_symbols:
+                    value |= self.leaf(f)
+            elif isinstance(node, sp.Basic):
+                pending = [a for a in node.args if id(a) not in memo]
+                if pending:
+                    stack.extend(pending)
+                    continue
+                for a in node.args:
+                    value |= memo[id(a)][1]
+            memo[id(node)] = (node, value)
+            stack.pop()
+        return memo[id(e)][1]
 
 
 # ------------------------------------------------------------------------------ calculus
-def _total_derivative(e: sp.Expr, wrt: sp.Symbol, tangents: dict[sp.Symbol, sp.Expr]) -> sp.Expr:
+def _total_derivative(e: sp.Expr, wrt: sp.Symbol, tangents: dict[sp.Symbol, sp.Expr],
+                      free: frozenset[sp.Basic]) -> sp.Expr:
     r"""Along the chain: :math:`\partial_{wrt} e + \sum_a (\partial e/\partial a)\,\dot a` over the
-    assigned symbols :math:`a` in ``e`` whose tangents :math:`\dot a` are known."""
+    assigned symbols :math:`a` in ``e`` (``free``: its free symbols) whose tangents :math:`\dot a` are known."""
     d = ae_derivative(e, wrt)
-    for a in e.free_symbols & tangents.keys():
+    for a in free & tangents.keys():
         d += ae_derivative(e, a) * tangents[a]
     return d
 
@@ -320,25 +415,37 @@ def _forward_diff(program: Program, wrt: sp.Symbol, name: str) -> Program:
     :math:`\dot a_i`, the outputs replaced by their derivatives in ``wrt`` (an input)."""
     tangents: dict[sp.Symbol, sp.Expr] = {}
     extra: list[tuple[sp.Symbol, sp.Expr]] = []
-    for s, e in program.assignments:
-        d = _total_derivative(e, wrt, tangents)
+    free_a, free_o = program._free()
+    for (s, e), free in zip(program.assignments, free_a):
+        d = _total_derivative(e, wrt, tangents, free)
         t = _tangent_symbol(s)
         tangents[s] = t
         extra.append((t, d))
-    outs = [_total_derivative(o, wrt, tangents) for o in program.outputs]
+    outs = [_total_derivative(o, wrt, tangents, free) for o, free in zip(program.outputs, free_o)]
     merged = [x for pair in zip(program.assignments, extra) for x in pair]
     return Program(program.inputs, tuple(merged), tuple(outs), name)
 
 
 # ------------------------------------------------------------------------------- staging
+# What a node depends on, as bits: row, column, pair inputs; _ANY: it has a free symbol at all (a
+# node without one is a number, never hoisted; with only constant symbols it is constant-only).
+_ROW, _COL, _PAIR, _ANY = 1, 2, 4, 8
+_KINDS = _ROW | _COL | _PAIR
+_STAGE_BITS = {"c": 0, "r": _ROW, "k": _COL}
+
+
 class _Stager:
     """The stages of :meth:`Program.partition`, built once.
 
-    Every input and assignment gets a class, the set of the kinds of input it depends on (``"r"``
-    row, ``"k"`` column, ``"p"`` pair; empty: constants only).  Live assignments go to the row
-    stage (class within ``{"r"}``), the column stage (within ``{"k"}``; constants go to both) or
-    the pair stage; then the row-, column- and constant-only parts of the pair stage are hoisted
-    (loop-invariant code motion) into new ``hoisted_<stage><n>`` assignments of the row or column stage.
+    Every input and assignment gets a class, the kinds of input it depends on (bits ``_ROW``,
+    ``_COL``, ``_PAIR``; none: constants only).  An assignment's class is the union of the classes
+    of its free symbols (computed once per assignment, :meth:`Program._free`), so classes propagate
+    along the assignment graph.  Live assignments go to the row stage (class within row), the
+    column stage (within column; constants go to both) or the pair stage; then the row-, column-
+    and constant-only parts of the pair stage are hoisted (loop-invariant code motion) into new
+    ``hoisted_<stage><n>`` assignments of the row or column stage.  The class of a subexpression
+    is folded up from its symbols once per node (:class:`_SymbolFold`), and each node is hoisted
+    once: the cost is linear in the size of the program.
     """
 
     def __init__(self, program: Program, row: set[sp.Symbol], col: set[sp.Symbol],
@@ -346,32 +453,35 @@ class _Stager:
         self.program = program
         self.row, self.col, self.pair = row, col, pair
         self.inputs = set(program.inputs)
-        self.klass: dict[sp.Symbol, set[str]] = {i: ({"r"} if i in row else {"k"} if i in col else
-                                                     {"p"} if i in pair else set()) for i in program.inputs}
+        self.klass: dict[sp.Basic, int] = {i: (_ROW if i in row else _COL if i in col else
+                                               _PAIR if i in pair else 0) | _ANY for i in program.inputs}
+        self.deps = _SymbolFold(self.klass.__getitem__)
         self.stages: dict[str, list[tuple[sp.Symbol, sp.Expr]]] = {"r": [], "k": [], "p": []}
         self.hoisted: dict[sp.Expr, sp.Symbol] = {}
-
-    def deps(self, e: sp.Basic, none: set[str]) -> set[str]:
-        """The union of the classes of the free symbols of ``e`` (``none`` if it has none)."""
-        return set().union(*(self.klass[f] for f in e.free_symbols)) if e.free_symbols else none
+        self.done: dict[int, tuple[sp.Basic, sp.Basic]] = {}
 
     def classify(self) -> None:
         """Give each live assignment its class and its stage(s)."""
-        for s_, e in _live_chain(self.program):
-            deps = self.deps(e, set())
-            self.klass[s_] = deps
-            if deps <= {"r"}:
+        klass, free = self.klass, self.program._free()[0]
+        for i in _live_indices(self.program):
+            s_, e = self.program.assignments[i]
+            deps = 0
+            for f in free[i]:
+                deps |= klass[f]
+            klass[s_] = deps | _ANY
+            if not deps & (_COL | _PAIR):
                 self.stages["r"].append((s_, e))
-            if deps <= {"k"}:
+            if not deps & (_ROW | _PAIR):
                 self.stages["k"].append((s_, e))
-            if not deps <= {"r"} and not deps <= {"k"}:
+            if deps & (_COL | _PAIR) and deps & (_ROW | _PAIR):
                 self.stages["p"].append((s_, e))
 
     def where(self, a: sp.Basic) -> str | None:
         """Where ``a`` can be computed ahead of the pair stage: ``"r"``, ``"k"``, ``"c"`` (constants),
         or None (it needs the pair inputs, or is a number)."""
-        deps = self.deps(a, {"p"})
-        return None if len(deps) > 1 or deps == {"p"} else (deps.pop() if deps else "c")
+        deps = self.deps(a)
+        kinds = deps & _KINDS
+        return None if not deps else "c" if not kinds else "r" if kinds == _ROW else "k" if kinds == _COL else None
 
     def new(self, a: sp.Expr, stage: str) -> sp.Expr:
         """The symbol standing for ``a``, computed in ``stage`` (a row/column input: itself, passed on)."""
@@ -379,12 +489,19 @@ class _Stager:
             return a
         if a not in self.hoisted:
             sym = self.hoisted[a] = sp.Symbol(f"hoisted_{stage}{len(self.hoisted)}", real=True)
-            self.klass[sym] = {"c": set(), "r": {"r"}, "k": {"k"}}[stage]
+            self.klass[sym] = _STAGE_BITS[stage] | _ANY
             self.stages["k" if stage == "k" else "r"].append((sym, a))
         return self.hoisted[a]
 
     def hoist(self, e: sp.Basic) -> sp.Basic:
-        """``e`` with its row-only, column-only and constant-only parts replaced by new symbols."""
+        """``e`` with its row-only, column-only and constant-only parts replaced by new symbols (once
+        per node: a node met again, e.g. a shared subtree, gets the same result)."""
+        hit = self.done.get(id(e))
+        if hit is None:
+            hit = self.done[id(e)] = (e, self._hoist(e))
+        return hit[1]
+
+    def _hoist(self, e: sp.Basic) -> sp.Basic:
         stage = self.where(e)
         if isinstance(e, sp.Expr) and stage:
             return self.new(e, stage)
@@ -405,14 +522,15 @@ class _Stager:
     def programs(self) -> tuple[Program, Program, Program]:
         """The row, column and pair programs (module docstring of :meth:`Program.partition`)."""
         p, stages, klass = self.program, self.stages, self.klass
-        const = [i for i in p.inputs if i not in self.row | self.col | self.pair]
+        staged = self.row | self.col | self.pair
+        const = [i for i in p.inputs if i not in staged]
         self.classify()
         stages["p"] = [(s_, self.hoist(e)) for s_, e in stages["p"]]
         outputs = tuple(self.hoist(o) for o in p.outputs)
-        pair_uses = set().union(*(e.free_symbols for _, e in stages["p"]), *(o.free_symbols for o in outputs))
-        r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] == {"r"})
-        k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] == {"k"})
-        c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_])
+        pair_uses = set().union(*(_free_symbols(e) for _, e in stages["p"]), *(_free_symbols(o) for o in outputs))
+        r_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and klass[s_] & _KINDS == _ROW)
+        k_out = tuple(s_ for s_, _ in stages["k"] if s_ in pair_uses and klass[s_] & _KINDS == _COL)
+        c_out = tuple(s_ for s_, _ in stages["r"] if s_ in pair_uses and not klass[s_] & _KINDS)
         r_inputs = tuple(i for i in p.inputs if i in self.row) + tuple(const)
         k_inputs = tuple(i for i in p.inputs if i in self.col) + tuple(const)
         p_inputs = tuple(i for i in p.inputs if i in self.pair) + tuple(const) + r_out + c_out + k_out
@@ -422,15 +540,22 @@ class _Stager:
 
 
 # ------------------------------------------------------------------------------ liveness
+def _live_indices(program: Program) -> list[int]:
+    """The indices of the assignments the outputs depend on (dead code removed), in order: one
+    backward pass over the assignments' free symbols (:meth:`Program._free`)."""
+    free_a, free_o = program._free()
+    needed: set[sp.Basic] = set().union(*free_o)
+    keep = []
+    for i in range(len(program.assignments) - 1, -1, -1):
+        if program.assignments[i][0] in needed:
+            keep.append(i)
+            needed |= free_a[i]
+    return keep[::-1]
+
+
 def _live_chain(program: Program) -> list[tuple[sp.Symbol, sp.Expr]]:
     """The assignments the outputs depend on (dead code removed), in order."""
-    needed = set().union(*(o.free_symbols for o in program.outputs)) if program.outputs else set()
-    keep = []
-    for s, e in reversed(program.assignments):
-        if s in needed:
-            keep.append((s, e))
-            needed |= e.free_symbols
-    return keep[::-1]
+    return [program.assignments[i] for i in _live_indices(program)]
 
 
 # ------------------------------------------------------------------------------ printing
@@ -438,7 +563,7 @@ def _statements(program: Program) -> tuple[list[sp.Symbol], list[tuple[sp.Symbol
     """The live chain in code names, after CSE: inputs ``x<i>``, statements ``(t<n> | a<k>, expr)``
     in order (CSE per assignment, jointly over the outputs), and the reduced outputs."""
     names: dict[sp.Symbol, sp.Symbol] = {s: sp.Symbol(_ident(i, "x")) for i, s in enumerate(program.inputs)}
-    counter = itertools.count()
+    counter = _Temps()
     body: list[tuple[sp.Symbol, sp.Expr]] = []
     for k, (s, e) in enumerate(_live_chain(program)):
         repl, (reduced,) = _cse([e.xreplace(names)], counter)
@@ -462,13 +587,13 @@ def _generate(program: Program, backend: str) -> tuple[str, dict[str, object]]:
     impls: dict[str, Callable[..., object]] = {}
     for e in [e for _, e in statements] + outs:
         _collect(e, impls, backend)
-    body = [(str(t), printer.doprint(e), {str(a) for a in e.free_symbols}) for t, e in statements]
+    body = [(str(t), printer.doprint(e), {str(a) for a in _free_symbols(e)}) for t, e in statements]
     head = [f"def _program({', '.join(map(str, args))}):"]
     if backend == "mpmath":
         head += [f"    {a} = mpmath.mpmathify({a})" for a in args]
     printed = [printer.doprint(o) for o in outs]
     ret = _return_code(printed)
-    lines = _with_liveness(body, {str(a) for o in outs for a in o.free_symbols}, free=backend == "numpy")
+    lines = _with_liveness(body, {str(a) for o in outs for a in _free_symbols(o)}, free=backend == "numpy")
     src = "\n".join(head + lines + [f"    return {ret}"]) + "\n"
     return src, _namespace(printer, impls)
 
@@ -480,8 +605,9 @@ def _generate_inplace(program: Program, arrays: Sequence[sp.Symbol]) -> tuple[st
         raise InvalidArgument("arrays", f"not inputs of {program.name}: {sorted(map(str, unknown))}")
     args, statements, outs = _statements(program)
     printer = _NumPy({"fully_qualified_modules": True})
-    lower = _Lowering(printer, {args[program.inputs.index(a)] for a in arrays})
-    dies = _last_uses([e.free_symbols for _, e in statements], {a for o in outs for a in o.free_symbols})
+    position = {s: i for i, s in enumerate(program.inputs)}        # an index map: no tuple.index scans
+    lower = _Lowering(printer, {args[position[a]] for a in arrays})
+    dies = _last_uses([_free_symbols(e) for _, e in statements], {a for o in outs for a in _free_symbols(o)})
     for i, (t, e) in enumerate(statements):
         lower.statement(t, e)
         for a in sorted(dies.get(i, ()), key=str):       # a fixed order: reproducible source
@@ -590,9 +716,13 @@ class _Lowering:
         self.free: list[str] = []
         self.slot_of: dict[sp.Symbol, str] = {}
         self.impls: dict[str, Callable[..., object]] = {}
+        # once per node: a symbol is an array input or the target of an earlier array statement
+        # (fixed before any statement that uses it is lowered), so a node's answer never changes
+        self._array = _SymbolFold(lambda s: s in self.arrays)
 
-    def is_array(self, e: sp.Expr) -> bool:
-        return bool(e.free_symbols & self.arrays)
+    def is_array(self, e: sp.Basic) -> bool:
+        """Does ``e`` depend on an array (asked once per node, :class:`_SymbolFold`)?"""
+        return bool(self._array(e))
 
     def slot(self) -> str:
         if self.free:
@@ -728,27 +858,57 @@ def _larger_than(exprs: list[sp.Expr], nodes: int) -> bool:
     return False
 
 
-def _cse(exprs: list[sp.Expr], counter: Iterator[int]) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+class _Temps:
+    """The numbers of a program's CSE temporaries ``t0, t1, ...``: an iterator, and ``n``, the next one."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __iter__(self) -> _Temps:
+        return self
+
+    def __next__(self) -> int:
+        self.n += 1
+        return self.n - 1
+
+
+def _atomic_call(e: sp.Basic) -> bool:
+    """Is ``e`` an atom, or a function of (fewer than 400: :func:`_cse`'s SymPy side) atoms, e.g. a
+    Hermite coefficient ``a_n(x0)``?  SymPy's CSE returns such an expression unchanged (nothing
+    repeats; a function has no sign to extract)."""
+    return bool(e.is_Atom) or (isinstance(e, sp.Function) and len(e.args) < 400 and all(a.is_Atom for a in e.args))
+
+
+def _kinds(es: Iterable[object]) -> list[str]:
+    """The sorted class names of the function atoms in ``es`` (a round trip must keep them)."""
+    return sorted(type(f).__name__ for e in es if isinstance(e, sp.Basic) for f in e.atoms(sp.Function))
+
+
+def _cse(exprs: list[sp.Expr], temps: _Temps) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
     """Common-subexpression elimination: large expressions go to SymEngine's C++ engine (about 3x
-    faster than SymPy's), small ones and anything SymEngine cannot hold to SymPy's.
-    Temporaries are named ``t<n>`` from ``counter``."""
+    faster than SymPy's), small ones and anything SymEngine cannot hold to SymPy's; an atom or a
+    function of atoms is returned as it is (SymPy's CSE would return it unchanged).
+    Temporaries are named ``t<n>`` from ``temps``: SymEngine's are renamed in SymEngine, before
+    the one conversion back to SymPy, and numbered only once that has succeeded."""
+    if len(exprs) == 1 and _atomic_call(exprs[0]):
+        return [], list(exprs)
     try:
         if not _larger_than(exprs, 400):  # small: conversion would cost more than it saves
             raise TypeError("small")
         import symengine as se
         repl, reduced = se.cse([se.sympify(e) for e in exprs])
-        back = [(sp.sympify(a), sp.sympify(b)) for a, b in repl]
-        red = [sp.sympify(r) for r in reduced]
-        def kinds(es: list[sp.Basic]) -> list[str]:
-            return sorted(type(f).__name__ for e in es if isinstance(e, sp.Basic) for f in e.atoms(sp.Function))
-        if kinds([b for _, b in back] + red) != kinds(exprs) and not back:
-            raise TypeError("function atoms changed in the round trip")
-        rename = {a: sp.Symbol(f"t{next(counter)}") for a, _ in back}
-        repl = [(rename[a], b.xreplace(rename)) for a, b in back]
-        return repl, [r.xreplace(rename) for r in red]
+        if not repl:
+            red = [sp.sympify(r) for r in reduced]
+            if _kinds(red) != _kinds(exprs):
+                raise TypeError("function atoms changed in the round trip")
+            return [], red
+        rename = {a: se.Symbol(f"t{temps.n + i}") for i, (a, _) in enumerate(repl)}
+        back = [(sp.sympify(rename[a]), sp.sympify(b.xreplace(rename))) for a, b in repl]
+        red = [sp.sympify(r.xreplace(rename)) for r in reduced]
+        temps.n += len(repl)
+        return back, red
     except Exception:  # noqa: BLE001 - SymEngine is an accelerator, never a point of failure
-        return sp.cse(exprs, symbols=(sp.Symbol(f"t{next(counter)}") for _ in itertools.count()),
-                      order="none")
+        return sp.cse(exprs, symbols=(sp.Symbol(f"t{n}") for n in temps), order="none")
 
 
 def _last_uses(uses: Sequence[Iterable[_H]], keep: set[_H]) -> dict[int, list[_H]]:
