@@ -427,7 +427,7 @@ def test_cosnet_sweep_rows_and_errors(capsys, monkeypatch):
     from symbrg.cli import cosnet
     calls = []
 
-    def row(dim, regulator, points, mutate, bounds):      # the certificates themselves are tested above
+    def row(dim, regulator, points, mutate, bounds, *more):   # the certificates themselves are tested above
         calls.append((dim, regulator))
         ok = (dim, regulator) != ("4", "exponential")
         return {"dim": dim, "regulator": regulator, "verified": ok, "identities_verified": 12 if ok else 11,
