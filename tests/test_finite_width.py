@@ -8,6 +8,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from helpers import cli
 
 from symbrg.core.errors import InvalidArgument, ShapeMismatch, Unsupported
 from symbrg.core.exact import Q, rational
@@ -40,7 +41,6 @@ from symbrg.rg.wilsonian import (
     rates_solve_polchinski,
     regulated_covariance,
 )
-from tests.helpers import cli
 
 
 # ------------------------------------------------------------------------------------------- exact numbers
