@@ -245,9 +245,14 @@ def test_tanh_series_within_its_bound():
     q22 = np.array([0.03, 2.0, 0.7, 3.0, 3.9])
     c = np.array([0.3, -0.99, 0.5, 0.999, 1.0])
     q12 = c * np.sqrt(q11 * q22)
-    err = np.abs(e.compile()(q11, q12, q22) - q(q11, q12, q22))
+    fixed = lambdify(e.expr, [Q11, Q12, Q22])               # the series at its one order, written out
+    err = np.abs(fixed(q11, q12, q22) - q(q11, q12, q22))
     assert np.all(err <= b(q11, q12, q22) + 1e-13)
     assert np.all(b(q11, q12, q22) <= e.bound * (1 + 1e-9))
+    # compile(): the vectorized node, truncated per entry within its own certified bound (<= tol)
+    err = np.abs(e.compile()(q11, q12, q22) - q(q11, q12, q22))
+    own = e.error_bound(q11, q12, q22)
+    assert np.all(err <= own + 1e-13) and np.all(own <= 1e-8)
     d = expectation("tanh", derivative=True)            # sech^2: about 300 orders for 1e-10 on [0.01, 4]
     assert d.method == "series" and d.bound <= 1e-10
     qd = expectation("tanh", derivative=True, method="quadrature", degree=24).compile()

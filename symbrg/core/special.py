@@ -19,7 +19,11 @@ The bivariate-Gaussian nodes:
 * :class:`GramDet` :math:`= q_{11}q_{22} - q_{12}^2`, with error-free (Dekker) products, clipped at 0;
 * :class:`ArcCosKernel` :math:`= E[u^m\Theta(u)\,v^n\Theta(v)]` for any integers m, n >= 0, exact
   to full relative accuracy up to :math:`c = \pm 1` (a Taylor series in :math:`\psi = \pi - \theta`
-  where the closed form would cancel).
+  where the closed form would cancel);
+* :class:`MehlerSeries` :math:`= \sum_n a_n(q_{11})b_n(q_{22})\rho^n` (and its slope
+  :math:`\partial_{q_{12}}`), the Mehler series of a pair of activations without a closed form,
+  evaluated over whole arrays at once and truncated per entry within a certified bound (the
+  coefficients per activation come from :mod:`symbrg.gaussian.expectations`).
 
 :class:`ArcCosKernel` can take the Gram determinant :math:`\Delta` as one more argument (a *gap hint*): a
 kernel program that carries :math:`\Delta` accurately from the inputs through every layer passes it,
@@ -34,10 +38,13 @@ from a :class:`symbrg.core.codegen.Workspace`; in-place compiled programs call t
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import threading
 from collections.abc import Callable
 from fractions import Fraction
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import mpmath
@@ -53,7 +60,8 @@ if TYPE_CHECKING:
     from sympy.printing.pretty.pretty import PrettyPrinter
     from sympy.printing.pretty.stringpict import prettyForm
 
-__all__ = ["ArcCosKernel", "GramDet", "Implementations", "NumericFunction", "arccos_angular", "numpy_erf"]
+__all__ = ["ArcCosKernel", "GramDet", "Implementations", "MEHLER_FALLBACK", "MehlerSeries", "MehlerSide",
+           "NumericFunction", "arccos_angular", "numpy_erf"]
 
 #: An order argument of :class:`ArcCosKernel`: an int in generated code, a sympy Integer in the
 #: expression tree, an mpf when sympy's ``evalf`` calls :meth:`NumericFunction.mpmath_impl`.
@@ -625,3 +633,516 @@ def arccos_angular(m: int, n: int) -> sp.Expr:
     total = sp.expand(total.replace(lambda e: e.is_Pow and e.base == S and e.exp >= 2,
                                     lambda e: S ** (e.exp % 2) * (1 - C ** 2) ** (e.exp // 2)))
     return sp.collect(total, [S, P], evaluate=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Mehler series of a pair of activations, evaluated over whole arrays at once.
+# ---------------------------------------------------------------------------------------------
+
+class MehlerSide(NamedTuple):
+    r"""What :class:`MehlerSeries` needs of one side of a pair (the variances :math:`q_{11}` of the
+    rows, or :math:`q_{22}` of the columns), for ``n`` variances :math:`q_i`, at the group orders
+    :math:`N_0 < N_1 < \dots < N_{G-1}` of the series (:attr:`MehlerSeries.mehler_groups`).
+
+    ``coeffs`` (L + 1, n): the normalized Hermite coefficients :math:`a_k(q_i)`, coefficient-major,
+    :math:`L \ge N_{\mathrm{cap}}` (every order an entry may use).
+    ``value_thresholds`` (G, n): :math:`U_i(N_g)^2 = (\mathrm{tol}/T_i(N_g))^{1/(N_g+1)}` with
+    :math:`T_i(N) = E[f(\sqrt{q_i}z)^2] - \sum_{k\le N}a_k(q_i)^2` (plus its rounding floor), taken at
+    :math:`\min(g, \mathrm{cap}_i)`: an entry with :math:`\rho^2 \le U_i^2 V_j^2` has
+    :math:`|\rho|^{N+1}\sqrt{T_i(N)T'_j(N)} \le \mathrm{tol}`.
+    ``slope_thresholds`` (G, n) or None: the same for the slope :math:`\partial_{q_{12}}` of the
+    series, :math:`U'_i(N)^2 = (\mathrm{tol}\,q_i/T^{(1)}_i(N))^{1/N}` with
+    :math:`T^{(1)}_i(N) = q_i E[f'(\sqrt{q_i}z)^2] - \sum_{k\le N} k\,a_k(q_i)^2`.
+    ``thresholds`` (G, n): what decides the orders, the smaller of the two where the slope shares
+    the value's orders (then :math:`W_iW_j \le \min(U_iU_j, U'_iU'_j)` certifies both).
+    ``caps`` (n,): the group index beyond which the tails sit at their rounding floor (higher orders
+    would only help the other side).
+    ``inv_sqrt`` (n,): :math:`1/\sqrt{q_i}` (0 where :math:`q_i = 0`, so that :math:`\rho = 0` there).
+    ``totals`` (n, 2): :math:`E[f(\sqrt{q_i}z)^2]` and :math:`E[f'(\sqrt{q_i}z)^2]`, the value and the
+    slope of a pair (f, f) at :math:`q_{11} = q_{12} = q_{22}` exactly (the whole series at
+    :math:`\rho = 1`, by Parseval).
+    """
+    coeffs: NDArray[np.float64]
+    thresholds: NDArray[np.float64]
+    caps: NDArray[np.intp]
+    inv_sqrt: NDArray[np.float64]
+    value_thresholds: NDArray[np.float64]
+    slope_thresholds: NDArray[np.float64] | None
+    totals: NDArray[np.float64]
+
+
+#: the group index of an entry whose series is not certified at any order (evaluated by the fallback)
+MEHLER_FALLBACK = -1
+_MEHLER_FIRST = 3              # groups tested for every entry at once before the pending ones are narrowed
+_MEHLER_SCALAR = 6             # gathered entries up to which the high orders are summed in Python floats
+_MEHLER_BLOCK = 1 << 20        # numpy_impl evaluates larger arrays in blocks of rows (bounded temporaries)
+
+
+class MehlerSeries(NumericFunction):
+    r"""The Mehler series of a pair of activations, one node over whole arrays:
+
+    .. math::  \mathbb E[f(u)\,g(v)] = \sum_{n\ge 0} a_n(q_{11})\,b_n(q_{22})\,\rho^n, \qquad
+               \rho = \frac{q_{12}}{\sqrt{q_{11}q_{22}}},
+
+    :math:`a_n(q) = E[f(\sqrt q z)\,He_n(z)]/\sqrt{n!}` (and :math:`b_n` of g), truncated **per entry**
+    at the smallest of the group orders :math:`N_0 < N_1 < \dots` whose Parseval bound
+
+    .. math::  \Big|\sum_{n>N} a_n b_n\rho^n\Big| \le |\rho|^{N+1}\sqrt{T_f(N, q_{11})\,T_g(N, q_{22})}
+               \le \mathrm{tol}
+
+    holds: certified at every entry and every variance, not only on a stated range.  Entries no
+    order up to about 400 certifies (large variances with :math:`|\rho|` near 1) take the whole
+    series where it is known, :math:`E[f(u)^2]` (and :math:`E[f'(u)^2]`) for a pair (f, f) at
+    :math:`q_{11} = q_{12} = q_{22}` (the diagonal of a Gram matrix), else :meth:`mehler_fallback`
+    (2-D quadrature).
+
+    A *slope* class (:attr:`mehler_slope`) evaluates Price's derivative of its base series,
+
+    .. math::  \partial_{q_{12}}\mathbb E[f(u)g(v)] = \mathbb E[f'(u)g'(v)]
+               = \frac{1}{\sqrt{q_{11}q_{22}}}\sum_{n\ge 1} n\,a_n b_n\,\rho^{n-1},
+
+    from the same coefficients and at the same per-entry orders (chosen so that both bounds hold,
+    the slope's being :math:`|\rho|^N\sqrt{T^{(1)}_f T^{(1)}_g/(q_{11}q_{22})}`): the NTK's
+    :math:`E[\varphi'\varphi']` then costs two passes per term on top of :math:`E[\varphi\varphi]`
+    instead of a second series.  Evaluating the slope computes the value too and leaves it for the
+    base node's next call with the same arguments (per thread, checked by content): a kernel
+    program that asks for both pays for one.
+
+    NumPy (:meth:`numpy_into`): the coefficients are vectors per row and per column
+    (:meth:`mehler_side`: O(n L) per variance, cached), so the low orders :math:`n \le N_0` are one
+    Horner loop over the whole array, :math:`b \leftarrow b\,x + a_n\otimes b_n` (:math:`x = \rho`,
+    or :math:`\rho^2` when f and g have a parity, which halves the terms; the slope runs the
+    derivative recurrence :math:`d \leftarrow d\,x + b` beside it); the entries that need more
+    (:math:`\rho^2 > W_i(N_0)^2 W_j(N_0)^2`) are gathered, sorted by their order and summed from the
+    top by the same recurrences on shrinking prefixes, then join the array loop.  Every entry's value
+    depends only on its own :math:`(q_{11}, q_{12}, q_{22})`: an array evaluates exactly as its
+    entries one by one (tiles, threads and the per-point diagonal agree bit for bit).  mpmath
+    (:meth:`mpmath_impl`, in the subclass): the same orders, the coefficients at working precision.
+
+    Subclasses (built per pair, derivative orders and tolerance) set the ``mehler_*`` attributes
+    and implement :meth:`mehler_side`, :meth:`mehler_fallback` and :meth:`mehler_tolerance`.
+    """
+    nargs = 3
+    #: the orders N_0 < N_1 < ... an entry may be truncated at (N_0 for most, the last is the cap)
+    mehler_groups: tuple[int, ...] = ()
+    #: p when every nonzero term has n = p (mod 2) (f and g of one parity), None otherwise
+    mehler_parity: int | None = None
+    #: True when f and g have opposite parities: the expectation is identically 0
+    mehler_zero: bool = False
+    #: True for the slope d/dq12 of a base series (the base is :attr:`mehler_base`)
+    mehler_slope: bool = False
+    #: the base (value) class of a slope class
+    mehler_base: type[MehlerSeries] | None = None
+    #: the slope class sharing a base class's orders (None: no slope shares them)
+    mehler_slope_class: type[MehlerSeries] | None = None
+    #: True when f and g are one function (then the series at q11 = q12 = q22 is the side's total)
+    mehler_same: bool = False
+
+    @classmethod
+    def mehler_side(cls, which: int, q: NDArray[np.float64], length: int = 0) -> MehlerSide:  # pragma: no cover
+        """The :class:`MehlerSide` of the variances ``q`` (1-D) for f (``which`` 0) or g (1), with
+        coefficients to order ``length`` at least (subclass)."""
+        raise NotImplementedError(cls.__name__)
+
+    @classmethod
+    def mehler_fallback(cls, q11: NDArray[np.float64], q12: NDArray[np.float64],
+                        q22: NDArray[np.float64]) -> NDArray[np.float64]:  # pragma: no cover
+        """The expectation at entries no order certifies (1-D arrays; subclass)."""
+        raise NotImplementedError(cls.__name__)
+
+    @classmethod
+    def mehler_tolerance(cls) -> float:  # pragma: no cover - abstract
+        """The truncation tolerance of the series (subclass)."""
+        raise NotImplementedError(cls.__name__)
+
+    @classmethod
+    def mehler_terms(cls) -> tuple[int, int, tuple[int, ...]]:
+        """``(p, step, K)``: the terms are :math:`n = p + \\mathrm{step}\\,k`, and group g ends at term
+        :math:`k = K_g` (:math:`N_g = p + \\mathrm{step}\\,K_g`)."""
+        p, step = (0, 1) if cls.mehler_parity is None else (cls.mehler_parity, 2)
+        return p, step, tuple((n - p) // step for n in cls.mehler_groups)
+
+    @classmethod
+    def numpy_impl(cls, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike) -> NDArray[np.float64]:
+        q11, q12, q22 = (np.asarray(a, dtype=float) for a in (q11, q12, q22))
+        shape: tuple[int, ...] = tuple(np.broadcast_shapes(q11.shape, q12.shape, q22.shape))
+        out = np.empty(shape)
+        work = Workspace()
+        if len(shape) and math.prod(shape) > _MEHLER_BLOCK:   # bounded temporaries: blocks of rows
+            nd, first = len(shape), shape[0]
+            qs = [a.reshape((1,) * (nd - a.ndim) + a.shape) for a in (q11, q12, q22)]
+            rows = max(1, _MEHLER_BLOCK // max(1, math.prod(shape[1:])))
+            for s in range(0, first, rows):
+                part = [a[s:s + rows] if len(a) > 1 else a for a in qs]
+                block = out[s:s + rows]
+                work.shape = block.shape
+                cls.numpy_into(block, work, *part)
+            return out
+        work.shape = shape
+        cls.numpy_into(out, work, q11, q12, q22)
+        return out
+
+    @classmethod
+    def numpy_into(cls, out: NDArray[np.float64], work: Workspace, q11: ArrayLike, q12: ArrayLike,
+                   q22: ArrayLike) -> None:
+        """Evaluate into ``out`` (see the class docstring); temporaries of the array's shape come from
+        ``work``, the gathered high-order entries are allocated (a fraction of the array)."""
+        if cls.mehler_slope_class is not None and _stash_take(cls, out, q11, q12, q22):
+            return                                  # the slope, just evaluated, left this value
+        a11, a12, a22 = (np.asarray(a, dtype=float) for a in (q11, q12, q22))
+        shape = np.broadcast_shapes(a11.shape, a12.shape, a22.shape)
+        if shape != out.shape or not out.flags.c_contiguous:
+            tmp = np.empty(shape)
+            child = work.child("mehler broadcast")
+            child.shape = shape
+            cls.numpy_into(tmp, child, q11, q12, q22)
+            out[...] = tmp
+            return
+        if cls.mehler_zero:
+            out.fill(0.0)
+            return
+        base = cls.mehler_base
+        if not cls.mehler_slope or base is None:
+            _mehler_into(cls, out, None, work, a11, a12, a22)
+            return
+        value = _stash_value(shape)
+        _mehler_into(base, value, out, work, a11, a12, a22)
+        _stash_put(base, q11, q12, q22)
+
+    @classmethod
+    def entry_orders(cls, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike) -> NDArray[np.intp]:
+        """The order :math:`N` each entry is truncated at (:data:`MEHLER_FALLBACK`, -1, where none
+        certifies it), as :meth:`numpy_into` chooses it."""
+        shape, x, ri, ci, A, B = _mehler_entries(cls, q11, q12, q22)
+        groups = _mehler_groups_of(A, B, ri, ci, x, 0)
+        out = np.where(groups >= 0, np.asarray(cls.mehler_groups)[np.maximum(groups, 0)], MEHLER_FALLBACK)
+        return out.reshape(shape)
+
+    @classmethod
+    def error_bound(cls, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike) -> NDArray[np.float64]:
+        r"""The certified truncation bound of each entry at its order N: :math:`|\rho|^{N+1}
+        \sqrt{T_f(N,q_{11})T_g(N,q_{22})}` (a slope: :math:`|\rho|^N\sqrt{T^{(1)}_fT^{(1)}_g/(q_{11}q_{22})}`),
+        at most ``tol``; 0 where the whole series is taken (the diagonal of a pair (f, f)), ``inf`` where
+        the fallback (quadrature) evaluates the entry."""
+        shape, x, ri, ci, A, B = _mehler_entries(cls, q11, q12, q22)
+        g = _mehler_groups_of(A, B, ri, ci, x, 0)
+        gg = np.maximum(g, 0)
+        N = np.asarray(cls.mehler_groups)[gg]
+        slope = cls.mehler_slope and A.slope_thresholds is not None and B.slope_thresholds is not None
+        ta, tb = (A.slope_thresholds, B.slope_thresholds) if slope else (A.value_thresholds, B.value_thresholds)
+        power = N / 2 if slope else (N + 1) / 2
+        # thresholds are U^2 = (tol/T)^{1/(N+1)} per side: the bound is tol (rho^2 / (U_i^2 U_j^2))^{(N+1)/2}
+        uv = ta[gg, ri] * tb[gg, ci]              # type: ignore[index]  # both set when slope
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            bound = np.where(np.isinf(uv), 0.0, cls.mehler_tolerance() * (x / uv) ** power)
+        bound[g < 0] = np.inf
+        if cls.mehler_same:                            # q11 = q12 = q22: the whole series (Parseval)
+            a11, a12, a22 = (np.broadcast_to(np.asarray(a, dtype=float), shape).ravel() for a in (q11, q12, q22))
+            bound[(g < 0) & (a11 == a12) & (a12 == a22)] = 0.0
+        return bound.reshape(shape)
+
+
+class _Stash(threading.local):
+    """Per thread: the value a slope evaluation computed on the way, until its base node takes it."""
+    owner: type[MehlerSeries] | None = None
+    args: tuple[object, ...] = ()
+    copies: tuple[NDArray[np.float64], ...] = ()
+    value: NDArray[np.float64] = np.empty(0)
+
+
+_STASH = _Stash()
+
+
+def _stash_value(shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """This thread's buffer for the value a slope evaluation computes on the way."""
+    st = _STASH
+    st.owner = None
+    if st.value.shape != shape:
+        st.value = np.empty(shape)
+    return st.value
+
+
+def _stash_put(base: type[MehlerSeries], *args: ArrayLike) -> None:
+    """Leave the value (in this thread's buffer) for ``base`` at these arguments (kept by identity and
+    by content, so that a later call with other values, even in the same buffers, never takes it)."""
+    st = _STASH
+    copies = []
+    for i, a in enumerate(args):
+        arr = np.asarray(a, dtype=float)
+        old = st.copies[i] if len(st.copies) > i else None
+        if old is not None and old.shape == arr.shape:
+            np.copyto(old, arr)
+            copies.append(old)
+        else:
+            copies.append(arr.copy())
+    st.owner, st.args, st.copies = base, tuple(args), tuple(copies)
+
+
+def _stash_take(cls: type[MehlerSeries], out: NDArray[np.float64], *args: ArrayLike) -> bool:
+    """Copy the stashed value into ``out`` if it is ``cls``'s at exactly these arguments."""
+    st = _STASH
+    if st.owner is not cls or len(st.args) != len(args) or any(a is not b for a, b in zip(args, st.args)):
+        return False
+    st.owner = None
+    if st.value.shape != out.shape or not all(np.array_equal(np.asarray(a, dtype=float), c)
+                                              for a, c in zip(args, st.copies)):
+        return False
+    np.copyto(out, st.value)
+    return True
+
+
+def _mehler_entries(cls: type[MehlerSeries], q11: ArrayLike, q12: ArrayLike, q22: ArrayLike
+                    ) -> tuple[tuple[int, ...], NDArray[np.float64], NDArray[np.intp], NDArray[np.intp],
+                               MehlerSide, MehlerSide]:
+    """(shape, rho^2 flat, row index, column index, sides) of every entry of the broadcast arrays."""
+    a11, a12, a22 = (np.asarray(a, dtype=float) for a in (q11, q12, q22))
+    shape = np.broadcast_shapes(a11.shape, a12.shape, a22.shape)
+    A, B = _mehler_sides(cls, a11, a22)
+    rho2 = _mehler_rho(cls, np.empty(shape), np.empty(shape), a11, a12, a22, A, B)[1].ravel()
+    flat = np.arange(rho2.size)
+    return shape, rho2, _entry_index(flat, shape, a11.shape), _entry_index(flat, shape, a22.shape), A, B
+
+
+def _entry_index(flat: NDArray[np.intp], shape: tuple[int, ...], own: tuple[int, ...]) -> NDArray[np.intp]:
+    """For flat indices into an array of ``shape``, the flat index into an array of shape ``own``
+    broadcast to it (the row or column a Gram entry reads its variance from)."""
+    own = (1,) * (len(shape) - len(own)) + tuple(own)
+    if all(s == 1 for s in own):
+        return np.zeros(flat.shape, dtype=np.intp)
+    if len(shape) == 2 and own == (shape[0], 1):
+        return flat // shape[1]
+    if len(shape) == 2 and own == (1, shape[1]):
+        return flat % shape[1]
+    idx = np.unravel_index(flat, shape)
+    out, stride = np.zeros(flat.shape, dtype=np.intp), 1
+    for d in reversed(range(len(shape))):
+        if own[d] > 1:
+            out += idx[d] * stride
+            stride *= own[d]
+    return out
+
+
+def _entry_rows(flat: NDArray[np.intp], shape: tuple[int, ...], s1: tuple[int, ...],
+                s2: tuple[int, ...]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """:func:`_entry_index` for both sides (one division for the row x column tile of a Gram matrix)."""
+    if len(shape) == 2 and tuple(s1) == (shape[0], 1) and tuple(s2) == (1, shape[1]):
+        rows, cols = np.divmod(flat, shape[1])
+        return rows, cols
+    return _entry_index(flat, shape, s1), _entry_index(flat, shape, s2)
+
+
+def _mehler_sides(cls: type[MehlerSeries], q11: NDArray[np.float64],
+                  q22: NDArray[np.float64]) -> tuple[MehlerSide, MehlerSide]:
+    """Both sides, with coefficients to every order an entry of the pair may use."""
+    A = cls.mehler_side(0, q11.ravel())
+    B = cls.mehler_side(1, q22.ravel())
+    need = cls.mehler_groups[max(int(A.caps.max(initial=0)), int(B.caps.max(initial=0)))]
+    if A.coeffs.shape[0] <= need:
+        A = cls.mehler_side(0, q11.ravel(), need)
+    if B.coeffs.shape[0] <= need:
+        B = cls.mehler_side(1, q22.ravel(), need)
+    return A, B
+
+
+def _mehler_rho(cls: type[MehlerSeries], rho: NDArray[np.float64], rho2: NDArray[np.float64],
+                q11: NDArray[np.float64], q12: NDArray[np.float64], q22: NDArray[np.float64], A: MehlerSide,
+                B: MehlerSide) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    r""":math:`\rho = (q_{12}/\sqrt{q_{11}})/\sqrt{q_{22}}` and :math:`\min(\rho^2, 1)` into ``rho``
+    and ``rho2``; :math:`\rho` itself clipped to [-1, 1] only where it is the Horner variable (no
+    parity: where rounding puts :math:`|\rho|` an ulp past 1, :math:`\rho` multiplies a sum once)."""
+    np.multiply(q12, A.inv_sqrt.reshape(q11.shape), out=rho)
+    np.multiply(rho, B.inv_sqrt.reshape(q22.shape), out=rho)
+    if cls.mehler_parity is None:
+        np.minimum(rho, 1.0, out=rho)
+        np.maximum(rho, -1.0, out=rho)
+    np.multiply(rho, rho, out=rho2)
+    np.minimum(rho2, 1.0, out=rho2)
+    return rho, rho2
+
+
+def _mehler_groups_of(A: MehlerSide, B: MehlerSide, ri: NDArray[np.intp], ci: NDArray[np.intp],
+                      x: NDArray[np.float64], start: int) -> NDArray[np.intp]:
+    """The group index of each entry (:math:`\\rho^2` = ``x``, variances ``ri``/``ci`` of the sides):
+    the first g >= ``start`` with ``x <= W_i(N_g)^2 W_j(N_g)^2``, up to the entry's cap, else
+    :data:`MEHLER_FALLBACK`.  The first groups are tested for every entry at once, the rest for the
+    few entries still unsettled (two dense blocks instead of a loop over the groups)."""
+    groups = np.full(x.shape, MEHLER_FALLBACK, dtype=np.intp)
+    caps = np.maximum(np.take(A.caps, ri), np.take(B.caps, ci))
+    idx = np.arange(x.size)
+    G = A.thresholds.shape[0]
+    for lo, hi in ((start, min(G, start + _MEHLER_FIRST)), (start + _MEHLER_FIRST, G)):
+        if lo >= hi or not idx.size:
+            break
+        u = np.take(A.thresholds[lo:hi], ri, axis=1)
+        u *= np.take(B.thresholds[lo:hi], ci, axis=1)
+        ok = np.less_equal(x[None, :], u, out=np.empty(u.shape, dtype=bool))
+        ok &= np.arange(lo, hi)[:, None] <= caps[None, :]          # beyond its cap no order helps an entry
+        first = np.zeros(ok.shape[1], dtype=np.intp)
+        for r in range(1, hi - lo):                                  # true from each entry's first group on
+            np.logical_or(ok[r], ok[r - 1], out=ok[r])
+        for r in range(hi - lo - 1):
+            first += ~ok[r]                                          # the groups before the first true
+        settled = ok[-1]
+        groups[idx[settled]] = lo + first[settled]
+        left = np.flatnonzero(~settled & (caps >= hi))               # the others failed at their caps
+        idx, x, ri, ci, caps = idx[left], x[left], ri[left], ci[left], caps[left]
+    return groups
+
+
+def _mehler_block(A: MehlerSide, B: MehlerSide, p: int, step: int, k0: int, k1: int, ri: NDArray[np.intp],
+                  ci: NDArray[np.intp], x: NDArray[np.float64], acc: NDArray[np.float64],
+                  dacc: NDArray[np.float64] | None) -> None:
+    """Terms :math:`k_1 \\ge k \\ge k_0` of the series for the gathered entries (their coefficients
+    gathered at once): Horner, :math:`b \\leftarrow b\\,x + c_k`, and for the slope the derivative
+    recurrence :math:`d \\leftarrow d\\,x + b` before it."""
+    lo, hi = p + step * k0, p + step * k1
+    block = np.take(A.coeffs[lo:hi + 1:step], ri, axis=1)              # (terms, m), n ascending
+    block *= np.take(B.coeffs[lo:hi + 1:step], ci, axis=1)
+    if acc.size <= _MEHLER_SCALAR:            # a few entries: Python floats, the same IEEE operations
+        for e, (c, xe) in enumerate(zip(block.T.tolist(), x.tolist())):
+            b, d = float(acc[e]), float(dacc[e]) if dacc is not None else 0.0
+            for ck in reversed(c):
+                d = d * xe + b
+                b = b * xe + ck
+            acc[e] = b
+            if dacc is not None:
+                dacc[e] = d
+        return
+    for j in range(block.shape[0] - 1, -1, -1):
+        if dacc is not None:
+            dacc *= x
+            dacc += acc
+        acc *= x
+        acc += block[j]
+
+
+def _mehler_into(cls: type[MehlerSeries], out: NDArray[np.float64], slope: NDArray[np.float64] | None,
+                 work: Workspace, q11: NDArray[np.float64], q12: NDArray[np.float64],
+                 q22: NDArray[np.float64]) -> None:
+    """The (base) series ``cls`` into the C-contiguous ``out`` of the broadcast shape, and its slope
+    into ``slope`` when given: by the compiled loops of :mod:`symbrg.core.mehler_jit` where numba is
+    installed, else by :func:`_mehler_numpy` (the same bits); then the entries no order certifies,
+    by the whole series (Parseval's totals on the diagonal of a pair (f, f)) or the fallback."""
+    shape = out.shape
+    A, B = _mehler_sides(cls, q11, q22)
+    jit = _mehler_jit()
+    run = _mehler_numpy if jit is None else _mehler_compiled
+    fallback = run(cls, out, slope, work, q11, q12, q22, A, B)
+    if not fallback.size:
+        return
+    fb_rows = _entry_rows(fallback, shape, q11.shape, q22.shape)[0]
+    b11, b12, b22 = (np.broadcast_to(a, shape).ravel()[fallback] for a in (q11, q12, q22))
+    diagonal = (b11 == b12) & (b12 == b22) if cls.mehler_same else np.zeros(b11.shape, dtype=bool)
+    whole = fallback[diagonal]                           # the whole series: Parseval's totals
+    out.ravel()[whole] = A.totals[fb_rows[diagonal], 0]
+    if slope is not None:
+        slope.ravel()[whole] = A.totals[fb_rows[diagonal], 1]
+    rest, b11, b12, b22 = fallback[~diagonal], b11[~diagonal], b12[~diagonal], b22[~diagonal]
+    if rest.size:
+        out.ravel()[rest] = cls.mehler_fallback(b11, b12, b22)
+        if slope is not None and cls.mehler_slope_class is not None:
+            slope.ravel()[rest] = cls.mehler_slope_class.mehler_fallback(b11, b12, b22)
+
+
+@functools.cache
+def _mehler_jit() -> ModuleType | None:
+    """:mod:`symbrg.core.mehler_jit` (compiled on first use), or None where numba is not installed."""
+    try:
+        return importlib.import_module("symbrg.core.mehler_jit")
+    except ImportError:
+        return None
+
+
+def _mehler_compiled(cls: type[MehlerSeries], out: NDArray[np.float64], slope: NDArray[np.float64] | None,
+                     work: Workspace, q11: NDArray[np.float64], q12: NDArray[np.float64],
+                     q22: NDArray[np.float64], A: MehlerSide, B: MehlerSide) -> NDArray[np.intp]:
+    """:func:`_mehler_numpy` by the compiled loops: a tile (rows x columns) row by row, any other
+    broadcast entry by entry; returns the flat indices of the entries no order certifies."""
+    jit = _mehler_jit()
+    assert jit is not None
+    p, step, K = cls.mehler_terms()
+    shape = out.shape
+    sides = [np.ascontiguousarray(a) for a in (A.coeffs, B.coeffs, A.thresholds, B.thresholds)]
+    sides += [np.ascontiguousarray(a, dtype=np.int64) for a in (A.caps, B.caps)]
+    sides += [np.ascontiguousarray(a, dtype=np.float64) for a in (A.inv_sqrt, B.inv_sqrt)]
+    terms = (np.asarray(K, dtype=np.int64), p, step, cls.mehler_parity is None, slope is not None)
+    fallback = np.empty(out.size, dtype=np.intp)
+    q = np.ascontiguousarray(np.broadcast_to(q12, shape))
+    s = out if slope is None else slope
+    if len(shape) == 2 and q11.shape == (shape[0], 1) and q22.shape == (1, shape[1]):
+        count = jit.mehler_rows(out, s, q, *sides, *terms, fallback)
+    else:
+        ri, ci = _entry_rows(np.arange(out.size), shape, q11.shape, q22.shape)
+        count = jit.mehler_flat(out.reshape(-1), s.reshape(-1), q.reshape(-1), ri.astype(np.int64),
+                                ci.astype(np.int64), *sides, *terms, fallback)
+    return fallback[:count]
+
+
+def _mehler_numpy(cls: type[MehlerSeries], out: NDArray[np.float64], slope: NDArray[np.float64] | None,
+                  work: Workspace, q11: NDArray[np.float64], q12: NDArray[np.float64],
+                  q22: NDArray[np.float64], A: MehlerSide, B: MehlerSide) -> NDArray[np.intp]:
+    r"""The NumPy evaluation: Horner in :math:`x` (:math:`\rho` or :math:`\rho^2`) with the
+    derivative recurrence beside it, the entries beyond the low order first (sorted, on shrinking
+    prefixes, their coefficients gathered a group at a time), then every entry's low orders over the
+    whole array; returns the flat indices of the entries no order certifies (left to the caller)."""
+    shape = out.shape
+    p, step, K = cls.mehler_terms()
+    s1, s2 = q11.shape, q22.shape
+    rho, rho2 = _mehler_rho(cls, work("mehler rho"), work("mehler rho2"), q11, q12, q22, A, B)
+    x = rho if step == 1 else rho2
+    thr = np.multiply(A.thresholds[0].reshape(s1), B.thresholds[0].reshape(s2), out=work("mehler thr"))
+    high = np.flatnonzero(np.greater(rho2, thr, out=work("mehler high", bool)))
+    fallback, where = high[:0], high[:0]
+    acc = dacc = xs = np.empty(0)
+    if high.size:                               # the entries beyond the low order N_0
+        ri, ci = _entry_rows(high, shape, s1, s2)
+        xh = np.take(rho2.ravel(), high)
+        groups = _mehler_groups_of(A, B, ri, ci, xh, 1)
+        fallback = high[groups < 0]
+        top = len(K) - 1
+        key = (top - groups).astype(np.uint8)                 # the fallback (-1) sorts last
+        keep = np.argsort(key, kind="stable")[:np.count_nonzero(groups > 0)]   # highest first (radix)
+        counts = np.cumsum(np.bincount(key[keep], minlength=len(K)))   # prefix length of g >= top - i
+        where, ri, ci = np.take(high, keep), np.take(ri, keep), np.take(ci, keep)
+        xs = np.take(xh if step == 2 else x.ravel(), keep if step == 2 else where)
+        acc = np.zeros(where.size)
+        dacc = np.zeros(where.size) if slope is not None else acc
+        for g in range(top, 0, -1):
+            m = int(counts[top - g])                         # the prefix of entries of group >= g
+            if m:
+                _mehler_block(A, B, p, step, K[g - 1] + 1, K[g], ri[:m], ci[:m], xs[:m], acc[:m],
+                              dacc[:m] if slope is not None else None)
+    n = p + step * K[0]                                       # the low orders, over the whole array
+    if slope is not None:                                     # d <- d x + b at k = K_0 (0 where no high part)
+        slope.fill(0.0)
+        if where.size:
+            dacc *= xs
+            dacc += acc
+            slope.ravel()[where] = dacc
+    np.multiply(A.coeffs[n].reshape(s1), B.coeffs[n].reshape(s2), out=out)
+    if where.size:                                            # b <- b x + c at k = K_0, reordered
+        acc *= xs
+        flat = out.ravel()
+        flat[where] += acc
+    prod = work("mehler a b")
+    for k in range(K[0] - 1, -1, -1):
+        n = p + step * k
+        if slope is not None:
+            slope *= x
+            slope += out
+        out *= x
+        np.multiply(A.coeffs[n].reshape(s1), B.coeffs[n].reshape(s2), out=prod)
+        out += prod
+    if slope is not None:                                     # dE/drho from S(x) and S'(x), times 1/sqrt(q11 q22)
+        if step == 2 and p == 1:                              # E = rho S(rho^2): S + 2 rho^2 S'
+            slope *= x
+            slope += slope
+            slope += out
+        elif step == 2:                                       # E = S(rho^2): 2 rho S'
+            slope *= rho
+            slope += slope
+        slope *= A.inv_sqrt.reshape(s1)
+        slope *= B.inv_sqrt.reshape(s2)
+    if step == 2 and p == 1:
+        out *= rho
+    return fallback

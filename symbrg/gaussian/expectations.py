@@ -23,7 +23,13 @@ Every result records how it was obtained (:class:`Expectation`):
     :math:`\rho = q_{12}/\sqrt{q_{11}q_{22}}`, :math:`a_n(q) = \mathbb E[f(\sqrt q z)\,He_n(z)]/\sqrt{n!}`,
     truncated where the Parseval bound :math:`\sqrt{T_f(N,q_{11})\,T_g(N,q_{22})}`,
     :math:`T_f(N, q) = \mathbb E[f(\sqrt q z)^2] - \sum_{n\le N} a_n(q)^2`, is below ``tol`` on the
-    stated variance range (valid because :math:`|\rho|\le 1`).
+    stated variance range (valid because :math:`|\rho|\le 1`): ``expr``, written out.  What is
+    evaluated (:attr:`Expectation.vectorized`, kernel programs, :meth:`Expectation.compile`) is the
+    same series as one node, :class:`~symbrg.core.special.MehlerSeries`, truncated per entry at
+    the smallest order whose bound :math:`|\rho|^{N+1}\sqrt{T_f T_g}` is below ``tol`` (at any
+    variance), its coefficients interpolated per octave of q from the Gauss–Hermite rule
+    (:class:`_HermiteRows`): a tile costs a few times a closed form, and the NTK's
+    :math:`E[f'g']` is the slope :math:`\partial_{q_{12}}` of the same series (Price).
 ``quadrature``
     a 2-D composite Gauss–Legendre rule of stated degree, split at the kinks (NumPy) /
     ``mpmath.quad`` on the same pieces at working precision (mpmath),
@@ -51,7 +57,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
@@ -63,7 +70,7 @@ import sympy as sp
 from symbrg.core import checks
 from symbrg.core.calculus import ae_derivative
 from symbrg.core.errors import ConvergenceError, InvalidArgument, Unsupported
-from symbrg.core.special import ArcCosKernel, GramDet, NumericFunction, prec_to_dps
+from symbrg.core.special import ArcCosKernel, GramDet, MehlerSeries, MehlerSide, NumericFunction, prec_to_dps
 from symbrg.core.symbols import symbol, symbols
 from symbrg.core.types import ArrayLike, MpReal, Number
 from symbrg.gaussian.activations import Activation, X, activation, names, new_name, register
@@ -119,6 +126,12 @@ class Expectation:
     truncation error over ``variance_range`` (a float, ``<= tol`` unless forced);
     ``bound_expr`` is that bound as an expression valid at any variances.
     degree: Gauss–Legendre nodes per panel (8 panels per axis) of the NumPy quadrature.
+    vectorized: for a series, the same Mehler series as one node
+    (:class:`~symbrg.core.special.MehlerSeries`) evaluated over whole arrays at once and truncated
+    per entry at the smallest order whose Parseval bound :math:`|\rho|^{N+1}\sqrt{T_f(N, q_{11})
+    T_g(N, q_{22})}` is below ``tol``, certified at every variance (:meth:`error_bound`); kernel
+    programs and :meth:`compile` use it.  ``expr`` is the series truncated at the one order
+    ``order`` certified on ``variance_range``, written out (for display and symbolic work).
     """
     expr: sp.Expr
     method: str
@@ -131,6 +144,27 @@ class Expectation:
     f: Activation | None = field(default=None, compare=False)
     g: Activation | None = field(default=None, compare=False)
     derivative: bool = False
+    vectorized: sp.Expr | None = field(default=None, compare=False)
+
+    @property
+    def program_expr(self) -> sp.Expr:
+        """What kernel programs evaluate: :attr:`vectorized` where there is one, else ``expr``."""
+        return self.expr if self.vectorized is None else self.vectorized
+
+    def error_bound(self, q11: ArrayLike, q12: ArrayLike, q22: ArrayLike) -> np.ndarray:
+        r"""The certified truncation error of :meth:`compile` at each entry: 0 for a closed form, the
+        per-entry Parseval bound :math:`|\rho|^{N+1}\sqrt{T_f(N, q_{11})T_g(N, q_{22})} \le
+        \mathrm{tol}` for a series (``inf`` at entries evaluated by quadrature instead); a
+        quadrature carries no certified bound (:class:`~symbrg.core.errors.Unsupported`)."""
+        shape = np.broadcast_shapes(np.shape(q11), np.shape(q12), np.shape(q22))
+        if self.method == "exact":
+            return np.zeros(shape)
+        node = self.vectorized
+        if isinstance(node, MehlerSeries):
+            return type(node).error_bound(q11, q12, q22)
+        if self.method == "series":       # a terminating series (a polynomial): exact
+            return np.zeros(shape)
+        raise Unsupported("method", "a quadrature carries no certified error bound")
 
     @property
     def pair(self) -> tuple[Activation, Activation]:
@@ -141,9 +175,9 @@ class Expectation:
 
     def compile(self, backend: str = "numpy", dps: int | None = None
                 ) -> Callable[..., np.ndarray | mpmath.mpf]:
-        """``fn(q11, q12, q22)`` through :func:`symbrg.core.codegen.lambdify`."""
+        """``fn(q11, q12, q22)`` of :attr:`program_expr` through :func:`symbrg.core.codegen.lambdify`."""
         from symbrg.core.codegen import lambdify
-        return lambdify(self.expr, _SYMS, backend=backend, dps=dps)
+        return lambdify(self.program_expr, _SYMS, backend=backend, dps=dps)
 
     def explicit(self) -> sp.Expr:
         """``expr`` in plain sympy: arc-cosine and Gram-determinant nodes replaced by their closed
@@ -676,7 +710,9 @@ def _hermite_table(n_max: int, degree: int) -> np.ndarray:
     r"""Normalized :math:`h_n(z) = He_n(z)/\sqrt{n!}` at the GH nodes, times the weights: (n_max+1, degree).
 
     The recurrence runs on :math:`h_n\sqrt{w}` (bounded by 1), so nothing overflows at the outer
-    nodes where :math:`h_n` itself would exceed the float64 range."""
+    nodes where :math:`h_n` itself would exceed the float64 range.  Entries below 1e-150 (the
+    weights of the outer nodes) are set to 0: they change no sum that matters, and their products
+    would be subnormal numbers, which make a product with the table forty times slower."""
     z, w = _gauss_hermite(degree)
     r = np.sqrt(w)
     h = np.zeros((n_max + 1, degree))
@@ -685,7 +721,9 @@ def _hermite_table(n_max: int, degree: int) -> np.ndarray:
         h[1] = z * r
     for n in range(1, n_max):
         h[n + 1] = (z * h[n] - math.sqrt(n) * h[n - 1]) / math.sqrt(n + 1)
-    return h * r
+    out = h * r
+    out[np.abs(out) < 1e-150] = 0.0
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -829,12 +867,24 @@ def _coefficient_rows(comp: _Compiled, uq: np.ndarray) -> tuple[np.ndarray, np.n
     if key in comp.cache:
         return comp.cache[key]
     z, w = _gauss_hermite(_HERMITE_DEGREE)
-    fz = comp.np_eval(np.sqrt(uq)[:, None] * z[None, :])
+    fz = _at_nodes(comp, np.sqrt(uq)[:, None] * z[None, :], w)
     out = (fz @ _hermite_table(_N_MAX + 4, _HERMITE_DEGREE).T, (fz ** 2) @ w)   # +4: room for d/dq
     if len(comp.cache) >= 8:
         comp.cache.pop(next(iter(comp.cache)))
     comp.cache[key] = out
     return out
+
+
+def _at_nodes(comp: _Compiled, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The activation at quadrature nodes ``x`` (one row per variance); where its weight underflows to
+    0 an overflowed value (e.g. exp(-x)/(1 + exp(-x))^2 far out) is 0, not a NaN in the sums, and
+    values below 1e-150 are 0 (their products with the rule would be subnormal, and slow)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        fz = np.array(comp.np_eval(x), dtype=float)
+    bad = ~np.isfinite(fz) & (weights == 0)[None, :]
+    fz[bad] = 0.0
+    fz[np.abs(fz) < 1e-150] = 0.0
+    return fz
 
 
 def _hermite_coefficient_class(act: Activation, derivative: int) -> type[NumericFunction]:
@@ -921,6 +971,437 @@ def _tails(comp: _Compiled, uq: np.ndarray) -> np.ndarray:
 
 
 
+# ---------------------------------------------------------------------------------------------
+# The vectorized Mehler series (symbrg.core.special.MehlerSeries): one node class per pair.
+# ---------------------------------------------------------------------------------------------
+
+_PANEL_NODES = 24          # Chebyshev-Lobatto nodes per octave of q (measured: 1e-15 for tanh, softplus)
+_PANEL_OCTAVES = (-30, 13)  # octaves [2^k, 2^(k+1)) interpolated; other variances by the GH rule directly
+_PANEL_TEST = (-0.77, 0.13, 0.61)   # where each panel's interpolant is checked against the GH rule
+_PANEL_TOL = 1e-13         # ... relative to sqrt(E[f^2]) on the panel, else twice the nodes (up to 96)
+_ROWS = _N_MAX + 2         # coefficients a_0..a_401 (a parity's last term may be 401)
+#: the group orders of MehlerSeries as term indices k (n = p + step k): 13 low terms for every entry
+#: (measured optimum for tanh's NNGP and NTK at depth 3: 12-16), then about 25% more terms per group
+#: (an entry pays at most that for rounding its order up)
+_GROUP_TERMS = (12, 15, 19, 24, 30, 38, 48, 60, 75, 94, 118, 148, 185, 231, 289, 361, 401)
+_SIDE_CACHE = 96           # sides (per row/column vector of variances) kept per node class ...
+_SIDE_BYTES = 256 << 20    # ... within this many bytes (the pools' own sides included)
+_MATMUL_ROWS = 32          # interpolation products in fixed blocks: each row's bits independent of the batch
+
+
+class _HermiteRows:
+    r"""The Hermite coefficients :math:`a_n(q)`, :math:`n \le 401`, :math:`E[f(\sqrt q z)^2]` and
+    :math:`q\,E[f'(\sqrt q z)^2]` of one activation (or derivative) at any variances, as rows.
+
+    Per octave :math:`[2^k, 2^{k+1})` of q the values at :data:`_PANEL_NODES` Chebyshev–Lobatto nodes
+    come from the :data:`_HERMITE_DEGREE`-point Gauss–Hermite rule (once per octave, cached), and a
+    variance's row is their barycentric interpolant, checked at build against the rule at three
+    points (:data:`_PANEL_TOL`; twice the nodes where needed): O(nodes x orders) per variance
+    instead of O(GH nodes x orders).  Variances outside the octaves :data:`_PANEL_OCTAVES` use the rule
+    directly, one at a time; q = 0 gives :math:`a_n = f(0)\delta_{n0}`.  Each row is computed by
+    the same operations whatever else is in the batch, so a variance's row is the same bits in
+    every tile and on the diagonal."""
+
+    def __init__(self, comp: _Compiled) -> None:
+        self.comp = comp
+        self.panels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+        self.lock = threading.Lock()
+
+    def direct(self, q: np.ndarray, degree: int = _HERMITE_DEGREE) -> np.ndarray:
+        """(len(q), _ROWS + 2) by the ``degree``-point Gauss–Hermite rule itself: coefficients,
+        E[f^2], q E[f'^2]."""
+        z, w = _gauss_hermite(degree)
+        root = np.sqrt(q)[:, None] * z[None, :]
+        fz = _at_nodes(self.comp, root, w)
+        slope = _at_nodes(_compiled(self.comp.act, self.comp.derivative + 1), root, w)
+        return np.column_stack([fz @ _hermite_table(_ROWS - 1, degree).T, (fz * fz) @ w, q * ((slope * slope) @ w)])
+
+    def degree(self, k: int) -> int:
+        """The Gauss–Hermite degree for octave k: :data:`_HERMITE_DEGREE`, raised by half (up to
+        3240) while the values at the octave's test points still move by more than 1e-14 of their
+        scale (an activation with poles near the real axis, e.g. tanh at large variance)."""
+        test = np.ldexp(1.5 + 0.5 * np.array(_PANEL_TEST), k)
+        degree, values = _HERMITE_DEGREE, self.direct(test)
+        while degree < 3 * _HERMITE_DEGREE:
+            finer = self.direct(test, 3 * degree // 2)
+            scale = np.sqrt(np.maximum(np.max(finer[:, _ROWS:], axis=0), 1e-300))
+            err = np.abs(finer - values)
+            if np.max(err[:, :_ROWS + 1]) <= 1e-14 * scale[0] and np.max(err[:, -1]) <= 1e-14 * scale[1] ** 2:
+                break
+            degree, values = 3 * degree // 2, finer
+        return degree
+
+    def panel(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(nodes s in [-1, 1], barycentric weights, values transposed (_ROWS + 2, M)) of octave k, or
+        None where the interpolant fails its check (the rule directly there)."""
+        if k in self.panels:
+            return self.panels[k]
+        with self.lock:
+            if k not in self.panels:
+                self.panels[k] = self._build_panel(k)
+        return self.panels[k]
+
+    def _build_panel(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        degree = self.degree(k)
+        want = self.direct(np.ldexp(1.5 + 0.5 * np.array(_PANEL_TEST), k), degree)
+        M = _PANEL_NODES
+        while M <= 4 * _PANEL_NODES:
+            s = np.cos(np.pi * np.arange(M) / (M - 1))
+            w = (-1.0) ** np.arange(M)
+            w[0] *= 0.5
+            w[-1] *= 0.5
+            values = self.direct(np.ldexp(1.5 + 0.5 * s, k), degree)
+            got = _barycentric(np.array(_PANEL_TEST), s, w) @ values
+            scale = np.sqrt(np.maximum(np.max(want[:, _ROWS:], axis=0), 1e-300))
+            err = np.abs(got - want)
+            if np.all(np.isfinite(got)) and np.max(err[:, :_ROWS + 1]) <= _PANEL_TOL * scale[0] \
+                    and np.max(err[:, -1]) <= _PANEL_TOL * scale[1] ** 2:
+                return s, w, np.ascontiguousarray(values.T)
+            M *= 2
+        return None
+
+    def rows(self, q: np.ndarray) -> np.ndarray:
+        """(_ROWS + 2, len(q)), a column per variance: :math:`a_0(q) .. a_{401}(q)`,
+        :math:`E[f(\\sqrt q z)^2]` and :math:`q\\,E[f'(\\sqrt q z)^2]`; NaN for negative or non-finite
+        variances."""
+        q = np.asarray(q, dtype=float).ravel()
+        out = np.full((_ROWS + 2, q.size), np.nan)
+        mant, expo = np.frexp(q)
+        octave = expo - 1                                        # q in [2^octave, 2^(octave+1))
+        good = np.isfinite(q) & (q > 0)
+        inside = good & (octave >= _PANEL_OCTAVES[0]) & (octave < _PANEL_OCTAVES[1])
+        for k in np.unique(octave[inside]).tolist():
+            idx = np.flatnonzero(inside & (octave == k))
+            panel = self.panel(int(k))
+            if panel is None:
+                inside[idx] = False
+                continue
+            s, w, values = panel
+            out[:, idx] = _fixed_matmul(_barycentric(4.0 * mant[idx] - 3.0, s, w), values)
+        for i in np.flatnonzero(good & ~inside).tolist():          # far variances: the rule itself
+            out[:, i] = self.direct(q[i:i + 1], 27 * _HERMITE_DEGREE // 8 if q[i] > 1 else _HERMITE_DEGREE)[0]
+        zero = np.flatnonzero(q == 0)
+        if zero.size:
+            f0 = float(self.comp.np_eval(np.zeros(1))[0])
+            out[:, zero] = 0.0
+            out[0, zero], out[_ROWS, zero] = f0, f0 * f0
+        return out
+
+    def slope_at_zero(self) -> float:
+        """:math:`E[f'(\\sqrt q z)^2]` at q = 0: :math:`f'(0)^2`."""
+        return float(_compiled(self.comp.act, self.comp.derivative + 1).np_eval(np.zeros(1))[0]) ** 2
+
+
+def _barycentric(s: np.ndarray, nodes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Normalized barycentric interpolation weights (len(s), M) for the points ``s`` (one-hot at a node)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = s[:, None] - nodes[None, :]
+        W = weights[None, :] / d
+        hit = d == 0
+        rows = hit.any(axis=1)
+        W[rows] = hit[rows]
+        W /= W.sum(axis=1, keepdims=True)
+    return W
+
+
+@cache
+def _matmul_is_batch_invariant() -> bool:
+    """Does BLAS give each column of a product the same bits whatever block it sits in (fixed shapes)?"""
+    rng = np.random.default_rng(7)
+    W, V = rng.normal(size=(2 * _MATMUL_ROWS, _PANEL_NODES)), rng.normal(size=(_ROWS + 2, _PANEL_NODES))
+    return bool(np.array_equal(_blocks(W[:_MATMUL_ROWS], V)[:, 5:], _blocks(W[5:5 + _MATMUL_ROWS], V)[:, :-5]))
+
+
+def _blocks(W: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``V @ W.T`` by BLAS on zero-padded blocks of :data:`_MATMUL_ROWS` rows of W (same shapes every call)."""
+    n = W.shape[0]
+    pad = np.zeros((-(-n // _MATMUL_ROWS) * _MATMUL_ROWS, W.shape[1]))
+    pad[:n] = W
+    out = np.empty((V.shape[0], pad.shape[0]))
+    for i in range(0, pad.shape[0], _MATMUL_ROWS):
+        np.matmul(V, pad[i:i + _MATMUL_ROWS].T, out=out[:, i:i + _MATMUL_ROWS])
+    return out[:, :n]
+
+
+def _fixed_matmul(W: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``V @ W.T`` (a column per row of W) with each column's bits independent of the other rows of W:
+    BLAS on blocks of fixed shape where that is batch invariant, else products summed in a fixed order."""
+    if not _matmul_is_batch_invariant():              # pragma: no cover - depends on the BLAS
+        out = np.zeros((V.shape[0], W.shape[0]))
+        for m in range(W.shape[1]):
+            out += V[:, m, None] * W[None, :, m]
+        return out
+    return _blocks(W, V)
+
+
+@cache
+def _hermite_rows(comp: _Compiled) -> _HermiteRows:
+    return _HermiteRows(comp)
+
+
+def _parity(comp: _Compiled) -> int | None:
+    """0 if the (derivative of the) activation is even, 1 if odd, None if neither or not provable
+    (then no term of the series is skipped)."""
+    e = comp.expr
+    m = e.xreplace({X: -X})
+    if sp.expand(m - e) == 0:
+        return 0
+    if sp.expand(m + e) == 0:
+        return 1
+    return None
+
+
+def _joint(f: Activation, g: Activation) -> bool:
+    """Does the slope of the (f, g) series give E[f'g'] (no jumps: then integration by parts holds)?"""
+    return not (f.random_phase or g.random_phase or _has_jumps(f) or _has_jumps(g))
+
+
+def _mehler_class(f: Activation, g: Activation, orders: tuple[int, int], tol: float) -> type[MehlerSeries]:
+    """The :class:`~symbrg.core.special.MehlerSeries` node of :math:`E[f^{(k_f)}(u)\\,g^{(k_g)}(v)]`
+    truncated per entry at ``tol``: for ``orders`` (1, 1) the slope of the (0, 0) series where that
+    is :math:`E[f'g']` (:func:`_joint`), sharing its orders."""
+    if orders == (1, 1) and _joint(f, g):
+        slope = _mehler_class(f, g, (0, 0), tol).mehler_slope_class
+        if slope is not None:
+            return slope
+    key = ("MehlerSeries", f.name, f.family, g.name, g.family, orders, tol)
+    return _node_class("MehlerSeries", key, lambda: _build_mehler(f, g, orders, tol))
+
+
+def _build_mehler(f: Activation, g: Activation, orders: tuple[int, int], tol: float) -> type:
+    kf, kg = orders
+    cf, cg = _compiled(f, kf), _compiled(g, kg)
+    pf, pg = _parity(cf), _parity(cg)
+    p = pf if pf is not None else pg
+    step = 1 if p is None else 2
+    top = _ROWS - 1 if p is None else _ROWS - 1 - (_ROWS - 1 - p) % 2
+    groups = tuple(sorted({min((p or 0) + step * k, top) for k in _GROUP_TERMS}))
+    same = cf is cg
+    joint = orders == (0, 0) and _joint(f, g)
+    rows = (_hermite_rows(cf), _hermite_rows(cg))
+    sides: dict[tuple[int, bytes], MehlerSide] = {}
+    pools: list[tuple[int, np.ndarray, np.ndarray, MehlerSide]] = []
+    lock = threading.Lock()
+
+    def side(which: int, q: np.ndarray, length: int) -> MehlerSide:
+        q = np.ascontiguousarray(q, dtype=float)
+        w = 0 if same else which
+        key = (w, q.tobytes())
+        with lock:
+            found = sides.pop(key, None)
+            if found is not None:
+                sides[key] = found                            # most recently used last
+            pooled = list(pools)
+        if found is not None and found.coeffs.shape[0] > length:
+            return found
+        made = next((s for s in (_pooled_side(p, q, length) for p in pooled if p[0] == w) if s is not None),
+                    None) or _mehler_side(rows[w], q, groups, tol, length, joint)
+        with lock:
+            sides[key] = made
+            while len(sides) > _SIDE_CACHE or (len(sides) > 1 and _side_bytes(sides.values()) > _SIDE_BYTES):
+                sides.pop(next(iter(sides)))
+            if _POOL_MIN <= q.size <= _POOL_MAX and made is not found:
+                order = np.argsort(q, kind="stable")
+                pools.insert(0, (w, q[order], order, made))
+                del pools[_POOLS:]
+        return made
+
+    def label(k1: int, k2: int, slope: bool) -> str:
+        fn, gn = (rf"\varphi{chr(39) * k}_{{\mathrm{{{_tex_name(a.name)}}}}}" for a, k in zip((f, g), (k1, k2)))
+        return rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]_{{\mathrm{{Mehler}}}}"
+
+    class Mehler(MehlerSeries):
+        __doc__ = (f"E[{f.name}{chr(39) * kf}(u) {g.name}{chr(39) * kg}(v)] by its Mehler series, truncated per "
+                   f"entry at the smallest certified order (Parseval bound <= {tol:g}); see MehlerSeries.")
+        nargs = 3
+        mehler_groups = groups
+        mehler_parity = p
+        mehler_zero = pf is not None and pg is not None and pf != pg
+        mehler_same = same
+
+        @classmethod
+        def mehler_tolerance(cls) -> float:
+            return tol
+
+        @classmethod
+        def mehler_side(cls, which: int, q: np.ndarray, length: int = 0) -> MehlerSide:
+            return side(which, q, length)
+
+        @classmethod
+        def mehler_fallback(cls, q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
+            return _quadrature_class(f, g, orders, _FALLBACK_DEGREE).numpy_impl(q11, q12, q22)
+
+        @classmethod
+        def mpmath_impl(cls, q11: MpReal, q12: MpReal, q22: MpReal) -> mpmath.mpf:
+            quad = _quadrature_class(f, g, orders, _FALLBACK_DEGREE)
+            return _mehler_mp(cls, cf, cg, quad, q11, q12, q22, False)
+
+        def fdiff(self, argindex: int = 1) -> sp.Expr:
+            r"""Price's theorem: :math:`\partial_{q_{12}}E[f g] = E[f' g']`,
+            :math:`\partial_{q_{11}}E[f g] = \tfrac12 E[f'' g]` (likewise in q22; refused where the
+            activations have kinks, whose second derivatives are distributions)."""
+            return _mehler_fdiff(f, g, orders, tol, self.args, argindex)
+
+        def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
+            args = ", ".join(printer._print(a) for a in self.args)
+            body = rf"{label(kf, kg, False)}\!\left({args}\right)"
+            return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+
+    if joint:
+        slope_orders = (kf + 1, kg + 1)
+
+        class Slope(Mehler):
+            __doc__ = (f"E[{f.name}'(u) {g.name}'(v)] = d/dq12 of the Mehler series of E[{f.name}(u) {g.name}(v)], "
+                       "from the same coefficients at the same per-entry orders; see MehlerSeries.")
+            mehler_slope = True
+            mehler_base = Mehler
+
+            @classmethod
+            def mehler_fallback(cls, q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
+                return _quadrature_class(f, g, slope_orders, _FALLBACK_DEGREE).numpy_impl(q11, q12, q22)
+
+            @classmethod
+            def mpmath_impl(cls, q11: MpReal, q12: MpReal, q22: MpReal) -> mpmath.mpf:
+                quad = _quadrature_class(f, g, slope_orders, _FALLBACK_DEGREE)
+                return _mehler_mp(cls, cf, cg, quad, q11, q12, q22, True)
+
+            def fdiff(self, argindex: int = 1) -> sp.Expr:
+                """Price's theorem on E[f'g'] (the next derivatives by their own series)."""
+                return _mehler_fdiff(f, g, slope_orders, tol, self.args, argindex)
+
+            def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
+                args = ", ".join(printer._print(a) for a in self.args)
+                body = rf"{label(kf + 1, kg + 1, True)}\!\left({args}\right)"
+                return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+
+        Mehler.mehler_slope_class = Slope
+        _node_class("MehlerSlope", ("MehlerSlope", f.name, f.family, g.name, g.family, tol), lambda: Slope)
+    return Mehler
+
+
+def _mehler_fdiff(f: Activation, g: Activation, orders: tuple[int, int], tol: float,
+                  args: tuple[sp.Basic, ...], argindex: int) -> sp.Expr:
+    r"""Price's theorem on the series node of :math:`E[f^{(k_f)}g^{(k_g)}]`: the q12 derivative raises
+    both orders, the q11 (q22) derivative is half the series with two more derivatives on f (g)."""
+    kf, kg = orders
+    if argindex == 2:
+        return _mehler_class(f, g, (kf + 1, kg + 1), tol)(*args)
+    if argindex not in (1, 3):
+        raise sp.ArgumentIndexError(f"E[{f.name} {g.name}]", argindex)
+    if _integrand(f, g, orders)[2]:
+        raise Unsupported("argindex", f"E[{f.name} {g.name}] by its Mehler series is differentiable "
+                                      "in q12 only: its activations have kinks")
+    step = (kf + 2, kg) if argindex == 1 else (kf, kg + 2)
+    return _mehler_class(f, g, step, tol)(*args) / 2
+
+
+def _mehler_mp(cls: type[MehlerSeries], cf: _Compiled, cg: _Compiled, fallback: type[NumericFunction],
+               q11: MpReal, q12: MpReal, q22: MpReal, slope: bool) -> mpmath.mpf:
+    r"""The series node ``cls`` (coefficients of ``cf``, ``cg``) in mpmath: the order the float64 path
+    chooses for the entry, the coefficients at working precision (:func:`_mp_coefficients`); the
+    slope is :math:`\sum_n n\,a_nb_n\rho^{n-1}/\sqrt{q_{11}q_{22}}`; ``fallback`` (a quadrature
+    node) where no order certifies the entry."""
+    q11, q12, q22 = (mpmath.mpf(a) for a in (q11, q12, q22))
+    if cls.mehler_zero:
+        return mpmath.mpf(0)
+    N = int(cls.entry_orders(float(q11), float(q12), float(q22)))
+    if N < 0 and cf is cg and q11 == q12 == q22:            # the whole series: Parseval's total
+        comp = _compiled(cf.act, cf.derivative + 1) if slope else cf
+        return _mp_coefficients(comp, q11, 0)[1]
+    if N < 0 or (slope and not (q11 > 0 and q22 > 0)):
+        return fallback.mpmath_impl(q11, q12, q22)
+    a = _mp_coefficients(cf, q11, N)[0]
+    b = a if cf is cg and q22 == q11 else _mp_coefficients(cg, q22, N)[0]
+    rho = q12 / mpmath.sqrt(q11 * q22) if q11 > 0 and q22 > 0 else mpmath.mpf(0)
+    rho = min(max(rho, mpmath.mpf(-1)), mpmath.mpf(1))
+    start, by = (0, 1) if cls.mehler_parity is None else (cls.mehler_parity, 2)
+    if not slope:
+        return mpmath.fsum(a[n] * b[n] * rho ** n for n in range(start, N + 1, by))
+    return mpmath.fsum(n * a[n] * b[n] * rho ** (n - 1) for n in range(max(start, 1), N + 1, by)) \
+        / mpmath.sqrt(q11 * q22)
+
+
+_FALLBACK_DEGREE = 32      # Gauss-Legendre nodes per panel where no order <= 401 certifies an entry (1e-12)
+#: sides of this many variances (a Gram matrix's per-point chain: every point at once) are kept as
+#: pools, from which the sides of its tiles' rows and columns are gathered instead of recomputed
+_POOL_MIN, _POOL_MAX, _POOLS = 512, 1 << 16, 4
+
+
+def _side_bytes(sides: Iterable[MehlerSide]) -> int:
+    """The bytes the arrays of ``sides`` hold."""
+    return sum(a.nbytes for s in sides for a in s if isinstance(a, np.ndarray))
+
+
+def _pooled_side(pool: tuple[int, np.ndarray, np.ndarray, MehlerSide], q: np.ndarray,
+                 length: int) -> MehlerSide | None:
+    """The side of the variances ``q`` gathered from a pooled side that holds every one of them
+    (the same per-variance values, hence the same bits), or None."""
+    _, sorted_q, order, side = pool
+    if side.coeffs.shape[0] <= length or not sorted_q.size:
+        return None
+    pos = np.minimum(np.searchsorted(sorted_q, q), sorted_q.size - 1)
+    if not np.array_equal(sorted_q[pos], q):
+        return None
+    idx = order[pos]
+    slope = None if side.slope_thresholds is None else np.ascontiguousarray(side.slope_thresholds[:, idx])
+    return MehlerSide(np.ascontiguousarray(side.coeffs[:, idx]), np.ascontiguousarray(side.thresholds[:, idx]),
+                      side.caps[idx], side.inv_sqrt[idx], np.ascontiguousarray(side.value_thresholds[:, idx]),
+                      slope, side.totals[idx])
+
+
+def _mehler_side(rows: _HermiteRows, q: np.ndarray, groups: tuple[int, ...], tol: float,
+                 length: int, slope: bool) -> MehlerSide:
+    r"""The :class:`~symbrg.core.special.MehlerSide` of the variances ``q``: coefficients to the
+    largest order any entry may use (at least ``length``), the thresholds
+    :math:`U(N_g)^2 = (\mathrm{tol}/T(N_g))^{1/(N_g+1)}` (and, with ``slope``, the slope's
+    :math:`U'(N_g)^2 = (\mathrm{tol}\,q/T^{(1)}(N_g))^{1/N_g}`, the orders deciding by the smaller) and
+    the caps (the first group at which every tail is at its rounding floor, :math:`10^{-15}` of its total)."""
+    values = rows.rows(q)                                             # (orders + 2, n)
+    a = values[:_ROWS]
+    N = np.asarray(groups, dtype=float)
+    square = a * a
+    kinds = [(values[_ROWS], _partial_sums(square, groups), 1.0 / (N + 1.0), np.full((1, q.size), tol))]
+    if slope:
+        square *= np.arange(_ROWS, dtype=float)[:, None]
+        kinds.append((values[_ROWS + 1], _partial_sums(square, groups), 1.0 / N, tol * q[None, :]))
+    at, caps = [], np.zeros(q.size, dtype=np.intp)
+    with np.errstate(invalid="ignore"):
+        for tot, partial, _, _ in kinds:                               # tails at the group orders, (G, n)
+            floor = 1e-15 * tot
+            tails = np.maximum(tot[None, :] - partial, 0.0) + floor[None, :]
+            low = tails <= 2 * floor[None, :]
+            caps = np.maximum(caps, np.where(low.any(axis=0), np.argmax(low, axis=0), len(groups) - 1))
+            at.append(tails)
+    held = np.minimum(np.arange(len(groups))[:, None], caps[None, :])    # the tails are flat beyond the cap
+    thresholds = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for tails, (_, _, exponent, scale) in zip(at, kinds):
+            T = np.take_along_axis(tails, held, axis=0)
+            thresholds.append(np.power(scale / T, exponent[:, None]))   # U^2, (G, n)
+        inv_sqrt = np.where(q > 0, 1.0 / np.sqrt(np.where(q > 0, q, 1.0)), 0.0)
+    inv_sqrt[~np.isfinite(q) | (q < 0)] = np.nan
+    decide = thresholds[0] if not slope else np.minimum(thresholds[0], thresholds[1])
+    top = max(length, groups[int(caps.max(initial=0))])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        totals = np.column_stack([values[_ROWS], np.where(q > 0, values[_ROWS + 1] / np.where(q > 0, q, 1.0),
+                                                          rows.slope_at_zero())])
+    return MehlerSide(a[:top + 1], decide, caps.astype(np.intp), inv_sqrt,
+                      thresholds[0], thresholds[1] if slope else None, totals)
+
+
+def _partial_sums(terms: np.ndarray, at: tuple[int, ...]) -> np.ndarray:
+    """The running sums of the rows of ``terms`` at the rows ``at``, (len(at), n), added row by row in
+    order (so each column's sums are the same bits whatever the other columns)."""
+    acc = np.zeros(terms.shape[1])
+    out = np.empty((len(at), terms.shape[1]))
+    want = dict(zip(at, range(len(at))))
+    for i in range(max(at) + 1):
+        acc += terms[i]
+        if i in want:
+            out[want[i]] = acc
+    return out
+
+
 def _tex_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9:,.]", "", name)[:24] or "f"
 
@@ -970,9 +1451,10 @@ def _series(f: Activation, g: Activation, derivative: bool, tol: float, variance
         expr = sp.Add(inner, sp.Mul(rho16, expr, evaluate=False), evaluate=False)
     TA, TB = _hermite_tail_class(f, derivative), _hermite_tail_class(g, derivative)
     bound_expr = sp.sqrt(TA(order, Q11) * TB(order, Q22))
+    node = _mehler_class(f, g, (int(derivative), int(derivative)), tol)(Q11, Q12, Q22)
     return Expectation(expr, "series", "mehler", order=order, bound=float(bound[order]),
                        bound_expr=bound_expr, variance_range=(float(variance_range[0]), float(variance_range[1])), f=f, g=g,
-                       derivative=derivative)
+                       derivative=derivative, vectorized=node)
 
 
 def _orders(derivative: Orders) -> tuple[int, int]:
@@ -1438,7 +1920,7 @@ def _forget(name: str) -> None:
     stale = [k for k in _NODE_REGISTRY if name in k[1:]]
     if not stale and name not in names():
         return
-    for cached in (_expectation, _compiled, gap_map, _checked):
+    for cached in (_expectation, _compiled, gap_map, _checked, _hermite_rows):
         cached.cache_clear()
     for key in stale:     # a retired key is unique, so the count per prefix (the next index) never drops
         _NODE_REGISTRY[(key[0], ("retired", next(_RETIRED)) + key[1:])] = _NODE_REGISTRY.pop(key)

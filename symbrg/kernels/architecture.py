@@ -29,9 +29,12 @@ directly) the Dense step adds :math:`n\,\bar K + 1` (the 1 from the bias, absent
 :math:`\bar K` the layer's input covariance per unit of fan-in), exactly as neural-tangents does.
 
 Each expectation comes from :mod:`symbrg.gaussian.expectations` (closed form, Mehler series or quadrature), and
-the program records which rule produced it.  Gram matrices are evaluated in cache-sized tiles,
-in place (no temporaries), on several threads, and only above the diagonal when symmetric;
-``precision=`` switches to mpmath at any number of digits.
+the program records which rule produced it; a Mehler series is one node per layer
+(:class:`~symbrg.core.special.MehlerSeries`, truncated per entry within its certified bound), and the
+NTK's :math:`\dot K` is the slope of the same series, summed with it.  Gram matrices are evaluated in
+cache-sized tiles, in place (no temporaries), on several threads, and only above the diagonal when
+symmetric; :meth:`Architecture.kernels` fills the NNGP and the NTK from one pass (neural-tangents'
+``get=("nngp", "ntk")``); ``precision=`` switches to mpmath at any number of digits.
 
 Numerical honesty: the float64 path adds no cancellation of its own (the expectations are written
 through the stable special functions of :mod:`symbrg.core.special`, |c| is clipped to 1 so rounding
@@ -54,7 +57,7 @@ import math
 import operator
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, overload
@@ -69,7 +72,7 @@ from symbrg.core.derivation import Derivation
 from symbrg.core.errors import ConvergenceError, InvalidArgument, NotPositive, SymbrgError
 from symbrg.core.limits import Limit
 from symbrg.core.parsing import as_expression
-from symbrg.core.special import GramDet
+from symbrg.core.special import GramDet, MehlerSeries
 from symbrg.core.symbols import symbol, symbols
 from symbrg.core.types import ArrayLike, NDArray, Number
 from symbrg.gaussian.activations import Activation
@@ -98,8 +101,8 @@ PARAMETERIZATIONS = ("ntk", "standard")
 
 # Work bounds (symbrg.core.limits), with the rates measured on the development machine (2 cores) that
 # turn a request into a cost estimate: deriving and compiling a ReLU NNGP+NTK program, per hidden
-# layer; one float64 Gram entry through one hidden layer on one thread (ReLU NTK; series and
-# quadrature activations are 25-50x slower); one mpmath entry through one layer at <= 300 digits,
+# layer; one float64 Gram entry through one hidden layer on one thread (ReLU NTK; Mehler-series
+# activations such as tanh cost about 2-3x, quadrature ones far more); one mpmath entry through one layer at <= 300 digits,
 # growing as (digits/300)^1.8 above (measured at 50, 500 and 5000 digits).
 DEPTH = Limit("depth", 10_000, "hidden layers of an architecture (deriving and compiling are O(depth))")
 PRECISION = Limit("precision", 10_000, "mpmath digits of a Gram matrix")
@@ -232,16 +235,28 @@ class Nonlinearity:
         checks.choice("method", self.method, ("auto", "exact", "series", "quadrature"))
 
     def kernel_map(self, k: _State, b: _Builder) -> _State:
-        """The state after this layer: the Gaussian expectations of K (and Θ), and the carried gap."""
+        """The state after this layer: the Gaussian expectations of K (and Θ), and the carried gap.
+
+        Where :math:`E[\varphi'\varphi']` is the slope of the Mehler series of :math:`E[\varphi\varphi]`
+        (:class:`~symbrg.core.special.MehlerSeries`), it is assigned first: evaluating it leaves
+        :math:`E[\varphi\varphi]` for the next node, so the NTK program sums one series per layer."""
         from symbrg.gaussian.expectations import Q11, Q12, Q22, QD, QE, QH, expectation, gap_map, with_gap
         phi: Activation = self.activation
         l = b.layer
         sub = {Q11: k.q11, Q22: k.q22, Q12: k.q12, QD: k.gap}
         e = expectation(phi, tol=self.tol, method=self.method)
         b.rules.append((l, "nngp", e))
-        m12 = b.let(f"E^{{({l})}}_{{12}}", with_gap(e.expr).xreplace(sub))
+        de = None if k.t12 is None else expectation(phi, derivative=True, tol=self.tol, method=self.method)
+        if de is not None:
+            b.rules.append((l, "ntk", de))
+        slope = type(de.program_expr) if de is not None else None
+        joint = slope is not None and issubclass(slope, MehlerSeries) and slope.mehler_base is type(e.program_expr)
+        d12 = None
+        if joint and de is not None:
+            d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", with_gap(de.program_expr).xreplace(sub))
+        m12 = b.let(f"E^{{({l})}}_{{12}}", with_gap(e.program_expr).xreplace(sub))
         # the diagonal through the same functions at the same floats as the pair (gap 0): c = 1 bit for bit
-        diag = with_gap(e.expr).xreplace({Q12: Q11, Q22: Q11, QD: 0})
+        diag = with_gap(e.program_expr).xreplace({Q12: Q11, Q22: Q11, QD: 0})
         m11 = b.let(f"E^{{({l})}}_{{11}}", diag.xreplace({Q11: k.q11}), positive=True)
         m22 = b.let(f"E^{{({l})}}_{{22}}", diag.xreplace({Q11: k.q22}), positive=True)
         update = gap_map(phi) if e.method == "exact" else None
@@ -253,10 +268,9 @@ class Nonlinearity:
             dist = b.let(f"D^{{({l})}}_{{\\varphi}}", sp.Max(m11 + m22 - 2 * m12, 0))
             gap = b.let(f"\\Delta^{{({l})}}_{{\\varphi}}", GramDet(m11, m12, m22))
         t12 = None
-        if k.t12 is not None:
-            de = expectation(phi, derivative=True, tol=self.tol, method=self.method)
-            b.rules.append((l, "ntk", de))
-            d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", with_gap(de.expr).xreplace(sub))
+        if de is not None and k.t12 is not None:
+            if d12 is None:
+                d12 = b.let(f"\\dot{{E}}^{{({l})}}_{{12}}", with_gap(de.program_expr).xreplace(sub))
             t12 = b.let(f"\\Theta^{{({l})}}_{{\\varphi}}", d12 * k.t12)
         return _State(m11, m22, m12, t12, k.fan_in, post=True, dist=dist, gap=gap)
 
@@ -410,6 +424,40 @@ class Architecture:
             chunks: int | None = None) -> Any:
         """NTK Gram matrix :math:`\\Theta^L(x_i, x'_j)`, as :meth:`nngp` (``chunks=``, ``out=*.zarr`` too)."""
         return _dispatch(self, "ntk", x1, x2, precision, params, block, threads, out, progress, chunks)
+
+    @overload
+    def kernels(self, x1: ArrayLike, x2: ArrayLike | None = None, *, get: str,
+                precision: int | None = None, params: dict | None = None, block: int = 1 << 16,
+                threads: int | None = None, progress: Progress | None = None) -> np.ndarray: ...
+
+    @overload
+    def kernels(self, x1: ArrayLike, x2: ArrayLike | None = None, *,
+                get: tuple[str, ...] | list[str] = ("nngp", "ntk"), precision: int | None = None,
+                params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+                progress: Progress | None = None) -> tuple[np.ndarray, ...]: ...
+
+    def kernels(self, x1: ArrayLike, x2: ArrayLike | None = None, *,
+                get: str | tuple[str, ...] | list[str] = ("nngp", "ntk"), precision: int | None = None,
+                params: dict | None = None, block: int = 1 << 16, threads: int | None = None,
+                progress: Progress | None = None) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The NNGP and NTK Gram matrices :math:`(K^L(x_i, x'_j), \\Theta^L(x_i, x'_j))` from one pass,
+        as neural-tangents' ``kernel_fn(x1, x2, get=("nngp", "ntk"))``.
+
+        ``get``: ``"nngp"``, ``"ntk"`` or a tuple of them; a tuple returns the matrices in its order,
+        a string the one matrix.  With the NTK among them, one evaluation of the NNGP+NTK program
+        fills both: each layer's correlations are formed once, and for a Mehler-series activation
+        :math:`E[\\varphi'\\varphi']` is the slope of the series of :math:`E[\\varphi\\varphi]`
+        (:class:`~symbrg.core.special.MehlerSeries`), so one series per layer is summed for both.
+        The results equal :meth:`nngp` and :meth:`ntk` called separately, bit for bit.  Other
+        arguments as :meth:`nngp` (in memory: float64 tiles, or mpmath with ``precision``;
+        ``progress`` counts the tiles of the one pass)."""
+        kinds = (get,) if isinstance(get, str) else tuple(get)
+        if not kinds or len(set(kinds)) != len(kinds) or any(k not in ("nngp", "ntk") for k in kinds):
+            raise InvalidArgument("get", f"expected 'nngp', 'ntk' or a tuple of them without repeats, got {get!r}")
+        prog = self.ntk_program if "ntk" in kinds else self.nngp_program
+        out = _GramJob(self, prog, tuple(1 if k == "ntk" else 0 for k in kinds), precision, params, block,
+                       threads, progress)(x1, x2, None)
+        return out[0] if isinstance(get, str) else out
 
     # ------------------------------------------------------------------ analysis
     def derivation(self, kind: str = "nngp") -> Derivation:
@@ -585,18 +633,20 @@ class _Counter:
 
 @dataclass(frozen=True)
 class _GramJob:
-    """One Gram-matrix request (output ``which`` of ``prog``): checks it, then picks the driver."""
+    """One Gram-matrix request (outputs ``which`` of ``prog``, all from one evaluation of it): checks
+    it, then picks the driver; the result has one matrix per output."""
     arch: Architecture
     prog: Program
-    which: int
+    which: tuple[int, ...]
     precision: int | None
     params: Params | None
     block: int
     threads: int | None
     progress: Progress | None = None
 
-    def __call__(self, x1: ArrayLike, x2: ArrayLike | None, out: np.ndarray | None) -> np.ndarray:
-        """The Gram matrix of ``x1`` against ``x2`` (``None``: ``x1``, symmetric), into ``out`` if given."""
+    def __call__(self, x1: ArrayLike, x2: ArrayLike | None,
+                 out: tuple[np.ndarray, ...] | None) -> tuple[np.ndarray, ...]:
+        """The Gram matrices of ``x1`` against ``x2`` (``None``: ``x1``, symmetric), into ``out`` if given."""
         a1, a2, same = _gram_inputs(x1, x2)
         args = self.arch._param_args(self.prog, self.params, a1.shape[1])
         self._check_work(a1.shape[0], a2.shape[0], same, out)
@@ -611,11 +661,12 @@ class _GramJob:
                                              "mpmath values")
             return _gram_mpmath(self.prog, self.which, a1, a2, args, self.precision, self.progress)
         checks.integer("block", self.block, minimum=1)
-        out = _float_output(out, (a1.shape[0], a2.shape[0]))
+        outs = tuple(_float_output(None if out is None else o, (a1.shape[0], a2.shape[0]))
+                     for o in (out or (None,) * len(self.which)))
         return _gram_tiled(self.prog, self.which, a1, a2 if not same else None, args, self.block,
-                           self.threads, out, self.progress)
+                           self.threads, outs, self.progress)
 
-    def _check_work(self, n1: int, n2: int, same: bool, out: np.ndarray | None) -> None:
+    def _check_work(self, n1: int, n2: int, same: bool, out: tuple[np.ndarray, ...] | None) -> None:
         """Refuse a bad thread count or progress callback, too much work, or (without ``out``) too
         large a result."""
         if self.progress is not None and not callable(self.progress):
@@ -624,13 +675,13 @@ class _GramJob:
         if self.threads is not None:
             checks.integer("threads", self.threads, minimum=1)
         size = self.arch.check_gram("x1", n1, n2, symmetric=same and self.precision is None,
-                                    precision=self.precision)
+                                    precision=self.precision) * len(self.which)
         if out is None:
             GRAM_BYTES.check("x1", size, cost=f"{size / 1e9:.3g} GB in memory; pass out= a numpy.memmap "
                                               "to stream to disk")
 
     def _degenerate(self, x1: Points, x2: Points | None, zero1: NDArray[np.bool_], zero2: NDArray[np.bool_],
-                    layers: tuple, out: np.ndarray | None) -> np.ndarray:
+                    layers: tuple, out: tuple[np.ndarray, ...] | None) -> tuple[np.ndarray, ...]:
         r"""A Gram matrix with zero-variance inputs (:math:`K^0(x,x) = 0`: x = 0 and no bias before
         the first nonlinearity): the other rows and columns by the ordinary path (into memory, then
         copied into ``out``), the zero ones by :func:`_zero_point_kernel`, exactly, where the
@@ -639,14 +690,16 @@ class _GramJob:
         if x2 is None:
             x2 = x1
         d = x1.shape[1]
-        res = out if out is not None else np.empty((len(x1), len(x2)),
-                                                   dtype=float if self.precision is None else object)
+        res = out if out is not None else tuple(
+            np.empty((len(x1), len(x2)), dtype=float if self.precision is None else object) for _ in self.which)
         keep1, keep2 = ~zero1, ~zero2
         if keep1.any() and keep2.any():
-            res[np.ix_(keep1, keep2)] = self(x1[keep1], None if same else x2[keep2], None)
+            for r, part in zip(res, self(x1[keep1], None if same else x2[keep2], None)):
+                r[np.ix_(keep1, keep2)] = part
         s1, s2 = (np.einsum("ij,ij->i", x, x) / d for x in (x1, x2))
-        res[zero1, :] = _zero_point_kernel(layers, self.which, s2, d, self.precision)[None, :]
-        res[:, zero2] = _zero_point_kernel(layers, self.which, s1, d, self.precision)[:, None]
+        for r, which in zip(res, self.which):
+            r[zero1, :] = _zero_point_kernel(layers, which, s2, d, self.precision)[None, :]
+            r[:, zero2] = _zero_point_kernel(layers, which, s1, d, self.precision)[:, None]
         return res
 
 
@@ -671,8 +724,8 @@ def _dispatch(arch: Architecture, kind: str, x1: ArrayLike, x2: ArrayLike | None
     target = _zarr_target(out)
     if target is None and chunks is None:
         prog = arch.ntk_program if kind == "ntk" else arch.nngp_program
-        return _GramJob(arch, prog, 1 if kind == "ntk" else 0, precision, params, block, threads,
-                        progress)(x1, x2, out)
+        return _GramJob(arch, prog, (1 if kind == "ntk" else 0,), precision, params, block, threads,
+                        progress)(x1, x2, None if out is None else (out,))[0]
     try:
         return _chunked(arch, kind, x1, x2, precision, params, threads, out, target, progress, chunks)
     except SymbrgError as exc:                       # the chunked drivers' "chunk" is this API's "chunks"
@@ -715,11 +768,11 @@ def _float_output(out: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: list[Any],
-                block: int, threads: int | None, out: np.ndarray,
-                progress: Progress | None = None) -> np.ndarray:
-    r"""Float64 Gram matrix, written into ``out`` in tiles of about ``block`` entries, staged
-    (:meth:`Program.partition`):
+def _gram_tiled(prog: Program, which: tuple[int, ...], x1: Points, x2: Points | None, args: list[Any],
+                block: int, threads: int | None, out: tuple[np.ndarray, ...],
+                progress: Progress | None = None) -> tuple[np.ndarray, ...]:
+    r"""Float64 Gram matrices (outputs ``which`` of ``prog``, from one evaluation per tile), written
+    into ``out`` in tiles of about ``block`` entries, staged (:meth:`Program.partition`):
 
     * the per-point chain (the diagonal :math:`K^l(x,x)`) runs once per point;
     * the pair chain runs per tile, compiled in place (:meth:`Program.compile_inplace`) into one
@@ -748,6 +801,7 @@ def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: 
         cvals = _tuple(col.compile()(s2, *args))
     arrays = [S12] + ([SR, SW] if gaps else []) + [o for o, v in zip(row.outputs + col.outputs, rvals + cvals)
                                                   if np.ndim(v)]
+    _prefetch_series(pair, row.outputs, rvals, col.outputs, cvals)
     tr, tc, tiles = _tile_grid(x1.shape[0], x2.shape[0], block, same)
     tiler = _Tiles(pair.compile_inplace(arrays), which, x1, x2, s1, s2, args, rvals, cvals, gaps, same,
                    tr, tc, out, _Counter(progress, len(tiles)))
@@ -755,6 +809,24 @@ def _gram_tiled(prog: Program, which: int, x1: Points, x2: Points | None, args: 
     if tiler.overflow:
         raise InvalidArgument("x1", "the kernel overflowed float64 for these inputs; use precision=")
     return out
+
+
+_PREFETCH_MAX = 1 << 16     # points up to which the series' per-point rows are computed before the tiles
+
+
+def _prefetch_series(pair: Program, rows: tuple[sp.Expr, ...], rvals: tuple[Any, ...], cols: tuple[sp.Expr, ...],
+                     cvals: tuple[Any, ...]) -> None:
+    """Compute, once for all the points, the per-variance Hermite rows of every Mehler-series node of
+    the pair chain whose variances are per-point values (the tiles then gather theirs from these
+    instead of computing them per tile row and column; the same bits either way)."""
+    values = {s: v for s, v in [*zip(rows, rvals), *zip(cols, cvals)] if 0 < np.size(v) <= _PREFETCH_MAX and np.ndim(v)}
+    seen = set()
+    for _, expr in pair.assignments:
+        for node in expr.atoms(MehlerSeries):
+            for which, arg in ((0, node.args[0]), (1, node.args[2])):
+                if arg in values and (type(node), which, arg) not in seen:
+                    seen.add((type(node), which, arg))
+                    type(node).mehler_side(which, np.ravel(np.asarray(values[arg], dtype=float)))
 
 
 def _tile_grid(n1: int, n2: int, block: int, same: bool) -> tuple[int, int, list[tuple[int, int]]]:
@@ -766,22 +838,40 @@ def _tile_grid(n1: int, n2: int, block: int, same: bool) -> tuple[int, int, list
     return tr, tc, [(i, j) for i in range(0, n1, tr) for j in range(i if same else 0, n2, tc)]
 
 
-def _share_out(work: Callable[[list[tuple[int, int]]], None], tiles: list[tuple[int, int]],
+def _share_out(work: Callable[[Iterable[tuple[int, int]]], None], tiles: list[tuple[int, int]],
                threads: int | None) -> None:
-    """Run ``work`` on the tiles, dealt round-robin to ``threads`` threads (default: the usable cores)."""
+    """Run ``work`` on the tiles with ``threads`` threads (default: the usable cores), each taking the
+    next tile when it is done with one (tiles of a series activation differ in cost, so a fixed deal
+    would leave a thread idle at the end)."""
     workers = max(1, min(threads or _cores(), len(tiles)))
     if workers > 1:
+        shared = _TileQueue(tiles)
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(work, [tiles[w::workers] for w in range(workers)]))
+            list(pool.map(work, [shared] * workers))
     else:
         work(tiles)
+
+
+class _TileQueue:
+    """The tiles, handed out one at a time to whichever thread asks (an iterator safe across threads)."""
+
+    def __init__(self, tiles: list[tuple[int, int]]) -> None:
+        self._tiles = iter(tiles)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _TileQueue:
+        return self
+
+    def __next__(self) -> tuple[int, int]:
+        with self._lock:
+            return next(self._tiles)
 
 
 @dataclass
 class _Tiles:
     """The pair chain of a staged Gram program, evaluated tile by tile into ``out``."""
     fpair: Callable[..., Any]
-    which: int
+    which: tuple[int, ...]
     x1: Points
     x2: Points
     s1: NDArray[np.float64]
@@ -793,11 +883,11 @@ class _Tiles:
     same: bool
     tr: int
     tc: int
-    out: np.ndarray
+    out: tuple[np.ndarray, ...]
     counter: _Counter = field(default_factory=lambda: _Counter(None, 0))
     overflow: list[tuple[int, int]] = field(default_factory=list)
 
-    def work(self, mine: list[tuple[int, int]]) -> None:
+    def work(self, mine: Iterable[tuple[int, int]]) -> None:
         """One thread's share of the tiles, in a workspace of its own."""
         ws = Workspace()
         with np.errstate(over="ignore", invalid="ignore"):  # per thread; non-finite tiles raise below
@@ -818,19 +908,19 @@ class _Tiles:
             if self.gaps else (0.0, 0.0)
         res = self.fpair(s12, r12, w12, *self.args, *(v[i:i1, None] if np.ndim(v) else v for v in self.rvals),
                          *(v[None, j:j1] if np.ndim(v) else v for v in self.cvals), ws)
-        res = res[self.which] if isinstance(res, tuple) else res
-        if not np.isfinite(res, out=ws("finite", bool)).all():
-            self.overflow.append((i, j))
-        out = self.out
-        out[i:i1, j:j1] = res
-        if self.same and i != j:
-            out[j:j1, i:i1] = res.T
-        elif self.same:                             # mirror the upper triangle of the tile
-            np.copyto(out[i:i1, i:i1], res.T, where=np.tri(i1 - i, k=-1, dtype=bool))
+        for which, out in zip(self.which, self.out):
+            r = res[which] if isinstance(res, tuple) else res
+            if not np.isfinite(r, out=ws("finite", bool)).all():
+                self.overflow.append((i, j))
+            out[i:i1, j:j1] = r
+            if self.same and i != j:
+                out[j:j1, i:i1] = r.T
+            elif self.same:                             # mirror the upper triangle of the tile
+                np.copyto(out[i:i1, i:i1], r.T, where=np.tri(i1 - i, k=-1, dtype=bool))
 
 
-def _gram_mpmath(prog: Program, which: int, x1: Points, x2: Points, args: list[Any],
-                 digits: int, progress: Progress | None = None) -> np.ndarray:
+def _gram_mpmath(prog: Program, which: tuple[int, ...], x1: Points, x2: Points, args: list[Any],
+                 digits: int, progress: Progress | None = None) -> tuple[np.ndarray, ...]:
     """Scalar mpmath evaluation, staged (:meth:`Program.partition`): the per-point chain (the
     diagonal K^l(x,x)) once per point, only the pair chain once per entry.  The input statistics
     are exact integers (the float64 inputs on a common binary scale) until the one rounding of
@@ -851,18 +941,20 @@ def _gram_mpmath(prog: Program, which: int, x1: Points, x2: Points, args: list[A
         rows = [_tuple(frow(stat(v, 2), *margs)) for v in n1]
         cols = [_tuple(fcol(stat(v, 2), *margs)) for v in n2]
 
-        def entry(i: int, j: int) -> mpmath.mpf:
+        def entry(i: int, j: int) -> tuple[mpmath.mpf, ...]:
             p = dot(i1[i], i2[j])
             gap = (stat(n1[i] + n2[j] - 2 * p, 2), stat(n1[i] * n2[j] - p * p, 4)) if gaps else (0, 0)
-            r = fpair(stat(p, 2), *gap, *margs, *rows[i], *cols[j])
-            return r[which] if isinstance(r, tuple) else r
+            r = _tuple(fpair(stat(p, 2), *gap, *margs, *rows[i], *cols[j]))
+            return tuple(r[w] for w in which)
         counter = _Counter(progress, len(i1))
-        out = np.empty((len(i1), len(i2)), dtype=object)
+        outs = [np.empty((len(i1), len(i2)), dtype=object) for _ in which]
         for i in range(len(i1)):                          # row by row: one progress tick per row
-            out[i] = [entry(i, j) for j in range(len(i2))]
+            values = [entry(i, j) for j in range(len(i2))]
+            for k, out in enumerate(outs):
+                out[i] = [v[k] for v in values]
             counter.tick()
     with mpmath.workdps(digits):
-        return np.frompyfunc(lambda v: +v, 1, 1)(out)
+        return tuple(np.frompyfunc(lambda v: +v, 1, 1)(out) for out in outs)
 
 
 def _tuple(v: Any) -> tuple[Any, ...]:
