@@ -84,3 +84,18 @@ def test_sources_have_no_control_characters():
             if any(ord(ch) < 32 for ch in line):
                 bad.append(f"{path.relative_to(PACKAGE)}:{lineno}")
     assert not bad, bad
+
+
+def test_strings_have_no_escaped_control_characters():
+    r"""The same mistake inside the source: a docstring that is not raw turns ``\varphi`` into a
+    vertical tab and ``\rho`` into a carriage return; no docstring of the package may hold a control
+    character other than a newline or a tab."""
+    import ast
+    bad = []
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            doc = ast.get_docstring(node, clean=False) if isinstance(node, kinds) else None
+            if doc and any(ord(ch) < 32 and ch not in "\n\t" for ch in doc):
+                bad.append(f"{path.relative_to(PACKAGE)}:{getattr(node, 'lineno', 1)}")
+    assert not bad, bad

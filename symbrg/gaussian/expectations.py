@@ -1772,7 +1772,7 @@ _CHECK_DEGREE = 40    # Gauss-Legendre nodes per panel of the reference quadratu
 
 
 def _has_jumps(act: Activation) -> bool:
-    """Whether :math:`\varphi` jumps (step, sign), so that Price's theorem gains delta terms."""
+    r"""Whether :math:`\varphi` jumps (step, sign), so that Price's theorem gains delta terms."""
     atoms = _atoms(act)
     if atoms is None:
         return act.expr.has(sp.Heaviside, sp.sign, sp.Piecewise)

@@ -235,7 +235,7 @@ class Nonlinearity:
         checks.choice("method", self.method, ("auto", "exact", "series", "quadrature"))
 
     def kernel_map(self, k: _State, b: _Builder) -> _State:
-        """The state after this layer: the Gaussian expectations of K (and Θ), and the carried gap.
+        r"""The state after this layer: the Gaussian expectations of K (and Θ), and the carried gap.
 
         Where :math:`E[\varphi'\varphi']` is the slope of the Mehler series of :math:`E[\varphi\varphi]`
         (:class:`~symbrg.core.special.MehlerSeries`), it is assigned first: evaluating it leaves
