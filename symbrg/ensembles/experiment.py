@@ -450,8 +450,9 @@ def _train_block(cfg: ShellExperiment, net: Network, data: dict, start: int,
 
     def predict(x: np.ndarray, phi: np.ndarray | None) -> np.ndarray:
         """Outputs (n_lam + 1, M, T) of every renormalized member at inputs x."""
-        if phi is not None:   # readout: all cutoffs in one product, the features read once
-            return np.ascontiguousarray(np.matmul(phi, np.moveaxis(thetas, 0, 2)).transpose(2, 0, 1))
+        if phi is not None:   # readout: a product per cutoff, so that BLAS rounds each member's outputs
+            # the same whatever the number of cutoffs (a resumed run adds cutoffs: it must equal a fresh one)
+            return np.stack([np.matmul(phi, th[:, :, None])[..., 0] for th in thetas])
         return np.stack([net.forward(trained.with_flat(th, which), x)[..., 0] for th in thetas])
 
     preds = predict(data["x_test"], phi_probe)
