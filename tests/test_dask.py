@@ -48,9 +48,9 @@ def _blocks(n, chunk=CHUNK):
 
 
 def _same(got, want):
-    """Equal to rounding: a block is a Gram matrix of its own, whose input dot products BLAS may
-    round differently from the whole matrix's (by the inputs' alignment in memory, on AVX-512
-    machines), so separately computed entries agree to a few ulp, not always to the bit."""
+    """Equal to rounding: a block is a Gram matrix of its own, computed in another process or as a
+    part of the whole, and on some machines (AVX-512 here) an entry computed so can differ in the
+    last bit; a few ulp is what is asserted, not every bit."""
     return got.shape == want.shape and np.allclose(got, want, rtol=1e-15, atol=0)
 
 

@@ -24,8 +24,8 @@ unwritten chunk never reads as a number) whose attribute ``"symbrg"`` records wh
 network, kind, parameters, a SHA-256 of the inputs) and which blocks are written (a bit mask
 updated by the driver after each block's chunks are written).  ``resume=True`` skips the blocks
 marked written.  Writes are pure (a block's values depend only on the inputs), so a block whose
-worker died is recomputed by dask and written again, the same values (to a few ulp on machines
-where BLAS rounds the inputs' dot products according to their alignment in memory).
+worker died is recomputed by dask and written again, the same values (to a few ulp: on some
+machines an entry computed in another process can differ in the last bit).
 
 Writing is kept off the cores the engine needs.  In a local folder a whole chunk (an edge chunk
 padded with NaN, as zarr pads it) goes from a reused page-aligned buffer, into which the engine
