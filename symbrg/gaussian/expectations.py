@@ -1206,7 +1206,7 @@ def _build_mehler(f: Activation, g: Activation, orders: tuple[int, int], tol: fl
                 del pools[_POOLS:]
         return made
 
-    def label(k1: int, k2: int, slope: bool) -> str:
+    def label(k1: int, k2: int) -> str:
         fn, gn = (rf"\varphi{chr(39) * k}_{{\mathrm{{{_tex_name(a.name)}}}}}" for a, k in zip((f, g), (k1, k2)))
         return rf"\mathbb{{E}}\left[{fn}(u)\,{gn}(v)\right]_{{\mathrm{{Mehler}}}}"
 
@@ -1218,6 +1218,8 @@ def _build_mehler(f: Activation, g: Activation, orders: tuple[int, int], tol: fl
         mehler_parity = p
         mehler_zero = pf is not None and pg is not None and pf != pg
         mehler_same = same
+        #: the derivative orders (k_f, k_g) of the expectation this class evaluates
+        mehler_orders = (kf, kg)
 
         @classmethod
         def mehler_tolerance(cls) -> float:
@@ -1229,50 +1231,31 @@ def _build_mehler(f: Activation, g: Activation, orders: tuple[int, int], tol: fl
 
         @classmethod
         def mehler_fallback(cls, q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
-            return _quadrature_class(f, g, orders, _FALLBACK_DEGREE).numpy_impl(q11, q12, q22)
+            return _quadrature_class(f, g, cls.mehler_orders, _FALLBACK_DEGREE).numpy_impl(q11, q12, q22)
 
         @classmethod
         def mpmath_impl(cls, q11: MpReal, q12: MpReal, q22: MpReal) -> mpmath.mpf:
-            quad = _quadrature_class(f, g, orders, _FALLBACK_DEGREE)
-            return _mehler_mp(cls, cf, cg, quad, q11, q12, q22, False)
+            quad = _quadrature_class(f, g, cls.mehler_orders, _FALLBACK_DEGREE)
+            return _mehler_mp(cls, cf, cg, quad, q11, q12, q22, cls.mehler_slope)
 
         def fdiff(self, argindex: int = 1) -> sp.Expr:
             r"""Price's theorem: :math:`\partial_{q_{12}}E[f g] = E[f' g']`,
             :math:`\partial_{q_{11}}E[f g] = \tfrac12 E[f'' g]` (likewise in q22; refused where the
             activations have kinks, whose second derivatives are distributions)."""
-            return _mehler_fdiff(f, g, orders, tol, self.args, argindex)
+            return _mehler_fdiff(f, g, self.mehler_orders, tol, self.args, argindex)
 
         def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
             args = ", ".join(printer._print(a) for a in self.args)
-            body = rf"{label(kf, kg, False)}\!\left({args}\right)"
+            body = rf"{label(*self.mehler_orders)}\!\left({args}\right)"
             return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
 
     if joint:
-        slope_orders = (kf + 1, kg + 1)
-
         class Slope(Mehler):
             __doc__ = (f"E[{f.name}'(u) {g.name}'(v)] = d/dq12 of the Mehler series of E[{f.name}(u) {g.name}(v)], "
                        "from the same coefficients at the same per-entry orders; see MehlerSeries.")
             mehler_slope = True
             mehler_base = Mehler
-
-            @classmethod
-            def mehler_fallback(cls, q11: np.ndarray, q12: np.ndarray, q22: np.ndarray) -> np.ndarray:
-                return _quadrature_class(f, g, slope_orders, _FALLBACK_DEGREE).numpy_impl(q11, q12, q22)
-
-            @classmethod
-            def mpmath_impl(cls, q11: MpReal, q12: MpReal, q22: MpReal) -> mpmath.mpf:
-                quad = _quadrature_class(f, g, slope_orders, _FALLBACK_DEGREE)
-                return _mehler_mp(cls, cf, cg, quad, q11, q12, q22, True)
-
-            def fdiff(self, argindex: int = 1) -> sp.Expr:
-                """Price's theorem on E[f'g'] (the next derivatives by their own series)."""
-                return _mehler_fdiff(f, g, slope_orders, tol, self.args, argindex)
-
-            def _latex(self, printer: LatexPrinter, exp: str | None = None) -> str:
-                args = ", ".join(printer._print(a) for a in self.args)
-                body = rf"{label(kf + 1, kg + 1, True)}\!\left({args}\right)"
-                return body if exp is None else rf"\left({body}\right)^{{{exp}}}"
+            mehler_orders = (kf + 1, kg + 1)
 
         Mehler.mehler_slope_class = Slope
         _node_class("MehlerSlope", ("MehlerSlope", f.name, f.family, g.name, g.family, tol), lambda: Slope)
