@@ -26,7 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["mehler_flat", "mehler_rows"]
+__all__ = ["mehler_rows"]
 
 _jit = numba.njit(nogil=True, cache=True, fastmath=False, error_model="numpy")
 #: the per-entry steps of every entry, inlined into the loops
@@ -48,32 +48,15 @@ def _group(r2: float, i: int, j: int, ta: np.ndarray, tb: np.ndarray, capa: np.n
 
 
 @_jit
-def _beyond(r2: float, xv: float, i: int, j: int, ca: np.ndarray, cb: np.ndarray, ta: np.ndarray,
-            tb: np.ndarray, capa: np.ndarray, capb: np.ndarray, K: np.ndarray, p: int,
-            step: int) -> tuple[int, float, float]:
-    r"""One entry beyond the low orders: its group (:func:`_group`) and Horner's sums b and d over its
-    terms above the low orders, :math:`d \leftarrow d\,x + b`, :math:`b \leftarrow b\,x + a_nb_n`."""
-    group = _group(r2, i, j, ta, tb, capa, capb)
-    a = 0.0
-    d = 0.0
-    if group > 0:
-        for k in range(K[group], K[0], -1):
-            n = p + step * k
-            c = ca[n, i] * cb[n, j]
-            d = d * xv + a
-            a = a * xv + c
-    return group, a, d
-
-
-@_jit
 def _beyond_row(i: int, w: int, cand: np.ndarray, m: int, r2s: np.ndarray, x: np.ndarray, ca: np.ndarray,
                 cb: np.ndarray, ta: np.ndarray, tb: np.ndarray, capa: np.ndarray, capb: np.ndarray,
                 K: np.ndarray, p: int, step: int, acc: np.ndarray, dacc: np.ndarray, high: np.ndarray,
                 work: np.ndarray, fallback: np.ndarray) -> int:
     r"""The entries ``cand[:m]`` of row i beyond the low orders: their groups (:func:`_group`; the flat
-    indices of those with none go to ``fallback``, and their number is returned), then
-    :func:`_beyond`'s sums for the others, ``high`` set.  One call per row (a call per entry would
-    cost more than its work), the entries sorted by their top term (a counting sort), highest
+    indices of those with none go to ``fallback``, and their number is returned), then Horner's sums
+    b and d over their terms above the low orders, :math:`d \leftarrow d\,x + b`,
+    :math:`b \leftarrow b\,x + a_nb_n`, into ``acc`` and ``dacc``, ``high`` set.  One call per row
+    (a call per entry would cost more than its work), the entries sorted by their top term (a counting sort), highest
     first, and summed four at a time: four independent Horner chains instead of one (whose
     latency, not its arithmetic, bounds a single chain).  A lane whose top term is below the
     current one adds a zero coefficient to zero sums, which stay exactly 0, so each entry's sums
@@ -239,42 +222,4 @@ def mehler_rows(out: np.ndarray, slope: np.ndarray, q12: np.ndarray, ca: np.ndar
             o[j] = value
             if with_slope:
                 s[j] = sl
-    return count
-
-
-@_jit
-def mehler_flat(out: np.ndarray, slope: np.ndarray, q12: np.ndarray, ri: np.ndarray, ci: np.ndarray,
-                ca: np.ndarray, cb: np.ndarray, ta: np.ndarray, tb: np.ndarray, capa: np.ndarray,
-                capb: np.ndarray, inva: np.ndarray, invb: np.ndarray, K: np.ndarray, p: int, step: int,
-                clip: bool, with_slope: bool, fallback: np.ndarray) -> int:
-    r"""Any broadcast: entry e (flat, C order) reads variance ``ri[e]`` of side A and ``ci[e]`` of
-    side B; one entry at a time, the operations of :func:`mehler_rows`."""
-    K0 = K[0]
-    count = 0
-    for e in range(out.shape[0]):
-        i, j = ri[e], ci[e]
-        r, r2 = _rho(q12[e], inva[i], invb[j], clip)
-        xv = r if step == 1 else r2
-        g, a, d = 0, 0.0, 0.0
-        if r2 > ta[0, i] * tb[0, j]:
-            g, a, d = _beyond(r2, xv, i, j, ca, cb, ta, tb, capa, capb, K, p, step)
-            if g < 0:
-                fallback[count] = e
-                count += 1
-        n = p + step * K0
-        c = ca[n, i] * cb[n, j]
-        if g > 0:
-            d = d * xv + a
-            b = c + a * xv
-        else:
-            d = 0.0
-            b = c
-        for k in range(K0 - 1, -1, -1):
-            n = p + step * k
-            d = d * xv + b
-            b = b * xv + ca[n, i] * cb[n, j]
-        value, sl = _post(b, d, r, xv, inva[i], invb[j], p, step, with_slope)
-        out[e] = value
-        if with_slope:
-            slope[e] = sl
     return count

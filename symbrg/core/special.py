@@ -1020,13 +1020,13 @@ def _mehler_into(cls: type[MehlerSeries], out: NDArray[np.float64], slope: NDArr
                  work: Workspace, q11: NDArray[np.float64], q12: NDArray[np.float64],
                  q22: NDArray[np.float64]) -> None:
     """The (base) series ``cls`` into the C-contiguous ``out`` of the broadcast shape, and its slope
-    into ``slope`` when given: by the compiled loops of :mod:`symbrg.core.mehler_jit` where numba is
-    installed, else by :func:`_mehler_numpy` (the same bits); then the entries no order certifies,
+    into ``slope`` when given: a tile by the compiled loops of :mod:`symbrg.core.mehler_jit` where
+    numba is installed, else by :func:`_mehler_numpy` (the same bits); then the entries no order certifies,
     by the whole series (Parseval's totals on the diagonal of a pair (f, f)) or the fallback."""
     shape = out.shape
     A, B = _mehler_sides(cls, q11, q22)
-    jit = _mehler_jit()
-    run = _mehler_numpy if jit is None else _mehler_compiled
+    tile = len(shape) == 2 and q11.shape == (shape[0], 1) and q22.shape == (1, shape[1])
+    run = _mehler_compiled if tile and _mehler_jit() is not None else _mehler_numpy
     fallback = run(cls, out, slope, work, q11, q12, q22, A, B)
     if not fallback.size:
         return
@@ -1056,25 +1056,19 @@ def _mehler_jit() -> ModuleType | None:
 def _mehler_compiled(cls: type[MehlerSeries], out: NDArray[np.float64], slope: NDArray[np.float64] | None,
                      work: Workspace, q11: NDArray[np.float64], q12: NDArray[np.float64],
                      q22: NDArray[np.float64], A: MehlerSide, B: MehlerSide) -> NDArray[np.intp]:
-    """:func:`_mehler_numpy` by the compiled loops: a tile (rows x columns) row by row, any other
-    broadcast entry by entry; returns the flat indices of the entries no order certifies."""
+    """:func:`_mehler_numpy` on a tile (row variances ``q11`` (h, 1) x column variances ``q22``
+    (1, w)) by the compiled loops, row by row; returns the flat indices of the entries no order
+    certifies.  Other broadcasts (the per-point diagonal: a few entries per point) stay with NumPy."""
     jit = _mehler_jit()
     assert jit is not None
     p, step, K = cls.mehler_terms()
-    shape = out.shape
     sides = [np.ascontiguousarray(a) for a in (A.coeffs, B.coeffs, A.thresholds, B.thresholds)]
     sides += [np.ascontiguousarray(a, dtype=np.int64) for a in (A.caps, B.caps)]
     sides += [np.ascontiguousarray(a, dtype=np.float64) for a in (A.inv_sqrt, B.inv_sqrt)]
-    terms = (np.asarray(K, dtype=np.int64), p, step, cls.mehler_parity is None, slope is not None)
     fallback = np.empty(out.size, dtype=np.intp)
-    q = np.ascontiguousarray(np.broadcast_to(q12, shape))
-    s = out if slope is None else slope
-    if len(shape) == 2 and q11.shape == (shape[0], 1) and q22.shape == (1, shape[1]):
-        count = jit.mehler_rows(out, s, q, *sides, *terms, fallback)
-    else:
-        ri, ci = _entry_rows(np.arange(out.size), shape, q11.shape, q22.shape)
-        count = jit.mehler_flat(out.reshape(-1), s.reshape(-1), q.reshape(-1), ri.astype(np.int64),
-                                ci.astype(np.int64), *sides, *terms, fallback)
+    count = jit.mehler_rows(out, out if slope is None else slope, np.ascontiguousarray(np.broadcast_to(q12, out.shape)),
+                            *sides, np.asarray(K, dtype=np.int64), p, step, cls.mehler_parity is None,
+                            slope is not None, fallback)
     return fallback[:count]
 
 
